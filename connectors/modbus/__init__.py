@@ -1,0 +1,1 @@
+"""Modbus TCP: device profiles (register maps as data) and the poller."""

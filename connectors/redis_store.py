@@ -1,0 +1,21 @@
+"""Where hot state lives in Redis: one place for key and channel names, used by the flows
+(writers) and the API (readers)."""
+
+from __future__ import annotations
+
+PREFIX = "bessmon"
+SITE_CHANNEL_PATTERN = f"{PREFIX}:live:site:*"
+
+
+def site_key(site_id: str) -> str:
+    """The latest `SiteAvailability` snapshot of a site (JSON string)."""
+    return f"{PREFIX}:site:{site_id}"
+
+
+def site_channel(site_id: str) -> str:
+    """Pub/sub channel carrying every new `SiteAvailability` of a site."""
+    return f"{PREFIX}:live:site:{site_id}"
+
+
+def site_id_of_channel(channel: str) -> str:
+    return channel.removeprefix(f"{PREFIX}:live:site:")

@@ -1,0 +1,73 @@
+"""YAML parsing that remembers where every key stood, so errors can name the line."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+from contracts.errors import InvalidInput
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that leaves dates and times as text: the models parse them, so a bad date
+    is reported with its key like any other bad value."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+class YamlDocument:
+    """A parsed YAML document plus its node tree, for mapping key paths back to lines."""
+
+    def __init__(self, text: str, source: str) -> None:
+        self.source = source
+        try:
+            self.node = yaml.compose(text, Loader=_Loader)
+            self.data: Any = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader
+        except yaml.MarkedYAMLError as exc:
+            line = exc.problem_mark.line + 1 if exc.problem_mark else None
+            raise InvalidInput(source, "", f"not valid YAML: {exc.problem}", line) from None
+        except yaml.YAMLError as exc:
+            raise InvalidInput(source, "", f"not valid YAML: {exc}") from None
+
+    def line_of(self, path: Sequence[str | int]) -> int | None:
+        """1-based line of the deepest node along `path` that exists."""
+        node = self.node
+        if node is None:
+            return None
+        line: int = node.start_mark.line + 1
+        for part in path:
+            child = None
+            if isinstance(node, yaml.MappingNode):
+                for key_node, value_node in node.value:
+                    if key_node.value == part:
+                        line = key_node.start_mark.line + 1
+                        child = value_node
+                        break
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+                if 0 <= part < len(node.value):
+                    child = node.value[part]
+                    line = child.start_mark.line + 1
+            if child is None:
+                break
+            node = child
+        return line
+
+    def error(self, path: Sequence[str | int], problem: str) -> InvalidInput:
+        return InvalidInput(self.source, key_path(path), problem, self.line_of(path))
+
+
+def key_path(path: Sequence[str | int]) -> str:
+    """`("sites", 0, "units", 2, "id")` → `sites[0].units[2].id`."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out

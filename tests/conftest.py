@@ -1,0 +1,99 @@
+"""Shared fixtures: real services found in DESIGN.md's order — an address from the
+environment, else a local process started by the suite, else a testcontainers container when
+a Docker engine is present."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from connectors.kafka import ensure_topics
+from connectors.settings import EXAMPLE_FLEET, Settings
+from contracts.fleet import Fleet, load_fleet
+from infra.services import ServiceError, start_broker, start_redis
+
+
+def _docker_available() -> bool:
+    return shutil.which("docker") is not None and os.path.exists("/var/run/docker.sock")
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("service-logs")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(log_dir: Path) -> Iterator[str]:
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        return
+    try:
+        service = start_broker(log_dir)
+    except ServiceError:
+        if not _docker_available():
+            raise
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer() as container:
+            yield container.get_bootstrap_server()
+        return
+    yield service.address
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(log_dir: Path) -> Iterator[str]:
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    try:
+        service = start_redis(log_dir)
+    except ServiceError:
+        if not _docker_available():
+            raise
+        from testcontainers.redis import RedisContainer
+
+        with RedisContainer() as container:
+            host, port = container.get_container_host_ip(), container.get_exposed_port(6379)
+            yield f"redis://{host}:{port}/0"
+        return
+    yield service.address
+    service.stop()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis[Any]]:
+    client: redis.Redis[Any] = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Settings:
+    """Settings with topics of their own, so tests sharing one broker never see each other."""
+    suffix = uuid.uuid4().hex[:8]
+    s = Settings(
+        KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
+        REDIS_URL=redis_url,
+        run_dir=tmp_path / "run",
+        topic_telemetry=f"t-{suffix}.telemetry.raw",
+        topic_status=f"t-{suffix}.status",
+        topic_availability=f"t-{suffix}.availability",
+        topic_dlq=f"t-{suffix}.dlq",
+        topic_partitions=2,
+    )
+    ensure_topics(kafka_bootstrap, [s.topic_telemetry, s.topic_status, s.topic_availability,
+                                    s.topic_dlq], partitions=s.topic_partitions)
+    return s
+
+
+@pytest.fixture(scope="session")
+def example_fleet() -> Fleet:
+    return load_fleet(EXAMPLE_FLEET)
