@@ -60,16 +60,18 @@ def build_flow(
     source: Source[RawMessage] | None = None,
     kafka_sink: Sink[Out] | None = None,
     redis_sink: DynamicSink[SiteAvailability] | None = None,
+    tail: bool = True,
     now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
 ) -> Dataflow:
     """Production reads and writes Kafka and Redis; tests pass `TestingSource`/`TestingSink`.
 
-    `now_ms` only stamps dead letters of undecodable records (they carry no event time)."""
+    `tail=False` stops at the end of the topic (replays, tests). `now_ms` only stamps dead
+    letters of undecodable records (they carry no event time)."""
     topics = Topics.of(settings)
     flow = Dataflow("site_availability")
     if source is None:
         source = KafkaSource([settings.require_kafka()], [settings.topic_telemetry],
-                             tail=True, add_config={"group.id": "bessmon-flows"})
+                             tail=tail, add_config={"group.id": "bessmon-flows"})
     raw = op.input("telemetry", flow, source)
 
     def decode(msg: RawMessage) -> TelemetrySample | DeadLetter:

@@ -75,15 +75,14 @@ class SiteTracker:
         self._advance(unit_id, track, ts, out)
         self._apply(unit_id, track, sample, out)
         track.last_ts_ms = track.covered_ms = ts
-        changed = bool(out)
         if self.now_ms is None or ts > self.now_ms:
             self.now_ms = ts
+            # Only silent units are accounted ahead: a live one may still report up to now.
             for other_id, other in self.units.items():
-                if other is not track and other.last_ts_ms is not None:
+                if other.last_ts_ms is not None and ts > other.last_ts_ms + self.stale_after_ms:
                     self._advance(other_id, other, ts, out)
-            changed = changed or len(out) > 0
         self._trim()
-        if changed or self._publish_due():
+        if out or self._publish_due():
             out.append(self.snapshot())
         return out
 

@@ -1,0 +1,94 @@
+"""Status rules, exact loss timelines and the hierarchy roll-up (spec §3)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from contracts.availability import Timeline, local_midnight_ms, rolled_up_loss
+from contracts.fleet import parse_fleet
+from contracts.status import Status, classify
+
+FLEET = parse_fleet("""
+sites:
+  - {id: s, customer: C, region: R, timezone: Europe/Stockholm, units: [
+      {id: u, rated_power_kw: 3000, rated_energy_kwh: 6000, commissioned: 2024-01-01,
+       inverters: [
+         {id: i1, rated_power_kw: 2000, blocks: [{id: b1, rated_energy_kwh: 1000},
+                                                  {id: b2, rated_energy_kwh: 3000}]},
+         {id: i2, rated_power_kw: 1000}]}]}
+""", "fleet.yaml")
+
+
+@pytest.mark.parametrize(("tags", "expected"), [
+    ({"status_code": 0, "available_power_kw": 1000}, Status("available")),
+    ({"status_code": 1}, Status("available")),
+    ({"status_code": 0, "available_power_kw": 500}, Status("derated", 0.5)),
+    ({"status_code": 2, "available_power_kw": 250}, Status("derated", 0.25)),
+    ({"status_code": 2, "available_power_kw": 0}, Status("unavailable")),
+    ({"status_code": 2}, Status("unknown")),
+    ({"status_code": 3}, Status("unavailable", None, "fault")),
+    ({"status_code": 4}, Status("unavailable", None, "scheduled_maintenance")),
+    ({"status_code": 5}, Status("unavailable", None, "grid_outage")),
+    ({"status_code": 99}, Status("unknown")),
+    ({"status_code": float("nan")}, Status("unknown")),
+    ({"status_code": "0"}, Status("unknown")),
+    ({}, Status("unknown")),
+])
+def test_classify_by_code_and_available_capacity(tags: dict[str, float], expected: Status) -> None:
+    assert classify(tags, rated_power_kw=1000, rated_energy_kwh=None) == expected
+
+
+def test_blocks_derate_by_available_energy() -> None:
+    tags = {"status_code": 0, "available_energy_kwh": 75.0}
+    assert classify(tags, None, 100.0) == Status("derated", 0.75)
+
+
+@pytest.mark.parametrize(("status", "loss"), [
+    (Status("available"), 0.0), (Status("derated", 0.7), pytest.approx(0.3)),
+    (Status("unavailable"), 1.0), (Status("unknown"), 1.0),
+])
+def test_loss_of_each_state(status: Status, loss: float) -> None:
+    assert status.loss == loss
+
+
+def test_timeline_merges_equal_neighbours_and_totals_exactly() -> None:
+    t = Timeline()
+    t.add(0, 1000, 0.0)
+    t.add(1000, 2000, 0.0)
+    t.add(2000, 2500, 1.0)
+    t.add(3000, 4000, 0.5)  # a gap 2500..3000 is simply not observed
+    assert len(t) == 3
+    assert t.totals(0, 4000) == (3500.0, 1000.0)
+    assert t.availability_pct(0, 4000) == pytest.approx(100 * (1 - 1000 / 3500))
+    assert t.totals(2200, 3500) == (800.0, 550.0)
+    t.trim(2200)
+    assert t.totals(0, 4000) == (1300.0, 800.0)
+    assert t.availability_pct(5000, 6000) is None
+    with pytest.raises(ValueError, match="overlaps"):
+        t.add(3500, 5000, 0.0)
+
+
+def test_rollup_takes_the_larger_of_own_and_capacity_weighted_children() -> None:
+    a = FLEET.assets
+    # b2 is 3/4 of i1's energy; i1 is 2/3 of the unit's inverter power.
+    assert rolled_up_loss("u", {"b2": 1.0}, a) == pytest.approx(0.75 * 2 / 3)
+    # A block loss reaches the unit through an inverter that has no reading of its own.
+    assert rolled_up_loss("i1", {"b1": 1.0}, a) == pytest.approx(0.25)
+    # Own loss wins when larger.
+    assert rolled_up_loss("u", {"u": 0.9, "i2": 1.0}, a) == pytest.approx(0.9)
+    assert rolled_up_loss("u", {"i1": 0.5, "b2": 1.0}, a) == pytest.approx(0.75 * 2 / 3)
+    assert rolled_up_loss("u", {}, a) == 0.0
+
+
+@pytest.mark.parametrize(("day", "hours"), [
+    (dt.date(2026, 3, 29), 23), (dt.date(2026, 10, 25), 25), (dt.date(2026, 6, 1), 24)])
+def test_local_days_follow_dst(day: dt.date, hours: int) -> None:
+    tz = ZoneInfo("Europe/Stockholm")
+    noon = int(dt.datetime.combine(day, dt.time(12), tzinfo=tz).timestamp() * 1000)
+    next_noon = int(dt.datetime.combine(day + dt.timedelta(days=1), dt.time(12),
+                                        tzinfo=tz).timestamp() * 1000)
+    length = local_midnight_ms(next_noon, tz) - local_midnight_ms(noon, tz)
+    assert length == hours * 3600 * 1000
