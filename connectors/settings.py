@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_FLEET = REPO_ROOT / "infra" / "sim" / "fleet.yaml"
+EXAMPLE_PROFILES = REPO_ROOT / "infra" / "sim" / "profiles"
 PLACEHOLDER_TOKENS = {"", "changeme", "change-me", "secret", "token"}
 
 
@@ -27,6 +28,7 @@ class Settings(BaseSettings):
     questdb_url: str | None = Field(None, validation_alias="QUESTDB_URL")
 
     fleet_file: Path = EXAMPLE_FLEET
+    profiles_dir: Path = EXAMPLE_PROFILES  # Modbus register maps, one YAML per device type
     run_dir: Path = REPO_ROOT / ".run"
 
     topic_telemetry: str = "bess.telemetry.raw"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from contracts.errors import InvalidInput
 from contracts.fleet import Unit, describe
@@ -21,6 +21,7 @@ from contracts.yamltext import YamlDocument
 Datatype = Literal["int16", "uint16", "int32", "uint32", "float32", "float64"]
 AssetKind = Literal["unit", "inverter", "block"]
 MAX_READ = 125  # registers per Modbus read (spec limit)
+MAX_GAP = 32  # unused registers read along rather than starting another request
 
 _STRUCT: dict[str, tuple[str, int]] = {
     "int16": (">h", 1), "uint16": (">H", 1), "int32": (">i", 2), "uint32": (">I", 2),
@@ -61,17 +62,20 @@ class DeviceProfile(BaseModel):
     layout: dict[AssetKind, Slot]
     points: dict[AssetKind, Annotated[tuple[Point, ...], Field(min_length=1)]]
 
-    @model_validator(mode="after")
-    def _consistent(self) -> DeviceProfile:
-        for kind, points in self.points.items():
-            if kind not in self.layout:
-                raise ValueError(f"points given for '{kind}' but layout has no '{kind}'")
-            span = max(p.offset + p.count for p in points)
-            slot = self.layout[kind]
+    @field_validator("points")
+    @classmethod
+    def _fit_layout(cls, points: dict[AssetKind, tuple[Point, ...]],
+                    info: ValidationInfo) -> dict[AssetKind, tuple[Point, ...]]:
+        layout: dict[AssetKind, Slot] = info.data.get("layout") or {}
+        for kind, kind_points in points.items():
+            if kind not in layout:
+                raise ValueError(f"'{kind}' has points but no slot in layout")
+            span = max(p.offset + p.count for p in kind_points)
+            slot = layout[kind]
             if slot.max > 1 and span > slot.stride:
-                raise ValueError(f"'{kind}' points span {span} registers, more than its stride "
-                                 f"{slot.stride}")
-        return self
+                raise ValueError(f"'{kind}' points span {span} registers, more than its "
+                                 f"layout stride {slot.stride}")
+        return points
 
     def encode(self, point: Point, value: float) -> list[int]:
         """Engineering value → registers (what a device would hold)."""
@@ -125,14 +129,15 @@ def map_assets(profile: DeviceProfile, unit: Unit) -> tuple[MappedAsset, ...]:
 
 def read_groups(profile: DeviceProfile, assets: Sequence[MappedAsset]) -> list[tuple[int, int]]:
     """Coalesce every point's registers into as few reads as possible: `(address, count)`
-    ranges of at most 125 registers, never spanning a gap larger than a few registers."""
+    ranges of at most 125 registers. Gaps of up to `MAX_GAP` unused registers are read
+    along: a few bytes more cost far less than another round trip."""
     spans = sorted(
         (a.base + p.offset, a.base + p.offset + p.count)
         for a in assets for p in profile.points[a.kind]
     )
     groups: list[list[int]] = []
     for start, end in spans:
-        if groups and start - groups[-1][1] <= 8 and end - groups[-1][0] <= MAX_READ:
+        if groups and start - groups[-1][1] <= MAX_GAP and end - groups[-1][0] <= MAX_READ:
             groups[-1][1] = max(groups[-1][1], end)
         else:
             groups.append([start, end])
