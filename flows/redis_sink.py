@@ -13,7 +13,7 @@ from contracts.events import SiteAvailability
 
 
 class _Partition(StatelessSinkPartition[SiteAvailability]):
-    def __init__(self, client: redis.Redis[Any]) -> None:
+    def __init__(self, client: redis.Redis) -> None:
         self._client = client
 
     def write_batch(self, items: list[SiteAvailability]) -> None:

@@ -71,7 +71,7 @@ def build_flow(
     flow = Dataflow("site_availability")
     if source is None:
         source = KafkaSource([settings.require_kafka()], [settings.topic_telemetry],
-                             tail=tail, add_config={"group.id": "bessmon-flows"})
+                             tail=tail)
     raw = op.input("telemetry", flow, source)
 
     def decode(msg: RawMessage) -> TelemetrySample | DeadLetter:

@@ -69,8 +69,8 @@ def redis_url(log_dir: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def redis_client(redis_url: str) -> Iterator[redis.Redis[Any]]:
-    client: redis.Redis[Any] = redis.Redis.from_url(redis_url)
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client: redis.Redis = redis.Redis.from_url(redis_url)
     yield client
     client.close()
 

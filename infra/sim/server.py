@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated
 
 import uvicorn
-from fastapi import Depends, FastAPI, HTTPException, status
+from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from pymodbus.server import ModbusTcpServer
@@ -146,17 +146,22 @@ class FaultRequest(BaseModel):
     duration_s: float = Field(300.0, gt=0, le=30 * 86400)
 
 
+_bearer = HTTPBearer(auto_error=False)
+
+
+def _authorized(request: Request,
+                creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
+    token: str = request.app.state.token
+    if creds is None or not hmac.compare_digest(creds.credentials.encode(), token.encode()):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or wrong bearer token",
+                            headers={"WWW-Authenticate": "Bearer"})
+
+
 def control_app(sim: Simulator, token: str) -> FastAPI:
     """HTTP control of the simulator (bearer token; loopback only)."""
     app = FastAPI(title="bessmon simulator control")
-    bearer = HTTPBearer(auto_error=False)
-
-    def authorized(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
-        if creds is None or not hmac.compare_digest(creds.credentials.encode(), token.encode()):
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or wrong bearer token",
-                                headers={"WWW-Authenticate": "Bearer"})
-
-    auth = [Depends(authorized)]
+    app.state.token = token
+    auth = [Depends(_authorized)]
 
     @app.get("/health")
     def health() -> dict[str, object]:

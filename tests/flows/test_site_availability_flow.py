@@ -87,7 +87,7 @@ def test_flow_against_the_real_broker_and_redis(settings: Settings, redis_url: s
         producer.produce(settings.topic_telemetry, "dev", value)
     producer.flush()
 
-    client: redis.Redis[Any] = redis.Redis.from_url(redis_url)
+    client: redis.Redis = redis.Redis.from_url(redis_url)
     pubsub = client.pubsub()
     pubsub.subscribe(site_channel("s1"))
     # The production wiring, stopping at the end of the topic instead of tailing it.

@@ -1,0 +1,1 @@
+"""The FastAPI service: REST and WebSocket feeds over the hot state in Redis."""

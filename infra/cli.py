@@ -1,0 +1,265 @@
+"""`bessmon`: one command, a subcommand per part (`bessmon <command> --help`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+import httpx
+
+from connectors.settings import Settings, get_settings
+from contracts.errors import InvalidInput
+
+DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+
+
+def parse_duration(text: str) -> float:
+    """`90`, `30s`, `5m`, `2h`, `1d` → seconds."""
+    match = DURATION.match(text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 30s, 5m, 2h)")
+    value, unit = float(match[1]), match[2] or "s"
+    seconds = value * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("a duration must be positive")
+    return seconds
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number ≥ 1, got {text!r}")
+    return int(text)
+
+
+def _logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("pymodbus", "uvicorn.access", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+# -- commands ------------------------------------------------------------------------------
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.up import run_up
+
+    return run_up(settings, sites=args.sites, api_port=args.api_port, seed=args.seed,
+                  speed=args.speed)
+
+
+def cmd_services(args: argparse.Namespace, settings: Settings) -> int:
+    import threading
+
+    from infra.services import local_services
+
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    with local_services(settings.run_dir / "logs", kafka=settings.kafka_bootstrap_servers,
+                        redis_url=settings.redis_url) as (kafka, redis_url):
+        print(f"KAFKA_BOOTSTRAP_SERVERS={kafka}\nREDIS_URL={redis_url}", flush=True)
+        print("# services are up; Ctrl-C stops them", flush=True)
+        try:
+            done.wait()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def cmd_sim(args: argparse.Namespace, settings: Settings) -> int:
+    if args.sim_command in ("fault", "clear"):
+        return _sim_control(args, settings)
+    from connectors.modbus.profile import load_profiles
+    from contracts.fleet import load_fleet
+    from infra.sim.fleetgen import fleet_yaml, generate_fleet
+    from infra.sim.server import Simulator, serve
+
+    _logging()
+    fleet_file = args.fleet or settings.fleet_file
+    if args.sites:
+        fleet_file = settings.run_dir / "fleet.yaml"
+        fleet_file.parent.mkdir(parents=True, exist_ok=True)
+        fleet_file.write_text(fleet_yaml(generate_fleet(args.sites)), encoding="utf-8")
+    fleet = load_fleet(fleet_file)
+    sim = Simulator(fleet, load_profiles(settings.profiles_dir), seed=args.seed, speed=args.speed)
+    token = os.environ.get("BESSMON_SIM_TOKEN") or _new_token()
+    devices_out = args.devices_out or settings.run_dir / "devices.yaml"
+
+    def ready(devices: object, control_port: int) -> None:
+        print(f"Simulator: {len(fleet.sites)} sites, {len(sim.models)} units on Modbus TCP; "
+              f"devices in {devices_out}; control http://127.0.0.1:{control_port}", flush=True)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(serve(sim, devices_out=devices_out, token=token,
+                                           control_port=args.control_port, ready=ready))
+        stop = asyncio.Event()
+        _stop_on_signals(asyncio.get_running_loop(), stop)
+        await asyncio.wait({task, asyncio.ensure_future(stop.wait())},
+                           return_when=asyncio.FIRST_COMPLETED)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    asyncio.run(main())
+    return 0
+
+
+def _new_token() -> str:
+    import secrets
+
+    return secrets.token_urlsafe(24)
+
+
+def _sim_control(args: argparse.Namespace, settings: Settings) -> int:
+    url, token = os.environ.get("BESSMON_SIM_URL"), os.environ.get("BESSMON_SIM_TOKEN")
+    state_file = settings.run_dir / "stack.json"
+    if not url and state_file.exists():
+        state = json.loads(state_file.read_text())
+        url, token = state["sim_url"], state["sim_token"]
+    if not url or not token:
+        print("bessmon sim: no running simulator found (start `make up`, or set BESSMON_SIM_URL "
+              "and BESSMON_SIM_TOKEN)", file=sys.stderr)
+        return 2
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        if args.sim_command == "fault":
+            response = httpx.post(f"{url}/faults", headers=headers, timeout=10,
+                                  json={"asset_id": args.asset_id, "duration_s": args.duration})
+        else:
+            response = httpx.delete(f"{url}/faults/{args.asset_id}", headers=headers, timeout=10)
+    except httpx.HTTPError as exc:
+        print(f"bessmon sim: simulator at {url} unreachable: {exc}", file=sys.stderr)
+        return 1
+    if response.status_code >= 400:
+        print(f"bessmon sim: {response.json().get('detail', response.text)}", file=sys.stderr)
+        return 2
+    if args.sim_command == "fault":
+        print(f"fault on {args.asset_id} for {args.duration:.0f}s")
+    else:
+        print(f"{args.asset_id}: {'cleared' if response.json()['cleared'] else 'no fault active'}")
+    return 0
+
+
+def cmd_connect(args: argparse.Namespace, settings: Settings) -> int:
+    from connectors.modbus.service import run_modbus_connector
+
+    _logging()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        _stop_on_signals(asyncio.get_running_loop(), stop)
+        await run_modbus_connector(settings, args.devices, stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_flows(args: argparse.Namespace, settings: Settings) -> int:
+    from bytewax.testing import run_main
+
+    from connectors.kafka import ensure_topics
+    from contracts.fleet import load_fleet
+    from flows.site_availability import build_flow
+
+    _logging()
+    ensure_topics(settings.require_kafka(), [settings.topic_telemetry, settings.topic_status,
+                                             settings.topic_availability, settings.topic_dlq],
+                  settings.topic_partitions)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        run_main(build_flow(settings, load_fleet(settings.fleet_file)))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from api.main import create_app
+
+    _logging()
+    uvicorn.run(create_app(settings), host=args.host or settings.api_host,
+                port=args.port or settings.api_port, log_level="warning")
+    return 0
+
+
+# -- parser --------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bessmon", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="run the whole local stack with the simulator")
+    up.add_argument("--sites", type=positive_int, help="simulate N generated sites instead of "
+                    "the fleet file")
+    up.add_argument("--api-port", type=int, help="dashboard/API port (default 8000, or a free "
+                    "one when taken; 0 = any)")
+    up.add_argument("--seed", type=int, default=0, help="simulator random seed")
+    up.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
+    up.set_defaults(run=cmd_up)
+
+    services = sub.add_parser("services", help="run the local broker and Redis only")
+    services.set_defaults(run=cmd_services)
+
+    sim = sub.add_parser("sim", help="run the fleet simulator, or control a running one")
+    sim.add_argument("--fleet", type=Path, help="fleet file (default: BESSMON_FLEET_FILE)")
+    sim.add_argument("--sites", type=positive_int, help="generate N sites instead")
+    sim.add_argument("--devices-out", type=Path, help="where to write the connector's "
+                     "device list")
+    sim.add_argument("--control-port", type=int, default=0, help="HTTP control port")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--speed", type=float, default=1.0)
+    sim.set_defaults(run=cmd_sim, sim_command=None)
+    sim_sub = sim.add_subparsers(dest="sim_command", metavar="ACTION")
+    fault = sim_sub.add_parser("fault", help="trip an asset (a site: all its units)")
+    fault.add_argument("asset_id")
+    fault.add_argument("--for", dest="duration", type=parse_duration, default=300.0,
+                       help="how long, e.g. 90s, 5m, 2h (default 5m)")
+    clear = sim_sub.add_parser("clear", help="end an injected fault now")
+    clear.add_argument("asset_id")
+
+    connect = sub.add_parser("connect", help="run a connector")
+    connect_sub = connect.add_subparsers(dest="connector", required=True, metavar="KIND")
+    modbus = connect_sub.add_parser("modbus", help="poll Modbus TCP devices into Kafka")
+    modbus.add_argument("--devices", type=Path, required=True, help="device list (YAML)")
+    connect.set_defaults(run=cmd_connect)
+
+    flows = sub.add_parser("flows", help="run the dataflows")
+    flows.set_defaults(run=cmd_flows)
+
+    api = sub.add_parser("api", help="serve the API and dashboard")
+    api.add_argument("--host")
+    api.add_argument("--port", type=int)
+    api.set_defaults(run=cmd_api)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = get_settings()
+        return int(args.run(args, settings))
+    except InvalidInput as exc:
+        print(f"bessmon: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # settings from the environment
+        print(f"bessmon: invalid setting: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""`bessmon up`: the whole embedded stack on one machine — broker, Redis, simulator, Modbus
+connector, flows and API as child processes — until Ctrl-C or SIGTERM stops them in order."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from connectors.kafka import ensure_topics
+from connectors.settings import Settings
+from infra.ports import free_port, is_listening
+from infra.services import Service, ServiceError, spawn, start_broker, start_redis, stop_process
+from infra.sim.fleetgen import fleet_yaml, generate_fleet
+
+
+class StackError(RuntimeError):
+    """The stack could not start; the message says which part and shows its log."""
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    log: IO[bytes]
+
+    def tail(self, lines: int = 15) -> str:
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    sites: int | None = None  # None: the fleet file in settings
+    api_port: int | None = None
+    seed: int = 0
+    speed: float = 1.0
+    say: Callable[[str], None] = print
+    services: list[Service] = field(default_factory=list)
+    children: list[Child] = field(default_factory=list)
+    dashboard_url: str = ""
+
+    @property
+    def run_dir(self) -> Path:
+        return self.settings.run_dir
+
+    def start(self) -> str:
+        """Start everything; returns the dashboard URL (with the access token fragment)."""
+        run_dir, logs = self.run_dir, self.run_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for old in logs.glob("*.log"):
+            old.unlink()
+        settings = self.settings
+        try:
+            if not settings.kafka_bootstrap_servers:
+                self.services.append(start_broker(logs))
+                settings = settings.model_copy(
+                    update={"kafka_bootstrap_servers": self.services[-1].address})
+            if not settings.redis_url:
+                self.services.append(start_redis(logs))
+                settings = settings.model_copy(update={"redis_url": self.services[-1].address})
+        except ServiceError as exc:
+            raise StackError(str(exc)) from None
+        bootstrap = settings.require_kafka()
+        ensure_topics(bootstrap, [settings.topic_telemetry, settings.topic_status,
+                                  settings.topic_availability, settings.topic_dlq],
+                      settings.topic_partitions)
+        fleet_file = settings.fleet_file
+        if self.sites is not None:
+            fleet_file = run_dir / "fleet.yaml"
+            fleet_file.write_text(fleet_yaml(generate_fleet(self.sites)), encoding="utf-8")
+        token = settings.api_token.get_secret_value() if settings.api_token else \
+            secrets.token_urlsafe(24)
+        sim_token = secrets.token_urlsafe(24)
+        api_port = self.api_port if self.api_port is not None else 8000
+        if api_port == 0 or is_listening(settings.api_host, api_port):
+            api_port = free_port(settings.api_host)
+        sim_port = free_port()
+        devices_file = run_dir / "devices.yaml"
+        devices_file.unlink(missing_ok=True)
+        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+               "REDIS_URL": settings.require_redis(), "BESSMON_FLEET_FILE": str(fleet_file),
+               "BESSMON_RUN_DIR": str(run_dir), "BESSMON_API_TOKEN": token,
+               "BESSMON_SIM_TOKEN": sim_token, "PYTHONUNBUFFERED": "1"}
+        cli = [sys.executable, "-m", "infra.cli"]
+
+        self._child("sim", [*cli, "sim", "--devices-out", str(devices_file), "--control-port",
+                            str(sim_port), "--seed", str(self.seed), "--speed", str(self.speed)],
+                    env)
+        self._wait("simulator", lambda: devices_file.exists(), 30)
+        self._child("connector", [*cli, "connect", "modbus", "--devices", str(devices_file)], env)
+        self._child("flows", [*cli, "flows"], env)
+        self._child("api", [*cli, "api", "--host", settings.api_host, "--port", str(api_port)],
+                    env)
+        base = f"http://{settings.api_host}:{api_port}"
+        self._wait("API", lambda: _healthy(f"{base}/api/v1/health"), 60)
+        state = {"api_url": base + "/", "sim_url": f"http://127.0.0.1:{sim_port}",
+                 "sim_token": sim_token, "kafka": bootstrap, "redis": settings.require_redis(),
+                 "fleet_file": str(fleet_file), "pid": os.getpid(),
+                 "children": {c.name: c.process.pid for c in self.children}}
+        write_private(run_dir / "stack.json", json.dumps(state, indent=2))
+        self.dashboard_url = f"{base}/#token={token}"
+        return self.dashboard_url
+
+    def _child(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        process, log_path, log = spawn(name, argv, self.run_dir / "logs", env)
+        self.children.append(Child(name, process, log_path, log))
+
+    def _wait(self, what: str, ready: Callable[[], bool], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not ready():
+            for child in self.children:
+                if child.process.poll() is not None:
+                    raise StackError(f"{child.name} exited with status {child.process.returncode}"
+                                     f" while waiting for the {what}:\n{child.tail()}")
+            if time.monotonic() > deadline:
+                raise StackError(f"the {what} was not ready after {timeout_s:.0f}s "
+                                 f"(logs in {self.run_dir / 'logs'})")
+            time.sleep(0.1)
+
+    def watch(self, stop_requested: Callable[[], bool]) -> int:
+        """Block until a stop is requested (0) or a child dies (1)."""
+        while not stop_requested():
+            for child in self.children:
+                if child.process.poll() is not None:
+                    self.say(f"{child.name} exited with status {child.process.returncode}; "
+                             f"stopping.\n{child.tail()}")
+                    return 1
+            time.sleep(0.2)
+        return 0
+
+    def stop(self) -> None:
+        """Stop in reverse order of start: API first, broker last. Nothing is left running."""
+        for child in reversed(self.children):
+            stop_process(child.process, timeout_s=10)
+            child.log.close()
+        self.children.clear()
+        for service in reversed(self.services):
+            service.stop()
+        self.services.clear()
+        (self.run_dir / "stack.json").unlink(missing_ok=True)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (it holds tokens)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def run_up(settings: Settings, *, sites: int | None, api_port: int | None, seed: int,
+           speed: float) -> int:
+    stack = Stack(settings, sites=sites, api_port=api_port, seed=seed, speed=speed)
+    stopping = running = False
+
+    def request_stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        if not running:  # still starting: abandon the start, then stop what is up
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    started = time.monotonic()
+    try:
+        url = stack.start()
+        running = True
+        print(f"Dashboard: {url}", flush=True)
+        print(f"  ready in {time.monotonic() - started:.1f}s; logs in {stack.run_dir / 'logs'}; "
+              "Ctrl-C stops everything", flush=True)
+        return stack.watch(lambda: stopping)
+    except StackError as exc:
+        print(f"bessmon up: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        stack.stop()
