@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from typing import Any
 
 import redis.asyncio as aioredis
 

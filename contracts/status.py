@@ -68,7 +68,7 @@ def classify(
     tags: Mapping[str, TagValue],
     rated_power_kw: float | None,
     rated_energy_kwh: float | None,
-    rules: StatusRules = StatusRules(),  # noqa: B008 - frozen, shared default
+    rules: StatusRules = StatusRules(),
 ) -> Status:
     """Status of one asset from one poll's tags."""
     code = _number(tags.get(rules.code_tag))

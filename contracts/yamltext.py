@@ -28,7 +28,7 @@ class YamlDocument:
         self.source = source
         try:
             self.node = yaml.compose(text, Loader=_Loader)
-            self.data: Any = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader
+            self.data: Any = yaml.load(text, Loader=_Loader)
         except yaml.MarkedYAMLError as exc:
             line = exc.problem_mark.line + 1 if exc.problem_mark else None
             raise InvalidInput(source, "", f"not valid YAML: {exc.problem}", line) from None
@@ -49,10 +49,10 @@ class YamlDocument:
                         line = key_node.start_mark.line + 1
                         child = value_node
                         break
-            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-                if 0 <= part < len(node.value):
-                    child = node.value[part]
-                    line = child.start_mark.line + 1
+            elif (isinstance(node, yaml.SequenceNode) and isinstance(part, int)
+                  and 0 <= part < len(node.value)):
+                child = node.value[part]
+                line = child.start_mark.line + 1
             if child is None:
                 break
             node = child

@@ -3,8 +3,6 @@ pipeline per batch."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 

@@ -11,10 +11,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeGuard, cast
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSource, KafkaSourceMessage
-from bytewax.connectors.kafka.operators import output as kafka_output
+from bytewax.connectors.kafka import (
+    KafkaSink,
+    KafkaSinkMessage,
+    KafkaSource,
+    KafkaSourceMessage,
+)
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import DynamicSink, Sink
@@ -70,48 +75,47 @@ def build_flow(
     topics = Topics.of(settings)
     flow = Dataflow("site_availability")
     if source is None:
-        source = KafkaSource([settings.require_kafka()], [settings.topic_telemetry],
-                             tail=tail)
+        source = cast(Source[RawMessage], KafkaSource(
+            [settings.require_kafka()], [settings.topic_telemetry], tail=tail))
     raw = op.input("telemetry", flow, source)
 
     def decode(msg: RawMessage) -> TelemetrySample | DeadLetter:
         return decode_sample(msg.key, msg.value, topic=msg.topic, partition=msg.partition,
                              offset=msg.offset, now_ms=now_ms())
 
-    decoded = op.map("decode", raw, decode)
+    def site_of(sample: TelemetrySample) -> str:
+        asset = fleet.assets.get(sample.assets[0].id)
+        return asset.site_id if asset else ""
 
-    def site_of(item: TelemetrySample | DeadLetter) -> str | None:
+    def routable(item: TelemetrySample | DeadLetter) -> TypeGuard[TelemetrySample]:
+        return isinstance(item, TelemetrySample) and site_of(item) != ""
+
+    def unroutable(item: TelemetrySample | DeadLetter) -> DeadLetter:
         if isinstance(item, DeadLetter):
-            return None
-        asset = fleet.assets.get(item.assets[0].id)
-        return asset.site_id if asset else None
-
-    routed = op.branch("known_site", decoded, lambda item: site_of(item) is not None)
-    unrouted = op.map("unknown_site", routed.falses, lambda item: item if isinstance(
-        item, DeadLetter) else DeadLetter(
-            source="flows.site_availability", reason="unknown_asset",
-            detail=f"asset {item.assets[0].id!r} is in no site of the fleet",
-            ts_ms=item.ts_ms, key=item.device_id, payload=item.model_dump_json()))
-    keyed = op.key_on("by_site", routed.trues, lambda s: site_of(s) or "")
+            return item
+        return DeadLetter(source="flows.site_availability", reason="unknown_asset",
+                          detail=f"asset {item.assets[0].id!r} is in no site of the fleet",
+                          ts_ms=item.ts_ms, key=item.device_id, payload=item.model_dump_json())
 
     def track(tracker: SiteTracker | None, sample: TelemetrySample
               ) -> tuple[SiteTracker, list[Output]]:
-        site_id = site_of(sample)
-        assert site_id is not None
         tracker = tracker or SiteTracker(
-            fleet, site_id, stale_after_ms=int(settings.stale_after_s * 1000),
+            fleet, site_of(sample), stale_after_ms=int(settings.stale_after_s * 1000),
             publish_every_ms=int(settings.publish_every_s * 1000))
-        return tracker, tracker.on_sample(sample)  # type: ignore[arg-type]
+        return tracker, tracker.on_sample(sample)
 
-    outputs = op.flat_map_value("emit", op.stateful_map("track", keyed, track), lambda x: x)
-    results = op.merge("all_outputs", op.key_rm("unkey", outputs), unrouted)
+    routed = op.branch("route", op.map("decode", raw, decode), routable)
+    rejected = op.map("rejected", routed.falses, unroutable)
+    by_site = op.key_on("by_site", routed.trues, site_of)
+    tracked = op.flat_map_value("emit", op.stateful_map("track", by_site, track), lambda x: x)
+    results = op.merge("all_outputs", op.key_rm("unkey", tracked), rejected)
+
     snapshots = op.filter_map("snapshots", results,
                               lambda x: x if isinstance(x, SiteAvailability) else None)
-    op.output("redis", snapshots,
-              redis_sink or RedisSnapshotSink(settings.require_redis()))
-    messages = op.map("to_kafka", results, lambda item: to_kafka(item, topics))
+    op.output("redis", snapshots, redis_sink or RedisSnapshotSink(settings.require_redis()))
     if kafka_sink is None:
-        kafka_output("kafka", messages, brokers=[settings.require_kafka()], topic=None)
-    else:
-        op.output("kafka", messages, kafka_sink)
+        # topic=None: each message names its topic.
+        kafka_sink = cast(Sink[Out], KafkaSink([settings.require_kafka()], topic=None))
+    op.output("kafka", op.map("to_kafka", results, lambda item: to_kafka(item, topics)),
+              kafka_sink)
     return flow

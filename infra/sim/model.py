@@ -59,7 +59,7 @@ class UnitModel:
         limit = self.available_power_kw(now_s)
         power = max(-limit, min(limit, request))
         energy = self.unit.rated_energy_kwh
-        if power > 0 and self.soc <= 0.05 or power < 0 and self.soc >= 0.95:
+        if (power > 0 and self.soc <= 0.05) or (power < 0 and self.soc >= 0.95):
             power = 0.0
         delta_kwh = (power / EFFICIENCY if power > 0 else power * EFFICIENCY) * dt_s / 3600.0
         self.soc = min(1.0, max(0.0, self.soc - delta_kwh / energy))
