@@ -1,0 +1,70 @@
+"""Starting and stopping the services and the whole stack leaves no process behind and frees
+every port — after SIGTERM, and even when `bessmon up` itself is killed."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from infra.ports import is_listening
+from infra.services import start_broker, start_redis
+from tests.stack import alive, start_stack, wait_gone
+
+
+def test_broker_and_redis_start_healthy_and_stop_completely(tmp_path: Path) -> None:
+    broker, redis_service = start_broker(tmp_path), start_redis(tmp_path)
+    processes = [broker.process, redis_service.process]
+    endpoints = [("127.0.0.1", int(broker.address.rsplit(":", 1)[1])),
+                 ("127.0.0.1", urlparse(redis_service.address).port or 0)]
+    assert all(is_listening(*e) for e in endpoints)
+    broker.stop()
+    redis_service.stop()
+    assert all(p.poll() is not None for p in processes)
+    assert not any(is_listening(*e) for e in endpoints)
+
+
+def _stack_processes(state: dict[str, object]) -> list[int]:
+    children = state["children"]
+    assert isinstance(children, dict)
+    return [int(pid) for pid in children.values()]
+
+
+def _ports(state: dict[str, object], api_port: int) -> list[tuple[str, int]]:
+    kafka, redis_url = str(state["kafka"]), str(state["redis"])
+    return [("127.0.0.1", api_port), ("127.0.0.1", int(kafka.rsplit(":", 1)[1])),
+            ("127.0.0.1", urlparse(redis_url).port or 0),
+            ("127.0.0.1", urlparse(str(state["sim_url"])).port or 0)]
+
+
+@pytest.mark.timeout(180)
+def test_sigterm_stops_the_whole_stack_and_frees_its_ports(tmp_path: Path) -> None:
+    stack = start_stack(tmp_path / "run")
+    state = stack.state()
+    pids = _stack_processes(state)
+    ports = _ports(state, stack.port)
+    assert len(pids) == 4 and all(alive(p) for p in pids)
+    assert all(is_listening(*p) for p in ports)
+    assert stack.stop(signal.SIGTERM) == 0
+    assert wait_gone(pids) == []
+    assert not any(is_listening(*p) for p in ports)
+    assert not (tmp_path / "run" / "stack.json").exists()
+
+
+@pytest.mark.timeout(180)
+def test_children_die_with_a_killed_parent(tmp_path: Path) -> None:
+    stack = start_stack(tmp_path / "run")
+    state = stack.state()
+    pids = _stack_processes(state)
+    ports = _ports(state, stack.port)
+    stack.stop(signal.SIGKILL)
+    assert wait_gone(pids) == []
+    assert wait_gone([stack.process.pid]) == []
+    # The broker and Redis were children too: their ports close as they die.
+    deadline = time.monotonic() + 10
+    while any(is_listening(*p) for p in ports) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(is_listening(*p) for p in ports)
