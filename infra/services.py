@@ -29,10 +29,12 @@ class ServiceError(RuntimeError):
 
 
 def die_with_parent() -> None:
-    """preexec_fn: the kernel sends SIGTERM to the child when its parent dies, so no
-    process outlives `bessmon up` or the test run, even after a SIGKILL."""
+    """preexec_fn: the kernel kills the child when its parent dies, so no process outlives
+    `bessmon up` or the test run, even after a SIGKILL. SIGKILL, because an orphan may sit in
+    a C call that never returns to Python (librdkafka waiting for a broker that died too);
+    the orderly stop is SIGTERM from the living parent (`stop_process`)."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @dataclass

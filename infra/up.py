@@ -188,7 +188,9 @@ def run_up(settings: Settings, *, sites: int | None, api_port: int | None, seed:
         print(f"Dashboard: {url}", flush=True)
         print(f"  ready in {time.monotonic() - started:.1f}s; logs in {stack.run_dir / 'logs'}; "
               "Ctrl-C stops everything", flush=True)
-        return stack.watch(lambda: stopping)
+        status = stack.watch(lambda: stopping)
+        print("stopping…", flush=True)
+        return status
     except StackError as exc:
         print(f"bessmon up: {exc}", file=sys.stderr, flush=True)
         return 1
