@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from contracts.errors import InvalidInput
-from contracts.yamltext import YamlDocument
+from contracts.yamltext import YamlDocument, read_text, validate
 
 AssetId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 PositiveNumber = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -142,39 +141,10 @@ def _duplicate_ids(data: Any) -> tuple[list[str | int], str] | None:
     return None
 
 
-_MESSAGES = {
-    "missing": "required key is missing",
-    "too_short": "must not be empty",
-    "string_pattern_mismatch": "must be 1-64 letters, digits, '.', '_' or '-', starting with a "
-    "letter or digit",
-}
-
-
-def describe(error: Any) -> str:
-    """A pydantic error as one short sentence a user can act on."""
-    kind = error["type"]
-    if kind in _MESSAGES:
-        problem = _MESSAGES[kind]
-    else:
-        problem = str(error["msg"])
-        problem = problem.removeprefix("Value error, ")
-        problem = problem.replace("Input should be", "must be")
-        problem = problem[:1].lower() + problem[1:]
-    if kind not in ("missing", "value_error") and not isinstance(error.get("input"), dict | list):
-        problem += f" (got {error.get('input')!r})"
-    return problem
-
-
 def parse_fleet(text: str, source: str = "<fleet>") -> Fleet:
     """Validate fleet YAML text; raise `InvalidInput` naming `source`, key path and line."""
     doc = YamlDocument(text, source)
-    if not isinstance(doc.data, dict):
-        raise doc.error([], "must be a mapping with a 'sites' list")
-    try:
-        fleet = Fleet.model_validate(doc.data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise doc.error(list(first["loc"]), describe(first)) from None
+    fleet = validate(doc, Fleet, "a 'sites' list")
     duplicate = _duplicate_ids(doc.data)
     if duplicate:
         path, ident = duplicate
@@ -183,9 +153,4 @@ def parse_fleet(text: str, source: str = "<fleet>") -> Fleet:
 
 
 def load_fleet(path: str | Path) -> Fleet:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidInput(str(path), "", f"cannot read: {exc.strerror}") from None
-    return parse_fleet(text, str(path))
+    return parse_fleet(read_text(Path(path)), str(path))

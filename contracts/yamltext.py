@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import yaml
+from pydantic import BaseModel, ValidationError
 
 from contracts.errors import InvalidInput
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class _Loader(yaml.SafeLoader):
@@ -71,3 +75,46 @@ def key_path(path: Sequence[str | int]) -> str:
         else:
             out += f".{part}" if out else str(part)
     return out
+
+
+_MESSAGES = {
+    "missing": "required key is missing",
+    "too_short": "must not be empty",
+    "string_pattern_mismatch": "must be 1-64 letters, digits, '.', '_' or '-', starting with a "
+    "letter or digit",
+}
+
+
+def describe(error: Any) -> str:
+    """A pydantic error as one short sentence a user can act on."""
+    kind = error["type"]
+    if kind in _MESSAGES:
+        problem = _MESSAGES[kind]
+    else:
+        problem = str(error["msg"])
+        problem = problem.removeprefix("Value error, ")
+        problem = problem.replace("Input should be", "must be")
+        problem = problem[:1].lower() + problem[1:]
+    if kind not in ("missing", "value_error") and not isinstance(error.get("input"), dict | list):
+        problem += f" (got {error.get('input')!r})"
+    return problem
+
+
+def validate(doc: YamlDocument, model: type[M], expected: str) -> M:
+    """The document as `model`; the first problem raised as `InvalidInput` with its line.
+
+    `expected` completes "must be a mapping with …" for a document that is not a mapping."""
+    if not isinstance(doc.data, dict):
+        raise doc.error([], f"must be a mapping with {expected}")
+    try:
+        return model.model_validate(doc.data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise doc.error(list(first["loc"]), describe(first)) from None
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(str(path), "", f"cannot read: {exc.strerror}") from None

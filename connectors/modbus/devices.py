@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.errors import InvalidInput
-from contracts.fleet import describe
-from contracts.yamltext import YamlDocument
+from contracts.yamltext import YamlDocument, read_text, validate
 
 
 class DeviceConfig(BaseModel):
@@ -32,22 +30,11 @@ class DeviceList(BaseModel):
 
 
 def parse_devices(text: str, source: str) -> DeviceList:
-    doc = YamlDocument(text, source)
-    if not isinstance(doc.data, dict):
-        raise doc.error([], "must be a mapping with a 'devices' list")
-    try:
-        return DeviceList.model_validate(doc.data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise doc.error(list(first["loc"]), describe(first)) from None
+    return validate(YamlDocument(text, source), DeviceList, "a 'devices' list")
 
 
 def load_devices(path: Path) -> DeviceList:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidInput(str(path), "", f"cannot read: {exc.strerror}") from None
-    return parse_devices(text, str(path))
+    return parse_devices(read_text(path), str(path))
 
 
 def dump_devices(devices: DeviceList) -> str:

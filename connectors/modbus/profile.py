@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from contracts.errors import InvalidInput
-from contracts.fleet import Unit, describe
-from contracts.yamltext import YamlDocument
+from contracts.fleet import Unit
+from contracts.yamltext import YamlDocument, read_text, validate
 
 Datatype = Literal["int16", "uint16", "int32", "uint32", "float32", "float64"]
 AssetKind = Literal["unit", "inverter", "block"]
@@ -147,21 +147,14 @@ def read_groups(profile: DeviceProfile, assets: Sequence[MappedAsset]) -> list[t
 
 
 def parse_profile(text: str, source: str) -> DeviceProfile:
-    doc = YamlDocument(text, source)
-    if not isinstance(doc.data, dict):
-        raise doc.error([], "must be a mapping with id, layout and points")
-    try:
-        return DeviceProfile.model_validate(doc.data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise doc.error(list(first["loc"]), describe(first)) from None
+    return validate(YamlDocument(text, source), DeviceProfile, "id, layout and points")
 
 
 def load_profiles(directory: Path) -> dict[str, DeviceProfile]:
     """Every `*.yaml` profile in a directory, by id."""
     profiles: dict[str, DeviceProfile] = {}
     for path in sorted(directory.glob("*.yaml")):
-        profile = parse_profile(path.read_text(encoding="utf-8"), str(path))
+        profile = parse_profile(read_text(path), str(path))
         if profile.id in profiles:
             raise InvalidInput(str(path), "id", f"profile id {profile.id!r} defined twice")
         profiles[profile.id] = profile
