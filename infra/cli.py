@@ -193,6 +193,35 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_contracts_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from contracts.contract import load_contract
+    from contracts.engine import evaluate
+    from contracts.fleet import load_fleet
+    from contracts.intervals import load_exclusions, load_status
+    from contracts.output import evaluation_csv, evaluation_json
+
+    fleet = load_fleet(args.fleet)
+    contract = load_contract(args.contract)
+    status = load_status(args.status, fleet)
+    exclusions = load_exclusions(args.exclusions, fleet) if args.exclusions else []
+    result = evaluate(fleet, contract, status, exclusions, args.period,
+                      contract_source=str(args.contract))
+    if args.csv:
+        sys.stdout.write(evaluation_csv(result))
+    else:
+        print(json.dumps(evaluation_json(result)))
+    return 0
+
+
+def add_evaluation_inputs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--fleet", type=Path, required=True, help="fleet file (YAML)")
+    parser.add_argument("--contract", type=Path, required=True, help="contract file (YAML)")
+    parser.add_argument("--status", type=Path, required=True, help="status intervals (CSV)")
+    parser.add_argument("--exclusions", type=Path, help="exclusion windows (CSV)")
+    parser.add_argument("--period", required=True,
+                        help="2026-10, 2026-Q2, CY3, or a range such as 2026-01..2026-12")
+
+
 # -- parser --------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -236,6 +265,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     flows = sub.add_parser("flows", help="run the dataflows")
     flows.set_defaults(run=cmd_flows)
+
+    contracts = sub.add_parser("contracts", help="LTSA contract evaluation")
+    contracts_sub = contracts.add_subparsers(dest="contracts_command", required=True,
+                                             metavar="ACTION")
+    evaluate = contracts_sub.add_parser(
+        "evaluate", help="availability, LD and bonus per period (spec §7)",
+        description="Evaluate a contract over periods; exit status 2 on invalid input.")
+    add_evaluation_inputs(evaluate)
+    form = evaluate.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="JSON (default)")
+    form.add_argument("--csv", action="store_true", help="CSV, one row per period per unit")
+    evaluate.set_defaults(run=cmd_contracts_evaluate)
 
     api = sub.add_parser("api", help="serve the API and dashboard")
     api.add_argument("--host")

@@ -1,0 +1,93 @@
+"""LTSA contract terms (spec §1, "Contract"), loaded from YAML and validated. Unknown keys are
+refused: in a contract a misspelt key must never silently fall back to a default."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from contracts.events import Cause
+from contracts.periods import PeriodKind
+from contracts.yamltext import YamlDocument, read_text, validate
+
+Pct = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
+Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+
+
+class _Terms(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class AvailabilityTerms(_Terms):
+    weight: Literal["equal", "power", "energy"]
+    derate: Literal["pro_rata", "available"]
+    data_gap_policy: Literal["available", "unavailable", "excluded"]
+    excluded_causes: tuple[Cause, ...]
+    maintenance_allowance_hours: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+    @field_validator("excluded_causes")
+    @classmethod
+    def _unique(cls, causes: tuple[Cause, ...]) -> tuple[Cause, ...]:
+        seen = {c for c in causes if causes.count(c) > 1}
+        if seen:
+            raise ValueError(f"lists {sorted(seen)[0]!r} twice")
+        return causes
+
+
+class Guarantee(_Terms):
+    default_pct: Pct
+    by_contract_year: dict[Annotated[int, Field(ge=1)], Pct] = Field(default_factory=dict)
+
+
+class LiquidatedDamages(_Terms):
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    step_pct: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]
+    rate_per_pct: Money
+    cap_per_contract_year: Money
+
+
+class Bonus(_Terms):
+    threshold_pct: Pct
+    rate_per_pct: Money
+    cap_per_contract_year: Money
+
+
+class Contract(_Terms):
+    id: Annotated[str, Field(min_length=1)]
+    site: Annotated[str, Field(min_length=1)]
+    start: dt.date
+    term_years: Annotated[int, Field(ge=1, le=60)]
+    measurement_period: PeriodKind
+    availability: AvailabilityTerms
+    guarantee: Guarantee
+    ld: LiquidatedDamages
+    bonus: Bonus | None = None
+    early_warning_margin_pct: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
+
+    @field_validator("guarantee")
+    @classmethod
+    def _years_within_term(cls, guarantee: Guarantee, info: ValidationInfo) -> Guarantee:
+        term = info.data.get("term_years")
+        late = [y for y in guarantee.by_contract_year if term and y > term]
+        if late:
+            raise ValueError(f"by_contract_year names year {min(late)} of a {term}-year term")
+        return guarantee
+
+    def guaranteed_pct(self, contract_year: int) -> float:
+        return self.guarantee.by_contract_year.get(contract_year, self.guarantee.default_pct)
+
+    @property
+    def maintenance_allowance_us(self) -> int:
+        return round(self.availability.maintenance_allowance_hours * 3_600_000_000)
+
+
+def parse_contract(text: str, source: str) -> Contract:
+    return validate(YamlDocument(text, source), Contract, "id, site, start, … (spec §1)")
+
+
+def load_contract(path: Path) -> Contract:
+    return parse_contract(read_text(path), str(path))

@@ -1,0 +1,167 @@
+"""Batch evaluation of a contract over periods (spec §2-5, §7): status intervals and exclusion
+windows in, availability, LD and bonus per measurement period out."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from contracts.contract import Contract
+from contracts.errors import InvalidInput
+from contracts.fleet import Fleet, Site, Unit
+from contracts.intervals import ExclusionWindow, StatusInterval
+from contracts.ledger import Totals, UnitScope, sweep
+from contracts.money import Charge, YearLedger
+from contracts.periods import ContractCalendar, Period, PeriodError, local_midnight_us
+from contracts.rules import Rules
+
+
+@dataclass(frozen=True)
+class UnitResult:
+    asset_id: str
+    weight: float
+    totals: Totals
+
+    @property
+    def availability(self) -> float | None:
+        return self.totals.availability
+
+
+@dataclass(frozen=True)
+class PeriodResult:
+    period: Period
+    contract_year: int
+    availability: float | None  # A, 0..1, full precision
+    guaranteed_pct: float
+    ld: Charge
+    bonus: Charge
+    units: tuple[UnitResult, ...]
+
+    @property
+    def shortfall_pct(self) -> float | None:
+        if self.availability is None:
+            return None
+        return max(0.0, self.guaranteed_pct - 100.0 * self.availability)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    contract: Contract
+    site: Site
+    calendar: ContractCalendar
+    periods: tuple[PeriodResult, ...]
+
+
+def unit_weight(contract: Contract, unit: Unit) -> float:
+    weight = contract.availability.weight
+    return 1.0 if weight == "equal" else (
+        unit.rated_power_kw if weight == "power" else unit.rated_energy_kwh)
+
+
+def contract_availability(units: Sequence[UnitResult]) -> float | None:
+    """A = 1 − Σ w·L / Σ w·(T − E) over the units (spec §4); None when nothing counts."""
+    counted = math.fsum(u.weight * u.totals.counted_us for u in units)
+    if counted == 0:
+        return None
+    return 1.0 - math.fsum(u.weight * u.totals.lost_us for u in units) / counted
+
+
+class ContractContext:
+    """A contract bound to its site: calendar, rules and each unit's window and scope."""
+
+    def __init__(self, fleet: Fleet, contract: Contract, source: str = "<contract>") -> None:
+        try:
+            self.site = fleet.site(contract.site)
+        except KeyError:
+            raise InvalidInput(source, "site", f"site {contract.site!r} is not in the fleet"
+                               ) from None
+        self.fleet = fleet
+        self.contract = contract
+        self.calendar = ContractCalendar(contract.start, contract.term_years, self.site.tz)
+        self.rules = Rules.of(contract)
+        self.scopes = {u.id: self._scope(u) for u in self.site.units}
+
+    def _scope(self, unit: Unit) -> UnitScope:
+        cal = self.calendar
+        start = max(cal.start_us, local_midnight_us(unit.commissioned, self.site.tz))
+        return UnitScope(unit.id, (start, cal.end_us), self.fleet.assets, self.rules,
+                         self.contract.maintenance_allowance_us, self._year_of)
+
+    def _year_of(self, us: int) -> tuple[int, int]:
+        year = self.calendar.contract_year(us)
+        if year is None:  # never: units' windows lie within the term
+            raise ValueError("instant outside the contract term")
+        return year, self.calendar.year_bounds(year)[1]
+
+    def locate_period(self, us: int) -> tuple[str, int]:
+        period = self.calendar.containing(us, self.contract.measurement_period)
+        return period.label, period.end_us
+
+    def split(self, intervals: Sequence[StatusInterval], exclusions: Sequence[ExclusionWindow]
+              ) -> dict[str, tuple[list[StatusInterval], list[StatusInterval],
+                                   list[ExclusionWindow]]]:
+        """Per unit of the site: (own intervals, children's intervals, windows covering it).
+        Rows of other sites' assets are ignored (spec §2)."""
+        assets = self.fleet.assets
+        parts: dict[str, tuple[list[StatusInterval], list[StatusInterval],
+                               list[ExclusionWindow]]] = {
+            u.id: ([], [], []) for u in self.site.units}
+        for iv in intervals:
+            asset = assets[iv.asset_id]
+            if asset.site_id != self.site.id or asset.unit_id is None:
+                continue
+            own, children, _ = parts[asset.unit_id]
+            (own if asset.kind == "unit" else children).append(iv)
+        for w in exclusions:
+            if w.scope_id == self.site.id:
+                for _, _, windows in parts.values():
+                    windows.append(w)
+            elif w.scope_id in parts:
+                parts[w.scope_id][2].append(w)
+        return parts
+
+
+def evaluate(
+    fleet: Fleet,
+    contract: Contract,
+    intervals: Sequence[StatusInterval],
+    exclusions: Sequence[ExclusionWindow],
+    period_text: str,
+    *,
+    contract_source: str = "<contract>",
+) -> Evaluation:
+    """Evaluate the periods of `period_text` (`2026-10`, `2026-01..2026-12`, `CY3`).
+
+    Earlier periods of the first period's contract year are evaluated too (LD caps and the
+    maintenance allowance run from the start of the contract year) but not returned."""
+    ctx = ContractContext(fleet, contract, contract_source)
+    cal = ctx.calendar
+    try:
+        asked = cal.parse_range(period_text, contract.measurement_period)
+    except PeriodError as exc:
+        raise InvalidInput("--period", "", str(exc)) from None
+    first_year = cal.period_year(asked[0])
+    periods = [*cal.preceding_in_year(asked[0]), *asked]
+    sweep_from = min(cal.year_bounds(first_year)[0], periods[0].start_us)
+    sweep_to = periods[-1].end_us
+
+    booked: dict[str, dict[str, Totals]] = defaultdict(dict)  # unit → period label → totals
+    for unit_id, (own, children, windows) in ctx.split(intervals, exclusions).items():
+        own.sort(key=lambda iv: iv.start_us)
+        sweep(ctx.scopes[unit_id], sweep_from, sweep_to, own, children, windows,
+              ctx.locate_period, {}, booked[unit_id])
+
+    ledger = YearLedger(contract)
+    results: list[PeriodResult] = []
+    for period in periods:
+        year = cal.period_year(period)
+        units = tuple(UnitResult(u.id, unit_weight(contract, u),
+                                 booked[u.id].get(period.label, Totals()))
+                      for u in ctx.site.units)
+        availability = contract_availability(units)
+        ld, bonus = ledger.settle(year, availability)
+        results.append(PeriodResult(period, year, availability, contract.guaranteed_pct(year),
+                                    ld, bonus, units))
+    return Evaluation(contract, ctx.site, cal, tuple(results[len(periods) - len(asked):]))

@@ -1,0 +1,90 @@
+"""The classification rules of spec §3, in one place: what one instant of a battery unit
+counts as, given its own status interval, the exclusion windows covering it and its
+children's intervals. Change an availability rule here and only here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+from contracts.contract import Contract
+from contracts.fleet import Asset
+from contracts.intervals import StatusInterval
+
+
+class Kind(Enum):
+    """How an instant is treated."""
+
+    EXCLUDED = "excluded"  # rule 1, and rule 3 with data_gap_policy: excluded
+    MAINTENANCE = "maintenance"  # rule 2: excluded while the year's allowance lasts, else lost
+    COUNTED = "counted"  # rules 3-6: counted with a loss
+
+
+# The class of §3 that matched (reports show hours by class).
+CLASSES = ("excluded", "maintenance", "unknown", "unavailable", "derated", "available")
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    excluded_causes: frozenset[str]
+    derate_pro_rata: bool
+    gap: Kind  # what `unknown` and gaps become
+    gap_loss: float
+
+    @classmethod
+    def of(cls, contract: Contract) -> Rules:
+        terms = contract.availability
+        policy = terms.data_gap_policy
+        return cls(frozenset(terms.excluded_causes), terms.derate == "pro_rata",
+                   Kind.EXCLUDED if policy == "excluded" else Kind.COUNTED,
+                   1.0 if policy == "unavailable" else 0.0)
+
+    def classify_unit(self, own: StatusInterval | None, excluded_window: bool,
+                      maintenance_window: bool) -> tuple[str, Kind, float]:
+        """Rules 1-6, first match wins, for the unit's own status: the class, its treatment
+        and, for counted time, the unit's own loss (before its children are rolled up)."""
+        cause = own.cause if own else None
+        if excluded_window or cause in self.excluded_causes:
+            return "excluded", Kind.EXCLUDED, 0.0
+        if maintenance_window or cause == "scheduled_maintenance":
+            return "maintenance", Kind.MAINTENANCE, 1.0
+        if own is None or own.state == "unknown":
+            return "unknown", self.gap, self.gap_loss
+        return own.state, Kind.COUNTED, self.state_loss(own)
+
+    def state_loss(self, interval: StatusInterval) -> float:
+        """Rules 4-6: unavailable 1; derated 1 - fraction (pro_rata) or 0; available 0."""
+        if interval.state == "unavailable":
+            return 1.0
+        if interval.state == "derated":
+            return 1.0 - (interval.derate_fraction or 0.0) if self.derate_pro_rata else 0.0
+        return 0.0
+
+    def child_loss(self, interval: StatusInterval | None) -> float:
+        """A child's own loss: a gap, `unknown` or an excluded cause cost nothing; anything
+        else (scheduled maintenance included) counts by its state."""
+        if (interval is None or interval.state == "unknown"
+                or interval.cause in self.excluded_causes):
+            return 0.0
+        return self.state_loss(interval)
+
+
+def children_loss(asset_id: str, own: Mapping[str, float], assets: Mapping[str, Asset]) -> float:
+    """Capacity-weighted mean of the children's rolled-up losses: inverters weigh by rated
+    power, blocks by rated energy; a child absent from `own` has own loss 0."""
+    children = assets[asset_id].children
+    if not children:
+        return 0.0
+    total = weighted = 0.0
+    for child_id in children:
+        child = assets[child_id]
+        weight = (child.rated_power_kw if child.kind == "inverter" else child.rated_energy_kwh) or 0
+        total += weight
+        weighted += weight * rolled_up(child_id, own, assets)
+    return weighted / total if total else 0.0
+
+
+def rolled_up(asset_id: str, own: Mapping[str, float], assets: Mapping[str, Asset]) -> float:
+    """max(own loss, capacity-weighted mean of the children's rolled-up losses) — spec §3."""
+    return max(own.get(asset_id, 0.0), children_loss(asset_id, own, assets))
