@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,7 +138,7 @@ def parse_status_csv(text: str, source: str, fleet: Fleet) -> list[StatusInterva
 def _refuse_overlaps(rows: _Rows, intervals: list[StatusInterval], lines: list[int]) -> None:
     order = sorted(range(len(intervals)),
                    key=lambda i: (intervals[i].asset_id, intervals[i].start_us))
-    for before, after in zip(order, order[1:], strict=False):
+    for before, after in itertools.pairwise(order):
         a, b = intervals[before], intervals[after]
         if a.asset_id == b.asset_id and b.start_us < a.end_us:
             first, second = sorted((lines[before], lines[after]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 from contracts.fleet import Asset
 from contracts.intervals import ExclusionWindow, StatusInterval
@@ -133,21 +134,21 @@ def sweep(
             _, code, item = events[i]
             i += 1
             if code == _OWN_START:
-                own_now = item  # type: ignore[assignment]
+                own_now = cast(StatusInterval, item)
             elif code == _OWN_END:
                 if own_now is item:
                     own_now = None
-            elif code == _CHILD_START or code == _CHILD_END:
-                iv: StatusInterval = item  # type: ignore[assignment]
+            elif code in (_CHILD_START, _CHILD_END):
+                child = cast(StatusInterval, item)
                 if code == _CHILD_START:
-                    child_losses[iv.asset_id] = rules.child_loss(iv)
+                    child_losses[child.asset_id] = rules.child_loss(child)
                 else:
-                    child_losses.pop(iv.asset_id, None)
+                    child_losses.pop(child.asset_id, None)
                 dirty = True
             else:
-                w: ExclusionWindow = item  # type: ignore[assignment]
+                window = cast(ExclusionWindow, item)
                 step = 1 if code == _WINDOW_START else -1
-                if w.reason in excluded_reasons:
+                if window.reason in excluded_reasons:
                     excluded_n += step
                 else:
                     maintenance_n += step
