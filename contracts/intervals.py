@@ -7,7 +7,7 @@ import csv
 import datetime as dt
 import io
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import get_args
@@ -66,7 +66,7 @@ class _Rows:
         self.header = header
         self.reader = reader
 
-    def __iter__(self) -> Iterable[tuple[int, dict[str, str]]]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[tuple[int, dict[str, str]]]:
         for row in self.reader:
             line = self.reader.line_num
             if not row or all(not cell.strip() for cell in row):
