@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from contracts.events import Cause
 from contracts.periods import PeriodKind
-from contracts.yamltext import YamlDocument, read_text, validate
+from contracts.yamltext import CURRENCY_PATTERN, YamlDocument, read_text, validate
 
 Pct = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
 Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
@@ -44,7 +44,7 @@ class Guarantee(_Terms):
 
 
 class LiquidatedDamages(_Terms):
-    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    currency: Annotated[str, Field(pattern=CURRENCY_PATTERN)]
     step_pct: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]
     rate_per_pct: Money
     cap_per_contract_year: Money

@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from contracts.yamltext import YamlDocument, read_text, validate
+from contracts.yamltext import ID_PATTERN, YamlDocument, read_text, validate
 
-AssetId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+AssetId = Annotated[str, Field(pattern=ID_PATTERN)]
 PositiveNumber = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 AssetKind = Literal["site", "unit", "inverter", "block"]
 

@@ -77,19 +77,27 @@ def key_path(path: Sequence[str | int]) -> str:
     return out
 
 
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
+
 _MESSAGES = {
     "missing": "required key is missing",
     "too_short": "must not be empty",
-    "string_pattern_mismatch": "must be 1-64 letters, digits, '.', '_' or '-', starting with a "
-    "letter or digit",
+}
+_PATTERN_MESSAGES = {
+    ID_PATTERN: "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+    CURRENCY_PATTERN: "must be a three-letter ISO 4217 code such as EUR",
 }
 
 
 def describe(error: Any) -> str:
     """A pydantic error as one short sentence a user can act on."""
     kind = error["type"]
+    pattern = (error.get("ctx") or {}).get("pattern")
     if kind in _MESSAGES:
         problem = _MESSAGES[kind]
+    elif kind == "string_pattern_mismatch" and pattern in _PATTERN_MESSAGES:
+        problem = _PATTERN_MESSAGES[pattern]
     else:
         problem = str(error["msg"])
         problem = problem.removeprefix("Value error, ")
