@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from contracts.contract import Contract
@@ -153,15 +153,23 @@ def evaluate(
         sweep(ctx.scopes[unit_id], sweep_from, sweep_to, own, children, windows,
               ctx.locate_period, {}, booked[unit_id])
 
+    results = settle(ctx, periods, lambda unit_id, label: booked[unit_id].get(label, Totals()))
+    return Evaluation(contract, ctx.site, cal, tuple(results[len(periods) - len(asked):]))
+
+
+def settle(ctx: ContractContext, periods: Sequence[Period],
+           totals_of: Callable[[str, str], Totals]) -> list[PeriodResult]:
+    """Availability, LD and bonus of consecutive periods that start a contract year's
+    sequence (caps carry from one to the next), from each unit's booked time."""
+    contract = ctx.contract
     ledger = YearLedger(contract)
     results: list[PeriodResult] = []
     for period in periods:
-        year = cal.period_year(period)
-        units = tuple(UnitResult(u.id, unit_weight(contract, u),
-                                 booked[u.id].get(period.label, Totals()))
+        year = ctx.calendar.period_year(period)
+        units = tuple(UnitResult(u.id, unit_weight(contract, u), totals_of(u.id, period.label))
                       for u in ctx.site.units)
         availability = contract_availability(units)
         ld, bonus = ledger.settle(year, availability)
         results.append(PeriodResult(period, year, availability, contract.guaranteed_pct(year),
                                     ld, bonus, units))
-    return Evaluation(contract, ctx.site, cal, tuple(results[len(periods) - len(asked):]))
+    return results

@@ -9,9 +9,9 @@ and the incremental accumulators of the flows give the same numbers to the last 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 from contracts.fleet import Asset
 from contracts.intervals import ExclusionWindow, StatusInterval
@@ -19,8 +19,8 @@ from contracts.periods import US_PER_HOUR
 from contracts.rules import Kind, Rules, children_loss
 
 OVER_ALLOWANCE = "maintenance_over_allowance"
-# Where an instant's time is booked: (key, end of that bucket).
-Locate = Callable[[int], tuple[str, int]]
+# Where an instant's time is booked: (bucket key, end of that bucket).
+Locate = Callable[[int], tuple[Hashable, int]]
 
 
 @dataclass
@@ -88,7 +88,7 @@ def sweep(
     windows: Iterable[ExclusionWindow],
     locate: Locate,
     maintenance_used: dict[int, int],
-    out: dict[str, Totals],
+    out: dict[Any, Totals],
 ) -> None:
     """Book `[start_us, end_us)` (clipped to the unit's window) into `out` by bucket.
 
@@ -121,7 +121,8 @@ def sweep(
     child_losses: dict[str, float] = {}
     child_mean = 0.0
     excluded_n = maintenance_n = 0
-    bucket_key, bucket_end = "", lo  # located lazily
+    bucket_key: Hashable = None
+    bucket_end = lo  # located lazily
     year, year_end = 0, lo
     unit_id, assets = scope.unit_id, scope.assets
     allowance = scope.allowance_us

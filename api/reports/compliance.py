@@ -1,0 +1,713 @@
+"""The compliance report of a contract's measurement periods: availability, hours by class per
+unit, the exclusion windows and the liquidated damages (and bonus) computed step by step, so a
+customer can check every number by hand (spec/availability.md §3-5).
+
+`build_report` turns an engine `Evaluation` into plain data, already rounded as printed
+(half-up: percentages and hours to 3 decimals, money to 2). The writers `to_xlsx`, `to_csv`
+and `to_pdf` only lay that data out, each table from the same column list, so the formats
+cannot disagree on a number. No generation time is written: the same input gives the same
+report.
+
+CSV layout: one file of blocks separated by an empty line. A block starts with a header row
+whose first cell is `section`, naming the columns of the rows below it; each of those rows has
+the block's section name in its first cell. Sections, in order: `header` (one row: contract
+and site), `summary` (a row per period), `unit` (a row per period and unit), `exclusion` (a row
+per period and exclusion window) and `computation` (a row per period and step). To read it,
+take every row that starts with `section` as the column names of the rows that follow."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Literal
+
+from contracts.contract import Contract
+from contracts.engine import Evaluation, PeriodResult
+from contracts.intervals import ExclusionWindow
+from contracts.ledger import OVER_ALLOWANCE
+from contracts.money import Charge, round_half_up
+from contracts.periods import US_PER_HOUR, from_us
+
+if TYPE_CHECKING:
+    from openpyxl.worksheet.worksheet import Worksheet
+    from reportlab.pdfgen.canvas import Canvas
+    from reportlab.platypus import Flowable
+
+# Hours by class of spec §3, in the order its rules apply; maintenance is split at the
+# contract year's allowance (the part within it is excluded, the rest is lost).
+CLASSES: tuple[tuple[str, str], ...] = (
+    ("excluded", "Excluded"),
+    ("maintenance", "Maintenance within allowance"),
+    (OVER_ALLOWANCE, "Maintenance over allowance"),
+    ("unknown", "Unknown (no data)"),
+    ("unavailable", "Unavailable"),
+    ("derated", "Derated"),
+    ("available", "Available"),
+)
+
+EFFECT_EXCLUDED = "excluded (reason in excluded_causes)"
+EFFECT_MAINTENANCE = "maintenance (counts against the allowance)"
+EFFECT_NONE = "no effect (reason neither excluded nor scheduled_maintenance)"
+
+WEIGHT_BASIS = {"equal": "equal (1 per unit)", "power": "rated power (kW)",
+                "energy": "rated energy (kWh)"}
+WEIGHTED_HOURS = "w·h"  # unit of w·L and w·(T − E)
+
+NOTE = ("T = window hours, E = excluded hours, L = lost hours, w = unit weight. Computed at "
+        "full precision; shown rounded half-up (percentages and hours to 3 decimals, money to "
+        "2), so a sum of shown figures may differ from the shown total in its last digit.")
+
+
+# -- the report as data ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ReportHeader:
+    contract_id: str
+    site_id: str
+    site_name: str | None
+    customer: str
+    region: str
+    timezone: str
+    currency: str
+    measurement_period: str
+    unit_weight: str
+    ld_terms: str
+    bonus_terms: str
+    periods: str  # the periods asked, as labels: `2026-10` or `2026-09..2026-10`
+
+    def fields(self) -> tuple[tuple[str, str, str], ...]:
+        """(CSV name, title, value) of each field, in the order every format shows them."""
+        return (
+            ("contract_id", "Contract", self.contract_id),
+            ("site_id", "Site", self.site_id),
+            ("site_name", "Site name", self.site_name or ""),
+            ("customer", "Customer", self.customer),
+            ("region", "Region", self.region),
+            ("timezone", "Time zone", self.timezone),
+            ("currency", "Currency", self.currency),
+            ("measurement_period", "Measurement period", self.measurement_period),
+            ("unit_weight", "Unit weight w", self.unit_weight),
+            ("ld_terms", "Liquidated damages", self.ld_terms),
+            ("bonus_terms", "Bonus", self.bonus_terms),
+            ("periods", "Periods", self.periods),
+        )
+
+
+@dataclass(frozen=True)
+class Summary:
+    availability_pct: float | None  # None when no time of the period counts
+    guaranteed_pct: float
+    shortfall_pct: float | None
+    ld: float
+    bonus: float
+    currency: str
+    early_warning_margin_pct: float
+
+
+@dataclass(frozen=True)
+class UnitLine:
+    asset_id: str
+    weight: float
+    window_hours: float
+    class_hours: tuple[float, ...]  # in the order of CLASSES
+    excluded_hours: float
+    lost_hours: float
+    availability_pct: float | None
+
+    def hours_of(self, class_key: str) -> float:
+        return self.class_hours[[k for k, _ in CLASSES].index(class_key)]
+
+
+@dataclass(frozen=True)
+class ExclusionLine:
+    scope_id: str
+    start: str  # site-local ISO 8601
+    end: str
+    reason: str
+    hours_in_period: float
+    effect: str
+
+
+Part = Literal["Availability", "LD", "Bonus"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One line of the computation: what it is, its formula, the formula with the period's
+    numbers written in, and the result."""
+
+    part: Part
+    quantity: str
+    formula: str
+    numbers: str
+    value: float | None
+    unit: str  # "%", "w·h" or the currency (money has 2 places, the rest 3)
+
+
+@dataclass(frozen=True)
+class PeriodReport:
+    label: str
+    start: str  # site-local ISO 8601
+    end: str
+    contract_year: int
+    summary: Summary
+    units: tuple[UnitLine, ...]
+    exclusions: tuple[ExclusionLine, ...]
+    steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
+class ComplianceReport:
+    header: ReportHeader
+    periods: tuple[PeriodReport, ...]
+
+
+# -- building it -----------------------------------------------------------------------------
+
+def _pct(fraction: float | None) -> float | None:
+    return None if fraction is None else round_half_up(100.0 * fraction, 3)
+
+
+def _r3(value: float | Decimal) -> float:
+    return round_half_up(value, 3)
+
+
+def _hours(us: float) -> float:
+    return round_half_up(us / US_PER_HOUR, 3)
+
+
+def _money(value: Decimal) -> float:
+    return round_half_up(value, 2)
+
+
+def _fmt(value: float | Decimal | None, places: int) -> str:
+    return "n/a" if value is None else f"{value:,.{places}f}"
+
+
+def _plain(value: float | Decimal) -> str:
+    """A contract figure as written in the contract: 5000 → `5,000`, 0.01 → `0.01`."""
+    text = f"{Decimal(repr(value)) if isinstance(value, float) else value:,f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def build_report(evaluation: Evaluation, exclusions: Sequence[ExclusionWindow]
+                 ) -> ComplianceReport:
+    """The report of every period of `evaluation`; `exclusions` are the windows it was
+    evaluated with (those of other sites, or outside a period, are left out)."""
+    contract, site = evaluation.contract, evaluation.site
+    labels = [p.period.label for p in evaluation.periods]
+    header = ReportHeader(
+        contract_id=contract.id, site_id=site.id, site_name=site.name,
+        customer=site.customer, region=site.region, timezone=site.timezone,
+        currency=contract.ld.currency,
+        measurement_period=contract.measurement_period.replace("_", " "),
+        unit_weight=WEIGHT_BASIS[contract.availability.weight],
+        ld_terms=_ld_terms(contract), bonus_terms=_bonus_terms(contract),
+        periods=labels[0] if len(labels) == 1 else f"{labels[0]}..{labels[-1]}")
+    covering = {site.id, *(u.id for u in site.units)}
+    windows = sorted((w for w in exclusions if w.scope_id in covering),
+                     key=lambda w: (w.start_us, w.end_us, w.scope_id, w.reason))
+    return ComplianceReport(header, tuple(_period(evaluation, p, windows)
+                                          for p in evaluation.periods))
+
+
+def _ld_terms(c: Contract) -> str:
+    ld = c.ld
+    return (f"{_plain(ld.rate_per_pct)} {ld.currency} per % below the guarantee, in steps of "
+            f"{_plain(ld.step_pct)} %; cap {_plain(ld.cap_per_contract_year)} {ld.currency} "
+            "per contract year")
+
+
+def _bonus_terms(c: Contract) -> str:
+    if c.bonus is None:
+        return "none"
+    b = c.bonus
+    return (f"{_plain(b.rate_per_pct)} {c.ld.currency} per % above {_plain(b.threshold_pct)} %,"
+            f" in steps of {_plain(c.ld.step_pct)} %; cap {_plain(b.cap_per_contract_year)} "
+            f"{c.ld.currency} per contract year")
+
+
+def _period(ev: Evaluation, p: PeriodResult, windows: Sequence[ExclusionWindow]
+            ) -> PeriodReport:
+    tz = ev.calendar.tz
+    contract = ev.contract
+    shortfall = p.shortfall_pct
+    summary = Summary(
+        availability_pct=_pct(p.availability), guaranteed_pct=p.guaranteed_pct,
+        shortfall_pct=None if shortfall is None else _r3(shortfall),
+        ld=_money(p.ld.amount), bonus=_money(p.bonus.amount), currency=contract.ld.currency,
+        early_warning_margin_pct=contract.early_warning_margin_pct)
+    units = tuple(
+        UnitLine(u.asset_id, u.weight, _hours(u.totals.window_us),
+                 tuple(_hours(u.totals.class_us.get(key, 0)) for key, _ in CLASSES),
+                 _hours(u.totals.excluded_us), _hours(u.totals.lost_us), _pct(u.availability))
+        for u in p.units)
+    excluded_causes = set(contract.availability.excluded_causes)
+    lines: list[ExclusionLine] = []
+    lo, hi = p.period.start_us, p.period.end_us
+    for w in windows:
+        if w.end_us <= lo or w.start_us >= hi:
+            continue
+        effect = (EFFECT_EXCLUDED if w.reason in excluded_causes else
+                  EFFECT_MAINTENANCE if w.reason == "scheduled_maintenance" else EFFECT_NONE)
+        lines.append(ExclusionLine(
+            w.scope_id, from_us(w.start_us, tz).isoformat(), from_us(w.end_us, tz).isoformat(),
+            w.reason, _hours(min(w.end_us, hi) - max(w.start_us, lo)), effect))
+    steps = [*_availability_steps(p), *_ld_steps(contract, p)]
+    if contract.bonus is not None:
+        steps += _bonus_steps(contract, p)
+    return PeriodReport(p.period.label, from_us(lo, tz).isoformat(), from_us(hi, tz).isoformat(),
+                        p.contract_year, summary, units, tuple(lines), tuple(steps))
+
+
+def _sum_text(values: Sequence[float]) -> str:
+    if not values:
+        return "0"
+    if len(values) > 4:
+        return f"sum of the {len(values)} values above"
+    return " + ".join(_fmt(_r3(v), 3) for v in values)
+
+
+def _availability_steps(p: PeriodResult) -> list[Step]:
+    """A = 1 − ∑ w·L / ∑ w·(T − E) (spec §4), with each unit's terms and both sums."""
+    steps: list[Step] = []
+    lost: list[float] = []
+    counted: list[float] = []
+    for u in p.units:
+        t, e, lost_h = u.totals.hours()
+        w = _plain(u.weight)
+        lost.append(u.weight * lost_h)
+        counted.append(u.weight * (t - e))
+        steps.append(Step("Availability", f"w·L of {u.asset_id}", "weight × lost hours",
+                          f"{w} × {_fmt(_r3(lost_h), 3)}", _r3(lost[-1]), WEIGHTED_HOURS))
+        steps.append(Step("Availability", f"w·(T − E) of {u.asset_id}",
+                          "weight × (window − excluded hours)",
+                          f"{w} × ({_fmt(_r3(t), 3)} − {_fmt(_r3(e), 3)})", _r3(counted[-1]),
+                          WEIGHTED_HOURS))
+    sum_lost, sum_counted = math.fsum(lost), math.fsum(counted)
+    steps.append(Step("Availability", "∑ w·L", "sum over the units", _sum_text(lost),
+                      _r3(sum_lost), WEIGHTED_HOURS))
+    steps.append(Step("Availability", "∑ w·(T − E)", "sum over the units", _sum_text(counted),
+                      _r3(sum_counted), WEIGHTED_HOURS))
+    numbers = (f"1 − {_fmt(_r3(sum_lost), 3)} / {_fmt(_r3(sum_counted), 3)}"
+               if p.availability is not None else
+               "∑ w·(T − E) = 0: no time counts, A is undefined")
+    steps.append(Step("Availability", "A", "1 − ∑ w·L / ∑ w·(T − E)", numbers,
+                      _pct(p.availability), "%"))
+    return steps
+
+
+def _charge_steps(part: Part, charge: Charge, currency: str, step_pct: float, rate: Decimal,
+                  cap: Decimal, year: int, points: tuple[str, str, str]) -> list[Step]:
+    """points → billable → uncapped → cap left → amount (spec §5); `points` is the name,
+    formula and numbers of the shortfall (LD) or excess (bonus)."""
+    name = "LD" if part == "LD" else "bonus"
+    billable = _r3(charge.billable_pct)
+    uncapped = _money(charge.uncapped)
+    left = _money(charge.cap_left_before)
+    already = _money(cap - charge.cap_left_before)
+    points_value = _r3(charge.points_pct)
+    step = _plain(step_pct)
+    return [
+        Step(part, points[0], points[1], points[2], points_value, "%"),
+        Step(part, "billable", f"floor({points[0]} / step) · step",
+             f"floor({_fmt(points_value, 3)} / {step}) · {step}", billable, "%"),
+        Step(part, f"uncapped {name}", "billable × rate per %",
+             f"{_fmt(billable, 3)} × {_fmt(rate, 2)}", uncapped, currency),
+        Step(part, "cap left", f"cap per contract year − {name} already in contract year {year}",
+             f"{_fmt(cap, 2)} − {_fmt(already, 2)}", left, currency),
+        Step(part, name, f"min(uncapped {name}, cap left)",
+             f"min({_fmt(uncapped, 2)}, {_fmt(left, 2)})", _money(charge.amount), currency),
+    ]
+
+
+def _undefined(part: Part, quantities: Sequence[str], currency: str) -> list[Step]:
+    """A period in which no time counts charges nothing (spec §5)."""
+    name = "LD" if part == "LD" else "bonus"
+    steps = [Step(part, q, "", "A is undefined: nothing is charged", None,
+                  "%" if q in ("shortfall", "excess", "billable") else currency)
+             for q in quantities]
+    return [*steps, Step(part, name, "nothing is charged when A is undefined", "", 0.0,
+                         currency)]
+
+
+def _ld_steps(c: Contract, p: PeriodResult) -> list[Step]:
+    year, currency = p.contract_year, c.ld.currency
+    source = (f"by_contract_year[{year}]" if year in c.guarantee.by_contract_year
+              else "default_pct")
+    guarantee = Step("LD", "G", f"guaranteed availability of contract year {year}",
+                     f"contract: guarantee {source}", p.guaranteed_pct, "%")
+    a = _pct(p.availability)
+    if a is None:
+        return [guarantee, *_undefined("LD", ("shortfall", "billable", "uncapped LD",
+                                              "cap left"), currency)]
+    shortfall = ("shortfall", "max(0, G − A)", f"max(0, {_fmt(p.guaranteed_pct, 3)} − "
+                 f"{_fmt(a, 3)})")
+    return [guarantee, *_charge_steps("LD", p.ld, currency, c.ld.step_pct, c.ld.rate_per_pct,
+                                      c.ld.cap_per_contract_year, year, shortfall)]
+
+
+def _bonus_steps(c: Contract, p: PeriodResult) -> list[Step]:
+    assert c.bonus is not None
+    currency = c.ld.currency
+    a = _pct(p.availability)
+    if a is None:
+        return _undefined("Bonus", ("excess", "billable", "uncapped bonus", "cap left"),
+                          currency)
+    excess = ("excess", "max(0, A − threshold)",
+              f"max(0, {_fmt(a, 3)} − {_fmt(c.bonus.threshold_pct, 3)})")
+    return _charge_steps("Bonus", p.bonus, currency, c.ld.step_pct, c.bonus.rate_per_pct,
+                         c.bonus.cap_per_contract_year, p.contract_year, excess)
+
+
+# -- tables: the columns every format lays out -----------------------------------------------
+
+# number: 3 places; money: 2; value: places from the row's unit; weight: as in the contract
+Kind = Literal["text", "int", "number", "money", "value", "weight"]
+Cell = str | int | float | None
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str  # CSV column
+    title: str  # header in xlsx and PDF
+    kind: Kind
+    width: float  # relative width in xlsx (characters) and PDF
+
+
+@dataclass(frozen=True)
+class Table:
+    section: str  # CSV section name
+    columns: tuple[Column, ...]
+    rows: Callable[[PeriodReport], list[tuple[Cell, ...]]]
+
+
+def _places(column: Column, row: tuple[Cell, ...], columns: Sequence[Column]) -> int:
+    if column.kind == "money":
+        return 2
+    if column.kind == "value":
+        unit = row[[c.name for c in columns].index("unit")]
+        return 3 if unit in ("%", WEIGHTED_HOURS) else 2
+    return 3
+
+
+SUMMARY = Table("summary", (
+    Column("availability_pct", "Availability %", "number", 13),
+    Column("guaranteed_pct", "Guaranteed %", "number", 13),
+    Column("shortfall_pct", "Shortfall %", "number", 12),
+    Column("ld", "LD", "money", 14),
+    Column("bonus", "Bonus", "money", 14),
+    Column("currency", "Currency", "text", 9),
+    Column("early_warning_margin_pct", "Early-warning margin %", "number", 13),
+), lambda p: [(p.summary.availability_pct, p.summary.guaranteed_pct, p.summary.shortfall_pct,
+               p.summary.ld, p.summary.bonus, p.summary.currency,
+               p.summary.early_warning_margin_pct)])
+
+# Wide enough for the longest word of each title on A4 landscape.
+_CLASS_WIDTHS = {"maintenance": 12.5, OVER_ALLOWANCE: 12.5, "unknown": 10, "unavailable": 11.5,
+                 "available": 10.5}
+
+UNITS = Table("unit", (
+    Column("asset_id", "Unit", "text", 20),
+    Column("weight", "Weight w", "weight", 8),
+    Column("window_hours", "Window h (T)", "number", 10.5),
+    *(Column(f"class_{key}_hours", f"{title} h", "number", _CLASS_WIDTHS.get(key, 9.5))
+      for key, title in CLASSES),
+    Column("excluded_hours", "Excluded h (E)", "number", 10),
+    Column("lost_hours", "Lost h (L)", "number", 9.5),
+    Column("availability_pct", "Availability %", "number", 10.5),
+), lambda p: [(u.asset_id, u.weight, u.window_hours, *u.class_hours, u.excluded_hours,
+               u.lost_hours, u.availability_pct) for u in p.units])
+
+EXCLUSIONS = Table("exclusion", (
+    Column("scope_id", "Scope", "text", 16),
+    Column("start", "Start (local)", "text", 26),
+    Column("end", "End (local)", "text", 26),
+    Column("reason", "Reason", "text", 20),
+    Column("hours_in_period", "Hours in period", "number", 10),
+    Column("effect", "Effect", "text", 40),
+), lambda p: [(e.scope_id, e.start, e.end, e.reason, e.hours_in_period, e.effect)
+              for e in p.exclusions])
+
+COMPUTATION = Table("computation", (
+    Column("part", "Part", "text", 12),
+    Column("quantity", "Quantity", "text", 30),
+    Column("formula", "Formula", "text", 36),
+    Column("numbers", "With this period's numbers", "text", 40),
+    Column("value", "Value", "value", 16),
+    Column("unit", "Unit", "text", 8),
+), lambda p: [(s.part, s.quantity, s.formula, s.numbers, s.value, s.unit) for s in p.steps])
+
+PERIOD_COLUMNS = (
+    Column("period", "Period", "text", 10),
+    Column("start", "Start (local)", "text", 26),
+    Column("end", "End (local)", "text", 26),
+    Column("contract_year", "Contract year", "int", 9),
+)
+
+
+def _period_cells(p: PeriodReport) -> tuple[Cell, ...]:
+    return (p.label, p.start, p.end, p.contract_year)
+
+
+# -- CSV -------------------------------------------------------------------------------------
+
+def to_csv(report: ComplianceReport) -> str:
+    """The report as CSV blocks (layout in the module docstring); numbers as plain decimals."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    fields = report.header.fields()
+    writer.writerow(["section", *(name for name, _, _ in fields)])
+    writer.writerow(["header", *(value for _, _, value in fields)])
+    blocks: list[tuple[str, tuple[Column, ...], list[tuple[Cell, ...]]]] = [
+        ("summary", (*PERIOD_COLUMNS, *SUMMARY.columns),
+         [(*_period_cells(p), *row) for p in report.periods for row in SUMMARY.rows(p)])]
+    for table in (UNITS, EXCLUSIONS, COMPUTATION):
+        blocks.append((table.section, (PERIOD_COLUMNS[0], *table.columns),
+                       [(p.label, *row) for p in report.periods for row in table.rows(p)]))
+    for section, columns, rows in blocks:
+        writer.writerow([])
+        writer.writerow(["section", *(c.name for c in columns)])
+        for row in rows:
+            writer.writerow([section, *("" if v is None else v for v in row)])
+    return out.getvalue()
+
+
+# -- xlsx ------------------------------------------------------------------------------------
+
+def to_xlsx(report: ComplianceReport) -> bytes:
+    """Sheets Summary (contract and site above a row per period), Units, Exclusions and
+    LD computation; numbers are numbers, shown with 3 decimals (2 for money)."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    wb = Workbook()
+    summary = wb.active
+    assert summary is not None
+    summary.title = "Summary"
+    fields = report.header.fields()
+    for r, (_, title, value) in enumerate(fields, start=1):
+        summary.cell(r, 1, title).font = Font(bold=True)
+        summary.cell(r, 2, value)
+    top = len(fields) + 2
+    _sheet_table(summary, top, (*PERIOD_COLUMNS, *SUMMARY.columns),
+                 [(*_period_cells(p), *row) for p in report.periods for row in SUMMARY.rows(p)])
+    summary.column_dimensions["A"].width = max(
+        summary.column_dimensions["A"].width, max(len(t) for _, t, _ in fields) + 2)
+    # Values run on into the empty cells to their right; column B keeps the table's width.
+    for name, table in (("Units", UNITS), ("Exclusions", EXCLUSIONS),
+                        ("LD computation", COMPUTATION)):
+        _sheet_table(wb.create_sheet(name), 1, (PERIOD_COLUMNS[0], *table.columns),
+                     [(p.label, *row) for p in report.periods for row in table.rows(p)])
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()
+
+
+def _sheet_table(ws: Worksheet, top: int, columns: Sequence[Column],
+                 rows: Sequence[tuple[Cell, ...]]) -> None:
+    """A table with a bold header row at `top`, frozen, and columns wide enough to read."""
+    from openpyxl.styles import Alignment, Font, PatternFill
+    from openpyxl.utils import get_column_letter
+
+    header_fill = PatternFill("solid", fgColor="DDE4EE")
+    for c, column in enumerate(columns, start=1):
+        cell = ws.cell(top, c, column.title)
+        cell.font = Font(bold=True)
+        cell.fill = header_fill
+        cell.alignment = Alignment(wrap_text=True, vertical="top")
+        letter = get_column_letter(c)
+        ws.column_dimensions[letter].width = column.width + 2
+    for r, row in enumerate(rows, start=top + 1):
+        for c, (column, value) in enumerate(zip(columns, row, strict=True), start=1):
+            cell = ws.cell(r, c, value)
+            if column.kind == "int":
+                cell.number_format = "0"
+            elif column.kind == "weight":
+                cell.number_format = "General"
+            elif column.kind != "text":
+                cell.number_format = "#,##0." + "0" * _places(column, row, columns)
+    ws.freeze_panes = f"A{top + 1}"
+
+
+# -- PDF -------------------------------------------------------------------------------------
+
+FONT, BOLD = "Vera", "VeraBd"  # shipped with ReportLab; unlike Helvetica they have ∑ and −
+
+
+def to_pdf(report: ComplianceReport) -> bytes:
+    """A4 landscape: title, contract and site, then per period its summary, units, exclusion
+    windows and the LD computation; `page n of m` at the foot of every page."""
+    pdf, pages = _render_pdf(report, total_pages=0)
+    pdf, _ = _render_pdf(report, total_pages=pages)  # now the footer knows the page count
+    return pdf
+
+
+def _render_pdf(report: ComplianceReport, total_pages: int) -> tuple[bytes, int]:
+    from reportlab.lib.pagesizes import A4, landscape
+    from reportlab.lib.units import mm
+    from reportlab.platypus import SimpleDocTemplate
+
+    _register_fonts()
+    header = report.header
+    out = io.BytesIO()
+    title = f"Compliance report {header.contract_id} {header.periods}"
+    doc = SimpleDocTemplate(out, pagesize=landscape(A4), leftMargin=14 * mm,
+                            rightMargin=14 * mm, topMargin=12 * mm, bottomMargin=14 * mm,
+                            title=title, author="bessmon", invariant=True)
+
+    def footer(canvas: Canvas, _: object) -> None:
+        canvas.saveState()
+        canvas.setFont(FONT, 7.5)
+        canvas.drawString(doc.leftMargin, 8 * mm, f"{title} · {header.site_id}")
+        page = f"page {canvas.getPageNumber()}" + (f" of {total_pages}" if total_pages else "")
+        canvas.drawRightString(doc.pagesize[0] - doc.rightMargin, 8 * mm, page)
+        canvas.restoreState()
+
+    doc.build(_story(report, doc.width), onFirstPage=footer, onLaterPages=footer)
+    return out.getvalue(), doc.page
+
+
+def _register_fonts() -> None:
+    from reportlab.lib.fonts import addMapping
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.ttfonts import TTFont
+
+    if FONT in pdfmetrics.getRegisteredFontNames():
+        return
+    pdfmetrics.registerFont(TTFont(FONT, "Vera.ttf"))
+    pdfmetrics.registerFont(TTFont(BOLD, "VeraBd.ttf"))
+    for bold in (0, 1):
+        for italic in (0, 1):
+            addMapping(FONT, bold, italic, BOLD if bold else FONT)
+
+
+def _story(report: ComplianceReport, width: float) -> list[Flowable]:
+    from reportlab.lib.styles import ParagraphStyle
+    from reportlab.platypus import KeepTogether, PageBreak, Paragraph, Spacer
+
+    title = ParagraphStyle("title", fontName=BOLD, fontSize=16, leading=20, spaceAfter=6)
+    h2 = ParagraphStyle("h2", fontName=BOLD, fontSize=12.5, leading=16, spaceBefore=4,
+                        spaceAfter=2)
+    h3 = ParagraphStyle("h3", fontName=BOLD, fontSize=10, leading=13, spaceBefore=8,
+                        spaceAfter=3)
+    body = ParagraphStyle("body", fontName=FONT, fontSize=8.5, leading=11)
+    part_title = ParagraphStyle("part", fontName=BOLD, fontSize=8.5, leading=11)
+    small = ParagraphStyle("small", fontName=FONT, fontSize=7.5, leading=9.5)
+    header = report.header
+    site = f"{header.site_name} ({header.site_id})" if header.site_name else header.site_id
+    story: list[Flowable] = [
+        Paragraph(f"Compliance report — {_esc(header.contract_id)}, {_esc(header.periods)}",
+                  title),
+        Paragraph(f"{_esc(site)} · {_esc(header.customer)}", body),
+        Spacer(0, 6),
+        _key_values(header.fields(), width),
+    ]
+    for i, p in enumerate(report.periods):
+        if i:
+            story.append(PageBreak())
+        story += [
+            Spacer(0, 8),
+            Paragraph(f"Period {_esc(p.label)} — contract year {p.contract_year}", h2),
+            Paragraph(f"From {_esc(p.start)} to {_esc(p.end)} ({_esc(header.timezone)})", body),
+            Paragraph("Summary", h3), _pdf_table(SUMMARY.columns, SUMMARY.rows(p), width * 0.8),
+            Paragraph("Units: hours by class", h3),
+            _pdf_table(UNITS.columns, UNITS.rows(p), width),
+            Paragraph("Exclusion windows", h3),
+            _pdf_table(EXCLUSIONS.columns, EXCLUSIONS.rows(p), width) if p.exclusions else
+            Paragraph("No exclusion window covers the site or its units in this period.",
+                      body),
+        ]
+        steps = COMPUTATION.rows(p)
+        heading: list[Flowable] = [
+            Paragraph(f"Computation of availability, LD and bonus — {_esc(p.label)}", h3)]
+        for part in ("Availability", "LD", "Bonus"):
+            rows = [row[1:] for row in steps if row[0] == part]
+            if rows:  # a part's title and table on one page where they fit
+                part_text = f"{_PART_TITLES[part]} ({_esc(p.label)})"
+                story.append(KeepTogether([
+                    *heading, Paragraph(part_text, part_title), Spacer(0, 2),
+                    _pdf_table(COMPUTATION.columns[1:], rows, width), Spacer(0, 5)]))
+                heading = []
+        story.append(Paragraph(NOTE, small))
+    return story
+
+
+_PART_TITLES = {
+    "Availability": "Availability A = 1 − ∑ w·L / ∑ w·(T − E) over the units",
+    "LD": "Liquidated damages: shortfall below the guarantee G",
+    "Bonus": "Bonus: excess above the threshold",
+}
+
+
+def _esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _key_values(fields: Sequence[tuple[str, str, str]], width: float) -> Flowable:
+    """Contract and site as two pairs of label and value per row."""
+    from reportlab.lib.styles import ParagraphStyle
+    from reportlab.platypus import Paragraph, Table, TableStyle
+
+    label = ParagraphStyle("label", fontName=BOLD, fontSize=8, leading=10)
+    value = ParagraphStyle("value", fontName=FONT, fontSize=8, leading=10)
+    cells = [[Paragraph(_esc(t), label), Paragraph(_esc(v) or "—", value)]
+             for _, t, v in fields]
+    half = (len(cells) + 1) // 2
+    left, right = cells[:half], cells[half:]
+    rows = [[*a, *(right[i] if i < len(right) else ["", ""])] for i, a in enumerate(left)]
+    table = Table(rows, colWidths=[width * 0.12, width * 0.38, width * 0.12, width * 0.38],
+                  hAlign="LEFT")
+    table.setStyle(TableStyle([
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("LINEBELOW", (0, 0), (-1, -1), 0.25, "#C8CED8"),
+        ("TOPPADDING", (0, 0), (-1, -1), 2), ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
+    ]))
+    return table
+
+
+def _pdf_table(columns: Sequence[Column], rows: Sequence[tuple[Cell, ...]], width: float
+               ) -> Flowable:
+    """A table with a shaded header repeated on every page; text wraps, numbers are right
+    aligned with their places."""
+    from reportlab.lib.styles import ParagraphStyle
+    from reportlab.platypus import Paragraph, Table, TableStyle
+
+    head = ParagraphStyle("head", fontName=BOLD, fontSize=7.5, leading=9)
+    head_right = ParagraphStyle("head_right", parent=head, alignment=2)
+    text = ParagraphStyle("cell", fontName=FONT, fontSize=7.5, leading=9)
+    number = ParagraphStyle("number", parent=text, alignment=2)
+    numeric = [c.kind != "text" for c in columns]
+    data: list[list[object]] = [[Paragraph(_esc(c.title), head_right if n else head)
+                                 for c, n in zip(columns, numeric, strict=True)]]
+    for row in rows:
+        cells: list[object] = []
+        for column, value in zip(columns, row, strict=True):
+            if column.kind == "text":
+                cells.append(Paragraph(_esc(str(value or "")), text))
+            elif value is None:
+                cells.append(Paragraph("—", number))
+            elif column.kind == "int":
+                cells.append(Paragraph(str(value), number))
+            else:
+                assert isinstance(value, int | float)
+                if column.kind == "weight":
+                    cells.append(Paragraph(_plain(float(value)), number))
+                    continue
+                cells.append(Paragraph(_fmt(value, _places(column, row, columns)), number))
+        data.append(cells)
+    total = sum(c.width for c in columns)
+    table = Table(data, colWidths=[width * c.width / total for c in columns], repeatRows=1,
+                  hAlign="LEFT")
+    table.setStyle(TableStyle([
+        ("BACKGROUND", (0, 0), (-1, 0), "#DDE4EE"),
+        ("GRID", (0, 0), (-1, -1), 0.25, "#9AA5B5"),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("TOPPADDING", (0, 0), (-1, -1), 2), ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
+        ("LEFTPADDING", (0, 0), (-1, -1), 3), ("RIGHTPADDING", (0, 0), (-1, -1), 3),
+    ]))
+    return table

@@ -1,0 +1,245 @@
+"""The contract engine in incremental form, for the flows: status intervals and exclusion
+windows are taken as they arrive — in any order within the allowed lateness — and time is
+booked exactly as the batch evaluation books it (same sweep, same exact sums), so finalized
+periods give the batch numbers to the last digit.
+
+Time before the watermark (newest interval start seen, minus the allowed lateness) is final:
+every interval that could still cover it has arrived. An interval or window starting before
+the watermark is late and refused (`LateInput`), never silently booked. Time is booked per
+site-local hour within each measurement period, so rolling windows can be summed too."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from contracts.contract import Contract
+from contracts.engine import (
+    ContractContext,
+    PeriodResult,
+    UnitResult,
+    contract_availability,
+    settle,
+    unit_weight,
+)
+from contracts.fleet import Fleet
+from contracts.intervals import ExclusionWindow, StatusInterval
+from contracts.ledger import Locate, Totals, UnitScope, sweep
+from contracts.money import YearLedger
+from contracts.periods import Period, from_us
+
+US_PER_HOUR = 3_600_000_000
+
+# A bucket: (measurement period label, start of the site-local hour), both inside the period.
+Bucket = tuple[str, int]
+
+
+class LateInput(ValueError):
+    """An interval or window that starts in time already booked as final."""
+
+
+@dataclass
+class UnitAccumulator:
+    """One battery unit: its pending inputs and its booked time per bucket."""
+
+    scope: UnitScope
+    frontier_us: int  # booked as final up to here
+    own: list[StatusInterval] = field(default_factory=list)
+    children: list[StatusInterval] = field(default_factory=list)
+    windows: list[ExclusionWindow] = field(default_factory=list)
+    booked: dict[Bucket, Totals] = field(default_factory=dict)
+    maintenance_used: dict[int, int] = field(default_factory=dict)
+
+    def advance(self, to_us: int, locate: Locate) -> None:
+        if to_us <= self.frontier_us:
+            return
+        sweep(self.scope, self.frontier_us, to_us, self.own, self.children, self.windows,
+              locate, self.maintenance_used, self.booked)
+        self.frontier_us = to_us
+        self.own = [iv for iv in self.own if iv.end_us > to_us]
+        self.children = [iv for iv in self.children if iv.end_us > to_us]
+        self.windows = [w for w in self.windows if w.end_us > to_us]
+
+    def provisional(self, until_us: int, locate: Locate) -> dict[Bucket, Totals]:
+        """What `[frontier, until)` would book with the inputs received so far (not final:
+        inputs may still arrive)."""
+        out: dict[Bucket, Totals] = {}
+        sweep(self.scope, self.frontier_us, until_us, self.own, self.children, self.windows,
+              locate, dict(self.maintenance_used), out)
+        return out
+
+
+class ContractAccumulator:
+    """All units of one contract's site. Feed `add` / `add_window`; read `evaluate` for
+    finalized periods and `so_far` / `project` for open ones."""
+
+    def __init__(self, fleet: Fleet, contract: Contract, *, allowed_lateness_us: int,
+                 start_us: int | None = None) -> None:
+        self.ctx = ContractContext(fleet, contract)
+        self.lateness = allowed_lateness_us
+        start = self.ctx.calendar.start_us if start_us is None else start_us
+        self.units = {uid: UnitAccumulator(scope, start)
+                      for uid, scope in self.ctx.scopes.items()}
+        self.newest_start_us: int | None = None
+        self.start_us = self.frontier_us = start
+        self._tz = self.ctx.site.tz
+
+    # -- input -------------------------------------------------------------------------
+
+    def add(self, interval: StatusInterval) -> None:
+        """Take a status interval of any asset (others' sites are ignored, spec §2)."""
+        asset = self.ctx.fleet.assets.get(interval.asset_id)
+        if (asset is None or asset.site_id != self.ctx.site.id or asset.unit_id is None
+                or interval.end_us <= self.start_us):
+            return
+        self._check_on_time(interval.start_us, f"interval of {interval.asset_id}")
+        unit = self.units[asset.unit_id]
+        (unit.own if asset.kind == "unit" else unit.children).append(interval)
+        self._saw(interval.start_us)
+
+    def add_window(self, window: ExclusionWindow) -> None:
+        site = self.ctx.site.id
+        if ((window.scope_id != site and window.scope_id not in self.units)
+                or window.end_us <= self.start_us):
+            return
+        self._check_on_time(window.start_us, f"exclusion window of {window.scope_id}")
+        for uid, unit in self.units.items():
+            if window.scope_id in (site, uid):
+                unit.windows.append(window)
+        self._saw(window.start_us)
+
+    def _check_on_time(self, start_us: int, what: str) -> None:
+        """Late: it covers time already booked as final (before the accumulator's start is
+        out of scope, not late)."""
+        if max(start_us, self.start_us) < self.frontier_us:
+            raise LateInput(f"{what} starts {start_us} µs, before the final watermark "
+                            f"{self.frontier_us} µs")
+
+    def _saw(self, start_us: int) -> None:
+        if self.newest_start_us is None or start_us > self.newest_start_us:
+            self.newest_start_us = start_us
+
+    @property
+    def watermark_us(self) -> int:
+        if self.newest_start_us is None:
+            return self.frontier_us
+        return max(self.frontier_us, self.newest_start_us - self.lateness)
+
+    def advance(self, to_us: int | None = None) -> None:
+        """Book final time up to the watermark (or `to_us`, when a caller knows more, e.g.
+        at the end of a replay)."""
+        target = self.watermark_us if to_us is None else max(to_us, self.frontier_us)
+        for unit in self.units.values():
+            unit.advance(target, self.locate)
+        self.frontier_us = target
+
+    # -- buckets -----------------------------------------------------------------------
+
+    def locate(self, us: int) -> tuple[Bucket, int]:
+        period = self.ctx.calendar.containing(us, self.ctx.contract.measurement_period)
+        local = from_us(us, self._tz)
+        hour_start = us - ((local.minute * 60 + local.second) * 1_000_000 + local.microsecond)
+        return (period.label, hour_start), min(period.end_us, hour_start + US_PER_HOUR)
+
+    # -- output ------------------------------------------------------------------------
+
+    def totals(self, label: str, *, until_us: int | None = None,
+               since_us: int | None = None) -> dict[str, Totals]:
+        """Each unit's time in period `label`: final, plus provisional up to `until_us`;
+        only buckets starting at or after `since_us` (hour granularity) when given."""
+        out = {}
+        for uid, unit in self.units.items():
+            sources: list[dict[Bucket, Totals]] = [unit.booked]
+            if until_us is not None and until_us > unit.frontier_us:
+                sources.append(unit.provisional(until_us, self.locate))
+            total = Totals()
+            for source in sources:
+                for (period_label, hour), t in source.items():
+                    if period_label == label and (since_us is None or hour >= since_us):
+                        total.add(t)
+            out[uid] = total
+        return out
+
+    def evaluate(self, labels: Sequence[str]) -> list[PeriodResult]:
+        """Periods whose time is final, as the batch evaluation gives them (LD caps settled
+        from the first period of each one's contract year)."""
+        cal = self.ctx.calendar
+        kind = self.ctx.contract.measurement_period
+        wanted = [cal.parse(label, kind) for label in labels]
+        for period in wanted:
+            if period.end_us > self.frontier_us:
+                raise ValueError(f"period {period.label} is not final yet")
+        sequence = _with_preceding(cal.preceding_in_year(wanted[0]), wanted)
+        cache = {p.label: self.totals(p.label) for p in sequence}
+        results = settle(self.ctx, sequence, lambda uid, label: cache[label][uid])
+        keep = {p.label for p in wanted}
+        return [r for r in results if r.period.label in keep]
+
+    def project(self, period: Period, now_us: int) -> Projection:
+        """Spec §6 for an open period: period-end availability if the rest runs at the loss
+        rate of the trailing 7 days (or of the period so far, if shorter), the warning level,
+        and the LD that would cost given what the contract year has already charged."""
+        ctx = self.ctx
+        contract = ctx.contract
+        weights = {u.id: unit_weight(contract, u) for u in ctx.site.units}
+
+        def units(totals: dict[str, Totals]) -> list[UnitResult]:
+            return [UnitResult(uid, weights[uid], t) for uid, t in totals.items()]
+
+        so_far = units(self.totals(period.label, until_us=now_us))
+        since = max(period.start_us, now_us - 7 * 24 * US_PER_HOUR)
+        trailing = contract_availability(
+            units(self.totals(period.label, until_us=now_us, since_us=since)))
+        rate = None if trailing is None else 1.0 - trailing
+        # The rest of the period: each unit's remaining window, weighted, at that rate.
+        rest = math.fsum(
+            weights[u.id] * max(0, min(ctx.scopes[u.id].window[1], period.end_us)
+                                - max(ctx.scopes[u.id].window[0], now_us))
+            for u in ctx.site.units)
+        counted = math.fsum(u.weight * u.totals.counted_us for u in so_far)
+        lost = math.fsum(u.weight * u.totals.lost_us for u in so_far)
+        projected = None
+        if counted + rest > 0:
+            projected = 1.0 - (lost + (rate or 0.0) * rest) / (counted + rest)
+
+        year = ctx.calendar.period_year(period)
+        ledger = YearLedger(contract)
+        for earlier in ctx.calendar.preceding_in_year(period):
+            ledger.settle(year, contract_availability(
+                units(self.totals(earlier.label, until_us=now_us))))
+        ld, _ = ledger.settle(year, projected)
+        guaranteed = contract.guaranteed_pct(year)
+        return Projection(period.label, now_us, contract_availability(so_far), rate, projected,
+                          guaranteed, warning_level(projected, guaranteed,
+                                                    contract.early_warning_margin_pct),
+                          ld.amount)
+
+
+def _with_preceding(preceding: Iterable[Period], wanted: Sequence[Period]) -> list[Period]:
+    seen = {p.label for p in wanted}
+    return [*(p for p in preceding if p.label not in seen), *wanted]
+
+
+def warning_level(projected: float | None, guaranteed_pct: float, margin_pct: float) -> str:
+    """ok when projected ≥ G + margin, watch when G ≤ projected < G + margin, ld_risk below G
+    (spec §6). No projection yet: ok."""
+    if projected is None:
+        return "ok"
+    pct = 100.0 * projected
+    if pct >= guaranteed_pct + margin_pct:
+        return "ok"
+    return "watch" if pct >= guaranteed_pct else "ld_risk"
+
+
+@dataclass(frozen=True)
+class Projection:
+    period: str
+    now_us: int
+    availability_so_far: float | None
+    trailing_loss_rate: float | None
+    projected_availability: float | None
+    guaranteed_pct: float
+    level: str  # ok | watch | ld_risk
+    projected_ld: Decimal
