@@ -1,4 +1,5 @@
-"""Time-weighted availability over exact intervals, and the hierarchy roll-up of spec §3.
+"""Rolling, time-weighted availability over exact loss segments (the live view of the flows;
+contract availability is computed by contracts.engine).
 
 A `Timeline` holds an asset's loss as piecewise-constant segments in event time (ms); equal
 neighbours are merged, so a steady asset costs one segment however long it runs."""
@@ -7,10 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import deque
-from collections.abc import Mapping
 from zoneinfo import ZoneInfo
-
-from contracts.fleet import Asset
 
 
 class Timeline:
@@ -58,25 +56,6 @@ class Timeline:
 
     def __len__(self) -> int:
         return len(self._segments)
-
-
-def rolled_up_loss(asset_id: str, own: Mapping[str, float], assets: Mapping[str, Asset]) -> float:
-    """max(own loss, capacity-weighted mean of the children's rolled-up losses) — spec §3.
-
-    Inverters weigh by rated power, blocks by rated energy; a child without a reading has own
-    loss 0, so block losses still reach the unit through an inverter with no rows of its own."""
-    asset = assets[asset_id]
-    own_loss = own.get(asset_id, 0.0)
-    if not asset.children:
-        return own_loss
-    total_weight = weighted = 0.0
-    for child_id in asset.children:
-        child = assets[child_id]
-        weight = (child.rated_power_kw if child.kind == "inverter" else child.rated_energy_kwh) or 0
-        total_weight += weight
-        weighted += weight * rolled_up_loss(child_id, own, assets)
-    children_loss = weighted / total_weight if total_weight else 0.0
-    return max(own_loss, children_loss)
 
 
 def local_midnight_ms(ts_ms: int, tz: ZoneInfo) -> int:

@@ -149,9 +149,8 @@ def evaluate(
 
     booked: dict[str, dict[str, Totals]] = defaultdict(dict)  # unit → period label → totals
     for unit_id, (own, children, windows) in ctx.split(intervals, exclusions).items():
-        own.sort(key=lambda iv: iv.start_us)
         sweep(ctx.scopes[unit_id], sweep_from, sweep_to, own, children, windows,
-              ctx.locate_period, {}, booked[unit_id])
+              ctx.locate_period, booked[unit_id])
 
     results = settle(ctx, periods, lambda unit_id, label: booked[unit_id].get(label, Totals()))
     return Evaluation(contract, ctx.site, cal, tuple(results[len(periods) - len(asked):]))

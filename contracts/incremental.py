@@ -3,16 +3,17 @@ windows are taken as they arrive — in any order within the allowed lateness �
 booked exactly as the batch evaluation books it (same sweep, same exact sums), so finalized
 periods give the batch numbers to the last digit.
 
-Time before the watermark (newest interval start seen, minus the allowed lateness) is final:
-every interval that could still cover it has arrived. An interval or window starting before
+Time before the watermark (newest status interval start seen, minus the allowed lateness) is
+final: every interval that could still cover it has arrived. An interval or window starting before
 the watermark is late and refused (`LateInput`), never silently booked. Time is booked per
 site-local hour within each measurement period, so rolling windows can be summed too."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 
 from contracts.contract import Contract
@@ -26,9 +27,9 @@ from contracts.engine import (
 )
 from contracts.fleet import Fleet
 from contracts.intervals import ExclusionWindow, StatusInterval
-from contracts.ledger import Locate, Totals, UnitScope, sweep
+from contracts.ledger import Totals, UnitSweep
 from contracts.money import YearLedger
-from contracts.periods import Period, from_us
+from contracts.periods import Period
 
 US_PER_HOUR = 3_600_000_000
 
@@ -40,37 +41,6 @@ class LateInput(ValueError):
     """An interval or window that starts in time already booked as final."""
 
 
-@dataclass
-class UnitAccumulator:
-    """One battery unit: its pending inputs and its booked time per bucket."""
-
-    scope: UnitScope
-    frontier_us: int  # booked as final up to here
-    own: list[StatusInterval] = field(default_factory=list)
-    children: list[StatusInterval] = field(default_factory=list)
-    windows: list[ExclusionWindow] = field(default_factory=list)
-    booked: dict[Bucket, Totals] = field(default_factory=dict)
-    maintenance_used: dict[int, int] = field(default_factory=dict)
-
-    def advance(self, to_us: int, locate: Locate) -> None:
-        if to_us <= self.frontier_us:
-            return
-        sweep(self.scope, self.frontier_us, to_us, self.own, self.children, self.windows,
-              locate, self.maintenance_used, self.booked)
-        self.frontier_us = to_us
-        self.own = [iv for iv in self.own if iv.end_us > to_us]
-        self.children = [iv for iv in self.children if iv.end_us > to_us]
-        self.windows = [w for w in self.windows if w.end_us > to_us]
-
-    def provisional(self, until_us: int, locate: Locate) -> dict[Bucket, Totals]:
-        """What `[frontier, until)` would book with the inputs received so far (not final:
-        inputs may still arrive)."""
-        out: dict[Bucket, Totals] = {}
-        sweep(self.scope, self.frontier_us, until_us, self.own, self.children, self.windows,
-              locate, dict(self.maintenance_used), out)
-        return out
-
-
 class ContractAccumulator:
     """All units of one contract's site. Feed `add` / `add_window`; read `evaluate` for
     finalized periods and `so_far` / `project` for open ones."""
@@ -80,24 +50,33 @@ class ContractAccumulator:
         self.ctx = ContractContext(fleet, contract)
         self.lateness = allowed_lateness_us
         start = self.ctx.calendar.start_us if start_us is None else start_us
-        self.units = {uid: UnitAccumulator(scope, start)
+        self.units = {uid: UnitSweep(scope, self.locate, start)
                       for uid, scope in self.ctx.scopes.items()}
+        self.booked: dict[str, dict[Bucket, Totals]] = {uid: {} for uid in self.units}
         self.newest_start_us: int | None = None
         self.start_us = self.frontier_us = start
+        # Where each asset's intervals go: to its unit as its own, or as a child's.
+        self._route: dict[str, Callable[[StatusInterval], None]] = {}
+        for asset in self.ctx.fleet.assets.values():
+            if asset.site_id == self.ctx.site.id and asset.unit_id is not None:
+                unit = self.units[asset.unit_id]
+                self._route[asset.id] = unit.add_own if asset.kind == "unit" else unit.add_child
         self._tz = self.ctx.site.tz
+        self._period = Period("", self.ctx.contract.measurement_period, 0, 0)  # locate's cache
 
     # -- input -------------------------------------------------------------------------
 
     def add(self, interval: StatusInterval) -> None:
         """Take a status interval of any asset (others' sites are ignored, spec §2)."""
-        asset = self.ctx.fleet.assets.get(interval.asset_id)
-        if (asset is None or asset.site_id != self.ctx.site.id or asset.unit_id is None
-                or interval.end_us <= self.start_us):
+        route = self._route.get(interval.asset_id)
+        if route is None or interval.end_us <= self.start_us:
             return
-        self._check_on_time(interval.start_us, f"interval of {interval.asset_id}")
-        unit = self.units[asset.unit_id]
-        (unit.own if asset.kind == "unit" else unit.children).append(interval)
-        self._saw(interval.start_us)
+        start = interval.start_us
+        if start < self.frontier_us:
+            self._check_on_time(start, f"interval of {interval.asset_id}")
+        route(interval)
+        if self.newest_start_us is None or start > self.newest_start_us:
+            self.newest_start_us = start
 
     def add_window(self, window: ExclusionWindow) -> None:
         site = self.ctx.site.id
@@ -107,8 +86,8 @@ class ContractAccumulator:
         self._check_on_time(window.start_us, f"exclusion window of {window.scope_id}")
         for uid, unit in self.units.items():
             if window.scope_id in (site, uid):
-                unit.windows.append(window)
-        self._saw(window.start_us)
+                unit.add_window(window)
+        # Windows are planned ahead (maintenance, curtailment): they do not move event time.
 
     def _check_on_time(self, start_us: int, what: str) -> None:
         """Late: it covers time already booked as final (before the accumulator's start is
@@ -116,10 +95,6 @@ class ContractAccumulator:
         if max(start_us, self.start_us) < self.frontier_us:
             raise LateInput(f"{what} starts {start_us} µs, before the final watermark "
                             f"{self.frontier_us} µs")
-
-    def _saw(self, start_us: int) -> None:
-        if self.newest_start_us is None or start_us > self.newest_start_us:
-            self.newest_start_us = start_us
 
     @property
     def watermark_us(self) -> int:
@@ -131,16 +106,21 @@ class ContractAccumulator:
         """Book final time up to the watermark (or `to_us`, when a caller knows more, e.g.
         at the end of a replay)."""
         target = self.watermark_us if to_us is None else max(to_us, self.frontier_us)
-        for unit in self.units.values():
-            unit.advance(target, self.locate)
+        for uid, unit in self.units.items():
+            unit.run(target, self.booked[uid])
         self.frontier_us = target
 
     # -- buckets -----------------------------------------------------------------------
 
     def locate(self, us: int) -> tuple[Bucket, int]:
-        period = self.ctx.calendar.containing(us, self.ctx.contract.measurement_period)
-        local = from_us(us, self._tz)
-        hour_start = us - ((local.minute * 60 + local.second) * 1_000_000 + local.microsecond)
+        """The bucket of an instant: its period and its site-local hour."""
+        period = self._period
+        if not period.start_us <= us < period.end_us:
+            period = self._period = self.ctx.calendar.containing(
+                us, self.ctx.contract.measurement_period)
+        offset = self._tz.utcoffset(dt.datetime.fromtimestamp(us // 1_000_000, dt.UTC))
+        offset_us = 0 if offset is None else offset // dt.timedelta(microseconds=1)
+        hour_start = us - (us + offset_us) % US_PER_HOUR
         return (period.label, hour_start), min(period.end_us, hour_start + US_PER_HOUR)
 
     # -- output ------------------------------------------------------------------------
@@ -151,9 +131,11 @@ class ContractAccumulator:
         only buckets starting at or after `since_us` (hour granularity) when given."""
         out = {}
         for uid, unit in self.units.items():
-            sources: list[dict[Bucket, Totals]] = [unit.booked]
-            if until_us is not None and until_us > unit.frontier_us:
-                sources.append(unit.provisional(until_us, self.locate))
+            sources: list[dict[Bucket, Totals]] = [self.booked[uid]]
+            if until_us is not None and until_us > unit.booked_to:
+                provisional: dict[Bucket, Totals] = {}  # not final: inputs may still arrive
+                unit.clone().run(until_us, provisional)
+                sources.append(provisional)
             total = Totals()
             for source in sources:
                 for (period_label, hour), t in source.items():

@@ -8,6 +8,8 @@ and the incremental accumulators of the flows give the same numbers to the last 
 
 from __future__ import annotations
 
+import copy
+import heapq
 import math
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -16,7 +18,7 @@ from typing import Any, cast
 from contracts.fleet import Asset
 from contracts.intervals import ExclusionWindow, StatusInterval
 from contracts.periods import US_PER_HOUR
-from contracts.rules import Kind, Rules, children_loss
+from contracts.rules import Kind, Rollup, Rules
 
 OVER_ALLOWANCE = "maintenance_over_allowance"
 # Where an instant's time is booked: (bucket key, end of that bucket).
@@ -73,10 +75,165 @@ class UnitScope:
     rules: Rules
     allowance_us: int
     contract_year: Callable[[int], tuple[int, int]]  # instant → (year, end of that year)
+    rollup: Rollup = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rollup = Rollup(self.unit_id, self.assets)
 
 
 # Event codes, in the order they apply at one instant: ends before starts.
 _OWN_END, _CHILD_END, _WINDOW_END, _OWN_START, _CHILD_START, _WINDOW_START = range(6)
+Event = tuple[int, int, int, object]  # (time, code, tie-breaker, interval or window)
+
+
+class UnitSweep:
+    """A resumable sweep of one unit's time: inputs are added as boundary events, and
+    `run(to)` books `[booked_to, to)` into buckets, carrying every piece of state (the active
+    intervals, the children's losses, the maintenance allowance used) to the next run. One
+    run or many, the buckets receive exactly the same time — the batch evaluation runs it
+    once, the incremental accumulators as the watermark moves."""
+
+    def __init__(self, scope: UnitScope, locate: Locate, start_us: int) -> None:
+        self.scope = scope
+        self.locate = locate
+        self.booked_to = max(start_us, scope.window[0])
+        self._events: list[Event] = []  # a heap once `_heaped`
+        self._heaped = True
+        self._seq = 0
+        self._own: StatusInterval | None = None
+        self._child_losses: dict[str, float] = {}
+        self._child_mean = 0.0
+        self._excluded_n = self._maintenance_n = 0
+        self.maintenance_used: dict[int, int] = {}  # µs of allowance used per contract year
+        self._class = scope.rules.classify_unit(None, False, False)
+
+    # -- input -------------------------------------------------------------------------
+
+    def _push(self, start_us: int, end_us: int, start_code: int, end_code: int,
+              item: object) -> None:
+        lo, hi = max(start_us, self.booked_to), min(end_us, self.scope.window[1])
+        if hi <= lo:
+            return
+        self._seq += 1
+        self._events.append((lo, start_code, self._seq, item))
+        self._events.append((hi, end_code, self._seq, item))
+        self._heaped = False
+
+    def add_own(self, interval: StatusInterval) -> None:
+        self._push(interval.start_us, interval.end_us, _OWN_START, _OWN_END, interval)
+
+    def add_child(self, interval: StatusInterval) -> None:
+        self._push(interval.start_us, interval.end_us, _CHILD_START, _CHILD_END, interval)
+
+    def add_window(self, window: ExclusionWindow) -> None:
+        if (window.reason in self.scope.rules.excluded_causes
+                or window.reason == "scheduled_maintenance"):  # others have no effect
+            self._push(window.start_us, window.end_us, _WINDOW_START, _WINDOW_END, window)
+
+    def clone(self) -> UnitSweep:
+        """An independent copy (for provisional totals that must not advance this one)."""
+        twin = copy.copy(self)
+        twin._events = list(self._events)
+        twin._child_losses = dict(self._child_losses)
+        twin.maintenance_used = dict(self.maintenance_used)
+        return twin
+
+    # -- booking -----------------------------------------------------------------------
+
+    def run(self, to_us: int, out: dict[Any, Totals]) -> None:
+        """Book `[booked_to, to_us)` (within the unit's window) into `out`."""
+        hi = min(to_us, self.scope.window[1])
+        t = self.booked_to
+        if hi <= t:
+            return
+        events = self._events
+        if not self._heaped:
+            heapq.heapify(events)
+            self._heaped = True
+        rules, rollup, scope = self.scope.rules, self.scope.rollup, self.scope
+        excluded_reasons = rules.excluded_causes
+        allowance = scope.allowance_us
+        maintenance_used = self.maintenance_used
+        label, kind, own_loss = self._class
+        counted, maintenance = Kind.COUNTED, Kind.MAINTENANCE
+        totals = Totals()
+        bucket_end = year_end = t  # located on the first piece
+        year = 0
+        pop = heapq.heappop
+        while True:  # t < hi here: events at `hi` belong to the next run
+            own_changed = False
+            children_before: dict[str, float] | None = None
+            while events and events[0][0] <= t:
+                _, code, _, item = pop(events)
+                if code == _OWN_START:
+                    self._own = cast(StatusInterval, item)
+                    own_changed = True
+                elif code == _OWN_END:
+                    if self._own is item:
+                        self._own = None
+                        own_changed = True
+                elif code in (_CHILD_START, _CHILD_END):
+                    child = cast(StatusInterval, item)
+                    losses = self._child_losses
+                    if children_before is None:
+                        children_before = {}
+                    if child.asset_id not in children_before:
+                        children_before[child.asset_id] = losses.get(child.asset_id, 0.0)
+                    if code == _CHILD_START:
+                        losses[child.asset_id] = rules.child_loss(child)
+                    else:
+                        losses.pop(child.asset_id, None)
+                else:
+                    step = 1 if code == _WINDOW_START else -1
+                    if cast(ExclusionWindow, item).reason in excluded_reasons:
+                        self._excluded_n += step
+                    else:
+                        self._maintenance_n += step
+                    own_changed = True
+            if children_before and any(self._child_losses.get(a, 0.0) != before
+                                       for a, before in children_before.items()):
+                losses = self._child_losses
+                self._child_mean = rollup.children_loss(losses) if losses else 0.0
+            if own_changed:
+                label, kind, own_loss = self._class = rules.classify_unit(
+                    self._own, self._excluded_n > 0, self._maintenance_n > 0)
+            child_mean = self._child_mean
+            loss = child_mean if child_mean > own_loss and kind is counted else own_loss
+            # Book [t, t_next), split at bucket and contract-year ends.
+            t_next = events[0][0] if events and events[0][0] < hi else hi
+            a = t
+            while a < t_next:
+                if a >= bucket_end:
+                    key, bucket_end = self.locate(a)
+                    totals = out.get(key) or out.setdefault(key, Totals())
+                if a >= year_end:
+                    year, year_end = scope.contract_year(a)
+                b = t_next if t_next < bucket_end else bucket_end
+                if year_end < b:
+                    b = year_end
+                us = b - a
+                totals.window_us += us
+                classes = totals.class_us
+                if kind is counted:
+                    classes[label] = classes.get(label, 0) + us
+                    totals.loss_us[loss] = totals.loss_us.get(loss, 0) + us
+                elif kind is maintenance:
+                    used = maintenance_used.get(year, 0)
+                    take = min(us, max(0, allowance - used))
+                    maintenance_used[year] = used + take
+                    totals.excluded_us += take
+                    classes["maintenance"] = classes.get("maintenance", 0) + take
+                    if us > take:
+                        totals.loss_us[1.0] = totals.loss_us.get(1.0, 0) + us - take
+                        classes[OVER_ALLOWANCE] = classes.get(OVER_ALLOWANCE, 0) + us - take
+                else:
+                    classes[label] = classes.get(label, 0) + us
+                    totals.excluded_us += us
+                a = b
+            t = t_next
+            if t >= hi:
+                break
+        self.booked_to = hi
 
 
 def sweep(
@@ -87,108 +244,14 @@ def sweep(
     children: Iterable[StatusInterval],
     windows: Iterable[ExclusionWindow],
     locate: Locate,
-    maintenance_used: dict[int, int],
     out: dict[Any, Totals],
 ) -> None:
-    """Book `[start_us, end_us)` (clipped to the unit's window) into `out` by bucket.
-
-    `own` are the unit's intervals, `children` those of its inverters and blocks, `windows`
-    the exclusion windows covering it (site or unit scope). `maintenance_used` (µs of
-    allowance used per contract year) carries over between calls: sweeping in chunks, in
-    time order, books exactly what one sweep would."""
-    lo, hi = max(start_us, scope.window[0]), min(end_us, scope.window[1])
-    if hi <= lo:
-        return
-    rules = scope.rules
-    events: list[tuple[int, int, object]] = []
-    for iv in own:
-        if iv.end_us > lo and iv.start_us < hi:
-            events.append((max(iv.start_us, lo), _OWN_START, iv))
-            events.append((min(iv.end_us, hi), _OWN_END, iv))
-    for iv in children:
-        if iv.end_us > lo and iv.start_us < hi:
-            events.append((max(iv.start_us, lo), _CHILD_START, iv))
-            events.append((min(iv.end_us, hi), _CHILD_END, iv))
-    excluded_reasons = rules.excluded_causes
-    for w in windows:
-        if w.end_us > lo and w.start_us < hi and (
-                w.reason in excluded_reasons or w.reason == "scheduled_maintenance"):
-            events.append((max(w.start_us, lo), _WINDOW_START, w))
-            events.append((min(w.end_us, hi), _WINDOW_END, w))
-    events.sort(key=lambda e: (e[0], e[1]))
-
-    own_now: StatusInterval | None = None
-    child_losses: dict[str, float] = {}
-    child_mean = 0.0
-    excluded_n = maintenance_n = 0
-    bucket_key: Hashable = None
-    bucket_end = lo  # located lazily
-    year, year_end = 0, lo
-    unit_id, assets = scope.unit_id, scope.assets
-    allowance = scope.allowance_us
-
-    i, n = 0, len(events)
-    t = lo
-    while True:
-        dirty = False
-        while i < n and events[i][0] == t:
-            _, code, item = events[i]
-            i += 1
-            if code == _OWN_START:
-                own_now = cast(StatusInterval, item)
-            elif code == _OWN_END:
-                if own_now is item:
-                    own_now = None
-            elif code in (_CHILD_START, _CHILD_END):
-                child = cast(StatusInterval, item)
-                if code == _CHILD_START:
-                    child_losses[child.asset_id] = rules.child_loss(child)
-                else:
-                    child_losses.pop(child.asset_id, None)
-                dirty = True
-            else:
-                window = cast(ExclusionWindow, item)
-                step = 1 if code == _WINDOW_START else -1
-                if window.reason in excluded_reasons:
-                    excluded_n += step
-                else:
-                    maintenance_n += step
-        if t >= hi:
-            break
-        if dirty:
-            child_mean = children_loss(unit_id, child_losses, assets) if child_losses else 0.0
-        t_next = events[i][0] if i < n else hi
-        label, kind, loss = rules.classify_unit(own_now, excluded_n > 0, maintenance_n > 0)
-        if child_mean > loss and kind is not Kind.EXCLUDED:
-            loss = child_mean
-        # Book [t, t_next), split at bucket and contract-year ends.
-        a = t
-        while a < t_next:
-            if a >= bucket_end:
-                bucket_key, bucket_end = locate(a)
-            if a >= year_end:
-                year, year_end = scope.contract_year(a)
-            b = min(t_next, bucket_end, year_end)
-            us = b - a
-            totals = out.get(bucket_key)
-            if totals is None:
-                totals = out[bucket_key] = Totals()
-            totals.window_us += us
-            classes = totals.class_us
-            if kind is Kind.MAINTENANCE:
-                used = maintenance_used.get(year, 0)
-                take = min(us, max(0, allowance - used))
-                maintenance_used[year] = used + take
-                totals.excluded_us += take
-                classes["maintenance"] = classes.get("maintenance", 0) + take
-                if us > take:
-                    totals.loss_us[1.0] = totals.loss_us.get(1.0, 0) + us - take
-                    classes[OVER_ALLOWANCE] = classes.get(OVER_ALLOWANCE, 0) + us - take
-            else:
-                classes[label] = classes.get(label, 0) + us
-                if kind is Kind.EXCLUDED:
-                    totals.excluded_us += us
-                else:
-                    totals.loss_us[loss] = totals.loss_us.get(loss, 0) + us
-            a = b
-        t = t_next
+    """Book `[start_us, end_us)` of one unit into `out` in one run (the batch form)."""
+    unit = UnitSweep(scope, locate, start_us)
+    for interval in own:
+        unit.add_own(interval)
+    for interval in children:
+        unit.add_child(interval)
+    for window in windows:
+        unit.add_window(window)
+    unit.run(end_us, out)

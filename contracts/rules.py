@@ -70,21 +70,34 @@ class Rules:
         return self.state_loss(interval)
 
 
-def children_loss(asset_id: str, own: Mapping[str, float], assets: Mapping[str, Asset]) -> float:
-    """Capacity-weighted mean of the children's rolled-up losses: inverters weigh by rated
-    power, blocks by rated energy; a child absent from `own` has own loss 0."""
-    children = assets[asset_id].children
-    if not children:
-        return 0.0
-    total = weighted = 0.0
-    for child_id in children:
-        child = assets[child_id]
-        weight = (child.rated_power_kw if child.kind == "inverter" else child.rated_energy_kwh) or 0
-        total += weight
-        weighted += weight * rolled_up(child_id, own, assets)
-    return weighted / total if total else 0.0
+class Rollup:
+    """The capacity-weighted roll-up of one unit's children (spec §3), planned once per unit:
+    inverters weigh by rated power, blocks by rated energy, recursively; an asset with no
+    reading has own loss 0, so block losses reach the unit through an inverter with no rows.
+    """
+
+    def __init__(self, asset_id: str, assets: Mapping[str, Asset]) -> None:
+        self.asset_id = asset_id
+        self.children = tuple(
+            (child_id, _weight(assets[child_id]), Rollup(child_id, assets))
+            for child_id in assets[asset_id].children)
+        self.total = sum(w for _, w, _ in self.children)
+
+    def children_loss(self, own: Mapping[str, float]) -> float:
+        """Weighted mean of the children's rolled-up losses."""
+        if not self.children or not self.total:
+            return 0.0
+        weighted = 0.0
+        for child_id, weight, plan in self.children:
+            weighted += weight * plan.loss(own.get(child_id, 0.0), own)
+        return weighted / self.total
+
+    def loss(self, own_loss: float, own: Mapping[str, float]) -> float:
+        """max(own loss, weighted mean of the children's rolled-up losses)."""
+        if not self.children:
+            return own_loss
+        return max(own_loss, self.children_loss(own))
 
 
-def rolled_up(asset_id: str, own: Mapping[str, float], assets: Mapping[str, Asset]) -> float:
-    """max(own loss, capacity-weighted mean of the children's rolled-up losses) — spec §3."""
-    return max(own.get(asset_id, 0.0), children_loss(asset_id, own, assets))
+def _weight(asset: Asset) -> float:
+    return (asset.rated_power_kw if asset.kind == "inverter" else asset.rated_energy_kwh) or 0.0

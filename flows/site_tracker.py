@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from contracts.availability import Timeline, local_midnight_ms, rolled_up_loss
+from contracts.availability import Timeline, local_midnight_ms
 from contracts.events import (
     DeadLetter,
     SiteAvailability,
@@ -25,6 +25,7 @@ from contracts.events import (
     UnitAvailability,
 )
 from contracts.fleet import Asset, Fleet, Site
+from contracts.rules import Rollup
 from contracts.status import COMMS_LOSS, Status, StatusRules, classify
 
 WINDOW_15M_MS = 15 * 60 * 1000
@@ -56,6 +57,7 @@ class SiteTracker:
         self.publish_every_ms = publish_every_ms
         self.rules = rules or StatusRules()
         self.units = {u.id: UnitTrack() for u in self.site.units}
+        self.rollups = {u.id: Rollup(u.id, self.assets) for u in self.site.units}
         self.now_ms: int | None = None
         self.last_published_ms: int | None = None
 
@@ -137,7 +139,7 @@ class SiteTracker:
             # Children count by state only; gaps and unknown children cost nothing (spec §3).
             if reading.id == unit_id or status.state != "unknown":
                 own_losses[reading.id] = status.loss
-        loss = rolled_up_loss(unit_id, own_losses, self.assets)
+        loss = self.rollups[unit_id].loss(own_losses.get(unit_id, 0.0), own_losses)
         own = track.statuses.get(unit_id, COMMS_LOSS)
         if loss <= own.loss:
             track.effective = own

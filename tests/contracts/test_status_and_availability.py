@@ -7,8 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from contracts.availability import Timeline, local_midnight_ms, rolled_up_loss
+from contracts.availability import Timeline, local_midnight_ms
 from contracts.fleet import parse_fleet
+from contracts.rules import Rollup
 from contracts.status import Status, classify
 
 FLEET = parse_fleet("""
@@ -72,15 +73,19 @@ def test_timeline_merges_equal_neighbours_and_totals_exactly() -> None:
 
 
 def test_rollup_takes_the_larger_of_own_and_capacity_weighted_children() -> None:
-    a = FLEET.assets
+    unit, inverter = Rollup("u", FLEET.assets), Rollup("i1", FLEET.assets)
+
+    def rolled(plan: Rollup, own: dict[str, float]) -> float:
+        return plan.loss(own.get(plan.asset_id, 0.0), own)
+
     # b2 is 3/4 of i1's energy; i1 is 2/3 of the unit's inverter power.
-    assert rolled_up_loss("u", {"b2": 1.0}, a) == pytest.approx(0.75 * 2 / 3)
+    assert rolled(unit, {"b2": 1.0}) == pytest.approx(0.75 * 2 / 3)
     # A block loss reaches the unit through an inverter that has no reading of its own.
-    assert rolled_up_loss("i1", {"b1": 1.0}, a) == pytest.approx(0.25)
+    assert rolled(inverter, {"b1": 1.0}) == pytest.approx(0.25)
     # Own loss wins when larger.
-    assert rolled_up_loss("u", {"u": 0.9, "i2": 1.0}, a) == pytest.approx(0.9)
-    assert rolled_up_loss("u", {"i1": 0.5, "b2": 1.0}, a) == pytest.approx(0.75 * 2 / 3)
-    assert rolled_up_loss("u", {}, a) == 0.0
+    assert rolled(unit, {"u": 0.9, "i2": 1.0}) == pytest.approx(0.9)
+    assert rolled(unit, {"i1": 0.5, "b2": 1.0}) == pytest.approx(0.75 * 2 / 3)
+    assert rolled(unit, {}) == 0.0
 
 
 @pytest.mark.parametrize(("day", "hours"), [
