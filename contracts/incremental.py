@@ -63,6 +63,7 @@ class ContractAccumulator:
                 self._route[asset.id] = unit.add_own if asset.kind == "unit" else unit.add_child
         self._tz = self.ctx.site.tz
         self._period = Period("", self.ctx.contract.measurement_period, 0, 0)  # locate's cache
+        self._phase: int | None = 0
 
     # -- input -------------------------------------------------------------------------
 
@@ -118,10 +119,17 @@ class ContractAccumulator:
         if not period.start_us <= us < period.end_us:
             period = self._period = self.ctx.calendar.containing(
                 us, self.ctx.contract.measurement_period)
-        offset = self._tz.utcoffset(dt.datetime.fromtimestamp(us // 1_000_000, dt.UTC))
-        offset_us = 0 if offset is None else offset // dt.timedelta(microseconds=1)
-        hour_start = us - (us + offset_us) % US_PER_HOUR
+            # Where local hours start within UTC hours; the same all period long unless the
+            # zone shifts by part of an hour (Lord Howe): then it is asked for each hour.
+            first, last = self._phase_at(period.start_us), self._phase_at(period.end_us - 1)
+            self._phase = first if first == last else None
+        phase = self._phase if self._phase is not None else self._phase_at(us)
+        hour_start = us - (us + phase) % US_PER_HOUR
         return (period.label, hour_start), min(period.end_us, hour_start + US_PER_HOUR)
+
+    def _phase_at(self, us: int) -> int:
+        offset = self._tz.utcoffset(dt.datetime.fromtimestamp(us // 1_000_000, dt.UTC))
+        return 0 if offset is None else offset // dt.timedelta(microseconds=1) % US_PER_HOUR
 
     # -- output ------------------------------------------------------------------------
 

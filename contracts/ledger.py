@@ -9,11 +9,10 @@ and the incremental accumulators of the flows give the same numbers to the last 
 from __future__ import annotations
 
 import copy
-import heapq
 import math
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from contracts.fleet import Asset
 from contracts.intervals import ExclusionWindow, StatusInterval
@@ -25,7 +24,7 @@ OVER_ALLOWANCE = "maintenance_over_allowance"
 Locate = Callable[[int], tuple[Hashable, int]]
 
 
-@dataclass
+@dataclass(slots=True)
 class Totals:
     """Time of one unit in one bucket. `loss_us` holds counted (not excluded) time by loss."""
 
@@ -83,7 +82,7 @@ class UnitScope:
 
 # Event codes, in the order they apply at one instant: ends before starts.
 _OWN_END, _CHILD_END, _WINDOW_END, _OWN_START, _CHILD_START, _WINDOW_START = range(6)
-Event = tuple[int, int, int, object]  # (time, code, tie-breaker, interval or window)
+Event = tuple[int, int, int, Any]  # (time, code, tie-breaker, interval or window)
 
 
 class UnitSweep:
@@ -97,8 +96,8 @@ class UnitSweep:
         self.scope = scope
         self.locate = locate
         self.booked_to = max(start_us, scope.window[0])
-        self._events: list[Event] = []  # a heap once `_heaped`
-        self._heaped = True
+        self._events: list[Event] = []  # sorted once `_sorted`
+        self._sorted = True
         self._seq = 0
         self._own: StatusInterval | None = None
         self._child_losses: dict[str, float] = {}
@@ -111,13 +110,16 @@ class UnitSweep:
 
     def _push(self, start_us: int, end_us: int, start_code: int, end_code: int,
               item: object) -> None:
-        lo, hi = max(start_us, self.booked_to), min(end_us, self.scope.window[1])
+        """A start and an end event for the part of `item` not booked yet."""
+        lo = start_us if start_us > self.booked_to else self.booked_to
+        window_end = self.scope.window[1]
+        hi = end_us if end_us < window_end else window_end
         if hi <= lo:
             return
         self._seq += 1
         self._events.append((lo, start_code, self._seq, item))
         self._events.append((hi, end_code, self._seq, item))
-        self._heaped = False
+        self._sorted = False
 
     def add_own(self, interval: StatusInterval) -> None:
         self._push(interval.start_us, interval.end_us, _OWN_START, _OWN_END, interval)
@@ -147,9 +149,10 @@ class UnitSweep:
         if hi <= t:
             return
         events = self._events
-        if not self._heaped:
-            heapq.heapify(events)
-            self._heaped = True
+        if not self._sorted:
+            events.sort()  # mostly sorted already: timsort makes this cheap
+            self._sorted = True
+        i, n = 0, len(events)
         rules, rollup, scope = self.scope.rules, self.scope.rollup, self.scope
         excluded_reasons = rules.excluded_causes
         allowance = scope.allowance_us
@@ -159,53 +162,58 @@ class UnitSweep:
         totals = Totals()
         bucket_end = year_end = t  # located on the first piece
         year = 0
-        pop = heapq.heappop
         while True:  # t < hi here: events at `hi` belong to the next run
             own_changed = False
             children_before: dict[str, float] | None = None
-            while events and events[0][0] <= t:
-                _, code, _, item = pop(events)
+            while i < n and events[i][0] <= t:
+                _, code, _, item = events[i]
+                i += 1
                 if code == _OWN_START:
-                    self._own = cast(StatusInterval, item)
+                    self._own = item
                     own_changed = True
                 elif code == _OWN_END:
                     if self._own is item:
                         self._own = None
                         own_changed = True
                 elif code in (_CHILD_START, _CHILD_END):
-                    child = cast(StatusInterval, item)
+                    asset_id = item.asset_id
                     losses = self._child_losses
                     if children_before is None:
                         children_before = {}
-                    if child.asset_id not in children_before:
-                        children_before[child.asset_id] = losses.get(child.asset_id, 0.0)
+                    if asset_id not in children_before:
+                        children_before[asset_id] = losses.get(asset_id, 0.0)
                     if code == _CHILD_START:
-                        losses[child.asset_id] = rules.child_loss(child)
+                        losses[asset_id] = rules.child_loss(item)
                     else:
-                        losses.pop(child.asset_id, None)
+                        losses.pop(asset_id, None)
                 else:
                     step = 1 if code == _WINDOW_START else -1
-                    if cast(ExclusionWindow, item).reason in excluded_reasons:
+                    if item.reason in excluded_reasons:
                         self._excluded_n += step
                     else:
                         self._maintenance_n += step
                     own_changed = True
-            if children_before and any(self._child_losses.get(a, 0.0) != before
-                                       for a, before in children_before.items()):
+            if children_before:
                 losses = self._child_losses
-                self._child_mean = rollup.children_loss(losses) if losses else 0.0
+                for asset_id, before in children_before.items():
+                    if losses.get(asset_id, 0.0) != before:
+                        self._child_mean = rollup.children_loss(losses) if losses else 0.0
+                        break
             if own_changed:
                 label, kind, own_loss = self._class = rules.classify_unit(
                     self._own, self._excluded_n > 0, self._maintenance_n > 0)
             child_mean = self._child_mean
             loss = child_mean if child_mean > own_loss and kind is counted else own_loss
             # Book [t, t_next), split at bucket and contract-year ends.
-            t_next = events[0][0] if events and events[0][0] < hi else hi
+            t_next = events[i][0] if i < n and events[i][0] < hi else hi
             a = t
             while a < t_next:
                 if a >= bucket_end:
                     key, bucket_end = self.locate(a)
-                    totals = out.get(key) or out.setdefault(key, Totals())
+                    found = out.get(key)
+                    if found is None:
+                        found = out[key] = Totals()
+                    totals = found
                 if a >= year_end:
                     year, year_end = scope.contract_year(a)
                 b = t_next if t_next < bucket_end else bucket_end
@@ -233,6 +241,7 @@ class UnitSweep:
             t = t_next
             if t >= hi:
                 break
+        del events[:i]  # what is left stays sorted
         self.booked_to = hi
 
 
