@@ -29,7 +29,7 @@ from contracts.fleet import Fleet
 from contracts.intervals import ExclusionWindow, StatusInterval
 from contracts.ledger import Totals, UnitSweep
 from contracts.money import YearLedger
-from contracts.periods import Period
+from contracts.periods import Period, from_us
 
 US_PER_HOUR = 3_600_000_000
 
@@ -128,7 +128,7 @@ class ContractAccumulator:
         return (period.label, hour_start), min(period.end_us, hour_start + US_PER_HOUR)
 
     def _phase_at(self, us: int) -> int:
-        offset = self._tz.utcoffset(dt.datetime.fromtimestamp(us // 1_000_000, dt.UTC))
+        offset = from_us(us, self._tz).utcoffset()
         return 0 if offset is None else offset // dt.timedelta(microseconds=1) % US_PER_HOUR
 
     # -- output ------------------------------------------------------------------------

@@ -241,3 +241,53 @@ def test_booking_in_chunks_that_end_exactly_on_boundaries_changes_nothing(cut: s
     chunked = acc.evaluate(["2026-06"])[0]
     assert [u.totals for u in chunked.units] == [u.totals for u in batch.units]
     assert chunked.availability == batch.availability
+
+
+@pytest.mark.parametrize(("zone", "moment", "local_hour_start"), [
+    ("Asia/Kolkata", "2026-06-10T10:45:00+05:30", "2026-06-10T10:00:00+05:30"),
+    ("Europe/Stockholm", "2026-10-25T02:30:00+01:00", "2026-10-25T02:00:00+01:00"),
+    ("Europe/Stockholm", "2026-10-25T02:30:00+02:00", "2026-10-25T02:00:00+02:00"),
+    ("Australia/Lord_Howe", "2026-10-04T01:15:00+10:30", "2026-10-04T01:00:00+10:30"),
+    ("Australia/Lord_Howe", "2026-10-20T05:45:00+11:00", "2026-10-20T05:00:00+11:00"),
+])
+def test_hour_buckets_follow_the_site_local_clock(zone: str, moment: str,
+                                                  local_hour_start: str) -> None:
+    from contracts.fleet import parse_fleet
+    from contracts.periods import to_us
+
+    fleet = parse_fleet(f"""
+sites:
+  - id: alpha
+    customer: A
+    region: R
+    timezone: {zone}
+    units: [{{id: u1, rated_power_kw: 1, rated_energy_kwh: 1, commissioned: 2024-01-01}}]
+""", "f.yaml")
+    acc = ContractAccumulator(fleet, contract(), allowed_lateness_us=HOUR)
+    (label, hour_start), end = acc.locate(to_us(dt.datetime.fromisoformat(moment)))
+    assert label == moment[:7]
+    assert hour_start == to_us(dt.datetime.fromisoformat(local_hour_start))
+    assert end - hour_start == HOUR
+
+
+def test_a_half_hour_dst_shift_books_exactly_the_elapsed_time() -> None:
+    """Lord Howe moves its clocks by 30 minutes: 4 October 2026 lasts 23.5 hours."""
+    from contracts.fleet import parse_fleet
+    from contracts.periods import to_us
+
+    fleet = parse_fleet("""
+sites:
+  - id: alpha
+    customer: A
+    region: R
+    timezone: Australia/Lord_Howe
+    units: [{id: u1, rated_power_kw: 1, rated_energy_kwh: 1, commissioned: 2024-01-01}]
+""", "f.yaml")
+    day_start = to_us(dt.datetime.fromisoformat("2026-10-04T00:00:00+10:30"))
+    day_end = to_us(dt.datetime.fromisoformat("2026-10-05T00:00:00+11:00"))
+    acc = ContractAccumulator(fleet, contract(), allowed_lateness_us=HOUR, start_us=day_start)
+    acc.add(StatusInterval("u1", day_start, day_end, "unavailable"))
+    acc.advance(day_end)
+    totals = acc.totals("2026-10")["u1"]
+    assert totals.window_us == day_end - day_start == 23 * HOUR + 30 * MINUTE
+    assert totals.lost_us == totals.window_us
