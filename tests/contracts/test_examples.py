@@ -4,6 +4,7 @@ and the README's command gives the numbers computed by hand here."""
 from __future__ import annotations
 
 import json
+
 import pytest
 
 from connectors.settings import EXAMPLE_FLEET, REPO_ROOT
