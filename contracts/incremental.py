@@ -6,7 +6,8 @@ periods give the batch numbers to the last digit.
 Time before the watermark (newest status interval start seen, minus the allowed lateness) is
 final: every interval that could still cover it has arrived. An interval or window starting before
 the watermark is late and refused (`LateInput`), never silently booked. Time is booked per
-site-local hour within each measurement period, so rolling windows can be summed too."""
+site-local day within each measurement period, so rolling windows of whole days (today,
+trailing 7 and 30 days) can be summed too."""
 
 from __future__ import annotations
 
@@ -29,11 +30,9 @@ from contracts.fleet import Fleet
 from contracts.intervals import ExclusionWindow, StatusInterval
 from contracts.ledger import Totals, UnitSweep
 from contracts.money import YearLedger
-from contracts.periods import Period, from_us
+from contracts.periods import Period, from_us, local_midnight_us
 
-US_PER_HOUR = 3_600_000_000
-
-# A bucket: (measurement period label, start of the site-local hour), both inside the period.
+# A bucket: (measurement period label, start of the site-local day), both inside the period.
 Bucket = tuple[str, int]
 
 
@@ -62,8 +61,9 @@ class ContractAccumulator:
                 unit = self.units[asset.unit_id]
                 self._route[asset.id] = unit.add_own if asset.kind == "unit" else unit.add_child
         self._tz = self.ctx.site.tz
-        self._period = Period("", self.ctx.contract.measurement_period, 0, 0)  # locate's cache
-        self._phase: int | None = 0
+        # locate's caches: the current period and site-local day
+        self._period = Period("", self.ctx.contract.measurement_period, 0, 0)
+        self._day = (0, 0)
 
     # -- input -------------------------------------------------------------------------
 
@@ -114,29 +114,25 @@ class ContractAccumulator:
     # -- buckets -----------------------------------------------------------------------
 
     def locate(self, us: int) -> tuple[Bucket, int]:
-        """The bucket of an instant: its period and its site-local hour."""
+        """The bucket of an instant: its period and its site-local day."""
         period = self._period
         if not period.start_us <= us < period.end_us:
             period = self._period = self.ctx.calendar.containing(
                 us, self.ctx.contract.measurement_period)
-            # Where local hours start within UTC hours; the same all period long unless the
-            # zone shifts by part of an hour (Lord Howe): then it is asked for each hour.
-            first, last = self._phase_at(period.start_us), self._phase_at(period.end_us - 1)
-            self._phase = first if first == last else None
-        phase = self._phase if self._phase is not None else self._phase_at(us)
-        hour_start = us - (us + phase) % US_PER_HOUR
-        return (period.label, hour_start), min(period.end_us, hour_start + US_PER_HOUR)
-
-    def _phase_at(self, us: int) -> int:
-        offset = from_us(us, self._tz).utcoffset()
-        return 0 if offset is None else offset // dt.timedelta(microseconds=1) % US_PER_HOUR
+        day_start, day_end = self._day
+        if not day_start <= us < day_end:
+            today = from_us(us, self._tz).date()
+            day_start = local_midnight_us(today, self._tz)
+            day_end = local_midnight_us(today + dt.timedelta(days=1), self._tz)
+            self._day = day_start, day_end
+        return (period.label, day_start), min(period.end_us, day_end)
 
     # -- output ------------------------------------------------------------------------
 
     def totals(self, label: str, *, until_us: int | None = None,
                since_us: int | None = None) -> dict[str, Totals]:
         """Each unit's time in period `label`: final, plus provisional up to `until_us`;
-        only buckets starting at or after `since_us` (hour granularity) when given."""
+        only the site-local days starting at or after `since_us` when given."""
         out = {}
         for uid, unit in self.units.items():
             sources: list[dict[Bucket, Totals]] = [self.booked[uid]]
@@ -146,8 +142,8 @@ class ContractAccumulator:
                 sources.append(provisional)
             total = Totals()
             for source in sources:
-                for (period_label, hour), t in source.items():
-                    if period_label == label and (since_us is None or hour >= since_us):
+                for (period_label, day), t in source.items():
+                    if period_label == label and (since_us is None or day >= since_us):
                         total.add(t)
             out[uid] = total
         return out
@@ -169,8 +165,9 @@ class ContractAccumulator:
 
     def project(self, period: Period, now_us: int) -> Projection:
         """Spec §6 for an open period: period-end availability if the rest runs at the loss
-        rate of the trailing 7 days (or of the period so far, if shorter), the warning level,
-        and the LD that would cost given what the contract year has already charged."""
+        rate of the trailing 7 days (whole site-local days, plus today so far; or the period
+        so far, if shorter), the warning level, and the LD that would cost given what the
+        contract year has already charged."""
         ctx = self.ctx
         contract = ctx.contract
         weights = {u.id: unit_weight(contract, u) for u in ctx.site.units}
@@ -179,7 +176,9 @@ class ContractAccumulator:
             return [UnitResult(uid, weights[uid], t) for uid, t in totals.items()]
 
         so_far = units(self.totals(period.label, until_us=now_us))
-        since = max(period.start_us, now_us - 7 * 24 * US_PER_HOUR)
+        # The trailing 7 days in whole site-local days: the 7 days before today, and today.
+        week_ago = from_us(now_us, self._tz).date() - dt.timedelta(days=7)
+        since = max(period.start_us, local_midnight_us(week_ago, self._tz))
         trailing = contract_availability(
             units(self.totals(period.label, until_us=now_us, since_us=since)))
         rate = None if trailing is None else 1.0 - trailing

@@ -243,15 +243,14 @@ def test_booking_in_chunks_that_end_exactly_on_boundaries_changes_nothing(cut: s
     assert chunked.availability == batch.availability
 
 
-@pytest.mark.parametrize(("zone", "moment", "local_hour_start"), [
-    ("Asia/Kolkata", "2026-06-10T10:45:00+05:30", "2026-06-10T10:00:00+05:30"),
-    ("Europe/Stockholm", "2026-10-25T02:30:00+01:00", "2026-10-25T02:00:00+01:00"),
-    ("Europe/Stockholm", "2026-10-25T02:30:00+02:00", "2026-10-25T02:00:00+02:00"),
-    ("Australia/Lord_Howe", "2026-10-04T01:15:00+10:30", "2026-10-04T01:00:00+10:30"),
-    ("Australia/Lord_Howe", "2026-10-20T05:45:00+11:00", "2026-10-20T05:00:00+11:00"),
+@pytest.mark.parametrize(("zone", "moment", "day_start", "hours"), [
+    ("Asia/Kolkata", "2026-06-10T10:45:00+05:30", "2026-06-10T00:00:00+05:30", 24),
+    ("Europe/Stockholm", "2026-10-25T02:30:00+01:00", "2026-10-25T00:00:00+02:00", 25),
+    ("Europe/Stockholm", "2026-03-29T23:30:00+02:00", "2026-03-29T00:00:00+01:00", 23),
+    ("Australia/Lord_Howe", "2026-10-04T12:00:00+11:00", "2026-10-04T00:00:00+10:30", 23.5),
 ])
-def test_hour_buckets_follow_the_site_local_clock(zone: str, moment: str,
-                                                  local_hour_start: str) -> None:
+def test_day_buckets_follow_the_site_local_calendar(zone: str, moment: str, day_start: str,
+                                                    hours: float) -> None:
     from contracts.fleet import parse_fleet
     from contracts.periods import to_us
 
@@ -264,10 +263,10 @@ sites:
     units: [{{id: u1, rated_power_kw: 1, rated_energy_kwh: 1, commissioned: 2024-01-01}}]
 """, "f.yaml")
     acc = ContractAccumulator(fleet, contract(), allowed_lateness_us=HOUR)
-    (label, hour_start), end = acc.locate(to_us(dt.datetime.fromisoformat(moment)))
+    (label, start), end = acc.locate(to_us(dt.datetime.fromisoformat(moment)))
     assert label == moment[:7]
-    assert hour_start == to_us(dt.datetime.fromisoformat(local_hour_start))
-    assert end - hour_start == HOUR
+    assert start == to_us(dt.datetime.fromisoformat(day_start))
+    assert end - start == hours * HOUR
 
 
 def test_a_half_hour_dst_shift_books_exactly_the_elapsed_time() -> None:
@@ -291,3 +290,18 @@ sites:
     totals = acc.totals("2026-10")["u1"]
     assert totals.window_us == day_end - day_start == 23 * HOUR + 30 * MINUTE
     assert totals.lost_us == totals.window_us
+
+
+def test_the_trailing_week_is_seven_whole_local_days_and_today() -> None:
+    acc = ContractAccumulator(FLEET, contract(), allowed_lateness_us=HOUR,
+                              start_us=at("2026-06-01 00:00"))
+    acc.add(iv("u1", "2026-06-03 00:00", "2026-06-03 12:00", "unavailable"))  # 8 days ago
+    acc.add(full("u1", "2026-06-03 12:00", "2026-06-04 00:00"))
+    acc.add(iv("u1", "2026-06-04 00:00", "2026-06-04 06:00", "unavailable"))  # 7 days ago
+    acc.add(full("u1", "2026-06-04 06:00", "2026-06-11 12:00"))
+    acc.add(full("u1", "2026-06-01 00:00", "2026-06-03 00:00"))
+    acc.add(full("u2", "2026-06-01 00:00", "2026-06-11 12:00"))
+    period = ContractCalendar(dt.date(2024, 6, 1), 20, TZ).parse("2026-06", "month")
+    p = acc.project(period, at("2026-06-11 12:00"))
+    # From 4 June 00:00 to now (7.5 days, both units): 6 h lost of 360 h counted.
+    assert p.trailing_loss_rate == pytest.approx(6 / 360)
