@@ -42,6 +42,8 @@ class TelemetrySample(_Event):
 
     v: Literal[1] = 1
     device_id: str = Field(min_length=1)
+    # The device type (register map / tag map) that produced the tags; None = canonical tags.
+    device_type: str | None = None
     ts_ms: EpochMs
     assets: tuple[AssetReading, ...] = Field(min_length=1)
 
@@ -99,3 +101,103 @@ class DeadLetter(_Event):
     partition: int | None = None
     offset: int | None = None
     payload: str = Field(description="the refused record as text (undecodable bytes escaped)")
+
+
+Severity = Literal["critical", "major", "minor", "warning"]
+
+
+class BreachEvent(_Event):
+    """`bess.breaches`, key = asset id: a limit or trend breach raised, or cleared.
+
+    `breach_id` is stable (rule, asset and the event time it was raised), so a replay or a
+    recovery re-emits the same id and consumers can deduplicate. The acknowledge state
+    (active-unacknowledged → active-acknowledged → cleared) is kept by the API, keyed by it."""
+
+    v: Literal[1] = 1
+    breach_id: str
+    rule_id: str
+    kind: Literal["limit", "trend"]
+    asset_id: str
+    site_id: str
+    tag: str
+    severity: Severity
+    state: Literal["raised", "cleared"]
+    raised_ms: EpochMs
+    ts_ms: EpochMs  # when this event happened: raised_ms for "raised", the clearing time else
+    value: float  # the tag value (limit) or rate of change per minute (trend) at ts_ms
+    threshold: float
+    message: str
+
+
+AlertKind = Literal[
+    "ld_risk",  # the contract's warning level left `ok` (watch or ld_risk)
+    "telemetry_gap",  # a device stopped reporting or reports with holes
+    "frozen_value",  # a tag that should move has not changed for too long
+    "clock_skew",  # a device's timestamps drift from the receiving clock
+    "dlq_rate",  # the share of rejected records is rising
+    "data_instability",  # a status flapping faster than plausible
+]
+
+
+class Alert(_Event):
+    """`bess.alerts`, key = scope id (asset, device or site): an early warning raised once and
+    cleared once; `alert_id` is stable like a breach's."""
+
+    v: Literal[1] = 1
+    alert_id: str
+    kind: AlertKind
+    scope_id: str
+    site_id: str | None = None
+    severity: Severity
+    state: Literal["raised", "cleared"]
+    raised_ms: EpochMs
+    ts_ms: EpochMs
+    message: str
+    details: dict[str, float | int | str | None] = Field(default_factory=dict)
+
+
+TicketStatus = Literal["open", "in_progress", "resolved"]
+
+
+class TicketEvent(_Event):
+    """`bess.tickets.raw`, key = `provider:ticket_id`: a ticket as its system last described
+    it, normalized (connectors/ticketing maps each vendor's payload to this)."""
+
+    v: Literal[1] = 1
+    provider: str = Field(min_length=1)  # jira | servicenow | zendesk | …
+    ticket_id: str = Field(min_length=1)
+    asset_id: str | None  # through the configured field / label / CI mapping
+    status: TicketStatus
+    priority: str | None = None
+    category: str | None = None
+    opened_ms: EpochMs
+    updated_ms: EpochMs
+    resolved_ms: EpochMs | None = None
+    summary: str = ""
+    url: str | None = None
+
+
+class TicketRef(_Event):
+    provider: str
+    ticket_id: str
+    status: TicketStatus
+    summary: str = ""
+    url: str | None = None
+
+
+class UnavailabilityEpisode(_Event):
+    """An asset's time not fully available (unavailable, derated or unknown), from start to end
+    (None while it lasts), with what it cost and the tickets open on the asset or its parents
+    during it — "why is this unit down, and who is on it"."""
+
+    v: Literal[1] = 1
+    episode_id: str  # stable: f"{asset_id}:{start_ms}"
+    asset_id: str
+    site_id: str
+    start_ms: EpochMs
+    end_ms: EpochMs | None
+    state: State
+    cause: Cause | None = None
+    lost_hours: float  # capacity-weighted: one hour at half capacity is 0.5
+    lost_mwh: float  # lost hours × rated energy (MWh)
+    tickets: tuple[TicketRef, ...] = ()
