@@ -16,6 +16,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_FLEET = REPO_ROOT / "infra" / "sim" / "fleet.yaml"
 EXAMPLE_PROFILES = REPO_ROOT / "infra" / "sim" / "profiles"
+EXAMPLE_MONITORING = REPO_ROOT / "infra" / "sim" / "monitoring.yaml"
+EXAMPLE_CONTRACTS = REPO_ROOT / "infra" / "sim" / "contracts"
 PLACEHOLDER_TOKENS = {"", "changeme", "change-me", "secret", "token"}
 
 
@@ -29,12 +31,18 @@ class Settings(BaseSettings):
 
     fleet_file: Path = EXAMPLE_FLEET
     profiles_dir: Path = EXAMPLE_PROFILES  # Modbus register maps, one YAML per device type
+    monitoring_file: Path = EXAMPLE_MONITORING  # tags, status codes, limits, quality
+    contracts_dir: Path = EXAMPLE_CONTRACTS  # one LTSA contract YAML per site
+    history_path: Path | None = None  # embedded history store; default <run_dir>/history.db
     run_dir: Path = REPO_ROOT / ".run"
 
     topic_telemetry: str = "bess.telemetry.raw"
     topic_status: str = "bess.status"
     topic_availability: str = "bess.availability"
     topic_dlq: str = "bess.dlq"
+    topic_tickets: str = "bess.tickets.raw"
+    topic_breaches: str = "bess.breaches"
+    topic_alerts: str = "bess.alerts"
     topic_partitions: int = Field(4, ge=1)
 
     # Event time: a unit silent for this long is `unknown` with cause `comms_loss`.

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from contracts.events import Cause, State, TagValue
+from contracts.monitoring import StatusConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,12 @@ class StatusRules:
     codes: Mapping[int, CodeRule] = field(default_factory=lambda: DEFAULT_CODES)
     # A running asset whose available capacity is below this share of its rating is derated.
     derate_below: float = 0.995
+
+    @classmethod
+    def of(cls, config: StatusConfig) -> StatusRules:
+        return cls(config.code_tag, config.available_power_tag, config.available_energy_tag,
+                   {code: CodeRule(c.state, c.cause) for code, c in config.codes.items()},
+                   config.derate_below)
 
 
 def _number(value: TagValue | None) -> float | None:
