@@ -4,6 +4,7 @@ data-quality and timing settings. Validated like every input: file, line, key, p
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -88,8 +89,8 @@ class LimitRule(_Config):
         ranked = sorted(levels, key=lambda lv: SEVERITY_RANK[lv.severity])
         thresholds = [lv.threshold for lv in ranked]
         direction = info.data.get("direction")
-        increasing = all(a < b for a, b in zip(thresholds, thresholds[1:], strict=False))
-        decreasing = all(a > b for a, b in zip(thresholds, thresholds[1:], strict=False))
+        increasing = all(a < b for a, b in itertools.pairwise(thresholds))
+        decreasing = all(a > b for a, b in itertools.pairwise(thresholds))
         if direction == "max" and not increasing:
             raise ValueError("for direction max, more severe levels need higher thresholds")
         if direction == "min" and not decreasing:
