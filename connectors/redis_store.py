@@ -19,3 +19,8 @@ def site_channel(site_id: str) -> str:
 
 def site_id_of_channel(channel: str) -> str:
     return channel.removeprefix(f"{PREFIX}:live:site:")
+
+
+def latest_key(unit_id: str) -> str:
+    """A battery unit's newest tag values: {"ts_ms", "assets": {asset: {tag: value}}}."""
+    return f"{PREFIX}:latest:{unit_id}"

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from contracts.errors import InvalidInput
 from contracts.events import Cause
 from contracts.periods import PeriodKind
 from contracts.yamltext import CURRENCY_PATTERN, YamlDocument, read_text, validate
@@ -91,3 +92,15 @@ def parse_contract(text: str, source: str) -> Contract:
 
 def load_contract(path: Path) -> Contract:
     return parse_contract(read_text(path), str(path))
+
+
+def load_contracts(directory: Path) -> dict[str, Contract]:
+    """Every `*.yaml` contract of a directory, by site; each site at most once."""
+    out: dict[str, Contract] = {}
+    for path in sorted(directory.glob("*.yaml")):
+        contract = load_contract(path)
+        if contract.site in out:
+            raise InvalidInput(str(path), "site", f"site {contract.site!r} already has "
+                               f"contract {out[contract.site].id!r}")
+        out[contract.site] = contract
+    return out

@@ -61,31 +61,62 @@ class StatusChange(_Event):
     previous_state: State | None = None
 
 
+WarningLevel = Literal["ok", "watch", "ld_risk"]
+WINDOWS = ("last_hour", "today", "month_to_date", "contract_year_to_date", "trailing_7d",
+           "trailing_30d")
+
+
 class UnitAvailability(_Event):
+    """A battery unit now: its live status (its children rolled up) and availability %."""
+
     id: str
     state: State
     cause: Cause | None = None
     derate_fraction: float | None = None
-    last_15m_pct: float | None
+    last_hour_pct: float | None
     today_pct: float | None
+
+
+class ContractKpis(_Event):
+    """A site's contract now (spec §4-6): the open measurement period so far, what the
+    contract year has cost, and where the period is heading."""
+
+    contract_id: str
+    currency: str
+    period: str
+    period_start_ms: EpochMs
+    period_end_ms: EpochMs
+    contract_year: int
+    actual_pct: float | None  # the period so far
+    guaranteed_pct: float
+    shortfall_pct: float | None
+    ld_year_to_date: float  # LD of the contract year so far, the open period included
+    projected_pct: float | None
+    projected_ld: float
+    warning_level: WarningLevel
 
 
 class SiteAvailability(_Event):
     """`bess.availability`, key = site id; also the Redis snapshot of a site.
 
-    Availability is time- and energy-weighted over the site's units, each unit's loss being
-    the larger of its own and its children's capacity-weighted loss (spec §3)."""
+    Availability is time- and capacity-weighted over the site's units (the contract's
+    weights; energy for a site without a contract), each unit's loss being the larger of its
+    own and its children's capacity-weighted loss (spec §3). `windows` maps each of WINDOWS
+    to a percentage (None before any data): last hour and today from the live statuses, the
+    others by the contract's rules (site-local days; final up to `final_ms`, provisional
+    after)."""
 
-    v: Literal[1] = 1
+    v: Literal[2] = 2
     site_id: str
     name: str | None = None
     customer: str
     region: str
     ts_ms: EpochMs
-    last_15m_pct: float | None
-    today_pct: float | None
+    final_ms: EpochMs | None = None
+    windows: dict[str, float | None]
     units_by_state: dict[State, int]
     units: tuple[UnitAvailability, ...]
+    contract: ContractKpis | None = None
 
 
 class DeadLetter(_Event):

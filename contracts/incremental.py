@@ -129,24 +129,30 @@ class ContractAccumulator:
 
     # -- output ------------------------------------------------------------------------
 
-    def totals(self, label: str, *, until_us: int | None = None,
-               since_us: int | None = None) -> dict[str, Totals]:
-        """Each unit's time in period `label`: final, plus provisional up to `until_us`;
-        only the site-local days starting at or after `since_us` when given."""
-        out = {}
+    def view(self, until_us: int | None = None) -> View:
+        """Every unit's booked days: final, plus provisional up to `until_us`."""
+        buckets: dict[str, list[dict[Bucket, Totals]]] = {}
         for uid, unit in self.units.items():
-            sources: list[dict[Bucket, Totals]] = [self.booked[uid]]
+            sources = [self.booked[uid]]
             if until_us is not None and until_us > unit.booked_to:
                 provisional: dict[Bucket, Totals] = {}  # not final: inputs may still arrive
                 unit.clone().run(until_us, provisional)
                 sources.append(provisional)
-            total = Totals()
-            for source in sources:
-                for (period_label, day), t in source.items():
-                    if period_label == label and (since_us is None or day >= since_us):
-                        total.add(t)
-            out[uid] = total
-        return out
+            buckets[uid] = sources
+        return View(buckets)
+
+    def totals(self, label: str | None, *, until_us: int | None = None,
+               since_us: int | None = None) -> dict[str, Totals]:
+        """Each unit's time in period `label` (any period: None): final, plus provisional
+        up to `until_us`; only the site-local days starting at or after `since_us`."""
+        return self.view(until_us).totals(label, since_us)
+
+    def forget_before(self, us: int) -> None:
+        """Drop final day buckets that start before `us` (memory of a long-running flow;
+        keep at least the contract year and 30 days that the windows read)."""
+        for booked in self.booked.values():
+            for bucket in [b for b in booked if b[1] < us]:
+                del booked[bucket]
 
     def evaluate(self, labels: Sequence[str]) -> list[PeriodResult]:
         """Periods whose time is final, as the batch evaluation gives them (LD caps settled
@@ -163,7 +169,7 @@ class ContractAccumulator:
         keep = {p.label for p in wanted}
         return [r for r in results if r.period.label in keep]
 
-    def project(self, period: Period, now_us: int) -> Projection:
+    def project(self, period: Period, now_us: int, view: View | None = None) -> Projection:
         """Spec §6 for an open period: period-end availability if the rest runs at the loss
         rate of the trailing 7 days (whole site-local days, plus today so far; or the period
         so far, if shorter), the warning level, and the LD that would cost given what the
@@ -175,12 +181,13 @@ class ContractAccumulator:
         def units(totals: dict[str, Totals]) -> list[UnitResult]:
             return [UnitResult(uid, weights[uid], t) for uid, t in totals.items()]
 
-        so_far = units(self.totals(period.label, until_us=now_us))
+        view = view or self.view(now_us)
+        so_far = units(view.totals(period.label))
         # The trailing 7 days in whole site-local days: the 7 days before today, and today.
         week_ago = from_us(now_us, self._tz).date() - dt.timedelta(days=7)
         since = max(period.start_us, local_midnight_us(week_ago, self._tz))
         trailing = contract_availability(
-            units(self.totals(period.label, until_us=now_us, since_us=since)))
+            units(view.totals(period.label, since)))
         rate = None if trailing is None else 1.0 - trailing
         # The rest of the period: each unit's remaining window, weighted, at that rate.
         rest = math.fsum(
@@ -196,14 +203,35 @@ class ContractAccumulator:
         year = ctx.calendar.period_year(period)
         ledger = YearLedger(contract)
         for earlier in ctx.calendar.preceding_in_year(period):
-            ledger.settle(year, contract_availability(
-                units(self.totals(earlier.label, until_us=now_us))))
+            ledger.settle(year, contract_availability(units(view.totals(earlier.label))))
         ld, _ = ledger.settle(year, projected)
         guaranteed = contract.guaranteed_pct(year)
         return Projection(period.label, now_us, contract_availability(so_far), rate, projected,
                           guaranteed, warning_level(projected, guaranteed,
                                                     contract.early_warning_margin_pct),
                           ld.amount)
+
+
+@dataclass(frozen=True)
+class View:
+    """Booked days of every unit at one moment, to sum any window of whole days from."""
+
+    sources: dict[str, list[dict[Bucket, Totals]]]
+
+    def totals(self, label: str | None = None, since_us: int | None = None
+               ) -> dict[str, Totals]:
+        """Each unit's time in period `label` (any: None), in the site-local days starting
+        at or after `since_us`."""
+        out = {}
+        for uid, sources in self.sources.items():
+            total = Totals()
+            for source in sources:
+                for (period_label, day), t in source.items():
+                    if ((label is None or period_label == label)
+                            and (since_us is None or day >= since_us)):
+                        total.add(t)
+            out[uid] = total
+        return out
 
 
 def _with_preceding(preceding: Iterable[Period], wanted: Sequence[Period]) -> list[Period]:

@@ -1,40 +1,130 @@
-"""Decoding raw telemetry records: every record becomes a sample or a dead letter."""
+"""Decoding, normalizing and validating raw telemetry: every record becomes a `Poll` of
+canonical, plausible values, a dead letter that says why, or both (a poll without the values
+that were refused, and a dead letter carrying the whole record)."""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from pydantic import ValidationError
 
 from contracts.events import DeadLetter, TelemetrySample
+from contracts.fleet import Fleet
+from contracts.monitoring import MonitoringConfig, TagMapping
 
 
 def as_text(raw: bytes | None) -> str:
     return "" if raw is None else raw.decode("utf-8", errors="backslashreplace")
 
 
-def decode_sample(
-    key: bytes | None,
-    value: bytes | None,
-    *,
-    topic: str | None,
-    partition: int | None,
-    offset: int | None,
-    now_ms: int,
-) -> TelemetrySample | DeadLetter:
-    """Parse one `bess.telemetry.raw` record; anything that is not a valid sample is kept
-    whole in a `DeadLetter` that says why."""
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """A record as it came off a topic, with where it came from (for dead letters)."""
 
-    def reject(reason: str, detail: str) -> DeadLetter:
-        return DeadLetter(source="flows.telemetry", reason=reason, detail=detail[:2000],
-                          ts_ms=now_ms, key=as_text(key) or None, topic=topic,
-                          partition=partition, offset=offset, payload=as_text(value))
+    key: bytes | None
+    value: bytes | None
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
 
-    if not value:
-        return reject("empty", "record has no value")
+    def dead(self, source: str, reason: str, detail: str, ts_ms: int) -> DeadLetter:
+        return DeadLetter(source=source, reason=reason, detail=detail[:2000], ts_ms=ts_ms,
+                          key=as_text(self.key) or None, topic=self.topic,
+                          partition=self.partition, offset=self.offset,
+                          payload=as_text(self.value))
+
+
+def decode_sample(record: RawRecord, now_ms: int) -> TelemetrySample | DeadLetter:
+    """Parse one `bess.telemetry.raw` record; anything not a valid sample is kept whole in a
+    dead letter that says why."""
+    if not record.value:
+        return record.dead("flows.telemetry", "empty", "record has no value", now_ms)
     try:
-        return TelemetrySample.model_validate_json(value)
+        return TelemetrySample.model_validate_json(record.value)
     except ValidationError as exc:
         first = exc.errors()[0]
         if first["type"] == "json_invalid":
-            return reject("malformed_json", first["msg"])
+            return record.dead("flows.telemetry", "malformed_json", first["msg"], now_ms)
         where = ".".join(str(p) for p in first["loc"])
-        return reject("schema", f"{where}: {first['msg']} ({exc.error_count()} problem(s))")
+        return record.dead("flows.telemetry", "schema",
+                           f"{where}: {first['msg']} ({exc.error_count()} problem(s))", now_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class Poll:
+    """One device poll, normalized: canonical numeric tags per asset of one battery unit."""
+
+    device_id: str
+    site_id: str
+    unit_id: str
+    ts_ms: int
+    readings: tuple[tuple[str, dict[str, float]], ...]  # (asset id, canonical tags)
+
+
+class Normalizer:
+    """Maps each device type's tags to canonical tags and refuses what cannot be true."""
+
+    def __init__(self, config: MonitoringConfig, fleet: Fleet) -> None:
+        self.assets = fleet.assets
+        self.max_skew_ms = int(config.quality.max_clock_skew_s * 1000)
+        self.bounds = {name: (spec.min, spec.max) for name, spec in config.tags.items()}
+        identity = {name: TagMapping(tag=name) for name in config.tags}
+        self.maps: dict[str | None, Mapping[str, TagMapping]] = {None: identity}
+        for name, device_type in config.device_types.items():
+            self.maps[name] = device_type.tags
+
+    def normalize(self, sample: TelemetrySample, record: RawRecord,
+                  now_ms: int | None) -> tuple[Poll | None, DeadLetter | None]:
+        """`now_ms` is the receiving clock (None in replays: old timestamps are expected);
+        a timestamp further ahead of it than the allowed skew is refused."""
+
+        def dead(reason: str, detail: str) -> DeadLetter:
+            return record.dead("flows.telemetry", reason, detail, sample.ts_ms)
+
+        if now_ms is not None and sample.ts_ms > now_ms + self.max_skew_ms:
+            return None, dead("clock_skew", f"timestamp {sample.ts_ms} is "
+                              f"{(sample.ts_ms - now_ms) / 1000:.1f} s ahead of the receiving "
+                              f"clock (allowed {self.max_skew_ms / 1000:.0f} s)")
+        mapping = self.maps.get(sample.device_type)
+        if mapping is None:
+            return None, dead("unknown_device_type",
+                              f"device type {sample.device_type!r} has no tag map")
+        unit_id: str | None = None
+        readings: list[tuple[str, dict[str, float]]] = []
+        refused: list[str] = []
+        for reading in sample.assets:
+            asset = self.assets.get(reading.id)
+            if asset is None or asset.unit_id is None:
+                return None, dead("unknown_asset", f"asset {reading.id!r} is no unit, inverter "
+                                  "or block of the fleet")
+            if unit_id is not None and asset.unit_id != unit_id:
+                return None, dead("mixed_units", f"one poll reports units {unit_id} and "
+                                  f"{asset.unit_id}")
+            unit_id = asset.unit_id
+            tags: dict[str, float] = {}
+            for raw_tag, raw_value in reading.tags.items():
+                target = mapping.get(raw_tag)
+                if target is None:
+                    continue  # not monitored; the raw record stays on the topic
+                if isinstance(raw_value, bool) or not isinstance(raw_value, int | float):
+                    refused.append(f"{reading.id}.{raw_tag}={raw_value!r} is not a number")
+                    continue
+                if not math.isfinite(raw_value):
+                    refused.append(f"{reading.id}.{raw_tag}={raw_value!r} is not finite")
+                    continue
+                value = raw_value * target.scale + target.offset
+                low, high = self.bounds[target.tag]
+                if (low is not None and value < low) or (high is not None and value > high):
+                    refused.append(f"{reading.id}.{target.tag}={value:g} is outside the "
+                                   f"possible range [{low}, {high}]")
+                    continue
+                tags[target.tag] = value
+            readings.append((reading.id, tags))
+        assert unit_id is not None  # a sample has at least one asset
+        poll = Poll(sample.device_id, self.assets[unit_id].site_id, unit_id, sample.ts_ms,
+                    tuple(readings))
+        if refused:
+            return poll, dead("impossible_value", "; ".join(refused))
+        return poll, None

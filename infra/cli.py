@@ -173,17 +173,26 @@ def cmd_flows(args: argparse.Namespace, settings: Settings) -> int:
     from bytewax.testing import run_main
 
     from connectors.kafka import ensure_topics
+    from contracts.contract import load_contracts
     from contracts.fleet import load_fleet
-    from flows.site_availability import build_flow
+    from contracts.monitoring import load_monitoring
+    from flows.telemetry_flow import build_flow
 
     _logging()
+    fleet = load_fleet(settings.fleet_file)
+    config = load_monitoring(settings.monitoring_file)
+    contracts = load_contracts(settings.contracts_dir)
+    for site_id in sorted(set(contracts) - {s.id for s in fleet.sites}):
+        logging.getLogger("bessmon.flows").warning(
+            "contract %s is for site %s, which is not in the fleet: ignored",
+            contracts.pop(site_id).id, site_id)
     ensure_topics(settings.require_kafka(), [settings.topic_telemetry, settings.topic_status,
                                              settings.topic_availability, settings.topic_dlq],
                   settings.topic_partitions)
     # SIGTERM keeps its default (exit at once): the flow holds no output that a stop could
     # lose (Kafka keeps the input; Redis and the topics are rewritten from it).
     with contextlib.suppress(KeyboardInterrupt):
-        run_main(build_flow(settings, load_fleet(settings.fleet_file)))
+        run_main(build_flow(settings, fleet, config, contracts))
     return 0
 
 

@@ -45,8 +45,14 @@ function render(snapshot) {
                          customer: snapshot.customer, region: snapshot.region });
   tile.data = snapshot;
   const el = tile.el;
-  el.querySelector(".avail-15m").textContent = pct(snapshot.last_15m_pct);
-  el.querySelector(".avail-today").textContent = pct(snapshot.today_pct);
+  el.querySelector(".avail-hour").textContent = pct(snapshot.windows.last_hour);
+  el.querySelector(".avail-today").textContent = pct(snapshot.windows.today);
+  const c = snapshot.contract;
+  el.querySelector(".contract").textContent = c
+    ? `${c.contract_id} ${c.period}: ${pct(c.actual_pct)} vs ${c.guaranteed_pct.toFixed(2)} %` +
+      ` guaranteed · projected ${pct(c.projected_pct)} · ${c.warning_level.replace("_", " ")}`
+    : "";
+  el.dataset.warning = c ? c.warning_level : "none";
   const counts = snapshot.units_by_state;
   const level = counts.unavailable > 0 ? "unavailable"
     : counts.derated > 0 ? "derated"
@@ -59,7 +65,7 @@ function render(snapshot) {
     box.dataset.unit = u.id;
     box.dataset.state = u.state;
     box.title = `${u.id}: ${u.state}${u.cause ? " (" + u.cause + ")" : ""}` +
-      ` — 15 min ${pct(u.last_15m_pct)}, today ${pct(u.today_pct)}`;
+      ` — last hour ${pct(u.last_hour_pct)}, today ${pct(u.today_pct)}`;
     return box;
   }));
   el.querySelector(".counts").textContent =

@@ -25,7 +25,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 def snapshot(site_id: str, pct: float, ts_ms: int = 1_790_000_000_000) -> SiteAvailability:
     return SiteAvailability(site_id=site_id, customer="C", region="R", ts_ms=ts_ms,
-                            last_15m_pct=pct, today_pct=pct,
+                            windows={"last_hour": pct, "today": pct},
                             units_by_state={"available": 1, "derated": 0, "unavailable": 0,
                                             "unknown": 0}, units=())
 
@@ -64,7 +64,7 @@ def test_sites_carry_the_latest_snapshot(client: TestClient, redis_client: redis
     sites = client.get("/api/v1/sites", headers=AUTH).json()
     assert [s["id"] for s in sites] == ["nordvik", "elbe", "mesa"]
     by_id = {s["id"]: s for s in sites}
-    assert by_id["elbe"]["availability"]["last_15m_pct"] == 97.5
+    assert by_id["elbe"]["availability"]["windows"]["last_hour"] == 97.5
     assert by_id["nordvik"]["availability"] is None
     assert by_id["nordvik"]["units"] == 6
     one = client.get("/api/v1/sites/elbe", headers=AUTH)
@@ -109,7 +109,7 @@ def test_websocket_snapshot_then_live_updates(client: TestClient,
         assert ws.receive_json() == {"type": "ready"}
         ws.send_json({"type": "subscribe", "channel": "site:mesa"})
         first = ws.receive_json()
-        assert first["type"] == "snapshot" and first["data"]["last_15m_pct"] == 99.0
+        assert first["type"] == "snapshot" and first["data"]["windows"]["last_hour"] == 99.0
         ws.send_json({"type": "subscribe", "channel": "fleet"})
         fleet = ws.receive_json()
         assert fleet["channel"] == "fleet" and [s["site_id"] for s in fleet["data"]] == ["mesa"]
@@ -119,7 +119,7 @@ def test_websocket_snapshot_then_live_updates(client: TestClient,
         redis_client.publish(site_channel("mesa"), update)
         got = [receive_until(ws, lambda m: m["type"] == "update") for _ in range(2)]
         assert sorted(m["channel"] for m in got) == ["fleet", "site:mesa"]
-        assert all(m["data"]["last_15m_pct"] == 42.0 for m in got)
+        assert all(m["data"]["windows"]["last_hour"] == 42.0 for m in got)
 
         # Another site's update reaches the fleet channel only.
         redis_client.publish(site_channel("elbe"), snapshot("elbe", 1.0).model_dump_json())
@@ -134,7 +134,7 @@ def test_websocket_snapshot_then_live_updates(client: TestClient,
         redis_client.publish(site_channel("elbe"), snapshot("elbe", 2.0).model_dump_json())
         redis_client.publish(site_channel("mesa"), snapshot("mesa", 3.0).model_dump_json())
         m = receive_until(ws, lambda m: m["type"] == "update")
-        assert (m["channel"], m["data"]["last_15m_pct"]) == ("site:mesa", 3.0)
+        assert (m["channel"], m["data"]["windows"]["last_hour"]) == ("site:mesa", 3.0)
 
 
 def test_the_api_refuses_to_start_without_a_token(redis_url: str) -> None:

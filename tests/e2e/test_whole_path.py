@@ -57,8 +57,8 @@ def test_an_injected_fault_reaches_a_websocket_client(stack: RunningStack) -> No
         assert unit["cause"] == "fault"
         assert site["units_by_state"]["unavailable"] >= 1
         # The lost time then shows in the rolling availability of the unit and its site.
-        site, unit = wait_for_unit(ws, "elbe-u03", lambda u: u["last_15m_pct"] < 100.0)
-        assert site["last_15m_pct"] < 100.0
+        site, unit = wait_for_unit(ws, "elbe-u03", lambda u: u["last_hour_pct"] < 100.0)
+        assert site["windows"]["last_hour"] < 100.0
 
         result = stack.bessmon("sim", "clear", "elbe-u03")
         assert result.returncode == 0 and "cleared" in result.stdout

@@ -1,0 +1,358 @@
+"""Everything the flows know about one site, fed poll by poll — the logic of the telemetry
+flow, free of Bytewax (see STYLE.md): statuses per asset in event time, the live view,
+final status intervals, the contract's incremental accounting and its KPIs.
+
+Live and final: a poll updates the live view at once (dashboard latency), but an asset's
+status only becomes final once the site's watermark — its newest sample time minus the
+allowed lateness — has passed, so that samples arriving out of order within the lateness
+land in the right place. Final statuses feed `bess.status`, the history and the contract
+accumulators, which therefore give the batch numbers (contracts/incremental.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from contracts.availability import Timeline
+from contracts.contract import Contract
+from contracts.engine import UnitResult, contract_availability, unit_weight
+from contracts.events import (
+    ContractKpis,
+    DeadLetter,
+    SiteAvailability,
+    State,
+    StatusChange,
+    UnitAvailability,
+)
+from contracts.fleet import Fleet, Site
+from contracts.incremental import ContractAccumulator
+from contracts.intervals import StatusInterval
+from contracts.money import YearLedger
+from contracts.monitoring import MonitoringConfig
+from contracts.periods import from_us, local_midnight_us
+from contracts.rules import Rollup, Rules
+from contracts.status import COMMS_LOSS, Status, StatusRules, classify
+from flows.status_timeline import Change, Piece, UnitTimeline
+from flows.telemetry import Poll
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalRecord:
+    """A final status interval for the history; `end_ms` None while it lasts."""
+
+    asset_id: str
+    site_id: str
+    start_ms: int
+    end_ms: int | None
+    status: Status
+
+
+@dataclass(frozen=True, slots=True)
+class LatestValues:
+    """A unit's newest tag values, for the hot state (asset → tag → value)."""
+
+    site_id: str
+    unit_id: str
+    ts_ms: int
+    readings: tuple[tuple[str, dict[str, float]], ...]
+
+
+Output = StatusChange | IntervalRecord | SiteAvailability | DeadLetter | LatestValues
+
+
+def technical_contract(site: Site) -> Contract:
+    """For a site without an LTSA: plain technical availability — energy-weighted, derates
+    pro rata, gaps lost, nothing excluded — measured per calendar month."""
+    start = min(u.commissioned for u in site.units)
+    return Contract.model_validate({
+        "id": f"technical-{site.id}", "site": site.id, "start": start, "term_years": 60,
+        "measurement_period": "month",
+        "availability": {"weight": "energy", "derate": "pro_rata",
+                         "data_gap_policy": "unavailable", "excluded_causes": [],
+                         "maintenance_allowance_hours": 0},
+        "guarantee": {"default_pct": 0.0},
+        "ld": {"currency": "EUR", "step_pct": 0.01, "rate_per_pct": 0,
+               "cap_per_contract_year": 0},
+        "early_warning_margin_pct": 0.0})
+
+
+@dataclass
+class UnitLive:
+    """What the dashboard shows of a unit: its newest statuses and a loss timeline."""
+
+    statuses: dict[str, Status] = field(default_factory=dict)
+    effective: Status = COMMS_LOSS
+    ts_ms: int | None = None
+    timeline: Timeline = field(default_factory=Timeline)
+    published_values_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class SiteSettings:
+    allowed_lateness_ms: int = 30_000
+    stale_after_ms: int = 10_000
+    finalize_every_ms: int = 5_000  # watermark steps smaller than this wait (batching)
+    publish_every_ms: int = 1_000  # live snapshots at most this often (event time) …
+    kpi_every_ms: int = 10_000  # … and the contract windows and KPIs at most this often
+    values_every_ms: int = 5_000  # newest tag values per unit for the hot state
+
+    @classmethod
+    def of(cls, config: MonitoringConfig, **overrides: int) -> SiteSettings:
+        q = config.quality
+        return cls(allowed_lateness_ms=int(q.allowed_lateness_s * 1000),
+                   stale_after_ms=int(q.stale_after_s * 1000), **overrides)
+
+
+class SiteState:
+    def __init__(self, fleet: Fleet, site_id: str, config: MonitoringConfig,
+                 contract: Contract | None, settings: SiteSettings) -> None:
+        self.site = fleet.site(site_id)
+        self.assets = fleet.assets
+        self.fleet = fleet
+        self.settings = settings
+        self.status_rules = StatusRules.of(config.status)
+        self.contract = contract or technical_contract(self.site)
+        self.rules = Rules.of(self.contract)
+        self.weights = {u.id: unit_weight(self.contract, u) for u in self.site.units}
+        self.rollups = {u.id: Rollup(u.id, fleet.assets) for u in self.site.units}
+        self.timelines = {
+            u.id: UnitTimeline(u.id, (u.id, *self._descendants(u.id)),
+                               settings.stale_after_ms)
+            for u in self.site.units}
+        self.live = {u.id: UnitLive() for u in self.site.units}
+        self.accumulator: ContractAccumulator | None = None  # from the first poll on
+        self.newest_ms: int | None = None
+        self.final_ms: int | None = None
+        self.published_ms: int | None = None
+        self.kpis_ms: int | None = None
+        self.kpis: tuple[dict[str, float | None], ContractKpis | None] = ({}, None)
+        self.counts = {"polls": 0, "late": 0, "duplicate": 0}
+
+    def _descendants(self, asset_id: str) -> list[str]:
+        out: list[str] = []
+        for child in self.assets[asset_id].children:
+            out += [child, *self._descendants(child)]
+        return out
+
+    # -- input -------------------------------------------------------------------------
+
+    def on_poll(self, poll: Poll, dead: DeadLetter | None = None) -> list[Output]:
+        """Take a normalized poll of one of the site's units (and the dead letter of the
+        values refused in it, if any)."""
+        out: list[Output] = [] if dead is None else [dead]
+        self.counts["polls"] += 1
+        statuses = {
+            asset_id: classify(tags, self.assets[asset_id].rated_power_kw,
+                               self.assets[asset_id].rated_energy_kwh, self.status_rules)
+            for asset_id, tags in poll.readings}
+        refused = self.timelines[poll.unit_id].add(poll.ts_ms, statuses)
+        if refused is not None:
+            self.counts[refused] += 1
+            if refused == "late":
+                out.append(DeadLetter(
+                    source="flows.site", reason="late", ts_ms=poll.ts_ms, key=poll.device_id,
+                    detail=f"sample of {poll.unit_id} at {poll.ts_ms} is older than the "
+                           f"final watermark {self.final_ms}",
+                    payload=_poll_json(poll)))
+            return out  # a duplicate is dropped: its twin was taken
+        changed = self._live(poll, statuses, out)
+        if self.accumulator is None:
+            self.accumulator = ContractAccumulator(
+                self.fleet, self.contract, allowed_lateness_us=0, start_us=poll.ts_ms * 1000)
+        if self.newest_ms is None or poll.ts_ms > self.newest_ms:
+            self.newest_ms = poll.ts_ms
+            watermark = poll.ts_ms - self.settings.allowed_lateness_ms
+            if self.final_ms is None or watermark - self.final_ms >= \
+                    self.settings.finalize_every_ms:
+                self.finalize(watermark, out)
+        if changed or self._due(self.published_ms, self.settings.publish_every_ms):
+            out.append(self.snapshot())
+        return out
+
+    def _due(self, last: int | None, every: int) -> bool:
+        assert self.newest_ms is not None
+        return last is None or self.newest_ms - last >= every
+
+    def _live(self, poll: Poll, statuses: dict[str, Status], out: list[Output]) -> bool:
+        """Update the live view with an in-order poll; True when a unit's status changed."""
+        live = self.live[poll.unit_id]
+        if live.ts_ms is not None and poll.ts_ms <= live.ts_ms:
+            return False  # out of order: the final timeline places it; the live view moved on
+        if live.ts_ms is not None:
+            gap = poll.ts_ms - live.ts_ms
+            stale = self.settings.stale_after_ms
+            if gap > stale:
+                live.timeline.add(live.ts_ms, live.ts_ms + stale, live.effective.loss)
+                live.timeline.add(live.ts_ms + stale, poll.ts_ms, COMMS_LOSS.loss)
+            else:
+                live.timeline.add(live.ts_ms, poll.ts_ms, live.effective.loss)
+        live.statuses = statuses
+        live.ts_ms = poll.ts_ms
+        effective = self._effective(poll.unit_id, statuses)
+        changed = effective != live.effective
+        live.effective = effective
+        if live.published_values_ms is None or \
+                poll.ts_ms - live.published_values_ms >= self.settings.values_every_ms:
+            live.published_values_ms = poll.ts_ms
+            out.append(LatestValues(self.site.id, poll.unit_id, poll.ts_ms, poll.readings))
+        return changed
+
+    def _effective(self, unit_id: str, statuses: Mapping[str, Status]) -> Status:
+        """The unit's status with its children rolled up (spec §3)."""
+        own = statuses.get(unit_id, COMMS_LOSS)
+        losses = {a: s.loss for a, s in statuses.items()
+                  if a == unit_id or s.state != "unknown"}
+        loss = self.rollups[unit_id].loss(losses.get(unit_id, 0.0), losses)
+        if loss <= own.loss:
+            return own
+        worst = max((s for a, s in statuses.items() if a != unit_id), key=lambda s: s.loss)
+        return (Status("unavailable", None, worst.cause) if loss >= 1.0
+                else Status("derated", 1.0 - loss, worst.cause))
+
+    # -- final time --------------------------------------------------------------------
+
+    def finalize(self, to_ms: int, out: list[Output]) -> None:
+        """Make statuses final up to `to_ms` and book them in the contract accounting."""
+        acc = self.accumulator
+        if acc is None or (self.final_ms is not None and to_ms <= self.final_ms):
+            return
+        start_ms = acc.start_us // 1000
+        if to_ms <= start_ms:
+            return
+        for unit_id, timeline in self.timelines.items():
+            changes, pieces = timeline.finalize(to_ms)
+            for change in changes:
+                out.extend(self._final_change(change))
+            for piece in pieces:
+                self._book(unit_id, piece)
+        acc.advance(to_ms * 1000)
+        self.final_ms = to_ms
+
+    def _final_change(self, change: Change) -> list[Output]:
+        s = change.status
+        out: list[Output] = [StatusChange(
+            asset_id=change.asset_id, site_id=self.site.id, ts_ms=change.ts_ms, state=s.state,
+            derate_fraction=s.derate_fraction, cause=s.cause,
+            previous_state=change.previous.state if change.previous else None)]
+        if change.previous is not None and change.previous_since_ms is not None:
+            out.append(IntervalRecord(change.asset_id, self.site.id, change.previous_since_ms,
+                                      change.ts_ms, change.previous))
+        out.append(IntervalRecord(change.asset_id, self.site.id, change.ts_ms, None, s))
+        return out
+
+    def _book(self, unit_id: str, piece: Piece) -> None:
+        """Hand a final piece to the accumulator: the unit's own always; a child's only when
+        it costs something (a child with no row costs nothing either, spec §3)."""
+        assert self.accumulator is not None
+        s = piece.status
+        interval = StatusInterval(piece.asset_id, piece.start_ms * 1000, piece.end_ms * 1000,
+                                  s.state, s.derate_fraction, s.cause)
+        if piece.asset_id == unit_id or self.rules.child_loss(interval) > 0:
+            self.accumulator.add(interval)
+
+    # -- output ------------------------------------------------------------------------
+
+    def snapshot(self) -> SiteAvailability:
+        """The site now: live unit statuses, windows and, every `kpi_every`, the contract."""
+        assert self.newest_ms is not None
+        now = self.newest_ms
+        tz = self.site.tz
+        hour_ago, midnight = now - HOUR_MS, local_midnight_us(
+            from_us(now * 1000, tz).date(), tz) // 1000
+        live_totals = {"last_hour": [0.0, 0.0], "today": [0.0, 0.0]}
+        units = []
+        counts: dict[State, int] = {"available": 0, "derated": 0, "unavailable": 0, "unknown": 0}
+        for unit in self.site.units:
+            live = self.live[unit.id]
+            status = live.effective if live.ts_ms is not None and \
+                now - live.ts_ms <= self.settings.stale_after_ms else COMMS_LOSS
+            pct = {}
+            for name, start in (("last_hour", hour_ago), ("today", midnight)):
+                observed, lost = live.timeline.totals(start, now)
+                pct[name] = None if observed == 0 else 100.0 * (1.0 - lost / observed)
+                live_totals[name][0] += self.weights[unit.id] * observed
+                live_totals[name][1] += self.weights[unit.id] * lost
+            live.timeline.trim(min(hour_ago, midnight))
+            counts[status.state] += 1
+            units.append(UnitAvailability(
+                id=unit.id, state=status.state, cause=status.cause,
+                derate_fraction=status.derate_fraction, last_hour_pct=pct["last_hour"],
+                today_pct=pct["today"]))
+        windows: dict[str, float | None] = {
+            name: None if observed == 0 else 100.0 * (1.0 - lost / observed)
+            for name, (observed, lost) in live_totals.items()}
+        if self._due(self.kpis_ms, self.settings.kpi_every_ms):
+            self.kpis = self._contract_windows(now)
+            self.kpis_ms = now
+        windows.update(self.kpis[0])
+        self.published_ms = now
+        return SiteAvailability(
+            site_id=self.site.id, name=self.site.name, customer=self.site.customer,
+            region=self.site.region, ts_ms=now, final_ms=self.final_ms, windows=windows,
+            units_by_state=counts, units=tuple(units), contract=self.kpis[1])
+
+    def _contract_windows(self, now_ms: int
+                          ) -> tuple[dict[str, float | None], ContractKpis | None]:
+        acc = self.accumulator
+        if acc is None:
+            return {}, None
+        now_us = now_ms * 1000
+        cal = acc.ctx.calendar
+        tz = self.site.tz
+        today = from_us(now_us, tz).date()
+
+        view = acc.view(now_us)
+
+        def availability(label: str | None = None, since_us: int | None = None
+                         ) -> float | None:
+            return contract_availability([
+                UnitResult(uid, self.weights[uid], t)
+                for uid, t in view.totals(label, since_us).items()])
+
+        def pct(since_us: int) -> float | None:
+            a = availability(None, since_us)
+            return None if a is None else 100.0 * a
+
+        windows = {
+            "month_to_date": pct(local_midnight_us(today.replace(day=1), tz)),
+            "trailing_7d": pct(local_midnight_us(today - dt.timedelta(days=7), tz)),
+            "trailing_30d": pct(local_midnight_us(today - dt.timedelta(days=30), tz)),
+        }
+        year = cal.contract_year(now_us)
+        if year is None:
+            return windows, None
+        windows["contract_year_to_date"] = pct(cal.year_bounds(year)[0])
+        kind = self.contract.measurement_period
+        period = cal.containing(now_us, kind)
+        ledger = YearLedger(self.contract)
+        for earlier in cal.preceding_in_year(period):
+            ledger.settle(year, availability(earlier.label))
+        actual = availability(period.label)
+        ledger.settle(year, actual)
+        projection = acc.project(period, now_us, view)
+        guaranteed = self.contract.guaranteed_pct(year)
+        return windows, ContractKpis(
+            contract_id=self.contract.id, currency=self.contract.ld.currency,
+            period=period.label, period_start_ms=period.start_us // 1000,
+            period_end_ms=period.end_us // 1000, contract_year=year,
+            actual_pct=None if actual is None else 100.0 * actual,
+            guaranteed_pct=guaranteed,
+            shortfall_pct=None if actual is None else max(0.0, guaranteed - 100.0 * actual),
+            ld_year_to_date=float(ledger.ld.get(year, 0)),
+            projected_pct=None if projection.projected_availability is None
+            else 100.0 * projection.projected_availability,
+            projected_ld=float(projection.projected_ld),
+            warning_level=projection.level)  # type: ignore[arg-type]
+
+
+def _poll_json(poll: Poll) -> str:
+    import json
+
+    return json.dumps({"device_id": poll.device_id, "ts_ms": poll.ts_ms,
+                       "assets": [{"id": a, "tags": t} for a, t in poll.readings]},
+                      default=lambda x: None if isinstance(x, float) and math.isnan(x) else x)

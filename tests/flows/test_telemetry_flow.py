@@ -1,0 +1,130 @@
+"""The telemetry flow wired in Bytewax: TestingSource/TestingSink on 1 and 2 workers (the
+same final outputs), and against the real broker and Redis."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import redis
+from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
+from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
+
+from connectors.kafka import CheckedProducer, read_topic
+from connectors.redis_store import latest_key, site_channel, site_key
+from connectors.settings import EXAMPLE_MONITORING, Settings
+from contracts.events import DeadLetter, SiteAvailability, StatusChange
+from contracts.monitoring import load_monitoring
+from flows.site_state import LatestValues, SiteSettings
+from flows.telemetry_flow import build_flow
+from infra.ports import free_port
+from tests.contracts.builders import contract
+from tests.flows.timelines import FLEET, T0, sample
+
+CONFIG = load_monitoring(EXAMPLE_MONITORING)
+CONTRACTS = {"s1": contract(site="s1", start="2026-09-01")}
+FAST = SiteSettings(allowed_lateness_ms=2_000, stale_after_ms=5_000, finalize_every_ms=1_000,
+                    publish_every_ms=1_000, kpi_every_ms=5_000, values_every_ms=5_000)
+
+
+def records() -> list[tuple[bytes, bytes]]:
+    out = []
+    for t in range(20):
+        out.append((b"u1", sample("u1", t, code=3 if 5 <= t < 8 else 0).model_dump_json()
+                    .encode()))
+        out.append((b"u2", sample("u2", t).model_dump_json().encode()))
+        out.append((b"v1", sample("v1", t).model_dump_json().encode()))
+    out.insert(3, (b"u1", b"{not json"))
+    out.insert(5, (b"zz", b'{"v": 1, "device_id": "x", "ts_ms": 5, "assets": []}'))
+    out.insert(7, (b"zz", sample("u1", 0).model_dump_json().replace('"u1', '"ghost')
+                   .encode()))
+    return out
+
+
+def run(workers: int) -> tuple[list[KafkaSinkMessage[bytes, bytes]], list[Any]]:
+    source = TestingSource([KafkaSourceMessage(k, v, topic="raw", partition=0, offset=i)
+                            for i, (k, v) in enumerate(records())])
+    kafka_out: list[KafkaSinkMessage[bytes, bytes]] = []
+    hot_out: list[Any] = []
+    flow = build_flow(Settings(), FLEET, CONFIG, CONTRACTS, source=source,
+                      kafka_sink=TestingSink(kafka_out), hot_sink=TestingSink(hot_out),
+                      now_ms=lambda: T0 + 20_000, site_settings=FAST)
+    if workers == 1:
+        run_main(flow)
+    else:
+        cluster_main(flow, [f"127.0.0.1:{free_port()}"], 0, worker_count_per_proc=workers)
+    return kafka_out, hot_out
+
+
+def by_topic(out: list[KafkaSinkMessage[bytes, bytes]], topic: str) -> list[dict[str, Any]]:
+    return [json.loads(m.value) for m in out if m.topic == topic]
+
+
+def test_flow_outputs_statuses_snapshots_values_and_dead_letters() -> None:
+    s = Settings()
+    kafka_out, hot_out = run(1)
+    dlq = [DeadLetter.model_validate(d) for d in by_topic(kafka_out, s.topic_dlq)]
+    assert sorted(d.reason for d in dlq) == ["malformed_json", "schema", "unknown_asset"]
+    status = [StatusChange.model_validate(d) for d in by_topic(kafka_out, s.topic_status)]
+    assert [(c.ts_ms - T0, c.state) for c in status if c.asset_id == "u1"] == [
+        (0, "available"), (5000, "unavailable"), (8000, "available")]
+    snapshots = [x for x in hot_out if isinstance(x, SiteAvailability)]
+    assert [SiteAvailability.model_validate(a) for a in by_topic(kafka_out,
+                                                                   s.topic_availability)] \
+        == snapshots
+    final = {x.site_id: x for x in snapshots}
+    s1 = final["s1"]
+    assert s1.ts_ms == T0 + 19_000
+    # u1 lost [5 s, 8 s) of 19 s observed live.
+    assert next(u for u in s1.units if u.id == "u1").last_hour_pct == pytest.approx(
+        100 * (1 - 3 / 19))
+    assert s1.contract is not None and s1.contract.contract_id == "LTSA-T"
+    assert final["s2"].contract is not None and final["s2"].contract.contract_id == \
+        "technical-s2"
+    assert {v.unit_id for v in hot_out if isinstance(v, LatestValues)} == {"u1", "u2", "v1"}
+
+
+def test_one_and_two_workers_give_the_same_final_outputs() -> None:
+    def final(result: tuple[list[KafkaSinkMessage[bytes, bytes]], list[Any]]) -> Any:
+        kafka_out, hot_out = result
+        statuses = sorted(m.value for m in kafka_out if m.topic == Settings().topic_status)
+        dead = sorted(m.value for m in kafka_out if m.topic == Settings().topic_dlq)
+        last = {x.site_id: x.model_dump_json() for x in hot_out
+                if isinstance(x, SiteAvailability)}
+        return statuses, dead, last
+
+    assert final(run(1)) == final(run(2))
+
+
+@pytest.mark.timeout(120)
+def test_flow_against_the_real_broker_and_redis(settings: Settings, redis_url: str) -> None:
+    producer = CheckedProducer(settings.require_kafka())
+    for key, value in records():
+        producer.produce(settings.topic_telemetry, key.decode(), value)
+    producer.flush()
+    client = redis.Redis.from_url(redis_url)
+    pubsub = client.pubsub()
+    pubsub.subscribe(site_channel("s1"))
+    pubsub.get_message(timeout=1)
+    # The production wiring, stopping at the end of the topic instead of tailing it.
+    run_main(build_flow(settings, FLEET, CONFIG, CONTRACTS, tail=False, now_ms=None,
+                        site_settings=FAST))
+    dlq = read_topic(settings.require_kafka(), settings.topic_dlq, count=3, timeout_s=30)
+    assert sorted(json.loads(m.value())["reason"] for m in dlq) == [
+        "malformed_json", "schema", "unknown_asset"]
+    status = read_topic(settings.require_kafka(), settings.topic_status, idle_s=2)
+    u1 = [json.loads(m.value()) for m in status if m.key() == b"u1"]
+    assert [(s["ts_ms"] - T0, s["state"]) for s in u1] == [
+        (0, "available"), (5000, "unavailable"), (8000, "available")]
+    snapshot = SiteAvailability.model_validate_json(client.get(site_key("s1")) or b"")
+    assert snapshot.ts_ms == T0 + 19_000
+    latest = json.loads(client.get(latest_key("u1")) or b"{}")
+    assert latest["assets"]["u1"]["status_code"] == 0
+    published = []
+    while (msg := pubsub.get_message(timeout=0.5)) is not None:
+        if msg["type"] == "message":
+            published.append(SiteAvailability.model_validate_json(msg["data"]))
+    assert published and published[-1] == snapshot
+    pubsub.close()
+    client.close()
