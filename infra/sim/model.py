@@ -94,7 +94,7 @@ class UnitModel:
                 out[blk.id] = {
                     "status_code": code,
                     "soc_pct": self.soc * 100,
-                    "cell_temp_max_c": self.temperature_c + self.rng.uniform(0, 1.5),
+                    "cell_temp_max_c": self.temperature_c + 0.5 + self.rng.uniform(-0.1, 0.1),
                     "available_energy_kwh": blk.rated_energy_kwh if code == RUNNING else 0.0,
                 }
         return out
