@@ -24,3 +24,11 @@ def site_id_of_channel(channel: str) -> str:
 def latest_key(unit_id: str) -> str:
     """A battery unit's newest tag values: {"ts_ms", "assets": {asset: {tag: value}}}."""
     return f"{PREFIX}:latest:{unit_id}"
+
+
+ALARMS_CHANNEL = f"{PREFIX}:live:alarms"  # every breach raised or cleared
+
+
+def alarms_key(site_id: str) -> str:
+    """A site's active breaches: hash breach id → BreachEvent JSON."""
+    return f"{PREFIX}:alarms:{site_id}"

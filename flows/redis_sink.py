@@ -1,5 +1,6 @@
 """Bytewax sink for the hot state in Redis: each site's latest snapshot (plus a pub/sub
-message for the API's live feeds) and each unit's newest tag values, one pipeline per batch.
+message for the API's live feeds), each unit's newest tag values, and each site's active
+alarms (a hash by breach id; raised and cleared also published), one pipeline per batch.
 Writes are idempotent (SET), so an epoch replayed after a recovery leaves nothing twice."""
 
 from __future__ import annotations
@@ -9,11 +10,11 @@ import json
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from connectors.redis_store import latest_key, site_channel, site_key
-from contracts.events import SiteAvailability
+from connectors.redis_store import ALARMS_CHANNEL, alarms_key, latest_key, site_channel, site_key
+from contracts.events import BreachEvent, SiteAvailability
 from flows.site_state import LatestValues
 
-HotState = SiteAvailability | LatestValues
+HotState = SiteAvailability | LatestValues | BreachEvent
 
 
 class _Partition(StatelessSinkPartition[HotState]):
@@ -27,6 +28,13 @@ class _Partition(StatelessSinkPartition[HotState]):
                 payload = item.model_dump_json()
                 pipe.set(site_key(item.site_id), payload)
                 pipe.publish(site_channel(item.site_id), payload)
+            elif isinstance(item, BreachEvent):
+                payload = item.model_dump_json()
+                if item.state == "raised":
+                    pipe.hset(alarms_key(item.site_id), item.breach_id, payload)
+                else:
+                    pipe.hdel(alarms_key(item.site_id), item.breach_id)
+                pipe.publish(ALARMS_CHANNEL, payload)
             else:
                 pipe.set(latest_key(item.unit_id), json.dumps(
                     {"unit_id": item.unit_id, "site_id": item.site_id, "ts_ms": item.ts_ms,

@@ -19,6 +19,7 @@ from contracts.availability import Timeline
 from contracts.contract import Contract
 from contracts.engine import UnitResult, contract_availability, unit_weight
 from contracts.events import (
+    BreachEvent,
     ContractKpis,
     DeadLetter,
     SiteAvailability,
@@ -34,6 +35,7 @@ from contracts.monitoring import MonitoringConfig
 from contracts.periods import from_us, local_midnight_us
 from contracts.rules import Rollup, Rules
 from contracts.status import COMMS_LOSS, Status, StatusRules, classify
+from flows.breaches import BreachEngine
 from flows.status_timeline import Change, Piece, UnitTimeline
 from flows.telemetry import Poll
 
@@ -62,7 +64,8 @@ class LatestValues:
     readings: tuple[tuple[str, dict[str, float]], ...]
 
 
-Output = StatusChange | IntervalRecord | SiteAvailability | DeadLetter | LatestValues
+Output = (StatusChange | IntervalRecord | SiteAvailability | DeadLetter | LatestValues
+          | BreachEvent)
 
 
 def technical_contract(site: Site) -> Contract:
@@ -125,6 +128,8 @@ class SiteState:
                                settings.stale_after_ms)
             for u in self.site.units}
         self.live = {u.id: UnitLive() for u in self.site.units}
+        site_assets = {a.id: a for a in fleet.assets.values() if a.site_id == site_id}
+        self.breaches = BreachEngine(config, site_assets)
         self.accumulator: ContractAccumulator | None = None  # from the first poll on
         self.newest_ms: int | None = None
         self.final_ms: int | None = None
@@ -193,6 +198,8 @@ class SiteState:
                 live.timeline.add(live.ts_ms, poll.ts_ms, live.effective.loss)
         live.statuses = statuses
         live.ts_ms = poll.ts_ms
+        for asset_id, tags in poll.readings:
+            out.extend(self.breaches.observe(asset_id, poll.ts_ms, tags))
         effective = self._effective(poll.unit_id, statuses)
         changed = effective != live.effective
         live.effective = effective

@@ -4,6 +4,7 @@
         ├─ StatusChange      → bess.status
         ├─ SiteAvailability  → bess.availability, Redis (snapshot + pub/sub)
         ├─ LatestValues      → Redis (newest tag values per unit)
+        ├─ BreachEvent       → bess.breaches, Redis (active alarms per site)
         └─ DeadLetter        → bess.dlq
 
 Records are keyed by site before they are decoded (the device id on the record's key names
@@ -25,7 +26,13 @@ from bytewax.outputs import DynamicSink, Sink
 
 from connectors.settings import Settings
 from contracts.contract import Contract
-from contracts.events import DeadLetter, SiteAvailability, StatusChange, TelemetrySample
+from contracts.events import (
+    BreachEvent,
+    DeadLetter,
+    SiteAvailability,
+    StatusChange,
+    TelemetrySample,
+)
 from contracts.fleet import Fleet
 from contracts.monitoring import MonitoringConfig
 from flows.redis_sink import HotState, RedisSink
@@ -42,10 +49,12 @@ class Topics:
     status: str
     availability: str
     dlq: str
+    breaches: str
 
     @classmethod
     def of(cls, settings: Settings) -> Topics:
-        return cls(settings.topic_status, settings.topic_availability, settings.topic_dlq)
+        return cls(settings.topic_status, settings.topic_availability, settings.topic_dlq,
+                   settings.topic_breaches)
 
 
 def to_kafka(item: Output, topics: Topics) -> Out | None:
@@ -59,11 +68,14 @@ def to_kafka(item: Output, topics: Topics) -> Out | None:
     if isinstance(item, DeadLetter):
         return KafkaSinkMessage(item.source.encode(), item.model_dump_json().encode(),
                                 topic=topics.dlq)
+    if isinstance(item, BreachEvent):
+        return KafkaSinkMessage(item.asset_id.encode(), item.model_dump_json().encode(),
+                                topic=topics.breaches)
     return None
 
 
 def hot_state(item: Output) -> HotState | None:
-    return item if isinstance(item, SiteAvailability | LatestValues) else None
+    return item if isinstance(item, SiteAvailability | LatestValues | BreachEvent) else None
 
 
 class SiteRuntime:

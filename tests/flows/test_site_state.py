@@ -135,3 +135,21 @@ def test_a_month_of_polls_gives_the_batch_numbers_for_the_intervals_it_derived()
     hours = {u.asset_id: u.totals.hours()[2] for u in flow.units}
     assert hours["u1"] == pytest.approx(2 + 12)
     assert hours["u2"] == pytest.approx(2 + 40 / 60 + 24)
+
+
+def test_limit_breaches_are_raised_and_cleared_from_live_polls() -> None:
+    from contracts.events import AssetReading, BreachEvent
+
+    state = SiteState(FLEET, "s1", CONFIG, site_contract(), FAST)
+
+    def poll(t: int, cell_temp: float) -> TelemetrySample:
+        return TelemetrySample(device_id="u1", ts_ms=T0 + t * 1000, assets=(
+            AssetReading(id="u1", tags={"status_code": 0}),
+            AssetReading(id="u1-b1", tags={"status_code": 0, "cell_temp_max_c": cell_temp})))
+
+    out = feed(state, [poll(t, 47.0 if 2 <= t < 12 else 30.0) for t in range(15)])
+    events = [(e.rule_id, e.severity, e.state, e.ts_ms - T0) for e in of(out, BreachEvent)
+              if e.rule_id == "cell-temp-high"]
+    # Above 45 °C (major) from 2 s; held 5 s: raised at 7 s; back at 30 °C at 12 s: cleared.
+    assert events == [("cell-temp-high", "major", "raised", 7000),
+                      ("cell-temp-high", "major", "cleared", 12000)]
