@@ -24,9 +24,9 @@ Choices, each tested in tests/flows/test_breaches.py:
   clears when it holds none. A more severe level crossed for `min_duration_s` escalates.
   Escalating or de-escalating clears the active breach and raises one at the new severity at
   the same `ts_ms`.
-- Trends. The rate is per minute between the oldest sample inside the trailing `window_s`
-  (`ts ≥ now − window`) and the newest, judged only when those two span at least half the
-  window. A breach is raised when the rate in the rule's direction is strictly above
+- Trends. The rate is per minute between the oldest kept sample inside the trailing
+  `window_s` (`ts ≥ now − window`; samples are kept at least window/32 apart) and the newest,
+  judged only when those two span at least half the window. A breach is raised when the rate in the rule's direction is strictly above
   `max_rate_per_min`, and cleared when strictly below `clear_rate_per_min` (default: the raise
   rate). Too short a span judges nothing: an active trend breach stays active across a gap.
   The event's `value` is the signed rate (negative when falling), `threshold` the raise rate.
@@ -260,10 +260,15 @@ class BreachEngine:
     def _trend(self, track: _Track, trend: _Trend, st: _TrendState, ts_ms: int, value: float,
                out: list[BreachEvent]) -> None:
         samples = st.samples
-        samples.append((ts_ms, value))
+        # Keep at most ~32 samples per window (the rate needs only the oldest in it): small
+        # state for recovery snapshots, at a cost of ≤ 1/32 of the window in precision.
+        if not samples or ts_ms - samples[-1][0] >= trend.window_ms // 32:
+            samples.append((ts_ms, value))
         horizon = ts_ms - trend.window_ms
-        while samples[0][0] < horizon:
+        while samples and samples[0][0] < horizon:
             samples.popleft()
+        if not samples:
+            return
         first_ms, first = samples[0]
         span = ts_ms - first_ms
         if 2 * span < trend.window_ms:

@@ -114,6 +114,8 @@ class SiteSettings:
 class SiteState:
     def __init__(self, fleet: Fleet, site_id: str, config: MonitoringConfig,
                  contract: Contract | None, settings: SiteSettings) -> None:
+        # Only this site: the state is pickled for recovery and must stay site-sized.
+        fleet = Fleet(sites=(fleet.site(site_id),))
         self.site = fleet.site(site_id)
         self.assets = fleet.assets
         self.fleet = fleet
@@ -128,8 +130,7 @@ class SiteState:
                                settings.stale_after_ms)
             for u in self.site.units}
         self.live = {u.id: UnitLive() for u in self.site.units}
-        site_assets = {a.id: a for a in fleet.assets.values() if a.site_id == site_id}
-        self.breaches = BreachEngine(config, site_assets)
+        self.breaches = BreachEngine(config, fleet.assets)
         self.accumulator: ContractAccumulator | None = None  # from the first poll on
         self.newest_ms: int | None = None
         self.final_ms: int | None = None

@@ -79,14 +79,21 @@ def hot_state(item: Output) -> HotState | None:
 
 
 class SiteRuntime:
-    """One site's state plus what it needs to read records (the stateful step's value)."""
+    """One site's state plus what it needs to read records (the stateful step's value).
 
-    def __init__(self, site_id: str, normalizer: Normalizer, state: SiteState | None) -> None:
+    Pickled for recovery without the normalizer (fleet-wide, rebuilt by the flow)."""
+
+    def __init__(self, site_id: str, normalizer: Normalizer | None,
+                 state: SiteState | None) -> None:
         self.site_id = site_id
         self.normalizer = normalizer
         self.state = state
 
+    def __getstate__(self) -> dict[str, object]:
+        return {"site_id": self.site_id, "normalizer": None, "state": self.state}
+
     def on_record(self, record: RawRecord, now_ms: int | None) -> list[Output]:
+        assert self.normalizer is not None, "bind a normalizer after a recovery"
         stamp = now_ms if now_ms is not None else 0
         sample = decode_sample(record, stamp)
         if isinstance(sample, DeadLetter):
@@ -159,6 +166,7 @@ def build_flow(
             state = None if site_id == UNROUTED else SiteState(
                 fleet, site_id, config, contracts.get(site_id), site_settings)
             runtime = SiteRuntime(site_id, normalizer, state)
+        runtime.normalizer = normalizer  # also after a recovery, which pickled it out
         record = RawRecord(msg.key, msg.value, msg.topic, msg.partition, msg.offset)
         return runtime, runtime.on_record(record, now_ms() if now_ms else None)
 

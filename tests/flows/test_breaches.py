@@ -353,7 +353,7 @@ def test_trend_window_stays_bounded() -> None:
     for t in range(10_000):
         eng.observe("u1-b1", T0 + t * 1000, {"temp": 30.0})
     (_, trend_state), = eng._tracks["u1-b1"].trends
-    assert len(trend_state.samples) == 61  # [now − 60 s, now], both ends included
+    assert len(trend_state.samples) <= 33  # about 32 kept per window, whatever the rate
 
 
 # -- recovery -----------------------------------------------------------------------------
