@@ -26,10 +26,11 @@ Choices, each tested in tests/flows/test_breaches.py:
   the same `ts_ms`.
 - Trends. The rate is per minute between the oldest kept sample inside the trailing
   `window_s` (`ts ≥ now − window`; samples are kept at least window/32 apart) and the newest,
-  judged only when those two span at least half the window. A breach is raised when the rate in the rule's direction is strictly above
-  `max_rate_per_min`, and cleared when strictly below `clear_rate_per_min` (default: the raise
-  rate). Too short a span judges nothing: an active trend breach stays active across a gap.
-  The event's `value` is the signed rate (negative when falling), `threshold` the raise rate.
+  judged only when those two span at least half the window. A breach is raised when the rate
+  in the rule's direction is strictly above `max_rate_per_min`, and cleared when strictly
+  below `clear_rate_per_min` (default: the raise rate). Too short a span judges nothing: an
+  active trend breach stays active across a gap. The event's `value` is the signed rate
+  (negative when falling), `threshold` the raise rate.
 
 `breach_id = f"{rule_id}:{severity}:{asset_id}:{raised_ms}"`; the cleared event carries the
 same id, its own `ts_ms` and the value (limits) or rate (trends) that cleared it.
