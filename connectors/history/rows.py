@@ -1,0 +1,69 @@
+"""What the history store keeps besides the events of `contracts.events`: flat, frozen rows with
+integer millisecond timestamps (UTC), one class per table.
+
+Each row has a dedup key (in its docstring); a later write with the same key replaces the
+earlier one, which is what makes replaying an epoch after a flow's crash recovery harmless and
+lets an open interval's end be filled in once it is known."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from contracts.events import Cause, State
+
+# "hour" and "day" are the flows' own buckets; the others are contract measurement periods
+# (`contracts.periods.PeriodKind`), each row then holding one whole period.
+Bucket = Literal["hour", "day", "month", "quarter", "contract_year"]
+BUCKETS: frozenset[str] = frozenset(get_args(Bucket))
+
+
+@dataclass(frozen=True, slots=True)
+class StatusIntervalRow:
+    """An asset's status over `[start_ms, end_ms)`; `end_ms` is None while it lasts.
+    Key: (asset_id, start_ms)."""
+
+    asset_id: str
+    site_id: str
+    start_ms: int
+    end_ms: int | None
+    state: State
+    derate_fraction: float | None = None
+    cause: Cause | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AvailabilityRow:
+    """An asset's availability over one bucket `[start_ms, end_ms)`, in hours: the window,
+    the hours excluded from it (excusable causes), the capacity-weighted hours lost, and the
+    percentage (None when nothing of the window counts). Key: (asset_id, bucket, start_ms)."""
+
+    asset_id: str
+    site_id: str
+    bucket: Bucket
+    start_ms: int
+    end_ms: int
+    window_h: float
+    excluded_h: float
+    lost_h: float
+    availability_pct: float | None
+
+    def __post_init__(self) -> None:
+        if self.bucket not in BUCKETS:
+            raise ValueError(f"bucket {self.bucket!r} is not one of {sorted(BUCKETS)}")
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryRow:
+    """One numeric tag of one asset summarized over a bucket starting at `start_ms`: how many
+    samples, their min, max and mean, and the last one. Key: (asset_id, tag, start_ms)."""
+
+    asset_id: str
+    site_id: str
+    tag: str
+    start_ms: int
+    count: int
+    min: float
+    max: float
+    mean: float
+    last: float

@@ -1,0 +1,410 @@
+"""The embedded history store: one SQLite file, so `bessmon up` keeps history on a fresh
+machine with nothing to install (DESIGN.md, "Two ways to run").
+
+Several flow worker processes write the same file: WAL mode lets readers run beside the one
+writer, `busy_timeout` makes a writer wait for the lock instead of failing with "database is
+locked", and every batch is one `BEGIN IMMEDIATE` transaction — taking the write lock up front,
+so two processes never both hold a read snapshot they then try to upgrade (the one case the
+busy handler cannot resolve). `synchronous=NORMAL` may lose the last commits on power loss,
+never corrupt the file; Kafka is the log of record and a replay rewrites them (upserts).
+The file must sit on a local disk: WAL needs shared memory between the processes.
+
+Breaches, alerts and episodes keep their event JSON whole beside the columns they are queried
+by; the other tables are plain columns. The schema's version is `PRAGMA user_version`; opening
+a file applies the migrations it lacks."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from connectors.history.rows import AvailabilityRow, Bucket, StatusIntervalRow, TelemetryRow
+from connectors.history.store import (
+    HistoryStoreError,
+    check_bucket,
+    check_range,
+    check_step,
+    id_list,
+)
+from contracts.events import Alert, BreachEvent, UnavailabilityEpisode
+
+BUSY_TIMEOUT_MS = 30_000
+
+# MIGRATIONS[i] takes a file from user_version i to i + 1.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE status_intervals (
+            asset_id TEXT NOT NULL,
+            start_ms INTEGER NOT NULL,
+            site_id TEXT NOT NULL,
+            end_ms INTEGER,
+            state TEXT NOT NULL,
+            derate_fraction REAL,
+            cause TEXT,
+            PRIMARY KEY (asset_id, start_ms)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE availability (
+            asset_id TEXT NOT NULL,
+            bucket TEXT NOT NULL,
+            start_ms INTEGER NOT NULL,
+            site_id TEXT NOT NULL,
+            end_ms INTEGER NOT NULL,
+            window_h REAL NOT NULL,
+            excluded_h REAL NOT NULL,
+            lost_h REAL NOT NULL,
+            availability_pct REAL,
+            PRIMARY KEY (asset_id, bucket, start_ms)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE telemetry (
+            asset_id TEXT NOT NULL,
+            tag TEXT NOT NULL,
+            start_ms INTEGER NOT NULL,
+            site_id TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            vmin REAL NOT NULL,
+            vmax REAL NOT NULL,
+            vmean REAL NOT NULL,
+            vlast REAL NOT NULL,
+            PRIMARY KEY (asset_id, tag, start_ms)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE breaches (
+            breach_id TEXT NOT NULL,
+            state TEXT NOT NULL,
+            ts_ms INTEGER NOT NULL,
+            site_id TEXT NOT NULL,
+            asset_id TEXT NOT NULL,
+            event TEXT NOT NULL,
+            PRIMARY KEY (breach_id, state)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX breaches_by_site_time ON breaches (site_id, ts_ms)",
+        """CREATE TABLE alerts (
+            alert_id TEXT NOT NULL,
+            state TEXT NOT NULL,
+            ts_ms INTEGER NOT NULL,
+            scope_id TEXT NOT NULL,
+            site_id TEXT,
+            event TEXT NOT NULL,
+            PRIMARY KEY (alert_id, state)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX alerts_by_time ON alerts (ts_ms)",
+        "CREATE INDEX alerts_by_scope_time ON alerts (scope_id, ts_ms)",
+        """CREATE TABLE episodes (
+            episode_id TEXT NOT NULL PRIMARY KEY,
+            asset_id TEXT NOT NULL,
+            site_id TEXT NOT NULL,
+            start_ms INTEGER NOT NULL,
+            end_ms INTEGER,
+            event TEXT NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX episodes_by_asset_start ON episodes (asset_id, start_ms)",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def upsert_sql(table: str, columns: Sequence[str], key: Sequence[str]) -> str:
+    """`INSERT … ON CONFLICT (key) DO UPDATE` setting every other column: last write wins."""
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+    )
+
+
+UPSERT_STATUS = upsert_sql(
+    "status_intervals",
+    ("asset_id", "start_ms", "site_id", "end_ms", "state", "derate_fraction", "cause"),
+    ("asset_id", "start_ms"),
+)
+UPSERT_AVAILABILITY = upsert_sql(
+    "availability",
+    ("asset_id", "bucket", "start_ms", "site_id", "end_ms", "window_h", "excluded_h", "lost_h",
+     "availability_pct"),
+    ("asset_id", "bucket", "start_ms"),
+)
+UPSERT_TELEMETRY = upsert_sql(
+    "telemetry",
+    ("asset_id", "tag", "start_ms", "site_id", "n", "vmin", "vmax", "vmean", "vlast"),
+    ("asset_id", "tag", "start_ms"),
+)
+UPSERT_BREACH = upsert_sql(
+    "breaches",
+    ("breach_id", "state", "ts_ms", "site_id", "asset_id", "event"),
+    ("breach_id", "state"),
+)
+UPSERT_ALERT = upsert_sql(
+    "alerts",
+    ("alert_id", "state", "ts_ms", "scope_id", "site_id", "event"),
+    ("alert_id", "state"),
+)
+UPSERT_EPISODE = upsert_sql(
+    "episodes",
+    ("episode_id", "asset_id", "site_id", "start_ms", "end_ms", "event"),
+    ("episode_id",),
+)
+
+# Id lists travel as one JSON parameter, so a query for 20,000 assets stays one statement
+# under SQLite's bound-parameter limit and still uses the (asset_id, …) keys.
+SELECT_STATUS = """
+    SELECT asset_id, site_id, start_ms, end_ms, state, derate_fraction, cause
+    FROM status_intervals
+    WHERE asset_id IN (SELECT value FROM json_each(?))
+      AND start_ms < ? AND (end_ms IS NULL OR end_ms > ?)
+    ORDER BY start_ms, asset_id"""
+SELECT_AVAILABILITY = """
+    SELECT asset_id, site_id, bucket, start_ms, end_ms, window_h, excluded_h, lost_h,
+           availability_pct
+    FROM availability
+    WHERE asset_id IN (SELECT value FROM json_each(?))
+      AND bucket = ? AND start_ms < ? AND end_ms > ?
+    ORDER BY start_ms, asset_id"""
+# Within each step, the latest stored bucket gives `last` (rn = 1).
+SELECT_TELEMETRY = """
+    WITH picked AS (
+        SELECT (start_ms / :step) * :step AS bucket_ms, start_ms, site_id, n, vmin, vmax,
+               vmean, vlast,
+               row_number() OVER (PARTITION BY start_ms / :step ORDER BY start_ms DESC) AS rn
+        FROM telemetry
+        WHERE asset_id = :asset_id AND tag = :tag AND start_ms >= :start AND start_ms < :end
+    )
+    SELECT bucket_ms,
+           max(CASE WHEN rn = 1 THEN site_id END),
+           sum(n), min(vmin), max(vmax),
+           CASE WHEN sum(n) > 0 THEN sum(vmean * n) / sum(n) ELSE avg(vmean) END,
+           max(CASE WHEN rn = 1 THEN vlast END)
+    FROM picked
+    GROUP BY bucket_ms
+    ORDER BY bucket_ms"""
+SELECT_BREACHES = """
+    SELECT event FROM breaches
+    WHERE site_id IN (SELECT value FROM json_each(?)) AND ts_ms >= ? AND ts_ms < ?
+    ORDER BY ts_ms, breach_id, state"""
+SELECT_ALERTS = """
+    SELECT event FROM alerts
+    WHERE ts_ms >= ? AND ts_ms < ?
+    ORDER BY ts_ms, alert_id, state"""
+SELECT_ALERTS_OF_SCOPES = """
+    SELECT event FROM alerts
+    WHERE scope_id IN (SELECT value FROM json_each(?)) AND ts_ms >= ? AND ts_ms < ?
+    ORDER BY ts_ms, alert_id, state"""
+SELECT_EPISODES = """
+    SELECT event FROM episodes
+    WHERE asset_id IN (SELECT value FROM json_each(?))
+      AND start_ms < ? AND (end_ms IS NULL OR end_ms > ?)
+    ORDER BY start_ms, asset_id"""
+
+
+class SqliteHistoryStore:
+    """The history store in one SQLite file. One connection per object, usable from any
+    thread of its process (calls are serialized); open one object per process."""
+
+    def __init__(self, path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(
+                self.path,
+                timeout=busy_timeout_ms / 1000,
+                isolation_level=None,  # we issue BEGIN IMMEDIATE / COMMIT ourselves
+                check_same_thread=False,
+            )
+        except sqlite3.Error as e:
+            raise HistoryStoreError(f"cannot open the history file {self.path}: {e}") from e
+        try:
+            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise HistoryStoreError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+        except BaseException as e:
+            self._db.close()
+            if isinstance(e, sqlite3.Error):
+                raise HistoryStoreError(f"cannot open the history file {self.path}: {e}") from e
+            raise
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._query("PRAGMA user_version")[0][0])
+
+    def _migrate(self) -> None:
+        with self._transaction():
+            version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise HistoryStoreError(
+                    f"{self.path} has schema version {version}, newer than this bessmon's "
+                    f"{SCHEMA_VERSION}: upgrade bessmon or use another file"
+                )
+            for statements in MIGRATIONS[version:]:
+                for statement in statements:
+                    self._db.execute(statement)
+            if version < SCHEMA_VERSION:
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction holding the file's write lock from its first statement."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as e:
+                raise HistoryStoreError(f"{self.path}: cannot start a write: {e}") from e
+            try:
+                yield self._db
+            except BaseException as e:
+                self._rollback()
+                if isinstance(e, sqlite3.Error):
+                    raise HistoryStoreError(f"{self.path}: write failed: {e}") from e
+                raise
+            else:
+                try:
+                    self._db.execute("COMMIT")
+                except sqlite3.Error as e:
+                    self._rollback()
+                    raise HistoryStoreError(f"{self.path}: commit failed: {e}") from e
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+    def _write(self, sql: str, params: Iterable[tuple[Any, ...]]) -> None:
+        batch = list(params)
+        if batch:
+            with self._transaction() as db:
+                db.executemany(sql, batch)
+
+    def _query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as e:
+                raise HistoryStoreError(f"{self.path}: query failed: {e}") from e
+
+    # Writes
+
+    def write_status(self, rows: Sequence[StatusIntervalRow]) -> None:
+        self._write(UPSERT_STATUS, (
+            (r.asset_id, r.start_ms, r.site_id, r.end_ms, r.state, r.derate_fraction, r.cause)
+            for r in rows
+        ))
+
+    def write_availability(self, rows: Sequence[AvailabilityRow]) -> None:
+        self._write(UPSERT_AVAILABILITY, (
+            (r.asset_id, r.bucket, r.start_ms, r.site_id, r.end_ms, r.window_h, r.excluded_h,
+             r.lost_h, r.availability_pct)
+            for r in rows
+        ))
+
+    def write_telemetry(self, rows: Sequence[TelemetryRow]) -> None:
+        self._write(UPSERT_TELEMETRY, (
+            (r.asset_id, r.tag, r.start_ms, r.site_id, r.count, r.min, r.max, r.mean, r.last)
+            for r in rows
+        ))
+
+    def write_breaches(self, events: Sequence[BreachEvent]) -> None:
+        self._write(UPSERT_BREACH, (
+            (e.breach_id, e.state, e.ts_ms, e.site_id, e.asset_id, e.model_dump_json())
+            for e in events
+        ))
+
+    def write_alerts(self, events: Sequence[Alert]) -> None:
+        self._write(UPSERT_ALERT, (
+            (e.alert_id, e.state, e.ts_ms, e.scope_id, e.site_id, e.model_dump_json())
+            for e in events
+        ))
+
+    def write_episodes(self, episodes: Sequence[UnavailabilityEpisode]) -> None:
+        self._write(UPSERT_EPISODE, (
+            (e.episode_id, e.asset_id, e.site_id, e.start_ms, e.end_ms, e.model_dump_json())
+            for e in episodes
+        ))
+
+    # Queries
+
+    def status_intervals(
+        self, asset_ids: Iterable[str], start_ms: int, end_ms: int
+    ) -> list[StatusIntervalRow]:
+        ids = id_list(asset_ids, "asset_ids")
+        check_range(start_ms, end_ms)
+        if not ids:
+            return []
+        return [
+            StatusIntervalRow(*record)
+            for record in self._query(SELECT_STATUS, (json.dumps(ids), end_ms, start_ms))
+        ]
+
+    def availability(
+        self, asset_ids: Iterable[str], bucket: Bucket, start_ms: int, end_ms: int
+    ) -> list[AvailabilityRow]:
+        ids = id_list(asset_ids, "asset_ids")
+        check_bucket(bucket)
+        check_range(start_ms, end_ms)
+        if not ids:
+            return []
+        params = (json.dumps(ids), bucket, end_ms, start_ms)
+        return [AvailabilityRow(*record) for record in self._query(SELECT_AVAILABILITY, params)]
+
+    def telemetry(
+        self, asset_id: str, tag: str, start_ms: int, end_ms: int, step_ms: int
+    ) -> list[TelemetryRow]:
+        check_range(start_ms, end_ms)
+        params = {"step": check_step(step_ms), "asset_id": asset_id, "tag": tag,
+                  "start": start_ms, "end": end_ms}
+        return [
+            TelemetryRow(asset_id, site_id, tag, bucket_ms, n, vmin, vmax, vmean, vlast)
+            for bucket_ms, site_id, n, vmin, vmax, vmean, vlast
+            in self._query(SELECT_TELEMETRY, params)
+        ]
+
+    def breaches(self, site_ids: Iterable[str], start_ms: int, end_ms: int) -> list[BreachEvent]:
+        ids = id_list(site_ids, "site_ids")
+        check_range(start_ms, end_ms)
+        if not ids:
+            return []
+        records = self._query(SELECT_BREACHES, (json.dumps(ids), start_ms, end_ms))
+        return [BreachEvent.model_validate_json(event) for (event,) in records]
+
+    def alerts(
+        self, scope_ids: Iterable[str] | None, start_ms: int, end_ms: int
+    ) -> list[Alert]:
+        check_range(start_ms, end_ms)
+        if scope_ids is None:
+            records = self._query(SELECT_ALERTS, (start_ms, end_ms))
+        else:
+            ids = id_list(scope_ids, "scope_ids")
+            if not ids:
+                return []
+            records = self._query(SELECT_ALERTS_OF_SCOPES, (json.dumps(ids), start_ms, end_ms))
+        return [Alert.model_validate_json(event) for (event,) in records]
+
+    def episodes(
+        self, asset_ids: Iterable[str], start_ms: int, end_ms: int
+    ) -> list[UnavailabilityEpisode]:
+        ids = id_list(asset_ids, "asset_ids")
+        check_range(start_ms, end_ms)
+        if not ids:
+            return []
+        records = self._query(SELECT_EPISODES, (json.dumps(ids), end_ms, start_ms))
+        return [UnavailabilityEpisode.model_validate_json(event) for (event,) in records]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> SqliteHistoryStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
