@@ -32,3 +32,16 @@ ALARMS_CHANNEL = f"{PREFIX}:live:alarms"  # every breach raised or cleared
 def alarms_key(site_id: str) -> str:
     """A site's active breaches: hash breach id → BreachEvent JSON."""
     return f"{PREFIX}:alarms:{site_id}"
+
+
+ALERTS_CHANNEL = f"{PREFIX}:live:alerts"  # every early warning raised or cleared
+
+
+def alerts_key(scope: str) -> str:
+    """A site's active early warnings: hash alert id → Alert JSON."""
+    return f"{PREFIX}:alerts:{scope}"
+
+
+def episodes_key(site_id: str) -> str:
+    """A site's open unavailability episodes: hash episode id → UnavailabilityEpisode JSON."""
+    return f"{PREFIX}:episodes:{site_id}"

@@ -107,6 +107,7 @@ class SiteAvailability(_Event):
     after)."""
 
     v: Literal[2] = 2
+    kind: Literal["snapshot"] = "snapshot"
     site_id: str
     name: str | None = None
     customer: str
@@ -117,6 +118,36 @@ class SiteAvailability(_Event):
     units_by_state: dict[State, int]
     units: tuple[UnitAvailability, ...]
     contract: ContractKpis | None = None
+
+
+class UnitPeriod(_Event):
+    asset_id: str
+    window_hours: float
+    excluded_hours: float
+    lost_hours: float
+    availability_pct: float | None
+
+
+class PeriodAvailability(_Event):
+    """`bess.availability`, key = site id: a measurement period of a site's contract, final
+    (all its time past the watermark) — the numbers of spec §7, at full precision."""
+
+    v: Literal[1] = 1
+    kind: Literal["period"] = "period"
+    site_id: str
+    contract_id: str
+    currency: str
+    measurement_period: Literal["month", "quarter", "contract_year"]
+    period: str
+    start_ms: EpochMs
+    end_ms: EpochMs
+    contract_year: int
+    availability_pct: float | None
+    guaranteed_pct: float
+    shortfall_pct: float | None
+    ld: float
+    bonus: float
+    units: tuple[UnitPeriod, ...]
 
 
 class DeadLetter(_Event):

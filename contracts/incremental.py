@@ -233,6 +233,18 @@ class View:
             out[uid] = total
         return out
 
+    def day(self, day_start_us: int) -> dict[str, Totals]:
+        """Each unit's time in one site-local day (of whatever periods it belongs to)."""
+        out = {}
+        for uid, sources in self.sources.items():
+            total = Totals()
+            for source in sources:
+                for (_, day), t in source.items():
+                    if day == day_start_us:
+                        total.add(t)
+            out[uid] = total
+        return out
+
 
 def _with_preceding(preceding: Iterable[Period], wanted: Sequence[Period]) -> list[Period]:
     seen = {p.label for p in wanted}

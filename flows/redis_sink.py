@@ -1,6 +1,7 @@
 """Bytewax sink for the hot state in Redis: each site's latest snapshot (plus a pub/sub
 message for the API's live feeds), each unit's newest tag values, and each site's active
-alarms (a hash by breach id; raised and cleared also published), one pipeline per batch.
+alarms and alerts (hashes by id; raised and cleared also published) and open unavailability
+episodes (a hash by episode id), one pipeline per batch.
 Writes are idempotent (SET), so an epoch replayed after a recovery leaves nothing twice."""
 
 from __future__ import annotations
@@ -10,11 +11,25 @@ import json
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from connectors.redis_store import ALARMS_CHANNEL, alarms_key, latest_key, site_channel, site_key
-from contracts.events import BreachEvent, SiteAvailability
-from flows.site_state import LatestValues
+from connectors.redis_store import (
+    ALARMS_CHANNEL,
+    ALERTS_CHANNEL,
+    alarms_key,
+    alerts_key,
+    episodes_key,
+    latest_key,
+    site_channel,
+    site_key,
+)
+from contracts.events import Alert, BreachEvent, SiteAvailability, UnavailabilityEpisode
+from flows.site_state import LatestValues, Output
 
-HotState = SiteAvailability | LatestValues | BreachEvent
+HotState = SiteAvailability | LatestValues | BreachEvent | Alert | UnavailabilityEpisode
+
+
+def hot_state(item: Output) -> HotState | None:
+    return item if isinstance(item, SiteAvailability | LatestValues | BreachEvent | Alert
+                              | UnavailabilityEpisode) else None
 
 
 class _Partition(StatelessSinkPartition[HotState]):
@@ -35,6 +50,20 @@ class _Partition(StatelessSinkPartition[HotState]):
                 else:
                     pipe.hdel(alarms_key(item.site_id), item.breach_id)
                 pipe.publish(ALARMS_CHANNEL, payload)
+            elif isinstance(item, Alert):
+                payload = item.model_dump_json()
+                key = alerts_key(item.site_id or "fleet")
+                if item.state == "raised":
+                    pipe.hset(key, item.alert_id, payload)
+                else:
+                    pipe.hdel(key, item.alert_id)
+                pipe.publish(ALERTS_CHANNEL, payload)
+            elif isinstance(item, UnavailabilityEpisode):
+                key = episodes_key(item.site_id)
+                if item.end_ms is None:
+                    pipe.hset(key, item.episode_id, item.model_dump_json())
+                else:
+                    pipe.hdel(key, item.episode_id)
             else:
                 pipe.set(latest_key(item.unit_id), json.dumps(
                     {"unit_id": item.unit_id, "site_id": item.site_id, "ts_ms": item.ts_ms,

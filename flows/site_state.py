@@ -19,13 +19,18 @@ from contracts.availability import Timeline
 from contracts.contract import Contract
 from contracts.engine import UnitResult, contract_availability, unit_weight
 from contracts.events import (
+    Alert,
     BreachEvent,
     ContractKpis,
     DeadLetter,
+    PeriodAvailability,
     SiteAvailability,
     State,
     StatusChange,
+    TicketEvent,
+    UnavailabilityEpisode,
     UnitAvailability,
+    UnitPeriod,
 )
 from contracts.fleet import Fleet, Site
 from contracts.incremental import ContractAccumulator
@@ -36,6 +41,8 @@ from contracts.periods import from_us, local_midnight_us
 from contracts.rules import Rollup, Rules
 from contracts.status import COMMS_LOSS, Status, StatusRules, classify
 from flows.breaches import BreachEngine
+from flows.episodes import EpisodeTracker
+from flows.quality import DeviceLimits, DeviceQuality, DlqRate, Flapping
 from flows.status_timeline import Change, Piece, UnitTimeline
 from flows.telemetry import Poll
 
@@ -64,8 +71,22 @@ class LatestValues:
     readings: tuple[tuple[str, dict[str, float]], ...]
 
 
+@dataclass(frozen=True, slots=True)
+class DayAvailability:
+    """A unit's site-local day, final, for the history."""
+
+    asset_id: str
+    site_id: str
+    start_ms: int
+    end_ms: int
+    window_h: float
+    excluded_h: float
+    lost_h: float
+    availability_pct: float | None
+
+
 Output = (StatusChange | IntervalRecord | SiteAvailability | DeadLetter | LatestValues
-          | BreachEvent)
+          | BreachEvent | Alert | UnavailabilityEpisode | PeriodAvailability | DayAvailability)
 
 
 def technical_contract(site: Site) -> Contract:
@@ -103,12 +124,18 @@ class SiteSettings:
     publish_every_ms: int = 1_000  # live snapshots at most this often (event time) …
     kpi_every_ms: int = 10_000  # … and the contract windows and KPIs at most this often
     values_every_ms: int = 5_000  # newest tag values per unit for the hot state
+    # Book contract time from the start of the first poll's contract year (replays and
+    # backfills: gives the batch numbers) rather than from the first poll (a live start,
+    # where the flow has no history before it).
+    account_from_contract_year: bool = False
 
     @classmethod
-    def of(cls, config: MonitoringConfig, **overrides: int) -> SiteSettings:
+    def of(cls, config: MonitoringConfig, *, account_from_contract_year: bool = False
+           ) -> SiteSettings:
         q = config.quality
         return cls(allowed_lateness_ms=int(q.allowed_lateness_s * 1000),
-                   stale_after_ms=int(q.stale_after_s * 1000), **overrides)
+                   stale_after_ms=int(q.stale_after_s * 1000),
+                   account_from_contract_year=account_from_contract_year)
 
 
 class SiteState:
@@ -131,6 +158,16 @@ class SiteState:
             for u in self.site.units}
         self.live = {u.id: UnitLive() for u in self.site.units}
         self.breaches = BreachEngine(config, fleet.assets)
+        self.config_quality = config.quality
+        self.device_limits = {name: DeviceLimits.of(config, name)
+                              for name in (None, *config.device_types)}
+        self.quality: dict[str, DeviceQuality] = {}  # by device
+        self.dlq_rate = DlqRate(site_id, config.quality, site_id=site_id)
+        self.flapping: dict[str, Flapping] = {}  # by asset
+        self.episodes = EpisodeTracker(fleet, site_id)
+        self.ld_alert: Alert | None = None
+        self.periods_done_ms: int | None = None  # periods ending by here were emitted
+        self.days_done_ms: int | None = None  # days ending by here were emitted
         self.accumulator: ContractAccumulator | None = None  # from the first poll on
         self.newest_ms: int | None = None
         self.final_ms: int | None = None
@@ -147,11 +184,21 @@ class SiteState:
 
     # -- input -------------------------------------------------------------------------
 
-    def on_poll(self, poll: Poll, dead: DeadLetter | None = None) -> list[Output]:
+    def on_dead(self, dead: DeadLetter) -> list[Output]:
+        """A record of this site's devices refused whole: counts against the DLQ rate."""
+        return [dead, *self.dlq_rate.observe(max(dead.ts_ms, self.newest_ms or 0), False)]
+
+    def on_ticket(self, ticket: TicketEvent) -> list[Output]:
+        return list(self.episodes.on_ticket(ticket))
+
+    def on_poll(self, poll: Poll, dead: DeadLetter | None = None,
+                received_ms: int | None = None) -> list[Output]:
         """Take a normalized poll of one of the site's units (and the dead letter of the
-        values refused in it, if any)."""
+        values refused in it, if any); `received_ms` is the receiving clock (None in
+        replays)."""
         out: list[Output] = [] if dead is None else [dead]
         self.counts["polls"] += 1
+        out += self.dlq_rate.observe(poll.ts_ms, dead is None)
         statuses = {
             asset_id: classify(tags, self.assets[asset_id].rated_power_kw,
                                self.assets[asset_id].rated_energy_kwh, self.status_rules)
@@ -166,10 +213,17 @@ class SiteState:
                            f"final watermark {self.final_ms}",
                     payload=_poll_json(poll)))
             return out  # a duplicate is dropped: its twin was taken
+        quality = self.quality.get(poll.device_id)
+        if quality is None:
+            quality = self.quality[poll.device_id] = DeviceQuality(
+                poll.device_id, self.device_limits.get(poll.device_type,
+                                                       self.device_limits[None]),
+                site_id=self.site.id)
+        out += quality.observe(poll.ts_ms, poll.ts_ms if received_ms is None else received_ms,
+                               dict(poll.readings))
         changed = self._live(poll, statuses, out)
         if self.accumulator is None:
-            self.accumulator = ContractAccumulator(
-                self.fleet, self.contract, allowed_lateness_us=0, start_us=poll.ts_ms * 1000)
+            self.accumulator = self._new_accumulator(poll.ts_ms)
         if self.newest_ms is None or poll.ts_ms > self.newest_ms:
             self.newest_ms = poll.ts_ms
             watermark = poll.ts_ms - self.settings.allowed_lateness_ms
@@ -177,8 +231,18 @@ class SiteState:
                     self.settings.finalize_every_ms:
                 self.finalize(watermark, out)
         if changed or self._due(self.published_ms, self.settings.publish_every_ms):
-            out.append(self.snapshot())
+            out.extend(self.snapshot())
         return out
+
+    def _new_accumulator(self, first_ms: int) -> ContractAccumulator:
+        start_us = first_ms * 1000
+        if self.settings.account_from_contract_year:
+            cal = ContractAccumulator(self.fleet, self.contract,
+                                      allowed_lateness_us=0).ctx.calendar
+            year = cal.contract_year(start_us)
+            start_us = cal.year_bounds(year)[0] if year else cal.start_us
+        return ContractAccumulator(self.fleet, self.contract, allowed_lateness_us=0,
+                                   start_us=start_us)
 
     def _due(self, last: int | None, every: int) -> bool:
         assert self.newest_ms is not None
@@ -240,13 +304,92 @@ class SiteState:
                 self._book(unit_id, piece)
         acc.advance(to_ms * 1000)
         self.final_ms = to_ms
+        for quality in self.quality.values():
+            out.extend(quality.tick(to_ms))
+        for flapping in self.flapping.values():
+            out.extend(flapping.tick(to_ms))
+        out.extend(self._final_days(to_ms))
+        out.extend(self._final_periods(to_ms))
+
+    def finish(self) -> list[Output]:
+        """The input has ended (a replay): everything up to the end of the newest sample's
+        measurement period becomes final."""
+        out: list[Output] = []
+        if self.accumulator is not None and self.newest_ms is not None:
+            period = self.accumulator.ctx.calendar.containing(
+                self.newest_ms * 1000, self.contract.measurement_period)
+            self.finalize(period.end_us // 1000, out)
+            out.extend(self.snapshot())
+        return out
+
+    def _final_days(self, to_ms: int) -> list[Output]:
+        """Each unit's site-local days that became final, for the history."""
+        acc = self.accumulator
+        assert acc is not None
+        tz = self.site.tz
+        done = self.days_done_ms if self.days_done_ms is not None else acc.start_us // 1000
+        day = from_us(done * 1000, tz).date()
+        out: list[Output] = []
+        view = None
+        while True:
+            start = local_midnight_us(day, tz) // 1000
+            end = local_midnight_us(day + dt.timedelta(days=1), tz) // 1000
+            if end > to_ms:
+                return out
+            view = view or acc.view()
+            for uid, total in view.day(start * 1000).items():
+                if total.window_us:
+                    a = total.availability
+                    out.append(DayAvailability(uid, self.site.id, start, end, *total.hours(),
+                                               None if a is None else 100.0 * a))
+            self.days_done_ms = end
+            day += dt.timedelta(days=1)
+
+    def _final_periods(self, to_ms: int) -> list[Output]:
+        """The contract's measurement periods that became final."""
+        acc = self.accumulator
+        assert acc is not None
+        cal = acc.ctx.calendar
+        kind = self.contract.measurement_period
+        start = acc.start_us if self.periods_done_ms is None else self.periods_done_ms * 1000
+        out: list[Output] = []
+        if cal.contract_year(start) is None:
+            return out
+        period = cal.containing(start, kind)
+        while period.end_us <= to_ms * 1000 and cal.contract_year(period.start_us
+                                                                   ) is not None:
+            result = acc.evaluate([period.label])[0]
+            out.append(PeriodAvailability(
+                site_id=self.site.id, contract_id=self.contract.id,
+                currency=self.contract.ld.currency, measurement_period=kind,
+                period=period.label,
+                start_ms=period.start_us // 1000, end_ms=period.end_us // 1000,
+                contract_year=result.contract_year,
+                availability_pct=None if result.availability is None
+                else 100.0 * result.availability,
+                guaranteed_pct=result.guaranteed_pct, shortfall_pct=result.shortfall_pct,
+                ld=float(result.ld.amount), bonus=float(result.bonus.amount),
+                units=tuple(UnitPeriod(
+                    asset_id=u.asset_id, window_hours=u.totals.hours()[0],
+                    excluded_hours=u.totals.hours()[1], lost_hours=u.totals.hours()[2],
+                    availability_pct=None if u.availability is None
+                    else 100.0 * u.availability) for u in result.units)))
+            self.periods_done_ms = period.end_us // 1000
+            period = cal.following(period)
+        return out
 
     def _final_change(self, change: Change) -> list[Output]:
         s = change.status
-        out: list[Output] = [StatusChange(
+        event = StatusChange(
             asset_id=change.asset_id, site_id=self.site.id, ts_ms=change.ts_ms, state=s.state,
             derate_fraction=s.derate_fraction, cause=s.cause,
-            previous_state=change.previous.state if change.previous else None)]
+            previous_state=change.previous.state if change.previous else None)
+        out: list[Output] = [event, *self.episodes.on_status(event)]
+        flapping = self.flapping.get(change.asset_id)
+        if flapping is None:
+            flapping = self.flapping[change.asset_id] = Flapping(
+                change.asset_id, self.config_quality, site_id=self.site.id)
+        out.extend(flapping.observe(event))
         if change.previous is not None and change.previous_since_ms is not None:
             out.append(IntervalRecord(change.asset_id, self.site.id, change.previous_since_ms,
                                       change.ts_ms, change.previous))
@@ -265,8 +408,9 @@ class SiteState:
 
     # -- output ------------------------------------------------------------------------
 
-    def snapshot(self) -> SiteAvailability:
-        """The site now: live unit statuses, windows and, every `kpi_every`, the contract."""
+    def snapshot(self) -> list[Output]:
+        """The site now: live unit statuses, windows and, every `kpi_every`, the contract
+        (and the LD-risk early warning when its level moves)."""
         assert self.newest_ms is not None
         now = self.newest_ms
         tz = self.site.tz
@@ -294,15 +438,47 @@ class SiteState:
         windows: dict[str, float | None] = {
             name: None if observed == 0 else 100.0 * (1.0 - lost / observed)
             for name, (observed, lost) in live_totals.items()}
+        alerts: list[Output] = []
         if self._due(self.kpis_ms, self.settings.kpi_every_ms):
             self.kpis = self._contract_windows(now)
             self.kpis_ms = now
+            alerts = self._ld_warning(now, self.kpis[1])
         windows.update(self.kpis[0])
         self.published_ms = now
-        return SiteAvailability(
+        return [*alerts, SiteAvailability(
             site_id=self.site.id, name=self.site.name, customer=self.site.customer,
             region=self.site.region, ts_ms=now, final_ms=self.final_ms, windows=windows,
-            units_by_state=counts, units=tuple(units), contract=self.kpis[1])
+            units_by_state=counts, units=tuple(units), contract=self.kpis[1])]
+
+    def _ld_warning(self, now_ms: int, kpis: ContractKpis | None) -> list[Output]:
+        """Spec §6's warning level as an early warning: raised when it leaves `ok`, raised
+        anew when it moves between watch and ld_risk, cleared when back to `ok`."""
+        level = "ok" if kpis is None or self.contract.id.startswith("technical-") \
+            else kpis.warning_level
+        active = self.ld_alert
+        if active is not None and active.details.get("level") == level:
+            return []
+        out: list[Output] = []
+        if active is not None:
+            out.append(active.model_copy(update={
+                "state": "cleared", "ts_ms": now_ms,
+                "message": f"{self.contract.id}: projection back to {level}"}))
+            self.ld_alert = None
+        if level != "ok" and kpis is not None:
+            self.ld_alert = Alert(
+                alert_id=f"ld_risk:{self.site.id}:{now_ms}", kind="ld_risk",
+                scope_id=self.site.id, site_id=self.site.id,
+                severity="major" if level == "ld_risk" else "minor", state="raised",
+                raised_ms=now_ms, ts_ms=now_ms,
+                message=f"{self.contract.id} {kpis.period}: projected "
+                        f"{_pct(kpis.projected_pct)} against {kpis.guaranteed_pct:g} % "
+                        f"guaranteed ({level.replace('_', ' ')}; projected LD "
+                        f"{kpis.projected_ld:,.0f} {kpis.currency})",
+                details={"level": level, "projected_pct": kpis.projected_pct,
+                         "guaranteed_pct": kpis.guaranteed_pct,
+                         "projected_ld": kpis.projected_ld, "period": kpis.period})
+            out.append(self.ld_alert)
+        return out
 
     def _contract_windows(self, now_ms: int
                           ) -> tuple[dict[str, float | None], ContractKpis | None]:
@@ -356,6 +532,10 @@ class SiteState:
             else 100.0 * projection.projected_availability,
             projected_ld=float(projection.projected_ld),
             warning_level=projection.level)  # type: ignore[arg-type]
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f} %"
 
 
 def _poll_json(poll: Poll) -> str:

@@ -61,6 +61,7 @@ class Poll:
     unit_id: str
     ts_ms: int
     readings: tuple[tuple[str, dict[str, float]], ...]  # (asset id, canonical tags)
+    device_type: str | None = None
 
 
 class Normalizer:
@@ -124,7 +125,7 @@ class Normalizer:
             readings.append((reading.id, tags))
         assert unit_id is not None  # a sample has at least one asset
         poll = Poll(sample.device_id, self.assets[unit_id].site_id, unit_id, sample.ts_ms,
-                    tuple(readings))
+                    tuple(readings), sample.device_type)
         if refused:
             return poll, dead("impossible_value", "; ".join(refused))
         return poll, None

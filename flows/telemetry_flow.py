@@ -1,47 +1,61 @@
-"""The telemetry flow: raw device polls → statuses, availability and contract KPIs per site.
+"""The telemetry flow: device polls and ticket events → everything bessmon knows per site.
 
-    bess.telemetry.raw ─key by site─ SiteRuntime (decode, normalize, status, availability)
-        ├─ StatusChange      → bess.status
-        ├─ SiteAvailability  → bess.availability, Redis (snapshot + pub/sub)
-        ├─ LatestValues      → Redis (newest tag values per unit)
-        ├─ BreachEvent       → bess.breaches, Redis (active alarms per site)
-        └─ DeadLetter        → bess.dlq
+    bess.telemetry.raw ┐                   ┌ StatusChange        → bess.status
+    bess.tickets.raw  ─┴ key by site ─ SiteLogic (decode, normalize, status, availability,
+                                       │          breaches, quality, episodes)
+                                       ├ SiteAvailability    → bess.availability, Redis
+                                       ├ PeriodAvailability  → bess.availability, history
+                                       ├ BreachEvent         → bess.breaches, Redis, history
+                                       ├ Alert               → bess.alerts, Redis, history
+                                       ├ UnavailabilityEpisode → Redis, history
+                                       ├ IntervalRecord, DayAvailability → history
+                                       ├ LatestValues        → Redis
+                                       └ DeadLetter          → bess.dlq
 
-Records are keyed by site before they are decoded (the device id on the record's key names
-its battery unit), and decoded inside the stateful step: the fewer items cross the dataflow,
-the faster it runs (DESIGN.md, "Numbers")."""
+Records are keyed by site before they are decoded (the device id on a record's key names its
+battery unit) and decoded inside the stateful step: the fewer items cross the dataflow, the
+faster it runs (DESIGN.md, "Numbers"). Each site's state is snapshotted for recovery."""
 
 from __future__ import annotations
 
+import pickle
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import Literal, cast
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
+from bytewax.operators import StatefulLogic
 from bytewax.outputs import DynamicSink, Sink
+from pydantic import ValidationError
 
 from connectors.settings import Settings
 from contracts.contract import Contract
 from contracts.events import (
+    Alert,
     BreachEvent,
     DeadLetter,
+    PeriodAvailability,
     SiteAvailability,
     StatusChange,
     TelemetrySample,
+    TicketEvent,
 )
 from contracts.fleet import Fleet
 from contracts.monitoring import MonitoringConfig
-from flows.redis_sink import HotState, RedisSink
-from flows.site_state import LatestValues, Output, SiteSettings, SiteState
+from flows.episodes import ticket_site
+from flows.history_sink import HistoryItem, HistorySink, history_item
+from flows.redis_sink import HotState, RedisSink, hot_state
+from flows.site_state import Output, SiteSettings, SiteState
 from flows.telemetry import Normalizer, RawRecord, decode_sample
 
 RawMessage = KafkaSourceMessage[bytes | None, bytes | None]
 Out = KafkaSinkMessage[bytes, bytes]
-UNROUTED = "?"  # records naming no known battery unit: decoded only to say why they are refused
+Kind = Literal["telemetry", "ticket"]
+UNROUTED = "?"  # records naming no known asset: decoded only to say why they are refused
 
 
 @dataclass(frozen=True)
@@ -50,38 +64,34 @@ class Topics:
     availability: str
     dlq: str
     breaches: str
+    alerts: str
 
     @classmethod
     def of(cls, settings: Settings) -> Topics:
         return cls(settings.topic_status, settings.topic_availability, settings.topic_dlq,
-                   settings.topic_breaches)
+                   settings.topic_breaches, settings.topic_alerts)
 
 
 def to_kafka(item: Output, topics: Topics) -> Out | None:
     """Every output bound for a topic, keyed as DESIGN.md's topic table says."""
     if isinstance(item, StatusChange):
-        return KafkaSinkMessage(item.asset_id.encode(), item.model_dump_json().encode(),
-                                topic=topics.status)
-    if isinstance(item, SiteAvailability):
-        return KafkaSinkMessage(item.site_id.encode(), item.model_dump_json().encode(),
-                                topic=topics.availability)
-    if isinstance(item, DeadLetter):
-        return KafkaSinkMessage(item.source.encode(), item.model_dump_json().encode(),
-                                topic=topics.dlq)
-    if isinstance(item, BreachEvent):
-        return KafkaSinkMessage(item.asset_id.encode(), item.model_dump_json().encode(),
-                                topic=topics.breaches)
-    return None
-
-
-def hot_state(item: Output) -> HotState | None:
-    return item if isinstance(item, SiteAvailability | LatestValues | BreachEvent) else None
+        key, topic = item.asset_id, topics.status
+    elif isinstance(item, SiteAvailability | PeriodAvailability):
+        key, topic = item.site_id, topics.availability
+    elif isinstance(item, BreachEvent):
+        key, topic = item.asset_id, topics.breaches
+    elif isinstance(item, Alert):
+        key, topic = item.scope_id, topics.alerts
+    elif isinstance(item, DeadLetter):
+        key, topic = item.source, topics.dlq
+    else:
+        return None
+    return KafkaSinkMessage(key.encode(), item.model_dump_json().encode(), topic=topic)
 
 
 class SiteRuntime:
-    """One site's state plus what it needs to read records (the stateful step's value).
-
-    Pickled for recovery without the normalizer (fleet-wide, rebuilt by the flow)."""
+    """One site's state plus what it needs to read records. Pickled for recovery without
+    the normalizer (fleet-wide; the flow binds it again)."""
 
     def __init__(self, site_id: str, normalizer: Normalizer | None,
                  state: SiteState | None) -> None:
@@ -92,29 +102,78 @@ class SiteRuntime:
     def __getstate__(self) -> dict[str, object]:
         return {"site_id": self.site_id, "normalizer": None, "state": self.state}
 
-    def on_record(self, record: RawRecord, now_ms: int | None) -> list[Output]:
+    def on_record(self, kind: Kind, record: RawRecord, now_ms: int | None) -> list[Output]:
+        if kind == "ticket":
+            return self._ticket(record, now_ms)
         assert self.normalizer is not None, "bind a normalizer after a recovery"
-        stamp = now_ms if now_ms is not None else 0
-        sample = decode_sample(record, stamp)
+        sample = decode_sample(record, now_ms or 0)
         if isinstance(sample, DeadLetter):
-            return [sample]
+            return self.state.on_dead(sample) if self.state else [sample]
         poll, dead = self.normalizer.normalize(sample, record, now_ms)
         if poll is None or self.state is None or poll.site_id != self.site_id:
             if dead is None:  # routed here but names another site's assets
                 dead = record.dead("flows.telemetry", "unknown_asset",
                                    f"device {sample.device_id!r} is no battery unit of the "
                                    "fleet", sample.ts_ms)
-            return [dead]
-        return self.state.on_poll(poll, dead)
+            return self.state.on_dead(dead) if self.state else [dead]
+        return self.state.on_poll(poll, dead, now_ms)
+
+    def _ticket(self, record: RawRecord, now_ms: int | None) -> list[Output]:
+        try:
+            ticket = TicketEvent.model_validate_json(record.value or b"")
+        except ValidationError as exc:
+            return [record.dead("flows.tickets", "schema", str(exc.errors()[0]["msg"]),
+                                now_ms or 0)]
+        if self.state is None:
+            return [record.dead("flows.tickets", "unknown_asset",
+                                f"ticket {ticket.provider}:{ticket.ticket_id} names asset "
+                                f"{ticket.asset_id!r}, which is in no site of the fleet",
+                                ticket.updated_ms)]
+        return self.state.on_ticket(ticket)
 
 
-def routing(fleet: Fleet) -> Callable[[RawMessage], str]:
-    """Record → site id by the device id on its key (a battery unit's id); failing that by
-    the first asset the record names; failing that UNROUTED."""
+class SiteLogic(StatefulLogic[tuple[str, Kind, RawMessage], Output, bytes]):
+    """The stateful step: one per site, its state snapshotted (pickled) for recovery."""
+
+    def __init__(self, runtime: SiteRuntime | None, make: Callable[[str], SiteRuntime],
+                 now_ms: Callable[[], int] | None, finish_at_eof: bool) -> None:
+        self.runtime = runtime
+        self.make = make  # a new site's runtime (Bytewax builders are not told the key)
+        self.now_ms = now_ms
+        self.finish_at_eof = finish_at_eof
+
+    def on_item(self, value: tuple[str, Kind, RawMessage]) -> tuple[Iterable[Output], bool]:
+        site_id, kind, msg = value
+        if self.runtime is None:
+            self.runtime = self.make(site_id)
+        record = RawRecord(msg.key, msg.value, msg.topic, msg.partition, msg.offset)
+        now = self.now_ms() if self.now_ms else None
+        return self.runtime.on_record(kind, record, now), StatefulLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[Output], bool]:
+        state = self.runtime.state if self.runtime else None
+        if self.finish_at_eof and state is not None:
+            return state.finish(), StatefulLogic.RETAIN
+        return [], StatefulLogic.RETAIN
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self.runtime, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def routing(fleet: Fleet) -> Callable[[tuple[Kind, RawMessage]], str]:
+    """Record → site id. Telemetry by the device id on its key (a battery unit's id), failing
+    that by the first asset it names; a ticket by its asset; UNROUTED otherwise."""
     by_device = {a.id: a.site_id for a in fleet.assets.values() if a.kind == "unit"}
     assets = fleet.assets
 
-    def site_of(msg: RawMessage) -> str:
+    def site_of(item: tuple[Kind, RawMessage]) -> str:
+        kind, msg = item
+        if kind == "ticket":
+            try:
+                ticket = TicketEvent.model_validate_json(msg.value or b"")
+            except ValidationError:
+                return UNROUTED
+            return ticket_site(fleet, ticket) or UNROUTED
         key = msg.key.decode("utf-8", "replace") if msg.key else ""
         site = by_device.get(key)
         if site is not None:
@@ -136,45 +195,59 @@ def build_flow(
     contracts: Mapping[str, Contract],
     *,
     source: Source[RawMessage] | None = None,
+    ticket_source: Source[RawMessage] | None = None,
     kafka_sink: Sink[Out] | None = None,
     hot_sink: DynamicSink[HotState] | None = None,
+    history_sink: DynamicSink[HistoryItem] | None = None,
     tail: bool = True,
     now_ms: Callable[[], int] | None = lambda: int(time.time() * 1000),
     site_settings: SiteSettings | None = None,
+    finish_at_eof: bool = False,
 ) -> Dataflow:
-    """Production reads and writes Kafka and Redis; tests pass `TestingSource`/`TestingSink`.
+    """Production reads and writes Kafka, Redis and the history store; tests pass
+    `TestingSource`/`TestingSink` (no ticket input unless `ticket_source` is given).
 
     `contracts` maps a site id to its LTSA (a site without one gets technical availability).
     `now_ms` is the receiving clock for the clock-skew check; None in replays (old data is
-    expected). `tail=False` stops at the end of the topic."""
+    expected). `tail=False` stops at the end of the topics; with `finish_at_eof` everything
+    up to the end of the last measurement period then becomes final (replays)."""
     topics = Topics.of(settings)
     normalizer = Normalizer(config, fleet)
     site_settings = site_settings or SiteSettings.of(config)
     flow = Dataflow("telemetry")
+    production = source is None
     if source is None:
-        source = cast(Source[RawMessage], KafkaSource(
-            [settings.require_kafka()], [settings.topic_telemetry], tail=tail))
-    raw = op.input("telemetry", flow, source)
-    site_of = routing(fleet)
-    routed = op.map("route", raw, lambda msg: (site_of(msg), msg))
-    keyed = op.key_on("by_site", routed, lambda item: item[0])
+        source = _kafka(settings, settings.topic_telemetry, tail)
+    if ticket_source is None and production:
+        ticket_source = _kafka(settings, settings.topic_tickets, tail)
+    tagged: Stream[tuple[Kind, RawMessage]] = op.map(
+        "telemetry_in", op.input("telemetry", flow, source), lambda m: ("telemetry", m))
+    if ticket_source is not None:
+        tickets = op.map("tickets_in", op.input("tickets", flow, ticket_source),
+                         lambda m: ("ticket", m))
+        tagged = op.merge("inputs", tagged, tickets)
+    keyed = op.key_on("by_site", tagged, routing(fleet))
+    # The site id travels in the value too: the step's builder is not told its key.
+    stamped = op.map("stamp", keyed, lambda kv: (kv[0], (kv[0], *kv[1])))
 
-    def step(runtime: SiteRuntime | None, item: tuple[str, RawMessage]
-             ) -> tuple[SiteRuntime, list[Output]]:
-        site_id, msg = item
-        if runtime is None:
-            state = None if site_id == UNROUTED else SiteState(
-                fleet, site_id, config, contracts.get(site_id), site_settings)
-            runtime = SiteRuntime(site_id, normalizer, state)
-        runtime.normalizer = normalizer  # also after a recovery, which pickled it out
-        record = RawRecord(msg.key, msg.value, msg.topic, msg.partition, msg.offset)
-        return runtime, runtime.on_record(record, now_ms() if now_ms else None)
+    def make(site_id: str) -> SiteRuntime:
+        return SiteRuntime(site_id, normalizer, None if site_id == UNROUTED else SiteState(
+            fleet, site_id, config, contracts.get(site_id), site_settings))
 
-    outputs = op.flat_map_value("outputs", op.stateful_map("site", keyed, step), lambda x: x)
+    def builder(resume: bytes | None) -> SiteLogic:
+        runtime: SiteRuntime | None = pickle.loads(resume) if resume else None
+        if runtime is not None:
+            runtime.normalizer = normalizer  # pickled out with the snapshot
+        return SiteLogic(runtime, make, now_ms, finish_at_eof)
+
+    outputs = op.stateful("site", stamped, builder)
     results = op.key_rm("unkey", outputs)
-    hot = cast(Stream[HotState], op.filter_map("hot", results, hot_state))
+    hot = cast(Stream[HotState], op.filter_map("to_redis", results, hot_state))
     op.output("redis", hot, hot_sink if hot_sink is not None else RedisSink(
         settings.require_redis()))
+    history = cast(Stream[HistoryItem], op.filter_map("to_history", results, history_item))
+    op.output("history", history, history_sink if history_sink is not None else
+              HistorySink(settings))
     messages = op.filter_map("to_kafka", results, lambda item: to_kafka(item, topics))
     if kafka_sink is None:
         # topic=None: each message names its topic.
@@ -182,3 +255,7 @@ def build_flow(
     op.output("kafka", messages, kafka_sink)
     return flow
 
+
+def _kafka(settings: Settings, topic: str, tail: bool) -> Source[RawMessage]:
+    return cast(Source[RawMessage], KafkaSource([settings.require_kafka()], [topic],
+                                                tail=tail))

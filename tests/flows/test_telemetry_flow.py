@@ -47,9 +47,11 @@ def run(workers: int) -> tuple[list[KafkaSinkMessage[bytes, bytes]], list[Any]]:
                             for i, (k, v) in enumerate(records())])
     kafka_out: list[KafkaSinkMessage[bytes, bytes]] = []
     hot_out: list[Any] = []
+    history_out: list[Any] = []
     flow = build_flow(Settings(), FLEET, CONFIG, CONTRACTS, source=source,
                       kafka_sink=TestingSink(kafka_out), hot_sink=TestingSink(hot_out),
-                      now_ms=lambda: T0 + 20_000, site_settings=FAST)
+                      history_sink=TestingSink(history_out), now_ms=lambda: T0 + 20_000,
+                      site_settings=FAST)
     if workers == 1:
         run_main(flow)
     else:
