@@ -124,6 +124,7 @@ class SiteSettings:
     publish_every_ms: int = 1_000  # live snapshots at most this often (event time) …
     kpi_every_ms: int = 10_000  # … and the contract windows and KPIs at most this often
     values_every_ms: int = 5_000  # newest tag values per unit for the hot state
+    idle_after_ms: int = 600_000  # a unit silent this long no longer holds the watermark
     # Book contract time from the start of the first poll's contract year (replays and
     # backfills: gives the batch numbers) rather than from the first poll (a live start,
     # where the flow has no history before it).
@@ -169,7 +170,8 @@ class SiteState:
         self.periods_done_ms: int | None = None  # periods ending by here were emitted
         self.days_done_ms: int | None = None  # days ending by here were emitted
         self.accumulator: ContractAccumulator | None = None  # from the first poll on
-        self.newest_ms: int | None = None
+        self.newest_ms: int | None = None  # the site's newest sample
+        self.unit_newest: dict[str, int] = {}  # each unit's newest sample
         self.final_ms: int | None = None
         self.published_ms: int | None = None
         self.kpis_ms: int | None = None
@@ -224,15 +226,31 @@ class SiteState:
         changed = self._live(poll, statuses, out)
         if self.accumulator is None:
             self.accumulator = self._new_accumulator(poll.ts_ms)
-        if self.newest_ms is None or poll.ts_ms > self.newest_ms:
+            # Every unit is expected from the first poll on: one not heard of holds the
+            # watermark until it is idle, like one that fell behind.
+            self.unit_newest = dict.fromkeys(self.timelines, poll.ts_ms)
             self.newest_ms = poll.ts_ms
-            watermark = poll.ts_ms - self.settings.allowed_lateness_ms
+        if poll.ts_ms > self.unit_newest[poll.unit_id]:
+            self.unit_newest[poll.unit_id] = poll.ts_ms
+            self.newest_ms = max(poll.ts_ms, self.newest_ms or poll.ts_ms)
+            watermark = self.watermark()
             if self.final_ms is None or watermark - self.final_ms >= \
                     self.settings.finalize_every_ms:
                 self.finalize(watermark, out)
         if changed or self._due(self.published_ms, self.settings.publish_every_ms):
             out.extend(self.snapshot())
         return out
+
+    def watermark(self) -> int:
+        """Time before which statuses are final: the slowest reporting unit's newest sample
+        minus the allowed lateness — so a unit whose records come in a lagging partition
+        (catching up after an outage) holds the site back instead of turning late. A unit
+        silent for `idle_after` no longer holds it back (its silence is communication loss)."""
+        assert self.newest_ms is not None
+        idle_before = self.newest_ms - self.settings.idle_after_ms
+        slowest = min((t for t in self.unit_newest.values() if t >= idle_before),
+                      default=self.newest_ms)
+        return slowest - self.settings.allowed_lateness_ms
 
     def _new_accumulator(self, first_ms: int) -> ContractAccumulator:
         start_us = first_ms * 1000

@@ -22,7 +22,8 @@ from tests.flows.timelines import FLEET, T0, sample
 CONFIG = load_monitoring(EXAMPLE_MONITORING)
 NORMALIZER = Normalizer(CONFIG, FLEET)
 FAST = SiteSettings(allowed_lateness_ms=5_000, stale_after_ms=10_000, finalize_every_ms=1_000,
-                    publish_every_ms=1_000, kpi_every_ms=10_000, values_every_ms=5_000)
+                    publish_every_ms=1_000, kpi_every_ms=10_000, values_every_ms=5_000,
+                    idle_after_ms=3_000)
 
 
 def feed(state: SiteState, samples: list[TelemetrySample]) -> list[Output]:
@@ -153,3 +154,16 @@ def test_limit_breaches_are_raised_and_cleared_from_live_polls() -> None:
     # Above 45 °C (major) from 2 s; held 5 s: raised at 7 s; back at 30 °C at 12 s: cleared.
     assert events == [("cell-temp-high", "major", "raised", 7000),
                       ("cell-temp-high", "major", "cleared", 12000)]
+
+
+def test_a_unit_in_a_lagging_partition_holds_the_watermark_instead_of_turning_late() -> None:
+    patient = SiteSettings(allowed_lateness_ms=5_000, stale_after_ms=10_000,
+                           finalize_every_ms=1_000, idle_after_ms=600_000)
+    state = SiteState(FLEET, "s1", CONFIG, site_contract(), patient)
+    out = feed(state, [sample("u1", t) for t in range(60)])  # u1's partition first …
+    assert state.final_ms is None or state.final_ms < T0  # … u2 (seen nowhere yet) is not idle
+    out = feed(state, [sample("u1", 60)] + [sample("u2", t, code=3 if t == 30 else 0)
+                                           for t in range(60)])  # … then u2 catches up
+    assert not of(out, DeadLetter)
+    assert ("u2", 30_000, "unavailable") in [(c.asset_id, c.ts_ms - T0, c.state)
+                                             for c in of(out, StatusChange)]
