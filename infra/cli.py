@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -170,30 +171,76 @@ def cmd_connect(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_flows(args: argparse.Namespace, settings: Settings) -> int:
+    import datetime as dt
+
+    from bytewax.recovery import RecoveryConfig, init_db_dir
     from bytewax.testing import run_main
 
     from connectors.kafka import ensure_topics
-    from contracts.contract import load_contracts
     from contracts.fleet import load_fleet
     from contracts.monitoring import load_monitoring
+    from flows.site_state import SiteSettings
     from flows.telemetry_flow import build_flow
+    from infra.replay import load_site_contracts
 
     _logging()
     fleet = load_fleet(settings.fleet_file)
     config = load_monitoring(settings.monitoring_file)
-    contracts = load_contracts(settings.contracts_dir)
-    for site_id in sorted(set(contracts) - {s.id for s in fleet.sites}):
-        logging.getLogger("bessmon.flows").warning(
-            "contract %s is for site %s, which is not in the fleet: ignored",
-            contracts.pop(site_id).id, site_id)
-    ensure_topics(settings.require_kafka(), [settings.topic_telemetry, settings.topic_status,
-                                             settings.topic_availability, settings.topic_dlq],
-                  settings.topic_partitions)
-    # SIGTERM keeps its default (exit at once): the flow holds no output that a stop could
-    # lose (Kafka keeps the input; Redis and the topics are rewritten from it).
+    contracts = load_site_contracts(settings, fleet)
+    ensure_topics(settings.require_kafka(), [
+        settings.topic_telemetry, settings.topic_tickets, settings.topic_status,
+        settings.topic_availability, settings.topic_dlq, settings.topic_breaches,
+        settings.topic_alerts], settings.topic_partitions)
+    recovery = None
+    if args.recovery_dir:
+        if not any(args.recovery_dir.glob("*")):
+            args.recovery_dir.mkdir(parents=True, exist_ok=True)
+            init_db_dir(args.recovery_dir, 1)
+        recovery = RecoveryConfig(args.recovery_dir)
+    flow = build_flow(settings, fleet, config, contracts, tail=not args.to_end,
+                      now_ms=None if args.to_end else (lambda: int(time.time() * 1000)),
+                      site_settings=SiteSettings.of(config,
+                                                    account_from_contract_year=args.to_end),
+                      finish_at_eof=args.to_end)
+    # SIGTERM keeps its default (exit at once): Kafka keeps the input, and with a recovery
+    # directory the flow resumes from its last snapshot.
     with contextlib.suppress(KeyboardInterrupt):
-        run_main(build_flow(settings, fleet, config, contracts))
+        run_main(flow, epoch_interval=dt.timedelta(seconds=args.epoch_interval),
+                 recovery_config=recovery)
     return 0
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from contracts.fleet import load_fleet
+    from contracts.monitoring import load_monitoring
+    from infra.replay import load_site_contracts, periods_json, produce, replay
+
+    if not args.telemetry.exists():
+        raise InvalidInput(str(args.telemetry), "", "cannot read: No such file or directory")
+    if args.speed != "max":
+        n = produce(settings.model_copy(update={"kafka_bootstrap_servers":
+                                                settings.require_kafka()}),
+                    settings.topic_telemetry, args.telemetry, float(args.speed))
+        print(f"sent {n:,} samples to {settings.topic_telemetry} at {args.speed}× speed")
+        return 0
+    fleet = load_fleet(settings.fleet_file)
+    config = load_monitoring(settings.monitoring_file)
+    contracts = load_site_contracts(settings, fleet)
+    periods = replay(settings, fleet, config, contracts, args.telemetry,
+                     status_out=args.status_out, say=lambda m: print(m, file=sys.stderr))
+    print(json.dumps(periods_json(periods, fleet)))
+    return 0
+
+
+def speed(text: str) -> str:
+    if text == "max":
+        return text
+    try:
+        if float(text) > 0:
+            return text
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"speed must be 'max' or a positive number, got {text!r}")
 
 
 def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
@@ -305,7 +352,30 @@ def build_parser() -> argparse.ArgumentParser:
     connect.set_defaults(run=cmd_connect)
 
     flows = sub.add_parser("flows", help="run the dataflows")
+    flows.add_argument("--recovery-dir", type=Path,
+                       help="snapshot state here and resume from it after a crash")
+    flows.add_argument("--epoch-interval", type=float, default=10.0,
+                       help="seconds between state snapshots (default 10)")
+    flows.add_argument("--to-end", action="store_true",
+                       help="stop at the end of the topics, making everything final "
+                            "(replays; no clock-skew check)")
     flows.set_defaults(run=cmd_flows)
+
+    replay = sub.add_parser(
+        "replay", help="recorded telemetry through the broker and flows",
+        description="At --speed max: through topics of its own and the flow to their end; "
+                    "prints each site's final periods (spec §7). At --speed N: into the "
+                    "running stack's telemetry topic, N times faster than it happened.")
+    replay.add_argument("--fleet", type=Path, help="fleet file (default: BESSMON_FLEET_FILE)")
+    replay.add_argument("--telemetry", type=Path, required=True,
+                        help="recording: one TelemetrySample JSON per line")
+    replay.add_argument("--contracts", type=Path, help="directory of contract files")
+    replay.add_argument("--monitoring", type=Path, help="monitoring config file")
+    replay.add_argument("--speed", type=speed, default="max",
+                        help="max (own topics, to the end) or N× real time into the stack")
+    replay.add_argument("--status-out", type=Path,
+                        help="write the derived status intervals here (CSV, spec §1)")
+    replay.set_defaults(run=cmd_replay)
 
     contracts = sub.add_parser("contracts", help="LTSA contract evaluation")
     contracts_sub = contracts.add_subparsers(dest="contracts_command", required=True,
@@ -341,6 +411,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = get_settings()
+        overrides = {name: value for name, value in (
+            ("fleet_file", getattr(args, "fleet", None)),
+            ("contracts_dir", getattr(args, "contracts", None)),
+            ("monitoring_file", getattr(args, "monitoring", None))) if value is not None}
+        if overrides and args.command in ("replay",):
+            settings = settings.model_copy(update=overrides)
         return int(args.run(args, settings))
     except InvalidInput as exc:
         print(f"bessmon: {exc}", file=sys.stderr)

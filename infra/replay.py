@@ -1,0 +1,170 @@
+"""`bessmon replay`: recorded telemetry through the real broker and the telemetry flow, in
+event time — for backfills, tests and demos.
+
+At `--speed max` the recording goes into topics of its own (one partition: the file's time
+order is the topics' order), the flow runs over them to their end and makes everything final
+up to the end of the last measurement period, and the command prints each site's final
+periods (spec §7) and, with `--status-out`, writes the status intervals it derived (spec §1
+CSV) — `bessmon contracts evaluate` on that file gives the same numbers. At `--speed N` the
+recording goes into the running stack's telemetry topic, N times faster than it happened."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bytewax.testing import run_main
+
+from connectors.history import open_history
+from connectors.kafka import CheckedProducer, ensure_topics, read_topic
+from connectors.settings import Settings
+from contracts.contract import Contract, load_contracts
+from contracts.events import PeriodAvailability
+from contracts.fleet import Fleet
+from contracts.money import round_half_up
+from contracts.monitoring import MonitoringConfig
+from contracts.periods import from_us
+from flows.site_state import SiteSettings
+from flows.telemetry_flow import build_flow
+from infra.services import local_services
+from infra.sim.record import device_of, read_jsonl
+
+log = logging.getLogger(__name__)
+
+
+def produce(settings: Settings, topic: str, recording: Path, speed: float | None,
+            progress: Callable[[int], None] = lambda n: None) -> int:
+    """Send every line of the recording to `topic`, keyed by device; paced by the samples'
+    own timestamps when `speed` is a number."""
+    producer = CheckedProducer(settings.require_kafka())
+    first_ts: int | None = None
+    wall0 = time.monotonic()
+    n = 0
+    for _, line in read_jsonl(recording):
+        if speed is not None:
+            ts = int(json.loads(line)["ts_ms"])
+            first_ts = ts if first_ts is None else first_ts
+            due = wall0 + (ts - first_ts) / 1000 / speed
+            delay = due - time.monotonic()
+            if delay > 0:
+                producer.flush()
+                time.sleep(delay)
+        producer.produce(topic, device_of(line), line.encode())
+        n += 1
+        if n % 10_000 == 0:
+            progress(n)
+    producer.flush()
+    progress(n)
+    return n
+
+
+def replay(settings: Settings, fleet: Fleet, config: MonitoringConfig,
+           contracts: dict[str, Contract], recording: Path, *,
+           status_out: Path | None = None, say: Callable[[str], None] = print
+           ) -> list[PeriodAvailability]:
+    """Replay at maximum speed through its own topics; returns the final periods."""
+    with ExitStack() as stack:
+        if not (settings.kafka_bootstrap_servers and settings.redis_url):
+            kafka, redis_url = stack.enter_context(local_services(
+                settings.run_dir / "logs", kafka=settings.kafka_bootstrap_servers,
+                redis_url=settings.redis_url))
+            settings = settings.model_copy(update={"kafka_bootstrap_servers": kafka,
+                                                   "redis_url": redis_url})
+        run = f"replay-{uuid.uuid4().hex[:8]}"
+        settings = settings.model_copy(update={
+            "topic_telemetry": f"{run}.telemetry.raw", "topic_tickets": f"{run}.tickets.raw",
+            "topic_status": f"{run}.status", "topic_availability": f"{run}.availability",
+            "topic_dlq": f"{run}.dlq", "topic_breaches": f"{run}.breaches",
+            "topic_alerts": f"{run}.alerts", "topic_partitions": 1})
+        topics = [settings.topic_telemetry, settings.topic_tickets, settings.topic_status,
+                  settings.topic_availability, settings.topic_dlq, settings.topic_breaches,
+                  settings.topic_alerts]
+        ensure_topics(settings.require_kafka(), topics, partitions=1)
+        started = time.monotonic()
+        n = produce(settings, settings.topic_telemetry, recording, None,
+                    lambda k: say(f"  sent {k:,} samples"))
+        say(f"replaying {n:,} samples through {settings.topic_telemetry} …")
+        run_main(build_flow(settings, fleet, config, contracts, tail=False, now_ms=None,
+                            site_settings=SiteSettings.of(config,
+                                                          account_from_contract_year=True),
+                            finish_at_eof=True))
+        say(f"done in {time.monotonic() - started:.1f} s")
+        periods = [PeriodAvailability.model_validate_json(m.value() or b"")
+                   for m in read_topic(settings.require_kafka(), settings.topic_availability,
+                                       idle_s=2, timeout_s=120)
+                   if b'"kind":"period"' in (m.value() or b"")]
+        dead = read_topic(settings.require_kafka(), settings.topic_dlq, idle_s=1, timeout_s=30)
+        if dead:
+            say(f"{len(dead):,} records refused (see {settings.topic_dlq})")
+        if status_out is not None:
+            replayed_to = max((p.end_ms for p in periods), default=None)
+            write_status_csv(settings, fleet, status_out, replayed_to)
+            say(f"status intervals written to {status_out}")
+        return periods
+
+
+def write_status_csv(settings: Settings, fleet: Fleet, path: Path,
+                     open_until_ms: int | None) -> None:
+    """The final status intervals in the history, as spec §1's CSV; an interval still open
+    ends where the replay made time final (`open_until_ms`; left out when None)."""
+    store = open_history(settings)
+    try:
+        rows = store.status_intervals([a for a in fleet.assets if fleet.assets[a].kind != "site"],
+                                      0, 2**62)
+    finally:
+        store.close()
+    tz_of = {a.id: fleet.site(a.site_id).tz for a in fleet.assets.values()}
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["asset_id", "start", "end", "state", "derate_fraction", "cause"])
+        for r in sorted(rows, key=lambda r: (r.asset_id, r.start_ms)):
+            end_ms = r.end_ms if r.end_ms is not None else open_until_ms
+            if end_ms is None or end_ms <= r.start_ms:
+                continue
+            tz = tz_of[r.asset_id]
+            writer.writerow([
+                r.asset_id, from_us(r.start_ms * 1000, tz).isoformat(),
+                from_us(end_ms * 1000, tz).isoformat(), r.state,
+                "" if r.derate_fraction is None else repr(r.derate_fraction), r.cause or ""])
+
+
+def periods_json(periods: list[PeriodAvailability], fleet: Fleet) -> list[dict[str, Any]]:
+    """Spec §7's JSON per contract, from the flow's final periods."""
+    out = []
+    for site_id in sorted({p.site_id for p in periods}):
+        tz = fleet.site(site_id).tz
+        mine = sorted((p for p in periods if p.site_id == site_id), key=lambda p: p.start_ms)
+        out.append({"contract_id": mine[0].contract_id, "currency": mine[0].currency,
+                    "periods": [_period(p, tz) for p in mine]})
+    return out
+
+
+def _period(p: PeriodAvailability, tz: ZoneInfo) -> dict[str, Any]:
+    def pct(value: float | None) -> float | None:
+        return None if value is None else round_half_up(value, 3)
+
+    return {"period": p.period, "start": from_us(p.start_ms * 1000, tz).isoformat(),
+            "end": from_us(p.end_ms * 1000, tz).isoformat(), "contract_year": p.contract_year,
+            "availability_pct": pct(p.availability_pct), "guaranteed_pct": p.guaranteed_pct,
+            "shortfall_pct": pct(p.shortfall_pct), "ld": round_half_up(p.ld, 2),
+            "bonus": round_half_up(p.bonus, 2),
+            "units": [{"asset_id": u.asset_id, "window_hours": u.window_hours,
+                       "excluded_hours": u.excluded_hours, "lost_hours": u.lost_hours,
+                       "availability_pct": pct(u.availability_pct)} for u in p.units]}
+
+
+def load_site_contracts(settings: Settings, fleet: Fleet) -> dict[str, Contract]:
+    contracts = load_contracts(settings.contracts_dir)
+    sites = {s.id for s in fleet.sites}
+    for site_id in sorted(set(contracts) - sites):
+        log.warning("contract %s is for site %s, which is not in the fleet: ignored",
+                    contracts.pop(site_id).id, site_id)
+    return contracts
