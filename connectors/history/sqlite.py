@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -219,7 +220,17 @@ class SqliteHistoryStore:
             raise HistoryStoreError(f"cannot open the history file {self.path}: {e}") from e
         try:
             self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            # Switching a fresh file to WAL takes an exclusive lock for which SQLite does not
+            # wait: processes opening one file at once retry here, within the busy timeout.
+            deadline = time.monotonic() + busy_timeout_ms / 1000
+            while True:
+                try:
+                    mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                    break
+                except sqlite3.OperationalError as e:
+                    if "locked" not in str(e) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.02)
             if str(mode).lower() != "wal":
                 raise HistoryStoreError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
             self._db.execute("PRAGMA synchronous = NORMAL")
