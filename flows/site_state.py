@@ -177,6 +177,7 @@ class SiteState:
         self.kpis_ms: int | None = None
         self.kpis: tuple[dict[str, float | None], ContractKpis | None] = ({}, None)
         self.counts = {"polls": 0, "late": 0, "duplicate": 0}
+        self.status_cache: dict[str, tuple[tuple[float | None, ...], Status]] = {}
 
     def _descendants(self, asset_id: str) -> list[str]:
         out: list[str] = []
@@ -201,10 +202,7 @@ class SiteState:
         out: list[Output] = [] if dead is None else [dead]
         self.counts["polls"] += 1
         out += self.dlq_rate.observe(poll.ts_ms, dead is None)
-        statuses = {
-            asset_id: classify(tags, self.assets[asset_id].rated_power_kw,
-                               self.assets[asset_id].rated_energy_kwh, self.status_rules)
-            for asset_id, tags in poll.readings}
+        statuses = {asset_id: self._status(asset_id, tags) for asset_id, tags in poll.readings}
         refused = self.timelines[poll.unit_id].add(poll.ts_ms, statuses)
         if refused is not None:
             self.counts[refused] += 1
@@ -262,6 +260,20 @@ class SiteState:
         return ContractAccumulator(self.fleet, self.contract, allowed_lateness_us=0,
                                    start_us=start_us)
 
+    def _status(self, asset_id: str, tags: Mapping[str, float]) -> Status:
+        """The asset's status by the rules — worked out again only when one of the tags the
+        rules read changed (most polls change none)."""
+        rules = self.status_rules
+        key = (tags.get(rules.code_tag), tags.get(rules.available_power_tag),
+               tags.get(rules.available_energy_tag))
+        known = self.status_cache.get(asset_id)
+        if known is not None and known[0] == key:
+            return known[1]
+        asset = self.assets[asset_id]
+        status = classify(tags, asset.rated_power_kw, asset.rated_energy_kwh, rules)
+        self.status_cache[asset_id] = (key, status)
+        return status
+
     def _due(self, last: int | None, every: int) -> bool:
         assert self.newest_ms is not None
         return last is None or self.newest_ms - last >= every
@@ -279,11 +291,12 @@ class SiteState:
                 live.timeline.add(live.ts_ms + stale, poll.ts_ms, COMMS_LOSS.loss)
             else:
                 live.timeline.add(live.ts_ms, poll.ts_ms, live.effective.loss)
+        same = statuses == live.statuses  # the usual case: nothing changed
         live.statuses = statuses
         live.ts_ms = poll.ts_ms
         for asset_id, tags in poll.readings:
             out.extend(self.breaches.observe(asset_id, poll.ts_ms, tags))
-        effective = self._effective(poll.unit_id, statuses)
+        effective = live.effective if same else self._effective(poll.unit_id, statuses)
         changed = effective != live.effective
         live.effective = effective
         if live.published_values_ms is None or \

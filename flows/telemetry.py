@@ -64,17 +64,35 @@ class Poll:
     device_type: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """A raw tag's canonical tag, compiled: value = raw · scale + offset within [low, high]."""
+
+    tag: str
+    scale: float
+    offset: float
+    low: float
+    high: float
+
+
 class Normalizer:
     """Maps each device type's tags to canonical tags and refuses what cannot be true."""
 
     def __init__(self, config: MonitoringConfig, fleet: Fleet) -> None:
         self.assets = fleet.assets
         self.max_skew_ms = int(config.quality.max_clock_skew_s * 1000)
-        self.bounds = {name: (spec.min, spec.max) for name, spec in config.tags.items()}
-        identity = {name: TagMapping(tag=name) for name in config.tags}
-        self.maps: dict[str | None, Mapping[str, TagMapping]] = {None: identity}
+        bounds = {name: (-math.inf if spec.min is None else spec.min,
+                         math.inf if spec.max is None else spec.max)
+                  for name, spec in config.tags.items()}
+
+        def compile_map(tags: Mapping[str, TagMapping]) -> dict[str, _Target]:
+            return {raw: _Target(m.tag, m.scale, m.offset, *bounds[m.tag])
+                    for raw, m in tags.items()}
+
+        self.maps: dict[str | None, dict[str, _Target]] = {
+            None: compile_map({name: TagMapping(tag=name) for name in config.tags})}
         for name, device_type in config.device_types.items():
-            self.maps[name] = device_type.tags
+            self.maps[name] = compile_map(device_type.tags)
 
     def normalize(self, sample: TelemetrySample, record: RawRecord,
                   now_ms: int | None) -> tuple[Poll | None, DeadLetter | None]:
@@ -95,6 +113,7 @@ class Normalizer:
         unit_id: str | None = None
         readings: list[tuple[str, dict[str, float]]] = []
         refused: list[str] = []
+        isfinite = math.isfinite
         for reading in sample.assets:
             asset = self.assets.get(reading.id)
             if asset is None or asset.unit_id is None:
@@ -109,17 +128,18 @@ class Normalizer:
                 target = mapping.get(raw_tag)
                 if target is None:
                     continue  # not monitored; the raw record stays on the topic
-                if isinstance(raw_value, bool) or not isinstance(raw_value, int | float):
+                kind = type(raw_value)
+                if kind is not float and kind is not int:  # bool and str included
                     refused.append(f"{reading.id}.{raw_tag}={raw_value!r} is not a number")
                     continue
-                if not math.isfinite(raw_value):
+                if not isfinite(raw_value):
                     refused.append(f"{reading.id}.{raw_tag}={raw_value!r} is not finite")
                     continue
                 value = raw_value * target.scale + target.offset
-                low, high = self.bounds[target.tag]
-                if (low is not None and value < low) or (high is not None and value > high):
+                if not target.low <= value <= target.high:
                     refused.append(f"{reading.id}.{target.tag}={value:g} is outside the "
-                                   f"possible range [{low}, {high}]")
+                                   f"possible range [{_bound(target.low)}, "
+                                   f"{_bound(target.high)}]")
                     continue
                 tags[target.tag] = value
             readings.append((reading.id, tags))
@@ -129,3 +149,7 @@ class Normalizer:
         if refused:
             return poll, dead("impossible_value", "; ".join(refused))
         return poll, None
+
+
+def _bound(value: float) -> str:
+    return "None" if math.isinf(value) else repr(value)

@@ -1,0 +1,261 @@
+"""Flow benchmark (issue 4): fleet-30 telemetry — 30 sites × 40 units × 2 inverters × 8 DC
+blocks, one poll per unit per second (19 assets a poll) — pre-loaded into the broker, then:
+
+  * a raw `KafkaSource` → null pass-through, and the full telemetry flow (Kafka in → Redis,
+    history and Kafka out), each with 1 worker and with 2 worker processes: asset-samples/s,
+    and the flow's ratio to the pass-through;
+  * latency at fleet-30's real-time rate: polls produced at 1 Hz into a running flow, each
+    site's Redis publish matched to the produce time of the poll it reflects: p50/p99.
+
+    .venv/bin/python -m bench.flows [--sites 30] [--units 40] [--seconds 60] [--live 30]
+
+Uses KAFKA_BOOTSTRAP_SERVERS / REDIS_URL when set, else starts local ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import bytewax.operators as op
+import redis
+from bytewax.connectors.kafka import KafkaSource
+from bytewax.dataflow import Dataflow
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.run import cli_main
+
+from connectors.kafka import CheckedProducer, ensure_topics
+from connectors.settings import EXAMPLE_CONTRACTS, EXAMPLE_MONITORING, Settings
+from contracts.contract import load_contracts
+from contracts.fleet import Fleet
+from contracts.monitoring import load_monitoring
+from flows.site_state import SiteSettings
+from flows.telemetry_flow import build_flow
+from infra.ports import free_port
+from infra.services import local_services
+from infra.sim.fleetgen import generate_fleet
+from infra.sim.record import record
+
+PARTITIONS = 4
+
+
+class _Count(StatelessSinkPartition[int]):
+    def __init__(self) -> None:
+        self.n = 0
+
+    def write_batch(self, items: list[int]) -> None:
+        self.n += len(items)
+
+
+class CountSink(DynamicSink[int]):
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Count:
+        return _Count()
+
+
+def passthrough(settings: Settings) -> Dataflow:
+    flow = Dataflow("passthrough")
+    raw = op.input("in", flow, KafkaSource([settings.require_kafka()],
+                                           [settings.topic_telemetry], tail=False))
+    op.output("out", op.map("size", raw, lambda m: len(m.value or b"")), CountSink())
+    return flow
+
+
+def settings_for(run: str, kafka: str, redis_url: str, tmp: Path) -> Settings:
+    return Settings(KAFKA_BOOTSTRAP_SERVERS=kafka, REDIS_URL=redis_url, run_dir=tmp / run,
+                    topic_telemetry=f"bench-{run}.telemetry", topic_tickets=f"bench-{run}.t",
+                    topic_status=f"bench-{run}.status", topic_availability=f"bench-{run}.av",
+                    topic_dlq=f"bench-{run}.dlq", topic_breaches=f"bench-{run}.br",
+                    topic_alerts=f"bench-{run}.al", topic_partitions=PARTITIONS)
+
+
+def fleet_of(sites: int, units: int) -> Fleet:
+    return Fleet.model_validate(generate_fleet(sites, units_per_site=units))
+
+
+def full_flow(settings: Settings, fleet: Fleet, tail: bool) -> Dataflow:
+    config = load_monitoring(EXAMPLE_MONITORING)
+    contracts = {k: v for k, v in load_contracts(EXAMPLE_CONTRACTS).items()
+                 if k in {s.id for s in fleet.sites}}
+    return build_flow(settings, fleet, config, contracts, tail=tail,
+                      now_ms=None if not tail else (lambda: int(time.time() * 1000)),
+                      site_settings=SiteSettings.of(config))
+
+
+# -- one process of a run (spawned by the orchestrator) -----------------------------------
+
+def worker_main(args: argparse.Namespace) -> None:
+    s = Settings.model_validate_json(args.settings)
+    flow = passthrough(s) if args.run == "passthrough" else full_flow(
+        s, fleet_of(args.sites, args.units), tail=False)
+    started = time.time()
+    cli_main(flow, process_id=args.process_id,
+             addresses=args.addresses.split(",") if args.addresses else None)
+    print(json.dumps({"started": started, "ended": time.time()}))
+
+
+def run_processes(kind: str, settings: Settings, processes: int, sites: int,
+                  units: int) -> float:
+    """Wall time of a run over the pre-loaded topic, `processes` worker processes."""
+    addresses = ",".join(f"127.0.0.1:{free_port()}" for _ in range(processes)) \
+        if processes > 1 else ""
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "bench.flows", "--run", kind, "--settings",
+         settings.model_dump_json(), "--process-id", str(i), "--addresses", addresses,
+         "--sites", str(sites), "--units", str(units)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        for i in range(processes)]
+    reports = []
+    for p in procs:
+        out, _ = p.communicate(timeout=3600)
+        if p.returncode != 0:
+            raise RuntimeError(f"{kind} process failed ({p.returncode})")
+        reports.append(json.loads(out.strip().splitlines()[-1]))
+    return max(r["ended"] for r in reports) - min(r["started"] for r in reports)
+
+
+# -- the orchestrator ---------------------------------------------------------------------
+
+def preload(settings: Settings, fleet: Fleet, seconds: int) -> tuple[int, int]:
+    """`seconds` of 1 Hz polls of every unit into the telemetry topic; (polls, assets)."""
+    ensure_topics(settings.require_kafka(), [settings.topic_telemetry], PARTITIONS)
+    producer = CheckedProducer(settings.require_kafka())
+    start = int(dt.datetime(2026, 10, 12, 8, tzinfo=dt.UTC).timestamp() * 1000)
+    polls = assets = 0
+    for sample in record(fleet, start, start + seconds * 1000, 1000, seed=1,
+                         fault_rate_per_day=5):
+        producer.produce(settings.topic_telemetry, sample.device_id,
+                         sample.model_dump_json().encode())
+        polls += 1
+        assets += len(sample.assets)
+    producer.flush(120)
+    return polls, assets
+
+
+def latency(settings: Settings, fleet: Fleet, seconds: int) -> list[float]:
+    """Real-time rate: produce every unit's poll each second; seconds from a poll's produce
+    to the Redis publish of a site snapshot that includes it."""
+    ensure_topics(settings.require_kafka(), [settings.topic_telemetry], PARTITIONS)
+    client = redis.Redis.from_url(settings.require_redis())
+    pubsub = client.pubsub()
+    pubsub.psubscribe("bessmon:live:site:*")
+    received: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def listen() -> None:
+        while not stop.is_set():
+            msg = pubsub.get_message(timeout=0.2)
+            if msg and msg["type"] == "pmessage":
+                received.append((time.time(), json.loads(msg["data"])["ts_ms"]))
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    flow_proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.flows", "--run", "live", "--settings",
+         settings.model_dump_json(), "--sites", str(len(fleet.sites)), "--units",
+         str(len(fleet.sites[0].units))], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(5)  # let it start
+    producer = CheckedProducer(settings.require_kafka())
+    produced: dict[int, float] = {}
+    now = time.time()
+    t0 = int(now) * 1000 + 1000
+    samples = record(fleet, t0, t0 + seconds * 1000, 1000, seed=2)
+    current: int | None = None
+    for sample in samples:
+        if sample.ts_ms != current:
+            producer.flush()
+            time.sleep(max(0.0, sample.ts_ms / 1000 - time.time()))
+            current = sample.ts_ms
+            produced[current] = time.time()
+        producer.produce(settings.topic_telemetry, sample.device_id,
+                         sample.model_dump_json().encode())
+    producer.flush()
+    time.sleep(3)
+    stop.set()
+    flow_proc.terminate()
+    flow_proc.wait(30)
+    listener.join()
+    pubsub.close()
+    client.close()
+    return [at - produced[ts] for at, ts in received if ts in produced]
+
+
+def live_main(args: argparse.Namespace) -> None:
+    s = Settings.model_validate_json(args.settings)
+    cli_main(full_flow(s, fleet_of(args.sites, args.units), tail=True))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sites", type=int, default=30)
+    parser.add_argument("--units", type=int, default=40)
+    parser.add_argument("--seconds", type=int, default=60, help="pre-loaded event time")
+    parser.add_argument("--live", type=int, default=30, help="seconds of real-time load")
+    parser.add_argument("--run", help=argparse.SUPPRESS)
+    parser.add_argument("--settings", help=argparse.SUPPRESS)
+    parser.add_argument("--process-id", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--addresses", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run == "live":
+        live_main(args)
+        return
+    if args.run:
+        worker_main(args)
+        return
+
+    fleet = fleet_of(args.sites, args.units)
+    with tempfile.TemporaryDirectory() as tmp, local_services(
+            Path(tmp) / "logs", kafka=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"),
+            redis_url=os.environ.get("REDIS_URL")) as (kafka, redis_url):
+        base = settings_for(uuid.uuid4().hex[:6], kafka, redis_url, Path(tmp))
+        t = time.perf_counter()
+        polls, assets = preload(base, fleet, args.seconds)
+        print(f"pre-loaded {polls:,} polls = {assets:,} asset-samples "
+              f"({args.sites} sites × {args.units} units, {args.seconds} s) in "
+              f"{time.perf_counter() - t:.0f} s", flush=True)
+        rows = []
+        for kind in ("passthrough", "flow"):
+            for processes in (1, 2):
+                run = uuid.uuid4().hex[:6]
+                s = base.model_copy(update={
+                    "run_dir": Path(tmp) / run, "topic_status": f"{run}.status",
+                    "topic_availability": f"{run}.av", "topic_dlq": f"{run}.dlq",
+                    "topic_breaches": f"{run}.br", "topic_alerts": f"{run}.al",
+                    "topic_tickets": f"{run}.t"})
+                seconds = run_processes(kind, s, processes, args.sites, args.units)
+                rows.append((kind, processes, seconds, assets / seconds))
+                print(f"  {kind:<12} {processes} process(es): {seconds:6.1f} s, "
+                      f"{assets / seconds:>12,.0f} asset-samples/s", flush=True)
+        lat = latency(base.model_copy(update={"topic_telemetry": f"{base.topic_telemetry}.rt"}),
+                      fleet, args.live) if args.live else []
+
+    pass1 = next(r[3] for r in rows if r[0] == "passthrough" and r[1] == 1)
+    flow1 = next(r[3] for r in rows if r[0] == "flow" and r[1] == 1)
+    print()
+    print(f"{'run':<14}{'processes':>10}{'seconds':>10}{'asset-samples/s':>18}"
+          f"{'vs pass-through':>17}")
+    for kind, processes, seconds, rate in rows:
+        ref = next(r[3] for r in rows if r[0] == "passthrough" and r[1] == processes)
+        print(f"{kind:<14}{processes:>10}{seconds:>10.1f}{rate:>18,.0f}{rate / ref:>16.0%}")
+    flow2 = next(r[3] for r in rows if r[0] == "flow" and r[1] == 2)
+    print(f"flow, 2 processes vs 1: {flow2 / flow1:.2f}× (target ≥ 1.3×); "
+          f"1 worker: {flow1:,.0f}/s (target ≥ 400,000/s); pass-through {pass1:,.0f}/s")
+    if lat:
+        q = statistics.quantiles(lat, n=100)
+        print(f"latency produce → Redis publish at real-time rate, {len(lat):,} publishes: "
+              f"p50 {statistics.median(lat) * 1000:.0f} ms, p99 {q[98] * 1000:.0f} ms "
+              "(target p99 < 1 s)")
+
+
+if __name__ == "__main__":
+    main()
