@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
 from pydantic import ValidationError
 
@@ -132,10 +133,11 @@ class Normalizer:
                 if kind is not float and kind is not int:  # bool and str included
                     refused.append(f"{reading.id}.{raw_tag}={raw_value!r} is not a number")
                     continue
-                if not isfinite(raw_value):
+                number = cast(float, raw_value)
+                if not isfinite(number):
                     refused.append(f"{reading.id}.{raw_tag}={raw_value!r} is not finite")
                     continue
-                value = raw_value * target.scale + target.offset
+                value = number * target.scale + target.offset
                 if not target.low <= value <= target.high:
                     refused.append(f"{reading.id}.{target.tag}={value:g} is outside the "
                                    f"possible range [{_bound(target.low)}, "
