@@ -118,6 +118,8 @@ class SiteAvailability(_Event):
     units_by_state: dict[State, int]
     units: tuple[UnitAvailability, ...]
     contract: ContractKpis | None = None
+    # Records of the site since the flow started: polls taken, late, duplicate, refused.
+    counts: dict[str, int] = Field(default_factory=dict)
 
 
 class UnitPeriod(_Event):

@@ -176,7 +176,7 @@ class SiteState:
         self.published_ms: int | None = None
         self.kpis_ms: int | None = None
         self.kpis: tuple[dict[str, float | None], ContractKpis | None] = ({}, None)
-        self.counts = {"polls": 0, "late": 0, "duplicate": 0}
+        self.counts = {"polls": 0, "late": 0, "duplicate": 0, "refused": 0}
         self.status_cache: dict[str, tuple[tuple[float | None, ...], Status]] = {}
 
     def _descendants(self, asset_id: str) -> list[str]:
@@ -189,6 +189,7 @@ class SiteState:
 
     def on_dead(self, dead: DeadLetter) -> list[Output]:
         """A record of this site's devices refused whole: counts against the DLQ rate."""
+        self.counts["refused"] += 1
         return [dead, *self.dlq_rate.observe(max(dead.ts_ms, self.newest_ms or 0), False)]
 
     def on_ticket(self, ticket: TicketEvent) -> list[Output]:
@@ -201,6 +202,7 @@ class SiteState:
         replays)."""
         out: list[Output] = [] if dead is None else [dead]
         self.counts["polls"] += 1
+        self.counts["refused"] += dead is not None
         out += self.dlq_rate.observe(poll.ts_ms, dead is None)
         statuses = {asset_id: self._status(asset_id, tags) for asset_id, tags in poll.readings}
         refused = self.timelines[poll.unit_id].add(poll.ts_ms, statuses)
@@ -479,7 +481,8 @@ class SiteState:
         return [*alerts, SiteAvailability(
             site_id=self.site.id, name=self.site.name, customer=self.site.customer,
             region=self.site.region, ts_ms=now, final_ms=self.final_ms, windows=windows,
-            units_by_state=counts, units=tuple(units), contract=self.kpis[1])]
+            units_by_state=counts, units=tuple(units), contract=self.kpis[1],
+            counts=dict(self.counts))]
 
     def _ld_warning(self, now_ms: int, kpis: ContractKpis | None) -> list[Output]:
         """Spec §6's warning level as an early warning: raised when it leaves `ok`, raised

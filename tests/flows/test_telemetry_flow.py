@@ -82,6 +82,8 @@ def test_flow_outputs_statuses_snapshots_values_and_dead_letters() -> None:
     assert next(u for u in s1.units if u.id == "u1").last_hour_pct == pytest.approx(
         100 * (1 - 3 / 19))
     assert s1.contract is not None and s1.contract.contract_id == "LTSA-T"
+    # Published at u1's last poll, before u2's: 39 polls; the malformed record keyed u1.
+    assert s1.counts == {"polls": 39, "late": 0, "duplicate": 0, "refused": 1}
     assert final["s2"].contract is not None and final["s2"].contract.contract_id == \
         "technical-s2"
     assert {v.unit_id for v in hot_out if isinstance(v, LatestValues)} == {"u1", "u2", "v1"}
@@ -130,3 +132,32 @@ def test_flow_against_the_real_broker_and_redis(settings: Settings, redis_url: s
     assert published and published[-1] == snapshot
     pubsub.close()
     client.close()
+
+
+def test_a_ticket_on_a_unit_is_linked_to_its_unavailability_episode() -> None:
+    from contracts.events import TicketEvent, UnavailabilityEpisode
+
+    ticket = TicketEvent(provider="jira", ticket_id="OPS-7", asset_id="u1", status="open",
+                         opened_ms=T0 + 6_000, updated_ms=T0 + 6_000,
+                         summary="u1 tripped on overcurrent", url="https://jira/OPS-7")
+    bad = b'{"provider": "jira"}'
+    tickets = TestingSource([KafkaSourceMessage(b"jira:OPS-7", ticket.model_dump_json()
+                                                .encode(), topic="tickets"),
+                             KafkaSourceMessage(b"jira:?", bad, topic="tickets")])
+    source = TestingSource([KafkaSourceMessage(k, v, topic="raw", partition=0, offset=i)
+                            for i, (k, v) in enumerate(records())])
+    kafka_out: list[KafkaSinkMessage[bytes, bytes]] = []
+    hot_out: list[Any] = []
+    history_out: list[Any] = []
+    run_main(build_flow(Settings(), FLEET, CONFIG, CONTRACTS, source=source,
+                        ticket_source=tickets, kafka_sink=TestingSink(kafka_out),
+                        hot_sink=TestingSink(hot_out), history_sink=TestingSink(history_out),
+                        now_ms=lambda: T0 + 20_000, site_settings=FAST))
+    episodes = [e for e in history_out if isinstance(e, UnavailabilityEpisode)
+                and e.asset_id == "u1"]
+    assert episodes, "u1's fault (5 s to 8 s) made no episode"
+    final = episodes[-1]
+    assert (final.start_ms - T0, final.end_ms and final.end_ms - T0) == (5000, 8000)
+    assert [t.ticket_id for t in final.tickets] == ["OPS-7"]
+    dlq = by_topic(kafka_out, Settings().topic_dlq)
+    assert any(d["source"] == "flows.tickets" and d["payload"] == bad.decode() for d in dlq)
