@@ -88,7 +88,7 @@ def full_flow(settings: Settings, fleet: Fleet, tail: bool) -> Dataflow:
                  if k in {s.id for s in fleet.sites}}
     return build_flow(settings, fleet, config, contracts, tail=tail,
                       now_ms=None if not tail else (lambda: int(time.time() * 1000)),
-                      site_settings=SiteSettings.of(config))
+                      site_settings=SiteSettings.of(config), snapshots=False)
 
 
 # -- one process of a run (spawned by the orchestrator) -----------------------------------
@@ -141,9 +141,10 @@ def preload(settings: Settings, fleet: Fleet, seconds: int) -> tuple[int, int]:
     return polls, assets
 
 
-def latency(settings: Settings, fleet: Fleet, seconds: int) -> list[float]:
+def latency(settings: Settings, fleet: Fleet, seconds: int, warmup: int = 20) -> list[float]:
     """Real-time rate: produce every unit's poll each second; seconds from a poll's produce
-    to the Redis publish of a site snapshot that includes it."""
+    to the Redis publish of a site snapshot that includes it — after `warmup` seconds of the
+    same load (the flow's start-up backlog is not what is measured)."""
     ensure_topics(settings.require_kafka(), [settings.topic_telemetry], PARTITIONS)
     client = redis.Redis.from_url(settings.require_redis())
     pubsub = client.pubsub()
@@ -168,7 +169,7 @@ def latency(settings: Settings, fleet: Fleet, seconds: int) -> list[float]:
     produced: dict[int, float] = {}
     now = time.time()
     t0 = int(now) * 1000 + 1000
-    samples = record(fleet, t0, t0 + seconds * 1000, 1000, seed=2)
+    samples = record(fleet, t0, t0 + (warmup + seconds) * 1000, 1000, seed=2)
     current: int | None = None
     for sample in samples:
         if sample.ts_ms != current:
@@ -186,7 +187,8 @@ def latency(settings: Settings, fleet: Fleet, seconds: int) -> list[float]:
     listener.join()
     pubsub.close()
     client.close()
-    return [at - produced[ts] for at, ts in received if ts in produced]
+    measured_from = t0 + warmup * 1000
+    return [at - produced[ts] for at, ts in received if ts in produced and ts >= measured_from]
 
 
 def live_main(args: argparse.Namespace) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -234,8 +235,7 @@ class SiteState:
             self.unit_newest[poll.unit_id] = poll.ts_ms
             self.newest_ms = max(poll.ts_ms, self.newest_ms or poll.ts_ms)
             watermark = self.watermark()
-            if self.final_ms is None or watermark - self.final_ms >= \
-                    self.settings.finalize_every_ms:
+            if self._step_due(self.final_ms, watermark, self.settings.finalize_every_ms):
                 self.finalize(watermark, out)
         if changed or self._due(self.published_ms, self.settings.publish_every_ms):
             out.extend(self.snapshot())
@@ -275,6 +275,15 @@ class SiteState:
         status = classify(tags, asset.rated_power_kw, asset.rated_energy_kwh, rules)
         self.status_cache[asset_id] = (key, status)
         return status
+
+    def _step_due(self, last_ms: int | None, now_ms: int, every: int) -> bool:
+        """A periodic step (finalizing, the contract windows) is due once per `every` of
+        event time, at an offset of its own per site: the sites of a fleet do not all do
+        their heavier work in the same instant."""
+        if last_ms is None:
+            return True
+        offset = zlib.crc32(self.site.id.encode()) % every
+        return (now_ms - offset) // every > (last_ms - offset) // every
 
     def _due(self, last: int | None, every: int) -> bool:
         assert self.newest_ms is not None
@@ -472,7 +481,7 @@ class SiteState:
             name: None if observed == 0 else 100.0 * (1.0 - lost / observed)
             for name, (observed, lost) in live_totals.items()}
         alerts: list[Output] = []
-        if self._due(self.kpis_ms, self.settings.kpi_every_ms):
+        if self._step_due(self.kpis_ms, now, self.settings.kpi_every_ms):
             self.kpis = self._contract_windows(now)
             self.kpis_ms = now
             alerts = self._ld_warning(now, self.kpis[1])

@@ -136,11 +136,13 @@ class SiteLogic(StatefulLogic[tuple[str, Kind, RawMessage], Output, bytes]):
     """The stateful step: one per site, its state snapshotted (pickled) for recovery."""
 
     def __init__(self, runtime: SiteRuntime | None, make: Callable[[str], SiteRuntime],
-                 now_ms: Callable[[], int] | None, finish_at_eof: bool) -> None:
+                 now_ms: Callable[[], int] | None, finish_at_eof: bool,
+                 snapshots: bool) -> None:
         self.runtime = runtime
         self.make = make  # a new site's runtime (Bytewax builders are not told the key)
         self.now_ms = now_ms
         self.finish_at_eof = finish_at_eof
+        self.snapshots = snapshots
 
     def on_item(self, value: tuple[str, Kind, RawMessage]) -> tuple[Iterable[Output], bool]:
         site_id, kind, msg = value
@@ -157,6 +159,9 @@ class SiteLogic(StatefulLogic[tuple[str, Kind, RawMessage], Output, bytes]):
         return [], StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes:
+        # Bytewax asks at every epoch, recovery or not: pickling a site is not free.
+        if not self.snapshots:
+            return b""
         return pickle.dumps(self.runtime, protocol=pickle.HIGHEST_PROTOCOL)
 
 
@@ -203,6 +208,7 @@ def build_flow(
     now_ms: Callable[[], int] | None = lambda: int(time.time() * 1000),
     site_settings: SiteSettings | None = None,
     finish_at_eof: bool = False,
+    snapshots: bool = True,
 ) -> Dataflow:
     """Production reads and writes Kafka, Redis and the history store; tests pass
     `TestingSource`/`TestingSink` (no ticket input unless `ticket_source` is given).
@@ -210,7 +216,8 @@ def build_flow(
     `contracts` maps a site id to its LTSA (a site without one gets technical availability).
     `now_ms` is the receiving clock for the clock-skew check; None in replays (old data is
     expected). `tail=False` stops at the end of the topics; with `finish_at_eof` everything
-    up to the end of the last measurement period then becomes final (replays)."""
+    up to the end of the last measurement period then becomes final (replays).
+    `snapshots=False` (no recovery configured) skips pickling the state at every epoch."""
     topics = Topics.of(settings)
     normalizer = Normalizer(config, fleet)
     site_settings = site_settings or SiteSettings.of(config)
@@ -238,7 +245,7 @@ def build_flow(
         runtime: SiteRuntime | None = pickle.loads(resume) if resume else None
         if runtime is not None:
             runtime.normalizer = normalizer  # pickled out with the snapshot
-        return SiteLogic(runtime, make, now_ms, finish_at_eof)
+        return SiteLogic(runtime, make, now_ms, finish_at_eof, snapshots)
 
     outputs = op.stateful("site", stamped, builder)
     results = op.key_rm("unkey", outputs)

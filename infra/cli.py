@@ -201,7 +201,7 @@ def cmd_flows(args: argparse.Namespace, settings: Settings) -> int:
                       now_ms=None if args.to_end else (lambda: int(time.time() * 1000)),
                       site_settings=SiteSettings.of(config,
                                                     account_from_contract_year=args.to_end),
-                      finish_at_eof=args.to_end)
+                      finish_at_eof=args.to_end, snapshots=recovery is not None)
     # SIGTERM keeps its default (exit at once): Kafka keeps the input, and with a recovery
     # directory the flow resumes from its last snapshot.
     with contextlib.suppress(KeyboardInterrupt):
