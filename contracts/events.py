@@ -83,6 +83,7 @@ class ContractKpis(_Event):
 
     contract_id: str
     currency: str
+    as_of_ms: EpochMs  # final time: statuses before this instant are final
     period: str
     period_start_ms: EpochMs
     period_end_ms: EpochMs
@@ -103,8 +104,7 @@ class SiteAvailability(_Event):
     weights; energy for a site without a contract), each unit's loss being the larger of its
     own and its children's capacity-weighted loss (spec §3). `windows` maps each of WINDOWS
     to a percentage (None before any data): last hour and today from the live statuses, the
-    others by the contract's rules (site-local days; final up to `final_ms`, provisional
-    after)."""
+    others by the contract's rules over final time, up to `final_ms` (site-local days)."""
 
     v: Literal[2] = 2
     kind: Literal["snapshot"] = "snapshot"

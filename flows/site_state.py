@@ -482,7 +482,11 @@ class SiteState:
             for name, (observed, lost) in live_totals.items()}
         alerts: list[Output] = []
         if self._step_due(self.kpis_ms, now, self.settings.kpi_every_ms):
-            self.kpis = self._contract_windows(now)
+            # By the contract's rules on final time only: the not-yet-final tail has no
+            # intervals yet, and would count as a gap.
+            self.kpis = self._contract_windows(self.final_ms) if self.final_ms is not None \
+                and self.accumulator is not None and \
+                self.final_ms * 1000 > self.accumulator.start_us else ({}, None)
             self.kpis_ms = now
             alerts = self._ld_warning(now, self.kpis[1])
         windows.update(self.kpis[0])
@@ -565,7 +569,7 @@ class SiteState:
         guaranteed = self.contract.guaranteed_pct(year)
         return windows, ContractKpis(
             contract_id=self.contract.id, currency=self.contract.ld.currency,
-            period=period.label, period_start_ms=period.start_us // 1000,
+            as_of_ms=now_ms, period=period.label, period_start_ms=period.start_us // 1000,
             period_end_ms=period.end_us // 1000, contract_year=year,
             actual_pct=None if actual is None else 100.0 * actual,
             guaranteed_pct=guaranteed,
