@@ -22,7 +22,8 @@ def site_id_of_channel(channel: str) -> str:
 
 
 def latest_key(unit_id: str) -> str:
-    """A battery unit's newest tag values: {"ts_ms", "assets": {asset: {tag: value}}}."""
+    """A battery unit's newest values: {"ts_ms", "assets": {asset: {tag: value}}, "status":
+    {asset: {state, derate_fraction, cause, last_hour_pct, today_pct}}}."""
     return f"{PREFIX}:latest:{unit_id}"
 
 

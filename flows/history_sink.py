@@ -1,7 +1,7 @@
 """Bytewax sink for the history store (connectors/history): final status intervals, final
-days and periods of availability, breaches, alerts and episodes, one write per kind per
-batch. The store's writes are idempotent (keyed upserts), so an epoch replayed after a
-recovery writes nothing twice."""
+days and periods of availability, breaches, alerts, episodes and per-minute telemetry, one
+write per kind per batch. The store's writes are idempotent (keyed upserts), so an epoch
+replayed after a recovery writes nothing twice."""
 
 from __future__ import annotations
 
@@ -10,18 +10,19 @@ from collections import defaultdict
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from connectors.history import HistoryStore, open_history
-from connectors.history.rows import AvailabilityRow, StatusIntervalRow
+from connectors.history.rows import AvailabilityRow, StatusIntervalRow, TelemetryRow
 from connectors.settings import Settings
 from contracts.events import Alert, BreachEvent, PeriodAvailability, UnavailabilityEpisode
-from flows.site_state import DayAvailability, IntervalRecord, Output
+from flows.site_state import DayAvailability, IntervalRecord, Output, TelemetryMinute
 
 HistoryItem = (IntervalRecord | DayAvailability | PeriodAvailability | BreachEvent | Alert
-               | UnavailabilityEpisode)
+               | UnavailabilityEpisode | TelemetryMinute)
 
 
 def history_item(item: Output) -> HistoryItem | None:
     return item if isinstance(item, IntervalRecord | DayAvailability | PeriodAvailability
-                              | BreachEvent | Alert | UnavailabilityEpisode) else None
+                              | BreachEvent | Alert | UnavailabilityEpisode
+                              | TelemetryMinute) else None
 
 
 def availability_rows(item: DayAvailability | PeriodAvailability) -> list[AvailabilityRow]:
@@ -59,6 +60,11 @@ class _Partition(StatelessSinkPartition[HistoryItem]):
             store.write_breaches([b for b in by_kind[BreachEvent] if isinstance(b, BreachEvent)])
         if Alert in by_kind:
             store.write_alerts([a for a in by_kind[Alert] if isinstance(a, Alert)])
+        if TelemetryMinute in by_kind:
+            store.write_telemetry([
+                TelemetryRow(m.asset_id, m.site_id, m.tag, m.start_ms, m.count, m.min, m.max,
+                             m.mean, m.last)
+                for m in by_kind[TelemetryMinute] if isinstance(m, TelemetryMinute)])
         if UnavailabilityEpisode in by_kind:
             store.write_episodes([e for e in by_kind[UnavailabilityEpisode]
                                   if isinstance(e, UnavailabilityEpisode)])

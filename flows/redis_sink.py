@@ -65,9 +65,14 @@ class _Partition(StatelessSinkPartition[HotState]):
                 else:
                     pipe.hdel(key, item.episode_id)
             else:
+                status = {a: (s, hour, today) for a, s, hour, today in item.assets}
                 pipe.set(latest_key(item.unit_id), json.dumps(
                     {"unit_id": item.unit_id, "site_id": item.site_id, "ts_ms": item.ts_ms,
-                     "assets": {asset: tags for asset, tags in item.readings}}))
+                     "assets": {asset: tags for asset, tags in item.readings},
+                     "status": {a: {"state": s.state, "derate_fraction": s.derate_fraction,
+                                    "cause": s.cause, "last_hour_pct": hour,
+                                    "today_pct": today}
+                                for a, (s, hour, today) in status.items()}}))
         pipe.execute()
 
     def close(self) -> None:

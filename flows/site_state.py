@@ -64,12 +64,29 @@ class IntervalRecord:
 
 @dataclass(frozen=True, slots=True)
 class LatestValues:
-    """A unit's newest tag values, for the hot state (asset → tag → value)."""
+    """A unit's newest tag values and every asset's live status and availability (last hour,
+    today), for the hot state."""
 
     site_id: str
     unit_id: str
     ts_ms: int
     readings: tuple[tuple[str, dict[str, float]], ...]
+    assets: tuple[tuple[str, Status, float | None, float | None], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryMinute:
+    """One tag of one asset over one minute (downsampled history)."""
+
+    asset_id: str
+    site_id: str
+    tag: str
+    start_ms: int
+    count: int
+    min: float
+    max: float
+    mean: float
+    last: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +104,8 @@ class DayAvailability:
 
 
 Output = (StatusChange | IntervalRecord | SiteAvailability | DeadLetter | LatestValues
-          | BreachEvent | Alert | UnavailabilityEpisode | PeriodAvailability | DayAvailability)
+          | BreachEvent | Alert | UnavailabilityEpisode | PeriodAvailability | DayAvailability
+          | TelemetryMinute)
 
 
 def technical_contract(site: Site) -> Contract:
@@ -113,8 +131,11 @@ class UnitLive:
     statuses: dict[str, Status] = field(default_factory=dict)
     effective: Status = COMMS_LOSS
     ts_ms: int | None = None
-    timeline: Timeline = field(default_factory=Timeline)
+    timeline: Timeline = field(default_factory=Timeline)  # the unit, children rolled up
+    asset_timelines: dict[str, Timeline] = field(default_factory=dict)  # each asset's own
     published_values_ms: int | None = None
+    minute_ms: int | None = None  # the minute being downsampled
+    minute: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # n,min,max,Σ,last
 
 
 @dataclass(frozen=True)
@@ -126,6 +147,7 @@ class SiteSettings:
     kpi_every_ms: int = 10_000  # … and the contract windows and KPIs at most this often
     values_every_ms: int = 5_000  # newest tag values per unit for the hot state
     idle_after_ms: int = 600_000  # a unit silent this long no longer holds the watermark
+    telemetry_minutes: bool = True  # downsample every tag per minute for the history
     # Book contract time from the start of the first poll's contract year (replays and
     # backfills: gives the batch numbers) rather than from the first poll (a live start,
     # where the flow has no history before it).
@@ -297,11 +319,17 @@ class SiteState:
         if live.ts_ms is not None:
             gap = poll.ts_ms - live.ts_ms
             stale = self.settings.stale_after_ms
+            fresh_until = live.ts_ms + min(gap, stale)
+            live.timeline.add(live.ts_ms, fresh_until, live.effective.loss)
+            for asset_id, status in live.statuses.items():
+                timeline = live.asset_timelines.get(asset_id)
+                if timeline is None:
+                    timeline = live.asset_timelines[asset_id] = Timeline()
+                timeline.add(live.ts_ms, fresh_until, status.loss)
+                if gap > stale:
+                    timeline.add(fresh_until, poll.ts_ms, COMMS_LOSS.loss)
             if gap > stale:
-                live.timeline.add(live.ts_ms, live.ts_ms + stale, live.effective.loss)
-                live.timeline.add(live.ts_ms + stale, poll.ts_ms, COMMS_LOSS.loss)
-            else:
-                live.timeline.add(live.ts_ms, poll.ts_ms, live.effective.loss)
+                live.timeline.add(fresh_until, poll.ts_ms, COMMS_LOSS.loss)
         same = statuses == live.statuses  # the usual case: nothing changed
         live.statuses = statuses
         live.ts_ms = poll.ts_ms
@@ -310,11 +338,57 @@ class SiteState:
         effective = live.effective if same else self._effective(poll.unit_id, statuses)
         changed = effective != live.effective
         live.effective = effective
+        if self.settings.telemetry_minutes:
+            self._downsample(live, poll, out)
         if live.published_values_ms is None or \
                 poll.ts_ms - live.published_values_ms >= self.settings.values_every_ms:
             live.published_values_ms = poll.ts_ms
-            out.append(LatestValues(self.site.id, poll.unit_id, poll.ts_ms, poll.readings))
+            out.append(LatestValues(self.site.id, poll.unit_id, poll.ts_ms, poll.readings,
+                                    self._asset_windows(live, poll.ts_ms)))
         return changed
+
+    def _asset_windows(self, live: UnitLive, now_ms: int
+                       ) -> tuple[tuple[str, Status, float | None, float | None], ...]:
+        """Every asset's live status and its own availability over the last hour and today
+        (its children not rolled in: that is the unit's figure)."""
+        tz = self.site.tz
+        hour_ago = now_ms - HOUR_MS
+        midnight = local_midnight_us(from_us(now_ms * 1000, tz).date(), tz) // 1000
+        out: list[tuple[str, Status, float | None, float | None]] = []
+        for asset_id, status in live.statuses.items():
+            timeline = live.asset_timelines.get(asset_id)
+            if timeline is None:
+                out.append((asset_id, status, None, None))
+                continue
+            timeline.trim(min(hour_ago, midnight))
+            out.append((asset_id, status, timeline.availability_pct(hour_ago, now_ms),
+                        timeline.availability_pct(midnight, now_ms)))
+        return tuple(out)
+
+    def _downsample(self, live: UnitLive, poll: Poll, out: list[Output]) -> None:
+        """Per-minute count, min, max, mean and last of every tag, emitted as each minute
+        ends (in-order polls; a minute is closed by the first poll of a later one)."""
+        minute_ms = poll.ts_ms - poll.ts_ms % 60_000
+        if live.minute_ms is not None and minute_ms != live.minute_ms:
+            out.extend(TelemetryMinute(asset_id, self.site.id, tag, live.minute_ms,
+                                       int(a[0]), a[1], a[2], a[3] / a[0], a[4])
+                       for (asset_id, tag), a in live.minute.items())
+            live.minute = {}
+        live.minute_ms = minute_ms
+        minute = live.minute
+        for asset_id, tags in poll.readings:
+            for tag, value in tags.items():
+                agg = minute.get((asset_id, tag))
+                if agg is None:
+                    minute[(asset_id, tag)] = [1.0, value, value, value, value]
+                else:
+                    agg[0] += 1.0
+                    if value < agg[1]:
+                        agg[1] = value
+                    if value > agg[2]:
+                        agg[2] = value
+                    agg[3] += value
+                    agg[4] = value
 
     def _effective(self, unit_id: str, statuses: Mapping[str, Status]) -> Status:
         """The unit's status with its children rolled up (spec §3)."""

@@ -68,7 +68,7 @@ def history(path: Path) -> dict[str, list[str]]:
     with sqlite3.connect(path) as conn:
         return {table: sorted(map(repr, conn.execute(f"SELECT * FROM {table}")))
                 for table in ("status_intervals", "availability", "breaches", "alerts",
-                              "episodes")}
+                              "episodes", "telemetry")}
 
 
 @pytest.mark.timeout(300)
@@ -134,4 +134,4 @@ def test_a_killed_flow_resumes_to_the_same_final_outputs(
     history_a, history_b = history(tmp_path / "a" / "history.db"), \
         history(tmp_path / "b" / "history.db")
     assert history_b == history_a
-    assert history_a["status_intervals"] and history_a["breaches"]
+    assert history_a["status_intervals"] and history_a["breaches"] and history_a["telemetry"]

@@ -167,3 +167,29 @@ def test_a_unit_in_a_lagging_partition_holds_the_watermark_instead_of_turning_la
     assert not of(out, DeadLetter)
     assert ("u2", 30_000, "unavailable") in [(c.asset_id, c.ts_ms - T0, c.state)
                                              for c in of(out, StatusChange)]
+
+
+def test_every_asset_has_its_own_live_availability_and_tags_are_downsampled_per_minute() -> None:
+    from contracts.events import AssetReading
+    from flows.site_state import TelemetryMinute
+
+    state = SiteState(FLEET, "s1", CONFIG, site_contract(), FAST)
+
+    def poll(t: int) -> TelemetrySample:
+        return TelemetrySample(device_id="u1", ts_ms=T0 + t * 1000, assets=(
+            AssetReading(id="u1", tags={"status_code": 0, "soc_pct": 20.0 + t / 2}),
+            AssetReading(id="u1-b1", tags={"status_code": 3 if 40 <= t < 50 else 0})))
+
+    # T0 is 13:33:20 UTC: the minute of 20 s starts at T0 + 40 s.
+    out = feed(state, [poll(t) for t in range(0, 101)])
+    values = of(out, LatestValues)[-1]
+    b1 = next(a for a in values.assets if a[0] == "u1-b1")
+    assert b1[1].state == "available"
+    assert b1[2] == pytest.approx(100 * (1 - 10 / 100))  # own availability, last hour
+    u1 = next(a for a in values.assets if a[0] == "u1")
+    assert u1[2] == 100.0  # the unit's own status never changed
+    minutes = [m for m in of(out, TelemetryMinute) if m.tag == "soc_pct"]
+    # Minutes start at T0 + 40 s and T0 + 100 s: the first full one holds t = 40..99.
+    first = next(m for m in minutes if m.start_ms == T0 + 40_000)
+    assert (first.count, first.min, first.max, first.last) == (60, 40.0, 69.5, 69.5)
+    assert first.mean == pytest.approx(sum(20 + t / 2 for t in range(40, 100)) / 60)
