@@ -16,6 +16,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from connectors.history.rows import AvailabilityRow, StatusIntervalRow, TelemetryRow
 from contracts.availability import Timeline
 from contracts.contract import Contract
 from contracts.engine import UnitResult, contract_availability, unit_weight
@@ -52,17 +53,6 @@ DAY_MS = 24 * HOUR_MS
 
 
 @dataclass(frozen=True, slots=True)
-class IntervalRecord:
-    """A final status interval for the history; `end_ms` None while it lasts."""
-
-    asset_id: str
-    site_id: str
-    start_ms: int
-    end_ms: int | None
-    status: Status
-
-
-@dataclass(frozen=True, slots=True)
 class LatestValues:
     """A unit's newest tag values and every asset's live status and availability (last hour,
     today), for the hot state."""
@@ -74,38 +64,9 @@ class LatestValues:
     assets: tuple[tuple[str, Status, float | None, float | None], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class TelemetryMinute:
-    """One tag of one asset over one minute (downsampled history)."""
-
-    asset_id: str
-    site_id: str
-    tag: str
-    start_ms: int
-    count: int
-    min: float
-    max: float
-    mean: float
-    last: float
-
-
-@dataclass(frozen=True, slots=True)
-class DayAvailability:
-    """A unit's site-local day, final, for the history."""
-
-    asset_id: str
-    site_id: str
-    start_ms: int
-    end_ms: int
-    window_h: float
-    excluded_h: float
-    lost_h: float
-    availability_pct: float | None
-
-
-Output = (StatusChange | IntervalRecord | SiteAvailability | DeadLetter | LatestValues
-          | BreachEvent | Alert | UnavailabilityEpisode | PeriodAvailability | DayAvailability
-          | TelemetryMinute)
+Output = (StatusChange | StatusIntervalRow | SiteAvailability | DeadLetter | LatestValues
+          | BreachEvent | Alert | UnavailabilityEpisode | PeriodAvailability | AvailabilityRow
+          | TelemetryRow)
 
 
 def technical_contract(site: Site) -> Contract:
@@ -370,8 +331,8 @@ class SiteState:
         ends (in-order polls; a minute is closed by the first poll of a later one)."""
         minute_ms = poll.ts_ms - poll.ts_ms % 60_000
         if live.minute_ms is not None and minute_ms != live.minute_ms:
-            out.extend(TelemetryMinute(asset_id, self.site.id, tag, live.minute_ms,
-                                       int(a[0]), a[1], a[2], a[3] / a[0], a[4])
+            out.extend(TelemetryRow(asset_id, self.site.id, tag, live.minute_ms, int(a[0]),
+                                    a[1], a[2], a[3] / a[0], a[4])
                        for (asset_id, tag), a in live.minute.items())
             live.minute = {}
         live.minute_ms = minute_ms
@@ -456,7 +417,8 @@ class SiteState:
             for uid, total in view.day(start * 1000).items():
                 if total.window_us:
                     a = total.availability
-                    out.append(DayAvailability(uid, self.site.id, start, end, *total.hours(),
+                    out.append(AvailabilityRow(uid, self.site.id, "day", start, end,
+                                               *total.hours(),
                                                None if a is None else 100.0 * a))
             self.days_done_ms = end
             day += dt.timedelta(days=1)
@@ -506,10 +468,14 @@ class SiteState:
             flapping = self.flapping[change.asset_id] = Flapping(
                 change.asset_id, self.config_quality, site_id=self.site.id)
         out.extend(flapping.observe(event))
-        if change.previous is not None and change.previous_since_ms is not None:
-            out.append(IntervalRecord(change.asset_id, self.site.id, change.previous_since_ms,
-                                      change.ts_ms, change.previous))
-        out.append(IntervalRecord(change.asset_id, self.site.id, change.ts_ms, None, s))
+        previous = change.previous
+        if previous is not None and change.previous_since_ms is not None:
+            out.append(StatusIntervalRow(change.asset_id, self.site.id,
+                                         change.previous_since_ms, change.ts_ms,
+                                         previous.state, previous.derate_fraction,
+                                         previous.cause))
+        out.append(StatusIntervalRow(change.asset_id, self.site.id, change.ts_ms, None,
+                                     s.state, s.derate_fraction, s.cause))
         return out
 
     def _book(self, unit_id: str, piece: Piece) -> None:

@@ -8,7 +8,7 @@
                                        ├ BreachEvent         → bess.breaches, Redis, history
                                        ├ Alert               → bess.alerts, Redis, history
                                        ├ UnavailabilityEpisode → Redis, history
-                                       ├ IntervalRecord, DayAvailability → history
+                                       ├ status intervals, days, minutes → history
                                        ├ LatestValues        → Redis
                                        └ DeadLetter          → bess.dlq
 
@@ -19,7 +19,6 @@ faster it runs (DESIGN.md, "Numbers"). Each site's state is snapshotted for reco
 from __future__ import annotations
 
 import pickle
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal, cast
@@ -205,7 +204,7 @@ def build_flow(
     hot_sink: DynamicSink[HotState] | None = None,
     history_sink: DynamicSink[HistoryItem] | None = None,
     tail: bool = True,
-    now_ms: Callable[[], int] | None = lambda: int(time.time() * 1000),
+    now_ms: Callable[[], int] | None,
     site_settings: SiteSettings | None = None,
     finish_at_eof: bool = False,
     snapshots: bool = True,

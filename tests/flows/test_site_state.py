@@ -8,13 +8,14 @@ import datetime as dt
 
 import pytest
 
+from connectors.history.rows import StatusIntervalRow, TelemetryRow
 from connectors.settings import EXAMPLE_MONITORING
 from contracts.contract import Contract
 from contracts.engine import evaluate
 from contracts.events import DeadLetter, SiteAvailability, StatusChange, TelemetrySample
 from contracts.intervals import StatusInterval
 from contracts.monitoring import load_monitoring
-from flows.site_state import IntervalRecord, LatestValues, Output, SiteSettings, SiteState
+from flows.site_state import LatestValues, Output, SiteSettings, SiteState
 from flows.telemetry import Normalizer, RawRecord
 from tests.contracts.builders import contract as base_contract
 from tests.flows.timelines import FLEET, T0, sample
@@ -58,7 +59,7 @@ def test_the_live_view_moves_at_once_final_statuses_after_the_lateness() -> None
     assert final == [("u1", 0, "available"), ("u1", 3000, "unavailable"),
                      ("u1", 4000, "available")]
     intervals = [(r.start_ms - T0, None if r.end_ms is None else r.end_ms - T0,
-                  r.status.state) for r in of(out, IntervalRecord) if r.asset_id == "u1"]
+                  r.state) for r in of(out, StatusIntervalRow) if r.asset_id == "u1"]
     assert intervals == [(0, None, "available"), (0, 3000, "available"),
                          (3000, None, "unavailable"), (3000, 4000, "unavailable"),
                          (4000, None, "available")]
@@ -111,20 +112,18 @@ def test_a_month_of_polls_gives_the_batch_numbers_for_the_intervals_it_derived()
     flow = state.accumulator.evaluate(["2026-06"])[0]
 
     # The batch evaluation of the intervals the flow wrote to history.
-    open_at: dict[str, IntervalRecord] = {}
+    open_at: dict[str, StatusIntervalRow] = {}
     intervals: list[StatusInterval] = []
-    for r in of(out, IntervalRecord):
+    for r in of(out, StatusIntervalRow):
         if r.end_ms is None:
             open_at[r.asset_id] = r
         else:
-            s = r.status
             intervals.append(StatusInterval(r.asset_id, r.start_ms * 1000, r.end_ms * 1000,
-                                            s.state, s.derate_fraction, s.cause))
+                                            r.state, r.derate_fraction, r.cause))
     for r in open_at.values():
         if r.start_ms < end * 1000:
-            s = r.status
             intervals.append(StatusInterval(r.asset_id, r.start_ms * 1000, end * 1_000_000,
-                                            s.state, s.derate_fraction, s.cause))
+                                            r.state, r.derate_fraction, r.cause))
     batch = evaluate(FLEET, c, intervals, [], "2026-06").periods[0]
     assert flow.availability == batch.availability
     assert [u.totals for u in flow.units] == [u.totals for u in batch.units]
@@ -171,7 +170,6 @@ def test_a_unit_in_a_lagging_partition_holds_the_watermark_instead_of_turning_la
 
 def test_every_asset_has_its_own_live_availability_and_tags_are_downsampled_per_minute() -> None:
     from contracts.events import AssetReading
-    from flows.site_state import TelemetryMinute
 
     state = SiteState(FLEET, "s1", CONFIG, site_contract(), FAST)
 
@@ -188,7 +186,7 @@ def test_every_asset_has_its_own_live_availability_and_tags_are_downsampled_per_
     assert b1[2] == pytest.approx(100 * (1 - 10 / 100))  # own availability, last hour
     u1 = next(a for a in values.assets if a[0] == "u1")
     assert u1[2] == 100.0  # the unit's own status never changed
-    minutes = [m for m in of(out, TelemetryMinute) if m.tag == "soc_pct"]
+    minutes = [m for m in of(out, TelemetryRow) if m.tag == "soc_pct"]
     # Minutes start at T0 + 40 s and T0 + 100 s: the first full one holds t = 40..99.
     first = next(m for m in minutes if m.start_ms == T0 + 40_000)
     assert (first.count, first.min, first.max, first.last) == (60, 40.0, 69.5, 69.5)
