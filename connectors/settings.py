@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     topic_tickets: str = "bess.tickets.raw"
     topic_breaches: str = "bess.breaches"
     topic_alerts: str = "bess.alerts"
+    topic_device_health: str = "bess.device.health"
     topic_partitions: int = Field(4, ge=1)
 
     # Event time: a unit silent for this long is `unknown` with cause `comms_loss`.

@@ -265,3 +265,18 @@ class UnavailabilityEpisode(_Event):
     lost_hours: float  # capacity-weighted: one hour at half capacity is 0.5
     lost_mwh: float  # lost hours × rated energy (MWh)
     tickets: tuple[TicketRef, ...] = ()
+
+
+class DeviceHealth(_Event):
+    """`bess.device.health`, key = device id: a connector's view of one device, published
+    when it changes — online (answering), degraded (some polls failing or slow), offline
+    (not answering)."""
+
+    v: Literal[1] = 1
+    device_id: str
+    connector: str  # modbus | opcua | …
+    state: Literal["online", "degraded", "offline"]
+    previous: Literal["online", "degraded", "offline"] | None = None
+    ts_ms: EpochMs
+    reason: str = ""
+    consecutive_failures: int = 0
