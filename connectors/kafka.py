@@ -6,9 +6,12 @@ import logging
 import socket
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from connectors.spool import Record, Spool
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +97,102 @@ class CheckedProducer:
         if self.failed:
             failed, self.failed = self.failed, []
             raise DeliveryFailed(f"{len(failed)} records failed, first: {failed[0]}")
+
+
+class SpoolingProducer:
+    """A producer that loses nothing while the broker is away.
+
+    Idempotent, acks=all, no message timeout: librdkafka keeps retrying what it holds, in
+    order, for as long as the broker is gone. What does not fit its bounded in-memory queue
+    goes to a bounded spool on disk (connectors/spool.py), and once anything is spooled,
+    everything after it is too, until the spool has been handed back in order — so records
+    leave in the order they were produced, and a spool left by a stopped process is sent
+    first by the next one. Every delivery report is checked."""
+
+    def __init__(self, bootstrap: str, spool_dir: Path, *, max_spool_bytes: int = 1 << 30,
+                 max_in_memory: int = 100_000, **config: str | int | bool) -> None:
+        self._producer = Producer({
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "message.timeout.ms": 0,  # never give up on a record: the spool is the bound
+            "queue.buffering.max.messages": max_in_memory,
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            **config,
+        })
+        self.spool = Spool(spool_dir, max_spool_bytes)
+        self.refill_below = max(1, max_in_memory // 2)
+        self.delivered = 0
+        self.spooled = 0
+        self.failed: list[str] = []
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self.failed.append(f"{msg.topic()}[{msg.key()!r}]: {err.str()}")
+        else:
+            self.delivered += 1
+
+    def produce(self, topic: str, key: str | bytes, value: bytes) -> None:
+        """Hand a record on (or spool it); raises `SpoolFull` only when memory and the
+        spool are both full."""
+        raw_key = key.encode() if isinstance(key, str) else key
+        if self.spool.empty:
+            try:
+                self._producer.produce(topic, key=raw_key, value=value,
+                                       on_delivery=self._on_delivery)
+            except BufferError:
+                self._to_spool(topic, raw_key, value)
+        else:
+            self._to_spool(topic, raw_key, value)
+        self.pump()
+
+    def _to_spool(self, topic: str, key: bytes, value: bytes) -> None:
+        self.spool.append(Record(topic, key, value))
+        self.spooled += 1
+
+    def pump(self) -> None:
+        """Serve delivery reports, and move spooled records back (oldest first) while
+        librdkafka's queue has room."""
+        self._producer.poll(0)
+        if self.spool.empty or len(self._producer) >= self.refill_below:
+            return
+        freed = 0
+        for record, size in self.spool.peek(self.refill_below):
+            try:
+                self._producer.produce(record.topic, key=record.key, value=record.value,
+                                       on_delivery=self._on_delivery)
+            except BufferError:
+                break
+            freed += size
+        if freed:
+            self.spool.commit(freed)
+
+    @property
+    def waiting(self) -> int:
+        """Records not yet acknowledged that librdkafka holds (the spool aside)."""
+        return len(self._producer)
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Hand everything on, spool included, and wait for the acknowledgements."""
+        deadline = time.monotonic() + timeout_s
+        while not self.spool.empty and time.monotonic() < deadline:
+            self.pump()
+            self._producer.poll(0.05)
+        remaining = self._producer.flush(max(0.0, deadline - time.monotonic()))
+        if remaining or not self.spool.empty:
+            raise DeliveryFailed(f"{remaining} records unacknowledged and "
+                                 f"{self.spool.waiting_bytes:,} bytes still spooled after "
+                                 f"{timeout_s}s")
+        if self.failed:
+            failed, self.failed = self.failed, []
+            raise DeliveryFailed(f"{len(failed)} records failed, first: {failed[0]}")
+
+    def close(self) -> None:
+        """Stop; what is not acknowledged stays in librdkafka's hands only until the process
+        ends — flush first to be sure — while the spool stays on disk for the next run."""
+        self._producer.poll(0)
+        self.spool.close()
 
 
 def read_topic(
