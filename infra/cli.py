@@ -232,6 +232,19 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
+    from connectors.backfill.service import backfill
+    from contracts.fleet import load_fleet
+
+    for path in (args.source, args.mapping):
+        if not path.exists():
+            raise InvalidInput(str(path), "", "cannot read: No such file or directory")
+    fleet = load_fleet(settings.fleet_file)
+    sent = backfill(settings, fleet, args.source, args.mapping)
+    print(f"sent {sent:,} records from {args.source}")
+    return 0
+
+
 def speed(text: str) -> str:
     if text == "max":
         return text
@@ -377,6 +390,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write the derived status intervals here (CSV, spec §1)")
     replay.set_defaults(run=cmd_replay)
 
+    backfill = sub.add_parser(
+        "backfill", help="import an EMS/portal export (csv, jsonl, parquet) into Kafka",
+        description="Telemetry or status from an export, with its original timestamps, into "
+                    "the telemetry (or status) topic; the file is checked whole first.")
+    backfill.add_argument("--source", type=Path, required=True, help="the export file")
+    backfill.add_argument("--mapping", type=Path, required=True,
+                          help="how its columns map (YAML, see connectors/backfill/mapping.py)")
+    backfill.add_argument("--fleet", type=Path, help="fleet file (default: BESSMON_FLEET_FILE)")
+    backfill.set_defaults(run=cmd_backfill)
+
     contracts = sub.add_parser("contracts", help="LTSA contract evaluation")
     contracts_sub = contracts.add_subparsers(dest="contracts_command", required=True,
                                              metavar="ACTION")
@@ -415,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
             ("fleet_file", getattr(args, "fleet", None)),
             ("contracts_dir", getattr(args, "contracts", None)),
             ("monitoring_file", getattr(args, "monitoring", None))) if value is not None}
-        if overrides and args.command in ("replay",):
+        if overrides and args.command in ("replay", "backfill"):
             settings = settings.model_copy(update=overrides)
         return int(args.run(args, settings))
     except InvalidInput as exc:

@@ -114,5 +114,5 @@ def test_flush_says_what_is_still_waiting(tmp_path: Path) -> None:
     producer = SpoolingProducer("127.0.0.1:9", tmp_path / "spool", max_in_memory=5)
     for i in range(20):
         producer.produce("nowhere", "k", SEQ.pack(i))
-    with pytest.raises(DeliveryFailed, match="unacknowledged and .* still spooled"):
+    with pytest.raises(DeliveryFailed, match=r"unacknowledged and .* still spooled"):
         producer.flush(1)
