@@ -77,7 +77,7 @@ def test_a_spool_left_on_disk_is_sent_first_by_the_next_producer(broker: Service
     for i in range(300):
         first.produce("restart", "k", SEQ.pack(i))
     assert first.spooled >= 280
-    first.close()  # what librdkafka held in memory is lost with this producer …
+    first.close()  # what librdkafka held in memory is at risk with this producer …
     held = 300 - first.spooled
     del first
     os.kill(broker.process.pid, signal.SIGCONT)
@@ -86,8 +86,11 @@ def test_a_spool_left_on_disk_is_sent_first_by_the_next_producer(broker: Service
         second.produce("restart", "k", SEQ.pack(i))
     second.flush(60)
     got = sequence(read_topic(broker.address, "restart", idle_s=2, timeout_s=30))
-    # … but the spooled records come first, in order, before the new ones.
-    assert got[-(300 - held + 10):] == list(range(held, 310))
+    # … (records already written to the suspended broker's socket may still land, at any
+    # point, at most once) but the spooled records come first, in order, before the new ones.
+    assert [s for s in got if s >= held] == list(range(held, 310))
+    early = [s for s in got if s < held]
+    assert early == sorted(set(early))
 
 
 def test_the_spool_is_bounded_and_keeps_order_across_segments(tmp_path: Path,
