@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from api.live import LiveHub
-from api.routes import health, sites, ws
+from api.routes import health, sites, webhooks, ws
 from connectors.settings import REPO_ROOT, Settings, get_settings
 from contracts.fleet import load_fleet
 
@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.token = settings.api_token.get_secret_value()
     app.state.fleet = load_fleet(settings.fleet_file)
-    for module in (health, sites, ws):
+    for module in (health, sites, webhooks, ws):
         app.include_router(module.router, prefix="/api/v1")
 
     @app.get("/", include_in_schema=False)
