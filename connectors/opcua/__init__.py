@@ -1,0 +1,1 @@
+"""OPC UA: the device list (node maps as data) and a subscribing client per endpoint."""

@@ -1,0 +1,544 @@
+"""Subscribe to OPC UA servers and turn their data changes into `TelemetrySample`s.
+
+One `EndpointCoordinator` per server connection owns connecting, subscribing, reconnecting
+with backoff and the health of its devices, and turns every transport error into one of a
+few errors of ours. What becomes a sample is decided by `SampleBuilder`, a plain class:
+
+- the values of one device that arrive in the same publish cycle and carry the same
+  timestamp (the source timestamp, else the server's, else the time of arrival) form one
+  sample at that timestamp, in milliseconds;
+- a node's value is taken only when its timestamp is newer than the last one taken from that
+  node. A new subscription starts by repeating every node's current value; after a reconnect
+  those repeats carry the timestamps already sent and are dropped. The builder outlives the
+  connections, so this holds across reconnects and server restarts.
+
+Health (`DeviceHealth`, connector "opcua"), published when a device's state changes:
+online — session up, every mapped node monitored and reporting good values; degraded — session
+up, but some nodes could not be monitored or report a bad/uncertain status; offline — no
+session (unreachable, refused, lost)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import functools
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from asyncua import Client, ua
+from asyncua.common.subscription import Subscription
+from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from connectors.opcua.config import NodeMapping, OpcUaDevice, parse_node_id
+from contracts.events import AssetReading, DeviceHealth, TagValue, TelemetrySample
+
+log = logging.getLogger(__name__)
+CONNECTOR = "opcua"
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+MS = dt.timedelta(milliseconds=1)
+HealthState = Literal["online", "degraded", "offline"]
+
+
+class OpcUaError(RuntimeError):
+    """Connecting to or staying connected with an OPC UA endpoint failed; the message says
+    what happened in words an operator can act on."""
+
+
+class EndpointUnreachable(OpcUaError):
+    """No answer: nothing listens, the network drops packets, or the server is starting."""
+
+
+class AuthenticationRefused(OpcUaError):
+    """The server refused the user name / password (or the identity token)."""
+
+
+class SecurityRefused(OpcUaError):
+    """The secure channel could not be set up: policy not offered, certificate refused."""
+
+
+class ConnectionLost(OpcUaError):
+    """An established session broke (server stopped, network gone, subscription expired)."""
+
+
+_AUTH_CODES = {
+    ua.StatusCodes.BadUserAccessDenied, ua.StatusCodes.BadIdentityTokenInvalid,
+    ua.StatusCodes.BadIdentityTokenRejected, ua.StatusCodes.BadUserSignatureInvalid,
+}
+_SECURITY_CODES = {
+    ua.StatusCodes.BadSecurityChecksFailed, ua.StatusCodes.BadSecurityPolicyRejected,
+    ua.StatusCodes.BadSecurityModeRejected, ua.StatusCodes.BadCertificateInvalid,
+    ua.StatusCodes.BadCertificateUntrusted, ua.StatusCodes.BadCertificateTimeInvalid,
+    ua.StatusCodes.BadCertificateUriInvalid, ua.StatusCodes.BadCertificateUseNotAllowed,
+    ua.StatusCodes.BadCertificateRevoked, ua.StatusCodes.BadApplicationSignatureInvalid,
+    ua.StatusCodes.BadNonceInvalid,
+}
+
+
+def status_name(code: int) -> str:
+    name: str = ua.StatusCode(code).name
+    return name
+
+
+def epoch_ms(when: dt.datetime) -> int:
+    """OPC UA DateTime (UTC; naive means UTC) → integer ms since the epoch, exactly."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return (when - EPOCH) // MS
+
+
+def convert(value: Any, mapping: NodeMapping) -> TagValue | None:
+    """A node's value as the canonical tag value (`value * scale + offset`); None for what
+    cannot be a tag value (arrays, structures, NaN)."""
+    if isinstance(value, bool | str):
+        return value
+    if isinstance(value, int) and mapping.scale == 1 and mapping.offset == 0:
+        return value
+    if not isinstance(value, int | float):
+        return None
+    scaled = value * mapping.scale + mapping.offset
+    return round(scaled, 6) if math.isfinite(scaled) else None
+
+
+@dataclass
+class SampleBuilder:
+    """Values of one publish cycle → samples (see the module docstring)."""
+
+    devices: Sequence[OpcUaDevice]
+    clock: Callable[[], float] = time.time
+    last_ms: dict[tuple[str, str], int] = field(default_factory=dict)  # (device, node) → ms
+    repeats_dropped: int = 0
+    unusable: dict[tuple[str, str], str] = field(default_factory=dict)  # node → why not taken
+    _pending: dict[tuple[str, int], dict[str, dict[str, TagValue]]] = field(
+        default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._maps = {(d.id, key): node for d in self.devices for key, node in d.nodes.items()}
+
+    def add(self, device_id: str, node_key: str, data: ua.DataValue) -> None:
+        """One data change of one node (its DataValue as the server sent it)."""
+        key = (device_id, node_key)
+        mapping = self._maps[key]
+        stamp = data.SourceTimestamp or data.ServerTimestamp
+        ts_ms = epoch_ms(stamp) if stamp is not None else int(self.clock() * 1000)
+        last = self.last_ms.get(key)
+        if last is not None and ts_ms <= last:
+            self.repeats_dropped += 1
+            return
+        status = data.StatusCode_
+        if status is not None and not status.is_good():
+            self.unusable[key] = status.name
+            self.last_ms[key] = ts_ms
+            return
+        value = convert(data.Value.Value if data.Value is not None else None, mapping)
+        if value is None:
+            self.unusable[key] = "value is not a number, string or boolean"
+            self.last_ms[key] = ts_ms
+            return
+        self.unusable.pop(key, None)
+        self.last_ms[key] = ts_ms
+        assets = self._pending.setdefault((device_id, ts_ms), {})
+        assets.setdefault(mapping.asset, {})[mapping.tag] = value
+
+    def flush(self, device_id: str | None = None) -> list[TelemetrySample]:
+        """The samples of the values added since the last flush (of one device, or all)."""
+        keys = sorted(k for k in self._pending if device_id is None or k[0] == device_id)
+        out = []
+        for key in keys:
+            assets = self._pending.pop(key)
+            out.append(TelemetrySample(
+                device_id=key[0], device_type=None, ts_ms=key[1],
+                assets=tuple(AssetReading(id=a, tags=tags) for a, tags in assets.items())))
+        return out
+
+    def unusable_nodes(self, device_id: str) -> list[str]:
+        return [f"{node} ({why})" for (dev, node), why in self.unusable.items()
+                if dev == device_id]
+
+
+@dataclass
+class HealthTracker:
+    """A device's health as this connector sees it; an event only when the state changes."""
+
+    device_id: str
+    clock: Callable[[], float] = time.time
+    state: HealthState | None = None
+    reason: str = ""
+
+    def update(self, state: HealthState, reason: str = "",
+               failures: int = 0) -> DeviceHealth | None:
+        if state == self.state:
+            self.reason = reason
+            return None
+        event = DeviceHealth(device_id=self.device_id, connector=CONNECTOR, state=state,
+                             previous=self.state, ts_ms=int(self.clock() * 1000), reason=reason,
+                             consecutive_failures=failures)
+        self.state, self.reason = state, reason
+        return event
+
+
+class _CycleSubscription(Subscription):  # type: ignore[misc]
+    """A subscription that says when a publish response has been handed over whole, so the
+    values of one publish cycle can leave together."""
+
+    def __init__(self, server: Any, params: ua.CreateSubscriptionParameters, handler: Any,
+                 cycle_done: Callable[[], None]) -> None:
+        super().__init__(server, params, handler)
+        self._cycle_done = cycle_done
+
+    async def publish_callback(self, publish_result: ua.PublishResult) -> None:
+        try:
+            await super().publish_callback(publish_result)
+        finally:
+            self._cycle_done()
+
+
+class _DeviceHandler:
+    """asyncua subscription handler of one device: data changes go to the builder."""
+
+    def __init__(self, coordinator: EndpointCoordinator, device: OpcUaDevice,
+                 keys: dict[ua.NodeId, str]) -> None:
+        self.coordinator = coordinator
+        self.device = device
+        self.keys = keys
+
+    def datachange_notification(self, node: Any, val: Any, data: Any) -> None:
+        key = self.keys.get(node.nodeid)
+        if key is not None:
+            self.coordinator.builder.add(self.device.id, key, data.monitored_item.Value)
+
+    def status_change_notification(self, status: ua.StatusChangeNotification) -> None:
+        code = status.Status
+        if not code.is_good():
+            self.coordinator.subscription_lost(f"subscription of {self.device.id} ended "
+                                               f"({code.name})")
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delay before the n-th reconnect attempt in a row: first, first*2, … up to `most`."""
+
+    first_s: float = 0.5
+    most_s: float = 30.0
+
+    def delay(self, failures: int) -> float:
+        return float(min(self.most_s, self.first_s * 2 ** max(0, failures - 1)))
+
+
+DEFAULT_BACKOFF = Backoff()
+
+
+class EndpointCoordinator:
+    """One client session with one server for the devices it serves (same endpoint, same
+    security and credentials): connect, subscribe, publish samples and health, reconnect."""
+
+    def __init__(
+        self,
+        devices: Sequence[OpcUaDevice],
+        *,
+        password: str | None = None,
+        on_sample: Callable[[TelemetrySample], None],
+        on_health: Callable[[DeviceHealth], None],
+        clock: Callable[[], float] = time.time,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        watchdog_s: float = 1.0,
+    ) -> None:
+        if not devices:
+            raise ValueError("a coordinator needs at least one device")
+        self.devices = tuple(devices)
+        first = self.devices[0]
+        self.endpoint = first.endpoint
+        self.security = first.security
+        self.username = first.username
+        self.password = password
+        self.timeout_s = first.timeout_s
+        self.on_sample = on_sample
+        self.on_health = on_health
+        self.clock = clock
+        self.backoff = backoff
+        self.watchdog_s = watchdog_s
+        self.builder = SampleBuilder(self.devices, clock)
+        self.health = {d.id: HealthTracker(d.id, clock) for d in self.devices}
+        self.last_error: OpcUaError | None = None  # of the last attempt; None once connected
+        self.sessions = 0  # sessions established (1 + the reconnects)
+        self._refused: dict[str, list[str]] = {}  # device → nodes not monitored, with why
+        self._lost: asyncio.Event | None = None
+        self._lost_reason = ""
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Stay subscribed until `stop` is set, reconnecting with backoff."""
+        failures = 0
+        while not stop.is_set():
+            client = Client(self.endpoint, timeout=self.timeout_s,
+                            watchdog_intervall=self.watchdog_s)
+            self._lost = asyncio.Event()
+            connected = False
+            try:
+                await self._connect(client)
+                connected = True
+                failures = 0
+                self.last_error = None
+                self.sessions += 1
+                await self._subscribe(client)
+                self._report_health()
+                await self._watch(client, stop)
+            except OpcUaError as exc:
+                failures += 1
+                if str(exc) != str(self.last_error):
+                    log.warning("%s", exc)
+                self.last_error = exc
+                self._set_all("offline", str(exc), failures)
+            except Exception as exc:  # a client library failure: logged whole, retried
+                failures += 1
+                log.exception("%s: unexpected error", self.endpoint)
+                self.last_error = OpcUaError(f"{self.endpoint}: unexpected error "
+                                             f"({_describe(exc)})")
+                self._set_all("offline", str(self.last_error), failures)
+            finally:
+                self._flush()
+                await self._close(client, connected)
+            if not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.backoff.delay(failures))
+
+    def subscription_lost(self, reason: str) -> None:
+        self._lost_reason = reason
+        if self._lost is not None:
+            self._lost.set()
+
+    async def _watch(self, client: Client, stop: asyncio.Event) -> None:
+        """Return when `stop` is set; raise `ConnectionLost` when the session breaks."""
+        assert self._lost is not None
+        while not stop.is_set():
+            try:
+                await client.check_connection()
+            except Exception as exc:  # the watchdog's or the publish loop's failure
+                raise ConnectionLost(f"{self.endpoint}: connection lost "
+                                     f"({_describe(exc)})") from exc
+            if self._lost.is_set():
+                raise ConnectionLost(f"{self.endpoint}: {self._lost_reason}")
+            self._report_health()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), min(0.2, self.watchdog_s))
+
+    # -- connecting ----------------------------------------------------------------------
+
+    async def _connect(self, client: Client) -> None:
+        if self.username is not None:
+            client.set_user(self.username)
+            client.set_password(self.password or "")
+        try:
+            if self.security.policy == "Basic256Sha256":
+                await self._set_security(client)
+            await client.connect()
+        except OpcUaError:
+            raise
+        except ua.UaStatusCodeError as exc:
+            raise self._status_error(exc) from exc
+        except (OSError, TimeoutError) as exc:
+            raise EndpointUnreachable(f"{self.endpoint}: not reachable "
+                                      f"({_describe(exc)})") from exc
+        except ua.UaError as exc:  # e.g. no endpoint with our policy and mode
+            wanted = _endpoint_kind(_POLICY_URIS[self.security.policy],
+                                    self.security.message_mode)
+            offered = await self._offered()
+            if offered is not None and wanted not in offered:
+                raise SecurityRefused(
+                    f"{self.endpoint}: the server offers no endpoint with security {wanted} "
+                    f"(it offers {', '.join(offered)}): check security in the device list"
+                ) from exc
+            raise OpcUaError(f"{self.endpoint}: connection refused ({_describe(exc)})") from exc
+
+    async def _set_security(self, client: Client) -> None:
+        sec = self.security
+        assert sec.client_certificate is not None and sec.client_private_key is not None
+        uri = _application_uri(sec.client_certificate.read_bytes())
+        if uri:  # servers check that the client's application URI is its certificate's
+            client.application_uri = uri
+        mode = ua.MessageSecurityMode.Sign if sec.message_mode == "Sign" \
+            else ua.MessageSecurityMode.SignAndEncrypt
+        # The server's certificate is taken from its endpoint list, then checked against the
+        # pinned one: a wrong pin is named as such (not a timeout of undecryptable messages).
+        await client.set_security(SecurityPolicyBasic256Sha256,
+                                  certificate=str(sec.client_certificate),
+                                  private_key=str(sec.client_private_key), mode=mode)
+        if sec.server_certificate is not None:
+            pinned = _der(sec.server_certificate.read_bytes())
+            if client.security_policy.peer_certificate != pinned:
+                raise SecurityRefused(f"{self.endpoint}: the server's certificate is not the "
+                                      f"pinned one ({sec.server_certificate})")
+
+    async def _offered(self) -> list[str] | None:
+        """The endpoints (policy/mode) the server offers; None when it cannot be asked."""
+        probe = Client(self.endpoint, timeout=self.timeout_s)
+        try:
+            endpoints = await probe.connect_and_get_server_endpoints()
+        except Exception:
+            return None
+        return list(dict.fromkeys(_endpoint_kind(e.SecurityPolicyUri, e.SecurityMode.name)
+                                  for e in endpoints))
+
+    def _status_error(self, exc: ua.UaStatusCodeError) -> OpcUaError:
+        code = exc.code
+        name = status_name(code)
+        if code in _AUTH_CODES:
+            who = f"user {self.username!r}" if self.username else "anonymous login"
+            return AuthenticationRefused(f"{self.endpoint}: {who} refused by the server "
+                                         f"({name}): check the user name and password")
+        if code in _SECURITY_CODES:
+            return SecurityRefused(f"{self.endpoint}: secure channel refused by the server "
+                                   f"({name}): check the certificates and the security policy")
+        return OpcUaError(f"{self.endpoint}: connection refused ({name})")
+
+    # -- subscribing ---------------------------------------------------------------------
+
+    async def _subscribe(self, client: Client) -> None:
+        try:
+            namespaces: list[str] = await client.get_namespace_array()
+        except (OSError, TimeoutError, ua.UaError) as exc:
+            raise ConnectionLost(f"{self.endpoint}: connection lost while subscribing "
+                                 f"({_describe(exc)})") from exc
+        self._refused = {}
+        for device in self.devices:
+            keys, refused = _resolve(device, namespaces)
+            handler = _DeviceHandler(self, device, keys)
+            params = ua.CreateSubscriptionParameters(
+                RequestedPublishingInterval=device.publishing_ms,
+                RequestedLifetimeCount=10000,
+                RequestedMaxKeepAliveCount=client.get_keepalive_count(device.publishing_ms),
+                MaxNotificationsPerPublish=0,
+                PublishingEnabled=True,
+                Priority=0)
+            sub = _CycleSubscription(client.uaclient, params, handler,
+                                     functools.partial(self._flush, device.id))
+            try:
+                results = await sub.init()
+                revised = client.get_subscription_revised_params(params, results)
+                if revised:
+                    await sub.update(revised)
+                by_interval: dict[float, list[ua.NodeId]] = {}
+                for node_id, key in keys.items():
+                    by_interval.setdefault(device.sampling_ms(device.nodes[key]),
+                                           []).append(node_id)
+                for interval, node_ids in by_interval.items():
+                    queue = 1 if interval == 0 else max(1, min(100, math.ceil(
+                        device.publishing_ms / interval)))
+                    ids = await sub.subscribe_data_change(
+                        [client.get_node(n) for n in node_ids], queuesize=queue,
+                        sampling_interval=interval)
+                    refused += [f"{keys[n]} ({result.name})" for n, result
+                                in zip(node_ids, ids, strict=True)
+                                if isinstance(result, ua.StatusCode)]
+            except ua.UaStatusCodeError as exc:
+                raise OpcUaError(f"{self.endpoint}: subscription of {device.id} refused "
+                                 f"({status_name(exc.code)})") from exc
+            except (OSError, TimeoutError, ua.UaError) as exc:
+                raise ConnectionLost(f"{self.endpoint}: connection lost while subscribing "
+                                     f"({_describe(exc)})") from exc
+            if refused:
+                log.warning("%s: %s: %d of %d nodes not monitored: %s", self.endpoint,
+                            device.id, len(refused), len(device.nodes), ", ".join(refused))
+            self._refused[device.id] = refused
+
+    # -- output --------------------------------------------------------------------------
+
+    def _flush(self, device_id: str | None = None) -> None:
+        for sample in self.builder.flush(device_id):
+            self.on_sample(sample)
+
+    def _report_health(self) -> None:
+        for device in self.devices:
+            problems = self._refused.get(device.id, []) + self.builder.unusable_nodes(device.id)
+            if problems:
+                reason = (f"{len(problems)} of {len(device.nodes)} nodes without good values: "
+                          + ", ".join(problems[:3]) + (", …" if len(problems) > 3 else ""))
+                self._emit(device.id, "degraded", reason, 0)
+            else:
+                self._emit(device.id, "online", "", 0)
+
+    def _set_all(self, state: HealthState, reason: str, failures: int) -> None:
+        for device in self.devices:
+            self._emit(device.id, state, reason, failures)
+
+    def _emit(self, device_id: str, state: HealthState, reason: str, failures: int) -> None:
+        event = self.health[device_id].update(state, reason, failures)
+        if event is not None:
+            log.info("%s: %s%s", device_id, state, f" ({reason})" if reason else "")
+            self.on_health(event)
+
+    async def _close(self, client: Client, connected: bool) -> None:
+        if not connected:
+            with contextlib.suppress(Exception):
+                client.disconnect_socket()
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.disconnect(), self.timeout_s)
+
+
+def _resolve(device: OpcUaDevice, namespaces: list[str]) -> tuple[dict[ua.NodeId, str],
+                                                                   list[str]]:
+    """The device's node ids as the server knows them (namespace URIs → indexes), and the
+    nodes that cannot be (their namespace is not on the server)."""
+    keys: dict[ua.NodeId, str] = {}
+    refused: list[str] = []
+    for key in device.nodes:
+        node_id = parse_node_id(key)
+        uri = getattr(node_id, "NamespaceUri", None)
+        if uri:
+            if uri not in namespaces:
+                refused.append(f"{key} (namespace not on the server)")
+                continue
+            node_id = ua.NodeId(node_id.Identifier, namespaces.index(uri), node_id.NodeIdType)
+        keys[node_id] = key
+    return keys, refused
+
+
+_POLICY_URIS = {"none": "http://opcfoundation.org/UA/SecurityPolicy#None",
+                "Basic256Sha256": SecurityPolicyBasic256Sha256.URI}
+
+
+def _endpoint_kind(policy_uri: str, mode: str) -> str:
+    """`Basic256Sha256/SignAndEncrypt`, `None/None`."""
+    return f"{policy_uri.rpartition('#')[2]}/{mode.rstrip('_')}"
+
+
+def _der(certificate: bytes) -> bytes:
+    if certificate.lstrip().startswith(b"-----BEGIN"):
+        return x509.load_pem_x509_certificate(certificate).public_bytes(
+            serialization.Encoding.DER)
+    return certificate
+
+
+def _application_uri(certificate: bytes) -> str | None:
+    """The application URI in a certificate's subject alternative name (DER or PEM)."""
+    try:
+        cert = x509.load_der_x509_certificate(_der(certificate))
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except (ValueError, x509.ExtensionNotFound):
+        return None
+    uris = san.value.get_values_for_type(x509.UniformResourceIdentifier)
+    return uris[0] if uris else None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ua.UaStatusCodeError):
+        return status_name(exc.code)
+    text = str(exc) or type(exc).__name__
+    return text if len(text) < 200 else text[:200] + "…"
+
+
+def group_by_connection(devices: Iterable[OpcUaDevice]) -> list[list[OpcUaDevice]]:
+    """Devices that share endpoint, security and user share one session."""
+    groups: dict[tuple[str, str, str | None, str | None], list[OpcUaDevice]] = {}
+    for d in devices:
+        key = (d.endpoint, d.security.model_dump_json(), d.username, d.password_env)
+        groups.setdefault(key, []).append(d)
+    return list(groups.values())

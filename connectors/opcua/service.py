@@ -1,0 +1,57 @@
+"""The OPC UA connector process: subscribe to the configured servers, publish every sample
+and every change of a device's health."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from connectors.opcua.client import (
+    DEFAULT_BACKOFF,
+    Backoff,
+    EndpointCoordinator,
+    group_by_connection,
+)
+from connectors.opcua.config import load_devices, passwords
+from connectors.publish import DevicePublisher
+from connectors.settings import Settings
+from contracts.fleet import load_fleet
+
+log = logging.getLogger(__name__)
+
+
+async def run_opcua_connector(
+    settings: Settings,
+    devices_file: Path,
+    stop: asyncio.Event | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    backoff: Backoff = DEFAULT_BACKOFF,
+    watchdog_s: float = 1.0,
+) -> list[EndpointCoordinator]:
+    """Stay subscribed until `stop` is set: samples go to the telemetry topic and health
+    changes to the device-health topic, both keyed by device id. Returns the coordinators
+    (their counters and last errors) once stopped."""
+    stop = stop or asyncio.Event()
+    devices = load_devices(devices_file, load_fleet(settings.fleet_file))
+    secrets = passwords(devices, os.environ if environ is None else environ, str(devices_file))
+    publisher = DevicePublisher(settings, f"opcua-{devices_file.stem}")
+
+    coordinators = [
+        EndpointCoordinator(group, password=secrets.get(group[0].id),
+                            on_sample=publisher.sample, on_health=publisher.health,
+                            backoff=backoff, watchdog_s=watchdog_s)
+        for group in group_by_connection(devices.devices)
+    ]
+    log.info("subscribing to %d devices on %d OPC UA endpoints into %s",
+             len(devices.devices), len(coordinators), settings.topic_telemetry)
+    try:
+        async with asyncio.TaskGroup() as group:
+            for coordinator in coordinators:
+                group.create_task(coordinator.run(stop))
+    finally:
+        publisher.close()
+    return coordinators
