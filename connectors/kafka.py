@@ -6,6 +6,7 @@ import logging
 import socket
 import time
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -126,12 +127,17 @@ class SpoolingProducer:
         self.delivered = 0
         self.spooled = 0
         self.failed: list[str] = []
+        self._taken_back: list[tuple[int, Record]] = []  # (order handed on, record)
+        self._handed = 0
 
-    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            self.failed.append(f"{msg.topic()}[{msg.key()!r}]: {err.str()}")
-        else:
+    def _on_delivery(self, seq: int, err: KafkaError | None, msg: Message) -> None:
+        if err is None:
             self.delivered += 1
+        elif err.code() in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT):
+            self._taken_back.append((seq, Record(msg.topic() or "", msg.key() or b"",
+                                                 msg.value() or b"")))
+        else:
+            self.failed.append(f"{msg.topic()}[{msg.key()!r}]: {err.str()}")
 
     def produce(self, topic: str, key: str | bytes, value: bytes) -> None:
         """Hand a record on (or spool it); raises `SpoolFull` only when memory and the
@@ -139,13 +145,17 @@ class SpoolingProducer:
         raw_key = key.encode() if isinstance(key, str) else key
         if self.spool.empty:
             try:
-                self._producer.produce(topic, key=raw_key, value=value,
-                                       on_delivery=self._on_delivery)
+                self._hand_on(topic, raw_key, value)
             except BufferError:
                 self._to_spool(topic, raw_key, value)
         else:
             self._to_spool(topic, raw_key, value)
         self.pump()
+
+    def _hand_on(self, topic: str, key: bytes, value: bytes) -> None:
+        self._producer.produce(topic, key=key, value=value,
+                               on_delivery=partial(self._on_delivery, self._handed))
+        self._handed += 1
 
     def _to_spool(self, topic: str, key: bytes, value: bytes) -> None:
         self.spool.append(Record(topic, key, value))
@@ -160,8 +170,7 @@ class SpoolingProducer:
         freed = 0
         for record, size in self.spool.peek(self.refill_below):
             try:
-                self._producer.produce(record.topic, key=record.key, value=record.value,
-                                       on_delivery=self._on_delivery)
+                self._hand_on(record.topic, record.key, record.value)
             except BufferError:
                 break
             freed += size
@@ -188,10 +197,26 @@ class SpoolingProducer:
             failed, self.failed = self.failed, []
             raise DeliveryFailed(f"{len(failed)} records failed, first: {failed[0]}")
 
-    def close(self) -> None:
-        """Stop; what is not acknowledged stays in librdkafka's hands only until the process
-        ends — flush first to be sure — while the spool stays on disk for the next run."""
-        self._producer.poll(0)
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop without losing anything: wait up to `timeout_s` for the acknowledgements, then
+        take back from librdkafka what is still unacknowledged and put it in front of the
+        spool, where the next producer on this directory starts. A record that was on the
+        wire may then reach the broker twice (the flows drop repeated samples); none is
+        lost."""
+        deadline = time.monotonic() + timeout_s
+        while not self.spool.empty and time.monotonic() < deadline:
+            self.pump()
+            self._producer.poll(0.05)
+        if self._producer.flush(max(0.0, deadline - time.monotonic())):
+            self._producer.purge(in_queue=True, in_flight=True, blocking=True)
+            self._producer.poll(0)
+            self._producer.flush(0)
+            taken = [record for _, record in sorted(self._taken_back, key=lambda t: t[0])]
+            self._taken_back = []
+            self.spooled += len(taken)
+            self.spool.prepend(taken)
+            log.warning("broker unreachable at shutdown: %d unacknowledged records put back "
+                        "in the spool %s", len(taken), self.spool.directory)
         self.spool.close()
 
 

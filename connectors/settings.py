@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     contracts_dir: Path = EXAMPLE_CONTRACTS  # one LTSA contract YAML per site
     history_path: Path | None = None  # embedded history store; default <run_dir>/history.db
     run_dir: Path = REPO_ROOT / ".run"
+    # Connectors spool here while the broker is unreachable (default <run_dir>/spool/<name>).
+    spool_dir: Path | None = None
+    spool_max_bytes: int = Field(1 << 30, ge=1 << 20)
 
     topic_telemetry: str = "bess.telemetry.raw"
     topic_status: str = "bess.status"
@@ -63,6 +66,10 @@ class Settings(BaseSettings):
         ):
             raise ValueError("BESSMON_API_TOKEN must be a real secret (16+ chars) in production")
         return self
+
+    def spool_for(self, connector: str) -> Path:
+        """The spool directory of one connector process (one per process: never shared)."""
+        return (self.spool_dir or self.run_dir / "spool") / connector
 
     def require_kafka(self) -> str:
         if not self.kafka_bootstrap_servers:

@@ -9,6 +9,7 @@ machine could lose)."""
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -122,6 +123,29 @@ class Spool:
         tmp = self._cursor_path.with_suffix(".tmp")
         tmp.write_text(str(pos))
         tmp.replace(self._cursor_path)
+
+    def prepend(self, records: list[Record]) -> None:
+        """Put `records` in front of everything waiting (what a stopping producer took back
+        from librdkafka: older than anything spooled). Rewrites the spool; for shutdown, not
+        for the hot path. Never refused for size: these records were accepted already."""
+        if not records:
+            return
+        fresh = self.directory.with_name(self.directory.name + ".new")
+        shutil.rmtree(fresh, ignore_errors=True)
+        target = Spool(fresh, max(self.max_bytes, 1) * 2, sync_every=self.sync_every)
+        for record in records:
+            target.append(record)
+        for record, _ in self.peek(1 << 62):
+            target.append(record)
+        target.close()
+        self.close()
+        old = self.directory.with_name(self.directory.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        self.directory.rename(old)
+        fresh.rename(self.directory)
+        shutil.rmtree(old)
+        self.__init__(self.directory, self.max_bytes,  # type: ignore[misc]
+                      sync_every=self.sync_every)
 
     def close(self) -> None:
         if self._writer is not None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from connectors.opcua import cli as opcua_cli
 from connectors.settings import Settings, get_settings
 from contracts.errors import InvalidInput
 
@@ -363,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     modbus = connect_sub.add_parser("modbus", help="poll Modbus TCP devices into Kafka")
     modbus.add_argument("--devices", type=Path, required=True, help="device list (YAML)")
     connect.set_defaults(run=cmd_connect)
+    opcua_cli.add_parser(connect_sub)
 
     flows = sub.add_parser("flows", help="run the dataflows")
     flows.add_argument("--recovery-dir", type=Path,

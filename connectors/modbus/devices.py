@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts.yamltext import YamlDocument, read_text, validate
 
@@ -18,9 +19,24 @@ class DeviceConfig(BaseModel):
     host: str
     port: int = Field(ge=1, le=65535)
     unit_id: int = Field(ge=0, le=255)  # Modbus unit (slave) id behind the gateway
-    profile: str
-    poll_interval_s: float = Field(1.0, gt=0)
-    timeout_s: float = Field(2.0, gt=0)
+    profile: str  # a profile id, or "sunspec": discover the device's SunSpec models
+    poll_interval_s: float = Field(1.0, gt=0)  # points without a poll group
+    poll_groups: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict)  # this device's interval of a profile's poll group, by name
+    timeout_s: float = Field(2.0, gt=0)  # per request
+    retries: int = Field(2, ge=0, le=10)  # further attempts of a failed poll
+    backoff_s: float = Field(0.1, gt=0)  # first wait before a retry / reconnect; doubles
+    backoff_max_s: float = Field(5.0, gt=0)  # longest wait between attempts
+    latency_budget_s: float = Field(1.0, gt=0)  # a slower poll counts against health
+    health_window: int = Field(10, ge=1, le=1000)  # polls considered for `degraded`
+    offline_after: int = Field(3, ge=1, le=1000)  # consecutive failed polls → `offline`
+
+    @model_validator(mode="after")
+    def _backoff_bounds(self) -> DeviceConfig:
+        if self.backoff_max_s < self.backoff_s:
+            raise ValueError(f"backoff_max_s {self.backoff_max_s} is below backoff_s "
+                             f"{self.backoff_s}")
+        return self
 
 
 class DeviceList(BaseModel):
@@ -38,5 +54,5 @@ def load_devices(path: Path) -> DeviceList:
 
 
 def dump_devices(devices: DeviceList) -> str:
-    data = devices.model_dump(mode="json")
+    data = devices.model_dump(mode="json", exclude_defaults=True)
     return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=120))

@@ -1,134 +1,316 @@
-"""Poll battery unit controllers over Modbus TCP and turn each poll into one
-`TelemetrySample` (the unit and all its inverters and blocks, one timestamp)."""
+"""Poll battery unit controllers over Modbus TCP: every poll group of every device at its own
+interval, one `TelemetrySample` per group poll, a `DeviceHealth` event whenever a device's
+health changes, and setpoint writes for the control loop.
+
+One sample per *group poll* (not one per device per instant): a group's values are read in one
+hold of the connection at one instant, so the sample carries exactly them with that instant's
+timestamp; merging groups would stamp old values with a new time. A profile without poll
+groups has one group (`default`), so its samples are whole-device snapshots as before. Assets
+with no point in a group are left out of that group's samples."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
-
 from connectors.modbus.devices import DeviceConfig
-from connectors.modbus.profile import DeviceProfile, MappedAsset, map_assets, read_groups
-from contracts.events import AssetReading, TelemetrySample
+from connectors.modbus.errors import (
+    DeviceRefused,
+    DeviceUnavailable,
+    ModbusError,
+    SetpointInvalid,
+)
+from connectors.modbus.gateway import GatewayCoordinator
+from connectors.modbus.health import HealthTracker
+from connectors.modbus.profile import (
+    DEFAULT_GROUP,
+    DeviceProfile,
+    MappedAsset,
+    Point,
+    map_assets,
+    read_blocks,
+)
+from connectors.modbus.setpoints import WriteResult, write_setpoint
+from connectors.modbus.sunspec import SUNSPEC, discover, sunspec_profile
+from contracts.events import AssetReading, DeviceHealth, TagValue, TelemetrySample
 from contracts.fleet import Fleet
 
 log = logging.getLogger(__name__)
 
 
-class DeviceReadError(RuntimeError):
-    """A poll of one device failed (timeout, connection, or an exception response)."""
+@dataclass(frozen=True, slots=True)
+class PointRead:
+    """A point at its absolute address, with its scale factor's point and address if any."""
+
+    point: Point
+    address: int
+    scale_factor: tuple[Point, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PollGroup:
+    """Points of one device read together at one interval."""
+
+    name: str
+    interval_s: float
+    blocks: tuple[tuple[int, int], ...]  # coalesced reads: (address, count ≤ 125)
+    reads: tuple[tuple[str, tuple[PointRead, ...]], ...]  # by asset id
 
 
 @dataclass(frozen=True)
 class DeviceMap:
-    """Everything needed to read and decode one device."""
+    """Everything needed to read, decode and write one device."""
 
     device: DeviceConfig
     profile: DeviceProfile
     assets: tuple[MappedAsset, ...]
-    groups: tuple[tuple[int, int], ...]
+    groups: tuple[PollGroup, ...]
 
     @classmethod
     def build(cls, device: DeviceConfig, fleet: Fleet,
-              profiles: dict[str, DeviceProfile]) -> DeviceMap:
+              profiles: Mapping[str, DeviceProfile]) -> DeviceMap:
         if device.profile not in profiles:
             raise ValueError(f"device {device.id}: unknown profile {device.profile!r}")
         profile = profiles[device.profile]
-        assets = map_assets(profile, fleet.unit(device.asset))
-        return cls(device, profile, assets, tuple(read_groups(profile, assets)))
+        return cls.for_assets(device, profile, map_assets(profile, fleet.unit(device.asset)))
 
-    def decode(self, registers: dict[int, int], ts_ms: int) -> TelemetrySample:
+    @classmethod
+    def for_assets(cls, device: DeviceConfig, profile: DeviceProfile,
+                   assets: tuple[MappedAsset, ...]) -> DeviceMap:
+        profile.check()
+        unknown = sorted(set(device.poll_groups) - set(profile.poll_groups))
+        if unknown:
+            raise ValueError(f"device {device.id}: poll_groups {unknown} are not groups of "
+                             f"profile {profile.id} ({sorted(profile.poll_groups) or 'none'})")
+        intervals = {DEFAULT_GROUP: device.poll_interval_s,
+                     **profile.poll_groups, **device.poll_groups}
+        groups = []
+        for name, interval_s in intervals.items():
+            reads = tuple(
+                (a.asset_id, tuple(_point_read(profile, a, p) for p in
+                                   profile.points.get(a.kind, ()) if p.poll_group == name))
+                for a in assets)
+            reads = tuple((asset_id, r) for asset_id, r in reads if r)
+            if reads:
+                groups.append(PollGroup(name, interval_s,
+                                        tuple(read_blocks(profile, assets, name)), reads))
+        return cls(device, profile, assets, tuple(groups))
+
+    def group(self, name: str = DEFAULT_GROUP) -> PollGroup:
+        for g in self.groups:
+            if g.name == name:
+                return g
+        raise KeyError(f"device {self.device.id} has no poll group {name!r}")
+
+    def decode(self, group: PollGroup, registers: Mapping[int, int],
+               ts_ms: int) -> TelemetrySample:
+        profile = self.profile
         readings = []
-        for asset in self.assets:
-            tags: dict[str, float | int | str | bool] = {}
-            for point in self.profile.points[asset.kind]:
-                start = asset.base + point.offset
-                value = self.profile.decode(point, [registers[a] for a in
-                                                    range(start, start + point.count)])
-                if math.isfinite(value):
-                    tags[point.tag] = round(value, 6)
-            readings.append(AssetReading(id=asset.asset_id, tags=tags))
+        for asset_id, reads in group.reads:
+            tags: dict[str, TagValue] = {}
+            for r in reads:
+                exponent = 0
+                if r.scale_factor is not None:
+                    sf_point, sf_address = r.scale_factor
+                    sf = profile.raw(sf_point, [registers[sf_address]])
+                    if sf == sf_point.missing or not isinstance(sf, int):
+                        continue  # no scale, no value
+                    exponent = sf
+                size = r.point.size
+                tags.update(profile.published(
+                    r.point, [registers[a] for a in range(r.address, r.address + size)],
+                    exponent))
+            readings.append(AssetReading(id=asset_id, tags=tags))
         return TelemetrySample(device_id=self.device.id, ts_ms=ts_ms, assets=tuple(readings))
 
+    def locate(self, tag: str, asset_id: str | None = None) -> tuple[MappedAsset, Point]:
+        """The asset (the device's own unit by default) and its point `tag`."""
+        asset_id = asset_id or self.assets[0].asset_id
+        for asset in self.assets:
+            if asset.asset_id == asset_id:
+                point = self.profile.by_tag.get(asset.kind, {}).get(tag)
+                if point is None:
+                    raise SetpointInvalid(f"device {self.device.id}: {asset.kind} {asset_id} has "
+                                          f"no point {tag!r} in profile {self.profile.id}")
+                return asset, point
+        raise SetpointInvalid(f"device {self.device.id} does not report asset {asset_id!r}")
 
-class Gateway:
-    """One TCP connection to a gateway; requests of its devices are serialized on it."""
 
-    def __init__(self, host: str, port: int, timeout_s: float) -> None:
-        self.client = AsyncModbusTcpClient(host, port=port, timeout=timeout_s, retries=1,
-                                           reconnect_delay=0.5, reconnect_delay_max=10)
-        self.lock = asyncio.Lock()
+def _point_read(profile: DeviceProfile, asset: MappedAsset, point: Point) -> PointRead:
+    sf = None
+    if point.scale_factor is not None:
+        sf_point = profile.by_tag[asset.kind][point.scale_factor]
+        sf = (sf_point, asset.base + sf_point.offset)
+    return PointRead(point, asset.base + point.offset, sf)
 
-    async def read(self, unit_id: int, groups: tuple[tuple[int, int], ...]) -> dict[int, int]:
-        async with self.lock:
-            if not self.client.connected and not await self.client.connect():
-                raise DeviceReadError("not connected")
-            registers: dict[int, int] = {}
-            for address, count in groups:
-                try:
-                    result = await self.client.read_holding_registers(
-                        address, count=count, device_id=unit_id)
-                except ModbusException as exc:
-                    raise DeviceReadError(str(exc)) from exc
-                if result.isError():
-                    raise DeviceReadError(f"exception response {result} at {address}+{count}")
-                registers.update(zip(range(address, address + count), result.registers,
-                                     strict=True))
-            return registers
+
+class ModbusConnector:
+    """The devices of a connector process, one `GatewayCoordinator` per host:port.
+
+    A gateway's connection timeout is the longest of its devices' `timeout_s`; its reconnect
+    backoff comes from the first of its devices in the list (they share the connection)."""
+
+    def __init__(
+        self,
+        maps: Sequence[DeviceMap] = (),
+        *,
+        sunspec: Sequence[DeviceConfig] = (),
+        publish: Callable[[TelemetrySample], None],
+        publish_health: Callable[[DeviceHealth], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._maps = {m.device.id: m for m in maps}
+        self._sunspec = tuple(sunspec)
+        self._configs = {d.id: d for d in (*(m.device for m in maps), *sunspec)}
+        if len(self._configs) != len(maps) + len(sunspec):
+            raise ValueError("device ids must be unique")
+        self._publish = publish
+        self._publish_health = publish_health
+        self._clock = clock
+        self.gateways: dict[tuple[str, int], GatewayCoordinator] = {}
+        for d in self._configs.values():
+            key = (d.host, d.port)
+            timeout_s = max(c.timeout_s for c in self._configs.values()
+                            if (c.host, c.port) == key)
+            self.gateways.setdefault(key, GatewayCoordinator(
+                d.host, d.port, timeout_s=timeout_s, backoff_s=d.backoff_s,
+                backoff_max_s=d.backoff_max_s))
+        self.health = {d.id: HealthTracker(d.id, window=d.health_window,
+                                           offline_after=d.offline_after,
+                                           latency_budget_s=d.latency_budget_s)
+                       for d in self._configs.values()}
+
+    @classmethod
+    def from_devices(cls, devices: Sequence[DeviceConfig], fleet: Fleet,
+                     profiles: Mapping[str, DeviceProfile], *,
+                     publish: Callable[[TelemetrySample], None],
+                     publish_health: Callable[[DeviceHealth], None] | None = None,
+                     clock: Callable[[], float] = time.time) -> ModbusConnector:
+        """Devices with a profile are mapped now (a bad list fails at start); SunSpec devices
+        once their models are discovered."""
+        sunspec = [d for d in devices if d.profile == SUNSPEC]
+        for d in sunspec:
+            fleet.unit(d.asset)  # the asset must exist
+        maps = [DeviceMap.build(d, fleet, profiles) for d in devices if d.profile != SUNSPEC]
+        return cls(maps, sunspec=sunspec, publish=publish, publish_health=publish_health,
+                   clock=clock)
+
+    def device_map(self, device_id: str) -> DeviceMap:
+        if device_id not in self._maps:
+            state = "not discovered yet" if device_id in self._configs else "unknown"
+            raise SetpointInvalid(f"device {device_id!r} is {state}")
+        return self._maps[device_id]
+
+    def gateway(self, device: DeviceConfig) -> GatewayCoordinator:
+        return self.gateways[(device.host, device.port)]
+
+    async def write_setpoint(self, device_id: str, tag: str, value: TagValue, *,
+                             asset_id: str | None = None) -> WriteResult:
+        """Write a writable point and verify it by reading it back (see setpoints.py)."""
+        m = self.device_map(device_id)
+        return await write_setpoint(self.gateway(m.device), m, tag, value, asset_id=asset_id)
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Poll until `stop` is set; the connections are closed on the way out."""
+        stop = stop or asyncio.Event()
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                for m in self._maps.values():
+                    for group in m.groups:
+                        tasks.create_task(self._poll(m, group, stop))
+                for device in self._sunspec:
+                    tasks.create_task(self._run_sunspec(device, stop))
+        finally:
+            self.close()
 
     def close(self) -> None:
-        self.client.close()
+        for gateway in self.gateways.values():
+            gateway.close()
+
+    async def _poll(self, m: DeviceMap, group: PollGroup, stop: asyncio.Event) -> None:
+        """Poll one group at its interval, on the interval's grid (`ts_ms` is the grid
+        instant: devices polled at the same rate carry the same timestamps)."""
+        device, gateway = m.device, self.gateway(m.device)
+        tracker = self.health[device.id]
+        interval_ms = max(1, round(group.interval_s * 1000))
+        while True:
+            now_ms = self._clock() * 1000
+            ts_ms = (int(now_ms) // interval_ms + 1) * interval_ms
+            if await _stopped(stop, (ts_ms - now_ms) / 1000):
+                return
+            started = time.monotonic()
+            try:
+                registers = await gateway.read(
+                    device.unit_id, group.blocks, timeout_s=device.timeout_s,
+                    retries=device.retries, backoff_s=device.backoff_s,
+                    backoff_max_s=device.backoff_max_s)
+            except DeviceUnavailable as exc:
+                self._health(tracker.failure(ts_ms, str(exc),
+                                             connection_down=exc.connection_down))
+                continue
+            except DeviceRefused as exc:
+                self._health(tracker.failure(ts_ms, str(exc), connection_down=False))
+                continue
+            self._health(tracker.success(ts_ms, time.monotonic() - started))
+            self._publish(m.decode(group, registers, ts_ms))
+
+    async def _run_sunspec(self, device: DeviceConfig, stop: asyncio.Event) -> None:
+        """Discover the device's SunSpec models (again and again, backing off, until it
+        answers), then poll them like a profiled device."""
+        gateway, tracker = self.gateway(device), self.health[device.id]
+        attempt = 0
+        while True:
+            try:
+                found = await discover(gateway, device.unit_id, timeout_s=device.timeout_s)
+                profile = sunspec_profile(found, f"{SUNSPEC}-{device.id}")
+                break
+            except ModbusError as exc:
+                down = isinstance(exc, DeviceUnavailable) and exc.connection_down
+                self._health(tracker.failure(int(self._clock() * 1000), str(exc),
+                                             connection_down=down))
+            wait_s = min(device.backoff_s * 2 ** attempt, device.backoff_max_s)
+            attempt += 1
+            if await _stopped(stop, wait_s):
+                return
+        log.info("device %s: SunSpec models %s at %d", device.id, found.model_ids, found.base)
+        m = DeviceMap.for_assets(device, profile, (MappedAsset(device.asset, "unit", 0),))
+        self._maps[device.id] = m
+        async with asyncio.TaskGroup() as tasks:
+            for group in m.groups:
+                tasks.create_task(self._poll(m, group, stop))
+
+    def _health(self, event: DeviceHealth | None) -> None:
+        if event is None:
+            return
+        level = logging.INFO if event.state == "online" else logging.WARNING
+        log.log(level, "device %s: %s (was %s): %s", event.device_id, event.state,
+                event.previous, event.reason)
+        if self._publish_health is not None:
+            self._publish_health(event)
+
+
+async def _stopped(stop: asyncio.Event, wait_s: float) -> bool:
+    """Wait `wait_s` unless `stop` is set first; True when it is."""
+    if stop.is_set():
+        return True
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=max(0.0, wait_s))
+    except TimeoutError:
+        return False
+    return True
 
 
 async def poll_devices(
     maps: list[DeviceMap],
     publish: Callable[[TelemetrySample], None],
     *,
+    publish_health: Callable[[DeviceHealth], None] | None = None,
     clock: Callable[[], float] = time.time,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Poll every device at its interval (aligned to the interval) until `stop` is set."""
-    stop = stop or asyncio.Event()
-    gateways: dict[tuple[str, int], Gateway] = {}
-    for m in maps:
-        key = (m.device.host, m.device.port)
-        gateways.setdefault(key, Gateway(*key, timeout_s=m.device.timeout_s))
-
-    async def loop(m: DeviceMap) -> None:
-        gateway = gateways[(m.device.host, m.device.port)]
-        interval = m.device.poll_interval_s
-        failing = False
-        while not stop.is_set():
-            now = clock()
-            next_at = (math.floor(now / interval) + 1) * interval
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=next_at - now)
-                return
-            except TimeoutError:
-                pass
-            ts_ms = int(next_at * 1000)
-            try:
-                registers = await gateway.read(m.device.unit_id, m.groups)
-            except DeviceReadError as exc:
-                if not failing:
-                    log.warning("device %s: poll failed: %s", m.device.id, exc)
-                failing = True
-                continue
-            if failing:
-                log.info("device %s: polling again", m.device.id)
-                failing = False
-            publish(m.decode(registers, ts_ms))
-
-    try:
-        async with asyncio.TaskGroup() as group:
-            for m in maps:
-                group.create_task(loop(m))
-    finally:
-        for gateway in gateways.values():
-            gateway.close()
+    """Poll mapped devices until `stop` is set (a `ModbusConnector` without SunSpec ones)."""
+    await ModbusConnector(maps, publish=publish, publish_health=publish_health,
+                          clock=clock).run(stop)

@@ -1,4 +1,5 @@
-"""The Modbus connector process: poll the configured devices, publish every sample."""
+"""The Modbus connector process: poll the configured devices, publish every sample and every
+change of a device's health."""
 
 from __future__ import annotations
 
@@ -6,12 +7,11 @@ import asyncio
 import logging
 from pathlib import Path
 
-from connectors.kafka import CheckedProducer, ensure_topics
 from connectors.modbus.devices import load_devices
-from connectors.modbus.poller import DeviceMap, poll_devices
+from connectors.modbus.poller import ModbusConnector
 from connectors.modbus.profile import load_profiles
+from connectors.publish import DevicePublisher
 from connectors.settings import Settings
-from contracts.events import TelemetrySample
 from contracts.fleet import load_fleet
 
 log = logging.getLogger(__name__)
@@ -19,21 +19,18 @@ log = logging.getLogger(__name__)
 
 async def run_modbus_connector(settings: Settings, devices_file: Path,
                                stop: asyncio.Event | None = None) -> None:
-    """Poll until `stop` is set; every sample goes to the telemetry topic keyed by device."""
+    """Poll until `stop` is set: samples go to the telemetry topic, health changes to the
+    device health topic, both keyed by device id."""
     fleet = load_fleet(settings.fleet_file)
     profiles = load_profiles(settings.profiles_dir)
     devices = load_devices(devices_file)
-    maps = [DeviceMap.build(d, fleet, profiles) for d in devices.devices]
-    bootstrap = settings.require_kafka()
-    ensure_topics(bootstrap, [settings.topic_telemetry], settings.topic_partitions)
-    producer = CheckedProducer(bootstrap)
+    publisher = DevicePublisher(settings, f"modbus-{devices_file.stem}")
 
-    def publish(sample: TelemetrySample) -> None:
-        producer.produce(settings.topic_telemetry, sample.device_id,
-                         sample.model_dump_json().encode())
-
-    log.info("polling %d devices into %s", len(maps), settings.topic_telemetry)
+    connector = ModbusConnector.from_devices(devices.devices, fleet, profiles,
+                                             publish=publisher.sample,
+                                             publish_health=publisher.health)
+    log.info("polling %d devices into %s", len(devices.devices), settings.topic_telemetry)
     try:
-        await poll_devices(maps, publish, stop=stop)
+        await connector.run(stop)
     finally:
-        producer.flush()
+        publisher.close()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from contracts.fleet import Unit
 
 RUNNING, STANDBY, DERATED, FAULT, MAINTENANCE = 0, 1, 2, 3, 4
+AUTO, FOLLOW_SETPOINT, STOP = 0, 1, 2  # control modes (the `control_mode` setpoint)
 EFFICIENCY = 0.94  # one-way
 AMBIENT_C = 22.0
 
@@ -31,6 +32,11 @@ class UnitModel:
     power_kw: float = 0.0
     faults: dict[str, Fault] = field(default_factory=dict)  # by asset id
     phase: float = 0.0
+    # Setpoints written over Modbus: the mode, the power to hold in FOLLOW_SETPOINT, and a cap
+    # on |power| in every mode (None: the rated power).
+    control_mode: int = AUTO
+    setpoint_kw: float = 0.0
+    limit_kw: float | None = None
 
     def __post_init__(self) -> None:
         self.phase = self.rng.uniform(-0.4, 0.4)
@@ -56,7 +62,11 @@ class UnitModel:
         # Charge around midday (cheap solar), discharge at the evening peak.
         shape = math.sin(2 * math.pi * (hours - 14.0) / 24.0 + self.phase)
         request = -shape * 0.8 * self.unit.rated_power_kw + self.rng.gauss(0, 20)
-        limit = self.available_power_kw(now_s)
+        if self.control_mode == FOLLOW_SETPOINT:
+            request = self.setpoint_kw
+        elif self.control_mode == STOP:
+            request = 0.0
+        limit = min(self.available_power_kw(now_s), self.power_limit_kw)
         power = max(-limit, min(limit, request))
         energy = self.unit.rated_energy_kwh
         if (power > 0 and self.soc <= 0.05) or (power < 0 and self.soc >= 0.95):
@@ -66,6 +76,32 @@ class UnitModel:
         self.power_kw = power
         heat = abs(power) / self.unit.rated_power_kw * 12.0
         self.temperature_c += (AMBIENT_C + heat - self.temperature_c) * min(1.0, dt_s / 900.0)
+
+    @property
+    def power_limit_kw(self) -> float:
+        return self.unit.rated_power_kw if self.limit_kw is None else self.limit_kw
+
+    def controls(self) -> dict[str, float]:
+        """The unit's setpoints as its controller reports them."""
+        return {"control_mode": self.control_mode, "active_power_setpoint_kw": self.setpoint_kw,
+                "active_power_limit_kw": self.power_limit_kw}
+
+    def apply_control(self, tag: str, value: float) -> float:
+        """Take a written setpoint the way a controller would: clamped to what the unit can
+        do (an unknown mode is ignored). Returns the value now held; KeyError for a tag that
+        is no setpoint."""
+        rated = self.unit.rated_power_kw
+        if tag == "control_mode":
+            if value in (AUTO, FOLLOW_SETPOINT, STOP):
+                self.control_mode = int(value)
+            return self.control_mode
+        if tag == "active_power_setpoint_kw":
+            self.setpoint_kw = max(-rated, min(rated, value))
+            return self.setpoint_kw
+        if tag == "active_power_limit_kw":
+            self.limit_kw = max(0.0, min(rated, value))
+            return self.limit_kw
+        raise KeyError(tag)
 
     def readings(self, now_s: float) -> dict[str, dict[str, float]]:
         """Tag values per asset id, in engineering units (what the registers encode)."""

@@ -9,7 +9,7 @@ import hmac
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
 from typing import Annotated
@@ -18,21 +18,28 @@ import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
+from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from connectors.modbus.devices import DeviceConfig, DeviceList, dump_devices
-from connectors.modbus.profile import DeviceProfile, MappedAsset, map_assets
+from connectors.modbus.profile import DeviceProfile, MappedAsset, Point, map_assets
 from contracts.fleet import Fleet, Unit
 from infra.ports import free_port
 from infra.sim.model import FAULT, Fault, UnitModel
+from infra.sim.sunspec import SUNSPEC_BASE, SUNSPEC_SIZE, sunspec_image
 
 log = logging.getLogger(__name__)
 IMAGE_SIZE = 1000  # holding registers per simulated controller
 
 
 class Simulator:
-    """The fleet's physics and register images; no sockets (see `serve`)."""
+    """The fleet's physics and register images; no sockets (see `serve`).
+
+    `sunspec` names units (or sites: all their units) whose controllers also expose a SunSpec
+    map at 40000 (infra/sim/sunspec.py). Writes to a unit's writable points (the profile's
+    `writable: true`) reach its model, which clamps them like a controller would; writes to
+    any other register are refused with an "illegal data address" exception."""
 
     def __init__(
         self,
@@ -42,6 +49,7 @@ class Simulator:
         seed: int = 0,
         speed: float = 1.0,
         clock: Callable[[], float] = time.time,
+        sunspec: Iterable[str] = (),
     ) -> None:
         self.fleet = fleet
         self.speed = speed
@@ -53,12 +61,21 @@ class Simulator:
         self.maps: dict[str, tuple[DeviceProfile, tuple[MappedAsset, ...]]] = {}
         self.images: dict[str, list[int]] = {}
         self.overrides: dict[str, dict[str, float]] = {}
+        self.texts: dict[str, dict[str, str]] = {}  # pinned text of string points
+        self.modbus_ids: dict[str, int] = {}  # unit id behind its site's gateway
         for site in fleet.sites:
-            for unit in site.units:
+            for k, unit in enumerate(site.units):
                 profile = profiles[unit.device_profile or "bess-unit-v1"]
                 self.models[unit.id] = UnitModel(unit, random.Random(rng.random()))
                 self.maps[unit.id] = (profile, map_assets(profile, unit))
                 self.images[unit.id] = [0] * IMAGE_SIZE
+                self.modbus_ids[unit.id] = k + 1
+        self.sunspec_images: dict[str, list[int]] = {}
+        for asset_id in sunspec:
+            for model, unit_id in self._fault_targets(asset_id):
+                if unit_id != model.unit.id:
+                    raise ValueError(f"{asset_id}: SunSpec maps belong to units or sites")
+                self.sunspec_images[unit_id] = [0] * SUNSPEC_SIZE
         self.tick()
 
     def now(self) -> float:
@@ -75,12 +92,29 @@ class Simulator:
 
     def _encode(self, unit_id: str, readings: dict[str, dict[str, float]]) -> None:
         profile, assets = self.maps[unit_id]
+        model = self.models[unit_id]
         image = self.images[unit_id]
         for asset in assets:
-            values = readings[asset.asset_id] | self.overrides.get(asset.asset_id, {})
-            for point in profile.points[asset.kind]:
+            values: dict[str, float | str] = {**readings[asset.asset_id]}
+            if asset.asset_id == unit_id:
+                values |= model.controls()
+            values |= self.overrides.get(asset.asset_id, {})
+            values |= self.texts.get(asset.asset_id, {})
+            for point in profile.points.get(asset.kind, ()):
+                if point.tag not in values:
+                    continue  # a tag the model does not know: left as it is
                 address = asset.base + point.offset
-                image[address:address + point.count] = profile.encode(point, values[point.tag])
+                image[address:address + point.size] = profile.encode(
+                    point, values[point.tag], _exponent(point, values))
+            if asset.asset_id == unit_id and unit_id in self.sunspec_images:
+                temperature = model.temperature_c
+                if model.unit.inverters:  # the first inverter's, pinned value included
+                    first = model.unit.inverters[0].id
+                    temperature = self.overrides.get(first, {}).get(
+                        "temperature_c", readings[first]["temperature_c"])
+                self.sunspec_images[unit_id] = sunspec_image(
+                    unit_id, self.modbus_ids[unit_id], model.unit.rated_power_kw, values,
+                    temperature)
 
     def _fault_targets(self, asset_id: str) -> list[tuple[UnitModel, str]]:
         """(unit model, faulted asset id) pairs: a site stands for all its units."""
@@ -111,34 +145,88 @@ class Simulator:
         return {asset: f.until_s for m in self.models.values()
                 for asset, f in m.faults.items() if f.until_s > now}
 
-    def set_value(self, asset_id: str, tag: str, value: float) -> None:
+    def set_value(self, asset_id: str, tag: str, value: float | str) -> None:
         """Pin a tag to a value (tests, demos) until `release_value`."""
-        self.overrides.setdefault(asset_id, {})[tag] = value
+        if isinstance(value, str):
+            self.texts.setdefault(asset_id, {})[tag] = value
+        else:
+            self.overrides.setdefault(asset_id, {})[tag] = value
         self.tick()
 
     def release_value(self, asset_id: str, tag: str) -> None:
         self.overrides.get(asset_id, {}).pop(tag, None)
+        self.texts.get(asset_id, {}).pop(tag, None)
         self.tick()
 
     def modbus_devices(self, units: tuple[Unit, ...]) -> list[SimDevice]:
         """pymodbus devices for one gateway: unit id k+1 serves the site's k-th unit."""
-        return [
-            SimDevice(
-                id=k + 1,
-                simdata=[SimData(address=0, count=IMAGE_SIZE, values=0,
-                                 datatype=DataType.REGISTERS)],
-                action=partial(self._serve_read, unit.id),
-            )
-            for k, unit in enumerate(units)
-        ]
+        devices = []
+        for k, unit in enumerate(units):
+            blocks = [SimData(address=0, count=IMAGE_SIZE, values=0,
+                              datatype=DataType.REGISTERS)]
+            if unit.id in self.sunspec_images:
+                blocks.append(SimData(address=SUNSPEC_BASE, count=SUNSPEC_SIZE, values=0,
+                                      datatype=DataType.REGISTERS))
+            devices.append(SimDevice(id=k + 1, simdata=blocks,
+                                     action=partial(self._serve_read, unit.id)))
+        return devices
 
     async def _serve_read(
         self, unit_id: str, function_code: int, start: int, address: int, count: int,
         registers: list[int], values: list[int] | list[bool] | None,
-    ) -> None:
-        if values is None:  # a read: answer from the current image
-            offset = address - start
-            registers[offset:offset + count] = self.images[unit_id][address:address + count]
+    ) -> ExcCodes | None:
+        """pymodbus' action for every request: reads are answered from the current image;
+        writes go to the model (`values` may be changed in place: what the device stores)."""
+        if values is not None:
+            return self._write(unit_id, address, [int(v) for v in values], values)
+        offset = address - start
+        if address >= SUNSPEC_BASE:
+            image, first = self.sunspec_images[unit_id], address - SUNSPEC_BASE
+        else:
+            image, first = self.images[unit_id], address
+        registers[offset:offset + count] = image[first:first + count]
+        return None
+
+    def _write(self, unit_id: str, address: int, words: list[int],
+               stored: list[int] | list[bool]) -> ExcCodes | None:
+        """Take a write that covers whole writable points and nothing else."""
+        profile, assets = self.maps[unit_id]
+        end = address + len(words)
+        covered: list[tuple[MappedAsset, Point, int]] = []
+        for asset in assets:
+            for point in profile.points.get(asset.kind, ()):
+                first = asset.base + point.offset
+                if first < end and address < first + point.size:
+                    if not point.writable or first < address or first + point.size > end:
+                        return ExcCodes.ILLEGAL_ADDRESS
+                    covered.append((asset, point, first))
+        if sum(point.size for _, point, _ in covered) != len(words):
+            return ExcCodes.ILLEGAL_ADDRESS  # registers that hold no point
+        model = self.models[unit_id]
+        for asset, point, first in covered:
+            at = first - address
+            value = profile.decode(point, words[at:at + point.size])
+            if isinstance(value, str):
+                return ExcCodes.ILLEGAL_VALUE
+            try:
+                held = model.apply_control(point.tag, float(value)) \
+                    if asset.asset_id == unit_id else None
+            except KeyError:
+                held = None
+            if held is None:
+                return ExcCodes.ILLEGAL_ADDRESS  # writable in the profile, not in the model
+            registers = profile.encode(point, held)
+            stored[at:at + point.size] = registers  # type: ignore[assignment]
+            self.images[unit_id][first:first + point.size] = registers
+        return None
+
+
+def _exponent(point: Point, values: dict[str, float | str]) -> int:
+    """The power of ten a point's scale factor point holds (0 without one)."""
+    if point.scale_factor is None:
+        return 0
+    value = values.get(point.scale_factor, 0)
+    return int(value) if not isinstance(value, str) else 0
 
 
 class FaultRequest(BaseModel):

@@ -13,7 +13,7 @@ import pytest
 
 from connectors.kafka import read_topic
 from connectors.modbus.devices import load_devices
-from connectors.modbus.profile import load_profiles, parse_profile, read_groups
+from connectors.modbus.profile import load_profiles, parse_profile, read_blocks
 from connectors.modbus.service import run_modbus_connector
 from connectors.settings import EXAMPLE_PROFILES, Settings
 from contracts.errors import InvalidInput
@@ -39,7 +39,7 @@ points: {{unit: [{{tag: x, offset: 0, datatype: {datatype}}}]}}
     profile = parse_profile(text, "t.yaml")
     point = profile.points["unit"][0]
     registers = profile.encode(point, value)
-    assert len(registers) == point.count and all(0 <= r <= 0xFFFF for r in registers)
+    assert len(registers) == point.size and all(0 <= r <= 0xFFFF for r in registers)
     assert profile.decode(point, registers) == pytest.approx(value)
 
 
@@ -56,11 +56,11 @@ def test_reads_are_coalesced_into_blocks_of_at_most_125(example_fleet: Fleet) ->
     from connectors.modbus.profile import map_assets
 
     assets = map_assets(PROFILE, example_fleet.sites[0].units[0])
-    groups = read_groups(PROFILE, assets)
+    groups = read_blocks(PROFILE, assets)
     assert all(count <= 125 for _, count in groups)
     covered = {a for start, count in groups for a in range(start, start + count)}
     needed = {a.base + p.offset + i for a in assets for p in PROFILE.points[a.kind]
-              for i in range(p.count)}
+              for i in range(p.size)}
     assert needed <= covered
     assert len(groups) == 4  # unit, inverters, blocks (165 registers → 2 reads)
 
@@ -68,7 +68,7 @@ def test_reads_are_coalesced_into_blocks_of_at_most_125(example_fleet: Fleet) ->
 @pytest.mark.parametrize(("text", "message"), [
     ("id: a\nlayout: {unit: {base: 0}}\npoints: {unit: [{tag: x, offset: 0, datatype: int8}]}",
      "p.yaml:3: points.unit[0].datatype: must be 'int16', 'uint16', 'int32', 'uint32', "
-     "'float32' or 'float64' (got 'int8')"),
+     "'int64', 'uint64', 'float32', 'float64', 'string' or 'bitfield' (got 'int8')"),
     ("id: a\nlayout: {unit: {base: 0}}\npoints: {block: [{tag: x, offset: 0, datatype: int16}]}",
      "p.yaml:3: points: 'block' has points but no slot in layout"),
     ("id: a\nlayout: {unit: {base: 0}, block: {base: 10, stride: 2, max: 4}}\n"

@@ -1,0 +1,55 @@
+"""Where the device connectors (Modbus, OPC UA) put what they read: samples on the telemetry
+topic and device-health changes on the device-health topic, both keyed by device id, through
+a spooling producer — nothing is lost while the broker is away, or when the connector stops
+while it is (the spool is sent first by the next run)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from connectors.kafka import SpoolingProducer, ensure_topics
+from connectors.settings import Settings
+from connectors.spool import SpoolFull
+from contracts.events import DeviceHealth, TelemetrySample
+
+log = logging.getLogger(__name__)
+
+
+class DevicePublisher:
+    def __init__(self, settings: Settings, connector: str) -> None:
+        bootstrap = settings.require_kafka()
+        ensure_topics(bootstrap, [settings.topic_telemetry, settings.topic_device_health],
+                      settings.topic_partitions)
+        self.settings = settings
+        self.producer = SpoolingProducer(bootstrap, settings.spool_for(connector),
+                                         max_spool_bytes=settings.spool_max_bytes)
+        self.refused = 0  # records refused because memory and spool were both full
+        self._warned_at = 0.0
+        if not self.producer.spool.empty:
+            log.info("sending %s spooled by the previous run first",
+                     f"{self.producer.spool.waiting_bytes:,} bytes")
+
+    def sample(self, sample: TelemetrySample) -> None:
+        self._produce(self.settings.topic_telemetry, sample.device_id,
+                      sample.model_dump_json().encode())
+
+    def health(self, event: DeviceHealth) -> None:
+        self._produce(self.settings.topic_device_health, event.device_id,
+                      event.model_dump_json().encode())
+
+    def _produce(self, topic: str, key: str, value: bytes) -> None:
+        try:
+            self.producer.produce(topic, key, value)
+        except SpoolFull as exc:
+            self.refused += 1
+            if time.monotonic() - self._warned_at > 10:
+                self._warned_at = time.monotonic()
+                log.error("%s; %d records refused so far", exc, self.refused)
+        if self.producer.failed:  # a record the broker refused for good: say so, go on
+            failed, self.producer.failed = self.producer.failed, []
+            log.error("%d records refused by the broker, first: %s", len(failed), failed[0])
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Wait for the acknowledgements; what the broker has not taken stays spooled."""
+        self.producer.close(timeout_s)
