@@ -14,15 +14,24 @@ from contracts.errors import InvalidInput
 M = TypeVar("M", bound=BaseModel)
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that leaves dates and times as text: the models parse them, so a bad date
+class _PyLoader(yaml.SafeLoader):
+    """A safe loader that leaves dates and times as text: the models parse them, so a bad date
     is reported with its key like any other bad value."""
 
 
-_Loader.yaml_implicit_resolvers = {
+_PyLoader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+# The same on libyaml's parser where PyYAML has it: a fleet of thousands of assets loads in a
+# second rather than half a minute. Invalid YAML is parsed again by the Python parser, whose
+# messages are the ones users see (and tests pin).
+_Loader: type[Any] = _PyLoader
+if hasattr(yaml, "CSafeLoader"):
+    class _CLoader(yaml.CSafeLoader):  # type: ignore[name-defined, misc]
+        yaml_implicit_resolvers = _PyLoader.yaml_implicit_resolvers
+
+    _Loader = _CLoader
 
 
 class YamlDocument:
@@ -31,8 +40,10 @@ class YamlDocument:
     def __init__(self, text: str, source: str) -> None:
         self.source = source
         try:
-            self.node = yaml.compose(text, Loader=_Loader)
-            self.data: Any = yaml.load(text, Loader=_Loader)
+            try:
+                self.node, self.data = _parse(text, _Loader)
+            except yaml.YAMLError:
+                self.node, self.data = _parse(text, _PyLoader)  # raises, with its message
         except yaml.MarkedYAMLError as exc:
             line = exc.problem_mark.line + 1 if exc.problem_mark else None
             raise InvalidInput(source, "", f"not valid YAML: {exc.problem}", line) from None
@@ -64,6 +75,16 @@ class YamlDocument:
 
     def error(self, path: Sequence[str | int], problem: str) -> InvalidInput:
         return InvalidInput(self.source, key_path(path), problem, self.line_of(path))
+
+
+def _parse(text: str, loader_class: type[Any]) -> tuple[yaml.Node | None, Any]:
+    """Parsed once: the node tree (for lines), then the data built from it."""
+    loader = loader_class(text)
+    try:
+        node = loader.get_single_node()
+        return node, None if node is None else loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def key_path(path: Sequence[str | int]) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Literal
 
 Datatype = Literal["int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64",
@@ -40,22 +41,22 @@ def natural_size(datatype: Datatype) -> int | None:
     return NUMBERS[datatype][1] if datatype in NUMBERS else None
 
 
+@lru_cache(maxsize=64)
+def _registers(count: int, byte_order: Order) -> struct.Struct:
+    """`count` 16-bit registers as bytes: each register's high byte first, or swapped."""
+    return struct.Struct(f"{'<' if byte_order == 'little' else '>'}{count}H")
+
+
 def _to_words(data: bytes, word_order: Order, byte_order: Order) -> list[int]:
-    chunks = [data[i:i + 2] for i in range(0, len(data), 2)]
-    if byte_order == "little":
-        chunks = [c[::-1] for c in chunks]
+    words = list(_registers(len(data) // 2, byte_order).unpack(data))
     if word_order == "little":
-        chunks.reverse()
-    return [int.from_bytes(c, "big") for c in chunks]
+        words.reverse()
+    return words
 
 
 def _to_bytes(registers: Sequence[int], word_order: Order, byte_order: Order) -> bytes:
-    chunks = [r.to_bytes(2, "big") for r in registers]
-    if word_order == "little":
-        chunks.reverse()
-    if byte_order == "little":
-        chunks = [c[::-1] for c in chunks]
-    return b"".join(chunks)
+    words = registers[::-1] if word_order == "little" else registers
+    return _registers(len(words), byte_order).pack(*words)
 
 
 def pack(datatype: Datatype, raw: RawValue, count: int, word_order: Order = "big",
