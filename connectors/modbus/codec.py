@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Sequence
-from functools import lru_cache
+from collections.abc import Callable, Sequence
+from functools import lru_cache, partial
 from typing import Literal
 
 Datatype = Literal["int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64",
@@ -94,6 +94,25 @@ def unpack(datatype: Datatype, registers: Sequence[int], word_order: Order = "bi
     fmt = _BITFIELDS[len(registers)] if datatype == "bitfield" else NUMBERS[datatype][0]
     value: int | float = struct.unpack(fmt, _to_bytes(registers, word_order, byte_order))[0]
     return value
+
+
+@lru_cache(maxsize=256)
+def unpacker(datatype: Datatype, size: int, word_order: Order = "big",
+             byte_order: Order = "big") -> Callable[[Sequence[int]], RawValue]:
+    """`unpack` for one layout, its structs built once: what the poller calls per point."""
+    if datatype == "string":
+        return partial(unpack, datatype, word_order=word_order, byte_order=byte_order)
+    words = _registers(size, byte_order)
+    value = struct.Struct(_BITFIELDS[size] if datatype == "bitfield" else NUMBERS[datatype][0])
+    if word_order == "little":
+        def read(registers: Sequence[int]) -> RawValue:
+            raw: RawValue = value.unpack(words.pack(*registers[::-1]))[0]
+            return raw
+    else:
+        def read(registers: Sequence[int]) -> RawValue:
+            raw: RawValue = value.unpack(words.pack(*registers))[0]
+            return raw
+    return read
 
 
 def shortest_float32(value: float) -> float:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from connectors.modbus.codec import RawValue, unpacker
 from connectors.modbus.devices import DeviceConfig
 from connectors.modbus.errors import (
     DeviceRefused,
@@ -47,6 +48,7 @@ class PointRead:
 
     point: Point
     address: int
+    unpack: Callable[[Sequence[int]], RawValue]  # its registers → its raw value
     scale_factor: tuple[Point, int] | None = None
 
 
@@ -119,10 +121,8 @@ class DeviceMap:
                     if sf == sf_point.missing or not isinstance(sf, int):
                         continue  # no scale, no value
                     exponent = sf
-                size = r.point.size
-                tags.update(profile.published(
-                    r.point, [registers[a] for a in range(r.address, r.address + size)],
-                    exponent))
+                words = [registers[a] for a in range(r.address, r.address + r.point.size)]
+                tags.update(profile.publish_raw(r.point, r.unpack(words), exponent))
             readings.append(AssetReading(id=asset_id, tags=tags))
         return TelemetrySample(device_id=self.device.id, ts_ms=ts_ms, assets=tuple(readings))
 
@@ -144,7 +144,8 @@ def _point_read(profile: DeviceProfile, asset: MappedAsset, point: Point) -> Poi
     if point.scale_factor is not None:
         sf_point = profile.by_tag[asset.kind][point.scale_factor]
         sf = (sf_point, asset.base + sf_point.offset)
-    return PointRead(point, asset.base + point.offset, sf)
+    return PointRead(point, asset.base + point.offset,
+                     unpacker(point.datatype, point.size, *profile.orders(point)), sf)
 
 
 class ModbusConnector:

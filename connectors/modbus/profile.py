@@ -277,7 +277,10 @@ class DeviceProfile(BaseModel):
         """What a poll publishes for one point: its value under its tag (unless `publish` is
         off) and the booleans of a bit field — nothing for the "not available" raw value, an
         empty string, an unlisted enum code or a number that is not finite."""
-        raw = self.raw(point, registers)
+        return self.publish_raw(point, self.raw(point, registers), exponent)
+
+    def publish_raw(self, point: Point, raw: RawValue, exponent: int = 0) -> dict[str, TagValue]:
+        """`published` from the raw value already unpacked."""
         if point.missing is not None and raw == point.missing:
             return {}
         if isinstance(raw, str):
