@@ -40,6 +40,30 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+DEMO_FAULT_RATE = 100.0  # `bessmon up`: ~250 faults a day on 3 sites, one every ~6 min
+DEMO_FAULT_DURATIONS = 0.1  # … lasting a tenth of the realistic time
+
+
+def non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number ≥ 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
 def positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number ≥ 1, got {text!r}")
@@ -49,7 +73,7 @@ def positive_int(text: str) -> int:
 def _logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("pymodbus", "uvicorn.access", "httpx"):
+    for noisy in ("pymodbus", "uvicorn.access", "httpx", "asyncua"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -64,7 +88,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from infra.up import run_up
 
     return run_up(settings, sites=args.sites, api_port=args.api_port, seed=args.seed,
-                  speed=args.speed)
+                  speed=args.speed, fault_rate=args.fault_rate,
+                  fault_durations=args.fault_durations, opcua_site=args.opcua_site)
 
 
 def cmd_services(args: argparse.Namespace, settings: Settings) -> int:
@@ -86,10 +111,16 @@ def cmd_services(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_sim(args: argparse.Namespace, settings: Settings) -> int:
     if args.sim_command in ("fault", "clear"):
         return _sim_control(args, settings)
+    import secrets
+    import string
+
     from connectors.modbus.profile import load_profiles
     from contracts.fleet import load_fleet
+    from infra.sim.faults import FaultRates
     from infra.sim.fleetgen import fleet_yaml, generate_fleet
     from infra.sim.server import Simulator, serve
+    from infra.sim.ticket_sender import WebhookSender
+    from infra.sim.tickets import TicketDesk
 
     _logging()
     fleet_file = args.fleet or settings.fleet_file
@@ -98,17 +129,45 @@ def cmd_sim(args: argparse.Namespace, settings: Settings) -> int:
         fleet_file.parent.mkdir(parents=True, exist_ok=True)
         fleet_file.write_text(fleet_yaml(generate_fleet(args.sites)), encoding="utf-8")
     fleet = load_fleet(fleet_file)
-    sim = Simulator(fleet, load_profiles(settings.profiles_dir), seed=args.seed, speed=args.speed)
+    if args.opcua_site and args.opcua_site not in {s.id for s in fleet.sites}:
+        print(f"bessmon sim: --opcua-site: no site {args.opcua_site!r} in {fleet_file}",
+              file=sys.stderr)
+        return 2
+    sender = desk = None
+    if args.tickets_url:
+        secret = os.environ.get("BESSMON_WEBHOOK_SECRET_JIRA", "")
+        if not secret:
+            print("bessmon sim: --tickets-url needs the Jira webhook secret in "
+                  "BESSMON_WEBHOOK_SECRET_JIRA (the API's)", file=sys.stderr)
+            return 2
+        sender = WebhookSender(args.tickets_url, secret.encode())
+        # A project key of its own per run: tickets of several runs never share a key.
+        run_tag = "".join(secrets.choice(string.ascii_uppercase) for _ in range(3))
+        desk = TicketDesk(delay_s=args.ticket_delay, project=f"SIM{run_tag}")
+    rates = None if args.fault_rate == 0 else \
+        FaultRates().scaled(args.fault_rate).with_durations(args.fault_durations)
+    sim = Simulator(fleet, load_profiles(settings.profiles_dir), seed=args.seed, speed=args.speed,
+                    fault_rates=rates, tickets=desk)
     token = os.environ.get("BESSMON_SIM_TOKEN") or _new_token()
     devices_out = args.devices_out or settings.run_dir / "devices.yaml"
+    opcua_out = args.opcua_devices_out or devices_out.with_name("opcua-devices.yaml")
+    modbus_sites = len(fleet.sites) - (1 if args.opcua_site else 0)
 
     def ready(devices: object, control_port: int) -> None:
-        print(f"Simulator: {len(fleet.sites)} sites, {len(sim.models)} units on Modbus TCP; "
-              f"devices in {devices_out}; control http://127.0.0.1:{control_port}", flush=True)
+        where = f"{modbus_sites} sites on Modbus TCP" + (
+            f", 1 on OPC UA ({args.opcua_site})" if args.opcua_site else "")
+        lists = [str(devices_out)] if devices is not None else []
+        lists += [str(opcua_out)] if args.opcua_site else []
+        faults = f"faults ×{args.fault_rate:g}" if rates else "no random faults"
+        tickets = f"; tickets to {args.tickets_url}" if args.tickets_url else ""
+        print(f"Simulator: {where}, {len(sim.models)} units; devices in {', '.join(lists)}; "
+              f"{faults}{tickets}; control http://127.0.0.1:{control_port}", flush=True)
 
     async def main() -> None:
-        task = asyncio.ensure_future(serve(sim, devices_out=devices_out, token=token,
-                                           control_port=args.control_port, ready=ready))
+        task = asyncio.ensure_future(serve(
+            sim, devices_out=devices_out, token=token, control_port=args.control_port,
+            ready=ready, opcua_site=args.opcua_site, opcua_devices_out=opcua_out,
+            tickets=sender))
         stop = asyncio.Event()
         _stop_on_signals(asyncio.get_running_loop(), stop)
         await asyncio.wait({task, asyncio.ensure_future(stop.wait())},
@@ -141,7 +200,8 @@ def _sim_control(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.sim_command == "fault":
             response = httpx.post(f"{url}/faults", headers=headers, timeout=10,
-                                  json={"asset_id": args.asset_id, "duration_s": args.duration})
+                                  json={"asset_id": args.asset_id, "duration_s": args.duration,
+                                        "kind": args.kind, "severity": args.severity})
         else:
             response = httpx.delete(f"{url}/faults/{args.asset_id}", headers=headers, timeout=10)
     except httpx.HTTPError as exc:
@@ -151,7 +211,8 @@ def _sim_control(args: argparse.Namespace, settings: Settings) -> int:
         print(f"bessmon sim: {response.json().get('detail', response.text)}", file=sys.stderr)
         return 2
     if args.sim_command == "fault":
-        print(f"fault on {args.asset_id} for {args.duration:.0f}s")
+        what = "fault" if args.kind == "trip" else args.kind.replace("_", " ")
+        print(f"{what} on {args.asset_id} for {args.duration:.0f}s")
     else:
         print(f"{args.asset_id}: {'cleared' if response.json()['cleared'] else 'no fault active'}")
     return 0
@@ -337,6 +398,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "one when taken; 0 = any)")
     up.add_argument("--seed", type=int, default=0, help="simulator random seed")
     up.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
+    up.add_argument("--fault-rate", type=non_negative, default=DEMO_FAULT_RATE,
+                    help=f"random faults, times the realistic rates (default "
+                         f"{DEMO_FAULT_RATE:g}: a fault every few minutes on 3 sites; 0 = none)")
+    up.add_argument("--fault-durations", type=positive_float, default=DEMO_FAULT_DURATIONS,
+                    help=f"fault and maintenance durations, times the realistic ones (default "
+                         f"{DEMO_FAULT_DURATIONS:g})")
+    up.add_argument("--opcua-site", help="the site served over OPC UA (default: the fleet's "
+                    "last site when it has several; 'none': every site on Modbus)")
     up.set_defaults(run=cmd_up)
 
     services = sub.add_parser("services", help="run the local broker and Redis only")
@@ -348,14 +417,38 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--devices-out", type=Path, help="where to write the connector's "
                      "device list")
     sim.add_argument("--control-port", type=int, default=0, help="HTTP control port")
-    sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--speed", type=float, default=1.0)
+    sim.add_argument("--seed", type=int, default=0,
+                     help="random seed: the same seed, the same physics and faults")
+    sim.add_argument("--speed", type=positive_float, default=1.0,
+                     help="simulated seconds per wall-clock second (e.g. 60 for demos)")
+    sim.add_argument("--fault-rate", type=non_negative, default=1.0,
+                     help="random faults (inverter trips, DC block isolations, HVAC failures, "
+                          "comms drops, derates) and maintenance, times the realistic rates "
+                          "(default 1; 0 = none)")
+    sim.add_argument("--fault-durations", type=positive_float, default=1.0,
+                     help="their durations, times the realistic ones (default 1)")
+    sim.add_argument("--opcua-site", metavar="SITE_ID",
+                     help="serve this site's units over OPC UA instead of Modbus TCP")
+    sim.add_argument("--opcua-devices-out", type=Path, help="where to write the OPC UA "
+                     "connector's device list (default: opcua-devices.yaml beside "
+                     "--devices-out)")
+    sim.add_argument("--tickets-url", metavar="API_URL",
+                     help="send Jira ticket webhooks for faults to this API "
+                          "(secret: BESSMON_WEBHOOK_SECRET_JIRA)")
+    sim.add_argument("--ticket-delay", type=parse_duration, default=300.0,
+                     help="simulated time from a fault to its ticket (default 5m)")
     sim.set_defaults(run=cmd_sim, sim_command=None)
     sim_sub = sim.add_subparsers(dest="sim_command", metavar="ACTION")
     fault = sim_sub.add_parser("fault", help="trip an asset (a site: all its units)")
     fault.add_argument("asset_id")
     fault.add_argument("--for", dest="duration", type=parse_duration, default=300.0,
                        help="how long, e.g. 90s, 5m, 2h (default 5m)")
+    fault.add_argument("--kind", default="trip", choices=("trip", "maintenance", "derate",
+                                                          "hvac_failure", "comms_drop"),
+                       help="what goes wrong (default trip; the others apply to units and "
+                            "sites)")
+    fault.add_argument("--severity", type=float, default=0.5,
+                       help="derate: the share of power kept (default 0.5)")
     clear = sim_sub.add_parser("clear", help="end an injected fault now")
     clear.add_argument("asset_id")
 

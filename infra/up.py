@@ -1,5 +1,12 @@
 """`bessmon up`: the whole embedded stack on one machine — broker, Redis, simulator, Modbus
-connector, flows and API as child processes — until Ctrl-C or SIGTERM stops them in order."""
+connector, OPC UA connector, flows and API as child processes — until Ctrl-C or SIGTERM stops
+them in order.
+
+The simulator serves the fleet's last site over OPC UA (when there are several) and the
+others over Modbus TCP, injects random faults at demo rates, and sends tickets for them to
+the API's Jira webhook, signed with a secret made for this run (or the one set in
+BESSMON_WEBHOOK_SECRET_JIRA) and given to both (the API starts after the simulator: the
+simulator queues and retries until it answers)."""
 
 from __future__ import annotations
 
@@ -19,6 +26,7 @@ import httpx
 
 from connectors.kafka import ensure_topics
 from connectors.settings import Settings
+from contracts.fleet import load_fleet
 from infra.ports import free_port, is_listening
 from infra.services import Service, ServiceError, spawn, start_broker, start_redis, stop_process
 from infra.sim.fleetgen import fleet_yaml, generate_fleet
@@ -47,6 +55,9 @@ class Stack:
     api_port: int | None = None
     seed: int = 0
     speed: float = 1.0
+    fault_rate: float = 0.0  # times the realistic rates (0: no random faults)
+    fault_durations: float = 1.0
+    opcua_site: str | None = None  # None: the last site when there are several; "none": none
     say: Callable[[str], None] = print
     services: list[Service] = field(default_factory=list)
     children: list[Child] = field(default_factory=list)
@@ -75,12 +86,18 @@ class Stack:
             raise StackError(str(exc)) from None
         bootstrap = settings.require_kafka()
         ensure_topics(bootstrap, [settings.topic_telemetry, settings.topic_status,
-                                  settings.topic_availability, settings.topic_dlq],
+                                  settings.topic_availability, settings.topic_dlq,
+                                  settings.topic_tickets],
                       settings.topic_partitions)
         fleet_file = settings.fleet_file
         if self.sites is not None:
             fleet_file = run_dir / "fleet.yaml"
             fleet_file.write_text(fleet_yaml(generate_fleet(self.sites)), encoding="utf-8")
+        sites = [s.id for s in load_fleet(fleet_file).sites]
+        opcua_site = self.opcua_site if self.opcua_site is not None else \
+            (sites[-1] if len(sites) > 1 else "none")
+        if opcua_site != "none" and opcua_site not in sites:
+            raise StackError(f"--opcua-site: no site {opcua_site!r} in {fleet_file}")
         token = settings.api_token.get_secret_value() if settings.api_token else \
             secrets.token_urlsafe(24)
         sim_token = secrets.token_urlsafe(24)
@@ -89,26 +106,45 @@ class Stack:
             api_port = free_port(settings.api_host)
         sim_port = free_port()
         devices_file = run_dir / "devices.yaml"
+        opcua_file = run_dir / "opcua-devices.yaml"
         devices_file.unlink(missing_ok=True)
+        opcua_file.unlink(missing_ok=True)
+        base = f"http://{settings.api_host}:{api_port}"
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
                "REDIS_URL": settings.require_redis(), "BESSMON_FLEET_FILE": str(fleet_file),
                "BESSMON_RUN_DIR": str(run_dir), "BESSMON_API_TOKEN": token,
                "BESSMON_SIM_TOKEN": sim_token, "PYTHONUNBUFFERED": "1"}
+        # The Jira webhook's secret: the simulator signs with it, the API checks. One made
+        # for this run, unless one is set (a real Jira sends to this API too); only these
+        # two processes get it.
+        jira_secret = env.pop("BESSMON_WEBHOOK_SECRET_JIRA", "") or secrets.token_urlsafe(32)
+        ticketing_env = {**env, "BESSMON_WEBHOOK_SECRET_JIRA": jira_secret}
         cli = [sys.executable, "-m", "infra.cli"]
 
-        self._child("sim", [*cli, "sim", "--devices-out", str(devices_file), "--control-port",
-                            str(sim_port), "--seed", str(self.seed), "--speed", str(self.speed)],
-                    env)
-        self._wait("simulator", lambda: devices_file.exists(), 30)
-        self._child("connector", [*cli, "connect", "modbus", "--devices", str(devices_file)], env)
+        sim_args = [*cli, "sim", "--devices-out", str(devices_file), "--control-port",
+                    str(sim_port), "--seed", str(self.seed), "--speed", str(self.speed),
+                    "--fault-rate", str(self.fault_rate),
+                    "--fault-durations", str(self.fault_durations), "--tickets-url", base]
+        if opcua_site != "none":
+            sim_args += ["--opcua-site", opcua_site, "--opcua-devices-out", str(opcua_file)]
+        self._child("sim", sim_args, ticketing_env)
+        modbus = opcua_site == "none" or len(sites) > 1  # else the one site is on OPC UA
+        # The simulator writes the OPC UA list first: the Modbus one means both are there.
+        self._wait("simulator", lambda: (devices_file if modbus else opcua_file).exists(), 30)
+        if modbus:
+            self._child("connector", [*cli, "connect", "modbus", "--devices",
+                                      str(devices_file)], env)
+        if opcua_site != "none":
+            self._child("opcua-connector", [*cli, "connect", "opcua", "--devices",
+                                            str(opcua_file)], env)
         self._child("flows", [*cli, "flows"], env)
         self._child("api", [*cli, "api", "--host", settings.api_host, "--port", str(api_port)],
-                    env)
-        base = f"http://{settings.api_host}:{api_port}"
+                    ticketing_env)
         self._wait("API", lambda: _healthy(f"{base}/api/v1/health"), 60)
         state = {"api_url": base + "/", "sim_url": f"http://127.0.0.1:{sim_port}",
                  "sim_token": sim_token, "kafka": bootstrap, "redis": settings.require_redis(),
                  "fleet_file": str(fleet_file), "pid": os.getpid(),
+                 "opcua_site": None if opcua_site == "none" else opcua_site,
                  "children": {c.name: c.process.pid for c in self.children}}
         write_private(run_dir / "stack.json", json.dumps(state, indent=2))
         self.dashboard_url = f"{base}/#token={token}"
@@ -169,8 +205,10 @@ def write_private(path: Path, text: str) -> None:
 
 
 def run_up(settings: Settings, *, sites: int | None, api_port: int | None, seed: int,
-           speed: float) -> int:
-    stack = Stack(settings, sites=sites, api_port=api_port, seed=seed, speed=speed)
+           speed: float, fault_rate: float = 0.0, fault_durations: float = 1.0,
+           opcua_site: str | None = None) -> int:
+    stack = Stack(settings, sites=sites, api_port=api_port, seed=seed, speed=speed,
+                  fault_rate=fault_rate, fault_durations=fault_durations, opcua_site=opcua_site)
     stopping = running = False
 
     def request_stop(signum: int, _frame: object) -> None:

@@ -45,7 +45,10 @@ class RunningStack:
 
 
 def start_stack(run_dir: Path, *args: str, timeout_s: float = 120) -> RunningStack:
-    """`bessmon up` on fresh local services (no KAFKA_BOOTSTRAP_SERVERS / REDIS_URL)."""
+    """`bessmon up` on fresh local services (no KAFKA_BOOTSTRAP_SERVERS / REDIS_URL), without
+    random faults unless `args` ask for them (tests inject the faults they look for)."""
+    if "--fault-rate" not in args:
+        args = ("--fault-rate", "0", *args)
     env = {k: v for k, v in os.environ.items()
            if k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "BESSMON_API_TOKEN")}
     env["BESSMON_RUN_DIR"] = str(run_dir)

@@ -10,7 +10,10 @@ few errors of ours. What becomes a sample is decided by `SampleBuilder`, a plain
 - a node's value is taken only when its timestamp is newer than the last one taken from that
   node. A new subscription starts by repeating every node's current value; after a reconnect
   those repeats carry the timestamps already sent and are dropped. The builder outlives the
-  connections, so this holds across reconnects and server restarts.
+  connections, so this holds across reconnects and server restarts;
+- a device with `snapshots: true` has each sample completed with the last good value of its
+  other nodes (a node reporting a bad status is left out until it is good again): a sample is
+  then the device's whole state at that time, like a Modbus poll.
 
 Health (`DeviceHealth`, connector "opcua"), published when a device's state changes:
 online — session up, every mapped node monitored and reporting good values; degraded — session
@@ -117,9 +120,14 @@ class SampleBuilder:
     unusable: dict[tuple[str, str], str] = field(default_factory=dict)  # node → why not taken
     _pending: dict[tuple[str, int], dict[str, dict[str, TagValue]]] = field(
         default_factory=dict)
+    # snapshot devices: the last good value of every node, by device, asset and tag; the
+    # nodes turned bad since the last flush, by (device, ms)
+    _held: dict[str, dict[str, dict[str, TagValue]]] = field(default_factory=dict)
+    _gone: dict[tuple[str, int], list[NodeMapping]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._maps = {(d.id, key): node for d in self.devices for key, node in d.nodes.items()}
+        self._snapshots = {d.id for d in self.devices if d.snapshots}
 
     def add(self, device_id: str, node_key: str, data: ua.DataValue) -> None:
         """One data change of one node (its DataValue as the server sent it)."""
@@ -135,6 +143,8 @@ class SampleBuilder:
         if status is not None and not status.is_good():
             self.unusable[key] = status.name
             self.last_ms[key] = ts_ms
+            if device_id in self._snapshots:
+                self._gone.setdefault((device_id, ts_ms), []).append(mapping)
             return
         value = convert(data.Value.Value if data.Value is not None else None, mapping)
         if value is None:
@@ -148,10 +158,20 @@ class SampleBuilder:
 
     def flush(self, device_id: str | None = None) -> list[TelemetrySample]:
         """The samples of the values added since the last flush (of one device, or all)."""
-        keys = sorted(k for k in self._pending if device_id is None or k[0] == device_id)
+        keys = sorted(k for k in {*self._pending, *self._gone}
+                      if device_id is None or k[0] == device_id)
         out = []
-        for key in keys:
-            assets = self._pending.pop(key)
+        for key in keys:  # a device's in time order
+            assets = self._pending.pop(key, {})
+            if key[0] in self._snapshots:
+                held = self._held.setdefault(key[0], {})
+                for gone in self._gone.pop(key, ()):
+                    held.get(gone.asset, {}).pop(gone.tag, None)
+                if not assets:
+                    continue  # only nodes gone bad: no new value, no sample
+                for asset, tags in assets.items():
+                    held.setdefault(asset, {}).update(tags)
+                assets = {asset: dict(tags) for asset, tags in held.items() if tags}
             out.append(TelemetrySample(
                 device_id=key[0], device_type=None, ts_ms=key[1],
                 assets=tuple(AssetReading(id=a, tags=tags) for a, tags in assets.items())))

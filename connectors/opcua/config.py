@@ -15,12 +15,18 @@ devices:
   username: bessmon                     # optional, with password_env
   password_env: NORDVIK_OPCUA_PASSWORD  # the password is never kept in this file
   sampling_interval_ms: 1000            # per device; a node may override it
+  snapshots: true                       # optional: every sample carries all nodes' values
   nodes:
     "ns=2;s=nordvik-u01.soc_pct": {asset: nordvik-u01, tag: soc_pct}
     "ns=2;s=nordvik-u01.active_power_w": {asset: nordvik-u01, tag: active_power_kw,
                                           scale: 0.001, sampling_interval_ms: 250}
 ```
 A value reported by a node becomes `value * scale + offset` under its asset and tag.
+
+`snapshots` (default false): a sample carries, besides the values that changed, the last good
+value of every other node of the device (sample-and-hold) — for consumers that read each
+sample as the device's whole state, as the flows do with a Modbus poll: there, a sample
+without a unit's status reads as that unit gone silent.
 """
 
 from __future__ import annotations
@@ -112,6 +118,7 @@ class OpcUaDevice(_Model):
     sampling_interval_ms: Interval = 1000.0
     publishing_interval_ms: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     timeout_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 4.0
+    snapshots: bool = False  # samples carry every node's last good value, not only changes
     nodes: dict[str, NodeMapping] = Field(min_length=1)
 
     @field_validator("endpoint")

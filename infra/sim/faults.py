@@ -40,6 +40,21 @@ class FaultRates:
                           scale(self.derate), self.maintenance_every_days / max(factor, 1e-9),
                           self.maintenance_hours)
 
+    def with_durations(self, factor: float) -> FaultRates:
+        """Every fault and maintenance window `factor` times as long. Demos at real time
+        use frequent, short faults (`scaled(100).with_durations(0.1)`): more often alone
+        would keep a large part of the fleet down at once."""
+        if factor <= 0:
+            raise ValueError("the duration factor must be positive")
+
+        def stretch(r: tuple[float, float, float]) -> tuple[float, float, float]:
+            return (r[0], r[1] * factor, r[2] * factor)
+
+        return FaultRates(stretch(self.inverter_trip), stretch(self.block_isolation),
+                          stretch(self.hvac_failure), stretch(self.comms_drop),
+                          stretch(self.derate), self.maintenance_every_days,
+                          self.maintenance_hours * factor)
+
 
 @dataclass(frozen=True, order=True)
 class FaultEvent:

@@ -4,7 +4,11 @@ The values come from the simulator's unit models (the same physics the Modbus ga
 serve, pinned values included); the vendor reports power in W and temperatures in kelvin, and
 the device list it writes scales them back to canonical kW and °C. Each value keeps the source
 timestamp of its last change, across server restarts too (like a controller whose OPC UA
-server restarts while its data stays): a client must not report such a value a second time."""
+server restarts while its data stays): a client must not report such a value a second time.
+
+While a unit's communication is down (`Simulator.silent`), its nodes keep their last value
+with the status `BadNoCommunication` (source time: when the drop began), as an aggregating
+OPC UA server reports a field device it lost; when it returns they carry fresh values."""
 
 from __future__ import annotations
 
@@ -66,6 +70,7 @@ VENDOR_TAGS: dict[str, VendorTag] = {
     "soc_pct": VendorTag("soc_pct"),
     "temperature_c": VendorTag("temperature_k", shift=273.15),
     "cell_temp_max_c": VendorTag("cell_temp_max_k", shift=273.15),
+    "soh_pct": VendorTag("soh_pct"),
 }
 
 
@@ -133,6 +138,9 @@ class OpcUaSimServer:
         }
         # Last value and source timestamp per node name: survives restarts.
         self.values: dict[str, tuple[float | int, dt.datetime]] = {}
+        self.unit_of = {n.name: unit_id for unit_id, served in self.nodes.items()
+                        for n in served}
+        self.silent_since: dict[str, dt.datetime] = {}  # units without communication
         self._server: Server | None = None
         self._node_ids: dict[str, ua.NodeId] = {}
         self._lock = asyncio.Lock()
@@ -160,10 +168,17 @@ class OpcUaSimServer:
 
     def _update_values(self) -> list[str]:
         """Take the simulator's current values; the names of the nodes whose value changed."""
-        now = dt.datetime.fromtimestamp(self.sim.now(), dt.UTC)
+        # Source times on the wall clock, like the Modbus connector's poll times (the
+        # simulation runs `speed` times faster).
+        now = dt.datetime.fromtimestamp(self.sim.wall_ms(self.sim.now()) / 1000, dt.UTC)
         changed = []
         for unit_id, served in self.nodes.items():
             readings = self._readings(unit_id)
+            silent = self.sim.silent(unit_id)
+            back = not silent and self.silent_since.pop(unit_id, None) is not None
+            if silent and unit_id not in self.silent_since:
+                self.silent_since[unit_id] = now
+                changed += [n.name for n in served if n.name in self.values]
             for node in served:
                 canonical = readings[node.asset_id][node.tag]
                 if node.vendor.integer:
@@ -171,7 +186,7 @@ class OpcUaSimServer:
                 else:
                     value = round(canonical * node.vendor.factor + node.vendor.shift, 6)
                 old = self.values.get(node.name)
-                if old is None or old[0] != value:
+                if old is None or (not silent and (back or old[0] != value)):
                     self.values[node.name] = (value, now)
                     changed.append(node.name)
         return changed
@@ -180,6 +195,11 @@ class OpcUaSimServer:
         value, source_ts = self.values[name]
         variant = ua.Variant(int(value), ua.VariantType.UInt16) if integer \
             else ua.Variant(float(value), ua.VariantType.Double)
+        since = self.silent_since.get(self.unit_of[name])
+        if since is not None:
+            return ua.DataValue(variant, SourceTimestamp=max(since, source_ts),
+                                ServerTimestamp=dt.datetime.now(dt.UTC),
+                                StatusCode_=ua.StatusCode(ua.StatusCodes.BadNoCommunication))
         return ua.DataValue(variant, SourceTimestamp=source_ts,
                             ServerTimestamp=dt.datetime.now(dt.UTC))
 
@@ -271,6 +291,7 @@ class OpcUaSimServer:
         username: str | None = None,
         password_env: str | None = None,
         node_ids: Literal["index", "uri"] = "index",
+        snapshots: bool = False,
     ) -> OpcUaDeviceList:
         """The connector's device list for this server: one device per battery unit, a node
         per (asset, tag) with the scaling back to canonical units. Call after `start()` when
@@ -283,7 +304,7 @@ class OpcUaSimServer:
             OpcUaDevice(
                 id=unit_id, endpoint=self.endpoint, security=security or Security(),
                 username=username, password_env=password_env,
-                sampling_interval_ms=sampling_interval_ms,
+                sampling_interval_ms=sampling_interval_ms, snapshots=snapshots,
                 nodes={f"{prefix};s={n.name}": n.vendor.mapping(n.asset_id, n.tag)
                        for n in served})
             for unit_id, served in self.nodes.items()

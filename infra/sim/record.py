@@ -31,7 +31,8 @@ def record(fleet: Fleet, start_ms: int, end_ms: int, step_ms: int, *, seed: int 
     times a day on average, for 10 min to 4 h."""
     rng = random.Random(seed)
     units = [u for s in fleet.sites for u in s.units]
-    models = {u.id: UnitModel(u, random.Random(rng.random())) for u in units}
+    zones = {u.id: s.tz for s in fleet.sites for u in s.units}
+    models = {u.id: UnitModel(u, random.Random(rng.random()), tz=zones[u.id]) for u in units}
     assets_of = {u.id: [u.id, *(a for inv in u.inverters for a in (inv.id, *(b.id for b in
                                                                             inv.blocks)))]
                  for u in units}

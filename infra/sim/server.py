@@ -1,5 +1,15 @@
-"""Serve a simulated fleet: one Modbus TCP gateway per site (one unit id per battery unit),
-the physics ticking underneath, and a small HTTP control API to inject faults."""
+"""Serve a simulated fleet: one Modbus TCP gateway per site (one unit id per battery unit) —
+or one site over OPC UA (infra/sim/opcua_server.py) —, the physics ticking underneath
+(infra/sim/model.py), random faults (infra/sim/faults.py) and the tickets they cause
+(infra/sim/tickets.py, sent by infra/sim/ticket_sender.py), and a small HTTP control API to
+inject and clear faults.
+
+A unit whose communication drops stops answering: requests to its Modbus unit id get no
+response at all (the gateway keeps answering the other unit ids), as a dead controller
+behind a gateway that does not report it; the connector sees timeouts. (pymodbus answers an
+unknown unit id with exception 11, "gateway target device failed to respond", unless the
+server ignores missing devices — which `serve` does.) Over OPC UA its nodes turn
+`BadNoCommunication`."""
 
 from __future__ import annotations
 
@@ -10,15 +20,17 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from pymodbus.constants import ExcCodes
+from pymodbus.exceptions import NoSuchIdException
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
@@ -26,11 +38,42 @@ from connectors.modbus.devices import DeviceConfig, DeviceList, dump_devices
 from connectors.modbus.profile import DeviceProfile, MappedAsset, Point, map_assets
 from contracts.fleet import Fleet, Unit
 from infra.ports import free_port
-from infra.sim.model import FAULT, Fault, UnitModel
+from infra.sim.faults import FaultProcess, FaultRates
+from infra.sim.model import (
+    FAULT,
+    HVAC_FAILURE_DERATE,
+    MAINTENANCE,
+    Climate,
+    Fault,
+    Limit,
+    UnitModel,
+)
 from infra.sim.sunspec import SUNSPEC_BASE, SUNSPEC_SIZE, sunspec_image
+from infra.sim.tickets import TicketChange, TicketDesk, jira_delivery
+
+if TYPE_CHECKING:
+    from infra.sim.ticket_sender import WebhookSender
 
 log = logging.getLogger(__name__)
 IMAGE_SIZE = 1000  # holding registers per simulated controller
+
+# What can go wrong: the random kinds of faults.py, and "trip" (injected on any asset).
+FaultKind = Literal["trip", "inverter_trip", "block_isolation", "maintenance", "derate",
+                    "hvac_failure", "comms_drop"]
+UNIT_KINDS = frozenset({"maintenance", "derate", "hvac_failure", "comms_drop"})
+# Faults of one slot replace each other; different slots stack (a derated unit may trip).
+_SLOT = {"trip": "fault", "inverter_trip": "fault", "block_isolation": "fault",
+         "maintenance": "fault", "derate": "derate", "hvac_failure": "hvac_failure",
+         "comms_drop": "comms_drop"}
+
+
+@dataclass(frozen=True)
+class ActiveFault:
+    id: int
+    kind: str
+    asset_id: str
+    start_s: float
+    end_s: float
 
 
 class Simulator:
@@ -39,7 +82,13 @@ class Simulator:
     `sunspec` names units (or sites: all their units) whose controllers also expose a SunSpec
     map at 40000 (infra/sim/sunspec.py). Writes to a unit's writable points (the profile's
     `writable: true`) reach its model, which clamps them like a controller would; writes to
-    any other register are refused with an "illegal data address" exception."""
+    any other register are refused with an "illegal data address" exception.
+
+    `fault_rates`: random faults, maintenance windows and derates (None: a quiet fleet, only
+    injected faults); `tickets`: the service desk told of every fault's start and end (its
+    ticket changes are collected by `ticket_changes()`). Each tick applies the random faults
+    that began since the last one, with their own start and end times: the same seed gives
+    the same faults whatever the tick rate."""
 
     def __init__(
         self,
@@ -50,6 +99,8 @@ class Simulator:
         speed: float = 1.0,
         clock: Callable[[], float] = time.time,
         sunspec: Iterable[str] = (),
+        fault_rates: FaultRates | None = None,
+        tickets: TicketDesk | None = None,
     ) -> None:
         self.fleet = fleet
         self.speed = speed
@@ -57,6 +108,13 @@ class Simulator:
         self._wall0 = self._sim0 = clock()
         self._last_tick = self._sim0
         rng = random.Random(seed)
+        self.fault_process = None if fault_rates is None else FaultProcess(
+            fleet, self._sim0, fault_rates, seed=seed)
+        self.tickets = tickets
+        self.active: dict[tuple[str, str], ActiveFault] = {}  # by (slot, asset id)
+        self.comms_down: dict[str, float] = {}  # unit id → until (simulation time)
+        self._fault_ids = 0
+        self._ticket_changes: list[TicketChange] = []
         self.models: dict[str, UnitModel] = {}
         self.maps: dict[str, tuple[DeviceProfile, tuple[MappedAsset, ...]]] = {}
         self.images: dict[str, list[int]] = {}
@@ -64,9 +122,11 @@ class Simulator:
         self.texts: dict[str, dict[str, str]] = {}  # pinned text of string points
         self.modbus_ids: dict[str, int] = {}  # unit id behind its site's gateway
         for site in fleet.sites:
+            climate = Climate(mean_c=rng.uniform(8.0, 24.0), swing_c=rng.uniform(3.5, 7.0))
             for k, unit in enumerate(site.units):
                 profile = profiles[unit.device_profile or "bess-unit-v1"]
-                self.models[unit.id] = UnitModel(unit, random.Random(rng.random()))
+                self.models[unit.id] = UnitModel(unit, random.Random(rng.random()),
+                                                 tz=site.tz, climate=climate)
                 self.maps[unit.id] = (profile, map_assets(profile, unit))
                 self.images[unit.id] = [0] * IMAGE_SIZE
                 self.modbus_ids[unit.id] = k + 1
@@ -82,13 +142,33 @@ class Simulator:
         """Simulation time, epoch seconds (runs `speed` times faster than the wall clock)."""
         return self._sim0 + (self._clock() - self._wall0) * self.speed
 
+    def wall_ms(self, sim_s: float) -> int:
+        """The wall-clock time (epoch ms) at which simulation time `sim_s` is reached."""
+        return round((self._wall0 + (sim_s - self._sim0) / self.speed) * 1000)
+
     def tick(self) -> None:
         now = self.now()
         dt_s = max(0.0, now - self._last_tick)
         self._last_tick = now
+        if self.fault_process is not None:
+            for event in self.fault_process.due(now):
+                self._start(event.kind, event.asset_id, event.start_s, event.end_s,
+                            severity=event.severity, injected=False)
+        self._end_due(now)
         for unit_id, model in self.models.items():
             model.step(now, dt_s)
             self._encode(unit_id, model.readings(now))
+        if self.tickets is not None:
+            self._ticket_changes += self.tickets.due(now)
+
+    def ticket_changes(self) -> list[TicketChange]:
+        """The ticket changes since the last call, oldest first."""
+        changes, self._ticket_changes = self._ticket_changes, []
+        return changes
+
+    def silent(self, unit_id: str) -> bool:
+        """True while the unit's communication is down."""
+        return self.comms_down.get(unit_id, float("-inf")) > self.now()
 
     def _encode(self, unit_id: str, readings: dict[str, dict[str, float]]) -> None:
         profile, assets = self.maps[unit_id]
@@ -107,7 +187,7 @@ class Simulator:
                 image[address:address + point.size] = profile.encode(
                     point, values[point.tag], _exponent(point, values))
             if asset.asset_id == unit_id and unit_id in self.sunspec_images:
-                temperature = model.temperature_c
+                temperature = model.temperature_c or 0.0  # set by readings()
                 if model.unit.inverters:  # the first inverter's, pinned value included
                     first = model.unit.inverters[0].id
                     temperature = self.overrides.get(first, {}).get(
@@ -126,24 +206,102 @@ class Simulator:
         assert asset.unit_id is not None
         return [(self.models[asset.unit_id], asset_id)]
 
-    def inject_fault(self, asset_id: str, duration_s: float, code: int = FAULT) -> float:
-        """Trip an asset (a site trips all its units) for `duration_s`; returns the end time."""
-        until = self.now() + duration_s
-        for model, key in self._fault_targets(asset_id):
-            model.faults[key] = Fault(code, until)
+    def _start(self, kind: str, asset_id: str, start_s: float, end_s: float, *,
+               severity: float = 0.5, injected: bool) -> bool:
+        """Apply a fault from `start_s` to `end_s`. A random one is skipped when its asset is
+        already affected the same way; an injected one replaces what is there. False when
+        skipped."""
+        targets = self._fault_targets(asset_id)
+        if kind in UNIT_KINDS and any(key != model.unit.id for model, key in targets):
+            raise ValueError(f"{kind} applies to battery units or sites, not {asset_id!r}")
+        slot = _SLOT[kind]
+        if not injected and any(self._busy(slot, model, key, start_s)
+                                for model, key in targets):
+            return False
+        previous = self.active.get((slot, asset_id))
+        if previous is not None:
+            self._end((slot, asset_id), max(previous.start_s, min(start_s, previous.end_s)))
+        for model, key in targets:
+            if slot == "fault":
+                model.faults[key] = Fault(MAINTENANCE if kind == "maintenance" else FAULT,
+                                          end_s)
+            elif slot == "derate":
+                model.limits["derate"] = Limit(severity, end_s)
+            elif slot == "hvac_failure":
+                model.limits["hvac_failure"] = Limit(HVAC_FAILURE_DERATE, end_s)
+            else:
+                self.comms_down[key] = end_s
+        self._fault_ids += 1
+        fault = ActiveFault(self._fault_ids, kind, asset_id, start_s, end_s)
+        self.active[(slot, asset_id)] = fault
+        if self.tickets is not None:
+            self.tickets.fault_started(fault.id, kind, asset_id, start_s, end_s)
+        log.info("%s %s on %s for %.0f simulated s", "injected" if injected else "random",
+                 kind, asset_id, end_s - start_s)
+        return True
+
+    def _busy(self, slot: str, model: UnitModel, key: str, at_s: float) -> bool:
+        if slot == "fault":
+            fault = model.faults.get(key)
+            return fault is not None and fault.until_s > at_s
+        if slot in ("derate", "hvac_failure"):
+            limit = model.limits.get(slot)
+            return limit is not None and limit.until_s > at_s
+        return self.comms_down.get(key, float("-inf")) > at_s
+
+    def _end(self, slot: tuple[str, str], at_s: float) -> None:
+        fault = self.active.pop(slot)
+        if self.tickets is not None:
+            self.tickets.fault_ended(fault.id, at_s)
+
+    def _end_due(self, now_s: float) -> None:
+        for slot, fault in list(self.active.items()):
+            if fault.end_s <= now_s:
+                self._end(slot, fault.end_s)
+        self.comms_down = {u: t for u, t in self.comms_down.items() if t > now_s}
+
+    def inject_fault(self, asset_id: str, duration_s: float, code: int = FAULT, *,
+                     kind: FaultKind | None = None, severity: float = 0.5) -> float:
+        """Make something go wrong for `duration_s` (a site: all its units); returns the end
+        time. `kind` defaults to a trip (`code` FAULT) or maintenance (`code` MAINTENANCE);
+        maintenance, derate (to `severity` of its power), hvac_failure and comms_drop apply
+        to units and sites. KeyError: no such asset; ValueError: not for this asset."""
+        if not 0 < severity <= 1:
+            raise ValueError("severity is the share of power kept: above 0, at most 1")
+        now = self.now()
+        kind = kind or ("maintenance" if code == MAINTENANCE else "trip")
+        self._start(kind, asset_id, now, now + duration_s, severity=severity, injected=True)
         self.tick()
-        return until
+        return now + duration_s
 
     def clear_fault(self, asset_id: str) -> bool:
-        cleared = [model.faults.pop(key, None) is not None
-                   for model, key in self._fault_targets(asset_id)]
+        """End now whatever was made to go wrong on the asset (a site: on each of its units):
+        its fault, derates, HVAC failure and comms drop. True if anything was active."""
+        now = self.now()
+        targets = self._fault_targets(asset_id)
+        keys = {asset_id, *(key for _, key in targets)}
+        cleared = False
+        for model, key in targets:
+            popped = model.faults.pop(key, None)
+            cleared |= popped is not None and popped.until_s > now
+            if key == model.unit.id:
+                cleared |= any(lim.until_s > now for lim in model.limits.values())
+                model.limits.clear()
+                cleared |= self.comms_down.pop(key, float("-inf")) > now
+        for slot, fault in list(self.active.items()):
+            if fault.asset_id in keys:
+                self._end(slot, now)
         self.tick()
-        return any(cleared)
+        return cleared
 
     def active_faults(self) -> dict[str, float]:
+        """Asset id → when what is wrong with it ends (the latest, if several things)."""
         now = self.now()
-        return {asset: f.until_s for m in self.models.values()
-                for asset, f in m.faults.items() if f.until_s > now}
+        out: dict[str, float] = {}
+        for fault in self.active.values():
+            if fault.end_s > now:
+                out[fault.asset_id] = max(fault.end_s, out.get(fault.asset_id, 0.0))
+        return out
 
     def set_value(self, asset_id: str, tag: str, value: float | str) -> None:
         """Pin a tag to a value (tests, demos) until `release_value`."""
@@ -171,12 +329,21 @@ class Simulator:
                                      action=partial(self._serve_read, unit.id)))
         return devices
 
+    def modbus_server(self, units: tuple[Unit, ...], address: tuple[str, int]) -> ModbusTcpServer:
+        """One site's gateway (not started): unit id k+1 serves `units[k]`; a unit whose
+        communication is down gets no answer."""
+        return ModbusTcpServer(self.modbus_devices(units), address=address,
+                               ignore_missing_devices=True)
+
     async def _serve_read(
         self, unit_id: str, function_code: int, start: int, address: int, count: int,
         registers: list[int], values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
         """pymodbus' action for every request: reads are answered from the current image;
-        writes go to the model (`values` may be changed in place: what the device stores)."""
+        writes go to the model (`values` may be changed in place: what the device stores).
+        While the unit's communication is down nothing answers (see the module docstring)."""
+        if self.silent(unit_id):
+            raise NoSuchIdException(f"{unit_id}: communication down")
         if values is not None:
             return self._write(unit_id, address, [int(v) for v in values], values)
         offset = address - start
@@ -229,9 +396,14 @@ def _exponent(point: Point, values: dict[str, float | str]) -> int:
     return int(value) if not isinstance(value, str) else 0
 
 
+InjectKind = Literal["trip", "maintenance", "derate", "hvac_failure", "comms_drop"]
+
+
 class FaultRequest(BaseModel):
     asset_id: str = Field(min_length=1)
     duration_s: float = Field(300.0, gt=0, le=30 * 86400)
+    kind: InjectKind = "trip"
+    severity: float = Field(0.5, gt=0, le=1)  # derate: the share of power kept
 
 
 _bearer = HTTPBearer(auto_error=False)
@@ -246,35 +418,46 @@ def _authorized(request: Request,
 
 
 def control_app(sim: Simulator, token: str) -> FastAPI:
-    """HTTP control of the simulator (bearer token; loopback only)."""
+    """HTTP control of the simulator (bearer token; loopback only). The handlers are
+    coroutines: they run on the event loop that ticks the simulator, never beside it."""
     app = FastAPI(title="bessmon simulator control")
     app.state.token = token
     auth = [Depends(_authorized)]
 
     @app.get("/health")
-    def health() -> dict[str, object]:
+    async def health() -> dict[str, object]:
         return {"status": "ok", "sites": len(sim.fleet.sites), "units": len(sim.models)}
 
     @app.post("/faults", dependencies=auth, status_code=201)
-    def inject(req: FaultRequest) -> dict[str, object]:
+    async def inject(req: FaultRequest) -> dict[str, object]:
         try:
-            until = sim.inject_fault(req.asset_id, req.duration_s)
+            until = sim.inject_fault(req.asset_id, req.duration_s, kind=req.kind,
+                                     severity=req.severity)
         except KeyError:
             raise HTTPException(404, f"unknown asset id {req.asset_id!r}") from None
-        return {"asset_id": req.asset_id, "until": until}
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {"asset_id": req.asset_id, "kind": req.kind, "until": until}
 
     @app.get("/faults", dependencies=auth)
-    def faults() -> dict[str, float]:
+    async def faults() -> dict[str, float]:
         return sim.active_faults()
 
     @app.delete("/faults/{asset_id}", dependencies=auth)
-    def clear(asset_id: str) -> dict[str, object]:
+    async def clear(asset_id: str) -> dict[str, object]:
         try:
             return {"asset_id": asset_id, "cleared": sim.clear_fault(asset_id)}
         except KeyError:
             raise HTTPException(404, f"unknown asset id {asset_id!r}") from None
 
     return app
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)  # readers never see half a file
 
 
 async def serve(
@@ -284,44 +467,71 @@ async def serve(
     devices_out: Path | None = None,
     control_port: int = 0,
     token: str,
-    ready: Callable[[DeviceList, int], None] | None = None,
+    ready: Callable[[DeviceList | None, int], None] | None = None,
     poll_interval_s: float = 1.0,
+    opcua_site: str | None = None,
+    opcua_devices_out: Path | None = None,
+    tickets: WebhookSender | None = None,
 ) -> None:
-    """Run the gateways, the physics tick and the control API until cancelled."""
+    """Run the gateways (and the OPC UA server of `opcua_site`), the physics tick, the
+    ticket deliveries and the control API until cancelled.
+
+    The OPC UA device list is written before the Modbus one, so a reader waiting for the
+    Modbus list finds both. `ready` gets the Modbus device list (None when every site is on
+    OPC UA) and the control port."""
+    from infra.sim.opcua_server import OpcUaSimServer
+
+    opcua = OpcUaSimServer(sim, opcua_site, host=host) if opcua_site else None
     servers: list[ModbusTcpServer] = []
     configs: list[DeviceConfig] = []
     for site in sim.fleet.sites:
+        if site.id == opcua_site:
+            continue
         port = free_port(host)
-        servers.append(ModbusTcpServer(sim.modbus_devices(site.units), address=(host, port)))
+        servers.append(sim.modbus_server(site.units, (host, port)))
         configs += [
             DeviceConfig(id=u.id, asset=u.id, host=host, port=port, unit_id=k + 1,
                          profile=sim.maps[u.id][0].id, poll_interval_s=poll_interval_s)
             for k, u in enumerate(site.units)
         ]
-    devices = DeviceList(devices=tuple(configs))
+    devices = DeviceList(devices=tuple(configs)) if configs else None
     control_port = control_port or free_port(host)
     web = uvicorn.Server(uvicorn.Config(control_app(sim, token), host=host, port=control_port,
                                         log_level="warning", lifespan="off"))
+    tick_s = min(1.0, poll_interval_s / 2)
     async with asyncio.TaskGroup() as group:
         tasks = [group.create_task(s.serve_forever()) for s in servers]
         tasks.append(group.create_task(web.serve()))
+        if tickets is not None:
+            tasks.append(group.create_task(tickets.run()))
         try:
             while not web.started:
                 await asyncio.sleep(0.05)
-            if devices_out:
-                devices_out.parent.mkdir(parents=True, exist_ok=True)
-                tmp = devices_out.with_suffix(".tmp")
-                tmp.write_text(dump_devices(devices), encoding="utf-8")
-                tmp.replace(devices_out)  # readers never see half a file
+            if opcua is not None:
+                await opcua.start()
+                if opcua_devices_out:
+                    # Whole-unit samples, as the flows read a Modbus poll (see
+                    # connectors/opcua/config.py `snapshots`).
+                    opcua.write_device_list(opcua_devices_out, snapshots=True,
+                                            sampling_interval_ms=poll_interval_s * 1000)
+                tasks.append(group.create_task(opcua.run(tick_s, drive_physics=False)))
+            if devices_out and devices is not None:
+                _write_atomically(devices_out, dump_devices(devices))
             if ready:
                 ready(devices, control_port)
             while True:
-                await asyncio.sleep(min(1.0, poll_interval_s / 2))
+                await asyncio.sleep(tick_s)
                 sim.tick()
+                for change in sim.ticket_changes():
+                    if tickets is not None:
+                        tickets.submit(jira_delivery(change, sim.wall_ms))
         finally:
             web.should_exit = True
             for s in servers:
                 with contextlib.suppress(Exception):
                     await s.shutdown()
+            if opcua is not None:
+                with contextlib.suppress(Exception):
+                    await opcua.stop()
             for t in tasks:
                 t.cancel()

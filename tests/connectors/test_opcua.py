@@ -184,6 +184,38 @@ devices:
                                             "ns=2;s=b (value is not a number, string or boolean)"]
 
 
+def test_a_snapshot_device_sends_its_whole_state_in_every_sample() -> None:
+    """`snapshots: true`: each sample completed with the last good value of every other
+    node, in time order; a node gone bad is left out until it is good again."""
+    devices = parse_devices("""
+devices:
+- id: u1
+  endpoint: opc.tcp://127.0.0.1:4840
+  snapshots: true
+  nodes:
+    "ns=2;s=a": {asset: u1, tag: status_code}
+    "ns=2;s=b": {asset: u1, tag: soc_pct}
+    "ns=2;s=c": {asset: u1-b1, tag: cell_temp_max_c}
+""", "t.yaml").devices
+    t0 = dt.datetime(2026, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
+    t1, t2 = t0 + dt.timedelta(seconds=1), t0 + dt.timedelta(seconds=2)
+    builder = SampleBuilder(devices)
+    for key, value in (("a", 0), ("b", 50.0), ("c", 25.0)):
+        builder.add("u1", f"ns=2;s={key}", _value(value, t0))
+    builder.add("u1", "ns=2;s=c", _value(25.1, t1))  # only the block's temperature changes
+    builder.add("u1", "ns=2;s=b", _value(0.0, t2, status=ua.StatusCodes.BadNoCommunication))
+    builder.add("u1", "ns=2;s=c", _value(25.2, t2))
+    samples = builder.flush()
+    assert [(s.ts_ms - epoch_ms(t0), {a.id: a.tags for a in s.assets}) for s in samples] == [
+        (0, {"u1": {"status_code": 0, "soc_pct": 50.0}, "u1-b1": {"cell_temp_max_c": 25.0}}),
+        (1000, {"u1": {"status_code": 0, "soc_pct": 50.0}, "u1-b1": {"cell_temp_max_c": 25.1}}),
+        (2000, {"u1": {"status_code": 0}, "u1-b1": {"cell_temp_max_c": 25.2}}),
+    ]
+    builder.add("u1", "ns=2;s=b", _value(49.0, t2 + dt.timedelta(seconds=1)))
+    [back] = builder.flush()
+    assert back.assets[0].tags == {"status_code": 0, "soc_pct": 49.0}
+
+
 # -- the device list --------------------------------------------------------------------------
 
 VALID = """\

@@ -1,5 +1,6 @@
 """Starting and stopping the services and the whole stack leaves no process behind and frees
-every port — after SIGTERM, and even when `bessmon up` itself is killed."""
+every port — after SIGTERM, and even when `bessmon up` itself is killed. The stack serves the
+fleet's last site over OPC UA, polled by a connector of its own."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ from urllib.parse import urlparse
 
 import pytest
 
+from connectors.kafka import read_topic
+from connectors.modbus.devices import load_devices
+from connectors.settings import Settings
+from contracts.events import TelemetrySample
 from infra.ports import is_listening
 from infra.services import start_broker, start_redis
 from tests.stack import alive, start_stack, wait_gone
@@ -46,8 +51,25 @@ def test_sigterm_stops_the_whole_stack_and_frees_its_ports(tmp_path: Path) -> No
     state = stack.state()
     pids = _stack_processes(state)
     ports = _ports(state, stack.port)
-    assert len(pids) == 4 and all(alive(p) for p in pids)
+    children = state["children"]
+    assert isinstance(children, dict)
+    assert set(children) == {"sim", "connector", "opcua-connector", "flows", "api"}
+    assert len(pids) == 5 and all(alive(p) for p in pids)
     assert all(is_listening(*p) for p in ports)
+    # mesa, the last site, is on OPC UA: not in the Modbus device list, yet its units'
+    # telemetry reaches the topic (through the OPC UA connector).
+    assert state["opcua_site"] == "mesa"
+    modbus = {d.asset for d in load_devices(tmp_path / "run" / "devices.yaml").devices}
+    assert modbus and not any(a.startswith("mesa-") for a in modbus)
+    topic = Settings().topic_telemetry
+    deadline = time.monotonic() + 30
+    devices: set[str] = set()
+    while time.monotonic() < deadline and not any(d.startswith("mesa-") for d in devices):
+        messages = read_topic(str(state["kafka"]), topic, timeout_s=5, idle_s=1)
+        devices = {TelemetrySample.model_validate_json(m.value() or b"").device_id
+                   for m in messages}
+    assert {d for d in devices if d.startswith("mesa-")} == {"mesa-u01", "mesa-u02",
+                                                              "mesa-u03", "mesa-u04"}
     assert stack.stop(signal.SIGTERM) == 0
     assert wait_gone(pids) == []
     assert not any(is_listening(*p) for p in ports)
