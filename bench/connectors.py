@@ -1,6 +1,9 @@
 """Connector benchmark (issue 5): one Modbus connector process polling fleet-30's devices —
 30 sites × 40 units (2 inverters × 8 DC blocks each: 19 assets a poll), one Modbus TCP
-gateway per site, every unit at 1 Hz — served by the simulator in its own process.
+gateway per site, every unit at 1 Hz — served by the simulator in processes of its own
+(`--sim-processes`, default 2: one Python process answers ~500–1,200 polls/s on this machine
+while it also moves the physics, fewer than fleet-30's 1,200 devices need; a real fleet's
+controllers are separate machines).
 
 Measured:
   * the connector's CPU use (user + system, all its threads, from /proc) over a window, the
@@ -12,6 +15,7 @@ Measured:
     the part after the poll (sample `ts_ms` → topic) is reported separately.
 
     .venv/bin/python -m bench.connectors [--sites 30] [--units 40] [--seconds 60] [--changes 40]
+                                         [--sim-processes 2]
 
 Uses KAFKA_BOOTSTRAP_SERVERS when set, else starts a local broker.
 """
@@ -29,11 +33,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from connectors.kafka import ensure_topics
+from connectors.modbus.devices import DeviceList, dump_devices, load_devices
 from infra.ports import free_port
 from infra.services import local_services
 from infra.sim.fleetgen import fleet_yaml, generate_fleet
@@ -102,6 +108,7 @@ def main() -> None:
     parser.add_argument("--units", type=int, default=40)
     parser.add_argument("--seconds", type=float, default=60.0, help="CPU window")
     parser.add_argument("--changes", type=int, default=40, help="register changes timed")
+    parser.add_argument("--sim-processes", type=int, default=2, help="simulator processes")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, local_services(
@@ -112,23 +119,34 @@ def main() -> None:
         fleet_file.write_text(fleet_yaml(fleet), encoding="utf-8")
         units = [u["id"] for s in fleet["sites"] for u in s["units"]]  # type: ignore[attr-defined]
         ensure_topics(kafka, [TOPIC], PARTITIONS)
-        devices, sim_port, token = run / "devices.yaml", free_port(), "bench-token"
+        devices, token = run / "devices.yaml", "bench-token"
+        shards = args.sim_processes
+        sim_ports = [free_port() for _ in range(shards)]
+        sites: list[dict[str, Any]] = fleet["sites"]  # type: ignore[assignment]
+        shard_of = {u["id"]: i % shards for i, s in enumerate(sites) for u in s["units"]}
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka, "BESSMON_FLEET_FILE":
                str(fleet_file), "BESSMON_RUN_DIR": str(run), "BESSMON_SIM_TOKEN": token,
                "BESSMON_TOPIC_TELEMETRY": TOPIC, "BESSMON_TOPIC_PARTITIONS": str(PARTITIONS)}
         cli = [sys.executable, "-m", "infra.cli"]
-        logs = (run / "sim.log").open("w"), (run / "connector.log").open("w")
-        sim = subprocess.Popen([*cli, "sim", "--fleet", str(fleet_file), "--devices-out",
-                                str(devices), "--control-port", str(sim_port)],
-                               env=env, stdout=logs[0], stderr=subprocess.STDOUT)
+        logs = [(run / f"sim-{i}.log").open("w") for i in range(shards)]
+        logs.append((run / "connector.log").open("w"))
+        sims = [subprocess.Popen([*cli, "sim", "--fleet", str(fleet_file), "--devices-out",
+                                  str(run / f"devices-{i}.yaml"), "--control-port",
+                                  str(sim_ports[i]), "--shard", f"{i}/{shards}",
+                                  "--fault-rate", "0"],
+                                 env=env, stdout=logs[i], stderr=subprocess.STDOUT)
+                for i in range(shards)]
         connector: subprocess.Popen[bytes] | None = None
         watcher = TopicWatcher(kafka)
         try:
             deadline = time.monotonic() + 120
-            while not devices.exists():
-                if time.monotonic() > deadline or sim.poll() is not None:
-                    sys.exit(f"simulator did not start: {(run / 'sim.log').read_text()[-2000:]}")
+            parts = [run / f"devices-{i}.yaml" for i in range(shards)]
+            while not all(p.exists() for p in parts):
+                if time.monotonic() > deadline or any(p.poll() is not None for p in sims):
+                    sys.exit(f"simulator did not start: {(run / 'sim-0.log').read_text()[-2000:]}")
                 time.sleep(0.2)
+            merged = tuple(d for p in parts for d in load_devices(p).devices)
+            devices.write_text(dump_devices(DeviceList(devices=merged)), encoding="utf-8")
             watcher.start()
             connector = subprocess.Popen([*cli, "connect", "modbus", "--devices", str(devices)],
                                          env=env, stdout=logs[1], stderr=subprocess.STDOUT)
@@ -137,25 +155,27 @@ def main() -> None:
             time.sleep(15)
             if connector.poll() is not None:
                 sys.exit(f"connector died: {(run / 'connector.log').read_text()[-2000:]}")
-            c0, s0, n0, t0 = (cpu_seconds(connector.pid), cpu_seconds(sim.pid),
+            c0, s0, n0, t0 = (cpu_seconds(connector.pid), sum(cpu_seconds(p.pid) for p in sims),
                               watcher.samples, time.monotonic())
             time.sleep(args.seconds)
-            c1, s1, n1, t1 = (cpu_seconds(connector.pid), cpu_seconds(sim.pid),
+            c1, s1, n1, t1 = (cpu_seconds(connector.pid), sum(cpu_seconds(p.pid) for p in sims),
                               watcher.samples, time.monotonic())
             wall = t1 - t0
             print(f"connector CPU: {100 * (c1 - c0) / wall:.0f} % of one core "
-                  f"(RSS {rss_mib(connector.pid):.0f} MiB); simulator CPU "
+                  f"(RSS {rss_mib(connector.pid):.0f} MiB); simulator CPU ({shards} processes) "
                   f"{100 * (s1 - s0) / wall:.0f} %; samples to the topic "
                   f"{(n1 - n0) / wall:,.0f}/s (expected {len(units)}/s)", flush=True)
 
-            client = httpx.Client(base_url=f"http://127.0.0.1:{sim_port}",
-                                  headers={"Authorization": f"Bearer {token}"})
+            clients = [httpx.Client(base_url=f"http://127.0.0.1:{port}",
+                                    headers={"Authorization": f"Bearer {token}"})
+                       for port in sim_ports]
             rng = random.Random(1)
             for unit in rng.sample(units, min(args.changes, len(units))):
                 time.sleep(rng.uniform(0.3, 0.8))  # not in step with the polls
                 with watcher.lock:
                     watcher.watch[unit] = time.time()
-                client.post("/faults", json={"asset_id": unit, "duration_s": 30}).raise_for_status()
+                clients[shard_of[unit]].post(
+                    "/faults", json={"asset_id": unit, "duration_s": 30}).raise_for_status()
             time.sleep(3)
             watcher.running = False
             total = [watcher.seen[u][0] - watcher.watch[u] for u in watcher.seen]
@@ -171,7 +191,7 @@ def main() -> None:
                   f"{pct(after_poll, 0.99) * 1000:.0f} ms", flush=True)
         finally:
             watcher.running = False
-            for proc in (connector, sim):
+            for proc in (connector, *sims):
                 if proc is not None:
                     proc.terminate()
                     try:

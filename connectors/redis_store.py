@@ -31,8 +31,17 @@ ALARMS_CHANNEL = f"{PREFIX}:live:alarms"  # every breach raised or cleared
 
 
 def alarms_key(site_id: str) -> str:
-    """A site's active breaches: hash breach id → BreachEvent JSON."""
+    """A site's active breaches: hash breach id → BreachEvent JSON (written by the flows)."""
     return f"{PREFIX}:alarms:{site_id}"
+
+
+ALARM_HANDLING_CHANNEL = f"{PREFIX}:live:alarm-handling"  # every acknowledge / shelve
+
+
+def alarm_handling_key(site_id: str) -> str:
+    """What operators did to a site's active alarms: hash breach id → AlarmHandling JSON
+    (written by the API, dropped by the flows when the breach clears)."""
+    return f"{PREFIX}:alarm-handling:{site_id}"
 
 
 ALERTS_CHANNEL = f"{PREFIX}:live:alerts"  # every early warning raised or cleared

@@ -1,7 +1,8 @@
 """Bytewax sink for the hot state in Redis: each site's latest snapshot (plus a pub/sub
 message for the API's live feeds), each unit's newest tag values, and each site's active
-alarms and alerts (hashes by id; raised and cleared also published) and open unavailability
-episodes (a hash by episode id), one pipeline per batch.
+alarms and alerts (hashes by id; raised and cleared also published; a cleared alarm takes
+its operators' handling with it, contracts/alarms.py) and open unavailability episodes (a hash
+by episode id), one pipeline per batch.
 Writes are idempotent (SET), so an epoch replayed after a recovery leaves nothing twice."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from connectors.redis_store import (
     ALARMS_CHANNEL,
     ALERTS_CHANNEL,
+    alarm_handling_key,
     alarms_key,
     alerts_key,
     episodes_key,
@@ -49,6 +51,7 @@ class _Partition(StatelessSinkPartition[HotState]):
                     pipe.hset(alarms_key(item.site_id), item.breach_id, payload)
                 else:
                     pipe.hdel(alarms_key(item.site_id), item.breach_id)
+                    pipe.hdel(alarm_handling_key(item.site_id), item.breach_id)
                 pipe.publish(ALARMS_CHANNEL, payload)
             elif isinstance(item, Alert):
                 payload = item.model_dump_json()

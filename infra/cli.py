@@ -64,6 +64,13 @@ def positive_float(text: str) -> float:
     return value
 
 
+def shard(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d+)/(\d+)", text)
+    if not match or not int(match[1]) < int(match[2]):
+        raise argparse.ArgumentTypeError(f"must be I/N with 0 ≤ I < N, got {text!r}")
+    return int(match[1]), int(match[2])
+
+
 def positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number ≥ 1, got {text!r}")
@@ -115,7 +122,7 @@ def cmd_sim(args: argparse.Namespace, settings: Settings) -> int:
     import string
 
     from connectors.modbus.profile import load_profiles
-    from contracts.fleet import load_fleet
+    from contracts.fleet import Fleet, load_fleet
     from infra.sim.faults import FaultRates
     from infra.sim.fleetgen import fleet_yaml, generate_fleet
     from infra.sim.server import Simulator, serve
@@ -129,6 +136,9 @@ def cmd_sim(args: argparse.Namespace, settings: Settings) -> int:
         fleet_file.parent.mkdir(parents=True, exist_ok=True)
         fleet_file.write_text(fleet_yaml(generate_fleet(args.sites)), encoding="utf-8")
     fleet = load_fleet(fleet_file)
+    if args.shard:
+        index, count = args.shard
+        fleet = Fleet(sites=fleet.sites[index::count])
     if args.opcua_site and args.opcua_site not in {s.id for s in fleet.sites}:
         print(f"bessmon sim: --opcua-site: no site {args.opcua_site!r} in {fleet_file}",
               file=sys.stderr)
@@ -236,7 +246,7 @@ def cmd_flows(args: argparse.Namespace, settings: Settings) -> int:
     import datetime as dt
 
     from bytewax.recovery import RecoveryConfig, init_db_dir
-    from bytewax.testing import run_main
+    from bytewax.run import cli_main
 
     from connectors.kafka import ensure_topics
     from contracts.fleet import load_fleet
@@ -249,16 +259,19 @@ def cmd_flows(args: argparse.Namespace, settings: Settings) -> int:
     fleet = load_fleet(settings.fleet_file)
     config = load_monitoring(settings.monitoring_file)
     contracts = load_site_contracts(settings, fleet)
-    ensure_topics(settings.require_kafka(), [
-        settings.topic_telemetry, settings.topic_tickets, settings.topic_status,
-        settings.topic_availability, settings.topic_dlq, settings.topic_breaches,
-        settings.topic_alerts], settings.topic_partitions)
-    recovery = None
-    if args.recovery_dir:
-        if not any(args.recovery_dir.glob("*")):
+    child = args.process_id is not None
+    if not child:
+        ensure_topics(settings.require_kafka(), [
+            settings.topic_telemetry, settings.topic_tickets, settings.topic_status,
+            settings.topic_availability, settings.topic_dlq, settings.topic_breaches,
+            settings.topic_alerts], settings.topic_partitions)
+        if args.recovery_dir and not any(args.recovery_dir.glob("*")):
             args.recovery_dir.mkdir(parents=True, exist_ok=True)
-            init_db_dir(args.recovery_dir, 1)
-        recovery = RecoveryConfig(args.recovery_dir)
+            # One recovery partition per process: a cluster resumes with as many processes.
+            init_db_dir(args.recovery_dir, args.processes)
+        if args.processes > 1:
+            return _flow_cluster(args)
+    recovery = RecoveryConfig(args.recovery_dir) if args.recovery_dir else None
     flow = build_flow(settings, fleet, config, contracts, tail=not args.to_end,
                       now_ms=None if args.to_end else (lambda: int(time.time() * 1000)),
                       site_settings=SiteSettings.of(config,
@@ -267,9 +280,46 @@ def cmd_flows(args: argparse.Namespace, settings: Settings) -> int:
     # SIGTERM keeps its default (exit at once): Kafka keeps the input, and with a recovery
     # directory the flow resumes from its last snapshot.
     with contextlib.suppress(KeyboardInterrupt):
-        run_main(flow, epoch_interval=dt.timedelta(seconds=args.epoch_interval),
+        cli_main(flow, process_id=args.process_id,
+                 addresses=args.addresses.split(",") if args.addresses else None,
+                 epoch_interval=dt.timedelta(seconds=args.epoch_interval),
                  recovery_config=recovery)
     return 0
+
+
+def _flow_cluster(args: argparse.Namespace) -> int:
+    """`--processes N`: N worker processes of one Bytewax cluster on loopback (processes,
+    not threads: the GIL makes threads slower than one worker, DESIGN.md). Kafka partitions
+    and sites are spread over them; SIGINT/SIGTERM reach every one; the first to fail stops
+    the others, and the worst exit status is this command's."""
+    import subprocess
+
+    from infra.ports import free_port
+    from infra.services import die_with_parent
+
+    addresses = ",".join(f"127.0.0.1:{free_port()}" for _ in range(args.processes))
+    base = [sys.executable, "-m", "infra.cli", "flows", "--epoch-interval",
+            str(args.epoch_interval), "--addresses", addresses]
+    base += ["--to-end"] if args.to_end else []
+    base += ["--recovery-dir", str(args.recovery_dir)] if args.recovery_dir else []
+    procs = [subprocess.Popen([*base, "--process-id", str(i)], preexec_fn=die_with_parent)
+             for i in range(args.processes)]
+
+    def forward(signum: int, _frame: object) -> None:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, forward)
+    stopping = False
+    while any(p.poll() is None for p in procs):
+        if not stopping and any(p.returncode not in (None, 0) for p in procs):
+            stopping = True  # a cluster without one of its workers stalls: stop the rest
+            forward(signal.SIGTERM, None)
+        time.sleep(0.1)
+    codes = [p.returncode for p in procs]
+    return max((abs(c) for c in codes), default=0)
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
@@ -432,6 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--opcua-devices-out", type=Path, help="where to write the OPC UA "
                      "connector's device list (default: opcua-devices.yaml beside "
                      "--devices-out)")
+    sim.add_argument("--shard", type=shard, metavar="I/N",
+                     help="serve only every N-th site from the I-th (0-based): a large fleet "
+                          "served by N simulator processes, one core each")
     sim.add_argument("--tickets-url", metavar="API_URL",
                      help="send Jira ticket webhooks for faults to this API "
                           "(secret: BESSMON_WEBHOOK_SECRET_JIRA)")
@@ -467,6 +520,10 @@ def build_parser() -> argparse.ArgumentParser:
     flows.add_argument("--to-end", action="store_true",
                        help="stop at the end of the topics, making everything final "
                             "(replays; no clock-skew check)")
+    flows.add_argument("--processes", type=positive_int, default=1,
+                       help="worker processes of one Bytewax cluster (default 1)")
+    flows.add_argument("--process-id", type=int, help=argparse.SUPPRESS)
+    flows.add_argument("--addresses", help=argparse.SUPPRESS)
     flows.set_defaults(run=cmd_flows)
 
     replay = sub.add_parser(

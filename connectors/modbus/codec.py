@@ -115,6 +115,36 @@ def unpacker(datatype: Datatype, size: int, word_order: Order = "big",
     return read
 
 
+@lru_cache(maxsize=256)
+def packer(datatype: Datatype, size: int, word_order: Order = "big",
+           byte_order: Order = "big") -> Callable[[int | float], list[int]]:
+    """`pack` of a number for one layout, its structs built once: what a simulator calls
+    per point and tick. Whole-number types take whole numbers only (EncodeError otherwise)."""
+    if datatype == "string":
+        raise ValueError("strings have no packer; use pack")
+    words = _registers(size, byte_order)
+    value = struct.Struct(_BITFIELDS[size] if datatype == "bitfield" else NUMBERS[datatype][0])
+    floating = datatype in ("float32", "float64")
+    reverse = word_order == "little"
+
+    def write(raw: int | float) -> list[int]:
+        try:
+            if floating:
+                data = value.pack(raw)
+            else:
+                if not math.isfinite(raw) or raw != round(raw):
+                    raise EncodeError(f"{raw!r} is not a whole number ({datatype})")
+                data = value.pack(round(raw))
+        except (struct.error, OverflowError):
+            raise EncodeError(f"{raw!r} does not fit a {datatype}") from None
+        registers = list(words.unpack(data))
+        if reverse:
+            registers.reverse()
+        return registers
+
+    return write
+
+
 def shortest_float32(value: float) -> float:
     """The shortest decimal that is the same float32: 0.1 read from a float32 register is
     0.10000000149011612 as a double, and nobody wrote that."""

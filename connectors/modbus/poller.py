@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -44,12 +45,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class PointRead:
-    """A point at its absolute address, with its scale factor's point and address if any."""
+    """A point at its absolute address, with its scale factor's point and address if any.
+    `value` is set for the plain numbers most points are (no scale factor, enum, bit field
+    or text): their raw value → the published value (None: nothing to publish), prepared
+    once — a connector decodes every point of every device each second."""
 
     point: Point
     address: int
     unpack: Callable[[Sequence[int]], RawValue]  # its registers → its raw value
     scale_factor: tuple[Point, int] | None = None
+    value: Callable[[RawValue], TagValue | None] | None = None
+    size: int = 1  # registers
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +120,12 @@ class DeviceMap:
         for asset_id, reads in group.reads:
             tags: dict[str, TagValue] = {}
             for r in reads:
+                words = [registers[a] for a in range(r.address, r.address + r.size)]
+                if r.value is not None:
+                    value = r.value(r.unpack(words))
+                    if value is not None:
+                        tags[r.point.tag] = value
+                    continue
                 exponent = 0
                 if r.scale_factor is not None:
                     sf_point, sf_address = r.scale_factor
@@ -121,10 +133,11 @@ class DeviceMap:
                     if sf == sf_point.missing or not isinstance(sf, int):
                         continue  # no scale, no value
                     exponent = sf
-                words = [registers[a] for a in range(r.address, r.address + r.point.size)]
                 tags.update(profile.publish_raw(r.point, r.unpack(words), exponent))
-            readings.append(AssetReading(id=asset_id, tags=tags))
-        return TelemetrySample(device_id=self.device.id, ts_ms=ts_ms, assets=tuple(readings))
+            readings.append(AssetReading.model_construct(id=asset_id, tags=tags))
+        # Built from the device map, valid by construction: no validation per poll.
+        return TelemetrySample.model_construct(device_id=self.device.id, ts_ms=ts_ms,
+                                               assets=tuple(readings))
 
     def locate(self, tag: str, asset_id: str | None = None) -> tuple[MappedAsset, Point]:
         """The asset (the device's own unit by default) and its point `tag`."""
@@ -145,7 +158,24 @@ def _point_read(profile: DeviceProfile, asset: MappedAsset, point: Point) -> Poi
         sf_point = profile.by_tag[asset.kind][point.scale_factor]
         sf = (sf_point, asset.base + sf_point.offset)
     return PointRead(point, asset.base + point.offset,
-                     unpacker(point.datatype, point.size, *profile.orders(point)), sf)
+                     unpacker(point.datatype, point.size, *profile.orders(point)), sf,
+                     None if sf is not None else _plain_value(point), point.size)
+
+
+def _plain_value(point: Point) -> Callable[[RawValue], TagValue | None] | None:
+    """`DeviceProfile.publish_raw` for a plain number, prepared; None for other points."""
+    if point.datatype in ("string", "bitfield") or point.enum is not None \
+            or not point.publish:
+        return None
+    tag_missing, scaled, isfinite = point.missing, point.scaled, math.isfinite
+
+    def value(raw: RawValue) -> TagValue | None:
+        if tag_missing is not None and raw == tag_missing:
+            return None
+        number = scaled(raw)  # type: ignore[arg-type]
+        return number if isfinite(number) else None
+
+    return value
 
 
 class ModbusConnector:

@@ -19,7 +19,7 @@ import hmac
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -118,6 +118,8 @@ class Simulator:
         self.models: dict[str, UnitModel] = {}
         self.maps: dict[str, tuple[DeviceProfile, tuple[MappedAsset, ...]]] = {}
         self.images: dict[str, list[int]] = {}
+        self.plans: dict[str, list[_AssetPlan]] = {}  # how each unit's image is encoded
+        self.encoded: dict[str, dict[int, tuple[float | str, int]]] = {}  # address → value
         self.overrides: dict[str, dict[str, float]] = {}
         self.texts: dict[str, dict[str, str]] = {}  # pinned text of string points
         self.modbus_ids: dict[str, int] = {}  # unit id behind its site's gateway
@@ -129,6 +131,8 @@ class Simulator:
                                                  tz=site.tz, climate=climate)
                 self.maps[unit.id] = (profile, map_assets(profile, unit))
                 self.images[unit.id] = [0] * IMAGE_SIZE
+                self.plans[unit.id] = _plan(profile, self.maps[unit.id][1])
+                self.encoded[unit.id] = {}
                 self.modbus_ids[unit.id] = k + 1
         self.sunspec_images: dict[str, list[int]] = {}
         for asset_id in sunspec:
@@ -147,6 +151,13 @@ class Simulator:
         return round((self._wall0 + (sim_s - self._sim0) / self.speed) * 1000)
 
     def tick(self) -> None:
+        """Advance everything to now."""
+        for _ in self.ticking():
+            pass
+
+    def ticking(self) -> Iterator[None]:
+        """`tick` one site at a time: the server yields to its event loop between sites, so
+        requests are answered while a large fleet moves (no pause of the whole tick)."""
         now = self.now()
         dt_s = max(0.0, now - self._last_tick)
         self._last_tick = now
@@ -155,9 +166,12 @@ class Simulator:
                 self._start(event.kind, event.asset_id, event.start_s, event.end_s,
                             severity=event.severity, injected=False)
         self._end_due(now)
-        for unit_id, model in self.models.items():
-            model.step(now, dt_s)
-            self._encode(unit_id, model.readings(now))
+        for site in self.fleet.sites:
+            for unit in site.units:
+                model = self.models[unit.id]
+                model.step(now, dt_s)
+                self._encode(unit.id, model.readings(now))
+            yield
         if self.tickets is not None:
             self._ticket_changes += self.tickets.due(now)
 
@@ -171,21 +185,30 @@ class Simulator:
         return self.comms_down.get(unit_id, float("-inf")) > self.now()
 
     def _encode(self, unit_id: str, readings: dict[str, dict[str, float]]) -> None:
-        profile, assets = self.maps[unit_id]
+        """The readings into the unit's register image. A point whose value (and scale
+        exponent) is what it holds already is not encoded again: most are not moving."""
         model = self.models[unit_id]
         image = self.images[unit_id]
-        for asset in assets:
-            values: dict[str, float | str] = {**readings[asset.asset_id]}
-            if asset.asset_id == unit_id:
-                values |= model.controls()
-            values |= self.overrides.get(asset.asset_id, {})
-            values |= self.texts.get(asset.asset_id, {})
-            for point in profile.points.get(asset.kind, ()):
-                if point.tag not in values:
+        encoded = self.encoded[unit_id]
+        overrides, texts = self.overrides, self.texts
+        for asset, points in self.plans[unit_id]:
+            values: Mapping[str, float | str] = readings[asset.asset_id]
+            if asset.asset_id == unit_id or asset.asset_id in overrides \
+                    or asset.asset_id in texts:
+                values = {**values}
+                if asset.asset_id == unit_id:
+                    values |= model.controls()
+                values |= overrides.get(asset.asset_id, {})
+                values |= texts.get(asset.asset_id, {})
+            for point, address, size, encode in points:
+                value = values.get(point.tag)
+                if value is None:
                     continue  # a tag the model does not know: left as it is
-                address = asset.base + point.offset
-                image[address:address + point.size] = profile.encode(
-                    point, values[point.tag], _exponent(point, values))
+                held = (value, 0 if point.scale_factor is None else _exponent(point, values))
+                if encoded.get(address) == held:
+                    continue
+                image[address:address + size] = encode(*held)
+                encoded[address] = held
             if asset.asset_id == unit_id and unit_id in self.sunspec_images:
                 temperature = model.temperature_c or 0.0  # set by readings()
                 if model.unit.inverters:  # the first inverter's, pinned value included
@@ -385,10 +408,21 @@ class Simulator:
             registers = profile.encode(point, held)
             stored[at:at + point.size] = registers  # type: ignore[assignment]
             self.images[unit_id][first:first + point.size] = registers
+            self.encoded[unit_id].pop(first, None)
         return None
 
 
-def _exponent(point: Point, values: dict[str, float | str]) -> int:
+_Encoder = Callable[[float | str, int], list[int]]
+_AssetPlan = tuple[MappedAsset, list[tuple[Point, int, int, _Encoder]]]
+
+
+def _plan(profile: DeviceProfile, assets: tuple[MappedAsset, ...]) -> list[_AssetPlan]:
+    """Each asset's points with their absolute address, size and prepared encoder."""
+    return [(asset, [(point, asset.base + point.offset, point.size, profile.encoder(point))
+                     for point in profile.points.get(asset.kind, ())]) for asset in assets]
+
+
+def _exponent(point: Point, values: Mapping[str, float | str]) -> int:
     """The power of ten a point's scale factor point holds (0 without one)."""
     if point.scale_factor is None:
         return 0
@@ -498,7 +532,10 @@ async def serve(
     control_port = control_port or free_port(host)
     web = uvicorn.Server(uvicorn.Config(control_app(sim, token), host=host, port=control_port,
                                         log_level="warning", lifespan="off"))
-    tick_s = min(1.0, poll_interval_s / 2)
+    # The physics moves once per poll interval (at most once a second): a poll reads values
+    # at most one interval old, and a fleet of thousands of units leaves the event loop time
+    # to answer. Injected faults and pinned values take effect at once (they tick).
+    tick_s = min(1.0, poll_interval_s)
     async with asyncio.TaskGroup() as group:
         tasks = [group.create_task(s.serve_forever()) for s in servers]
         tasks.append(group.create_task(web.serve()))
@@ -521,7 +558,8 @@ async def serve(
                 ready(devices, control_port)
             while True:
                 await asyncio.sleep(tick_s)
-                sim.tick()
+                for _ in sim.ticking():
+                    await asyncio.sleep(0)
                 for change in sim.ticket_changes():
                     if tickets is not None:
                         tickets.submit(jira_delivery(change, sim.wall_ms))
