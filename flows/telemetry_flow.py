@@ -21,14 +21,14 @@ from __future__ import annotations
 import pickle
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.operators import StatefulLogic
-from bytewax.outputs import DynamicSink, Sink
+from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
 from pydantic import ValidationError
 
 from connectors.settings import Settings
@@ -162,6 +162,19 @@ class SiteLogic(StatefulLogic[tuple[str, Kind, RawMessage], Output, bytes]):
         if not self.snapshots:
             return b""
         return pickle.dumps(self.runtime, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class _NullPartition(StatelessSinkPartition[Any]):
+    def write_batch(self, items: list[Any]) -> None:
+        pass
+
+
+class NullSink(DynamicSink[Any]):
+    """Takes everything, keeps nothing: an output a run does without (a replay leaves the
+    hot state in Redis to the live flow)."""
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _NullPartition:
+        return _NullPartition()
 
 
 def routing(fleet: Fleet) -> Callable[[tuple[Kind, RawMessage]], str]:

@@ -5,7 +5,9 @@ At `--speed max` the recording goes into topics of its own (one partition: the f
 order is the topics' order), the flow runs over them to their end and makes everything final
 up to the end of the last measurement period, and the command prints each site's final
 periods (spec §7) and, with `--status-out`, writes the status intervals it derived (spec §1
-CSV) — `bessmon contracts evaluate` on that file gives the same numbers. At `--speed N` the
+CSV) — `bessmon contracts evaluate` on that file gives the same numbers. Its results go to
+the history store (a backfill recomputes past months there) and its own topics, never to the
+hot state in Redis, which stays the live stack's. At `--speed N` the
 recording goes into the running stack's telemetry topic, N times faster than it happened."""
 
 from __future__ import annotations
@@ -23,17 +25,16 @@ from zoneinfo import ZoneInfo
 
 from bytewax.testing import run_main
 
-from connectors.history import open_history
 from connectors.kafka import CheckedProducer, ensure_topics, read_topic
 from connectors.settings import Settings
 from contracts.contract import Contract, load_contracts
-from contracts.events import PeriodAvailability
+from contracts.events import PeriodAvailability, StatusChange
 from contracts.fleet import Fleet
 from contracts.money import round_half_up
 from contracts.monitoring import MonitoringConfig
 from contracts.periods import from_us
 from flows.site_state import SiteSettings
-from flows.telemetry_flow import build_flow
+from flows.telemetry_flow import NullSink, build_flow
 from infra.services import local_services
 from infra.sim.record import device_of, read_jsonl
 
@@ -92,10 +93,12 @@ def replay(settings: Settings, fleet: Fleet, config: MonitoringConfig,
         n = produce(settings, settings.topic_telemetry, recording, None,
                     lambda k: say(f"  sent {k:,} samples"))
         say(f"replaying {n:,} samples through {settings.topic_telemetry} …")
+        # The hot state is left alone: a backfill of past months must not replace what the
+        # live stack shows now (its results go to the history and the replay's topics).
         run_main(build_flow(settings, fleet, config, contracts, tail=False, now_ms=None,
                             site_settings=SiteSettings.of(config,
                                                           account_from_contract_year=True),
-                            finish_at_eof=True))
+                            finish_at_eof=True, hot_sink=NullSink()))
         say(f"done in {time.monotonic() - started:.1f} s")
         periods = [PeriodAvailability.model_validate_json(m.value() or b"")
                    for m in read_topic(settings.require_kafka(), settings.topic_availability,
@@ -106,34 +109,39 @@ def replay(settings: Settings, fleet: Fleet, config: MonitoringConfig,
             say(f"{len(dead):,} records refused (see {settings.topic_dlq})")
         if status_out is not None:
             replayed_to = max((p.end_ms for p in periods), default=None)
-            write_status_csv(settings, fleet, status_out, replayed_to)
+            changes = [StatusChange.model_validate_json(m.value() or b"")
+                       for m in read_topic(settings.require_kafka(), settings.topic_status,
+                                           idle_s=1, timeout_s=120)]
+            write_status_csv(changes, fleet, status_out, replayed_to)
             say(f"status intervals written to {status_out}")
         return periods
 
 
-def write_status_csv(settings: Settings, fleet: Fleet, path: Path,
+def write_status_csv(changes: list[StatusChange], fleet: Fleet, path: Path,
                      open_until_ms: int | None) -> None:
-    """The final status intervals in the history, as spec §1's CSV; an interval still open
-    ends where the replay made time final (`open_until_ms`; left out when None)."""
-    store = open_history(settings)
-    try:
-        rows = store.status_intervals([a for a in fleet.assets if fleet.assets[a].kind != "site"],
-                                      0, 2**62)
-    finally:
-        store.close()
+    """The final status intervals of this replay (its own status topic's changes: nothing of
+    earlier replays or of a live stack sharing the history), as spec §1's CSV: each change
+    lasts until the asset's next one; the last ends where the replay made time final
+    (`open_until_ms`; left out when None)."""
+    by_asset: dict[str, list[StatusChange]] = {}
+    for change in changes:
+        by_asset.setdefault(change.asset_id, []).append(change)
     tz_of = {a.id: fleet.site(a.site_id).tz for a in fleet.assets.values()}
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["asset_id", "start", "end", "state", "derate_fraction", "cause"])
-        for r in sorted(rows, key=lambda r: (r.asset_id, r.start_ms)):
-            end_ms = r.end_ms if r.end_ms is not None else open_until_ms
-            if end_ms is None or end_ms <= r.start_ms:
-                continue
-            tz = tz_of[r.asset_id]
-            writer.writerow([
-                r.asset_id, from_us(r.start_ms * 1000, tz).isoformat(),
-                from_us(end_ms * 1000, tz).isoformat(), r.state,
-                "" if r.derate_fraction is None else repr(r.derate_fraction), r.cause or ""])
+        for asset_id in sorted(by_asset):
+            mine = sorted(by_asset[asset_id], key=lambda c: c.ts_ms)
+            ends = [c.ts_ms for c in mine[1:]] + [open_until_ms]
+            tz = tz_of[asset_id]
+            for c, end_ms in zip(mine, ends, strict=True):
+                if end_ms is None or end_ms <= c.ts_ms:
+                    continue
+                writer.writerow([
+                    asset_id, from_us(c.ts_ms * 1000, tz).isoformat(),
+                    from_us(end_ms * 1000, tz).isoformat(), c.state,
+                    "" if c.derate_fraction is None else repr(c.derate_fraction),
+                    c.cause or ""])
 
 
 def periods_json(periods: list[PeriodAvailability], fleet: Fleet) -> list[dict[str, Any]]:

@@ -13,7 +13,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import redis
 
+from connectors.history.rows import StatusIntervalRow
+from connectors.history.sqlite import SqliteHistoryStore
+from connectors.redis_store import site_key
 from connectors.settings import EXAMPLE_CONTRACTS, EXAMPLE_MONITORING, REPO_ROOT
 from contracts.fleet import Fleet
 from infra.sim.fleetgen import fleet_yaml, generate_fleet
@@ -49,6 +53,14 @@ def test_replayed_month_equals_the_batch_evaluation_of_its_intervals(
                                                                  "stale_after_s: 1800"))
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "REDIS_URL": redis_url,
            "BESSMON_RUN_DIR": str(tmp_path / "run")}
+    # What a live stack sharing the history and Redis holds: the replay leaves it alone and
+    # its status file has none of it.
+    live = SqliteHistoryStore(tmp_path / "run" / "history.db")
+    live.write_status([StatusIntervalRow("nordvik-u01", "nordvik", start + 86_400_000,
+                                         start + 90_000_000, "unavailable", None, "fault")])
+    live.close()
+    client = redis.Redis.from_url(redis_url)
+    client.set(site_key("nordvik"), b"live snapshot")
     status = tmp_path / "status.csv"
     replayed = bessmon("replay", "--fleet", str(fleet_file), "--telemetry", str(recording),
                        "--monitoring", str(monitoring), "--status-out", str(status),
@@ -70,6 +82,8 @@ def test_replayed_month_equals_the_batch_evaluation_of_its_intervals(
     assert lost["nordvik-u02"] >= 2.0 and lost["nordvik-u03"] >= 24 * 0.25 * 0.5
     assert {u["asset_id"]: u["excluded_hours"] for u in month["units"]}["nordvik-u04"] >= 4.0
     assert month["availability_pct"] < 100.0
+    assert client.get(site_key("nordvik")) == b"live snapshot"
+    client.close()
 
 
 def test_replay_refuses_a_missing_recording(tmp_path: Path) -> None:
