@@ -8,7 +8,14 @@ import itertools
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from contracts.events import Cause, Severity, State
 from contracts.yamltext import ID_PATTERN, YamlDocument, read_text, validate
@@ -54,11 +61,30 @@ class StatusCode(_Config):
     cause: Cause | None = None
 
 
+class StatusAlarm(_Config):
+    """A device alarm — a tag that is non-zero while the alarm stands, or one `bit` of an
+    alarm word — that makes the asset unavailable, or derated to `derate_fraction` of its
+    rating, whatever its status code says."""
+
+    tag: str
+    bit: Annotated[int, Field(ge=0, le=63)] | None = None
+    state: Literal["unavailable", "derated"]
+    cause: Cause | None = None
+    derate_fraction: Annotated[float, Field(gt=0, lt=1)] | None = None
+
+    @model_validator(mode="after")
+    def _fraction(self) -> StatusAlarm:
+        if (self.state == "derated") != (self.derate_fraction is not None):
+            raise ValueError("derate_fraction is required for a derated alarm and only then")
+        return self
+
+
 class StatusConfig(_Config):
     code_tag: str = "status_code"
     available_power_tag: str = "available_power_kw"
     available_energy_tag: str = "available_energy_kwh"
     codes: dict[int, StatusCode]
+    alarms: tuple[StatusAlarm, ...] = ()
     derate_below: Annotated[float, Field(gt=0, le=1)] = 0.995
 
 

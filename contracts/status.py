@@ -50,6 +50,24 @@ DEFAULT_CODES: Mapping[int, CodeRule] = {
 
 
 @dataclass(frozen=True, slots=True)
+class AlarmRule:
+    """While `tag` is non-zero (its `bit` is set) the asset is at most `state` (with
+    `fraction` when derated)."""
+
+    tag: str
+    state: State
+    cause: Cause | None = None
+    fraction: float | None = None
+    bit: int | None = None
+
+    def active(self, value: TagValue | None) -> bool:
+        number = _number(value)
+        if number is None:
+            return False
+        return bool(int(number) >> self.bit & 1) if self.bit is not None else number != 0
+
+
+@dataclass(frozen=True, slots=True)
 class StatusRules:
     code_tag: str = "status_code"
     available_power_tag: str = "available_power_kw"
@@ -57,12 +75,21 @@ class StatusRules:
     codes: Mapping[int, CodeRule] = field(default_factory=lambda: DEFAULT_CODES)
     # A running asset whose available capacity is below this share of its rating is derated.
     derate_below: float = 0.995
+    alarms: tuple[AlarmRule, ...] = ()
 
     @classmethod
     def of(cls, config: StatusConfig) -> StatusRules:
         return cls(config.code_tag, config.available_power_tag, config.available_energy_tag,
                    {code: CodeRule(c.state, c.cause) for code, c in config.codes.items()},
-                   config.derate_below)
+                   config.derate_below,
+                   tuple(AlarmRule(a.tag, a.state, a.cause, a.derate_fraction, a.bit)
+                         for a in config.alarms))
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """Every tag the rules read (a status is the same while these are)."""
+        return (self.code_tag, self.available_power_tag, self.available_energy_tag,
+                *(a.tag for a in self.alarms))
 
 
 def _number(value: TagValue | None) -> float | None:
@@ -77,7 +104,27 @@ def classify(
     rated_energy_kwh: float | None,
     rules: StatusRules = StatusRules(),
 ) -> Status:
-    """Status of one asset from one poll's tags."""
+    """Status of one asset from one poll's tags: by its status code, then made worse by any
+    active alarm rule (the worst wins: unavailable over the lowest derate; the first rule
+    listed among equals gives the cause)."""
+    status = _by_code(tags, rated_power_kw, rated_energy_kwh, rules)
+    if not rules.alarms or status.state == "unknown":
+        return status
+    for alarm in rules.alarms:
+        if not alarm.active(tags.get(alarm.tag)):
+            continue
+        candidate = Status(alarm.state, alarm.fraction, alarm.cause)
+        if candidate.loss > status.loss:
+            status = candidate
+    return status
+
+
+def _by_code(
+    tags: Mapping[str, TagValue],
+    rated_power_kw: float | None,
+    rated_energy_kwh: float | None,
+    rules: StatusRules,
+) -> Status:
     code = _number(tags.get(rules.code_tag))
     if code is None or int(code) not in rules.codes:
         return UNKNOWN

@@ -174,7 +174,13 @@ class SiteState:
     def on_dead(self, dead: DeadLetter) -> list[Output]:
         """A record of this site's devices refused whole: counts against the DLQ rate."""
         self.counts["refused"] += 1
+        self._count(dead)
         return [dead, *self.dlq_rate.observe(max(dead.ts_ms, self.newest_ms or 0), False)]
+
+    def _count(self, dead: DeadLetter) -> None:
+        """Dead letters by reason, in the snapshot's counts as `dlq.<reason>`."""
+        key = f"dlq.{dead.reason}"
+        self.counts[key] = self.counts.get(key, 0) + 1
 
     def on_ticket(self, ticket: TicketEvent) -> list[Output]:
         return list(self.episodes.on_ticket(ticket))
@@ -182,22 +188,27 @@ class SiteState:
     def on_poll(self, poll: Poll, dead: DeadLetter | None = None,
                 received_ms: int | None = None) -> list[Output]:
         """Take a normalized poll of one of the site's units (and the dead letter of the
-        values refused in it, if any); `received_ms` is the receiving clock (None in
+        values refused in it, if any); `received_ms` is the clock a device's timestamps are
+        judged by — when the record was produced, or failing that received (None in
         replays)."""
         out: list[Output] = [] if dead is None else [dead]
         self.counts["polls"] += 1
-        self.counts["refused"] += dead is not None
+        if dead is not None:
+            self.counts["refused"] += 1
+            self._count(dead)
         out += self.dlq_rate.observe(poll.ts_ms, dead is None)
         statuses = {asset_id: self._status(asset_id, tags) for asset_id, tags in poll.readings}
         refused = self.timelines[poll.unit_id].add(poll.ts_ms, statuses)
         if refused is not None:
             self.counts[refused] += 1
             if refused == "late":
-                out.append(DeadLetter(
+                late = DeadLetter(
                     source="flows.site", reason="late", ts_ms=poll.ts_ms, key=poll.device_id,
                     detail=f"sample of {poll.unit_id} at {poll.ts_ms} is older than the "
                            f"final watermark {self.final_ms}",
-                    payload=_poll_json(poll)))
+                    payload=_poll_json(poll))
+                self._count(late)
+                out.append(late)
             return out  # a duplicate is dropped: its twin was taken
         quality = self.quality.get(poll.device_id)
         if quality is None:
@@ -249,8 +260,7 @@ class SiteState:
         """The asset's status by the rules — worked out again only when one of the tags the
         rules read changed (most polls change none)."""
         rules = self.status_rules
-        key = (tags.get(rules.code_tag), tags.get(rules.available_power_tag),
-               tags.get(rules.available_energy_tag))
+        key = tuple(map(tags.get, rules.tags))
         known = self.status_cache.get(asset_id)
         if known is not None and known[0] == key:
             return known[1]

@@ -29,6 +29,7 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.operators import StatefulLogic
 from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
+from confluent_kafka import TIMESTAMP_CREATE_TIME
 from pydantic import ValidationError
 
 from connectors.settings import Settings
@@ -101,7 +102,10 @@ class SiteRuntime:
     def __getstate__(self) -> dict[str, object]:
         return {"site_id": self.site_id, "normalizer": None, "state": self.state}
 
-    def on_record(self, kind: Kind, record: RawRecord, now_ms: int | None) -> list[Output]:
+    def on_record(self, kind: Kind, record: RawRecord, now_ms: int | None,
+                  produced_ms: int | None = None) -> list[Output]:
+        """`now_ms`: the receiving clock (None in replays); `produced_ms`: when the connector
+        produced the record (its Kafka create time), what a device's clock is judged by."""
         if kind == "ticket":
             return self._ticket(record, now_ms)
         assert self.normalizer is not None, "bind a normalizer after a recovery"
@@ -115,7 +119,7 @@ class SiteRuntime:
                                    f"device {sample.device_id!r} is no battery unit of the "
                                    "fleet", sample.ts_ms)
             return self.state.on_dead(dead) if self.state else [dead]
-        return self.state.on_poll(poll, dead, now_ms)
+        return self.state.on_poll(poll, dead, now_ms if produced_ms is None else produced_ms)
 
     def _ticket(self, record: RawRecord, now_ms: int | None) -> list[Output]:
         try:
@@ -149,7 +153,12 @@ class SiteLogic(StatefulLogic[tuple[str, Kind, RawMessage], Output, bytes]):
             self.runtime = self.make(site_id)
         record = RawRecord(msg.key, msg.value, msg.topic, msg.partition, msg.offset)
         now = self.now_ms() if self.now_ms else None
-        return self.runtime.on_record(kind, record, now), StatefulLogic.RETAIN
+        # Live, a device's clock is judged against the time its record was produced, not
+        # read: a flow catching up after a restart reads old records, from clocks that
+        # were right.
+        produced = msg.timestamp[1] if now is not None and msg.timestamp is not None \
+            and msg.timestamp[0] == TIMESTAMP_CREATE_TIME and msg.timestamp[1] > 0 else None
+        return self.runtime.on_record(kind, record, now, produced), StatefulLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[Output], bool]:
         state = self.runtime.state if self.runtime else None

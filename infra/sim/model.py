@@ -60,6 +60,7 @@ HVAC_KW_PER_MWH = 25.0  # cooling capacity; heating has half of it
 THERMAL_DERATE_C, THERMAL_TRIP_C = 45.0, 55.0
 THERMAL_SUBSTEP_S = 60.0  # explicit integration in steps no longer than this
 HVAC_FAILURE_DERATE = 0.5  # the controller halves power while its HVAC is down
+HVAC_FAULT_BIT = 1 << 2  # … and says why in its alarm word (profile bess-unit-v1)
 
 # Health: LFP-like fade.
 CALENDAR_FADE_PER_YEAR = 0.015
@@ -329,7 +330,8 @@ class UnitModel:
             unit_code = STANDBY
         out = {unit.id: {"status_code": unit_code, "active_power_kw": self.power_kw,
                          "available_power_kw": available, "soc_pct": self.soc * 100,
-                         "soh_pct": self.soh * 100}}
+                         "soh_pct": self.soh * 100,
+                         "alarm_word": 0 if self.hvac_working(now_s) else HVAC_FAULT_BIT}}
         running = [i for i in unit.inverters if self.code_of(i.id, now_s) == RUNNING]
         load = abs(self.power_kw) / unit.rated_power_kw
         for inv in unit.inverters:

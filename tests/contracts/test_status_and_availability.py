@@ -7,10 +7,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from connectors.settings import EXAMPLE_MONITORING
 from contracts.availability import Timeline, local_midnight_ms
+from contracts.errors import InvalidInput
 from contracts.fleet import parse_fleet
+from contracts.monitoring import parse_monitoring
 from contracts.rules import Rollup
-from contracts.status import Status, classify
+from contracts.status import Status, StatusRules, classify
 
 FLEET = parse_fleet("""
 sites:
@@ -97,3 +100,44 @@ def test_local_days_follow_dst(day: dt.date, hours: int) -> None:
                                         tzinfo=tz).timestamp() * 1000)
     length = local_midnight_ms(next_noon, tz) - local_midnight_ms(noon, tz)
     assert length == hours * 3600 * 1000
+
+
+ALARMED = StatusRules.of(parse_monitoring(EXAMPLE_MONITORING.read_text(), "m.yaml").status)
+
+
+@pytest.mark.parametrize(("tags", "expected"), [
+    ({"status_code": 0, "available_power_kw": 1000, "alarm_word": 0}, Status("available")),
+    ({"status_code": 0, "available_power_kw": 1000, "alarm_word": 1},
+     Status("unavailable", None, "fault")),  # emergency stop
+    ({"status_code": 1, "alarm_word": 2}, Status("unavailable", None, "fault")),  # fire
+    ({"status_code": 0, "available_power_kw": 1000, "alarm_word": 4},
+     Status("derated", 0.5, "fault")),  # HVAC fault
+    # The worse of code and alarm: a deeper derate by available power stands.
+    ({"status_code": 2, "available_power_kw": 300, "alarm_word": 4}, Status("derated", 0.3)),
+    ({"status_code": 3, "alarm_word": 4}, Status("unavailable", None, "fault")),
+    ({"status_code": 4, "alarm_word": 4}, Status("unavailable", None, "scheduled_maintenance")),
+    ({"status_code": 0, "available_power_kw": 1000, "alarm_word": 8}, Status("available")),
+    ({"status_code": 0, "available_power_kw": 1000, "alarm_word": 5},
+     Status("unavailable", None, "fault")),
+    ({"status_code": 99, "alarm_word": 1}, Status("unknown")),  # no status, no judgement
+])
+def test_alarm_bits_make_a_status_worse(tags: dict[str, float], expected: Status) -> None:
+    assert classify(tags, 1000, 2000, ALARMED) == expected
+
+
+@pytest.mark.parametrize(("alarm", "message"), [
+    ("{tag: alarm_word, bit: 2, state: derated}",
+     "derate_fraction is required for a derated alarm and only then"),
+    ("{tag: alarm_word, state: unavailable, derate_fraction: 0.5}",
+     "derate_fraction is required for a derated alarm and only then"),
+    ("{tag: alarm_word, bit: 64, state: unavailable}", "less than or equal to 63"),
+    ("{tag: alarm_word, state: available}", "'unavailable' or 'derated'"),
+])
+def test_invalid_alarm_rules_are_refused(alarm: str, message: str) -> None:
+    text = EXAMPLE_MONITORING.read_text()
+    start = text.index("  alarms:")
+    end = text.index("\n\n", start)
+    with pytest.raises(InvalidInput) as refused:
+        parse_monitoring(text[:start] + f"  alarms:\n    - {alarm}" + text[end:], "m.yaml")
+    assert "m.yaml" in str(refused.value) and "status.alarms" in str(refused.value)
+    assert message in str(refused.value)

@@ -191,3 +191,53 @@ def test_every_asset_has_its_own_live_availability_and_tags_are_downsampled_per_
     first = next(m for m in minutes if m.start_ms == T0 + 40_000)
     assert (first.count, first.min, first.max, first.last) == (60, 40.0, 69.5, 69.5)
     assert first.mean == pytest.approx(sum(20 + t / 2 for t in range(40, 100)) / 60)
+
+
+def test_ld_risk_is_warned_once_per_level_and_cleared_once_recovered() -> None:
+    """June, two units of equal weight, 97 % guaranteed with a 0.5 % margin. u1 is down all of
+    10 June: as the trailing week's loss rate rises the projection falls through `watch` to
+    `ld_risk` (one warning each, the first cleared by the second), and once the outage has
+    left the trailing week the month projects 1 − 24 / 1440 = 98.33 %: `ok`, the warning
+    cleared. Every warning's numbers agree with spec §5/§6 by hand."""
+    import math
+
+    from contracts.events import Alert
+
+    c = site_contract(start="2026-06-01")
+    hourly = SiteSettings(allowed_lateness_ms=60_000, stale_after_ms=30 * 60_000,
+                          finalize_every_ms=600_000, publish_every_ms=3_600_000,
+                          kpi_every_ms=3_600_000, values_every_ms=86_400_000)
+    state = SiteState(FLEET, "s1", CONFIG, c, hourly)
+    start = int(dt.datetime(2026, 6, 1, tzinfo=dt.timezone(dt.timedelta(hours=2))).timestamp())
+    out: list[Output] = []
+    for t in range(start, start + 30 * 86_400, 600):
+        down = (t - start) // 86_400 == 9  # 10 June, local
+        out += feed(state, [sample("u1", t - T0 / 1000, code=3 if down else 0),
+                            sample("u2", t - T0 / 1000)])
+    warnings = [a for a in of(out, Alert) if a.kind == "ld_risk"]
+    assert [(a.state, a.details["level"]) for a in warnings] == [
+        ("raised", "watch"), ("cleared", "watch"), ("raised", "ld_risk"), ("cleared", "ld_risk")]
+    watch, _, risk, cleared = warnings
+    assert (watch.severity, risk.severity) == ("minor", "major")
+    assert 97.0 <= watch.details["projected_pct"] < 97.5
+    projected = risk.details["projected_pct"]
+    assert projected < 97.0
+    billable = math.floor((97.0 - projected) / 0.01 + 1e-9) * 0.01
+    assert risk.details["projected_ld"] == pytest.approx(min(billable * 20_000, 400_000))
+    # Cleared once the outage left the trailing week: 17 June, local.
+    day_cleared = dt.datetime.fromtimestamp(cleared.ts_ms / 1000,
+                                            dt.timezone(dt.timedelta(hours=2))).day
+    assert day_cleared == 17
+    last = of(out, SiteAvailability)[-1]
+    assert last.contract is not None and last.contract.warning_level == "ok"
+    assert last.contract.projected_pct == pytest.approx(100 * (1 - 24 / 1440))
+    # The windows by hand, on final time (the contract started with the first poll).
+    assert last.final_ms is not None
+    elapsed_h = (last.final_ms / 1000 - start) / 3600
+    month = 100 * (1 - 24 / (2 * elapsed_h))
+    assert last.windows["month_to_date"] == pytest.approx(month)
+    assert last.windows["contract_year_to_date"] == pytest.approx(month)
+    assert last.windows["trailing_30d"] == pytest.approx(month)
+    assert last.windows["trailing_7d"] == pytest.approx(100.0)
+    assert last.contract.actual_pct == pytest.approx(month)
+    assert last.contract.ld_year_to_date == 0.0

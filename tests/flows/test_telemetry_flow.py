@@ -10,6 +10,7 @@ import pytest
 import redis
 from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
+from confluent_kafka import TIMESTAMP_CREATE_TIME
 
 from connectors.kafka import CheckedProducer, read_topic
 from connectors.redis_store import latest_key, site_channel, site_key
@@ -83,7 +84,8 @@ def test_flow_outputs_statuses_snapshots_values_and_dead_letters() -> None:
         100 * (1 - 3 / 19))
     assert s1.contract is not None and s1.contract.contract_id == "LTSA-T"
     # Published at u1's last poll, before u2's: 39 polls; the malformed record keyed u1.
-    assert s1.counts == {"polls": 39, "late": 0, "duplicate": 0, "refused": 1}
+    assert s1.counts == {"polls": 39, "late": 0, "duplicate": 0, "refused": 1,
+                         "dlq.malformed_json": 1}
     assert final["s2"].contract is not None and final["s2"].contract.contract_id == \
         "technical-s2"
     assert {v.unit_id for v in hot_out if isinstance(v, LatestValues)} == {"u1", "u2", "v1"}
@@ -161,3 +163,26 @@ def test_a_ticket_on_a_unit_is_linked_to_its_unavailability_episode() -> None:
     assert [t.ticket_id for t in final.tickets] == ["OPS-7"]
     dlq = by_topic(kafka_out, Settings().topic_dlq)
     assert any(d["source"] == "flows.tickets" and d["payload"] == bad.decode() for d in dlq)
+
+
+def test_device_clocks_are_judged_by_when_records_were_produced() -> None:
+    """Live, a flow catching up an hour behind (a restart) raises no clock-skew alert for
+    records produced on time; a device whose timestamps are 2 minutes behind the time its
+    record was produced does get one (max_clock_skew_s is 60)."""
+    def run_with(skew_ms: int) -> list[dict[str, Any]]:
+        messages = [KafkaSourceMessage(
+            b"u2", sample("u2", t).model_dump_json().encode(), topic="raw", partition=0,
+            offset=t, timestamp=(TIMESTAMP_CREATE_TIME, T0 + t * 1000 + skew_ms))
+            for t in range(20)]
+        kafka_out: list[KafkaSinkMessage[bytes, bytes]] = []
+        run_main(build_flow(Settings(), FLEET, CONFIG, CONTRACTS,
+                            source=TestingSource(messages), kafka_sink=TestingSink(kafka_out),
+                            hot_sink=TestingSink([]), history_sink=TestingSink([]),
+                            now_ms=lambda: T0 + 3_600_000, site_settings=FAST))
+        return [a for a in by_topic(kafka_out, Settings().topic_alerts)
+                if a["kind"] == "clock_skew"]
+
+    assert run_with(300) == []
+    (skewed,) = run_with(120_000)
+    assert (skewed["scope_id"], skewed["state"]) == ("u2", "raised")
+    assert skewed["details"]["skew_s"] == 120.0

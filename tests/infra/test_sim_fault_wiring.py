@@ -114,6 +114,7 @@ def test_random_faults_show_with_their_codes_from_start_to_end() -> None:
             assert tags["available_power_kw"] == pytest.approx(rated * HVAC_FAILURE_DERATE,
                                                                abs=0.1)
             assert not sim.models[unit.id].hvac_working(sim.now())
+            assert tags["alarm_word"] == 4  # bit 2: HVAC fault, as the register map says
         else:
             assert e.kind == "comms_drop"
             assert sim.silent(unit.id), e
