@@ -1,45 +1,177 @@
-"""Live fan-out: one Redis pub/sub subscription per API process, delivered to every
-WebSocket client subscribed to the channel (`fleet` carries every site, `site:<id>` one)."""
+"""Live fan-out of one API process: a single Redis pub/sub subscription to every live
+channel (connectors/live_log.py), delivered to each WebSocket client subscribed to it —
+filtered by the client's scope, without contract money for roles that may not see it, and
+coalesced for a client that falls behind (it gets the newest state of each thing, never a
+stall of the others).
+
+Channels a client can subscribe to, and the key updates are coalesced by:
+
+    fleet          every site snapshot the client may see      by site
+    site:<id>      one site's snapshots                         (one key)
+    asset:<id>     newest values and status of an asset         by asset
+                   (its battery unit's channel, filtered)
+    alarms         breaches raised / cleared, and handling      by breach id
+    alerts         early warnings raised / cleared              by alert id"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
 
-from connectors.redis_store import SITE_CHANNEL_PATTERN, site_id_of_channel
+from api.auth.principal import ANY, Principal
+from api.views import redact
+from connectors.live_log import LIVE_PATTERN, channel_of, split
+from contracts.fleet import Fleet
 
 log = logging.getLogger(__name__)
-QUEUE_LIMIT = 256
+OUTBOX_LIMIT = 5_000  # distinct things waiting for one client; beyond: disconnected
+
+
+class Message:
+    """One published message, parsed at most once however many clients get it."""
+
+    __slots__ = ("_data", "_redacted", "channel", "payload", "seq")
+
+    def __init__(self, channel: str, seq: int, payload: bytes) -> None:
+        self.channel = channel
+        self.seq = seq
+        self.payload = payload
+        self._data: Any = None
+        self._redacted: str | None = None
+
+    @property
+    def data(self) -> Any:
+        if self._data is None:
+            self._data = json.loads(self.payload)
+        return self._data
+
+    def site_id(self) -> str | None:
+        d = self.data
+        if self.channel == "alarms":
+            d = d["breach"] if d.get("kind") == "breach" else d
+        site: str | None = d.get("site_id")
+        return site
+
+    def text(self, money: bool) -> str:
+        snapshots = self.channel == "fleet" or self.channel.startswith("site:")
+        if money or not snapshots:
+            return self.payload.decode()
+        if self._redacted is None:
+            self._redacted = json.dumps(redact(self.data), separators=(",", ":"))
+        return self._redacted
+
+
+@dataclass(eq=False)  # identity: held in sets
+class Subscription:
+    """What a client asked for (`name`) and where it comes from (`source`)."""
+
+    name: str
+    source: str
+    asset_id: str | None = None  # asset:<id>: only this asset's part of its unit's message
+    last_seq: int = 0
+    starting: bool = True  # snapshot or replay under way: live messages are held
+    held: list[Message] = field(default_factory=list)
 
 
 class Subscriber:
-    """One client's outbox. A client too slow to drain it is dropped, never waited for."""
+    """One client: its subscriptions and its outbox of frames to send, coalesced by key."""
 
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(QUEUE_LIMIT)
-        self.channels: set[str] = set()
-        self.overflowed = asyncio.Event()
+    def __init__(self, principal: Principal, fleet: Fleet, money: bool) -> None:
+        self.principal = principal
+        self.money = money
+        self.sites = principal.site_ids(fleet)
+        self.everything = ANY in principal.scope.customers and ANY in principal.scope.regions
+        self.subscriptions: dict[str, Subscription] = {}
+        self.outbox: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self.wake = asyncio.Event()
+        self.overflowed = False
 
-    def offer(self, channel: str, payload: bytes) -> None:
-        try:
-            self.queue.put_nowait((channel, payload))
-        except asyncio.QueueFull:
-            self.overflowed.set()
+    def sees(self, site_id: str | None) -> bool:
+        return site_id in self.sites if site_id is not None else self.everything
+
+    def offer(self, sub: Subscription, msg: Message) -> None:
+        """A live message: held while the subscription's snapshot or replay is under way."""
+        if sub.starting:
+            sub.held.append(msg)
+        else:
+            self.deliver(sub, msg)
+
+    def deliver(self, sub: Subscription, msg: Message) -> None:
+        """Into the outbox, unless the client has it already or may not see it."""
+        if msg.seq <= sub.last_seq:
+            return  # in the snapshot or replay already
+        sub.last_seq = msg.seq
+        if not self.sees(msg.site_id()):
+            return
+        key, data = self._shape(sub, msg)
+        if data is None:
+            return
+        frame = (f'{{"type":"update","channel":{json.dumps(sub.name)},"seq":{msg.seq},'
+                 f'"data":{data}}}')
+        slot = (sub.name, key)
+        self.outbox.pop(slot, None)  # coalesced: the newest replaces what is still waiting
+        self.outbox[slot] = frame
+        if len(self.outbox) > OUTBOX_LIMIT:
+            self.overflowed = True
+        self.wake.set()
+
+    def _shape(self, sub: Subscription, msg: Message) -> tuple[str, str | None]:
+        if sub.source == "fleet":
+            return str(msg.data["site_id"]), msg.text(self.money)
+        if sub.source.startswith("site:"):
+            return "", msg.text(self.money)
+        if sub.source.startswith("asset:"):
+            assert sub.asset_id is not None
+            part = asset_part(msg.data, sub.asset_id)
+            return sub.asset_id, None if part is None else json.dumps(part,
+                                                                      separators=(",", ":"))
+        if sub.source == "alarms":
+            d = msg.data
+            key = d["breach"]["breach_id"] if d.get("kind") == "breach" \
+                else d["handling"]["breach_id"]
+            return str(key), msg.text(self.money)
+        return str(msg.data.get("alert_id", "")), msg.text(self.money)
+
+    def start_live(self, sub: Subscription) -> None:
+        """The snapshot or replay is sent: deliver what came meanwhile, then live."""
+        sub.starting = False
+        held, sub.held = sub.held, []
+        for msg in held:
+            self.deliver(sub, msg)
+
+    def take(self) -> list[str]:
+        frames = list(self.outbox.values())
+        self.outbox.clear()
+        self.wake.clear()
+        return frames
+
+
+def asset_part(latest: dict[str, Any], asset_id: str) -> dict[str, Any] | None:
+    """An asset's values and status out of its unit's newest-values message."""
+    if asset_id not in latest.get("status", {}) and asset_id not in latest.get("assets", {}):
+        return None
+    return {"asset_id": asset_id, "unit_id": latest["unit_id"], "site_id": latest["site_id"],
+            "ts_ms": latest["ts_ms"], "values": latest["assets"].get(asset_id, {}),
+            "status": latest["status"].get(asset_id)}
 
 
 class LiveHub:
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, fleet: Fleet) -> None:
         self._client = client
-        self._by_channel: dict[str, set[Subscriber]] = defaultdict(set)
+        self.fleet = fleet
+        self._by_source: dict[str, set[tuple[Subscriber, Subscription]]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         pubsub = self._client.pubsub()
-        await pubsub.psubscribe(SITE_CHANNEL_PATTERN)
+        await pubsub.psubscribe(LIVE_PATTERN)
         self._task = asyncio.create_task(self._pump(pubsub))
 
     async def stop(self) -> None:
@@ -57,27 +189,37 @@ class LiveHub:
                     log.warning("Redis pub/sub connection lost; retrying")
                     await asyncio.sleep(1.0)
                     with contextlib.suppress(aioredis.ConnectionError):
-                        await pubsub.psubscribe(SITE_CHANNEL_PATTERN)
+                        await pubsub.psubscribe(LIVE_PATTERN)
                     continue
                 if msg is None:
                     continue
-                channel = msg["channel"]
-                site_id = site_id_of_channel(channel.decode() if isinstance(channel, bytes)
-                                             else channel)
-                self.publish(f"site:{site_id}", msg["data"])
-                self.publish("fleet", msg["data"])
+                raw_channel = msg["channel"]
+                channel = channel_of(raw_channel.decode() if isinstance(raw_channel, bytes)
+                                     else raw_channel)
+                try:
+                    seq, payload = split(msg["data"])
+                except ValueError:
+                    log.error("live message on %s without a sequence number", channel)
+                    continue
+                self.dispatch(Message(channel, seq, payload))
         finally:
             await pubsub.aclose()
 
-    def publish(self, channel: str, payload: bytes) -> None:
-        for subscriber in list(self._by_channel.get(channel, ())):
-            subscriber.offer(channel, payload)
+    def dispatch(self, msg: Message) -> None:
+        for subscriber, sub in list(self._by_source.get(msg.channel, ())):
+            try:
+                subscriber.offer(sub, msg)
+            except (KeyError, TypeError, ValueError):
+                log.exception("cannot deliver a message of %s", msg.channel)
 
-    def subscribe(self, subscriber: Subscriber, channel: str) -> None:
-        subscriber.channels.add(channel)
-        self._by_channel[channel].add(subscriber)
+    def subscribe(self, subscriber: Subscriber, sub: Subscription) -> None:
+        self.unsubscribe(subscriber, sub.name)
+        subscriber.subscriptions[sub.name] = sub
+        self._by_source[sub.source].add((subscriber, sub))
 
-    def unsubscribe(self, subscriber: Subscriber, channel: str | None = None) -> None:
-        for name in [channel] if channel else list(subscriber.channels):
-            subscriber.channels.discard(name)
-            self._by_channel.get(name, set()).discard(subscriber)
+    def unsubscribe(self, subscriber: Subscriber, name: str | None = None) -> None:
+        names = [name] if name else list(subscriber.subscriptions)
+        for n in names:
+            sub = subscriber.subscriptions.pop(n, None)
+            if sub is not None:
+                self._by_source[sub.source].discard((subscriber, sub))

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
-from connectors.redis_store import ALARM_HANDLING_CHANNEL, alarm_handling_key, alarms_key
+from connectors.live_log import publish
+from connectors.redis_store import alarm_handling_key, alarms_key
 from contracts.alarms import Action, AlarmHandling, AlarmState, alarm_state, handle
 from contracts.events import BreachEvent
 
@@ -71,7 +72,8 @@ async def act_on_alarm(client: aioredis.Redis, site_id: str, breach_id: str, act
                 pipe.multi()
                 payload = handling.model_dump_json()
                 pipe.hset(handled, breach_id, payload)
-                pipe.publish(ALARM_HANDLING_CHANNEL, payload)
+                publish(pipe, "alarms", f'{{"kind":"handling","site_id":"{site_id}",'
+                        f'"handling":{payload}}}')
                 await pipe.execute()
                 return Alarm(breach, handling, alarm_state(breach, handling, now_ms))
             except WatchError:

@@ -1,24 +1,14 @@
-"""Where hot state lives in Redis: one place for key and channel names, used by the flows
-(writers) and the API (readers)."""
+"""Where hot state lives in Redis: one place for key names, used by the flows (writers) and
+the API (readers). The live channels and their logs are in connectors/live_log.py."""
 
 from __future__ import annotations
 
 PREFIX = "bessmon"
-SITE_CHANNEL_PATTERN = f"{PREFIX}:live:site:*"
 
 
 def site_key(site_id: str) -> str:
     """The latest `SiteAvailability` snapshot of a site (JSON string)."""
     return f"{PREFIX}:site:{site_id}"
-
-
-def site_channel(site_id: str) -> str:
-    """Pub/sub channel carrying every new `SiteAvailability` of a site."""
-    return f"{PREFIX}:live:site:{site_id}"
-
-
-def site_id_of_channel(channel: str) -> str:
-    return channel.removeprefix(f"{PREFIX}:live:site:")
 
 
 def latest_key(unit_id: str) -> str:
@@ -27,24 +17,15 @@ def latest_key(unit_id: str) -> str:
     return f"{PREFIX}:latest:{unit_id}"
 
 
-ALARMS_CHANNEL = f"{PREFIX}:live:alarms"  # every breach raised or cleared
-
-
 def alarms_key(site_id: str) -> str:
     """A site's active breaches: hash breach id → BreachEvent JSON (written by the flows)."""
     return f"{PREFIX}:alarms:{site_id}"
-
-
-ALARM_HANDLING_CHANNEL = f"{PREFIX}:live:alarm-handling"  # every acknowledge / shelve
 
 
 def alarm_handling_key(site_id: str) -> str:
     """What operators did to a site's active alarms: hash breach id → AlarmHandling JSON
     (written by the API, dropped by the flows when the breach clears)."""
     return f"{PREFIX}:alarm-handling:{site_id}"
-
-
-ALERTS_CHANNEL = f"{PREFIX}:live:alerts"  # every early warning raised or cleared
 
 
 def alerts_key(scope: str) -> str:
@@ -55,3 +36,9 @@ def alerts_key(scope: str) -> str:
 def episodes_key(site_id: str) -> str:
     """A site's open unavailability episodes: hash episode id → UnavailabilityEpisode JSON."""
     return f"{PREFIX}:episodes:{site_id}"
+
+
+def tickets_key(site_id: str) -> str:
+    """The newest version of every ticket on a site's assets: hash `provider:ticket_id` →
+    TicketEvent JSON."""
+    return f"{PREFIX}:tickets:{site_id}"

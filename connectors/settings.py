@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -18,7 +18,7 @@ EXAMPLE_FLEET = REPO_ROOT / "infra" / "sim" / "fleet.yaml"
 EXAMPLE_PROFILES = REPO_ROOT / "infra" / "sim" / "profiles"
 EXAMPLE_MONITORING = REPO_ROOT / "infra" / "sim" / "monitoring.yaml"
 EXAMPLE_CONTRACTS = REPO_ROOT / "infra" / "sim" / "contracts"
-PLACEHOLDER_TOKENS = {"", "changeme", "change-me", "secret", "token"}
+PLACEHOLDER_TOKENS = {"", "changeme", "change-me", "secret", "token"}  # refused as secrets
 
 
 class Settings(BaseSettings):
@@ -56,16 +56,45 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=0, le=65535)
-    api_token: SecretStr | None = None
+    # Authentication (api/auth/): local users and the key that signs their tokens …
+    users_file: Path | None = None  # default <run_dir>/users.yaml
+    jwt_key_file: Path | None = None  # default <run_dir>/auth/jwt-es256.pem
+    token_ttl_s: float = Field(8 * 3600, gt=0, le=30 * 86400)
+    # … and an enterprise identity provider, when set (api/auth/oidc.py).
+    oidc_jwks_url: str | None = None
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_role_claim: str = "roles"
+    oidc_customers_claim: str = "bessmon_customers"
+    oidc_regions_claim: str = "bessmon_regions"
+    api_db: Path | None = None  # API keys and the audit log; default <run_dir>/api.db
+    # Protections (api/protections.py).
+    rate_limit_per_minute: int = Field(1200, ge=1)  # requests per client
+    login_attempts_per_minute: int = Field(10, ge=1)  # per client address and username
+    max_request_bytes: int = Field(1 << 20, ge=1024)
+    cors_origins: list[str] = []  # closed unless listed (JSON list in BESSMON_CORS_ORIGINS)
 
     @model_validator(mode="after")
-    def _no_placeholder_secrets(self) -> Settings:
-        token = self.api_token.get_secret_value() if self.api_token else None
-        if self.environment == "production" and (
-            token is None or token.lower() in PLACEHOLDER_TOKENS or len(token) < 16
-        ):
-            raise ValueError("BESSMON_API_TOKEN must be a real secret (16+ chars) in production")
+    def _oidc_complete(self) -> Settings:
+        given = [self.oidc_jwks_url, self.oidc_issuer, self.oidc_audience]
+        if any(given) and not all(given):
+            raise ValueError("BESSMON_OIDC_JWKS_URL, BESSMON_OIDC_ISSUER and "
+                             "BESSMON_OIDC_AUDIENCE go together: set all three or none")
+        if "*" in self.cors_origins:
+            raise ValueError("BESSMON_CORS_ORIGINS must list origins, not '*'")
         return self
+
+    @property
+    def users_path(self) -> Path:
+        return self.users_file or self.run_dir / "users.yaml"
+
+    @property
+    def jwt_key_path(self) -> Path:
+        return self.jwt_key_file or self.run_dir / "auth" / "jwt-es256.pem"
+
+    @property
+    def api_db_path(self) -> Path:
+        return self.api_db or self.run_dir / "api.db"
 
     def spool_for(self, connector: str) -> Path:
         """The spool directory of one connector process (one per process: never shared)."""

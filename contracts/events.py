@@ -91,9 +91,11 @@ class ContractKpis(_Event):
     actual_pct: float | None  # the period so far
     guaranteed_pct: float
     shortfall_pct: float | None
-    ld_year_to_date: float  # LD of the contract year so far, the open period included
+    # Money: LD of the contract year so far (the open period included) and projected; None
+    # where the reader's role may not see contract money (the API redacts it).
+    ld_year_to_date: float | None
     projected_pct: float | None
-    projected_ld: float
+    projected_ld: float | None
     warning_level: WarningLevel
 
 

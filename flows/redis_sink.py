@@ -1,9 +1,12 @@
-"""Bytewax sink for the hot state in Redis: each site's latest snapshot (plus a pub/sub
-message for the API's live feeds), each unit's newest tag values, and each site's active
-alarms and alerts (hashes by id; raised and cleared also published; a cleared alarm takes
-its operators' handling with it, contracts/alarms.py) and open unavailability episodes (a hash
-by episode id), one pipeline per batch.
-Writes are idempotent (SET), so an epoch replayed after a recovery leaves nothing twice."""
+"""Bytewax sink for the hot state in Redis: each site's latest snapshot, each unit's newest
+tag values, each site's active alarms and alerts (hashes by id; a cleared alarm takes its
+operators' handling with it, contracts/alarms.py), open unavailability episodes (a hash by
+episode id) and newest ticket versions — and every change on the live channels the API's
+feeds serve (connectors/live_log.py: `site:<id>`, `fleet`, `asset:<unit>`, `alarms`,
+`alerts`), one pipeline per batch.
+State writes are idempotent (SET, HSET, HDEL), so an epoch replayed after a recovery leaves
+nothing twice; the live channels are a feed, at least once (a replayed epoch publishes again,
+with new sequence numbers)."""
 
 from __future__ import annotations
 
@@ -12,26 +15,31 @@ import json
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from connectors.live_log import publish
 from connectors.redis_store import (
-    ALARMS_CHANNEL,
-    ALERTS_CHANNEL,
     alarm_handling_key,
     alarms_key,
     alerts_key,
     episodes_key,
     latest_key,
-    site_channel,
     site_key,
+    tickets_key,
 )
-from contracts.events import Alert, BreachEvent, SiteAvailability, UnavailabilityEpisode
-from flows.site_state import LatestValues, Output
+from contracts.events import (
+    Alert,
+    BreachEvent,
+    SiteAvailability,
+    UnavailabilityEpisode,
+)
+from flows.site_state import LatestValues, Output, SiteTicket
 
-HotState = SiteAvailability | LatestValues | BreachEvent | Alert | UnavailabilityEpisode
+HotState = (SiteAvailability | LatestValues | BreachEvent | Alert | UnavailabilityEpisode
+            | SiteTicket)
 
 
 def hot_state(item: Output) -> HotState | None:
     return item if isinstance(item, SiteAvailability | LatestValues | BreachEvent | Alert
-                              | UnavailabilityEpisode) else None
+                              | UnavailabilityEpisode | SiteTicket) else None
 
 
 class _Partition(StatelessSinkPartition[HotState]):
@@ -44,7 +52,8 @@ class _Partition(StatelessSinkPartition[HotState]):
             if isinstance(item, SiteAvailability):
                 payload = item.model_dump_json()
                 pipe.set(site_key(item.site_id), payload)
-                pipe.publish(site_channel(item.site_id), payload)
+                publish(pipe, f"site:{item.site_id}", payload)
+                publish(pipe, "fleet", payload)
             elif isinstance(item, BreachEvent):
                 payload = item.model_dump_json()
                 if item.state == "raised":
@@ -52,7 +61,7 @@ class _Partition(StatelessSinkPartition[HotState]):
                 else:
                     pipe.hdel(alarms_key(item.site_id), item.breach_id)
                     pipe.hdel(alarm_handling_key(item.site_id), item.breach_id)
-                pipe.publish(ALARMS_CHANNEL, payload)
+                publish(pipe, "alarms", f'{{"kind":"breach","breach":{payload}}}')
             elif isinstance(item, Alert):
                 payload = item.model_dump_json()
                 key = alerts_key(item.site_id or "fleet")
@@ -60,7 +69,11 @@ class _Partition(StatelessSinkPartition[HotState]):
                     pipe.hset(key, item.alert_id, payload)
                 else:
                     pipe.hdel(key, item.alert_id)
-                pipe.publish(ALERTS_CHANNEL, payload)
+                publish(pipe, "alerts", payload)
+            elif isinstance(item, SiteTicket):
+                t = item.ticket
+                pipe.hset(tickets_key(item.site_id), f"{t.provider}:{t.ticket_id}",
+                          t.model_dump_json())
             elif isinstance(item, UnavailabilityEpisode):
                 key = episodes_key(item.site_id)
                 if item.end_ms is None:
@@ -69,13 +82,15 @@ class _Partition(StatelessSinkPartition[HotState]):
                     pipe.hdel(key, item.episode_id)
             else:
                 status = {a: (s, hour, today) for a, s, hour, today in item.assets}
-                pipe.set(latest_key(item.unit_id), json.dumps(
+                payload = json.dumps(
                     {"unit_id": item.unit_id, "site_id": item.site_id, "ts_ms": item.ts_ms,
                      "assets": {asset: tags for asset, tags in item.readings},
                      "status": {a: {"state": s.state, "derate_fraction": s.derate_fraction,
                                     "cause": s.cause, "last_hour_pct": hour,
                                     "today_pct": today}
-                                for a, (s, hour, today) in status.items()}}))
+                                for a, (s, hour, today) in status.items()}})
+                pipe.set(latest_key(item.unit_id), payload)
+                publish(pipe, f"asset:{item.unit_id}", payload)
         pipe.execute()
 
     def close(self) -> None:

@@ -64,9 +64,17 @@ class LatestValues:
     assets: tuple[tuple[str, Status, float | None, float | None], ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class SiteTicket:
+    """The newest version of a ticket on one of the site's assets, for the hot state."""
+
+    site_id: str
+    ticket: TicketEvent
+
+
 Output = (StatusChange | StatusIntervalRow | SiteAvailability | DeadLetter | LatestValues
           | BreachEvent | Alert | UnavailabilityEpisode | PeriodAvailability | AvailabilityRow
-          | TelemetryRow)
+          | TelemetryRow | SiteTicket)
 
 
 def technical_contract(site: Site) -> Contract:
@@ -183,7 +191,12 @@ class SiteState:
         self.counts[key] = self.counts.get(key, 0) + 1
 
     def on_ticket(self, ticket: TicketEvent) -> list[Output]:
-        return list(self.episodes.on_ticket(ticket))
+        """The episodes whose links the ticket changes, and the ticket itself when it is the
+        newest version seen (for the site's ticket list in the hot state)."""
+        known = self.episodes.tickets.get((ticket.provider, ticket.ticket_id))
+        newest = known is None or ticket.updated_ms >= known.updated_ms
+        episodes: list[Output] = list(self.episodes.on_ticket(ticket))
+        return [SiteTicket(self.site.id, ticket), *episodes] if newest else episodes
 
     def on_poll(self, poll: Poll, dead: DeadLetter | None = None,
                 received_ms: int | None = None) -> list[Output]:

@@ -27,6 +27,7 @@ import httpx
 from connectors.kafka import ensure_topics
 from connectors.settings import Settings
 from contracts.fleet import load_fleet
+from infra.accounts import admin_token, ensure_users
 from infra.ports import free_port, is_listening
 from infra.services import Service, ServiceError, spawn, start_broker, start_redis, stop_process
 from infra.sim.fleetgen import fleet_yaml, generate_fleet
@@ -62,6 +63,7 @@ class Stack:
     services: list[Service] = field(default_factory=list)
     children: list[Child] = field(default_factory=list)
     dashboard_url: str = ""
+    credentials: Path | None = None  # the demo users' passwords, when this run made them
 
     @property
     def run_dir(self) -> Path:
@@ -98,8 +100,8 @@ class Stack:
             (sites[-1] if len(sites) > 1 else "none")
         if opcua_site != "none" and opcua_site not in sites:
             raise StackError(f"--opcua-site: no site {opcua_site!r} in {fleet_file}")
-        token = settings.api_token.get_secret_value() if settings.api_token else \
-            secrets.token_urlsafe(24)
+        self.credentials = ensure_users(settings, load_fleet(fleet_file))
+        token = admin_token(settings)
         sim_token = secrets.token_urlsafe(24)
         api_port = self.api_port if self.api_port is not None else 8000
         if api_port == 0 or is_listening(settings.api_host, api_port):
@@ -112,7 +114,7 @@ class Stack:
         base = f"http://{settings.api_host}:{api_port}"
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
                "REDIS_URL": settings.require_redis(), "BESSMON_FLEET_FILE": str(fleet_file),
-               "BESSMON_RUN_DIR": str(run_dir), "BESSMON_API_TOKEN": token,
+               "BESSMON_RUN_DIR": str(run_dir),
                "BESSMON_SIM_TOKEN": sim_token, "PYTHONUNBUFFERED": "1"}
         # The Jira webhook's secret: the simulator signs with it, the API checks. One made
         # for this run, unless one is set (a real Jira sends to this API too); only these
@@ -226,6 +228,8 @@ def run_up(settings: Settings, *, sites: int | None, api_port: int | None, seed:
         print(f"Dashboard: {url}", flush=True)
         print(f"  ready in {time.monotonic() - started:.1f}s; logs in {stack.run_dir / 'logs'}; "
               "Ctrl-C stops everything", flush=True)
+        users = stack.credentials or stack.settings.users_path
+        print(f"  signed in as admin; users and their passwords: {users}", flush=True)
         status = stack.watch(lambda: stopping)
         print("stopping…", flush=True)
         return status

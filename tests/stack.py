@@ -50,7 +50,7 @@ def start_stack(run_dir: Path, *args: str, timeout_s: float = 120) -> RunningSta
     if "--fault-rate" not in args:
         args = ("--fault-rate", "0", *args)
     env = {k: v for k, v in os.environ.items()
-           if k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "BESSMON_API_TOKEN")}
+           if k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")}
     env["BESSMON_RUN_DIR"] = str(run_dir)
     process = subprocess.Popen([sys.executable, "-m", "infra.cli", "up", "--api-port", "0",
                                 *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

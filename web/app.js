@@ -88,7 +88,7 @@ function refreshFreshness(tile) {
 async function loadSites(tok) {
   const response = await fetch("/api/v1/sites", { headers: { Authorization: `Bearer ${tok}` } });
   if (response.status === 401) throw new Error("denied");
-  for (const site of await response.json()) {
+  for (const site of (await response.json()).items) {
     tileFor(site);
     if (site.availability) render(site.availability);
   }

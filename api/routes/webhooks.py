@@ -92,13 +92,13 @@ async def _body(request: Request, limit: int) -> bytes:
         if not declared.isdigit():
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "bad Content-Length")
         if int(declared) > limit:
-            raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
                                 f"body over {limit} bytes")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
                                 f"body over {limit} bytes")
     return bytes(body)
 
@@ -153,7 +153,7 @@ async def receive(provider: str, request: Request, settings: SettingsDep, fleet:
     try:
         event = spec.normalize(payload, ticketing.config.provider(spec.provider))
     except UnmappedValue as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     except InvalidPayload as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
     if event is None:
@@ -163,7 +163,7 @@ async def receive(provider: str, request: Request, settings: SettingsDep, fleet:
         named = "names no asset" if event.asset_id is None else \
             f"names asset {event.asset_id!r}, which is not in the fleet"
         log.warning("%s webhook: ticket %s %s", provider, key, named)
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"ticket {key} {named}")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"ticket {key} {named}")
 
     value = event.model_dump_json().encode()
     delivery = request.headers.get(spec.delivery_header, "").strip()

@@ -1,78 +1,172 @@
-"""The live feed, `/api/v1/ws`. Protocol (JSON text frames):
+"""The live feed, `/api/v1/ws` — the protocol integrators build on (docs/websocket.md has it
+with a client example that the tests run). JSON text frames:
 
-    client → {"type": "auth", "token": "..."}                 first frame, within 10 s
-    server → {"type": "ready"}
-    client → {"type": "subscribe", "channel": "fleet" | "site:<id>"}
-    server → {"type": "snapshot", "channel": ..., "data": [site, ...] | site | null}
-    server → {"type": "update", "channel": ..., "data": site}  on every change
-    client → {"type": "unsubscribe", "channel": ...}
-    server → {"type": "error", "message": ...}                 a bad request; the socket stays
+    client → {"type": "auth", "token": "…"}          first, within 10 s (again at any time
+                                                      to hand over a refreshed token)
+    server → {"type": "ready", "heartbeat_s": 15}
+    client → {"type": "subscribe", "channel": "fleet" | "site:<id>" | "asset:<id>" |
+              "alarms" | "alerts", "since": <seq>?}
+    server → {"type": "snapshot", "channel", "seq", "data"}   the whole state, then …
+             {"type": "resume", "channel", "seq"}             … or, with `since` still in the
+                                                              log, the missed updates follow
+    server → {"type": "update", "channel", "seq", "data"}     every change, seq rising
+    client → {"type": "unsubscribe", "channel"}    server → {"type": "unsubscribed", …}
+    client → {"type": "ping"}                      server → {"type": "pong"}
+    server → {"type": "heartbeat", "ts_ms"}        every heartbeat_s
+    server → {"type": "error", "message"}          a bad request; the socket stays open
 
-A site is a `SiteAvailability` (contracts/events.py). Close codes: 4401 not authenticated,
-4408 too slow to keep up."""
+Sequence numbers are per channel and shared by every API process: a client that reconnects
+(to any of them) subscribes with `since` = the last seq it saw and misses nothing and gets
+nothing twice; when the log no longer reaches back that far it gets a fresh snapshot. A
+client that cannot keep up gets coalesced updates (the newest state of each thing; skipped
+seqs were superseded) and is disconnected only when even those pile up.
+
+The credential is checked again at every heartbeat: a revoked key or an expired token
+closes the socket. Close codes: 4401 not authenticated (or no longer), 4408 too slow."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import time
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ValidationError
 
-from api.auth import Unauthenticated, authenticate
-from api.live import LiveHub, Subscriber
-from connectors.redis_store import site_key
-from contracts.fleet import Fleet
+from api.auth.principal import Principal
+from api.auth.tokens import InvalidToken
+from api.context import ApiContext
+from api.live import LiveHub, Message, Subscriber, Subscription, asset_part
+from api.views import redact, shows_money
+from connectors.alarm_store import active_alarms
+from connectors.live_log import current_seq, since
+from connectors.redis_store import alerts_key, latest_key, site_key
 
 router = APIRouter(tags=["live"])
 AUTH_TIMEOUT_S = 10.0
+HEARTBEAT_S = 15.0
+SEND_TIMEOUT_S = 10.0
 
 
 class ClientMessage(BaseModel):
     type: str
     channel: str | None = None
     token: str | None = None
+    since: int | None = None
 
 
-async def _snapshot(websocket: WebSocket, channel: str) -> Any:
-    fleet: Fleet = websocket.app.state.fleet
-    redis = websocket.app.state.redis
-    if channel == "fleet":
-        values = await redis.mget([site_key(s.id) for s in fleet.sites])
-        return [json.loads(v) for v in values if v]
-    value = await redis.get(site_key(channel.removeprefix("site:")))
-    return json.loads(value) if value else None
+class Closed(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
 
 
-def _valid_channel(fleet: Fleet, channel: str | None) -> bool:
-    if channel == "fleet":
-        return True
-    return bool(channel and channel.startswith("site:")
-                and any(s.id == channel[5:] for s in fleet.sites))
+def source_of(ctx: ApiContext, subscriber: Subscriber, channel: str) -> Subscription | None:
+    """The subscription a channel name stands for, if the caller may have it (None: to them
+    it does not exist)."""
+    fleet = ctx.fleet
+    if channel in ("fleet", "alarms", "alerts"):
+        return Subscription(channel, channel)
+    kind, _, ident = channel.partition(":")
+    if kind == "site" and ident in subscriber.sites:
+        return Subscription(channel, channel)
+    if kind == "asset":
+        asset = fleet.assets.get(ident)
+        if asset is not None and asset.site_id in subscriber.sites:
+            if asset.kind == "site":
+                return Subscription(channel, f"site:{asset.id}")
+            return Subscription(channel, f"asset:{asset.unit_id}", asset_id=asset.id)
+    return None
+
+
+async def snapshot(ctx: ApiContext, subscriber: Subscriber, sub: Subscription) -> Any:
+    redis = ctx.redis
+    assert redis is not None
+    money = subscriber.money
+
+    def shaped(raw: bytes | str | None) -> Any:
+        if not raw:
+            return None
+        data = json.loads(raw)
+        return data if money else redact(data)
+
+    if sub.source == "fleet":
+        sites = sorted(subscriber.sites)
+        values = await redis.mget([site_key(s) for s in sites]) if sites else []
+        return [shaped(v) for v in values if v]
+    if sub.source.startswith("site:"):
+        return shaped(await redis.get(site_key(sub.source.removeprefix("site:"))))
+    if sub.source.startswith("asset:"):
+        raw = await redis.get(latest_key(sub.source.removeprefix("asset:")))
+        assert sub.asset_id is not None
+        return asset_part(json.loads(raw), sub.asset_id) if raw else None
+    if sub.source == "alarms":
+        from api.routes.assets import alarm_view
+
+        alarms = await active_alarms(redis, sorted(subscriber.sites), int(time.time() * 1000))
+        return [alarm_view(a).model_dump() for a in alarms]
+    pipe = redis.pipeline(transaction=False)
+    for s in sorted(subscriber.sites):
+        pipe.hvals(alerts_key(s))
+    return [json.loads(v) for values in await pipe.execute() for v in values]
+
+
+async def start(ctx: ApiContext, hub: LiveHub, ws: WebSocket, subscriber: Subscriber,
+                sub: Subscription, since_seq: int | None) -> None:
+    redis = ctx.redis
+    assert redis is not None
+    hub.subscribe(subscriber, sub)  # first: nothing published meanwhile is lost (held)
+    replay = await since(redis, sub.source, since_seq) if since_seq is not None else None
+    if replay is not None:
+        sub.last_seq = since_seq or 0
+        await ws.send_json({"type": "resume", "channel": sub.name,
+                            "seq": replay[-1][0] if replay else sub.last_seq})
+        for seq, payload in replay:
+            subscriber.deliver(sub, Message(sub.source, seq, payload))
+    else:
+        sub.last_seq = await current_seq(redis, sub.source)
+        await ws.send_json({"type": "snapshot", "channel": sub.name, "seq": sub.last_seq,
+                            "data": await snapshot(ctx, subscriber, sub)})
+    subscriber.start_live(sub)
+
+
+async def authenticate(ctx: ApiContext, token: str | None) -> Principal:
+    try:
+        return await run_in_threadpool(ctx.auth.authenticate, token)
+    except InvalidToken as exc:
+        raise Closed(4401, str(exc)) from None
 
 
 @router.websocket("/ws")
 async def live(websocket: WebSocket) -> None:
+    ctx: ApiContext = websocket.app.state.ctx
+    hub = ctx.hub
+    assert hub is not None
     await websocket.accept()
     try:
         first = ClientMessage.model_validate_json(
             await asyncio.wait_for(websocket.receive_text(), AUTH_TIMEOUT_S))
         if first.type != "auth":
-            raise Unauthenticated("the first message must be {\"type\": \"auth\", ...}")
-        authenticate(first.token, websocket.app.state.token)
-    except (TimeoutError, ValidationError, Unauthenticated, WebSocketDisconnect) as exc:
-        reason = str(exc) if isinstance(exc, Unauthenticated) else "authentication required"
+            raise Closed(4401, 'the first message must be {"type": "auth", "token": ...}')
+        principal = await authenticate(ctx, first.token)
+    except (TimeoutError, ValidationError, WebSocketDisconnect):
         with contextlib.suppress(Exception):
-            await websocket.close(code=4401, reason=reason)
+            await websocket.close(code=4401, reason="authentication required")
         return
-    await websocket.send_json({"type": "ready"})
+    except Closed as closed:
+        with contextlib.suppress(Exception):
+            await websocket.close(code=closed.code, reason=closed.reason)
+        return
+    credential = first.token
+    subscriber = Subscriber(principal, ctx.fleet, shows_money(principal))
+    await websocket.send_json({"type": "ready", "heartbeat_s": HEARTBEAT_S,
+                               "subject": principal.subject, "role": principal.role})
 
-    hub: LiveHub = websocket.app.state.hub
-    subscriber = Subscriber()
-    sender = asyncio.create_task(_send(websocket, subscriber))
-    try:
+    async def receive() -> None:
+        nonlocal credential
         while True:
             raw = await websocket.receive_text()
             try:
@@ -80,40 +174,60 @@ async def live(websocket: WebSocket) -> None:
             except ValidationError:
                 await websocket.send_json({"type": "error", "message": "not a valid message"})
                 continue
-            if msg.type in ("subscribe", "unsubscribe") and not _valid_channel(
-                    websocket.app.state.fleet, msg.channel):
-                await websocket.send_json({"type": "error",
-                                           "message": f"unknown channel {msg.channel!r}"})
-            elif msg.type == "subscribe" and msg.channel:
-                hub.subscribe(subscriber, msg.channel)  # first, so nothing falls in between
-                await websocket.send_json({"type": "snapshot", "channel": msg.channel,
-                                           "data": await _snapshot(websocket, msg.channel)})
-            elif msg.type == "unsubscribe" and msg.channel:
-                hub.unsubscribe(subscriber, msg.channel)
+            if msg.type == "ping":
+                await websocket.send_json({"type": "pong"})
+            elif msg.type == "auth":
+                renewed = await authenticate(ctx, msg.token)
+                if renewed.subject != principal.subject:
+                    await websocket.send_json({"type": "error", "message":
+                                               "a new token must be for the same subject"})
+                    continue
+                credential = msg.token
+                await websocket.send_json({"type": "ready", "heartbeat_s": HEARTBEAT_S,
+                                           "subject": renewed.subject, "role": renewed.role})
+            elif msg.type in ("subscribe", "unsubscribe"):
+                sub = source_of(ctx, subscriber, msg.channel or "")
+                if sub is None:
+                    await websocket.send_json({"type": "error",
+                                               "message": f"unknown channel {msg.channel!r}"})
+                elif msg.type == "subscribe":
+                    await start(ctx, hub, websocket, subscriber, sub, msg.since)
+                else:
+                    hub.unsubscribe(subscriber, sub.name)
+                    await websocket.send_json({"type": "unsubscribed", "channel": sub.name})
             else:
                 await websocket.send_json({"type": "error",
                                            "message": f"unknown message type {msg.type!r}"})
-    except WebSocketDisconnect:
-        pass
+
+    async def send() -> None:
+        while True:
+            await subscriber.wake.wait()
+            if subscriber.overflowed:
+                raise Closed(4408, "too slow to keep up: reconnect and resume")
+            for frame in subscriber.take():
+                try:
+                    await asyncio.wait_for(websocket.send_text(frame), SEND_TIMEOUT_S)
+                except TimeoutError:
+                    raise Closed(4408, "too slow to keep up: reconnect and resume") from None
+
+    async def heartbeat() -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            await authenticate(ctx, credential)  # revoked or expired: Closed(4401)
+            await websocket.send_json({"type": "heartbeat", "ts_ms": int(time.time() * 1000)})
+
+    tasks = [asyncio.create_task(t()) for t in (receive, send, heartbeat)]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            exc = task.exception()
+            if isinstance(exc, Closed):
+                with contextlib.suppress(Exception):
+                    await websocket.close(code=exc.code, reason=exc.reason)
     finally:
         hub.unsubscribe(subscriber)
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sender
-
-
-async def _send(websocket: WebSocket, subscriber: Subscriber) -> None:
-    overflow = asyncio.create_task(subscriber.overflowed.wait())
-    try:
-        while True:
-            get = asyncio.create_task(subscriber.queue.get())
-            done, _ = await asyncio.wait({get, overflow}, return_when=asyncio.FIRST_COMPLETED)
-            if overflow in done:
-                get.cancel()
-                await websocket.close(code=4408, reason="client too slow; reconnect")
-                return
-            channel, payload = get.result()
-            await websocket.send_text(
-                f'{{"type":"update","channel":{json.dumps(channel)},"data":{payload.decode()}}}')
-    finally:
-        overflow.cancel()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

@@ -1,5 +1,5 @@
-"""The API against a real Redis: authentication on REST and WebSocket, site snapshots, and
-updates published by the flows reaching WebSocket clients."""
+"""The API against a real Redis: authentication on REST and WebSocket, the fleet and site
+snapshots, and updates published by the flows reaching WebSocket clients."""
 
 from __future__ import annotations
 
@@ -11,31 +11,41 @@ from typing import Any
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 from starlette.websockets import WebSocketDisconnect
 
 from api.main import create_app
-from connectors.redis_store import site_channel, site_key
+from connectors.live_log import publish
+from connectors.redis_store import site_key
 from connectors.settings import Settings
-from contracts.events import SiteAvailability
-
-TOKEN = "test-token-0123456789abcdef"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+from contracts.events import ContractKpis, SiteAvailability
+from tests.api.accounts import auth, token
 
 
-def snapshot(site_id: str, pct: float, ts_ms: int = 1_790_000_000_000) -> SiteAvailability:
-    return SiteAvailability(site_id=site_id, customer="C", region="R", ts_ms=ts_ms,
+def snapshot(site_id: str, pct: float, ts_ms: int | None = None, *,
+             ld: float | None = None) -> SiteAvailability:
+    contract = None if ld is None else ContractKpis(
+        contract_id=f"LTSA-{site_id}", currency="EUR", as_of_ms=1, period="2026-10",
+        period_start_ms=0, period_end_ms=1, contract_year=3, actual_pct=pct,
+        guaranteed_pct=97.0, shortfall_pct=0.0, ld_year_to_date=ld, projected_pct=pct,
+        projected_ld=ld / 2, warning_level="ok")
+    return SiteAvailability(site_id=site_id, customer="C", region="R",
+                            ts_ms=ts_ms or int(time.time() * 1000),
                             windows={"last_hour": pct, "today": pct},
                             units_by_state={"available": 1, "derated": 0, "unavailable": 0,
-                                            "unknown": 0}, units=())
+                                            "unknown": 0}, units=(), contract=contract)
+
+
+def flows_publish(client: redis.Redis, snap: SiteAvailability) -> None:
+    """What the flows' Redis sink does with a site snapshot."""
+    payload = snap.model_dump_json()
+    client.set(site_key(snap.site_id), payload)
+    publish(client, f"site:{snap.site_id}", payload)
+    publish(client, "fleet", payload)
 
 
 @pytest.fixture
-def client(redis_url: str, redis_client: redis.Redis) -> Iterator[TestClient]:
-    for key in redis_client.scan_iter("bessmon:*"):
-        redis_client.delete(key)
-    settings = Settings(REDIS_URL=redis_url, api_token=SecretStr(TOKEN))
-    with TestClient(create_app(settings)) as c:
+def client(api_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(api_settings)) as c:
         yield c
 
 
@@ -47,36 +57,65 @@ def test_health_needs_no_token(client: TestClient) -> None:
 
 @pytest.mark.parametrize(("headers", "detail"), [
     ({}, "missing bearer token"),
-    ({"Authorization": "Bearer wrong"}, "invalid bearer token"),
-    ({"Authorization": f"Basic {TOKEN}"}, "missing bearer token"),
+    ({"Authorization": "Bearer wrong"}, "invalid token"),
+    ({"Authorization": "Basic d3Jvbmc6d3Jvbmc="}, "missing bearer token"),
+    ({"Authorization": "Bearer bsk_0123456789ab_" + "x" * 43}, "invalid API key"),
 ])
-@pytest.mark.parametrize("path", ["/api/v1/sites", "/api/v1/sites/nordvik"])
-def test_rest_refuses_without_the_token(client: TestClient, path: str,
-                                        headers: dict[str, str], detail: str) -> None:
+@pytest.mark.parametrize("path", ["/api/v1/fleet", "/api/v1/sites", "/api/v1/sites/nordvik",
+                                  "/api/v1/assets/nordvik-u01", "/api/v1/alarms"])
+def test_rest_refuses_without_a_valid_credential(client: TestClient, path: str,
+                                                 headers: dict[str, str], detail: str) -> None:
     response = client.get(path, headers=headers)
     assert response.status_code == 401
-    assert response.json() == {"detail": detail}
+    assert response.json() == {"detail": detail, "status": 401}
     assert response.headers["www-authenticate"] == "Bearer"
 
 
-def test_sites_carry_the_latest_snapshot(client: TestClient, redis_client: redis.Redis) -> None:
+def test_sites_carry_the_latest_snapshot(client: TestClient, api_settings: Settings,
+                                         redis_client: redis.Redis) -> None:
     redis_client.set(site_key("elbe"), snapshot("elbe", 97.5).model_dump_json())
-    sites = client.get("/api/v1/sites", headers=AUTH).json()
+    body = client.get("/api/v1/sites", headers=auth(api_settings)).json()
+    sites = body["items"]
+    assert body["next_cursor"] is None
     assert [s["id"] for s in sites] == ["nordvik", "elbe", "mesa"]
     by_id = {s["id"]: s for s in sites}
     assert by_id["elbe"]["availability"]["windows"]["last_hour"] == 97.5
-    assert by_id["nordvik"]["availability"] is None
+    assert by_id["elbe"]["stale"] is False
+    assert by_id["nordvik"]["availability"] is None and by_id["nordvik"]["stale"] is True
     assert by_id["nordvik"]["units"] == 6
-    one = client.get("/api/v1/sites/elbe", headers=AUTH)
+    one = client.get("/api/v1/sites/elbe", headers=auth(api_settings))
     assert one.status_code == 200 and one.json()["availability"]["site_id"] == "elbe"
-    missing = client.get("/api/v1/sites/atlantis", headers=AUTH)
-    assert missing.status_code == 404 and missing.json() == {"detail": "no site 'atlantis'"}
+    missing = client.get("/api/v1/sites/atlantis", headers=auth(api_settings))
+    assert missing.status_code == 404
+    assert missing.json() == {"detail": "no site 'atlantis'", "status": 404}
+    paged = client.get("/api/v1/sites?limit=2", headers=auth(api_settings)).json()
+    assert [s["id"] for s in paged["items"]] == ["nordvik", "elbe"]
+    rest = client.get(f"/api/v1/sites?limit=2&cursor={paged['next_cursor']}",
+                      headers=auth(api_settings)).json()
+    assert [s["id"] for s in rest["items"]] == ["mesa"] and rest["next_cursor"] is None
+
+
+def test_fleet_kpis_are_energy_weighted_and_money_needs_its_role(
+        client: TestClient, api_settings: Settings, redis_client: redis.Redis) -> None:
+    redis_client.set(site_key("elbe"), snapshot("elbe", 90.0, ld=1000.0).model_dump_json())
+    redis_client.set(site_key("mesa"), snapshot("mesa", 100.0, ld=500.0).model_dump_json())
+    body = client.get("/api/v1/fleet", headers=auth(api_settings, "contract_manager")).json()
+    energy = {s["id"]: s["rated_energy_kwh"] for s in body["sites"]}
+    expected = (90.0 * energy["elbe"] + 100.0 * energy["mesa"]) / (energy["elbe"]
+                                                                  + energy["mesa"])
+    assert body["kpis"]["windows"]["last_hour"] == pytest.approx(expected)
+    assert body["kpis"]["ld_year_to_date"] == {"EUR": 1500.0}
+    assert body["kpis"]["stale_sites"] == 1  # nordvik has no snapshot
+    viewer = client.get("/api/v1/fleet", headers=auth(api_settings, "viewer")).json()
+    assert viewer["kpis"]["ld_year_to_date"] is None
+    elbe = next(s for s in viewer["sites"] if s["id"] == "elbe")["availability"]["contract"]
+    assert (elbe["ld_year_to_date"], elbe["projected_ld"], elbe["actual_pct"]) == \
+        (None, None, 90.0)
 
 
 def test_dashboard_page_is_served(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200 and "<title>bessmon" in page.text
-    assert client.get("/web/app.js").status_code == 200
 
 
 @pytest.mark.parametrize("first", [
@@ -101,12 +140,12 @@ def receive_until(ws: Any, predicate: Any, timeout_s: float = 10.0) -> dict[str,
     raise AssertionError("expected message did not arrive")
 
 
-def test_websocket_snapshot_then_live_updates(client: TestClient,
+def test_websocket_snapshot_then_live_updates(client: TestClient, api_settings: Settings,
                                               redis_client: redis.Redis) -> None:
     redis_client.set(site_key("mesa"), snapshot("mesa", 99.0).model_dump_json())
     with client.websocket_connect("/api/v1/ws") as ws:
-        ws.send_json({"type": "auth", "token": TOKEN})
-        assert ws.receive_json() == {"type": "ready"}
+        ws.send_json({"type": "auth", "token": token(api_settings, "viewer")})
+        assert ws.receive_json()["type"] == "ready"
         ws.send_json({"type": "subscribe", "channel": "site:mesa"})
         first = ws.receive_json()
         assert first["type"] == "snapshot" and first["data"]["windows"]["last_hour"] == 99.0
@@ -114,34 +153,27 @@ def test_websocket_snapshot_then_live_updates(client: TestClient,
         fleet = ws.receive_json()
         assert fleet["channel"] == "fleet" and [s["site_id"] for s in fleet["data"]] == ["mesa"]
 
-        # What the flows publish reaches the client on both channels.
-        update = snapshot("mesa", 42.0).model_dump_json()
-        redis_client.publish(site_channel("mesa"), update)
+        # What the flows publish reaches the client on both channels, with rising seqs.
+        flows_publish(redis_client, snapshot("mesa", 42.0))
         got = [receive_until(ws, lambda m: m["type"] == "update") for _ in range(2)]
         assert sorted(m["channel"] for m in got) == ["fleet", "site:mesa"]
         assert all(m["data"]["windows"]["last_hour"] == 42.0 for m in got)
+        assert {m["channel"]: m["seq"] for m in got} == {"fleet": 1, "site:mesa": 1}
 
         # Another site's update reaches the fleet channel only.
-        redis_client.publish(site_channel("elbe"), snapshot("elbe", 1.0).model_dump_json())
+        flows_publish(redis_client, snapshot("elbe", 1.0))
         m = receive_until(ws, lambda m: m["type"] == "update")
-        assert (m["channel"], m["data"]["site_id"]) == ("fleet", "elbe")
+        assert (m["channel"], m["data"]["site_id"], m["seq"]) == ("fleet", "elbe", 2)
 
         ws.send_json({"type": "subscribe", "channel": "site:atlantis"})
         assert ws.receive_json() == {"type": "error", "message": "unknown channel 'site:atlantis'"}
         ws.send_json({"type": "dance"})
         assert ws.receive_json() == {"type": "error", "message": "unknown message type 'dance'"}
+        ws.send_json({"type": "ping"})
+        assert ws.receive_json() == {"type": "pong"}
         ws.send_json({"type": "unsubscribe", "channel": "fleet"})
-        redis_client.publish(site_channel("elbe"), snapshot("elbe", 2.0).model_dump_json())
-        redis_client.publish(site_channel("mesa"), snapshot("mesa", 3.0).model_dump_json())
+        assert ws.receive_json() == {"type": "unsubscribed", "channel": "fleet"}
+        flows_publish(redis_client, snapshot("elbe", 2.0))
+        flows_publish(redis_client, snapshot("mesa", 3.0))
         m = receive_until(ws, lambda m: m["type"] == "update")
         assert (m["channel"], m["data"]["windows"]["last_hour"]) == ("site:mesa", 3.0)
-
-
-def test_the_api_refuses_to_start_without_a_token(redis_url: str) -> None:
-    with pytest.raises(RuntimeError, match="BESSMON_API_TOKEN is not set"):
-        create_app(Settings(REDIS_URL=redis_url))
-
-
-def test_production_refuses_placeholder_tokens() -> None:
-    with pytest.raises(ValueError, match="must be a real secret"):
-        Settings(environment="production", api_token=SecretStr("changeme"))

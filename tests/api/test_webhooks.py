@@ -18,15 +18,14 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 from httpx import Response
-from pydantic import SecretStr
 
 from api.main import create_app
 from api.routes.webhooks import dedupe_key
 from connectors.kafka import ensure_topics, read_topic
 from connectors.settings import Settings
 from contracts.events import TicketEvent
+from tests.api.accounts import auth
 
-TOKEN = "test-token-0123456789abcdef"
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ticketing"
 SECRETS = {"jira": "jira-webhook-secret-1f0c9a", "servicenow": "sn-shared-secret-77e1b2",
            "zendesk": "dGhpc19zZWNyZXRfaXNfZm9yX3Rlc3Rpbmdfb25seQ=="}
@@ -93,11 +92,11 @@ def topic(kafka_bootstrap: str) -> str:
 
 @pytest.fixture
 def client(webhook_env: None, redis_url: str, redis_client: redis.Redis,
-           kafka_bootstrap: str, topic: str) -> Iterator[TestClient]:
+           kafka_bootstrap: str, topic: str, api_settings: Settings) -> Iterator[TestClient]:
     for key in redis_client.scan_iter("bessmon:webhook:*"):
         redis_client.delete(key)
-    settings = Settings(KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, REDIS_URL=redis_url,
-                        api_token=SecretStr(TOKEN), topic_tickets=topic)
+    settings = api_settings.model_copy(update={"kafka_bootstrap_servers": kafka_bootstrap,
+                                               "topic_tickets": topic})
     with TestClient(create_app(settings)) as c:
         yield c
 
@@ -209,8 +208,9 @@ def test_refusals_are_precise_and_publish_nothing(
     assert on_topic(kafka_bootstrap, topic) == []
 
 
-def test_the_user_token_is_no_webhook_credential(client: TestClient) -> None:
-    response = post(client, "jira", JIRA, {"Authorization": f"Bearer {TOKEN}"})
+def test_the_user_token_is_no_webhook_credential(client: TestClient,
+                                                api_settings: Settings) -> None:
+    response = post(client, "jira", JIRA, auth(api_settings, "admin"))
     assert response.status_code == 401
 
 
@@ -218,7 +218,7 @@ def test_oversize_bodies_are_refused_before_anything_else(client: TestClient) ->
     big = b'{"pad": "' + b"x" * MAX_BYTES + b'"}'
     declared = post(client, "jira", big, signed("jira", big))
     assert declared.status_code == 413
-    assert declared.json() == {"detail": f"body over {MAX_BYTES} bytes"}
+    assert declared.json() == {"detail": f"body over {MAX_BYTES} bytes", "status": 413}
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: counted while it streams in
         for _ in range(100):
@@ -265,20 +265,22 @@ def test_a_provider_without_secret_is_refused(monkeypatch: pytest.MonkeyPatch,
     response = post(client, "servicenow", body, {"X-Bessmon-Token": ""})
     assert response.status_code == 403
     assert response.json() == {"detail": "servicenow webhooks are not enabled: "
-                                         "BESSMON_WEBHOOK_SECRET_SERVICENOW is not set"}
+                                         "BESSMON_WEBHOOK_SECRET_SERVICENOW is not set",
+                               "status": 403}
 
 
 def test_without_kafka_the_api_starts_and_deliveries_are_retried(
         webhook_env: None, monkeypatch: pytest.MonkeyPatch, redis_url: str,
-        redis_client: redis.Redis) -> None:
+        redis_client: redis.Redis, api_settings: Settings) -> None:
     monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
     for key in redis_client.scan_iter("bessmon:webhook:*"):
         redis_client.delete(key)
-    settings = Settings(REDIS_URL=redis_url, api_token=SecretStr(TOKEN))
+    settings = api_settings
     with TestClient(create_app(settings)) as client:
         assert client.get("/api/v1/health").status_code == 200
         response = post(client, "jira", JIRA, signed("jira", JIRA))
     assert response.status_code == 503
-    assert response.json() == {"detail": "the ticket could not be published; retry later"}
+    assert response.json() == {"detail": "the ticket could not be published; retry later",
+                               "status": 503}
     # Nothing remembered: the vendor's retry will be processed, not taken for a duplicate.
     assert list(redis_client.scan_iter("bessmon:webhook:*")) == []

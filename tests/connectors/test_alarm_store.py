@@ -5,6 +5,7 @@ keeps it, and an action on an alarm cleared meanwhile is refused."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import pytest
@@ -12,7 +13,8 @@ import redis
 import redis.asyncio as aioredis
 
 from connectors.alarm_store import NoSuchAlarm, act_on_alarm, active_alarms
-from connectors.redis_store import ALARM_HANDLING_CHANNEL, alarm_handling_key
+from connectors.live_log import live_channel, split
+from connectors.redis_store import alarm_handling_key
 from contracts.alarms import AlarmHandling, AlarmRefused
 from contracts.events import BreachEvent
 from flows.redis_sink import RedisSink
@@ -38,7 +40,7 @@ def test_raise_acknowledge_shelve_clear(redis_url: str, redis_client: redis.Redi
     async def scenario() -> None:
         client = aioredis.Redis.from_url(redis_url)
         pubsub = client.pubsub()
-        await pubsub.subscribe(ALARM_HANDLING_CHANNEL)
+        await pubsub.subscribe(live_channel("alarms"))
         try:
             listed = await active_alarms(client, [site], NOW)
             assert [(a.breach.asset_id, a.state) for a in listed] == [
@@ -62,7 +64,10 @@ def test_raise_acknowledge_shelve_clear(redis_url: str, redis_client: redis.Redi
             while len(published) < 2:
                 msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2)
                 if msg is not None:
-                    published.append(AlarmHandling.model_validate_json(msg["data"]))
+                    _, payload = split(msg["data"])
+                    data = json.loads(payload)
+                    assert (data["kind"], data["site_id"]) == ("handling", site)
+                    published.append(AlarmHandling.model_validate(data["handling"]))
             assert [(h.breach_id, h.acknowledged_by, h.shelved_by) for h in published] == [
                 (critical.breach_id, "ana", None), (minor.breach_id, None, "bo")]
         finally:

@@ -20,7 +20,7 @@ from tests.stack import RunningStack
 def ws_connect(stack: RunningStack, channel: str) -> Iterator[ClientConnection]:
     with connect(stack.url.replace("http", "ws") + "api/v1/ws", open_timeout=10) as ws:
         ws.send(json.dumps({"type": "auth", "token": stack.token}))
-        assert json.loads(ws.recv(timeout=10)) == {"type": "ready"}
+        assert json.loads(ws.recv(timeout=10))["type"] == "ready"
         ws.send(json.dumps({"type": "subscribe", "channel": channel}))
         first = json.loads(ws.recv(timeout=10))
         assert first["type"] == "snapshot"
@@ -70,7 +70,7 @@ def test_rest_shows_every_site_with_live_availability(stack: RunningStack) -> No
     headers = {"Authorization": f"Bearer {stack.token}"}
     deadline = time.monotonic() + 30
     while True:
-        sites = httpx.get(stack.url + "api/v1/sites", headers=headers, timeout=5).json()
+        sites = httpx.get(stack.url + "api/v1/sites", headers=headers, timeout=5).json()["items"]
         if all(s["availability"] for s in sites) or time.monotonic() > deadline:
             break
         time.sleep(0.5)

@@ -13,7 +13,8 @@ from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 from confluent_kafka import TIMESTAMP_CREATE_TIME
 
 from connectors.kafka import CheckedProducer, read_topic
-from connectors.redis_store import latest_key, site_channel, site_key
+from connectors.live_log import live_channel, log_key, split
+from connectors.redis_store import latest_key, site_key
 from connectors.settings import EXAMPLE_MONITORING, Settings
 from contracts.events import DeadLetter, SiteAvailability, StatusChange
 from contracts.monitoring import load_monitoring
@@ -111,7 +112,7 @@ def test_flow_against_the_real_broker_and_redis(settings: Settings, redis_url: s
     producer.flush()
     client = redis.Redis.from_url(redis_url)
     pubsub = client.pubsub()
-    pubsub.subscribe(site_channel("s1"))
+    pubsub.subscribe(live_channel("site:s1"))
     pubsub.get_message(timeout=1)
     # The production wiring, stopping at the end of the topic instead of tailing it.
     run_main(build_flow(settings, FLEET, CONFIG, CONTRACTS, tail=False, now_ms=None,
@@ -130,8 +131,12 @@ def test_flow_against_the_real_broker_and_redis(settings: Settings, redis_url: s
     published = []
     while (msg := pubsub.get_message(timeout=0.5)) is not None:
         if msg["type"] == "message":
-            published.append(SiteAvailability.model_validate_json(msg["data"]))
-    assert published and published[-1] == snapshot
+            published.append(split(msg["data"]))
+    assert published and SiteAvailability.model_validate_json(published[-1][1]) == snapshot
+    # Each publish numbered, in order, and kept in the channel's log for resuming clients.
+    seqs = [seq for seq, _ in published]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    assert client.xlen(log_key("site:s1")) >= len(published)
     pubsub.close()
     client.close()
 

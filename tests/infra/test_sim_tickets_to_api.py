@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from pydantic import SecretStr
 
 from api.main import create_app
 from connectors.kafka import ensure_topics, read_topic
@@ -37,7 +36,7 @@ def test_a_simulated_fault_becomes_an_open_then_resolved_ticket_on_the_topic(
     topic = f"t-{uuid.uuid4().hex[:8]}.tickets.raw"
     ensure_topics(settings.require_kafka(), [topic], partitions=2)
     settings = settings.model_copy(update={"topic_tickets": topic,
-                                           "api_token": SecretStr("t" * 24)})
+                                           "run_dir": tmp_path / "run"})
     block = example_fleet.sites[1].units[2].inverters[0].blocks[4]
     # 600× faster: the 5-minute ticket delay takes half a second, the 30-minute fault 3 s.
     sim = Simulator(example_fleet, load_profiles(EXAMPLE_PROFILES), seed=4, speed=600,

@@ -1,0 +1,49 @@
+"""Roles and what each may do: the one table the API checks and the docs print
+(`permission_table`). A permission not in a role's set is refused with 403, whatever the
+scope; the scope (principal.py) then limits *which* sites' data a permission reaches."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+Role = Literal["viewer", "engineer", "service_manager", "contract_manager", "admin"]
+ROLES: tuple[Role, ...] = ("viewer", "engineer", "service_manager", "contract_manager", "admin")
+
+
+class Permission(StrEnum):
+    READ = "read"  # fleet, sites, assets, availability, alarms, alerts, tickets, telemetry
+    ALARMS_ACKNOWLEDGE = "alarms.acknowledge"
+    ALARMS_SHELVE = "alarms.shelve"
+    CONTRACTS_READ = "contracts.read"  # contract terms, compliance, LD amounts
+    REPORTS_EXPORT = "reports.export"  # compliance reports and telemetry exports
+    AUDIT_READ = "audit.read"
+    API_KEYS_MANAGE = "api_keys.manage"
+
+
+P = Permission
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    # NOC operators at the wall display: everything live, nothing changed, no money.
+    "viewer": frozenset({P.READ}),
+    # Engineers on call: handle alarms.
+    "engineer": frozenset({P.READ, P.ALARMS_ACKNOWLEDGE, P.ALARMS_SHELVE}),
+    # Service managers: alarms and the contract's KPIs and reports.
+    "service_manager": frozenset({P.READ, P.ALARMS_ACKNOWLEDGE, P.ALARMS_SHELVE,
+                                  P.CONTRACTS_READ, P.REPORTS_EXPORT}),
+    # LTSA contract managers: contracts, LD and reports; alarms are not theirs to handle.
+    "contract_manager": frozenset({P.READ, P.CONTRACTS_READ, P.REPORTS_EXPORT}),
+    "admin": frozenset(Permission),
+}
+
+
+def allows(role: Role, permission: Permission) -> bool:
+    return permission in ROLE_PERMISSIONS[role]
+
+
+def permission_table() -> str:
+    """The table as Markdown (docs/api.md embeds it; a test keeps the two the same)."""
+    head = "| permission | " + " | ".join(ROLES) + " |"
+    rule = "|---|" + "---|" * len(ROLES)
+    rows = [f"| `{p.value}` | " + " | ".join("✓" if allows(r, p) else "" for r in ROLES)
+            + " |" for p in Permission]
+    return "\n".join([head, rule, *rows])

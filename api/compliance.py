@@ -1,0 +1,38 @@
+"""Contract compliance from what the flows wrote to the history: the site's final status
+intervals from the start of the contract year through the asked periods, evaluated by the
+contract engine exactly as `bessmon contracts evaluate` would (spec §7), so the API, the
+reports and the batch command always agree. Time the flows have not made final yet (after
+their `final_ms`) counts as a data gap by the contract's policy: an open period's numbers are
+those of its final part; its projection is in the site's live KPIs."""
+
+from __future__ import annotations
+
+from connectors.history import HistoryStore
+from contracts.contract import Contract
+from contracts.engine import ContractContext, Evaluation, evaluate
+from contracts.fleet import Fleet
+from contracts.intervals import StatusInterval
+
+
+def evaluate_history(fleet: Fleet, contract: Contract, history: HistoryStore, period: str,
+                     final_ms: int | None) -> Evaluation:
+    """InvalidInput for a period the contract does not have (the message names it)."""
+    ctx = ContractContext(fleet, contract)
+    cal = ctx.calendar
+    asked = cal.parse_range(period, contract.measurement_period)
+    start_us = min(cal.year_bounds(cal.period_year(asked[0]))[0], asked[0].start_us)
+    end_us = asked[-1].end_us
+    if final_ms is not None:
+        end_us = min(end_us, final_ms * 1000)
+    site = ctx.site
+    assets = [a for a in fleet.assets.values() if a.site_id == site.id and a.kind != "site"]
+    intervals = []
+    if end_us > start_us:
+        for r in history.status_intervals([a.id for a in assets], start_us // 1000,
+                                          end_us // 1000):
+            stop = min(end_us, r.end_ms * 1000) if r.end_ms is not None else end_us
+            begin = max(start_us, r.start_ms * 1000)
+            if stop > begin:
+                intervals.append(StatusInterval(r.asset_id, begin, stop, r.state,
+                                                r.derate_fraction, r.cause))
+    return evaluate(fleet, contract, intervals, [], period)

@@ -1,0 +1,52 @@
+"""Everything the routes share, built once per API process (`create_app`) and reached
+through `api/deps.py`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from api.audit import AuditLog
+from api.auth.apikeys import ApiKeys
+from api.auth.authenticator import Authenticator
+from api.auth.oidc import OidcSettings, OidcVerifier
+from api.auth.tokens import TokenIssuer
+from api.auth.users import UserDirectory
+from api.live import LiveHub
+from api.store import ApiStore
+from connectors.history import HistoryStore, open_history
+from connectors.settings import Settings
+from contracts.contract import Contract, load_contracts
+from contracts.fleet import Fleet, load_fleet
+
+
+@dataclass
+class ApiContext:
+    settings: Settings
+    fleet: Fleet
+    contracts: dict[str, Contract]  # by site id
+    store: ApiStore
+    audit: AuditLog
+    auth: Authenticator
+    history: HistoryStore
+    redis: aioredis.Redis | None = None  # set while the app runs (lifespan)
+    hub: LiveHub | None = None
+
+    @classmethod
+    def build(cls, settings: Settings) -> ApiContext:
+        fleet = load_fleet(settings.fleet_file)
+        sites = {s.id for s in fleet.sites}
+        contracts = {k: v for k, v in load_contracts(settings.contracts_dir).items()
+                     if k in sites}
+        store = ApiStore(settings.api_db_path)
+        oidc = None
+        if settings.oidc_jwks_url and settings.oidc_issuer and settings.oidc_audience:
+            oidc = OidcVerifier(OidcSettings(
+                settings.oidc_jwks_url, settings.oidc_issuer, settings.oidc_audience,
+                settings.oidc_role_claim, settings.oidc_customers_claim,
+                settings.oidc_regions_claim))
+        auth = Authenticator(TokenIssuer(settings.jwt_key_path, settings.token_ttl_s),
+                             UserDirectory(settings.users_path), ApiKeys(store), oidc)
+        return cls(settings, fleet, contracts, store, AuditLog(store), auth,
+                   open_history(settings))

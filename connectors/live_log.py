@@ -1,0 +1,81 @@
+"""Live channels in Redis, with sequence numbers so that a client can resume.
+
+Every message of a live channel (`fleet`, `site:<id>`, `asset:<unit id>`, `alarms`,
+`alerts`) is published by one Lua script, atomically: the channel's sequence number goes up
+by one (`bessmon:seq:<channel>`), the message is appended to the channel's short log (a
+stream whose entry ids are the sequence numbers, `bessmon:log:<channel>`, about
+`LOG_LENGTH` entries kept) and published on `bessmon:live:<channel>` as `<seq> <payload>`.
+Pub/sub fans messages out to every API process; the log lets any of them replay what a
+reconnecting client missed. Writers: the flows (redis_sink.py) and the API (alarm handling)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+from connectors.redis_store import PREFIX
+
+LIVE_PATTERN = f"{PREFIX}:live:*"
+LOG_LENGTH = 2_000
+
+_PUBLISH = """
+local seq = redis.call('INCR', KEYS[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'd', ARGV[1])
+redis.call('PUBLISH', KEYS[3], seq .. ' ' .. ARGV[1])
+return seq
+"""
+
+
+def seq_key(channel: str) -> str:
+    return f"{PREFIX}:seq:{channel}"
+
+
+def log_key(channel: str) -> str:
+    return f"{PREFIX}:log:{channel}"
+
+
+def live_channel(channel: str) -> str:
+    return f"{PREFIX}:live:{channel}"
+
+
+def channel_of(redis_channel: str) -> str:
+    return redis_channel.removeprefix(f"{PREFIX}:live:")
+
+
+def publish(client: redis.client.Pipeline | redis.Redis | aioredis.Redis
+            | aioredis.client.Pipeline, channel: str, payload: str | bytes,
+            length: int = LOG_LENGTH) -> Any:
+    """Queue (pipeline) or run the publish of one message; works on sync and async clients
+    (await the result of an async client that is not a pipeline)."""
+    return client.eval(_PUBLISH, 3, seq_key(channel), log_key(channel), live_channel(channel),
+                       payload, length)
+
+
+def split(message: bytes) -> tuple[int, bytes]:
+    """A pub/sub message's `<seq> <payload>`."""
+    seq, _, payload = message.partition(b" ")
+    return int(seq), payload
+
+
+async def current_seq(client: aioredis.Redis, channel: str) -> int:
+    value = await client.get(seq_key(channel))
+    return int(value) if value else 0
+
+
+async def since(client: aioredis.Redis, channel: str, after_seq: int,
+                count: int = LOG_LENGTH) -> list[tuple[int, bytes]] | None:
+    """The channel's messages after `after_seq`, oldest first; None when the log no longer
+    reaches back that far (or the sequence was reset): the client needs a snapshot."""
+    last = await current_seq(client, channel)
+    if after_seq > last:
+        return None  # from before a reset of Redis
+    if after_seq == last:
+        return []
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = await client.xrange(
+        log_key(channel), min=f"({after_seq}-0", max="+", count=count)  # type: ignore[assignment]
+    out = [(int(entry_id.split(b"-")[0]), fields[b"d"]) for entry_id, fields in entries]
+    if not out or out[0][0] != after_seq + 1 or out[-1][0] != last:
+        return None
+    return out
