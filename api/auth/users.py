@@ -127,7 +127,21 @@ def add_user(path: Path, username: str, password: str, role: Role, customers: li
     current = list(parse_users(read_text(path), str(path)).users) if path.exists() else []
     user = User(username=username, password_hash=hash_password(password), role=role,
                 customers=tuple(customers), regions=tuple(regions))
-    users = [u for u in current if u.username != username] + [user]
+    _write(path, [u for u in current if u.username != username] + [user])
+    return user
+
+
+def set_disabled(path: Path, username: str, disabled: bool) -> bool:
+    """Disable or enable a user; False when there is no such user."""
+    current = list(parse_users(read_text(path), str(path)).users) if path.exists() else []
+    if not any(u.username == username for u in current):
+        return False
+    _write(path, [u.model_copy(update={"disabled": disabled}) if u.username == username
+                  else u for u in current])
+    return True
+
+
+def _write(path: Path, users: list[User]) -> None:
     UsersFile(users=tuple(users))  # still valid as a whole
     text = yaml.safe_dump({"users": [u.model_dump(exclude_defaults=True) for u in users]},
                           sort_keys=False, allow_unicode=True)
@@ -137,4 +151,3 @@ def add_user(path: Path, username: str, password: str, role: Role, customers: li
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
     tmp.replace(path)
-    return user
