@@ -87,7 +87,7 @@ def test_a_rewritten_chain_differs_from_the_head(logged: Settings) -> None:
     the head written at the time still names the old hash."""
     store = ApiStore(logged.api_db_path)
     row = store.connect().execute("SELECT * FROM audit WHERE seq = 4").fetchone()
-    seq, ts_ms, actor, action, target, outcome, details, prev, _ = row
+    seq, ts_ms, _actor, action, target, outcome, details, prev, _ = row
     forged = entry_hash(prev, seq, ts_ms, "someone-else", action, target, outcome, details)
     sql(logged, "UPDATE audit SET actor = 'someone-else', hash = ? WHERE seq = 4", forged)
     result = verify_cli(logged)
