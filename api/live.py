@@ -1,8 +1,8 @@
 """Live fan-out of one API process: a single Redis pub/sub subscription to every live
 channel (connectors/live_log.py), delivered to each WebSocket client subscribed to it —
 filtered by the client's scope, without contract money for roles that may not see it, and
-coalesced for a client that falls behind (it gets the newest state of each thing, never a
-stall of the others).
+coalesced for a client that falls far behind (it gets the newest state of each thing; it
+never stalls the others).
 
 Channels a client can subscribe to, and the key updates are coalesced by:
 
@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict, defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ from connectors.live_log import LIVE_PATTERN, channel_of, split
 from contracts.fleet import Fleet
 
 log = logging.getLogger(__name__)
+COALESCE_AT = 1_000  # frames waiting for one client before its updates are coalesced
 OUTBOX_LIMIT = 5_000  # distinct things waiting for one client; beyond: disconnected
 
 
@@ -81,7 +82,10 @@ class Subscription:
 
 
 class Subscriber:
-    """One client: its subscriptions and its outbox of frames to send, coalesced by key."""
+    """One client: its subscriptions and its outbox of frames to send, in order. A client
+    that lets more than `COALESCE_AT` frames pile up (slow, or replaying a long absence) has
+    them coalesced: only the newest frame of each thing (`slot`) stays, in the order of the
+    newest; one with more than `OUTBOX_LIMIT` things waiting even so is dropped."""
 
     def __init__(self, principal: Principal, fleet: Fleet, money: bool) -> None:
         self.principal = principal
@@ -89,7 +93,7 @@ class Subscriber:
         self.sites = principal.site_ids(fleet)
         self.everything = ANY in principal.scope.customers and ANY in principal.scope.regions
         self.subscriptions: dict[str, Subscription] = {}
-        self.outbox: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self.outbox: deque[tuple[tuple[str, str], str]] = deque()
         self.wake = asyncio.Event()
         self.overflowed = False
 
@@ -115,12 +119,19 @@ class Subscriber:
             return
         frame = (f'{{"type":"update","channel":{json.dumps(sub.name)},"seq":{msg.seq},'
                  f'"data":{data}}}')
-        slot = (sub.name, key)
-        self.outbox.pop(slot, None)  # coalesced: the newest replaces what is still waiting
-        self.outbox[slot] = frame
+        self.outbox.append(((sub.name, key), frame))
+        if len(self.outbox) > COALESCE_AT:
+            self._coalesce()
+        self.wake.set()
+
+    def _coalesce(self) -> None:
+        newest: OrderedDict[tuple[str, str], str] = OrderedDict()
+        for slot, frame in self.outbox:
+            newest.pop(slot, None)
+            newest[slot] = frame
+        self.outbox = deque(newest.items())
         if len(self.outbox) > OUTBOX_LIMIT:
             self.overflowed = True
-        self.wake.set()
 
     def _shape(self, sub: Subscription, msg: Message) -> tuple[str, str | None]:
         if sub.source == "fleet":
@@ -147,7 +158,7 @@ class Subscriber:
             self.deliver(sub, msg)
 
     def take(self) -> list[str]:
-        frames = list(self.outbox.values())
+        frames = [frame for _, frame in self.outbox]
         self.outbox.clear()
         self.wake.clear()
         return frames

@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     login_attempts_per_minute: int = Field(10, ge=1)  # per client address and username
     max_request_bytes: int = Field(1 << 20, ge=1024)
     cors_origins: list[str] = []  # closed unless listed (JSON list in BESSMON_CORS_ORIGINS)
+    # Live feed: heartbeat (and credential re-check) period of every WebSocket.
+    ws_heartbeat_s: float = Field(15.0, gt=0, le=300)
 
     @model_validator(mode="after")
     def _oidc_complete(self) -> Settings:

@@ -47,7 +47,6 @@ from connectors.redis_store import alerts_key, latest_key, site_key
 
 router = APIRouter(tags=["live"])
 AUTH_TIMEOUT_S = 10.0
-HEARTBEAT_S = 15.0
 SEND_TIMEOUT_S = 10.0
 
 
@@ -161,8 +160,9 @@ async def live(websocket: WebSocket) -> None:
             await websocket.close(code=closed.code, reason=closed.reason)
         return
     credential = first.token
+    heartbeat_s = ctx.settings.ws_heartbeat_s
     subscriber = Subscriber(principal, ctx.fleet, shows_money(principal))
-    await websocket.send_json({"type": "ready", "heartbeat_s": HEARTBEAT_S,
+    await websocket.send_json({"type": "ready", "heartbeat_s": heartbeat_s,
                                "subject": principal.subject, "role": principal.role})
 
     async def receive() -> None:
@@ -183,7 +183,7 @@ async def live(websocket: WebSocket) -> None:
                                                "a new token must be for the same subject"})
                     continue
                 credential = msg.token
-                await websocket.send_json({"type": "ready", "heartbeat_s": HEARTBEAT_S,
+                await websocket.send_json({"type": "ready", "heartbeat_s": heartbeat_s,
                                            "subject": renewed.subject, "role": renewed.role})
             elif msg.type in ("subscribe", "unsubscribe"):
                 sub = source_of(ctx, subscriber, msg.channel or "")
@@ -212,7 +212,7 @@ async def live(websocket: WebSocket) -> None:
 
     async def heartbeat() -> None:
         while True:
-            await asyncio.sleep(HEARTBEAT_S)
+            await asyncio.sleep(heartbeat_s)
             await authenticate(ctx, credential)  # revoked or expired: Closed(4401)
             await websocket.send_json({"type": "heartbeat", "ts_ms": int(time.time() * 1000)})
 
