@@ -16,7 +16,7 @@ from contracts.errors import InvalidInput
 from contracts.events import Cause, State
 from contracts.fleet import Fleet
 from contracts.periods import to_us
-from contracts.yamltext import read_text
+from contracts.textfiles import read_text
 
 STATES: tuple[State, ...] = get_args(State)
 CAUSES: tuple[Cause, ...] = get_args(Cause)

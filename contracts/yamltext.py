@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from contracts.errors import InvalidInput
+from contracts.textfiles import read_text as read_text  # re-exported: loaders import it here
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -142,8 +142,3 @@ def validate(doc: YamlDocument, model: type[M], expected: str) -> M:
         raise doc.error(list(first["loc"]), describe(first)) from None
 
 
-def read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidInput(str(path), "", f"cannot read: {exc.strerror}") from None

@@ -201,3 +201,45 @@ def test_evaluate_refuses_invalid_input_with_status_2(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.strip() == message.format(**{k: str(v) for k, v in files.items()})
+
+
+@pytest.mark.parametrize("name", ["status", "exclusions", "fleet", "contract"])
+def test_a_file_that_is_not_utf8_is_refused_with_its_name_line_and_byte(
+        files: dict[str, Path], capsys: pytest.CaptureFixture[str], name: str) -> None:
+    path = files[name]
+    valid = path.read_bytes()
+    lines = valid.count(b"\n")
+    # A Latin-1 "é" (0xe9) on a new last line, after "# caf" or "caf" (3 or 5 bytes).
+    prefix = b"# caf" if name in ("fleet", "contract") else b"caf"
+    path.write_bytes(valid + prefix + b"\xe9\n")
+    assert main(argv(files, "--period", "2026-10")) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (f"bessmon: {path}:{lines + 1}: not UTF-8 text (byte 0xe9 at "
+                            f"offset {len(valid) + len(prefix)})\n")
+
+
+def test_a_value_error_inside_a_command_is_not_called_an_invalid_setting(
+        files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only settings from the environment are "invalid settings"; anything else that is not
+    an `InvalidInput` is a bug and must show as one, not send the user to the environment."""
+    import contracts.engine
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("year 10000 is out of range")
+
+    monkeypatch.setattr(contracts.engine, "evaluate", broken)
+    with pytest.raises(ValueError, match="year 10000"):
+        main(argv(files, "--period", "2026-10"))
+
+
+def test_an_invalid_setting_is_still_reported_as_one(
+        files: dict[str, Path], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from connectors.settings import get_settings
+
+    monkeypatch.setenv("BESSMON_TOPIC_PARTITIONS", "many")
+    get_settings.cache_clear()  # settings are read once per process
+    assert main(argv(files, "--period", "2026-10")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bessmon: invalid setting: ") and "topic_partitions" in err
