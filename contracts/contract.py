@@ -17,6 +17,7 @@ from contracts.yamltext import CURRENCY_PATTERN, YamlDocument, read_text, valida
 
 Pct = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
 Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+FIRST_YEAR, LAST_YEAR = 1900, 9998
 
 
 class _Terms(BaseModel):
@@ -68,6 +69,17 @@ class Contract(_Terms):
     ld: LiquidatedDamages
     bonus: Bonus | None = None
     early_warning_margin_pct: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
+
+    @field_validator("term_years")
+    @classmethod
+    def _term_within_the_calendar(cls, term: int, info: ValidationInfo) -> int:
+        """Dates must hold the whole term and the periods next to it (a date's year ends at
+        9999; instants before 1900 are no contract's)."""
+        start = info.data.get("start")
+        if start is not None and not FIRST_YEAR <= start.year <= LAST_YEAR - term:
+            raise ValueError(f"a {term}-year term from {start.isoformat()} does not lie "
+                             f"within the years {FIRST_YEAR}..{LAST_YEAR}")
+        return term
 
     @field_validator("guarantee")
     @classmethod

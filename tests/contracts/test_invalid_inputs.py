@@ -185,6 +185,13 @@ def test_evaluate_csv_has_one_row_per_period_per_unit(
      "bessmon: {status}:5: end: 2026-10-01T00:00:00+02:00 is not after start "
      "2026-10-01T00:00:00+02:00"),
     ({"missing": "status"}, "bessmon: {status}: cannot read: No such file or directory"),
+    ({"period": "9999-12"}, "bessmon: --period: period 9999-12 lies outside the contract "
+                            "term (2024-10-01 to 2044-10-01)"),
+    ({"period": "0000-01"}, "bessmon: --period: period 0000-01 lies outside the contract "
+                            "term (2024-10-01 to 2044-10-01)"),
+    ({"contract_start": "9990-01-01"},
+     "bessmon: {contract}:4: term_years: a 20-year term from 9990-01-01 does not lie within "
+     "the years 1900..9998"),
 ])
 def test_evaluate_refuses_invalid_input_with_status_2(
         files: dict[str, Path], capsys: pytest.CaptureFixture[str],
@@ -192,6 +199,9 @@ def test_evaluate_refuses_invalid_input_with_status_2(
     period = change.get("period", "2026-10")
     if "contract_site" in change:
         files["contract"].write_text(contract_text(site=change["contract_site"]))
+    if "contract_start" in change:
+        files["contract"].write_text(contract_text(site="alpha",
+                                                   start=change["contract_start"]))
     if "status_row" in change:
         with files["status"].open("a") as f:
             f.write(change["status_row"] + "\n")

@@ -72,6 +72,15 @@ def test_a_period_belongs_to_the_contract_year_of_its_start() -> None:
     ("2024-05", "--period: period 2024-05 lies outside the contract term (2024-06-01 to "
                 "2044-06-01)"),
     ("2026-08..2026-06", "--period: range '2026-08..2026-06' ends before it starts"),
+    # Years no date can hold (9999-12 ends in year 10000; there is no year 0).
+    ("9999-12", "--period: period 9999-12 lies outside the contract term (2024-06-01 to "
+                "2044-06-01)"),
+    ("0000-01", "--period: period 0000-01 lies outside the contract term (2024-06-01 to "
+                "2044-06-01)"),
+    ("9999-Q4", "--period: period 9999-Q4 lies outside the contract term (2024-06-01 to "
+                "2044-06-01)"),
+    ("2026-01..9999-12", "--period: period 9999-12 lies outside the contract term "
+                         "(2024-06-01 to 2044-06-01)"),
 ])
 def test_invalid_periods_are_refused(period: str, message: str) -> None:
     with pytest.raises(InvalidInput) as caught:
