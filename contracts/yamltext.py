@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, BeforeValidator, ValidationError
 
 from contracts.errors import InvalidInput
 from contracts.textfiles import read_text as read_text  # re-exported: loaders import it here
@@ -97,6 +99,22 @@ def key_path(path: Sequence[str | int]) -> str:
             out += f".{part}" if out else str(part)
     return out
 
+
+def _iso_date(value: object) -> object:
+    """A date written `YYYY-MM-DD` (or a `date` built in code), nothing else: pydantic alone
+    would also take `2024-06-15T00:00` or a Unix timestamp and quietly drop the time."""
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if not isinstance(value, str) or not _DATE.fullmatch(value):
+        raise ValueError(f"must be a date written YYYY-MM-DD (got {value!r})")
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a date: {exc}") from None
+
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+IsoDate = Annotated[dt.date, BeforeValidator(_iso_date)]
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 CURRENCY_PATTERN = r"^[A-Z]{3}$"

@@ -48,6 +48,22 @@ OK_ROW = "u1,2026-06-01T00:00:00+02:00,2026-06-02T00:00:00+02:00,available,,\n"
      "S.csv:3: 4 fields, expected 6"),
     ("u1,2026-06-01T12:00:00+02:00,2026-06-03T00:00:00+02:00,available,,\n",
      "S.csv:3: start: interval of u1 overlaps the one on line 2"),
+    # Nothing is guessed: an unclosed quote would swallow the rows after it ...
+    ('u2,"2026-06-02T00:00:00Z,2026-06-03T00:00:00Z,available,,\n',
+     "S.csv:3: unterminated quote: the quoted field opened on this line runs to the end of "
+     "the file"),
+    ('u2,"2026-06-02T00:00:00Z,2026-06-03T00:00:00Z,available,,\n'
+     'u2,2026-06-03T00:00:00Z",2026-06-04T00:00:00Z,available,,\n',
+     "S.csv:3: unterminated quote: the quoted field opened on this line runs on to line 4"),
+    ('u2,"2026-06-02T00:00:00Z"x,2026-06-03T00:00:00Z,available,,\n',
+     "S.csv:3: not valid CSV: ',' expected after '\"'"),
+    # ... and a 7th fractional digit would be dropped, moving the time.
+    ("u2,2026-06-02T00:00:00.0000001Z,2026-06-03T00:00:00Z,available,,\n",
+     "S.csv:3: start: '2026-06-02T00:00:00.0000001Z' has more than 6 fractional digits of a "
+     "second; times are exact to the microsecond"),
+    ('u2,2026-06-02T00:00:00Z,"2026-06-03T00:00:00,1234567+00:00",available,,\n',
+     "S.csv:3: end: '2026-06-03T00:00:00,1234567+00:00' has more than 6 fractional digits "
+     "of a second; times are exact to the microsecond"),
 ])
 def test_invalid_status_rows(rows: str, message: str) -> None:
     with pytest.raises(InvalidInput) as caught:
@@ -69,6 +85,15 @@ def test_invalid_status_headers(text: str, message: str) -> None:
     assert str(caught.value) == message
 
 
+def test_quoted_fields_and_microseconds_are_taken_as_written() -> None:
+    text = (HEADER + '"u2","2026-06-02T00:00:00.000001Z",2026-06-03T00:00:00.5+02:00,'
+            'available,"",\n')
+    [row] = parse_status_csv(text, "S.csv", FLEET)
+    # 1 µs after 2 June 00:00 UTC; half a second after 2 June 22:00 UTC.
+    assert (row.asset_id, row.start_us % 1_000_000, row.end_us - row.start_us) == (
+        "u2", 1, 22 * 3_600_000_000 + 500_000 - 1)
+
+
 def test_status_rows_of_other_sites_and_any_column_order_are_valid() -> None:
     text = ("cause,state,asset_id,end,start,derate_fraction\n"
             ",available,v1,2026-06-02T00:00:00Z,2026-06-01T00:00:00Z,\n\n"
@@ -87,6 +112,10 @@ def test_status_rows_of_other_sites_and_any_column_order_are_valid() -> None:
      "comms_loss"),
     ("alpha,2026-06-02T00:00:00Z,2026-06-01T00:00:00Z,grid_outage",
      "X.csv:2: end: 2026-06-01T00:00:00Z is not after start 2026-06-02T00:00:00Z"),
+    ('alpha,2026-06-01T00:00:00Z,2026-06-02T00:00:00Z,"grid_outage\n'
+     "alpha,2026-06-03T00:00:00Z,2026-06-04T00:00:00Z,grid_outage",
+     "X.csv:2: unterminated quote: the quoted field opened on this line runs to the end of "
+     "the file"),
 ])
 def test_invalid_exclusion_rows(row: str, message: str) -> None:
     with pytest.raises(InvalidInput) as caught:
@@ -106,8 +135,16 @@ def contract_text(**changes: object) -> str:
      "C.yaml:5: measurement_period: must be 'month', 'quarter' or 'contract_year' (got 'week')"),
     (contract_text(term_years=0), "C.yaml:4: term_years: must be greater than or equal to 1 "
                                   "(got 0)"),
-    (contract_text(start="2024-02-30"), "C.yaml:3: start: must be a valid date or datetime, "
-                                        "day value is outside expected range (got '2024-02-30')"),
+    (contract_text(start="2024-02-30"), "C.yaml:3: start: '2024-02-30' is not a date: day is "
+                                        "out of range for month"),
+    # A datetime, a timestamp or a yes where a date or number is wanted: refused, not cut.
+    (contract_text().replace("start: '2024-06-01'", "start: 2024-06-15T00:00"),
+     "C.yaml:3: start: must be a date written YYYY-MM-DD (got '2024-06-15T00:00')"),
+    (contract_text(start=1718409600),
+     "C.yaml:3: start: must be a date written YYYY-MM-DD (got 1718409600)"),
+    (contract_text(guarantee={"default_pct": True}),
+     "C.yaml:16: guarantee.default_pct: must be a valid number (got True)"),
+    (contract_text(term_years="20"), "C.yaml:4: term_years: must be a valid integer (got '20')"),
     (contract_text(colour="red"), "C.yaml:24: colour: extra inputs are not permitted "
                                   "(got 'red')"),
     (contract_text(guarantee={"default_pct": 101}),
@@ -121,6 +158,23 @@ def contract_text(**changes: object) -> str:
 def test_invalid_contracts(text: str, message: str) -> None:
     with pytest.raises(InvalidInput) as caught:
         parse_contract(text, "C.yaml")
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(("commissioned", "message"), [
+    ("2024-09-20T12:00", "F.yaml:7: sites[0].units[0].commissioned: must be a date written "
+                         "YYYY-MM-DD (got '2024-09-20T12:00')"),
+    ("2024-09-31", "F.yaml:7: sites[0].units[0].commissioned: '2024-09-31' is not a date: day "
+                   "is out of range for month"),
+])
+def test_a_commissioning_date_must_be_a_date(commissioned: str, message: str) -> None:
+    from contracts.fleet import parse_fleet
+
+    text = ("sites:\n- id: a\n  customer: C\n  region: R\n  timezone: UTC\n  units:\n"
+            f"  - {{id: u, rated_power_kw: 1, rated_energy_kwh: 1, commissioned: {commissioned}}}"
+            "\n")
+    with pytest.raises(InvalidInput) as caught:
+        parse_fleet(text, "F.yaml")
     assert str(caught.value) == message
 
 
