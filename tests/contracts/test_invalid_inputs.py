@@ -149,6 +149,11 @@ def contract_text(**changes: object) -> str:
                                   "(got 'red')"),
     (contract_text(guarantee={"default_pct": 101}),
      "C.yaml:16: guarantee.default_pct: must be less than or equal to 100 (got 101)"),
+    # A key of a mapping is written as one, whether the error is in the key or its value.
+    (contract_text(guarantee={"default_pct": 97, "by_contract_year": {1: 98, 0: 98}}),
+     "C.yaml:19: guarantee.by_contract_year.0: must be greater than or equal to 1 (got 0)"),
+    (contract_text(guarantee={"default_pct": 97, "by_contract_year": {1: 98, 2: 101}}),
+     "C.yaml:19: guarantee.by_contract_year.2: must be less than or equal to 100 (got 101)"),
     (contract_text(guarantee={"default_pct": 97, "by_contract_year": {25: 98}}),
      "C.yaml:15: guarantee: by_contract_year names year 25 of a 20-year term"),
     (contract_text(ld={"currency": "euro", "step_pct": 0.01, "rate_per_pct": 1,
