@@ -51,6 +51,8 @@ class Rules:
             return "maintenance", Kind.MAINTENANCE, 1.0
         if own is None or own.state == "unknown":
             return "unknown", self.gap, self.gap_loss
+        if own.state == "available":  # rule 6, the most common answer: no call for it
+            return "available", Kind.COUNTED, 0.0
         return own.state, Kind.COUNTED, self.state_loss(own)
 
     def state_loss(self, interval: StatusInterval) -> float:
@@ -64,7 +66,7 @@ class Rules:
     def child_loss(self, interval: StatusInterval | None) -> float:
         """A child's own loss: a gap, `unknown` or an excluded cause cost nothing; anything
         else (scheduled maintenance included) counts by its state."""
-        if (interval is None or interval.state == "unknown"
+        if (interval is None or interval.state in ("unknown", "available")
                 or interval.cause in self.excluded_causes):
             return 0.0
         return self.state_loss(interval)
@@ -78,8 +80,11 @@ class Rollup:
 
     def __init__(self, asset_id: str, assets: Mapping[str, Asset]) -> None:
         self.asset_id = asset_id
+        # (id, weight, plan of its own children or None for a leaf): leaves, most of the
+        # assets, are read straight from `own` — this runs on every change of a child.
         self.children = tuple(
-            (child_id, _weight(assets[child_id]), Rollup(child_id, assets))
+            (child_id, _weight(assets[child_id]),
+             Rollup(child_id, assets) if assets[child_id].children else None)
             for child_id in assets[asset_id].children)
         self.total = sum(w for _, w, _ in self.children)
 
@@ -89,7 +94,12 @@ class Rollup:
             return 0.0
         weighted = 0.0
         for child_id, weight, plan in self.children:
-            weighted += weight * plan.loss(own.get(child_id, 0.0), own)
+            loss = own.get(child_id, 0.0)
+            if plan is not None:  # max(own, its children's), as `loss` does
+                below = plan.children_loss(own)
+                if below > loss:
+                    loss = below
+            weighted += weight * loss
         return weighted / self.total
 
     def loss(self, own_loss: float, own: Mapping[str, float]) -> float:
