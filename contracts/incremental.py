@@ -326,9 +326,8 @@ class ContractAccumulator:
         year = cal.contract_year(day_start)
         if year is None:  # outside the term: no unit's window
             return Totals()
-        year_end = cal.year_bounds(year)[1]
-        used_since = sum(t.class_us.get("maintenance", 0) for source in view.sources[uid]
-                         for (_, day), t in source.items() if day_start <= day < year_end)
+        used_since = sum(t.allowance_used_us.get(year, 0) for source in view.sources[uid]
+                         for (_, day), t in source.items() if day >= day_start)
         sweep = UnitSweep(self.ctx.scopes[uid], _one_bucket, start)
         sweep.maintenance_used[year] = view.maintenance_used[uid].get(year, 0) - used_since
         for item in self.kept[uid]:

@@ -17,7 +17,7 @@ from typing import Any
 from contracts.fleet import Asset
 from contracts.intervals import ExclusionWindow, StatusInterval
 from contracts.periods import US_PER_HOUR
-from contracts.rules import Kind, Rollup, Rules
+from contracts.rules import Kind, Rollup, Rules, Why
 
 OVER_ALLOWANCE = "maintenance_over_allowance"
 _NEVER = 1 << 62  # after any instant
@@ -35,6 +35,10 @@ class Totals:
     # Time by the class of §3 that matched; maintenance is split into its excluded part
     # ("maintenance") and what exceeded the year's allowance ("maintenance_over_allowance").
     class_us: dict[str, int] = field(default_factory=dict)
+    # Excluded time other than maintenance, by why (rules.Why): reports list it.
+    excluded_by: dict[Why, int] = field(default_factory=dict)
+    # The maintenance allowance used, by contract year (a period may span two).
+    allowance_used_us: dict[int, int] = field(default_factory=dict)
 
     def add(self, other: Totals) -> None:
         self.window_us += other.window_us
@@ -43,6 +47,10 @@ class Totals:
             self.loss_us[loss] = self.loss_us.get(loss, 0) + us
         for name, us in other.class_us.items():
             self.class_us[name] = self.class_us.get(name, 0) + us
+        for why, us in other.excluded_by.items():
+            self.excluded_by[why] = self.excluded_by.get(why, 0) + us
+        for year, us in other.allowance_used_us.items():
+            self.allowance_used_us[year] = self.allowance_used_us.get(year, 0) + us
 
     @property
     def counted_us(self) -> int:
@@ -116,9 +124,11 @@ class UnitSweep:
         self._child_ends: dict[str, StatusInterval] = {}
         self._first_held_end = _NEVER  # at most the earliest held end
         self._child_mean = 0.0
-        self._excluded_n = self._maintenance_n = 0
+        self._excluding: dict[str, int] = {}  # exclusion windows in force, by reason
+        self._excluding_reason: str | None = None  # the one listed first in the contract
+        self._maintenance_n = 0
         self.maintenance_used: dict[int, int] = {}  # µs of allowance used per contract year
-        self._class = scope.rules.classify_unit(None, False, False)
+        self._class = scope.rules.classify_unit(None, None, False)
 
     # -- input -------------------------------------------------------------------------
 
@@ -196,6 +206,7 @@ class UnitSweep:
         twin.inputs = None  # a provisional twin adds nothing
         twin._events = list(self._events)
         twin._child_losses = dict(self._child_losses)
+        twin._excluding = dict(self._excluding)
         twin._child_ends = dict(self._child_ends)
         twin.maintenance_used = dict(self.maintenance_used)
         return twin
@@ -228,8 +239,9 @@ class UnitSweep:
         own, own_end = self._own, self._own_end
         losses = self._child_losses
         child_mean = self._child_mean
-        excluded_n, maintenance_n = self._excluded_n, self._maintenance_n
-        label, kind, own_loss = self._class
+        excluding, excluding_reason = self._excluding, self._excluding_reason
+        maintenance_n = self._maintenance_n
+        label, kind, own_loss, why = self._class
         counted, maintenance = Kind.COUNTED, Kind.MAINTENANCE
         totals = Totals()
         classes, by_loss = totals.class_us, totals.loss_us
@@ -264,8 +276,10 @@ class UnitSweep:
                             losses.pop(asset_id, None)
                     else:
                         step = 1 if code == _WINDOW_START else -1
-                        if item.reason in excluded_reasons:
-                            excluded_n += step
+                        reason = item.reason
+                        if reason in excluded_reasons:
+                            excluding[reason] = excluding.get(reason, 0) + step
+                            excluding_reason = rules.first_excluding(excluding)
                         else:
                             maintenance_n += step
                         own_changed = True
@@ -276,7 +290,7 @@ class UnitSweep:
                             child_mean = rollup.children_loss(losses) if losses else 0.0
                             break
             if own_changed:
-                label, kind, own_loss = classify(own, excluded_n > 0, maintenance_n > 0)
+                label, kind, own_loss, why = classify(own, excluding_reason, maintenance_n > 0)
             loss = child_mean if child_mean > own_loss and kind is counted else own_loss
             # Book [t, t_next), split at bucket and contract-year ends.
             t_next = next_at if next_at < hi else hi
@@ -317,20 +331,25 @@ class UnitSweep:
                     maintenance_used[year] = used + take
                     totals.excluded_us += take
                     classes["maintenance"] = classes.get("maintenance", 0) + take
+                    if take:
+                        by_year = totals.allowance_used_us
+                        by_year[year] = by_year.get(year, 0) + take
                     if us > take:
                         by_loss[1.0] = by_loss.get(1.0, 0) + us - take
                         classes[OVER_ALLOWANCE] = classes.get(OVER_ALLOWANCE, 0) + us - take
                 else:
                     classes[label] = classes.get(label, 0) + us
                     totals.excluded_us += us
+                    excluded_by = totals.excluded_by
+                    excluded_by[why] = excluded_by.get(why, 0) + us
                 a = b
             t = t_next
             if t >= hi:
                 break
         del events[:i]  # what is left stays sorted
         self._own, self._own_end, self._child_mean = own, own_end, child_mean
-        self._excluded_n, self._maintenance_n = excluded_n, maintenance_n
-        self._class = (label, kind, own_loss)
+        self._excluding_reason, self._maintenance_n = excluding_reason, maintenance_n
+        self._class = (label, kind, own_loss, why)
         self.booked_to = hi
 
 
