@@ -25,7 +25,8 @@ def _pct(value: float | None) -> float | None:
 HOUR_PLACES = 6
 
 
-def _hours(hours: float) -> float:
+def printed_hours(hours: float) -> float:
+    """Hours as §7 prints them (also the replay's output of the flows' periods)."""
     return round_half_up(hours, HOUR_PLACES)
 
 
@@ -43,8 +44,8 @@ def period_json(ev: Evaluation, p: PeriodResult) -> dict[str, Any]:
         "ld": round_half_up(p.ld.amount, 2),
         "bonus": round_half_up(p.bonus.amount, 2),
         "units": [
-            {"asset_id": u.asset_id, "window_hours": _hours(hours[0]),
-             "excluded_hours": _hours(hours[1]), "lost_hours": _hours(hours[2]),
+            {"asset_id": u.asset_id, "window_hours": printed_hours(hours[0]),
+             "excluded_hours": printed_hours(hours[1]), "lost_hours": printed_hours(hours[2]),
              "availability_pct": _pct(u.availability)}
             for u in p.units for hours in [u.totals.hours()]
         ],
