@@ -9,6 +9,7 @@ and the incremental accumulators of the flows give the same numbers to the last 
 from __future__ import annotations
 
 import copy
+import heapq
 import math
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,7 +21,6 @@ from contracts.periods import US_PER_HOUR
 from contracts.rules import Kind, Rollup, Rules, Why
 
 OVER_ALLOWANCE = "maintenance_over_allowance"
-_NEVER = 1 << 62  # after any instant
 # Where an instant's time is booked: (bucket key, end of that bucket).
 Locate = Callable[[int], tuple[Hashable, int]]
 
@@ -122,7 +122,9 @@ class UnitSweep:
         # interval starts where it ends (as they do), that start replaces it, so the end is
         # pushed only for a gap — or when booking reaches it (`_release_ends`).
         self._child_ends: dict[str, StatusInterval] = {}
-        self._first_held_end = _NEVER  # at most the earliest held end
+        # (end, seq, held interval) of every interval held, earliest end first; an entry
+        # whose interval was replaced in `_child_ends` since is skipped.
+        self._held_by_end: list[tuple[int, int, StatusInterval]] = []
         self._child_mean = 0.0
         self._excluding: dict[str, int] = {}  # exclusion windows in force, by reason
         self._excluding_reason: str | None = None  # the one listed first in the contract
@@ -175,23 +177,23 @@ class UnitSweep:
         if held is not None and held.end_us != lo:  # not followed at once: its end counts
             self._seq += 1
             events.append((min(held.end_us, self._window_end), _CHILD_END, self._seq, held))
-        self._seq += 1
-        events.append((lo, _CHILD_START, self._seq, interval))
+        seq = self._seq = self._seq + 1
+        events.append((lo, _CHILD_START, seq, interval))
         self._child_ends[interval.asset_id] = interval
-        if end < self._first_held_end:
-            self._first_held_end = end
+        heapq.heappush(self._held_by_end, (end, seq, interval))
         self._sorted = False
 
     def _release_ends(self, hi: int) -> None:
         """Push the held end events that booking up to `hi` passes (an end at `hi` belongs to
         the next run, which may yet see the interval that follows it)."""
-        ends = self._child_ends
-        for asset_id in [a for a, held in ends.items() if held.end_us < hi]:
-            held = ends.pop(asset_id)
-            self._seq += 1
-            self._events.append((held.end_us, _CHILD_END, self._seq, held))
-            self._sorted = False
-        self._first_held_end = min((held.end_us for held in ends.values()), default=_NEVER)
+        ends, by_end = self._child_ends, self._held_by_end
+        while by_end and by_end[0][0] < hi:
+            end, _, held = heapq.heappop(by_end)
+            if ends.get(held.asset_id) is held:
+                del ends[held.asset_id]
+                self._seq += 1
+                self._events.append((end, _CHILD_END, self._seq, held))
+                self._sorted = False
 
     def add_window(self, window: ExclusionWindow) -> None:
         if self.inputs is not None:
@@ -208,6 +210,7 @@ class UnitSweep:
         twin._child_losses = dict(self._child_losses)
         twin._excluding = dict(self._excluding)
         twin._child_ends = dict(self._child_ends)
+        twin._held_by_end = list(self._held_by_end)
         twin.maintenance_used = dict(self.maintenance_used)
         return twin
 
@@ -222,7 +225,7 @@ class UnitSweep:
         t = self.booked_to
         if hi <= t:
             return
-        if self._first_held_end < hi:
+        if self._held_by_end and self._held_by_end[0][0] < hi:
             self._release_ends(hi)
         events = self._events
         if not self._sorted:
