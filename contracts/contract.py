@@ -3,7 +3,6 @@ refused: in a contract a misspelt key must never silently fall back to a default
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
@@ -13,10 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from contracts.errors import InvalidInput
 from contracts.events import Cause
 from contracts.periods import PeriodKind
-from contracts.yamltext import CURRENCY_PATTERN, YamlDocument, read_text, validate
+from contracts.yamltext import CURRENCY_PATTERN, IsoDate, YamlDocument, read_text, validate
 
-Pct = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
+# Numbers are strict: YAML's `yes` or `"97"` is not a percentage (nothing is guessed).
+Pct = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False, strict=True)]
 Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+FIRST_YEAR, LAST_YEAR = 1900, 9998
 
 
 class _Terms(BaseModel):
@@ -28,7 +29,7 @@ class AvailabilityTerms(_Terms):
     derate: Literal["pro_rata", "available"]
     data_gap_policy: Literal["available", "unavailable", "excluded"]
     excluded_causes: tuple[Cause, ...]
-    maintenance_allowance_hours: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    maintenance_allowance_hours: Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
 
     @field_validator("excluded_causes")
     @classmethod
@@ -41,12 +42,13 @@ class AvailabilityTerms(_Terms):
 
 class Guarantee(_Terms):
     default_pct: Pct
-    by_contract_year: dict[Annotated[int, Field(ge=1)], Pct] = Field(default_factory=dict)
+    by_contract_year: dict[Annotated[int, Field(ge=1, strict=True)], Pct] = Field(
+        default_factory=dict)
 
 
 class LiquidatedDamages(_Terms):
     currency: Annotated[str, Field(pattern=CURRENCY_PATTERN)]
-    step_pct: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]
+    step_pct: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False, strict=True)]
     rate_per_pct: Money
     cap_per_contract_year: Money
 
@@ -60,14 +62,26 @@ class Bonus(_Terms):
 class Contract(_Terms):
     id: Annotated[str, Field(min_length=1)]
     site: Annotated[str, Field(min_length=1)]
-    start: dt.date
-    term_years: Annotated[int, Field(ge=1, le=60)]
+    start: IsoDate
+    term_years: Annotated[int, Field(ge=1, le=60, strict=True)]
     measurement_period: PeriodKind
     availability: AvailabilityTerms
     guarantee: Guarantee
     ld: LiquidatedDamages
     bonus: Bonus | None = None
-    early_warning_margin_pct: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
+    early_warning_margin_pct: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False,
+                                                     strict=True)]
+
+    @field_validator("term_years")
+    @classmethod
+    def _term_within_the_calendar(cls, term: int, info: ValidationInfo) -> int:
+        """Dates must hold the whole term and the periods next to it (a date's year ends at
+        9999; instants before 1900 are no contract's)."""
+        start = info.data.get("start")
+        if start is not None and not FIRST_YEAR <= start.year <= LAST_YEAR - term:
+            raise ValueError(f"a {term}-year term from {start.isoformat()} does not lie "
+                             f"within the years {FIRST_YEAR}..{LAST_YEAR}")
+        return term
 
     @field_validator("guarantee")
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from contracts.contract import Contract
@@ -47,11 +47,29 @@ class PeriodResult:
 
 
 @dataclass(frozen=True)
+class AllowanceUse:
+    """A unit's maintenance allowance in one contract year a period touches (spec §3 rule
+    2), for reports: used in that year before the period, used in the period, and left —
+    so a customer can see why maintenance was excluded or lost."""
+
+    contract_year: int
+    allowance_us: int
+    before_us: int
+    in_period_us: int
+
+    @property
+    def remaining_us(self) -> int:
+        return self.allowance_us - self.before_us - self.in_period_us
+
+
+@dataclass(frozen=True)
 class Evaluation:
     contract: Contract
     site: Site
     calendar: ContractCalendar
     periods: tuple[PeriodResult, ...]
+    # (period label, unit id) → the allowance in each contract year the period touches
+    allowance: Mapping[tuple[str, str], tuple[AllowanceUse, ...]]
 
 
 def unit_weight(contract: Contract, unit: Unit) -> float:
@@ -94,10 +112,6 @@ class ContractContext:
         if year is None:  # never: units' windows lie within the term
             raise ValueError("instant outside the contract term")
         return year, self.calendar.year_bounds(year)[1]
-
-    def locate_period(self, us: int) -> tuple[str, int]:
-        period = self.calendar.containing(us, self.contract.measurement_period)
-        return period.label, period.end_us
 
     def split(self, intervals: Sequence[StatusInterval], exclusions: Sequence[ExclusionWindow]
               ) -> dict[str, tuple[list[StatusInterval], list[StatusInterval],
@@ -148,12 +162,42 @@ def evaluate(
     sweep_to = periods[-1].end_us
 
     booked: dict[str, dict[str, Totals]] = defaultdict(dict)  # unit → period label → totals
+    starts: dict[str, int] = {}  # period label → start, of every period booked
+
+    def locate(us: int) -> tuple[str, int]:
+        period = cal.containing(us, contract.measurement_period)
+        starts[period.label] = period.start_us
+        return period.label, period.end_us
+
     for unit_id, (own, children, windows) in ctx.split(intervals, exclusions).items():
-        sweep(ctx.scopes[unit_id], sweep_from, sweep_to, own, children, windows,
-              ctx.locate_period, booked[unit_id])
+        sweep(ctx.scopes[unit_id], sweep_from, sweep_to, own, children, windows, locate,
+              booked[unit_id])
 
     results = settle(ctx, periods, lambda unit_id, label: booked[unit_id].get(label, Totals()))
-    return Evaluation(contract, ctx.site, cal, tuple(results[len(periods) - len(asked):]))
+    allowance = {(p.label, u.id): _allowance_use(ctx, p, booked[u.id], starts)
+                 for p in asked for u in ctx.site.units}
+    return Evaluation(contract, ctx.site, cal, tuple(results[len(periods) - len(asked):]),
+                      allowance)
+
+
+def _allowance_use(ctx: ContractContext, period: Period, booked: Mapping[str, Totals],
+                   starts: Mapping[str, int]) -> tuple[AllowanceUse, ...]:
+    """The allowance of each contract year the period touches. Time is booked from the
+    start of the first period's contract year, so every earlier use in these years is in
+    `booked`: a later year of a range, or the second year of a period that spans two,
+    starts inside the booked time."""
+    cal = ctx.calendar
+    first = cal.contract_year(max(period.start_us, cal.start_us))
+    last = cal.contract_year(min(period.end_us, cal.end_us) - 1)
+    if first is None or last is None:
+        return ()
+    this = booked.get(period.label, Totals())
+    return tuple(
+        AllowanceUse(year, ctx.contract.maintenance_allowance_us,
+                     sum(t.allowance_used_us.get(year, 0) for label, t in booked.items()
+                         if starts[label] < period.start_us),
+                     this.allowance_used_us.get(year, 0))
+        for year in range(first, last + 1))
 
 
 def settle(ctx: ContractContext, periods: Sequence[Period],

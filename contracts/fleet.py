@@ -3,7 +3,6 @@ of spec/availability.md §1 (more keys may be added and are ignored)."""
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -12,10 +11,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from contracts.yamltext import ID_PATTERN, YamlDocument, read_text, validate
+from contracts.yamltext import ID_PATTERN, IsoDate, YamlDocument, read_text, validate
 
 AssetId = Annotated[str, Field(pattern=ID_PATTERN)]
-PositiveNumber = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+PositiveNumber = Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)]  # no `yes`
 AssetKind = Literal["site", "unit", "inverter", "block"]
 
 
@@ -38,7 +37,7 @@ class Unit(_Model):
     id: AssetId
     rated_power_kw: PositiveNumber
     rated_energy_kwh: PositiveNumber
-    commissioned: dt.date
+    commissioned: IsoDate
     device_profile: str | None = None  # register map of the unit's controller (connectors)
     inverters: tuple[Inverter, ...] = ()
 

@@ -4,16 +4,18 @@ booked exactly as the batch evaluation books it (same sweep, same exact sums), s
 periods give the batch numbers to the last digit.
 
 Time before the watermark (newest status interval start seen, minus the allowed lateness) is
-final: every interval that could still cover it has arrived. An interval or window starting before
-the watermark is late and refused (`LateInput`), never silently booked. Time is booked per
-site-local day within each measurement period, so rolling windows of whole days (today,
-trailing 7 and 30 days) can be summed too."""
+final: every interval that could still cover it has arrived. An interval or window starting
+before the watermark is late and refused (`LateInput`), never silently booked. Time is booked
+per site-local day within each measurement period, so rolling windows of whole days (today,
+trailing 7 and 30 days) can be summed too. The early warning's trailing week (spec §6) is
+exactly the last 7 × 24 hours, not whole days: the day it starts in is booked again from the
+inputs kept for the last days (`KEEP_INPUTS_US`), from that day's start to the week's."""
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -30,10 +32,16 @@ from contracts.fleet import Fleet
 from contracts.intervals import ExclusionWindow, StatusInterval
 from contracts.ledger import Totals, UnitSweep
 from contracts.money import YearLedger
-from contracts.periods import Period, from_us, local_midnight_us
+from contracts.periods import US_PER_HOUR, Period, from_us, local_midnight_us
 
 # A bucket: (measurement period label, start of the site-local day), both inside the period.
 Bucket = tuple[str, int]
+Input = StatusInterval | ExclusionWindow
+
+WEEK_US = 7 * 24 * US_PER_HOUR  # the early warning's trailing window (spec §6)
+# Inputs kept behind the final watermark, to book part of a day again: the trailing week, the
+# day it starts in (25 hours at most), and a day's margin for a clock ahead of event time.
+KEEP_INPUTS_US = 9 * 24 * US_PER_HOUR
 
 
 class LateInput(ValueError):
@@ -42,18 +50,28 @@ class LateInput(ValueError):
 
 class ContractAccumulator:
     """All units of one contract's site. Feed `add` / `add_window`; read `evaluate` for
-    finalized periods and `so_far` / `project` for open ones."""
+    finalized periods and `totals` / `project` for open ones."""
 
     def __init__(self, fleet: Fleet, contract: Contract, *, allowed_lateness_us: int,
                  start_us: int | None = None) -> None:
         self.ctx = ContractContext(fleet, contract)
         self.lateness = allowed_lateness_us
         start = self.ctx.calendar.start_us if start_us is None else start_us
-        self.units = {uid: UnitSweep(scope, self.locate, start)
+        self.units = {uid: UnitSweep(scope, self.locate, start, keep_inputs=True)
                       for uid, scope in self.ctx.scopes.items()}
         self.booked: dict[str, dict[Bucket, Totals]] = {uid: {} for uid in self.units}
         self.newest_start_us: int | None = None
         self.start_us = self.frontier_us = start
+        # Each unit's inputs of the last days (to book part of a day again, `_rebook`); every
+        # input covering time from `kept_from_us` on is among them.
+        self.kept: dict[str, list[Input]] = {}
+        for uid, unit in self.units.items():
+            assert unit.inputs is not None
+            self.kept[uid] = unit.inputs
+        self.kept_from_us = start
+        self._prune_at = 4096
+        # Days before this were summed into one bucket per period (`forget_before`).
+        self.forgotten_before_us: int | None = None
         # Where each asset's intervals go: to its unit as its own, or as a child's.
         self._route: dict[str, Callable[[StatusInterval], None]] = {}
         for asset in self.ctx.fleet.assets.values():
@@ -110,6 +128,19 @@ class ContractAccumulator:
         for uid, unit in self.units.items():
             unit.run(target, self.booked[uid])
         self.frontier_us = target
+        self._prune_kept()
+
+    def _prune_kept(self) -> None:
+        """Drop kept inputs that ended `KEEP_INPUTS_US` before the frontier — once their
+        number doubled, so that pruning costs O(1) per input."""
+        kept = self.kept
+        if sum(len(items) for items in kept.values()) < self._prune_at:
+            return
+        horizon = self.frontier_us - KEEP_INPUTS_US
+        for items in kept.values():
+            items[:] = [x for x in items if x.end_us > horizon]  # in place: the sweep's list
+        self.kept_from_us = max(self.kept_from_us, horizon)
+        self._prune_at = max(4096, 2 * sum(len(items) for items in kept.values()))
 
     # -- buckets -----------------------------------------------------------------------
 
@@ -121,25 +152,33 @@ class ContractAccumulator:
                 us, self.ctx.contract.measurement_period)
         day_start, day_end = self._day
         if not day_start <= us < day_end:
-            today = from_us(us, self._tz).date()
-            day_start = local_midnight_us(today, self._tz)
-            day_end = local_midnight_us(today + dt.timedelta(days=1), self._tz)
-            self._day = day_start, day_end
+            day_start, day_end = self._day = self._day_bounds(us)
         return (period.label, day_start), min(period.end_us, day_end)
+
+    def _day_bounds(self, us: int) -> tuple[int, int]:
+        """The site-local day containing the instant (23, 24 or 25 hours long)."""
+        today = from_us(us, self._tz).date()
+        return (local_midnight_us(today, self._tz),
+                local_midnight_us(today + dt.timedelta(days=1), self._tz))
 
     # -- output ------------------------------------------------------------------------
 
     def view(self, until_us: int | None = None) -> View:
         """Every unit's booked days: final, plus provisional up to `until_us`."""
         buckets: dict[str, list[dict[Bucket, Totals]]] = {}
+        used: dict[str, dict[int, int]] = {}
         for uid, unit in self.units.items():
             sources = [self.booked[uid]]
+            used[uid] = dict(unit.maintenance_used)
             if until_us is not None and until_us > unit.booked_to:
                 provisional: dict[Bucket, Totals] = {}  # not final: inputs may still arrive
-                unit.clone().run(until_us, provisional)
+                twin = unit.clone()
+                twin.run(until_us, provisional)
                 sources.append(provisional)
+                used[uid] = twin.maintenance_used
             buckets[uid] = sources
-        return View(buckets)
+        booked_to = self.frontier_us if until_us is None else max(until_us, self.frontier_us)
+        return View(buckets, until_us, booked_to, used, self.forgotten_before_us)
 
     def totals(self, label: str | None, *, until_us: int | None = None,
                since_us: int | None = None) -> dict[str, Totals]:
@@ -148,32 +187,60 @@ class ContractAccumulator:
         return self.view(until_us).totals(label, since_us)
 
     def forget_before(self, us: int) -> None:
-        """Drop final day buckets that start before `us` (memory of a long-running flow;
-        keep at least the contract year and 30 days that the windows read)."""
+        """Memory of a long-running flow: the final days before `us` are summed into one
+        bucket per measurement period. Periods keep their exact totals — so LD caps, which
+        need every earlier period of the contract year, and `evaluate` stay as the batch
+        gives them — but single days before `us` can no longer be read: reads that need one
+        (a window of days starting before `us`, the day a trailing week starts in) refuse."""
+        if us > self.frontier_us:
+            raise ValueError(f"cannot forget before {us} µs: time is final only up to "
+                             f"{self.frontier_us} µs")
+        cal, kind = self.ctx.calendar, self.ctx.contract.measurement_period
+        starts: dict[str, int] = {}
         for booked in self.booked.values():
             for bucket in [b for b in booked if b[1] < us]:
-                del booked[bucket]
+                label = bucket[0]
+                if label not in starts:
+                    starts[label] = cal.parse(label, kind).start_us
+                merged = (label, starts[label])
+                totals = booked.pop(bucket)
+                if merged in booked:
+                    booked[merged].add(totals)
+                else:
+                    booked[merged] = totals
+        self.forgotten_before_us = max(us, self.forgotten_before_us or us)
 
     def evaluate(self, labels: Sequence[str]) -> list[PeriodResult]:
-        """Periods whose time is final, as the batch evaluation gives them (LD caps settled
-        from the first period of each one's contract year)."""
+        """Periods whose time is final, as the batch evaluation gives them, in the order
+        asked. Labels need not be consecutive nor of one contract year: LD caps are settled
+        over every period from the start of each one's contract year, asked or not (settling
+        only the asked ones would let a skipped period's LD escape the cap)."""
         cal = self.ctx.calendar
         kind = self.ctx.contract.measurement_period
         wanted = [cal.parse(label, kind) for label in labels]
         for period in wanted:
             if period.end_us > self.frontier_us:
                 raise ValueError(f"period {period.label} is not final yet")
-        sequence = _with_preceding(cal.preceding_in_year(wanted[0]), wanted)
-        cache = {p.label: self.totals(p.label) for p in sequence}
-        results = settle(self.ctx, sequence, lambda uid, label: cache[label][uid])
-        keep = {p.label for p in wanted}
-        return [r for r in results if r.period.label in keep]
+        needed = {p.label: p for w in wanted for p in (*cal.preceding_in_year(w), w)}
+        sequence = sorted(needed.values(), key=lambda p: p.start_us)
+        view = self.view()
+        cache = {p.label: view.totals(p.label) for p in sequence}
+        results = {r.period.label: r for r in settle(
+            self.ctx, sequence, lambda uid, label: cache[label][uid])}
+        return [results[p.label] for p in wanted]
 
     def project(self, period: Period, now_us: int, view: View | None = None) -> Projection:
-        """Spec §6 for an open period: period-end availability if the rest runs at the loss
-        rate of the trailing 7 days (whole site-local days, plus today so far; or the period
-        so far, if shorter), the warning level, and the LD that would cost given what the
-        contract year has already charged."""
+        """Spec §6 for an open period: period-end availability if the rest of the period
+        runs at the loss rate of the trailing week — exactly [now − 7 × 24 h, now), clipped
+        to the period's start ("or of the period so far, if shorter") — the warning level,
+        and the LD that would cost given what the contract year has already charged.
+
+        Without data the projection does not guess. A trailing week with no counted time
+        (all excluded) takes the loss rate of the period so far. A period with no counted
+        time at all (its first instant; everything excluded) has no projection: `None`,
+        level `ok` and no LD — a contract manager is warned of LD a trend makes likely, and
+        with no trend there is none; the data-quality alerts report missing data. `view`,
+        when given, must be `self.view(now_us)`."""
         ctx = self.ctx
         contract = ctx.contract
         weights = {u.id: unit_weight(contract, u) for u in ctx.site.units}
@@ -182,12 +249,13 @@ class ContractAccumulator:
             return [UnitResult(uid, weights[uid], t) for uid, t in totals.items()]
 
         view = view or self.view(now_us)
+        if view.until_us != now_us:
+            raise ValueError(f"the view shows time up to {view.until_us}, not now ({now_us})")
         so_far = units(view.totals(period.label))
-        # The trailing 7 days in whole site-local days: the 7 days before today, and today.
-        week_ago = from_us(now_us, self._tz).date() - dt.timedelta(days=7)
-        since = max(period.start_us, local_midnight_us(week_ago, self._tz))
-        trailing = contract_availability(
-            units(view.totals(period.label, since)))
+        lo, hi = max(period.start_us, now_us - WEEK_US), min(now_us, period.end_us)
+        trailing = contract_availability(units(self.window_totals(period.label, lo, hi, view)))
+        if trailing is None:
+            trailing = contract_availability(so_far)
         rate = None if trailing is None else 1.0 - trailing
         # The rest of the period: each unit's remaining window, weighted, at that rate.
         rest = math.fsum(
@@ -197,8 +265,8 @@ class ContractAccumulator:
         counted = math.fsum(u.weight * u.totals.counted_us for u in so_far)
         lost = math.fsum(u.weight * u.totals.lost_us for u in so_far)
         projected = None
-        if counted + rest > 0:
-            projected = 1.0 - (lost + (rate or 0.0) * rest) / (counted + rest)
+        if rate is not None and counted + rest > 0:
+            projected = 1.0 - (lost + rate * rest) / (counted + rest)
 
         year = ctx.calendar.period_year(period)
         ledger = YearLedger(contract)
@@ -211,17 +279,102 @@ class ContractAccumulator:
                                                     contract.early_warning_margin_pct),
                           ld.amount)
 
+    def window_totals(self, label: str, lo_us: int, hi_us: int, view: View
+                      ) -> dict[str, Totals]:
+        """Each unit's time in `[lo_us, hi_us)` of period `label`, exact to the microsecond
+        (`view` must reach `hi_us`)."""
+        if hi_us > view.booked_to:
+            raise ValueError(f"the view ends at {view.booked_to} µs, before {hi_us} µs")
+        return {uid: self._exact(uid, label, lo_us, hi_us, view) for uid in self.units}
+
+    def _exact(self, uid: str, label: str, lo: int, hi: int, view: View) -> Totals:
+        """A unit's time in `[lo, hi)` of period `label`, to the microsecond: the days it
+        covers whole from their buckets, a day it covers in part booked again."""
+        total = Totals()
+        if hi <= lo:
+            return total
+        day_start, day_end = self._day_bounds(lo)
+        if self.forgotten_before_us is not None and day_start < self.forgotten_before_us:
+            raise ValueError(f"the days from {day_start} µs on are needed, but the days "
+                             f"before {self.forgotten_before_us} µs were forgotten "
+                             "(forget_before)")
+        while day_start < hi:
+            a, b = max(day_start, lo), min(day_end, hi, view.booked_to)
+            # What the bucket holds: the day's time that was booked at all.
+            held = (max(day_start, self.start_us), min(day_end, view.booked_to))
+            if a <= held[0] and b >= held[1]:
+                for source in view.sources[uid]:
+                    found = source.get((label, day_start))
+                    if found is not None:
+                        total.add(found)
+            elif b > a:
+                total.add(self._rebook(uid, day_start, a, b, view))
+            day_start, day_end = self._day_bounds(day_end)
+        return total
+
+    def _rebook(self, uid: str, day_start: int, lo: int, hi: int, view: View) -> Totals:
+        """`[lo, hi)`, part of the day starting at `day_start`, booked again from the kept
+        inputs by a sweep from the day's start. The sweep starts with the maintenance
+        allowance the unit had used by the day's start — what it has used by the end of
+        the view less what the view's days from `day_start` on took of it — so
+        maintenance is excluded or lost exactly as it was."""
+        start = max(day_start, self.start_us)
+        if start < self.kept_from_us:
+            raise ValueError(f"the day starting {day_start} µs can no longer be booked again: "
+                             f"inputs are kept from {self.kept_from_us} µs (KEEP_INPUTS_US)")
+        cal = self.ctx.calendar
+        year = cal.contract_year(day_start)
+        if year is None:  # outside the term: no unit's window
+            return Totals()
+        used_since = sum(t.allowance_used_us.get(year, 0) for source in view.sources[uid]
+                         for (_, day), t in source.items() if day >= day_start)
+        sweep = UnitSweep(self.ctx.scopes[uid], _one_bucket, start)
+        sweep.maintenance_used[year] = view.maintenance_used[uid].get(year, 0) - used_since
+        for item in self.kept[uid]:
+            if item.end_us > start and item.start_us < hi:
+                if isinstance(item, ExclusionWindow):
+                    sweep.add_window(item)
+                elif item.asset_id == uid:
+                    sweep.add_own(item)
+                else:
+                    sweep.add_child(item)
+        sweep.run(lo, {})
+        out: dict[Hashable, Totals] = {}
+        sweep.run(hi, out)
+        return out.get(None, Totals())
+
+
+def _one_bucket(_: int) -> tuple[Hashable, int]:
+    """Every instant in one bucket (a sweep over part of a day)."""
+    return None, 1 << 62
+
 
 @dataclass(frozen=True)
 class View:
-    """Booked days of every unit at one moment, to sum any window of whole days from."""
+    """Booked days of every unit at one moment, to sum any window of whole days from:
+    final time, plus provisional time up to `until_us` (None: final only). `booked_to` is
+    where booked time ends; `maintenance_used` is each unit's allowance used there, per
+    contract year."""
 
     sources: dict[str, list[dict[Bucket, Totals]]]
+    until_us: int | None
+    booked_to: int
+    maintenance_used: dict[str, dict[int, int]]
+    forgotten_before_us: int | None
+
+    def _check(self, since_us: int | None) -> None:
+        """Days before `forget_before`'s horizon are summed per period: no window of days
+        may start before it."""
+        horizon = self.forgotten_before_us
+        if horizon is not None and since_us is not None and since_us < horizon:
+            raise ValueError(f"days before {horizon} µs were forgotten (forget_before); "
+                             f"a window from {since_us} µs cannot be summed")
 
     def totals(self, label: str | None = None, since_us: int | None = None
                ) -> dict[str, Totals]:
         """Each unit's time in period `label` (any: None), in the site-local days starting
         at or after `since_us`."""
+        self._check(since_us)
         out = {}
         for uid, sources in self.sources.items():
             total = Totals()
@@ -235,6 +388,7 @@ class View:
 
     def day(self, day_start_us: int) -> dict[str, Totals]:
         """Each unit's time in one site-local day (of whatever periods it belongs to)."""
+        self._check(day_start_us)
         out = {}
         for uid, sources in self.sources.items():
             total = Totals()
@@ -244,11 +398,6 @@ class View:
                         total.add(t)
             out[uid] = total
         return out
-
-
-def _with_preceding(preceding: Iterable[Period], wanted: Sequence[Period]) -> list[Period]:
-    seen = {p.label for p in wanted}
-    return [*(p for p in preceding if p.label not in seen), *wanted]
 
 
 def warning_level(projected: float | None, guaranteed_pct: float, margin_pct: float) -> str:

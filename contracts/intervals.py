@@ -7,6 +7,7 @@ import csv
 import datetime as dt
 import io
 import itertools
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +17,11 @@ from contracts.errors import InvalidInput
 from contracts.events import Cause, State
 from contracts.fleet import Fleet
 from contracts.periods import to_us
-from contracts.yamltext import read_text
+from contracts.textfiles import read_text
 
 STATES: tuple[State, ...] = get_args(State)
 CAUSES: tuple[Cause, ...] = get_args(Cause)
+_FRACTION = re.compile(r"[.,](\d+)")
 STATUS_COLUMNS = ("asset_id", "start", "end", "state", "derate_fraction", "cause")
 EXCLUSION_COLUMNS = ("scope_id", "start", "end", "reason")
 
@@ -51,12 +53,13 @@ class _Rows:
 
     def __init__(self, text: str, source: str, columns: tuple[str, ...]) -> None:
         self.source = source
-        reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")))
-        try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
+        # strict: a stray quote is an error, not a character (`"a"b` is not silently `ab`)
+        self.reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")), strict=True)
+        first = self._next()
+        if first is None:
             raise InvalidInput(source, "", f"empty file; expected the header "
-                               f"{','.join(columns)}", 1) from None
+                               f"{','.join(columns)}", 1)
+        header = [h.strip() for h in first[1]]
         missing = [c for c in columns if c not in header]
         unknown = [h for h in header if h not in columns]
         if missing or unknown or len(header) != len(columns):
@@ -64,11 +67,32 @@ class _Rows:
                        f"unknown column {unknown[0]!r}" if unknown else "repeated column")
             raise InvalidInput(source, "header", f"{problem}; expected {','.join(columns)}", 1)
         self.header = header
-        self.reader = reader
+
+    def _next(self) -> tuple[int, list[str]] | None:
+        """The next row and its line; a row must be one line. No field of these files holds
+        a line break, so a quoted field running on to the next line is an unclosed quote
+        that would swallow the rows after it."""
+        reader = self.reader
+        first = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return None
+        except csv.Error as exc:
+            if reader.line_num > first or str(exc) == "unexpected end of data":
+                raise InvalidInput(self.source, "", "unterminated quote: the quoted field "
+                                   "opened on this line runs to the end of the file",
+                                   first) from None
+            raise InvalidInput(self.source, "", f"not valid CSV: {exc}",
+                               reader.line_num) from None
+        if reader.line_num > first:
+            raise InvalidInput(self.source, "", "unterminated quote: the quoted field opened "
+                               f"on this line runs on to line {reader.line_num}", first)
+        return first, row
 
     def __iter__(self) -> Iterator[tuple[int, dict[str, str]]]:
-        for row in self.reader:
-            line = self.reader.line_num
+        while (found := self._next()) is not None:
+            line, row = found
             if not row or all(not cell.strip() for cell in row):
                 continue
             if len(row) != len(self.header):
@@ -84,6 +108,10 @@ class _Rows:
             value = dt.datetime.fromisoformat(text)
         except ValueError:
             raise self.error(line, column, f"not an ISO-8601 time: {text!r}") from None
+        if any(len(digits) > 6 for digits in _FRACTION.findall(text)):
+            # fromisoformat drops the 7th digit on: a time would move without a word
+            raise self.error(line, column, f"{text!r} has more than 6 fractional digits of "
+                             "a second; times are exact to the microsecond")
         if value.tzinfo is None:
             raise self.error(line, column, f"{text!r} has no UTC offset (add +02:00 or Z)")
         return to_us(value)

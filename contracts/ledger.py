@@ -9,6 +9,7 @@ and the incremental accumulators of the flows give the same numbers to the last 
 from __future__ import annotations
 
 import copy
+import heapq
 import math
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 from contracts.fleet import Asset
 from contracts.intervals import ExclusionWindow, StatusInterval
 from contracts.periods import US_PER_HOUR
-from contracts.rules import Kind, Rollup, Rules
+from contracts.rules import Kind, Rollup, Rules, Why
 
 OVER_ALLOWANCE = "maintenance_over_allowance"
 # Where an instant's time is booked: (bucket key, end of that bucket).
@@ -34,6 +35,10 @@ class Totals:
     # Time by the class of §3 that matched; maintenance is split into its excluded part
     # ("maintenance") and what exceeded the year's allowance ("maintenance_over_allowance").
     class_us: dict[str, int] = field(default_factory=dict)
+    # Excluded time other than maintenance, by why (rules.Why): reports list it.
+    excluded_by: dict[Why, int] = field(default_factory=dict)
+    # The maintenance allowance used, by contract year (a period may span two).
+    allowance_used_us: dict[int, int] = field(default_factory=dict)
 
     def add(self, other: Totals) -> None:
         self.window_us += other.window_us
@@ -42,6 +47,10 @@ class Totals:
             self.loss_us[loss] = self.loss_us.get(loss, 0) + us
         for name, us in other.class_us.items():
             self.class_us[name] = self.class_us.get(name, 0) + us
+        for why, us in other.excluded_by.items():
+            self.excluded_by[why] = self.excluded_by.get(why, 0) + us
+        for year, us in other.allowance_used_us.items():
+            self.allowance_used_us[year] = self.allowance_used_us.get(year, 0) + us
 
     @property
     def counted_us(self) -> int:
@@ -80,8 +89,10 @@ class UnitScope:
         self.rollup = Rollup(self.unit_id, self.assets)
 
 
-# Event codes, in the order they apply at one instant: ends before starts.
-_OWN_END, _CHILD_END, _WINDOW_END, _OWN_START, _CHILD_START, _WINDOW_START = range(6)
+# Event codes, in the order they apply at one instant: ends before starts. The unit's own
+# intervals have no end event: they come one after another, so nearly every end is the next
+# start, and the sweep ends the current one itself (`own_end`) — half the events of a flow.
+_CHILD_END, _WINDOW_END, _OWN_START, _CHILD_START, _WINDOW_START = range(5)
 Event = tuple[int, int, int, Any]  # (time, code, tie-breaker, interval or window)
 
 
@@ -92,42 +103,101 @@ class UnitSweep:
     run or many, the buckets receive exactly the same time — the batch evaluation runs it
     once, the incremental accumulators as the watermark moves."""
 
-    def __init__(self, scope: UnitScope, locate: Locate, start_us: int) -> None:
+    def __init__(self, scope: UnitScope, locate: Locate, start_us: int, *,
+                 keep_inputs: bool = False) -> None:
         self.scope = scope
+        # Every input added, when kept (the incremental form books parts of days again).
+        self.inputs: list[StatusInterval | ExclusionWindow] | None = (
+            [] if keep_inputs else None)
         self.locate = locate
         self.booked_to = max(start_us, scope.window[0])
+        self._window_end = scope.window[1]
         self._events: list[Event] = []  # sorted once `_sorted`
         self._sorted = True
         self._seq = 0
         self._own: StatusInterval | None = None
+        self._own_end = 0  # where `_own` ends
         self._child_losses: dict[str, float] = {}
+        # Each child's latest interval whose end event is held back: when the child's next
+        # interval starts where it ends (as they do), that start replaces it, so the end is
+        # pushed only for a gap — or when booking reaches it (`_release_ends`).
+        self._child_ends: dict[str, StatusInterval] = {}
+        # (end, seq, held interval) of every interval held, earliest end first; an entry
+        # whose interval was replaced in `_child_ends` since is skipped.
+        self._held_by_end: list[tuple[int, int, StatusInterval]] = []
         self._child_mean = 0.0
-        self._excluded_n = self._maintenance_n = 0
+        self._excluding: dict[str, int] = {}  # exclusion windows in force, by reason
+        self._excluding_reason: str | None = None  # the one listed first in the contract
+        self._maintenance_n = 0
         self.maintenance_used: dict[int, int] = {}  # µs of allowance used per contract year
-        self._class = scope.rules.classify_unit(None, False, False)
+        self._class = scope.rules.classify_unit(None, None, False)
 
     # -- input -------------------------------------------------------------------------
 
     def _push(self, start_us: int, end_us: int, start_code: int, end_code: int,
               item: object) -> None:
         """A start and an end event for the part of `item` not booked yet."""
-        lo = start_us if start_us > self.booked_to else self.booked_to
-        window_end = self.scope.window[1]
+        booked_to = self.booked_to
+        lo = start_us if start_us > booked_to else booked_to
+        window_end = self._window_end
         hi = end_us if end_us < window_end else window_end
         if hi <= lo:
             return
-        self._seq += 1
-        self._events.append((lo, start_code, self._seq, item))
-        self._events.append((hi, end_code, self._seq, item))
+        seq = self._seq = self._seq + 1
+        events = self._events
+        events.append((lo, start_code, seq, item))
+        events.append((hi, end_code, seq, item))
         self._sorted = False
 
     def add_own(self, interval: StatusInterval) -> None:
-        self._push(interval.start_us, interval.end_us, _OWN_START, _OWN_END, interval)
+        # _push written out: this runs for every status interval of a flow.
+        if self.inputs is not None:
+            self.inputs.append(interval)
+        booked_to = self.booked_to
+        start, end = interval.start_us, interval.end_us
+        lo = start if start > booked_to else booked_to
+        hi = end if end < self._window_end else self._window_end
+        if hi > lo:
+            seq = self._seq = self._seq + 1
+            events = self._events
+            events.append((lo, _OWN_START, seq, interval))
+            self._sorted = False
 
     def add_child(self, interval: StatusInterval) -> None:
-        self._push(interval.start_us, interval.end_us, _CHILD_START, _CHILD_END, interval)
+        if self.inputs is not None:
+            self.inputs.append(interval)
+        booked_to = self.booked_to
+        start, end = interval.start_us, interval.end_us
+        lo = start if start > booked_to else booked_to
+        hi = end if end < self._window_end else self._window_end
+        if hi <= lo:
+            return
+        events = self._events
+        held = self._child_ends.get(interval.asset_id)
+        if held is not None and held.end_us != lo:  # not followed at once: its end counts
+            self._seq += 1
+            events.append((min(held.end_us, self._window_end), _CHILD_END, self._seq, held))
+        seq = self._seq = self._seq + 1
+        events.append((lo, _CHILD_START, seq, interval))
+        self._child_ends[interval.asset_id] = interval
+        heapq.heappush(self._held_by_end, (end, seq, interval))
+        self._sorted = False
+
+    def _release_ends(self, hi: int) -> None:
+        """Push the held end events that booking up to `hi` passes (an end at `hi` belongs to
+        the next run, which may yet see the interval that follows it)."""
+        ends, by_end = self._child_ends, self._held_by_end
+        while by_end and by_end[0][0] < hi:
+            end, _, held = heapq.heappop(by_end)
+            if ends.get(held.asset_id) is held:
+                del ends[held.asset_id]
+                self._seq += 1
+                self._events.append((end, _CHILD_END, self._seq, held))
+                self._sorted = False
 
     def add_window(self, window: ExclusionWindow) -> None:
+        if self.inputs is not None:
+            self.inputs.append(window)
         if (window.reason in self.scope.rules.excluded_causes
                 or window.reason == "scheduled_maintenance"):  # others have no effect
             self._push(window.start_us, window.end_us, _WINDOW_START, _WINDOW_END, window)
@@ -135,113 +205,154 @@ class UnitSweep:
     def clone(self) -> UnitSweep:
         """An independent copy (for provisional totals that must not advance this one)."""
         twin = copy.copy(self)
+        twin.inputs = None  # a provisional twin adds nothing
         twin._events = list(self._events)
         twin._child_losses = dict(self._child_losses)
+        twin._excluding = dict(self._excluding)
+        twin._child_ends = dict(self._child_ends)
+        twin._held_by_end = list(self._held_by_end)
         twin.maintenance_used = dict(self.maintenance_used)
         return twin
 
     # -- booking -----------------------------------------------------------------------
 
     def run(self, to_us: int, out: dict[Any, Totals]) -> None:
-        """Book `[booked_to, to_us)` (within the unit's window) into `out`."""
-        hi = min(to_us, self.scope.window[1])
+        """Book `[booked_to, to_us)` (within the unit's window) into `out`.
+
+        The hot loop of the flows and the batch command: state lives in locals while it runs
+        (written back at the end) and each event is indexed once."""
+        hi = min(to_us, self._window_end)
         t = self.booked_to
         if hi <= t:
             return
+        if self._held_by_end and self._held_by_end[0][0] < hi:
+            self._release_ends(hi)
         events = self._events
         if not self._sorted:
             events.sort()  # mostly sorted already: timsort makes this cheap
             self._sorted = True
         i, n = 0, len(events)
-        rules, rollup, scope = self.scope.rules, self.scope.rollup, self.scope
+        scope = self.scope
+        rules, rollup = scope.rules, scope.rollup
+        classify, child_loss = rules.classify_unit, rules.child_loss
         excluded_reasons = rules.excluded_causes
         allowance = scope.allowance_us
         maintenance_used = self.maintenance_used
-        label, kind, own_loss = self._class
+        contract_year, locate = scope.contract_year, self.locate
+        own, own_end = self._own, self._own_end
+        losses = self._child_losses
+        child_mean = self._child_mean
+        excluding, excluding_reason = self._excluding, self._excluding_reason
+        maintenance_n = self._maintenance_n
+        label, kind, own_loss, why = self._class
         counted, maintenance = Kind.COUNTED, Kind.MAINTENANCE
         totals = Totals()
+        classes, by_loss = totals.class_us, totals.loss_us
         bucket_end = year_end = t  # located on the first piece
         year = 0
+        next_at = events[0][0] if n else hi  # time of events[i]
         while True:  # t < hi here: events at `hi` belong to the next run
             own_changed = False
-            children_before: dict[str, float] | None = None
-            while i < n and events[i][0] <= t:
-                _, code, _, item = events[i]
-                i += 1
-                if code == _OWN_START:
-                    self._own = item
-                    own_changed = True
-                elif code == _OWN_END:
-                    if self._own is item:
-                        self._own = None
-                        own_changed = True
-                elif code in (_CHILD_START, _CHILD_END):
-                    asset_id = item.asset_id
-                    losses = self._child_losses
-                    if children_before is None:
-                        children_before = {}
-                    if asset_id not in children_before:
-                        children_before[asset_id] = losses.get(asset_id, 0.0)
-                    if code == _CHILD_START:
-                        losses[asset_id] = rules.child_loss(item)
-                    else:
-                        losses.pop(asset_id, None)
-                else:
-                    step = 1 if code == _WINDOW_START else -1
-                    if item.reason in excluded_reasons:
-                        self._excluded_n += step
-                    else:
-                        self._maintenance_n += step
-                    own_changed = True
-            if children_before:
-                losses = self._child_losses
-                for asset_id, before in children_before.items():
-                    if losses.get(asset_id, 0.0) != before:
-                        self._child_mean = rollup.children_loss(losses) if losses else 0.0
+            if own is not None and own_end <= t:  # before the starts at t
+                own = None
+                own_changed = True
+            if next_at <= t:
+                children_before: dict[str, float] | None = None
+                while i < n:
+                    event = events[i]
+                    if event[0] > t:
                         break
+                    i += 1
+                    code, item = event[1], event[3]
+                    if code == _OWN_START:
+                        own, own_end = item, item.end_us
+                        own_changed = True
+                    elif code in (_CHILD_START, _CHILD_END):
+                        asset_id = item.asset_id
+                        if children_before is None:
+                            children_before = {}
+                        if asset_id not in children_before:
+                            children_before[asset_id] = losses.get(asset_id, 0.0)
+                        if code == _CHILD_START:
+                            losses[asset_id] = child_loss(item)
+                        else:
+                            losses.pop(asset_id, None)
+                    else:
+                        step = 1 if code == _WINDOW_START else -1
+                        reason = item.reason
+                        if reason in excluded_reasons:
+                            excluding[reason] = excluding.get(reason, 0) + step
+                            excluding_reason = rules.first_excluding(excluding)
+                        else:
+                            maintenance_n += step
+                        own_changed = True
+                next_at = events[i][0] if i < n else hi
+                if children_before:
+                    for asset_id, before in children_before.items():
+                        if losses.get(asset_id, 0.0) != before:
+                            child_mean = rollup.children_loss(losses) if losses else 0.0
+                            break
             if own_changed:
-                label, kind, own_loss = self._class = rules.classify_unit(
-                    self._own, self._excluded_n > 0, self._maintenance_n > 0)
-            child_mean = self._child_mean
+                label, kind, own_loss, why = classify(own, excluding_reason, maintenance_n > 0)
             loss = child_mean if child_mean > own_loss and kind is counted else own_loss
             # Book [t, t_next), split at bucket and contract-year ends.
-            t_next = events[i][0] if i < n and events[i][0] < hi else hi
+            t_next = next_at if next_at < hi else hi
+            if own is not None and own_end < t_next:
+                t_next = own_end
+            if kind is counted and t_next <= bucket_end and t_next <= year_end:
+                # One piece of counted time inside the bucket and year (the usual case).
+                us = t_next - t
+                totals.window_us += us
+                classes[label] = classes.get(label, 0) + us
+                by_loss[loss] = by_loss.get(loss, 0) + us
+                t = t_next
+                if t >= hi:
+                    break
+                continue
             a = t
             while a < t_next:
                 if a >= bucket_end:
-                    key, bucket_end = self.locate(a)
+                    key, bucket_end = locate(a)
                     found = out.get(key)
                     if found is None:
                         found = out[key] = Totals()
                     totals = found
+                    classes, by_loss = totals.class_us, totals.loss_us
                 if a >= year_end:
-                    year, year_end = scope.contract_year(a)
+                    year, year_end = contract_year(a)
                 b = t_next if t_next < bucket_end else bucket_end
                 if year_end < b:
                     b = year_end
                 us = b - a
                 totals.window_us += us
-                classes = totals.class_us
                 if kind is counted:
                     classes[label] = classes.get(label, 0) + us
-                    totals.loss_us[loss] = totals.loss_us.get(loss, 0) + us
+                    by_loss[loss] = by_loss.get(loss, 0) + us
                 elif kind is maintenance:
                     used = maintenance_used.get(year, 0)
                     take = min(us, max(0, allowance - used))
                     maintenance_used[year] = used + take
                     totals.excluded_us += take
                     classes["maintenance"] = classes.get("maintenance", 0) + take
+                    if take:
+                        by_year = totals.allowance_used_us
+                        by_year[year] = by_year.get(year, 0) + take
                     if us > take:
-                        totals.loss_us[1.0] = totals.loss_us.get(1.0, 0) + us - take
+                        by_loss[1.0] = by_loss.get(1.0, 0) + us - take
                         classes[OVER_ALLOWANCE] = classes.get(OVER_ALLOWANCE, 0) + us - take
                 else:
                     classes[label] = classes.get(label, 0) + us
                     totals.excluded_us += us
+                    excluded_by = totals.excluded_by
+                    excluded_by[why] = excluded_by.get(why, 0) + us
                 a = b
             t = t_next
             if t >= hi:
                 break
         del events[:i]  # what is left stays sorted
+        self._own, self._own_end, self._child_mean = own, own_end, child_mean
+        self._excluding_reason, self._maintenance_n = excluding_reason, maintenance_n
+        self._class = (label, kind, own_loss, why)
         self.booked_to = hi
 
 

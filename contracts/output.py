@@ -1,5 +1,11 @@
 """The batch command's output (spec §7): JSON, or CSV with one row per period per unit.
-Percentages are rounded half-up to 3 decimals and money to 2 only here, when printed."""
+
+Rounding happens only here, when printed, half-up: percentages to 3 decimals, money to 2 and
+hours to 6. Hours are computed exactly in microseconds, but a loss such as 1 − 0.7 is not
+exact in binary, so 10 h derated to 0.7 is 3.0000000000000004 lost hours at full precision.
+Six decimals of an hour are 3.6 ms: fine enough for any real status interval, coarse enough
+to drop that noise. Availability and money are computed from the full-precision values,
+never from the printed ones."""
 
 from __future__ import annotations
 
@@ -16,6 +22,14 @@ def _pct(value: float | None) -> float | None:
     return None if value is None else round_half_up(100.0 * value, 3)
 
 
+HOUR_PLACES = 6
+
+
+def printed_hours(hours: float) -> float:
+    """Hours as §7 prints them (also the replay's output of the flows' periods)."""
+    return round_half_up(hours, HOUR_PLACES)
+
+
 def period_json(ev: Evaluation, p: PeriodResult) -> dict[str, Any]:
     tz = ev.calendar.tz
     shortfall = p.shortfall_pct
@@ -30,8 +44,9 @@ def period_json(ev: Evaluation, p: PeriodResult) -> dict[str, Any]:
         "ld": round_half_up(p.ld.amount, 2),
         "bonus": round_half_up(p.bonus.amount, 2),
         "units": [
-            {"asset_id": u.asset_id, "window_hours": hours[0], "excluded_hours": hours[1],
-             "lost_hours": hours[2], "availability_pct": _pct(u.availability)}
+            {"asset_id": u.asset_id, "window_hours": printed_hours(hours[0]),
+             "excluded_hours": printed_hours(hours[1]), "lost_hours": printed_hours(hours[2]),
+             "availability_pct": _pct(u.availability)}
             for u in p.units for hours in [u.totals.hours()]
         ],
     }

@@ -165,8 +165,10 @@ class ContractCalendar:
             year, month = int(m[1]), int(m[2])
             if not 1 <= month <= 12:
                 raise PeriodError(f"period {label!r}: month must be 01..12")
+            self._check_year(label, year)
             return self._calendar(year, month, "month")
         if m := _QUARTER.match(label):
+            self._check_year(label, int(m[1]))
             return self._calendar(int(m[1]), 3 * (int(m[2]) - 1) + 1, "quarter")
         if m := _CONTRACT_YEAR.match(label):
             year = int(m[1])
@@ -176,6 +178,13 @@ class ContractCalendar:
             return self._contract_year(year)
         raise PeriodError(f"period {label!r} is not a month (2026-10), a quarter (2026-Q2) or "
                           "a contract year (CY3)")
+
+    def _check_year(self, label: str, year: int) -> None:
+        """A calendar year the term does not touch is refused before any date is built:
+        `9999-12` ends in year 10000, which no date can hold."""
+        if not self.start.year <= year <= anniversary(self.start, self.term_years).year:
+            raise PeriodError(f"period {label} lies outside the contract term "
+                              f"({self._term_text()})")
 
     def _calendar(self, year: int, month: int, kind: PeriodKind) -> Period:
         span = 1 if kind == "month" else 3

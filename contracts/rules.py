@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
+from typing import Literal
 
 from contracts.contract import Contract
 from contracts.fleet import Asset
@@ -25,9 +26,20 @@ class Kind(Enum):
 CLASSES = ("excluded", "maintenance", "unknown", "unavailable", "derated", "available")
 
 
+# Why excluded time is excluded (reports list it): through an exclusion window (its
+# reason), through the unit's status row (its cause), or as a data gap or `unknown` under
+# `data_gap_policy: excluded` (the row's cause, if any).
+Through = Literal["window", "status", "data_gap"]
+Why = tuple[Through, str]
+NOT_EXCLUDED: Why = ("status", "")  # the `why` of time that is not excluded (unused)
+
+
 @dataclass(frozen=True, slots=True)
 class Rules:
     excluded_causes: frozenset[str]
+    # in the contract's order: overlapping windows of several excluded reasons are listed
+    # under the first of them
+    excluded_order: tuple[str, ...]
     derate_pro_rata: bool
     gap: Kind  # what `unknown` and gaps become
     gap_loss: float
@@ -36,22 +48,33 @@ class Rules:
     def of(cls, contract: Contract) -> Rules:
         terms = contract.availability
         policy = terms.data_gap_policy
-        return cls(frozenset(terms.excluded_causes), terms.derate == "pro_rata",
+        return cls(frozenset(terms.excluded_causes), tuple(terms.excluded_causes),
+                   terms.derate == "pro_rata",
                    Kind.EXCLUDED if policy == "excluded" else Kind.COUNTED,
                    1.0 if policy == "unavailable" else 0.0)
 
-    def classify_unit(self, own: StatusInterval | None, excluded_window: bool,
-                      maintenance_window: bool) -> tuple[str, Kind, float]:
-        """Rules 1-6, first match wins, for the unit's own status: the class, its treatment
-        and, for counted time, the unit's own loss (before its children are rolled up)."""
+    def classify_unit(self, own: StatusInterval | None, excluding: str | None,
+                      maintenance_window: bool) -> tuple[str, Kind, float, Why]:
+        """Rules 1-6, first match wins, for the unit's own status: the class, its treatment,
+        for counted time the unit's own loss (before its children are rolled up), and for
+        excluded time why. `excluding` is the reason of an exclusion window in force (a
+        reason in `excluded_causes`), or None."""
         cause = own.cause if own else None
-        if excluded_window or cause in self.excluded_causes:
-            return "excluded", Kind.EXCLUDED, 0.0
+        if excluding is not None:
+            return "excluded", Kind.EXCLUDED, 0.0, ("window", excluding)
+        if cause in self.excluded_causes:
+            return "excluded", Kind.EXCLUDED, 0.0, ("status", cause or "")
         if maintenance_window or cause == "scheduled_maintenance":
-            return "maintenance", Kind.MAINTENANCE, 1.0
+            return "maintenance", Kind.MAINTENANCE, 1.0, NOT_EXCLUDED
         if own is None or own.state == "unknown":
-            return "unknown", self.gap, self.gap_loss
-        return own.state, Kind.COUNTED, self.state_loss(own)
+            return "unknown", self.gap, self.gap_loss, ("data_gap", cause or "")
+        if own.state == "available":  # rule 6, the most common answer: no call for it
+            return "available", Kind.COUNTED, 0.0, NOT_EXCLUDED
+        return own.state, Kind.COUNTED, self.state_loss(own), NOT_EXCLUDED
+
+    def first_excluding(self, active: dict[str, int]) -> str | None:
+        """The reason listed first in `excluded_causes` among windows in force."""
+        return next((r for r in self.excluded_order if active.get(r)), None)
 
     def state_loss(self, interval: StatusInterval) -> float:
         """Rules 4-6: unavailable 1; derated 1 - fraction (pro_rata) or 0; available 0."""
@@ -64,7 +87,7 @@ class Rules:
     def child_loss(self, interval: StatusInterval | None) -> float:
         """A child's own loss: a gap, `unknown` or an excluded cause cost nothing; anything
         else (scheduled maintenance included) counts by its state."""
-        if (interval is None or interval.state == "unknown"
+        if (interval is None or interval.state in ("unknown", "available")
                 or interval.cause in self.excluded_causes):
             return 0.0
         return self.state_loss(interval)
@@ -78,8 +101,11 @@ class Rollup:
 
     def __init__(self, asset_id: str, assets: Mapping[str, Asset]) -> None:
         self.asset_id = asset_id
+        # (id, weight, plan of its own children or None for a leaf): leaves, most of the
+        # assets, are read straight from `own` — this runs on every change of a child.
         self.children = tuple(
-            (child_id, _weight(assets[child_id]), Rollup(child_id, assets))
+            (child_id, _weight(assets[child_id]),
+             Rollup(child_id, assets) if assets[child_id].children else None)
             for child_id in assets[asset_id].children)
         self.total = sum(w for _, w, _ in self.children)
 
@@ -89,7 +115,12 @@ class Rollup:
             return 0.0
         weighted = 0.0
         for child_id, weight, plan in self.children:
-            weighted += weight * plan.loss(own.get(child_id, 0.0), own)
+            loss = own.get(child_id, 0.0)
+            if plan is not None:  # max(own, its children's), as `loss` does
+                below = plan.children_loss(own)
+                if below > loss:
+                    loss = below
+            weighted += weight * loss
         return weighted / self.total
 
     def loss(self, own_loss: float, own: Mapping[str, float]) -> float:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, BeforeValidator, ValidationError
 
 from contracts.errors import InvalidInput
+from contracts.textfiles import read_text as read_text  # re-exported: loaders import it here
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -50,17 +52,24 @@ class YamlDocument:
         except yaml.YAMLError as exc:
             raise InvalidInput(source, "", f"not valid YAML: {exc}") from None
 
-    def line_of(self, path: Sequence[str | int]) -> int | None:
-        """1-based line of the deepest node along `path` that exists."""
+    def locate(self, path: Sequence[str | int]) -> tuple[str, int | None]:
+        """The key path as a user reads it, and the 1-based line of the deepest node along
+        `path` that exists.
+
+        The node tree says what each part is: an index into a list (`units[2]`) or a key of
+        a mapping (`by_contract_year.3` — the mapping's keys may be numbers too). Pydantic's
+        `[key]` marker (the error is in the key itself, not its value) adds nothing a user
+        needs: the path already ends at the key."""
         node = self.node
-        if node is None:
-            return None
-        line: int = node.start_mark.line + 1
+        line: int | None = None if node is None else node.start_mark.line + 1
+        text = ""
         for part in path:
+            if part == "[key]":
+                continue
             child = None
             if isinstance(node, yaml.MappingNode):
                 for key_node, value_node in node.value:
-                    if key_node.value == part:
+                    if key_node.value == str(part):
                         line = key_node.start_mark.line + 1
                         child = value_node
                         break
@@ -68,13 +77,19 @@ class YamlDocument:
                   and 0 <= part < len(node.value)):
                 child = node.value[part]
                 line = child.start_mark.line + 1
-            if child is None:
-                break
+            in_list = isinstance(node, yaml.SequenceNode) or (
+                not isinstance(node, yaml.MappingNode) and isinstance(part, int))
+            text += f"[{part}]" if in_list else f".{part}" if text else str(part)
             node = child
-        return line
+        return text, line
+
+    def line_of(self, path: Sequence[str | int]) -> int | None:
+        """1-based line of the deepest node along `path` that exists."""
+        return self.locate(path)[1]
 
     def error(self, path: Sequence[str | int], problem: str) -> InvalidInput:
-        return InvalidInput(self.source, key_path(path), problem, self.line_of(path))
+        where, line = self.locate(path)
+        return InvalidInput(self.source, where, problem, line)
 
 
 def _parse(text: str, loader_class: type[Any]) -> tuple[yaml.Node | None, Any]:
@@ -87,16 +102,21 @@ def _parse(text: str, loader_class: type[Any]) -> tuple[yaml.Node | None, Any]:
         loader.dispose()
 
 
-def key_path(path: Sequence[str | int]) -> str:
-    """`("sites", 0, "units", 2, "id")` → `sites[0].units[2].id`."""
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
+def _iso_date(value: object) -> object:
+    """A date written `YYYY-MM-DD` (or a `date` built in code), nothing else: pydantic alone
+    would also take `2024-06-15T00:00` or a Unix timestamp and quietly drop the time."""
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if not isinstance(value, str) or not _DATE.fullmatch(value):
+        raise ValueError(f"must be a date written YYYY-MM-DD (got {value!r})")
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a date: {exc}") from None
 
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+IsoDate = Annotated[dt.date, BeforeValidator(_iso_date)]
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
@@ -142,8 +162,3 @@ def validate(doc: YamlDocument, model: type[M], expected: str) -> M:
         raise doc.error(list(first["loc"]), describe(first)) from None
 
 
-def read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidInput(str(path), "", f"cannot read: {exc.strerror}") from None

@@ -32,6 +32,7 @@ from contracts.events import PeriodAvailability, StatusChange
 from contracts.fleet import Fleet
 from contracts.money import round_half_up
 from contracts.monitoring import MonitoringConfig
+from contracts.output import printed_hours
 from contracts.periods import from_us
 from flows.site_state import SiteSettings
 from flows.telemetry_flow import NullSink, build_flow
@@ -164,8 +165,9 @@ def _period(p: PeriodAvailability, tz: ZoneInfo) -> dict[str, Any]:
             "availability_pct": pct(p.availability_pct), "guaranteed_pct": p.guaranteed_pct,
             "shortfall_pct": pct(p.shortfall_pct), "ld": round_half_up(p.ld, 2),
             "bonus": round_half_up(p.bonus, 2),
-            "units": [{"asset_id": u.asset_id, "window_hours": u.window_hours,
-                       "excluded_hours": u.excluded_hours, "lost_hours": u.lost_hours,
+            "units": [{"asset_id": u.asset_id, "window_hours": printed_hours(u.window_hours),
+                       "excluded_hours": printed_hours(u.excluded_hours),
+                       "lost_hours": printed_hours(u.lost_hours),
                        "availability_pct": pct(u.availability_pct)} for u in p.units]}
 
 

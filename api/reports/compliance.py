@@ -3,16 +3,26 @@ unit, the exclusion windows and the liquidated damages (and bonus) computed step
 customer can check every number by hand (spec/availability.md §3-5).
 
 `build_report` turns an engine `Evaluation` into plain data, already rounded as printed
-(half-up: percentages and hours to 3 decimals, money to 2). The writers `to_xlsx`, `to_csv`
-and `to_pdf` only lay that data out, each table from the same column list, so the formats
-cannot disagree on a number. No generation time is written: the same input gives the same
-report.
+(half-up: percentages and hours to 3 decimals in the tables, money to 2). The computation of
+availability and LD shows its hours and percentages to 6 decimals, every step from the same
+full-precision values, so that `floor(shortfall / step)` can be redone by hand: at 3
+decimals a shortfall of 0.5099996 would read 0.510 and floor to a step more than was
+charged. The writers `to_xlsx`, `to_csv` and `to_pdf` only lay that data out, each table
+from the same column list, so the formats cannot disagree on a number. No generation time is
+written: the same input gives the same report.
+
+Every excluded hour is accounted for: the exclusion windows (site or unit, each with its
+reason and effect), the time excluded per unit and why (through a window, through the cause
+of a status row, or as missing data under `data_gap_policy: excluded`), and the maintenance
+allowance per unit — used before the period in its contract year, used in the period, left.
 
 CSV layout: one file of blocks separated by an empty line. A block starts with a header row
 whose first cell is `section`, naming the columns of the rows below it; each of those rows has
 the block's section name in its first cell. Sections, in order: `header` (one row: contract
 and site), `summary` (a row per period), `unit` (a row per period and unit), `exclusion` (a row
-per period and exclusion window) and `computation` (a row per period and step). To read it,
+per period and exclusion window), `excluded_time` (a row per period, unit and why),
+`allowance` (a row per period, unit and contract year) and `computation` (a row per period
+and step). To read it,
 take every row that starts with `section` as the column names of the rows that follow."""
 
 from __future__ import annotations
@@ -58,8 +68,13 @@ WEIGHT_BASIS = {"equal": "equal (1 per unit)", "power": "rated power (kW)",
 WEIGHTED_HOURS = "w·h"  # unit of w·L and w·(T − E)
 
 NOTE = ("T = window hours, E = excluded hours, L = lost hours, w = unit weight. Computed at "
-        "full precision; shown rounded half-up (percentages and hours to 3 decimals, money to "
-        "2), so a sum of shown figures may differ from the shown total in its last digit.")
+        "full precision; shown rounded half-up (in the tables percentages and hours to 3 "
+        "decimals, in the computation to 6, money to 2), so a sum of shown figures may differ "
+        "from the shown total in its last digit. The floor of the shortfall is taken of the "
+        "unrounded value.")
+
+THROUGH = {"window": "exclusion window", "status": "status row",
+           "data_gap": "no data or unknown (data_gap_policy: excluded)"}
 
 
 # -- the report as data ----------------------------------------------------------------------
@@ -145,7 +160,28 @@ class Step:
     formula: str
     numbers: str
     value: float | None
-    unit: str  # "%", "w·h" or the currency (money has 2 places, the rest 3)
+    unit: str  # "%", "w·h" or the currency (money has 2 places, the rest 6)
+
+
+@dataclass(frozen=True)
+class ExcludedLine:
+    """A unit's excluded time of one why (maintenance within the allowance is not here: it
+    is in the allowance lines)."""
+
+    asset_id: str
+    through: str  # a THROUGH text
+    cause: str  # the window's reason or the row's cause ("" for a gap)
+    hours: float
+
+
+@dataclass(frozen=True)
+class AllowanceLine:
+    asset_id: str
+    contract_year: int
+    allowance_hours: float
+    used_before_hours: float  # in this contract year, before the period
+    used_in_period_hours: float
+    remaining_hours: float  # after the period
 
 
 @dataclass(frozen=True)
@@ -157,6 +193,8 @@ class PeriodReport:
     summary: Summary
     units: tuple[UnitLine, ...]
     exclusions: tuple[ExclusionLine, ...]
+    excluded: tuple[ExcludedLine, ...]
+    allowance: tuple[AllowanceLine, ...]
     steps: tuple[Step, ...]
 
 
@@ -168,12 +206,23 @@ class ComplianceReport:
 
 # -- building it -----------------------------------------------------------------------------
 
+P = 6  # decimals of hours and percentages in the computation
+
+
 def _pct(fraction: float | None) -> float | None:
     return None if fraction is None else round_half_up(100.0 * fraction, 3)
 
 
+def _pct6(fraction: float | None) -> float | None:
+    return None if fraction is None else round_half_up(100.0 * fraction, P)
+
+
 def _r3(value: float | Decimal) -> float:
     return round_half_up(value, 3)
+
+
+def _r6(value: float | Decimal) -> float:
+    return round_half_up(value, 6)
 
 
 def _hours(us: float) -> float:
@@ -257,11 +306,23 @@ def _period(ev: Evaluation, p: PeriodResult, windows: Sequence[ExclusionWindow]
         lines.append(ExclusionLine(
             w.scope_id, from_us(w.start_us, tz).isoformat(), from_us(w.end_us, tz).isoformat(),
             w.reason, _hours(min(w.end_us, hi) - max(w.start_us, lo)), effect))
+    order = {key: i for i, key in enumerate(THROUGH)}
+    excluded = tuple(
+        ExcludedLine(u.asset_id, THROUGH[through], cause, _hours(us))
+        for u in p.units
+        for (through, cause), us in sorted(u.totals.excluded_by.items(),
+                                           key=lambda item: (order[item[0][0]], item[0][1]))
+        if us)
+    allowance = tuple(
+        AllowanceLine(u.asset_id, use.contract_year, _hours(use.allowance_us),
+                      _hours(use.before_us), _hours(use.in_period_us), _hours(use.remaining_us))
+        for u in p.units for use in ev.allowance.get((p.period.label, u.asset_id), ()))
     steps = [*_availability_steps(p), *_ld_steps(contract, p)]
     if contract.bonus is not None:
         steps += _bonus_steps(contract, p)
     return PeriodReport(p.period.label, from_us(lo, tz).isoformat(), from_us(hi, tz).isoformat(),
-                        p.contract_year, summary, units, tuple(lines), tuple(steps))
+                        p.contract_year, summary, units, tuple(lines), excluded, allowance,
+                        tuple(steps))
 
 
 def _sum_text(values: Sequence[float]) -> str:
@@ -269,11 +330,12 @@ def _sum_text(values: Sequence[float]) -> str:
         return "0"
     if len(values) > 4:
         return f"sum of the {len(values)} values above"
-    return " + ".join(_fmt(_r3(v), 3) for v in values)
+    return " + ".join(_fmt(_r6(v), P) for v in values)
 
 
 def _availability_steps(p: PeriodResult) -> list[Step]:
-    """A = 1 − ∑ w·L / ∑ w·(T − E) (spec §4), with each unit's terms and both sums."""
+    """A = 1 − ∑ w·L / ∑ w·(T − E) (spec §4), with each unit's terms and both sums, every
+    figure to 6 decimals."""
     steps: list[Step] = []
     lost: list[float] = []
     counted: list[float] = []
@@ -283,21 +345,21 @@ def _availability_steps(p: PeriodResult) -> list[Step]:
         lost.append(u.weight * lost_h)
         counted.append(u.weight * (t - e))
         steps.append(Step("Availability", f"w·L of {u.asset_id}", "weight × lost hours",
-                          f"{w} × {_fmt(_r3(lost_h), 3)}", _r3(lost[-1]), WEIGHTED_HOURS))
+                          f"{w} × {_fmt(_r6(lost_h), P)}", _r6(lost[-1]), WEIGHTED_HOURS))
         steps.append(Step("Availability", f"w·(T − E) of {u.asset_id}",
                           "weight × (window − excluded hours)",
-                          f"{w} × ({_fmt(_r3(t), 3)} − {_fmt(_r3(e), 3)})", _r3(counted[-1]),
+                          f"{w} × ({_fmt(_r6(t), P)} − {_fmt(_r6(e), P)})", _r6(counted[-1]),
                           WEIGHTED_HOURS))
     sum_lost, sum_counted = math.fsum(lost), math.fsum(counted)
     steps.append(Step("Availability", "∑ w·L", "sum over the units", _sum_text(lost),
-                      _r3(sum_lost), WEIGHTED_HOURS))
+                      _r6(sum_lost), WEIGHTED_HOURS))
     steps.append(Step("Availability", "∑ w·(T − E)", "sum over the units", _sum_text(counted),
-                      _r3(sum_counted), WEIGHTED_HOURS))
-    numbers = (f"1 − {_fmt(_r3(sum_lost), 3)} / {_fmt(_r3(sum_counted), 3)}"
+                      _r6(sum_counted), WEIGHTED_HOURS))
+    numbers = (f"100 × (1 − {_fmt(_r6(sum_lost), P)} / {_fmt(_r6(sum_counted), P)})"
                if p.availability is not None else
                "∑ w·(T − E) = 0: no time counts, A is undefined")
-    steps.append(Step("Availability", "A", "1 − ∑ w·L / ∑ w·(T − E)", numbers,
-                      _pct(p.availability), "%"))
+    steps.append(Step("Availability", "A", "100 × (1 − ∑ w·L / ∑ w·(T − E))", numbers,
+                      _pct6(p.availability), "%"))
     return steps
 
 
@@ -306,18 +368,19 @@ def _charge_steps(part: Part, charge: Charge, currency: str, step_pct: float, ra
     """points → billable → uncapped → cap left → amount (spec §5); `points` is the name,
     formula and numbers of the shortfall (LD) or excess (bonus)."""
     name = "LD" if part == "LD" else "bonus"
-    billable = _r3(charge.billable_pct)
+    billable = _plain(charge.billable_pct)
     uncapped = _money(charge.uncapped)
     left = _money(charge.cap_left_before)
     already = _money(cap - charge.cap_left_before)
-    points_value = _r3(charge.points_pct)
+    points_value = _r6(charge.points_pct)
     step = _plain(step_pct)
     return [
         Step(part, points[0], points[1], points[2], points_value, "%"),
         Step(part, "billable", f"floor({points[0]} / step) · step",
-             f"floor({_fmt(points_value, 3)} / {step}) · {step}", billable, "%"),
+             f"floor({_fmt(points_value, P)} / {step}) · {step}", float(charge.billable_pct),
+             "%"),
         Step(part, f"uncapped {name}", "billable × rate per %",
-             f"{_fmt(billable, 3)} × {_fmt(rate, 2)}", uncapped, currency),
+             f"{billable} × {_fmt(rate, 2)}", uncapped, currency),
         Step(part, "cap left", f"cap per contract year − {name} already in contract year {year}",
              f"{_fmt(cap, 2)} − {_fmt(already, 2)}", left, currency),
         Step(part, name, f"min(uncapped {name}, cap left)",
@@ -341,12 +404,12 @@ def _ld_steps(c: Contract, p: PeriodResult) -> list[Step]:
               else "default_pct")
     guarantee = Step("LD", "G", f"guaranteed availability of contract year {year}",
                      f"contract: guarantee {source}", p.guaranteed_pct, "%")
-    a = _pct(p.availability)
+    a = _pct6(p.availability)
     if a is None:
         return [guarantee, *_undefined("LD", ("shortfall", "billable", "uncapped LD",
                                               "cap left"), currency)]
-    shortfall = ("shortfall", "max(0, G − A)", f"max(0, {_fmt(p.guaranteed_pct, 3)} − "
-                 f"{_fmt(a, 3)})")
+    shortfall = ("shortfall", "max(0, G − A)", f"max(0, {_fmt(p.guaranteed_pct, P)} − "
+                 f"{_fmt(a, P)})")
     return [guarantee, *_charge_steps("LD", p.ld, currency, c.ld.step_pct, c.ld.rate_per_pct,
                                       c.ld.cap_per_contract_year, year, shortfall)]
 
@@ -354,12 +417,12 @@ def _ld_steps(c: Contract, p: PeriodResult) -> list[Step]:
 def _bonus_steps(c: Contract, p: PeriodResult) -> list[Step]:
     assert c.bonus is not None
     currency = c.ld.currency
-    a = _pct(p.availability)
+    a = _pct6(p.availability)
     if a is None:
         return _undefined("Bonus", ("excess", "billable", "uncapped bonus", "cap left"),
                           currency)
     excess = ("excess", "max(0, A − threshold)",
-              f"max(0, {_fmt(a, 3)} − {_fmt(c.bonus.threshold_pct, 3)})")
+              f"max(0, {_fmt(a, P)} − {_fmt(c.bonus.threshold_pct, P)})")
     return _charge_steps("Bonus", p.bonus, currency, c.ld.step_pct, c.bonus.rate_per_pct,
                          c.bonus.cap_per_contract_year, p.contract_year, excess)
 
@@ -391,7 +454,7 @@ def _places(column: Column, row: tuple[Cell, ...], columns: Sequence[Column]) ->
         return 2
     if column.kind == "value":
         unit = row[[c.name for c in columns].index("unit")]
-        return 3 if unit in ("%", WEIGHTED_HOURS) else 2
+        return P if unit in ("%", WEIGHTED_HOURS) else 2
     return 3
 
 
@@ -433,6 +496,23 @@ EXCLUSIONS = Table("exclusion", (
 ), lambda p: [(e.scope_id, e.start, e.end, e.reason, e.hours_in_period, e.effect)
               for e in p.exclusions])
 
+EXCLUDED_TIME = Table("excluded_time", (
+    Column("asset_id", "Unit", "text", 20),
+    Column("through", "Excluded through", "text", 34),
+    Column("cause", "Reason or cause", "text", 20),
+    Column("hours", "Hours", "number", 10),
+), lambda p: [(e.asset_id, e.through, e.cause, e.hours) for e in p.excluded])
+
+ALLOWANCE = Table("allowance", (
+    Column("asset_id", "Unit", "text", 20),
+    Column("contract_year", "Contract year", "int", 9),
+    Column("allowance_hours", "Allowance h", "number", 11),
+    Column("used_before_hours", "Used before the period h", "number", 13),
+    Column("used_in_period_hours", "Used in the period h", "number", 12),
+    Column("remaining_hours", "Left after the period h", "number", 12),
+), lambda p: [(a.asset_id, a.contract_year, a.allowance_hours, a.used_before_hours,
+               a.used_in_period_hours, a.remaining_hours) for a in p.allowance])
+
 COMPUTATION = Table("computation", (
     Column("part", "Part", "text", 12),
     Column("quantity", "Quantity", "text", 30),
@@ -466,7 +546,7 @@ def to_csv(report: ComplianceReport) -> str:
     blocks: list[tuple[str, tuple[Column, ...], list[tuple[Cell, ...]]]] = [
         ("summary", (*PERIOD_COLUMNS, *SUMMARY.columns),
          [(*_period_cells(p), *row) for p in report.periods for row in SUMMARY.rows(p)])]
-    for table in (UNITS, EXCLUSIONS, COMPUTATION):
+    for table in (UNITS, EXCLUSIONS, EXCLUDED_TIME, ALLOWANCE, COMPUTATION):
         blocks.append((table.section, (PERIOD_COLUMNS[0], *table.columns),
                        [(p.label, *row) for p in report.periods for row in table.rows(p)]))
     for section, columns, rows in blocks:
@@ -480,8 +560,9 @@ def to_csv(report: ComplianceReport) -> str:
 # -- xlsx ------------------------------------------------------------------------------------
 
 def to_xlsx(report: ComplianceReport) -> bytes:
-    """Sheets Summary (contract and site above a row per period), Units, Exclusions and
-    LD computation; numbers are numbers, shown with 3 decimals (2 for money)."""
+    """Sheets Summary (contract and site above a row per period), Units, Exclusions,
+    Excluded time, Maintenance allowance and LD computation; numbers are numbers, shown with
+    3 decimals (2 for money, 6 in the computation)."""
     from openpyxl import Workbook
     from openpyxl.styles import Font
 
@@ -500,6 +581,7 @@ def to_xlsx(report: ComplianceReport) -> bytes:
         summary.column_dimensions["A"].width, max(len(t) for _, t, _ in fields) + 2)
     # Values run on into the empty cells to their right; column B keeps the table's width.
     for name, table in (("Units", UNITS), ("Exclusions", EXCLUSIONS),
+                        ("Excluded time", EXCLUDED_TIME), ("Maintenance allowance", ALLOWANCE),
                         ("LD computation", COMPUTATION)):
         _sheet_table(wb.create_sheet(name), 1, (PERIOD_COLUMNS[0], *table.columns),
                      [(p.label, *row) for p in report.periods for row in table.rows(p)])
@@ -610,17 +692,31 @@ def _story(report: ComplianceReport, width: float) -> list[Flowable]:
     for i, p in enumerate(report.periods):
         if i:
             story.append(PageBreak())
+        sections: list[tuple[str, Flowable]] = [
+            ("Summary", _pdf_table(SUMMARY.columns, SUMMARY.rows(p), width * 0.8)),
+            ("Units: hours by class", _pdf_table(UNITS.columns, UNITS.rows(p), width)),
+            ("Exclusion windows",
+             _pdf_table(EXCLUSIONS.columns, EXCLUSIONS.rows(p), width) if p.exclusions else
+             Paragraph("No exclusion window covers the site or its units in this period.",
+                       body)),
+        ]
+        half = width * 0.49
+        side_by_side = _side_by_side(
+            [Paragraph("Excluded time by unit and why", h3),
+             _pdf_table(EXCLUDED_TIME.columns, EXCLUDED_TIME.rows(p), half) if p.excluded
+             else Paragraph("No time is excluded other than maintenance within the "
+                            "allowance.", body)],
+            [Paragraph("Maintenance allowance per unit and contract year", h3),
+             _pdf_table(ALLOWANCE.columns, ALLOWANCE.rows(p), half) if p.allowance
+             else Paragraph("The contract's term does not cover this period.", body)],
+            width)
         story += [
             Spacer(0, 8),
             Paragraph(f"Period {_esc(p.label)} — contract year {p.contract_year}", h2),
             Paragraph(f"From {_esc(p.start)} to {_esc(p.end)} ({_esc(header.timezone)})", body),
-            Paragraph("Summary", h3), _pdf_table(SUMMARY.columns, SUMMARY.rows(p), width * 0.8),
-            Paragraph("Units: hours by class", h3),
-            _pdf_table(UNITS.columns, UNITS.rows(p), width),
-            Paragraph("Exclusion windows", h3),
-            _pdf_table(EXCLUSIONS.columns, EXCLUSIONS.rows(p), width) if p.exclusions else
-            Paragraph("No exclusion window covers the site or its units in this period.",
-                      body),
+            # a title and its table on one page where they fit
+            *(KeepTogether([Paragraph(title, h3), table]) for title, table in sections),
+            side_by_side,
         ]
         steps = COMPUTATION.rows(p)
         heading: list[Flowable] = [
@@ -646,6 +742,19 @@ _PART_TITLES = {
 
 def _esc(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _side_by_side(left: list[Flowable], right: list[Flowable], width: float) -> Flowable:
+    """Two short sections next to each other (they would leave half the page empty)."""
+    from reportlab.platypus import Table, TableStyle
+
+    table = Table([[left, right]], colWidths=[width / 2, width / 2], hAlign="LEFT")
+    table.setStyle(TableStyle([
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("LEFTPADDING", (0, 0), (-1, -1), 0), ("RIGHTPADDING", (0, 0), (-1, -1), 0),
+        ("TOPPADDING", (0, 0), (-1, -1), 0), ("BOTTOMPADDING", (0, 0), (-1, -1), 0),
+    ]))
+    return table
 
 
 def _key_values(fields: Sequence[tuple[str, str, str]], width: float) -> Flowable:

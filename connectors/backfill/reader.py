@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts.errors import InvalidInput
+from contracts.textfiles import text_lines
 
 FORMATS = ("csv", "jsonl", "parquet")
 
@@ -40,22 +41,22 @@ def rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     Parquet rows from 1."""
     fmt = format_of(path)
     if fmt == "csv":
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            for row in reader:
-                yield reader.line_num, dict(row)
+        lines = (line.removeprefix("\ufeff") if number == 1 else line
+                 for number, line in text_lines(path))
+        reader = csv.DictReader(lines)
+        for row in reader:
+            yield reader.line_num, dict(row)
     elif fmt == "jsonl":
-        with path.open(encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    value = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InvalidInput(str(path), "", f"not JSON: {exc.msg}", number) from None
-                if not isinstance(value, dict):
-                    raise InvalidInput(str(path), "", "each line must be a JSON object", number)
-                yield number, value
+        for number, line in text_lines(path):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidInput(str(path), "", f"not JSON: {exc.msg}", number) from None
+            if not isinstance(value, dict):
+                raise InvalidInput(str(path), "", "each line must be a JSON object", number)
+            yield number, value
     else:
         import pyarrow.parquet as pq
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from contracts.events import AssetReading, TelemetrySample
 from contracts.fleet import Fleet
+from contracts.textfiles import text_lines
 from infra.sim.model import FAULT, MAINTENANCE, Fault, UnitModel
 
 
@@ -73,10 +74,9 @@ def write_jsonl(samples: Iterator[TelemetrySample], path: Path) -> int:
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, line) of a recording, skipping blank lines."""
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if line.strip():
-                yield number, line.rstrip("\n")
+    for number, line in text_lines(path):
+        if line.strip():
+            yield number, line.rstrip("\r\n")
 
 
 def device_of(line: str) -> str:

@@ -10,17 +10,20 @@ maintenance of 40 h of which 28 h are left of the 48 h allowance (20 h were used
 12 h are lost; the site's grid outage of 5 h is excluded.
     T = 745, E = 28 + 5 = 33, L = 5 + 6 + 12 = 23, A_u01 = 1 − 23 / 712 = 96.770 %
 October, alpha-u02: force majeure 2026-09-30 22:00 to 10-01 02:00 (2 h in October), a
-maintenance window of 10 h (within its allowance) and the grid outage of 5 h are excluded; an
-`environmental` window of 2 h has no effect.
-    T = 745, E = 2 + 10 + 5 = 17, L = 0, A_u02 = 100 %
-    A = 1 − 5000·23 / (5000·712 + 3000·728) = 1 − 115,000 / 5,744,000 = 97.998 %
-    shortfall = 98.5 − 97.998 = 0.502 → billable 0.50 → uncapped 0.50 × 20,000 = 10,000 EUR
+maintenance window of 10 h (within its allowance), the grid outage of 5 h and 3 h of its own
+status row with cause customer_request are excluded; an `environmental` window of 2 h has no
+effect.
+    T = 745, E = 2 + 10 + 5 + 3 = 20, L = 0, A_u02 = 100 %
+    A = 1 − 5000·23 / (5000·712 + 3000·725) = 1 − 115,000 / 5,735,000 = 97.994769 %
+    shortfall = 98.5 − 97.994769 = 0.505231 → billable 0.50 → uncapped 0.5 × 20,000 = 10,000 EUR
 September: alpha-u01 faulted 24 h; alpha-u02 excluded 2 h (the force majeure's first 2 h):
-    A = 1 − 5000·24 / (5000·720 + 3000·718) = 1 − 120,000 / 5,754,000 = 97.914 %
-    shortfall 0.586 → billable 0.58 → LD 11,600 EUR
+    A = 1 − 5000·24 / (5000·720 + 3000·718) = 1 − 120,000 / 5,754,000 = 97.914494 %
+    shortfall 0.585506 → billable 0.58 → LD 11,600 EUR
 so of the 15,000 EUR cap of contract year 3, 3,400 EUR are left for October: LD = 3,400 EUR.
 Bonus: April to August ran at 100 % (1 % over the 99 % threshold → 5,000 EUR each), so
-25,000 EUR of the 50,000 EUR bonus cap are used before October."""
+25,000 EUR of the 50,000 EUR bonus cap are used before October.
+Maintenance allowance in contract year 3 (48 h a unit): alpha-u01 used 20 h before October
+and 28 h in it (0 h left); alpha-u02 none before and 10 h in October (38 h left)."""
 
 from __future__ import annotations
 
@@ -92,7 +95,9 @@ alpha-u01,2026-10-12T06:00:00+02:00,2026-10-12T12:00:00+02:00,unavailable,,fault
 alpha-u01,2026-10-12T12:00:00+02:00,2026-10-14T00:00:00+02:00,available,,
 alpha-u01,2026-10-14T00:00:00+02:00,2026-10-15T16:00:00+02:00,unavailable,,scheduled_maintenance
 alpha-u01,2026-10-15T16:00:00+02:00,2027-03-15T00:00:00+01:00,available,,
-alpha-u02,2026-03-01T00:00:00+01:00,2027-03-15T00:00:00+01:00,available,,
+alpha-u02,2026-03-01T00:00:00+01:00,2026-10-26T09:00:00+01:00,available,,
+alpha-u02,2026-10-26T09:00:00+01:00,2026-10-26T12:00:00+01:00,unavailable,,customer_request
+alpha-u02,2026-10-26T12:00:00+01:00,2027-03-15T00:00:00+01:00,available,,
 beta-u01,2026-03-01T00:00:00+01:00,2027-03-15T00:00:00+01:00,available,,
 """
 
@@ -159,7 +164,8 @@ def test_xlsx_has_the_hand_computed_numbers_as_numbers(
         inputs: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = report(inputs, tmp_path / "october.xlsx", "xlsx", capsys=capsys)
     wb = openpyxl.load_workbook(out)
-    assert wb.sheetnames == ["Summary", "Units", "Exclusions", "LD computation"]
+    assert wb.sheetnames == ["Summary", "Units", "Exclusions", "Excluded time",
+                             "Maintenance allowance", "LD computation"]
 
     summary = wb["Summary"]
     fields = {summary.cell(r, 1).value: summary.cell(r, 2).value for r in range(1, 13)}
@@ -175,7 +181,7 @@ def test_xlsx_has_the_hand_computed_numbers_as_numbers(
     assert october == {
         "Period": "2026-10", "Start (local)": "2026-10-01T00:00:00+02:00",
         "End (local)": "2026-11-01T00:00:00+01:00", "Contract year": 3,
-        "Availability %": 97.998, "Guaranteed %": 98.5, "Shortfall %": 0.502,
+        "Availability %": 97.995, "Guaranteed %": 98.5, "Shortfall %": 0.505,
         "LD": 3400.0, "Bonus": 0.0, "Currency": "EUR", "Early-warning margin %": 0.5}
     ld_cell = summary.cell(header_row + 1, 8)
     assert ld_cell.data_type == "n"
@@ -192,17 +198,34 @@ def test_xlsx_has_the_hand_computed_numbers_as_numbers(
     assert u01["Maintenance over allowance h"] == 12
     assert (u01["Derated h"], u01["Unavailable h"], u01["Excluded h"]) == (10, 6, 5)
     assert u01["Available h"] == 745 - 61
-    assert (u02["Availability %"], u02["Excluded h (E)"], u02["Weight w"]) == (100, 17, 3000)
+    assert (u02["Availability %"], u02["Excluded h (E)"], u02["Weight w"]) == (100, 20, 3000)
+    assert u02["Excluded h"] == 2 + 5 + 3
 
     exclusions = rows_of(wb["Exclusions"])
     assert [(e["Scope"], e["Reason"], e["Hours in period"]) for e in exclusions] == [
         ("alpha-u02", "force_majeure", 2), ("alpha-u02", "scheduled_maintenance", 10),
         ("alpha", "grid_outage", 5), ("alpha", "environmental", 2)]
 
+    excluded = rows_of(wb["Excluded time"])
+    assert [(e["Unit"], e["Excluded through"], e["Reason or cause"], e["Hours"])
+            for e in excluded] == [
+        ("alpha-u01", "exclusion window", "grid_outage", 5),
+        ("alpha-u02", "exclusion window", "force_majeure", 2),
+        ("alpha-u02", "exclusion window", "grid_outage", 5),
+        ("alpha-u02", "status row", "customer_request", 3)]
+    allowance = rows_of(wb["Maintenance allowance"])
+    assert [tuple(a.values()) for a in allowance] == [
+        ("2026-10", "alpha-u01", 3, 48, 20, 28, 0), ("2026-10", "alpha-u02", 3, 48, 0, 10, 38)]
+
     steps = {(s["Part"], s["Quantity"]): s for s in rows_of(wb["LD computation"])}
     assert steps[("Availability", "∑ w·L")]["Value"] == 115_000
-    assert steps[("Availability", "∑ w·(T − E)")]["Value"] == 5_744_000
-    assert steps[("Availability", "A")]["Value"] == 97.998
+    assert steps[("Availability", "∑ w·(T − E)")]["Value"] == 5_735_000
+    assert steps[("Availability", "A")]["Value"] == 97.994769
+    assert steps[("Availability", "A")]["With this period's numbers"] == (
+        "100 × (1 − 115,000.000000 / 5,735,000.000000)")
+    assert steps[("LD", "shortfall")]["Value"] == 0.505231
+    assert steps[("LD", "billable")]["With this period's numbers"] == (
+        "floor(0.505231 / 0.01) · 0.01")
     assert steps[("LD", "billable")]["Value"] == 0.5
     assert steps[("LD", "uncapped LD")]["Value"] == 10_000
     assert steps[("LD", "cap left")]["With this period's numbers"] == (
@@ -226,8 +249,8 @@ def test_csv_sections_over_a_range_carry_the_cap(inputs: list[str], tmp_path: Pa
     assert (float(summary["2026-09"]["availability_pct"]), float(summary["2026-09"]["ld"])) == (
         97.914, 11_600)
     assert (float(summary["2026-10"]["availability_pct"]), float(summary["2026-10"]["ld"])) == (
-        97.998, 3_400)
-    assert summary["2026-10"]["shortfall_pct"] == "0.502"
+        97.995, 3_400)
+    assert summary["2026-10"]["shortfall_pct"] == "0.505"
 
     u01 = next(u for u in sections["unit"]
                if (u["period"], u["asset_id"]) == ("2026-10", "alpha-u01"))
@@ -245,10 +268,31 @@ def test_csv_sections_over_a_range_carry_the_cap(inputs: list[str], tmp_path: Pa
     september = [e for e in sections["exclusion"] if e["period"] == "2026-09"]
     assert [(e["scope_id"], e["hours_in_period"]) for e in september] == [("alpha-u02", "2.0")]
 
+    # September's own status row is not excluded: only the force majeure window is.
+    assert [(e["period"], e["asset_id"], e["through"], e["cause"], e["hours"])
+            for e in sections["excluded_time"]] == [
+        ("2026-09", "alpha-u02", "exclusion window", "force_majeure", "2.0"),
+        ("2026-10", "alpha-u01", "exclusion window", "grid_outage", "5.0"),
+        ("2026-10", "alpha-u02", "exclusion window", "force_majeure", "2.0"),
+        ("2026-10", "alpha-u02", "exclusion window", "grid_outage", "5.0"),
+        ("2026-10", "alpha-u02", "status row", "customer_request", "3.0")]
+    # No maintenance in September: u01's 20 h of June are before both months.
+    assert [(a["period"], a["asset_id"], a["used_before_hours"], a["used_in_period_hours"],
+             a["remaining_hours"]) for a in sections["allowance"]] == [
+        ("2026-09", "alpha-u01", "20.0", "0.0", "28.0"),
+        ("2026-09", "alpha-u02", "0.0", "0.0", "48.0"),
+        ("2026-10", "alpha-u01", "20.0", "28.0", "0.0"),
+        ("2026-10", "alpha-u02", "0.0", "10.0", "38.0")]
+
     steps = {(s["period"], s["quantity"]): s for s in sections["computation"]}
     assert steps[("2026-09", "LD")]["numbers"] == "min(11,600.00, 15,000.00)"
-    assert steps[("2026-10", "A")]["numbers"] == "1 − 115,000.000 / 5,744,000.000"
-    assert steps[("2026-10", "shortfall")]["numbers"] == "max(0, 98.500 − 97.998)"
+    assert steps[("2026-09", "shortfall")]["numbers"] == "max(0, 98.500000 − 97.914494)"
+    ld_billable = {s["period"]: s["numbers"] for s in sections["computation"]
+                   if (s["part"], s["quantity"]) == ("LD", "billable")}
+    assert ld_billable == {"2026-09": "floor(0.585506 / 0.01) · 0.01",
+                           "2026-10": "floor(0.505231 / 0.01) · 0.01"}
+    assert steps[("2026-10", "A")]["numbers"] == "100 × (1 − 115,000.000000 / 5,735,000.000000)"
+    assert steps[("2026-10", "shortfall")]["numbers"] == "max(0, 98.500000 − 97.994769)"
     assert steps[("2026-10", "LD")]["numbers"] == "min(10,000.00, 3,400.00)"
     assert float(steps[("2026-10", "LD")]["value"]) == 3_400
 
@@ -264,9 +308,11 @@ def test_pdf_shows_sections_and_key_numbers(
                   "Period 2026-10 — contract year 3", "Summary", "Units: hours by class",
                   "Exclusion windows", "Computation of availability, LD and bonus"):
         assert title in text
-    for number in ("97.998", "96.770", "0.502", "115,000.000", "5,744,000.000",
+    for number in ("97.995", "96.770", "0.505", "97.994769", "115,000.000000",
+                   "5,735,000.000000", "floor(0.505231 / 0.01) · 0.01",
                    "15,000.00 − 11,600.00", "min(10,000.00, 3,400.00)", "3,400.00",
-                   "no effect (reason neither excluded nor"):
+                   "no effect (reason neither excluded nor", "customer_request",
+                   "Maintenance allowance per unit and contract year"):
         assert number in text
     pages = len(pdf.pages)
     assert f"page {pages} of {pages}" in text
@@ -293,7 +339,7 @@ def test_a_period_without_counted_time_charges_nothing(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("file", "text", "message"), [
     ("status.csv", STATUS + "gamma-u01,2026-10-01T00:00:00+02:00,2026-10-02T00:00:00+02:00,"
-     "available,,\n", "status.csv:15: asset_id: unknown asset 'gamma-u01'"),
+     "available,,\n", "status.csv:17: asset_id: unknown asset 'gamma-u01'"),
     ("contract.yaml", CONTRACT.replace("measurement_period: month",
                                        "measurement_period: quarter"),
      "--period: period '2026-10' is a month, but the contract measures by quarter"),

@@ -286,3 +286,56 @@ def test_a_period_with_nothing_counted_has_null_availability_and_charges_nothing
     p = ev.periods[0]
     assert p.availability is None and p.shortfall_pct is None
     assert p.ld.amount == 0 and p.bonus.amount == 0
+
+
+# -- what reports show: why time is excluded, the allowance per contract year ---------------
+
+HOUR = 3_600_000_000
+
+
+def test_excluded_time_says_why_window_first_then_status_then_gap() -> None:
+    """Rule 1 matches a window before the row's own cause; overlapping windows of several
+    excluded reasons count under the first of them in `excluded_causes`."""
+    c = contract(availability__data_gap_policy="excluded")
+    ev = run(with_u2(iv("u1", "2026-06-01 00:00", "2026-06-01 10:00", "unavailable", None,
+                        "force_majeure"),  # 10 h, 4 of them under the grid outage window
+                     iv("u1", "2026-06-01 10:00", "2026-06-10 00:00"),
+                     iv("u1", "2026-06-10 00:00", "2026-06-10 05:00", "unknown", None,
+                        "comms_loss"),  # 5 h unknown
+                     iv("u1", "2026-06-10 05:00", "2026-06-30 00:00")),  # 24 h gap at the end
+             c=c, exclusions=[ex("u1", "2026-06-01 06:00", "2026-06-01 12:00", "grid_outage"),
+                              ex("u1", "2026-06-01 08:00", "2026-06-01 09:00",
+                                 "customer_request")])
+    assert ev.periods[0].units[0].totals.excluded_by == {
+        ("status", "force_majeure"): 6 * HOUR,  # 00:00-06:00
+        ("window", "grid_outage"): 6 * HOUR,  # 06:00-12:00, customer_request's hour in it
+        ("data_gap", "comms_loss"): 5 * HOUR,
+        ("data_gap", ""): 24 * HOUR,
+    }
+    assert unit(ev, "u1")[1] == 6 + 6 + 5 + 24
+
+
+def test_the_allowance_of_a_period_spanning_two_contract_years() -> None:
+    """Contract from 15 March: March 2026 belongs to contract year 2 (its start) but its
+    second half is year 3, with an allowance of its own (spec §2)."""
+    c = contract(start="2024-03-15")
+    rows = [full("u1", "2025-03-15 00:00", "2025-06-10 00:00"),
+            iv("u1", "2025-06-10 00:00", "2025-06-11 06:00", "unavailable", None,
+               "scheduled_maintenance"),  # 30 h in year 2
+            full("u1", "2025-06-11 06:00", "2026-03-10 00:00"),
+            iv("u1", "2026-03-10 00:00", "2026-03-12 00:00", "unavailable", None,
+               "scheduled_maintenance"),  # 48 h in year 2: 18 left, 30 lost
+            full("u1", "2026-03-12 00:00", "2026-03-20 00:00"),
+            iv("u1", "2026-03-20 00:00", "2026-03-21 00:00", "unavailable", None,
+               "scheduled_maintenance"),  # 24 h in year 3
+            full("u1", "2026-03-21 00:00", "2026-04-01 00:00"),
+            full("u2", "2025-03-15 00:00", "2026-04-01 00:00")]
+    ev = run(rows, period="2026-03", c=c)
+    p = ev.periods[0]
+    assert p.contract_year == 2
+    uses = ev.allowance[("2026-03", "u1")]
+    assert [(u.contract_year, u.before_us / HOUR, u.in_period_us / HOUR,
+             u.remaining_us / HOUR) for u in uses] == [(2, 30.0, 18.0, 0.0),
+                                                      (3, 0.0, 24.0, 24.0)]
+    # March has 743 h (summer time from the 29th): 42 h excluded, 30 h lost.
+    assert unit(ev, "u1")[:3] == (743.0, 42.0, 30.0)

@@ -71,10 +71,10 @@ INVALID = [
     ("{id: nordvik-u01-i1-b1, rated_energy_kwh: 1250}",
      "{id: nordvik-u01-i1-b1, rated_energy_kwh: lots}",
      "fleet.yaml:16: sites[0].units[0].inverters[0].blocks[0].rated_energy_kwh: must be a valid "
-     "number, unable to parse string as a number (got 'lots')"),
+     "number (got 'lots')"),
     ("commissioned: 2024-09-20\n        inverters:", "commissioned: 2024-13-40\n        inverters:",
-     "fleet.yaml:11: sites[0].units[0].commissioned: must be a valid date or datetime, "
-     "month value is outside expected range of 1-12 (got '2024-13-40')"),
+     "fleet.yaml:11: sites[0].units[0].commissioned: '2024-13-40' is not "
+     "a date: month must be in 1..12"),
     ("- id: nordvik\n", "- id: nord vik\n",
      "fleet.yaml:2: sites[0].id: must be 1-64 letters, digits, '.', '_' or '-', starting with a "
      "letter or digit (got 'nord vik')"),

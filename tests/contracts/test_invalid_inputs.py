@@ -48,6 +48,22 @@ OK_ROW = "u1,2026-06-01T00:00:00+02:00,2026-06-02T00:00:00+02:00,available,,\n"
      "S.csv:3: 4 fields, expected 6"),
     ("u1,2026-06-01T12:00:00+02:00,2026-06-03T00:00:00+02:00,available,,\n",
      "S.csv:3: start: interval of u1 overlaps the one on line 2"),
+    # Nothing is guessed: an unclosed quote would swallow the rows after it ...
+    ('u2,"2026-06-02T00:00:00Z,2026-06-03T00:00:00Z,available,,\n',
+     "S.csv:3: unterminated quote: the quoted field opened on this line runs to the end of "
+     "the file"),
+    ('u2,"2026-06-02T00:00:00Z,2026-06-03T00:00:00Z,available,,\n'
+     'u2,2026-06-03T00:00:00Z",2026-06-04T00:00:00Z,available,,\n',
+     "S.csv:3: unterminated quote: the quoted field opened on this line runs on to line 4"),
+    ('u2,"2026-06-02T00:00:00Z"x,2026-06-03T00:00:00Z,available,,\n',
+     "S.csv:3: not valid CSV: ',' expected after '\"'"),
+    # ... and a 7th fractional digit would be dropped, moving the time.
+    ("u2,2026-06-02T00:00:00.0000001Z,2026-06-03T00:00:00Z,available,,\n",
+     "S.csv:3: start: '2026-06-02T00:00:00.0000001Z' has more than 6 fractional digits of a "
+     "second; times are exact to the microsecond"),
+    ('u2,2026-06-02T00:00:00Z,"2026-06-03T00:00:00,1234567+00:00",available,,\n',
+     "S.csv:3: end: '2026-06-03T00:00:00,1234567+00:00' has more than 6 fractional digits "
+     "of a second; times are exact to the microsecond"),
 ])
 def test_invalid_status_rows(rows: str, message: str) -> None:
     with pytest.raises(InvalidInput) as caught:
@@ -69,6 +85,15 @@ def test_invalid_status_headers(text: str, message: str) -> None:
     assert str(caught.value) == message
 
 
+def test_quoted_fields_and_microseconds_are_taken_as_written() -> None:
+    text = (HEADER + '"u2","2026-06-02T00:00:00.000001Z",2026-06-03T00:00:00.5+02:00,'
+            'available,"",\n')
+    [row] = parse_status_csv(text, "S.csv", FLEET)
+    # 1 µs after 2 June 00:00 UTC; half a second after 2 June 22:00 UTC.
+    assert (row.asset_id, row.start_us % 1_000_000, row.end_us - row.start_us) == (
+        "u2", 1, 22 * 3_600_000_000 + 500_000 - 1)
+
+
 def test_status_rows_of_other_sites_and_any_column_order_are_valid() -> None:
     text = ("cause,state,asset_id,end,start,derate_fraction\n"
             ",available,v1,2026-06-02T00:00:00Z,2026-06-01T00:00:00Z,\n\n"
@@ -87,6 +112,10 @@ def test_status_rows_of_other_sites_and_any_column_order_are_valid() -> None:
      "comms_loss"),
     ("alpha,2026-06-02T00:00:00Z,2026-06-01T00:00:00Z,grid_outage",
      "X.csv:2: end: 2026-06-01T00:00:00Z is not after start 2026-06-02T00:00:00Z"),
+    ('alpha,2026-06-01T00:00:00Z,2026-06-02T00:00:00Z,"grid_outage\n'
+     "alpha,2026-06-03T00:00:00Z,2026-06-04T00:00:00Z,grid_outage",
+     "X.csv:2: unterminated quote: the quoted field opened on this line runs to the end of "
+     "the file"),
 ])
 def test_invalid_exclusion_rows(row: str, message: str) -> None:
     with pytest.raises(InvalidInput) as caught:
@@ -106,12 +135,25 @@ def contract_text(**changes: object) -> str:
      "C.yaml:5: measurement_period: must be 'month', 'quarter' or 'contract_year' (got 'week')"),
     (contract_text(term_years=0), "C.yaml:4: term_years: must be greater than or equal to 1 "
                                   "(got 0)"),
-    (contract_text(start="2024-02-30"), "C.yaml:3: start: must be a valid date or datetime, "
-                                        "day value is outside expected range (got '2024-02-30')"),
+    (contract_text(start="2024-02-30"), "C.yaml:3: start: '2024-02-30' is not a date: day is "
+                                        "out of range for month"),
+    # A datetime, a timestamp or a yes where a date or number is wanted: refused, not cut.
+    (contract_text().replace("start: '2024-06-01'", "start: 2024-06-15T00:00"),
+     "C.yaml:3: start: must be a date written YYYY-MM-DD (got '2024-06-15T00:00')"),
+    (contract_text(start=1718409600),
+     "C.yaml:3: start: must be a date written YYYY-MM-DD (got 1718409600)"),
+    (contract_text(guarantee={"default_pct": True}),
+     "C.yaml:16: guarantee.default_pct: must be a valid number (got True)"),
+    (contract_text(term_years="20"), "C.yaml:4: term_years: must be a valid integer (got '20')"),
     (contract_text(colour="red"), "C.yaml:24: colour: extra inputs are not permitted "
                                   "(got 'red')"),
     (contract_text(guarantee={"default_pct": 101}),
      "C.yaml:16: guarantee.default_pct: must be less than or equal to 100 (got 101)"),
+    # A key of a mapping is written as one, whether the error is in the key or its value.
+    (contract_text(guarantee={"default_pct": 97, "by_contract_year": {1: 98, 0: 98}}),
+     "C.yaml:19: guarantee.by_contract_year.0: must be greater than or equal to 1 (got 0)"),
+    (contract_text(guarantee={"default_pct": 97, "by_contract_year": {1: 98, 2: 101}}),
+     "C.yaml:19: guarantee.by_contract_year.2: must be less than or equal to 100 (got 101)"),
     (contract_text(guarantee={"default_pct": 97, "by_contract_year": {25: 98}}),
      "C.yaml:15: guarantee: by_contract_year names year 25 of a 20-year term"),
     (contract_text(ld={"currency": "euro", "step_pct": 0.01, "rate_per_pct": 1,
@@ -121,6 +163,23 @@ def contract_text(**changes: object) -> str:
 def test_invalid_contracts(text: str, message: str) -> None:
     with pytest.raises(InvalidInput) as caught:
         parse_contract(text, "C.yaml")
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(("commissioned", "message"), [
+    ("2024-09-20T12:00", "F.yaml:7: sites[0].units[0].commissioned: must be a date written "
+                         "YYYY-MM-DD (got '2024-09-20T12:00')"),
+    ("2024-09-31", "F.yaml:7: sites[0].units[0].commissioned: '2024-09-31' is not a date: day "
+                   "is out of range for month"),
+])
+def test_a_commissioning_date_must_be_a_date(commissioned: str, message: str) -> None:
+    from contracts.fleet import parse_fleet
+
+    text = ("sites:\n- id: a\n  customer: C\n  region: R\n  timezone: UTC\n  units:\n"
+            f"  - {{id: u, rated_power_kw: 1, rated_energy_kwh: 1, commissioned: {commissioned}}}"
+            "\n")
+    with pytest.raises(InvalidInput) as caught:
+        parse_fleet(text, "F.yaml")
     assert str(caught.value) == message
 
 
@@ -185,6 +244,13 @@ def test_evaluate_csv_has_one_row_per_period_per_unit(
      "bessmon: {status}:5: end: 2026-10-01T00:00:00+02:00 is not after start "
      "2026-10-01T00:00:00+02:00"),
     ({"missing": "status"}, "bessmon: {status}: cannot read: No such file or directory"),
+    ({"period": "9999-12"}, "bessmon: --period: period 9999-12 lies outside the contract "
+                            "term (2024-10-01 to 2044-10-01)"),
+    ({"period": "0000-01"}, "bessmon: --period: period 0000-01 lies outside the contract "
+                            "term (2024-10-01 to 2044-10-01)"),
+    ({"contract_start": "9990-01-01"},
+     "bessmon: {contract}:4: term_years: a 20-year term from 9990-01-01 does not lie within "
+     "the years 1900..9998"),
 ])
 def test_evaluate_refuses_invalid_input_with_status_2(
         files: dict[str, Path], capsys: pytest.CaptureFixture[str],
@@ -192,6 +258,9 @@ def test_evaluate_refuses_invalid_input_with_status_2(
     period = change.get("period", "2026-10")
     if "contract_site" in change:
         files["contract"].write_text(contract_text(site=change["contract_site"]))
+    if "contract_start" in change:
+        files["contract"].write_text(contract_text(site="alpha",
+                                                   start=change["contract_start"]))
     if "status_row" in change:
         with files["status"].open("a") as f:
             f.write(change["status_row"] + "\n")
@@ -201,3 +270,45 @@ def test_evaluate_refuses_invalid_input_with_status_2(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.strip() == message.format(**{k: str(v) for k, v in files.items()})
+
+
+@pytest.mark.parametrize("name", ["status", "exclusions", "fleet", "contract"])
+def test_a_file_that_is_not_utf8_is_refused_with_its_name_line_and_byte(
+        files: dict[str, Path], capsys: pytest.CaptureFixture[str], name: str) -> None:
+    path = files[name]
+    valid = path.read_bytes()
+    lines = valid.count(b"\n")
+    # A Latin-1 "é" (0xe9) on a new last line, after "# caf" or "caf" (3 or 5 bytes).
+    prefix = b"# caf" if name in ("fleet", "contract") else b"caf"
+    path.write_bytes(valid + prefix + b"\xe9\n")
+    assert main(argv(files, "--period", "2026-10")) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (f"bessmon: {path}:{lines + 1}: not UTF-8 text (byte 0xe9 at "
+                            f"offset {len(valid) + len(prefix)})\n")
+
+
+def test_a_value_error_inside_a_command_is_not_called_an_invalid_setting(
+        files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only settings from the environment are "invalid settings"; anything else that is not
+    an `InvalidInput` is a bug and must show as one, not send the user to the environment."""
+    import contracts.engine
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("year 10000 is out of range")
+
+    monkeypatch.setattr(contracts.engine, "evaluate", broken)
+    with pytest.raises(ValueError, match="year 10000"):
+        main(argv(files, "--period", "2026-10"))
+
+
+def test_an_invalid_setting_is_still_reported_as_one(
+        files: dict[str, Path], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from connectors.settings import get_settings
+
+    monkeypatch.setenv("BESSMON_TOPIC_PARTITIONS", "many")
+    get_settings.cache_clear()  # settings are read once per process
+    assert main(argv(files, "--period", "2026-10")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bessmon: invalid setting: ") and "topic_partitions" in err

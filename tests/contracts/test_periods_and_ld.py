@@ -11,7 +11,7 @@ import pytest
 from contracts.errors import InvalidInput
 from contracts.money import billable_pct, round_half_up
 from contracts.periods import ContractCalendar, PeriodError, from_us
-from tests.contracts.builders import contract, full, iv, run, unit
+from tests.contracts.builders import contract, ex, full, iv, run, unit
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 
@@ -72,6 +72,15 @@ def test_a_period_belongs_to_the_contract_year_of_its_start() -> None:
     ("2024-05", "--period: period 2024-05 lies outside the contract term (2024-06-01 to "
                 "2044-06-01)"),
     ("2026-08..2026-06", "--period: range '2026-08..2026-06' ends before it starts"),
+    # Years no date can hold (9999-12 ends in year 10000; there is no year 0).
+    ("9999-12", "--period: period 9999-12 lies outside the contract term (2024-06-01 to "
+                "2044-06-01)"),
+    ("0000-01", "--period: period 0000-01 lies outside the contract term (2024-06-01 to "
+                "2044-06-01)"),
+    ("9999-Q4", "--period: period 9999-Q4 lies outside the contract term (2024-06-01 to "
+                "2044-06-01)"),
+    ("2026-01..9999-12", "--period: period 9999-12 lies outside the contract term "
+                         "(2024-06-01 to 2044-06-01)"),
 ])
 def test_invalid_periods_are_refused(period: str, message: str) -> None:
     with pytest.raises(InvalidInput) as caught:
@@ -173,3 +182,85 @@ def test_money_and_percentages_round_half_up_when_printed() -> None:
     assert round_half_up(2.0005, 3) == 2.001
     assert round_half_up(Decimal("1234.565"), 2) == 1234.57
     assert round_half_up(97.51249, 3) == 97.512
+
+
+# -- quarters, contract years and a 29 February start, with data ----------------------------
+
+def test_quarters_with_losses_ld_and_the_cap_carried_to_the_next_quarter() -> None:
+    """Contract from 2024-01-01 measured by quarter; contract year 3 guarantees 98 % and caps
+    LD at 20 000 EUR. Q1 2026 has 744 + 672 + 743 = 2159 h (summer time from 29 March).
+    Q1: u1 down 96 h; u2 derated to 0.5 from 28 March 12:00 to 30 March 12:00, 47 h over the
+    change of clocks: 23.5 h lost. A = 1 − 119.5 / 4318 = 97.232515 %: shortfall 0.767485
+    → 0.76 · 20 000 = 15 200. Q2 (2184 h): u1 down 192 h, A = 1 − 192 / 4368 = 95.604396 %:
+    shortfall 2.395604 → 2.39 · 20 000 = 47 800, capped at 20 000 − 15 200 = 4 800."""
+    c = contract(start="2024-01-01", measurement_period="quarter",
+                 guarantee__by_contract_year={3: 98.0}, ld__cap_per_contract_year=20000)
+    rows = [full("u1", "2026-01-01 00:00", "2026-02-10 00:00"),
+            iv("u1", "2026-02-10 00:00", "2026-02-14 00:00", "unavailable", None, "fault"),
+            full("u1", "2026-02-14 00:00", "2026-04-01 00:00"),
+            iv("u1", "2026-04-01 00:00", "2026-04-09 00:00", "unavailable", None, "fault"),
+            full("u1", "2026-04-09 00:00", "2026-07-01 00:00"),
+            full("u2", "2026-01-01 00:00", "2026-03-28 12:00"),
+            iv("u2", "2026-03-28 12:00", "2026-03-30 12:00", "derated", 0.5),
+            full("u2", "2026-03-30 12:00", "2026-07-01 00:00")]
+    ev = run(rows, period="2026-Q1..2026-Q2", c=c)
+    q1, q2 = ev.periods
+    assert (q1.period.label, q1.contract_year, q2.period.label) == ("2026-Q1", 3, "2026-Q2")
+    assert unit(ev, "u1", 0)[:3] == (2159.0, 0.0, 96.0)
+    assert unit(ev, "u2", 0)[:3] == (2159.0, 0.0, pytest.approx(23.5))
+    assert 100 * q1.availability == pytest.approx(100 * (1 - 119.5 / 4318), abs=1e-9)
+    assert (q1.ld.billable_pct, q1.ld.amount) == (Decimal("0.76"), Decimal("15200.00"))
+    assert unit(ev, "u1", 1)[:3] == (2184.0, 0.0, 192.0)
+    assert q2.ld.uncapped == Decimal("47800.00")
+    assert (q2.ld.cap_left_before, q2.ld.amount) == (Decimal("4800.00"), Decimal("4800.00"))
+
+
+def test_a_contract_year_period_with_exclusions_maintenance_and_ld() -> None:
+    """Contract from 2024-07-01 measured by contract year; CY2 (2025-07-01 to 2026-07-01,
+    8760 h: the two changes of clocks cancel) guarantees 99.9 %. u1 down 72 h; a site grid
+    outage of 24 h excluded for both; u2 in maintenance 60 h, 48 h of it within the
+    allowance. E = 24 and 72, L = 72 and 12: A = 1 − 84 / 17 424 = 99.517906 %, shortfall
+    0.382094 → 0.38 · 20 000 = 7 600."""
+    c = contract(start="2024-07-01", measurement_period="contract_year",
+                 guarantee__by_contract_year={2: 99.9})
+    rows = [full("u1", "2025-07-01 00:00", "2025-11-03 00:00"),
+            iv("u1", "2025-11-03 00:00", "2025-11-06 00:00", "unavailable", None, "fault"),
+            full("u1", "2025-11-06 00:00", "2026-07-01 00:00"),
+            full("u2", "2025-07-01 00:00", "2026-05-04 00:00"),
+            iv("u2", "2026-05-04 00:00", "2026-05-06 12:00", "unavailable", None,
+               "scheduled_maintenance"),
+            full("u2", "2026-05-06 12:00", "2026-07-01 00:00")]
+    ev = run(rows, period="CY2", c=c,
+             exclusions=[ex("alpha", "2026-01-10 00:00", "2026-01-11 00:00", "grid_outage")])
+    [cy2] = ev.periods
+    assert (cy2.period.label, cy2.contract_year, cy2.guaranteed_pct) == ("CY2", 2, 99.9)
+    assert unit(ev, "u1")[:3] == (8760.0, 24.0, 72.0)
+    assert unit(ev, "u2")[:3] == (8760.0, 72.0, 12.0)
+    assert 100 * cy2.availability == pytest.approx(100 * (1 - 84 / 17424), abs=1e-9)
+    assert (cy2.ld.billable_pct, cy2.ld.amount) == (Decimal("0.38"), Decimal("7600.00"))
+
+
+def test_a_29_february_start_evaluated_with_data() -> None:
+    """Contract from 2024-02-29: contract year 2 starts on 28 February 2025, inside the month
+    of February (which belongs to year 1, its start). Allowance 10 h a year; u1 in
+    maintenance 27-28 February 2025 (48 h): on the 27th 10 h within year 1's allowance and
+    14 h lost, on the 28th 10 h within year 2's and 14 h lost. February 2025 (672 h):
+    E = 20, L = 28; A = 1 − 28 / (652 + 672) = 97.885196 %; year 1 guarantees 98 %:
+    shortfall 0.114804 → 0.11 · 20 000 = 2 200. March belongs to year 2: a cap of its own."""
+    c = contract(start="2024-02-29", guarantee__by_contract_year={1: 98.0, 2: 98.0},
+                 availability__maintenance_allowance_hours=10)
+    rows = [full("u1", "2024-02-29 00:00", "2025-02-27 00:00"),
+            iv("u1", "2025-02-27 00:00", "2025-03-01 00:00", "unavailable", None,
+               "scheduled_maintenance"),
+            full("u1", "2025-03-01 00:00", "2025-04-01 00:00"),
+            full("u2", "2024-02-29 00:00", "2025-04-01 00:00")]
+    ev = run(rows, period="2025-02..2025-03", c=c)
+    february, march = ev.periods
+    assert (february.contract_year, march.contract_year) == (1, 2)
+    assert unit(ev, "u1", 0)[:3] == (672.0, 20.0, 28.0)
+    assert 100 * february.availability == pytest.approx(100 * (1 - 28 / 1324), abs=1e-9)
+    assert february.ld.amount == Decimal("2200.00")
+    assert [(u.contract_year, u.before_us, u.in_period_us, u.remaining_us)
+            for u in ev.allowance[("2025-02", "u1")]] == [
+        (1, 0, 10 * 3_600_000_000, 0), (2, 0, 10 * 3_600_000_000, 0)]
+    assert (march.ld.cap_left_before, march.ld.amount) == (Decimal("400000"), 0)
