@@ -19,7 +19,7 @@ from api.auth.apikeys import ApiKey
 from api.auth.permissions import Permission, Role
 from api.auth.principal import Principal
 from api.deps import CtxDep, require
-from api.errors import ERRORS
+from api.errors import ERRORS, BadInput
 from api.pagination import Page
 
 router = APIRouter(tags=["admin"], responses=ERRORS)
@@ -88,8 +88,7 @@ def _out(k: ApiKey) -> dict[str, Any]:
 async def create_key(body: NewKey, ctx: CtxDep, caller: KeyAdmin) -> CreatedKey:
     now_ms = int(time.time() * 1000)
     if body.expires_ms is not None and body.expires_ms <= now_ms:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            "invalid request: body.expires_ms: must be in the future")
+        raise BadInput("body.expires_ms", "must be in the future")
     key, text = await run_in_threadpool(
         ctx.auth.api_keys.create, body.name, body.role, body.customers, body.regions,
         created_by=caller.subject, now_ms=now_ms, expires_ms=body.expires_ms)

@@ -16,12 +16,12 @@ import json
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from api.deps import CtxDep, FleetDep, Reader, RedisDep, visible_asset
-from api.errors import ERRORS
+from api.errors import ERRORS, BadInput
 from api.pagination import CursorQ, LimitQ, Page, page
 from connectors.alarm_store import active_alarms
 from connectors.history.rows import AvailabilityRow, Bucket, StatusIntervalRow, TelemetryRow
@@ -37,11 +37,9 @@ MAX_POINTS = 5_000
 def time_range(start: int, end: int) -> tuple[int, int]:
     """The range, if it is one this API answers (422 otherwise)."""
     if not start < end:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            "invalid request: query.end: must be after start")
+        raise BadInput("query.end", "must be after start")
     if end - start > MAX_RANGE_MS:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            "invalid request: query.end: the range is at most 400 days")
+        raise BadInput("query.end", "the range is at most 400 days")
     return start, end
 
 
@@ -279,9 +277,8 @@ async def telemetry_history(
     asset = visible_asset(ctx.fleet, caller, asset_id)
     span = time_range(start, end)
     if (span[1] - span[0]) // step > MAX_POINTS:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            f"invalid request: query.step: the range holds more than "
-                            f"{MAX_POINTS} steps of {step} ms; choose a wider step")
+        raise BadInput("query.step", f"the range holds more than {MAX_POINTS} steps of "
+                       f"{step} ms; choose a wider step")
     rows: list[TelemetryRow] = await run_in_threadpool(
         ctx.history.telemetry, asset.id, tag, *span, step)
     return [TelemetryPoint(start_ms=r.start_ms, count=r.count, min=r.min, max=r.max,
