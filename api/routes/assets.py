@@ -20,7 +20,7 @@ from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
-from api.deps import CtxDep, FleetDep, Reader, RedisDep, visible_asset
+from api.deps import MAX_EPOCH_MS, CtxDep, FleetDep, Reader, RedisDep, visible_asset
 from api.errors import ERRORS, BadInput
 from api.pagination import CursorQ, LimitQ, Page, page
 from connectors.alarm_store import active_alarms
@@ -32,6 +32,8 @@ from contracts.fleet import Asset, Fleet
 router = APIRouter(prefix="/assets", tags=["assets"], responses=ERRORS)
 MAX_RANGE_MS = 400 * 86_400_000
 MAX_POINTS = 5_000
+StartQ = Annotated[int, Query(ge=0, le=MAX_EPOCH_MS, description="epoch ms, inclusive")]
+EndQ = Annotated[int, Query(gt=0, le=MAX_EPOCH_MS, description="epoch ms, exclusive")]
 
 
 def time_range(start: int, end: int) -> tuple[int, int]:
@@ -218,8 +220,7 @@ def _point(r: AvailabilityRow) -> AvailabilityPoint:
 @router.get("/{asset_id}/availability")
 async def availability_history(
         asset_id: str, ctx: CtxDep, caller: Reader,
-        start: Annotated[int, Query(ge=0, description="epoch ms, inclusive")],
-        end: Annotated[int, Query(gt=0, description="epoch ms, exclusive")],
+        start: StartQ, end: EndQ,
         interval: Bucket = "day") -> list[AvailabilityPoint]:
     """A battery unit's availability per site-local day (or hour, or the contract's
     measurement periods: month, quarter, contract_year), oldest first."""
@@ -241,8 +242,7 @@ class StatusInterval(BaseModel):
 @router.get("/{asset_id}/status")
 async def status_history(
         asset_id: str, ctx: CtxDep, caller: Reader,
-        start: Annotated[int, Query(ge=0, description="epoch ms, inclusive")],
-        end: Annotated[int, Query(gt=0, description="epoch ms, exclusive")],
+        start: StartQ, end: EndQ,
         limit: LimitQ = 100, cursor: CursorQ = None) -> Page[StatusInterval]:
     """The asset's final status intervals overlapping the range, oldest first (the status
     timeline)."""
@@ -268,10 +268,10 @@ class TelemetryPoint(BaseModel):
 async def telemetry_history(
         asset_id: str, ctx: CtxDep, caller: Reader,
         tag: Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")],
-        start: Annotated[int, Query(ge=0, description="epoch ms, inclusive")],
-        end: Annotated[int, Query(gt=0, description="epoch ms, exclusive")],
-        step: Annotated[int, Query(ge=60_000, description="bucket width, ms (≥ 1 min)")]
-        = 60_000) -> list[TelemetryPoint]:
+        start: StartQ, end: EndQ,
+        step: Annotated[int, Query(ge=60_000, le=MAX_RANGE_MS,
+                                   description="bucket width, ms (≥ 1 min)")] = 60_000,
+) -> list[TelemetryPoint]:
     """One tag of the asset per `step` (count, min, max, mean, last), oldest first; at most
     5,000 buckets — choose a wider step for a longer range."""
     asset = visible_asset(ctx.fleet, caller, asset_id)
@@ -288,8 +288,7 @@ async def telemetry_history(
 @router.get("/{asset_id}/episodes")
 async def episode_history(
         asset_id: str, ctx: CtxDep, caller: Reader,
-        start: Annotated[int, Query(ge=0, description="epoch ms, inclusive")],
-        end: Annotated[int, Query(gt=0, description="epoch ms, exclusive")],
+        start: StartQ, end: EndQ,
         limit: LimitQ = 100, cursor: CursorQ = None) -> Page[UnavailabilityEpisode]:
     """Unavailability episodes of the asset and everything below it overlapping the range,
     each with the tickets linked to it: why it was down, and who was on it."""
