@@ -247,6 +247,7 @@ def test_settings_refuse_a_wildcard_origin(origins: list[str],
 # -- precise 4xx ---------------------------------------------------------------------------
 
 SPAN = "start=1767225600000&end=1767830400000"
+HUGE = 99_999_999_999_999_999_998  # > 2**63
 INVALID: list[tuple[str, str, Any, str]] = [
     ("GET", "/api/v1/sites?limit=0", None, "query.limit"),
     ("GET", "/api/v1/sites?limit=501", None, "query.limit"),
@@ -275,6 +276,20 @@ INVALID: list[tuple[str, str, Any, str]] = [
     ("GET", "/api/v1/reports/compliance?contract_id=LTSA-NORDVIK&period=2026-01&format=docx",
      None, "query.format"),
     ("GET", "/api/v1/audit?after_seq=-1", None, "query.after_seq"),
+    # Numbers beyond any instant or sequence number (they overflowed SQLite: 500s before).
+    ("GET", f"/api/v1/assets/nordvik-u01/status?start={HUGE}&end={HUGE + 1}", None,
+     "query.start"),
+    ("GET", f"/api/v1/assets/nordvik-u01/episodes?start=0&end={HUGE}", None, "query.end"),
+    ("GET", f"/api/v1/assets/nordvik-u01/telemetry?tag=soc_pct&{SPAN}&step={HUGE}", None,
+     "query.step"),
+    ("GET", f"/api/v1/audit?after_seq={HUGE}", None, "query.after_seq"),
+    ("POST", "/api/v1/api-keys", {"name": "x", "role": "viewer", "customers": ["*"],
+                                  "regions": ["*"], "expires_ms": HUGE}, "body.expires_ms"),
+    # Periods no calendar holds (a ValueError inside the contract engine: 500s before).
+    ("GET", "/api/v1/contracts/LTSA-NORDVIK/compliance?period=9999-12", None, "query.period"),
+    ("GET", "/api/v1/contracts/LTSA-ELBE/compliance?period=0000-Q1", None, "query.period"),
+    ("GET", "/api/v1/reports/compliance?contract_id=LTSA-NORDVIK&period=2026-01..9999-12",
+     None, "query.period"),
     ("POST", "/api/v1/api-keys", {"name": "x", "role": "root", "customers": ["*"],
                                   "regions": ["*"]}, "body.role"),
     ("POST", "/api/v1/api-keys", {"name": "x", "role": "viewer", "regions": ["*"]},
@@ -303,6 +318,28 @@ def test_invalid_input_is_422_naming_the_field(client: TestClient, api_settings:
     assert loc in [e["loc"] for e in error["errors"]], error
     assert all(e["msg"] for e in error["errors"])
     assert loc in error["detail"]
+
+
+@pytest.mark.parametrize("message", [
+    {"type": "subscribe", "channel": "fleet", "since": -1},
+    {"type": "subscribe", "channel": 5},
+    {"type": "subscribe", "channel": "fleet", "since": "yesterday"},
+    "not json",
+    ["type", "ping"],
+])
+def test_an_invalid_live_feed_message_gets_an_error_frame(
+        client: TestClient, api_settings: Settings, message: Any) -> None:
+    """The socket stays open and usable (a negative `since` used to kill the connection
+    silently, with a Redis error, leaving the client waiting)."""
+    with client.websocket_connect("/api/v1/ws") as ws:
+        ws.send_json({"type": "auth", "token": token(api_settings, "viewer")})
+        assert ws.receive_json()["type"] == "ready"
+        ws.send_text(message if isinstance(message, str) else json.dumps(message))
+        assert ws.receive_json() == {"type": "error", "message": "not a valid message"}
+        ws.send_json({"type": "subscribe", "channel": "fleet", "since": 0})
+        assert ws.receive_json()["type"] in ("resume", "snapshot")
+        ws.send_json({"type": "ping"})
+        assert ws.receive_json() == {"type": "pong"}
 
 
 def test_sign_in_without_a_password_names_the_field(client: TestClient) -> None:
