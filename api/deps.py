@@ -19,6 +19,10 @@ from api.live import LiveHub
 from connectors.settings import Settings
 from contracts.fleet import Asset, Fleet, Site
 
+# The last millisecond a date can hold (9999-12-31T23:59:59.999Z): a larger number is no
+# instant, and overflows the stores' 64-bit integers (a 500 instead of a 422).
+MAX_EPOCH_MS = 253_402_300_799_999
+
 _bearer = HTTPBearer(auto_error=False, description="a token from POST /api/v1/auth/token, "
                      "an identity provider's token, or an API key")
 

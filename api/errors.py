@@ -3,7 +3,7 @@ invalid input also `"errors": [{"loc": "query.limit", "msg": "…"}]` naming eac
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -18,11 +18,23 @@ class ErrorBody(BaseModel):
     errors: list[dict[str, str]] | None = None
 
 
+class BadInput(HTTPException):
+    """422 for input the schema lets through but a route's own check refuses (a cursor this
+    API never gave out, a range that ends before it starts): answered like a schema error,
+    the field named in `errors`, so that clients handle every invalid input one way."""
+
+    def __init__(self, loc: str, msg: str) -> None:
+        super().__init__(status.HTTP_422_UNPROCESSABLE_CONTENT, f"invalid request: {loc}: {msg}")
+        self.errors = [{"loc": loc, "msg": msg}]
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"detail": str(exc.detail), "status": exc.status_code},
-                            exc.status_code, headers=getattr(exc, "headers", None))
+        body: dict[str, object] = {"detail": str(exc.detail), "status": exc.status_code}
+        if isinstance(exc, BadInput):
+            body["errors"] = exc.errors
+        return JSONResponse(body, exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

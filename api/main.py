@@ -11,7 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from api import errors
+from api import errors, log_redaction
 from api.context import ApiContext
 from api.live import LiveHub
 from api.protections import Protections
@@ -24,6 +24,7 @@ WEB_DIR = REPO_ROOT / "web"
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     ctx = ApiContext.build(settings)
+    log_redaction.install()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -8,8 +8,10 @@ import base64
 from collections.abc import Sequence
 from typing import Annotated, Generic, TypeVar
 
-from fastapi import HTTPException, Query, status
+from fastapi import Query
 from pydantic import BaseModel
+
+from api.errors import BadInput
 
 T = TypeVar("T")
 LimitQ = Annotated[int, Query(ge=1, le=500, description="items per page")]
@@ -35,9 +37,7 @@ def decode_cursor(cursor: str | None) -> int:
             raise ValueError
         return int(text[1:])
     except ValueError:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            "invalid request: query.cursor: not a cursor this API gave out"
-                            ) from None
+        raise BadInput("query.cursor", "not a cursor this API gave out") from None
 
 
 def page(items: Sequence[T], cursor: str | None, limit: int) -> Page[T]:

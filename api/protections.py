@@ -24,6 +24,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException
 
 from connectors.redis_store import PREFIX
 
@@ -43,17 +44,14 @@ DOCS_CSP = ("default-src 'self'; img-src 'self' data: https://fastapi.tiangolo.c
 UNMETERED = ("/api/v1/health",)
 
 
-async def _reply(send: Send, status: int, detail: str,
-                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    body = json.dumps({"detail": detail, "status": status}).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        *(headers or [])]})
-    await send({"type": "http.response.body", "body": body})
+class BodyTooLarge(HTTPException):
+    """Raised from `receive` as soon as a body without a Content-Length grows past the limit.
+    An HTTPException, so that FastAPI's body parsing lets it through (it turns any other
+    exception into 400 "There was an error parsing the body") and the app answers 413 in
+    its one error body."""
 
-
-class BodyTooLarge(Exception):
-    pass
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body over {limit} bytes")
 
 
 class Protections:
@@ -73,13 +71,13 @@ class Protections:
         path: str = scope.get("path", "")
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            await _reply(send, 413, f"request body over {self.max_bytes} bytes")
+            await self._reply(send, path, 413, f"request body over {self.max_bytes} bytes")
             return
         if not path.startswith(UNMETERED):
             retry_after = await self._over_limit(scope, headers)
             if retry_after is not None:
-                await _reply(send, 429, "too many requests: slow down",
-                             [(b"retry-after", str(retry_after).encode())])
+                await self._reply(send, path, 429, "too many requests: slow down",
+                                  [(b"retry-after", str(retry_after).encode())])
                 return
         seen = 0
         started = False
@@ -90,7 +88,7 @@ class Protections:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(self.max_bytes)
             return message
 
         async def secured_send(message: Message) -> None:
@@ -102,9 +100,19 @@ class Protections:
 
         try:
             await self.app(scope, limited_receive, secured_send)
-        except BodyTooLarge:
+        except BodyTooLarge as exc:  # read outside a route (the app had no handler for it)
             if not started:
-                await _reply(send, 413, f"request body over {self.max_bytes} bytes")
+                await self._reply(send, path, 413, str(exc.detail))
+
+    async def _reply(self, send: Send, path: str, status: int, detail: str,
+                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        """An answer of the middleware itself: the API's error body and the same security
+        headers as every other answer."""
+        body = json.dumps({"detail": detail, "status": status}).encode()
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            *(headers or []), *self._headers(path)]})
+        await send({"type": "http.response.body", "body": body})
 
     def _headers(self, path: str) -> list[tuple[bytes, bytes]]:
         out = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),

@@ -189,9 +189,11 @@ class ContractCalendar:
     def _calendar(self, year: int, month: int, kind: PeriodKind) -> Period:
         span = 1 if kind == "month" else 3
         y, m = divmod(month - 1 + span, 12)
+        label = f"{year:04d}-{month:02d}" if kind == "month" else f"{year:04d}-Q{(month + 2) // 3}"
+        if not dt.MINYEAR <= year <= dt.MAXYEAR - y:  # 0000-01, 9999-12: no dates hold them
+            raise PeriodError(f"period {label}: year out of range")
         start = local_midnight_us(dt.date(year, month, 1), self.tz)
         end = local_midnight_us(dt.date(year + y, m + 1, 1), self.tz)
-        label = f"{year:04d}-{month:02d}" if kind == "month" else f"{year:04d}-Q{(month + 2) // 3}"
         return Period(label, kind, start, end)
 
     def _contract_year(self, year: int) -> Period:

@@ -54,11 +54,21 @@ class OidcVerifier:
         s = self.settings
         try:
             key = self._jwks.get_signing_key_from_jwt(token)
+            # The key decides the algorithm, not the token's header: a header naming RS256
+            # over an EC key's id is refused here rather than failing inside PyJWT (500).
+            if key.algorithm_name not in ALGORITHMS:
+                raise InvalidToken("invalid token")
             claims: dict[str, Any] = jwt.decode(
-                token, key.key, algorithms=ALGORITHMS, audience=s.audience, issuer=s.issuer,
-                leeway=LEEWAY_S, options={"require": ["exp", "sub"]})
+                token, key.key, algorithms=[key.algorithm_name], audience=s.audience,
+                issuer=s.issuer, leeway=LEEWAY_S, options={"require": ["exp", "sub"]})
         except jwt.ExpiredSignatureError:
             raise InvalidToken("token expired") from None
+        # Precise about the claims of a token whose signature holds (its holder learns nothing
+        # new), so that a misconfigured identity provider is found from the answer alone.
+        except jwt.InvalidAudienceError:
+            raise InvalidToken("token is not for this API (wrong audience)") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise InvalidToken(f"token lacks its {exc.claim!r} claim") from None
         except jwt.PyJWKClientError:
             raise InvalidToken("token signed by a key the identity provider does not list") \
                 from None

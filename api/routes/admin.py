@@ -18,11 +18,12 @@ from pydantic import BaseModel, Field
 from api.auth.apikeys import ApiKey
 from api.auth.permissions import Permission, Role
 from api.auth.principal import Principal
-from api.deps import CtxDep, require
-from api.errors import ERRORS
+from api.deps import MAX_EPOCH_MS, CtxDep, require
+from api.errors import ERRORS, BadInput
 from api.pagination import Page
 
 router = APIRouter(tags=["admin"], responses=ERRORS)
+MAX_SEQ = 2**63 - 1  # SQLite's largest integer: beyond it a query fails (500), not a 422
 Auditor = Annotated[Principal, Depends(require(Permission.AUDIT_READ))]
 KeyAdmin = Annotated[Principal, Depends(require(Permission.API_KEYS_MANAGE))]
 
@@ -40,7 +41,7 @@ class AuditEntryOut(BaseModel):
 
 @router.get("/audit")
 async def audit_log(ctx: CtxDep, caller: Auditor,
-                    after_seq: Annotated[int, Query(ge=0)] = 0,
+                    after_seq: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
                     actor: Annotated[str | None, Query(max_length=100)] = None,
                     action: Annotated[str | None, Query(max_length=100)] = None,
                     limit: Annotated[int, Query(ge=1, le=500)] = 100) -> Page[AuditEntryOut]:
@@ -58,7 +59,7 @@ class NewKey(BaseModel):
     role: Role
     customers: list[str] = Field(min_length=1, max_length=100)
     regions: list[str] = Field(min_length=1, max_length=100)
-    expires_ms: int | None = Field(None, gt=0)
+    expires_ms: int | None = Field(None, gt=0, le=MAX_EPOCH_MS)
 
 
 class KeyOut(BaseModel):
@@ -88,8 +89,7 @@ def _out(k: ApiKey) -> dict[str, Any]:
 async def create_key(body: NewKey, ctx: CtxDep, caller: KeyAdmin) -> CreatedKey:
     now_ms = int(time.time() * 1000)
     if body.expires_ms is not None and body.expires_ms <= now_ms:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            "invalid request: body.expires_ms: must be in the future")
+        raise BadInput("body.expires_ms", "must be in the future")
     key, text = await run_in_threadpool(
         ctx.auth.api_keys.create, body.name, body.role, body.customers, body.regions,
         created_by=caller.subject, now_ms=now_ms, expires_ms=body.expires_ms)

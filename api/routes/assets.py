@@ -16,12 +16,12 @@ import json
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
-from api.deps import CtxDep, FleetDep, Reader, RedisDep, visible_asset
-from api.errors import ERRORS
+from api.deps import MAX_EPOCH_MS, CtxDep, FleetDep, Reader, RedisDep, visible_asset
+from api.errors import ERRORS, BadInput
 from api.pagination import CursorQ, LimitQ, Page, page
 from connectors.alarm_store import active_alarms
 from connectors.history.rows import AvailabilityRow, Bucket, StatusIntervalRow, TelemetryRow
@@ -32,16 +32,16 @@ from contracts.fleet import Asset, Fleet
 router = APIRouter(prefix="/assets", tags=["assets"], responses=ERRORS)
 MAX_RANGE_MS = 400 * 86_400_000
 MAX_POINTS = 5_000
+StartQ = Annotated[int, Query(ge=0, le=MAX_EPOCH_MS, description="epoch ms, inclusive")]
+EndQ = Annotated[int, Query(gt=0, le=MAX_EPOCH_MS, description="epoch ms, exclusive")]
 
 
 def time_range(start: int, end: int) -> tuple[int, int]:
     """The range, if it is one this API answers (422 otherwise)."""
     if not start < end:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            "invalid request: query.end: must be after start")
+        raise BadInput("query.end", "must be after start")
     if end - start > MAX_RANGE_MS:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            "invalid request: query.end: the range is at most 400 days")
+        raise BadInput("query.end", "the range is at most 400 days")
     return start, end
 
 
@@ -220,8 +220,7 @@ def _point(r: AvailabilityRow) -> AvailabilityPoint:
 @router.get("/{asset_id}/availability")
 async def availability_history(
         asset_id: str, ctx: CtxDep, caller: Reader,
-        start: Annotated[int, Query(ge=0, description="epoch ms, inclusive")],
-        end: Annotated[int, Query(gt=0, description="epoch ms, exclusive")],
+        start: StartQ, end: EndQ,
         interval: Bucket = "day") -> list[AvailabilityPoint]:
     """A battery unit's availability per site-local day (or hour, or the contract's
     measurement periods: month, quarter, contract_year), oldest first."""
@@ -243,8 +242,7 @@ class StatusInterval(BaseModel):
 @router.get("/{asset_id}/status")
 async def status_history(
         asset_id: str, ctx: CtxDep, caller: Reader,
-        start: Annotated[int, Query(ge=0, description="epoch ms, inclusive")],
-        end: Annotated[int, Query(gt=0, description="epoch ms, exclusive")],
+        start: StartQ, end: EndQ,
         limit: LimitQ = 100, cursor: CursorQ = None) -> Page[StatusInterval]:
     """The asset's final status intervals overlapping the range, oldest first (the status
     timeline)."""
@@ -270,18 +268,17 @@ class TelemetryPoint(BaseModel):
 async def telemetry_history(
         asset_id: str, ctx: CtxDep, caller: Reader,
         tag: Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")],
-        start: Annotated[int, Query(ge=0, description="epoch ms, inclusive")],
-        end: Annotated[int, Query(gt=0, description="epoch ms, exclusive")],
-        step: Annotated[int, Query(ge=60_000, description="bucket width, ms (≥ 1 min)")]
-        = 60_000) -> list[TelemetryPoint]:
+        start: StartQ, end: EndQ,
+        step: Annotated[int, Query(ge=60_000, le=MAX_RANGE_MS,
+                                   description="bucket width, ms (≥ 1 min)")] = 60_000,
+) -> list[TelemetryPoint]:
     """One tag of the asset per `step` (count, min, max, mean, last), oldest first; at most
     5,000 buckets — choose a wider step for a longer range."""
     asset = visible_asset(ctx.fleet, caller, asset_id)
     span = time_range(start, end)
     if (span[1] - span[0]) // step > MAX_POINTS:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            f"invalid request: query.step: the range holds more than "
-                            f"{MAX_POINTS} steps of {step} ms; choose a wider step")
+        raise BadInput("query.step", f"the range holds more than {MAX_POINTS} steps of "
+                       f"{step} ms; choose a wider step")
     rows: list[TelemetryRow] = await run_in_threadpool(
         ctx.history.telemetry, asset.id, tag, *span, step)
     return [TelemetryPoint(start_ms=r.start_ms, count=r.count, min=r.min, max=r.max,
@@ -291,8 +288,7 @@ async def telemetry_history(
 @router.get("/{asset_id}/episodes")
 async def episode_history(
         asset_id: str, ctx: CtxDep, caller: Reader,
-        start: Annotated[int, Query(ge=0, description="epoch ms, inclusive")],
-        end: Annotated[int, Query(gt=0, description="epoch ms, exclusive")],
+        start: StartQ, end: EndQ,
         limit: LimitQ = 100, cursor: CursorQ = None) -> Page[UnavailabilityEpisode]:
     """Unavailability episodes of the asset and everything below it overlapping the range,
     each with the tickets linked to it: why it was down, and who was on it."""

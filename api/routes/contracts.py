@@ -22,7 +22,7 @@ from api.auth.permissions import Permission
 from api.auth.principal import Principal
 from api.compliance import evaluate_history
 from api.deps import CtxDep, RedisDep, require
-from api.errors import ERRORS
+from api.errors import ERRORS, BadInput
 from api.reports.compliance import build_report, to_csv, to_pdf, to_xlsx
 from connectors.redis_store import site_key
 from contracts.contract import Contract
@@ -82,8 +82,7 @@ async def _evaluate(ctx: CtxDep, redis: RedisDep, contract: Contract,
                                              ctx.history, period, final_ms)
     except (PeriodError, InvalidInput) as exc:
         problem = exc.problem if isinstance(exc, InvalidInput) else str(exc)
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            f"invalid request: query.period: {problem}") from None
+        raise BadInput("query.period", problem) from None
     live = snapshot.get("contract") if snapshot else None
     labels = {p.period.label for p in evaluation.periods}
     open_period = ContractKpis.model_validate(live) if live and live["period"] in labels \

@@ -29,12 +29,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from api.auth.principal import Principal
 from api.auth.tokens import InvalidToken
@@ -45,6 +46,7 @@ from connectors.alarm_store import active_alarms
 from connectors.live_log import current_seq, since
 from connectors.redis_store import alerts_key, latest_key, site_key
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["live"])
 AUTH_TIMEOUT_S = 10.0
 SEND_TIMEOUT_S = 10.0
@@ -54,7 +56,7 @@ class ClientMessage(BaseModel):
     type: str
     channel: str | None = None
     token: str | None = None
-    since: int | None = None
+    since: int | None = Field(None, ge=0)  # negative: no sequence number (and a Redis error)
 
 
 class Closed(Exception):
@@ -224,6 +226,12 @@ async def live(websocket: WebSocket) -> None:
             if isinstance(exc, Closed):
                 with contextlib.suppress(Exception):
                     await websocket.close(code=exc.code, reason=exc.reason)
+            elif exc is not None and not isinstance(exc, WebSocketDisconnect):
+                # Redis gone, a bug: closed with a code the client reconnects on, never left
+                # open with nothing serving it.
+                log.error("live feed of %s failed: %r", principal.subject, exc)
+                with contextlib.suppress(Exception):
+                    await websocket.close(code=1011, reason="internal error: reconnect")
     finally:
         hub.unsubscribe(subscriber)
         for task in tasks:

@@ -16,6 +16,8 @@ USERS: dict[str, tuple[Role, list[str], list[str]]] = {
     "nordvik-viewer": ("viewer", ["Nordvik Energi AB"], ["*"]),
     "de-engineer": ("engineer", ["*"], ["DE"]),
     "nordvik-in-de": ("viewer", ["Nordvik Energi AB"], ["DE"]),
+    # Scoped to Nordvik with every per-site permission (alarms, contracts, reports).
+    "nordvik-manager": ("service_manager", ["Nordvik Energi AB"], ["*"]),
 }
 
 

@@ -1,0 +1,316 @@
+"""The role × endpoint matrix, generated from `api.auth.permissions.ROLE_PERMISSIONS`.
+
+Every route of the app is classified in `ENDPOINTS` by what it needs: a permission, "public"
+(health, the docs, the dashboard, signing in), "any" (any valid credential: who am I, token
+refresh, the live feed — whose channels are then scoped) or "webhook" (ticket webhooks, proved
+by the vendor's signature and never by a user's token). A route the table does not classify
+fails `test_every_route_is_classified`, so a new route has to be placed in the matrix before
+it ships. Then every role is tried on every endpoint with realistic data (the example fleet,
+its contracts, a breach raised through the flows' Redis sink, an API key in the store): a role
+whose permissions include the endpoint's gets the endpoint's success status; a role without
+gets exactly 403 `role <role> may not <permission>` and nothing is done or audited."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+from fastapi.routing import APIWebSocketRoute, iter_route_contexts
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from starlette.routing import Mount
+
+from api.audit import AuditLog
+from api.auth.permissions import ROLE_PERMISSIONS, ROLES, Permission, Role
+from api.context import ApiContext
+from api.main import create_app
+from connectors.alarm_store import act_on_alarm
+from connectors.redis_store import alarm_handling_key, alarms_key
+from connectors.settings import Settings
+from connectors.ticketing.config import TicketingSettings
+from tests.api import hot_state
+from tests.api.accounts import auth
+
+Need = Permission | Literal["public", "any", "webhook"]
+P = Permission
+JANUARY = "start=1767225600000&end=1767830400000"  # 2026-01-01 .. 2026-01-08 UTC, epoch ms
+JIRA_BODY = (Path(__file__).resolve().parents[1] / "fixtures" / "ticketing"
+             / "jira_issue_created.json").read_bytes()
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str  # an HTTP method; "WS" for the live feed; "MOUNT" for static files
+    route: str  # the path as the app routes it
+    need: Need
+    url: str = ""  # the request made (default: the route); {breach}, {shelved}, {key} filled in
+    ok: int = 200  # the status of a caller who may
+    json: dict[str, Any] | None = None
+    form: dict[str, str] = field(default_factory=dict)  # {role} filled in
+
+    @property
+    def id(self) -> str:
+        return f"{self.method} {self.route}"
+
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("GET", "/api/v1/openapi.json", "public"),
+    Endpoint("GET", "/api/docs", "public"),
+    Endpoint("GET", "/docs/oauth2-redirect", "public"),
+    Endpoint("GET", "/", "public"),
+    Endpoint("MOUNT", "/web", "public", url="/web/app.js"),
+    Endpoint("GET", "/api/v1/health", "public"),
+    Endpoint("POST", "/api/v1/auth/token", "public",
+             form={"username": "{role}", "password": "pw-{role}"}),
+    Endpoint("POST", "/api/v1/auth/refresh", "any"),
+    Endpoint("GET", "/api/v1/auth/me", "any"),
+    Endpoint("WS", "/api/v1/ws", "any", ok=101),
+    Endpoint("GET", "/api/v1/fleet", P.READ),
+    Endpoint("GET", "/api/v1/sites", P.READ),
+    Endpoint("GET", "/api/v1/sites/{site_id}", P.READ, "/api/v1/sites/nordvik"),
+    Endpoint("GET", "/api/v1/sites/{site_id}/assets", P.READ, "/api/v1/sites/nordvik/assets"),
+    Endpoint("GET", "/api/v1/assets/{asset_id}", P.READ, "/api/v1/assets/nordvik-u01"),
+    Endpoint("GET", "/api/v1/assets/{asset_id}/tickets", P.READ,
+             "/api/v1/assets/nordvik-u01/tickets"),
+    Endpoint("GET", "/api/v1/assets/{asset_id}/availability", P.READ,
+             f"/api/v1/assets/nordvik-u01/availability?{JANUARY}"),
+    Endpoint("GET", "/api/v1/assets/{asset_id}/status", P.READ,
+             f"/api/v1/assets/nordvik-u01-i1/status?{JANUARY}"),
+    Endpoint("GET", "/api/v1/assets/{asset_id}/telemetry", P.READ,
+             f"/api/v1/assets/nordvik-u01/telemetry?tag=soc_pct&{JANUARY}&step=3600000"),
+    Endpoint("GET", "/api/v1/assets/{asset_id}/episodes", P.READ,
+             f"/api/v1/assets/nordvik-u01/episodes?{JANUARY}"),
+    Endpoint("GET", "/api/v1/alarms", P.READ, "/api/v1/alarms?site_id=nordvik"),
+    Endpoint("POST", "/api/v1/alarms/{breach_id}/acknowledge", P.ALARMS_ACKNOWLEDGE,
+             "/api/v1/alarms/{breach}/acknowledge", json={"comment": "crew on the way"}),
+    Endpoint("POST", "/api/v1/alarms/{breach_id}/shelve", P.ALARMS_SHELVE,
+             "/api/v1/alarms/{breach}/shelve",
+             json={"reason": "sensor replaced tomorrow", "until_ms": "{tomorrow}"}),
+    Endpoint("POST", "/api/v1/alarms/{breach_id}/unshelve", P.ALARMS_SHELVE,
+             "/api/v1/alarms/{shelved}/unshelve"),
+    Endpoint("GET", "/api/v1/alerts", P.READ),
+    Endpoint("GET", "/api/v1/contracts", P.CONTRACTS_READ),
+    Endpoint("GET", "/api/v1/contracts/{contract_id}/compliance", P.CONTRACTS_READ,
+             "/api/v1/contracts/LTSA-NORDVIK/compliance?period=2026-01"),
+    Endpoint("GET", "/api/v1/reports/compliance", P.REPORTS_EXPORT,
+             "/api/v1/reports/compliance?contract_id=LTSA-NORDVIK&period=2026-01&format=csv"),
+    Endpoint("GET", "/api/v1/audit", P.AUDIT_READ),
+    Endpoint("POST", "/api/v1/api-keys", P.API_KEYS_MANAGE, ok=201,
+             json={"name": "matrix-{role}", "role": "viewer", "customers": ["*"],
+                   "regions": ["*"]}),
+    Endpoint("GET", "/api/v1/api-keys", P.API_KEYS_MANAGE),
+    Endpoint("DELETE", "/api/v1/api-keys/{key_id}", P.API_KEYS_MANAGE, "/api/v1/api-keys/{key}"),
+    Endpoint("POST", "/api/v1/webhooks/{provider}", "webhook", "/api/v1/webhooks/jira"),
+)
+BY_ID = {e.id: e for e in ENDPOINTS}
+
+
+def routed(app: FastAPI) -> set[str]:
+    """Every route of the app as "<METHOD> <path>" (HEAD left out: it follows GET)."""
+    out = set()
+    for context in iter_route_contexts(app.routes):
+        route = context.route
+        if isinstance(route, APIWebSocketRoute):
+            out.add(f"WS {context.path}")
+        elif isinstance(route, Mount):
+            out.add(f"MOUNT {context.path}")
+        else:
+            out |= {f"{m} {context.path}" for m in context.methods or () if m != "HEAD"}
+    return out
+
+
+@pytest.fixture(scope="module")
+def matrix_settings(redis_url: str, accounts: tuple[Path, Path],
+                    tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    client: redis.Redis = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter("bessmon:*"):
+        client.delete(key)
+    client.close()
+    users, key = accounts
+    return Settings(REDIS_URL=redis_url, run_dir=tmp_path_factory.mktemp("matrix"),
+                    users_file=users, jwt_key_file=key)
+
+
+@pytest.fixture(scope="module")
+def client(matrix_settings: Settings) -> Iterator[TestClient]:
+    """One API for the whole matrix (a fresh state per cell comes from `values`)."""
+    app = create_app(matrix_settings)
+    # Webhooks enabled, so that what refuses a user's token is the missing vendor signature.
+    app.state.ticketing = TicketingSettings(webhook_secret_jira=SecretStr("jira-secret-4f1e9b"))
+    with TestClient(app) as c:
+        yield c
+
+
+def ctx_of(client: TestClient) -> ApiContext:
+    ctx: ApiContext = client.app.state.ctx  # type: ignore[attr-defined]
+    return ctx
+
+
+@pytest.fixture
+def values(client: TestClient, matrix_settings: Settings) -> dict[str, Any]:
+    """A fresh alarm to act on, a shelved one, and an API key to revoke."""
+    url = matrix_settings.require_redis()
+    raised = hot_state.breach("nordvik", "nordvik-u01-i1-b3", severity="major")
+    shelved = hot_state.breach("nordvik", "nordvik-u02", severity="minor")
+    sync: redis.Redis = redis.Redis.from_url(url)
+    sync.delete(alarms_key("nordvik"), alarm_handling_key("nordvik"))
+    sync.close()
+    hot_state.write(url, raised, shelved)
+    now = hot_state.now_ms()
+
+    async def shelve() -> None:
+        async with aioredis.Redis.from_url(url) as r:
+            await act_on_alarm(r, "nordvik", shelved.breach_id, "shelve", by="setup",
+                               now_ms=now, comment="setup", shelve_until_ms=now + 3_600_000)
+
+    asyncio.run(shelve())
+    key, _ = ctx_of(client).auth.api_keys.create("to-revoke", "viewer", ["*"], ["*"],
+                                                 created_by="setup", now_ms=now)
+    return {"breach": raised.breach_id, "shelved": shelved.breach_id, "key": key.id,
+            "tomorrow": now + 86_400_000}
+
+
+def fill(value: Any, values: dict[str, Any]) -> Any:
+    """The endpoint's body with the test's values in it (a whole "{x}" keeps x's type)."""
+    if isinstance(value, dict):
+        return {k: fill(v, values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [fill(v, values) for v in value]
+    if isinstance(value, str) and value.startswith("{") and value.endswith("}") \
+            and value[1:-1] in values:
+        return values[value[1:-1]]
+    return value.format(**values) if isinstance(value, str) else value
+
+
+def call(client: TestClient, endpoint: Endpoint, values: dict[str, Any],
+         headers: dict[str, str]) -> tuple[int, Any]:
+    """The endpoint called as its table row says: (status, JSON body or text)."""
+    url = (endpoint.url or endpoint.route).format(**values)
+    if endpoint.method == "WS":
+        return live_feed(client, url, headers)
+    if endpoint.method == "MOUNT":
+        response = client.get(url, headers=headers)
+    elif endpoint.method == "POST" and endpoint.route.startswith("/api/v1/webhooks/"):
+        response = client.post(url, content=JIRA_BODY,
+                               headers={**headers, "Content-Type": "application/json"})
+    else:
+        response = client.request(
+            endpoint.method, url, headers=headers,
+            json=fill(endpoint.json, values) if endpoint.json is not None else None,
+            data={k: v.format(**values) for k, v in endpoint.form.items()} or None)
+    try:
+        return response.status_code, response.json()
+    except ValueError:
+        return response.status_code, response.text
+
+
+def live_feed(client: TestClient, url: str, headers: dict[str, str]) -> tuple[int, Any]:
+    """The WebSocket's first frame carries the credential; 101 and the `ready` frame (then a
+    fleet snapshot) when it is accepted, the close code when not."""
+    from starlette.websockets import WebSocketDisconnect
+
+    token = headers.get("Authorization", "").removeprefix("Bearer ")
+    with client.websocket_connect(url) as ws:
+        ws.send_json({"type": "auth", "token": token})
+        try:
+            ready = ws.receive_json()
+        except WebSocketDisconnect as closed:
+            return closed.code, closed.reason
+        ws.send_json({"type": "subscribe", "channel": "fleet"})
+        snapshot = ws.receive_json()
+        assert snapshot["type"] == "snapshot", snapshot
+        return 101, ready
+
+
+def alarm_handling(settings: Settings) -> dict[Any, Any]:
+    sync: redis.Redis = redis.Redis.from_url(settings.require_redis())
+    try:
+        handling: dict[Any, Any] = sync.hgetall(alarm_handling_key("nordvik"))
+        return handling
+    finally:
+        sync.close()
+
+
+def audit_count(client: TestClient) -> int:
+    return len(AuditLog(ctx_of(client).store).entries(limit=100_000))
+
+
+def test_every_route_is_classified(client: TestClient) -> None:
+    routes = routed(client.app)  # type: ignore[arg-type]
+    unclassified = sorted(routes - BY_ID.keys())
+    stale = sorted(BY_ID.keys() - routes)
+    assert not unclassified, f"classify these routes in ENDPOINTS: {unclassified}"
+    assert not stale, f"ENDPOINTS names routes the app no longer has: {stale}"
+    # Every permission of the table guards something, or it is dead weight in the docs.
+    assert {e.need for e in ENDPOINTS if isinstance(e.need, Permission)} == set(Permission)
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.id)
+@pytest.mark.parametrize("role", ROLES)
+def test_role_on_endpoint(client: TestClient, matrix_settings: Settings,
+                          values: dict[str, Any], role: Role, endpoint: Endpoint) -> None:
+    values = {**values, "role": role}
+    before = audit_count(client)
+    handling_before = alarm_handling(matrix_settings)
+    status, body = call(client, endpoint, values, auth(matrix_settings, role))
+    need = endpoint.need
+    if need == "webhook":
+        # A user's token, whatever its role, proves nothing to a webhook.
+        assert (status, body) == (401, {"detail": "X-Hub-Signature is missing (set a secret "
+                                                  "on the Jira webhook)", "status": 401})
+    elif need in ("public", "any") or need in ROLE_PERMISSIONS[role]:
+        assert status not in (401, 403), body
+        assert status == endpoint.ok, body
+        if endpoint.method == "WS":
+            assert body["role"] == role
+    else:
+        assert isinstance(need, Permission)
+        assert (status, body) == (403, {"detail": f"role {role} may not {need.value}",
+                                        "status": 403})
+        assert audit_count(client) == before, "a refused call must not act (or be audited)"
+        assert alarm_handling(matrix_settings) == handling_before
+
+
+def test_the_matrix_reaches_every_cell() -> None:
+    """The generated matrix is the table: each role is allowed exactly its permissions."""
+    for role in ROLES:
+        allowed = {e.need for e in ENDPOINTS if isinstance(e.need, Permission)
+                   and e.need in ROLE_PERMISSIONS[role]}
+        assert allowed == set(ROLE_PERMISSIONS[role])
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.id)
+def test_anonymous_caller(client: TestClient, values: dict[str, Any],
+                          endpoint: Endpoint) -> None:
+    """Without a credential only the public endpoints answer."""
+    values = {**values, "role": "viewer"}
+    status, body = call(client, endpoint, values, {})
+    if endpoint.need == "public":
+        assert status == endpoint.ok, body
+    elif endpoint.need == "webhook":
+        assert status == 401 and "X-Hub-Signature" in body["detail"]
+    elif endpoint.method == "WS":
+        assert (status, body) == (4401, "missing bearer token")
+    else:
+        assert (status, body) == (401, {"detail": "missing bearer token", "status": 401})
+
+
+def test_a_refused_role_learns_nothing_of_the_data(client: TestClient,
+                                                   matrix_settings: Settings) -> None:
+    """403 comes before any lookup: an unknown contract and a real one answer alike."""
+    headers = auth(matrix_settings, "viewer")
+    real = client.get("/api/v1/contracts/LTSA-NORDVIK/compliance?period=2026-01",
+                      headers=headers)
+    unknown = client.get("/api/v1/contracts/NO-SUCH/compliance?period=2026-01",
+                         headers=headers)
+    assert real.status_code == unknown.status_code == 403
+    assert real.json() == unknown.json()
+    assert "LTSA-NORDVIK" not in json.dumps(real.json())
