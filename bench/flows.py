@@ -35,6 +35,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.run import cli_main
 
 from connectors.kafka import CheckedProducer, ensure_topics
+from connectors.live_log import split
 from connectors.settings import EXAMPLE_CONTRACTS, EXAMPLE_MONITORING, Settings
 from contracts.contract import load_contracts
 from contracts.fleet import Fleet
@@ -156,7 +157,8 @@ def latency(settings: Settings, fleet: Fleet, seconds: int, warmup: int = 20) ->
         while not stop.is_set():
             msg = pubsub.get_message(timeout=0.2)
             if msg and msg["type"] == "pmessage":
-                received.append((time.time(), json.loads(msg["data"])["ts_ms"]))
+                _, payload = split(msg["data"])
+                received.append((time.time(), json.loads(payload)["ts_ms"]))
 
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()

@@ -141,6 +141,7 @@ class SiteState:
         self.fleet = fleet
         self.settings = settings
         self.status_rules = StatusRules.of(config.status)
+        self.status_tags = self.status_rules.tags  # the tags a status is worked out from
         self.contract = contract or technical_contract(self.site)
         self.rules = Rules.of(self.contract)
         self.weights = {u.id: unit_weight(self.contract, u) for u in self.site.units}
@@ -273,7 +274,7 @@ class SiteState:
         """The asset's status by the rules — worked out again only when one of the tags the
         rules read changed (most polls change none)."""
         rules = self.status_rules
-        key = tuple(map(tags.get, rules.tags))
+        key = tuple(map(tags.get, self.status_tags))
         known = self.status_cache.get(asset_id)
         if known is not None and known[0] == key:
             return known[1]
