@@ -38,7 +38,7 @@ OUTBOX_LIMIT = 5_000  # distinct things waiting for one client; beyond: disconne
 class Message:
     """One published message, parsed at most once however many clients get it."""
 
-    __slots__ = ("_data", "_redacted", "channel", "payload", "seq")
+    __slots__ = ("_data", "_frames", "_redacted", "_site_id", "channel", "payload", "seq")
 
     def __init__(self, channel: str, seq: int, payload: bytes) -> None:
         self.channel = channel
@@ -46,6 +46,8 @@ class Message:
         self.payload = payload
         self._data: Any = None
         self._redacted: str | None = None
+        self._frames: dict[tuple[str, bool], str] = {}  # one frame text for all alike
+        self._site_id: str | bool | None = False  # False: not looked up yet
 
     @property
     def data(self) -> Any:
@@ -54,11 +56,23 @@ class Message:
         return self._data
 
     def site_id(self) -> str | None:
-        d = self.data
-        if self.channel == "alarms":
-            d = d["breach"] if d.get("kind") == "breach" else d
-        site: str | None = d.get("site_id")
-        return site
+        if self._site_id is False:
+            d = self.data
+            if self.channel == "alarms":
+                d = d["breach"] if d.get("kind") == "breach" else d
+            self._site_id = d.get("site_id")
+        return self._site_id  # type: ignore[return-value]
+
+    def frame(self, name: str, money: bool) -> str:
+        """The update frame for a subscription `name`: built once per message, shared by
+        every client that gets the same (a thousand fleet clients, one string)."""
+        key = (name, money)
+        frame = self._frames.get(key)
+        if frame is None:
+            frame = self._frames[key] = (
+                f'{{"type":"update","channel":{json.dumps(name)},"seq":{self.seq},'
+                f'"data":{self.text(money)}}}')
+        return frame
 
     def text(self, money: bool) -> str:
         snapshots = self.channel == "fleet" or self.channel.startswith("site:")
@@ -117,8 +131,11 @@ class Subscriber:
         key, data = self._shape(sub, msg)
         if data is None:
             return
-        frame = (f'{{"type":"update","channel":{json.dumps(sub.name)},"seq":{msg.seq},'
-                 f'"data":{data}}}')
+        if sub.asset_id is None:
+            frame = msg.frame(sub.name, self.money)
+        else:  # an asset's part of its unit's message: this client's own
+            frame = (f'{{"type":"update","channel":{json.dumps(sub.name)},"seq":{msg.seq},'
+                     f'"data":{data}}}')
         self.outbox.append(((sub.name, key), frame))
         if len(self.outbox) > COALESCE_AT:
             self._coalesce()

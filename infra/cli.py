@@ -374,8 +374,11 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     from api.main import create_app
 
     _logging()
+    # No per-message deflate on the live feed: compressing every frame for every client costs
+    # more CPU than a NOC's network saves (bench/ws_fanout.py).
     uvicorn.run(create_app(settings), host=args.host or settings.api_host,
-                port=args.port or settings.api_port, log_level="warning")
+                port=args.port or settings.api_port, log_level="warning",
+                ws_per_message_deflate=False)
     return 0
 
 

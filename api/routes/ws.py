@@ -208,7 +208,8 @@ async def live(websocket: WebSocket) -> None:
                 raise Closed(4408, "too slow to keep up: reconnect and resume")
             for frame in subscriber.take():
                 try:
-                    await asyncio.wait_for(websocket.send_text(frame), SEND_TIMEOUT_S)
+                    async with asyncio.timeout(SEND_TIMEOUT_S):
+                        await websocket.send_text(frame)
                 except TimeoutError:
                     raise Closed(4408, "too slow to keep up: reconnect and resume") from None
 
