@@ -107,7 +107,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
     return run_up(settings, sites=args.sites, api_port=args.api_port, seed=args.seed,
                   speed=args.speed, fault_rate=args.fault_rate,
-                  fault_durations=args.fault_durations, opcua_site=args.opcua_site)
+                  fault_durations=args.fault_durations, opcua_site=args.opcua_site,
+                  ticket_delay_s=args.ticket_delay)
 
 
 def cmd_services(args: argparse.Namespace, settings: Settings) -> int:
@@ -480,6 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
                          f"{DEMO_FAULT_DURATIONS:g})")
     up.add_argument("--opcua-site", help="the site served over OPC UA (default: the fleet's "
                     "last site when it has several; 'none': every site on Modbus)")
+    up.add_argument("--ticket-delay", type=parse_duration, default=300.0,
+                    help="simulated time from a fault to its ticket (default 5m)")
     up.set_defaults(run=cmd_up)
 
     services = sub.add_parser("services", help="run the local broker and Redis only")

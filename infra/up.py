@@ -61,6 +61,7 @@ class Stack:
     speed: float = 1.0
     fault_rate: float = 0.0  # times the realistic rates (0: no random faults)
     fault_durations: float = 1.0
+    ticket_delay_s: float = 300.0  # from a fault to its ticket (simulated time)
     opcua_site: str | None = None  # None: the last site when there are several; "none": none
     say: Callable[[str], None] = print
     services: list[Service] = field(default_factory=list)
@@ -131,7 +132,8 @@ class Stack:
         sim_args = [*cli, "sim", "--devices-out", str(devices_file), "--control-port",
                     str(sim_port), "--seed", str(self.seed), "--speed", str(self.speed),
                     "--fault-rate", str(self.fault_rate),
-                    "--fault-durations", str(self.fault_durations), "--tickets-url", base]
+                    "--fault-durations", str(self.fault_durations), "--tickets-url", base,
+                    "--ticket-delay", str(self.ticket_delay_s)]
         if opcua_site != "none":
             sim_args += ["--opcua-site", opcua_site, "--opcua-devices-out", str(opcua_file)]
         self._child("sim", sim_args, ticketing_env)
@@ -242,9 +244,10 @@ def write_private(path: Path, text: str) -> None:
 
 def run_up(settings: Settings, *, sites: int | None, api_port: int | None, seed: int,
            speed: float, fault_rate: float = 0.0, fault_durations: float = 1.0,
-           opcua_site: str | None = None) -> int:
+           opcua_site: str | None = None, ticket_delay_s: float = 300.0) -> int:
     stack = Stack(settings, sites=sites, api_port=api_port, seed=seed, speed=speed,
-                  fault_rate=fault_rate, fault_durations=fault_durations, opcua_site=opcua_site)
+                  fault_rate=fault_rate, fault_durations=fault_durations, opcua_site=opcua_site,
+                  ticket_delay_s=ticket_delay_s)
     stopping = running = restart = False
 
     def request_stop(signum: int, _frame: object) -> None:
