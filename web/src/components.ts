@@ -1,6 +1,7 @@
 // Pieces several views show: state chips, warning badges, the alarm list with its actions,
 // tickets and availability drops.
 import { alarmState } from "./alarms";
+import type { SiteContract } from "./fleet";
 import { ApiError } from "./api";
 import { Disposer, P, type App } from "./app";
 import { attr, frameThrottle, h, reconcile, text } from "./dom";
@@ -26,16 +27,14 @@ export function updateStateChip(el: Element | null, state: State | null, cause?:
   text(el, `${STATE_LABELS[s]}${extra}${cause ? ` · ${words(cause)}` : ""}`);
 }
 
-export function warningBadge(level: WarningLevel | null): HTMLElement {
-  const el = h("span", { class: "chip warning" });
-  updateWarningBadge(el, level);
-  return el;
-}
-
-export function updateWarningBadge(el: Element | null, level: WarningLevel | null): void {
+/** The contract's warning level (ok / watch / LD risk), or why there is none. */
+export function updateWarningBadge(el: Element | null, contract: SiteContract): void {
   if (!el) return;
+  const level: WarningLevel | null = contract.kind === "contract" ? contract.kpis.warning_level
+    : null;
   attr(el, "data-warning", level ?? "none");
-  text(el, level ? WARNING_LABELS[level] : "no contract");
+  text(el, level ? WARNING_LABELS[level] : contract.kind === "technical" ? "no contract"
+    : contract.kind === "pending" ? "pending" : "–");
 }
 
 function describeState(a: AlarmView, nowMs: number): string {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { FleetStore, fleetKpis, newer } from "./fleet";
+import { FleetStore, fleetKpis, newer, siteContract } from "./fleet";
 import { contract, snapshot, summary } from "./fixtures.test-support";
 
 const NOW = 1_800_000_000_000;
@@ -55,5 +55,17 @@ describe("fleet store", () => {
     store.load({ kpis: {} as never, sites: [summary("a", 1, 2, snapshot("a", 90, 4_000))] });
     expect(store.get("a")?.snapshot?.ts_ms).toBe(5_000);
     expect(newer(null, snapshot("a", 1, 1))).toBe(true);
+  });
+});
+
+describe("a site's contract", () => {
+  it("tells a contract from technical availability and from KPIs not worked out yet", () => {
+    expect(siteContract(null)).toEqual({ kind: "none" });
+    expect(siteContract(snapshot("a", 99, 1))).toEqual({ kind: "pending" });
+    expect(siteContract(snapshot("a", 99, 1, { contract: contract({
+      contract_id: "technical-a" }) }))).toEqual({ kind: "technical" });
+    const kpis = contract();
+    expect(siteContract(snapshot("a", 99, 1, { contract: kpis }))).toEqual(
+      { kind: "contract", kpis });
   });
 });

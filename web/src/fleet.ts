@@ -2,7 +2,8 @@
 // then kept by the `fleet` channel. One entry per visible site — nothing else is added.
 import { freshness } from "./freshness";
 import { Signal } from "./signal";
-import type { FleetOverview, SiteSnapshot, SiteSummary, State, WarningLevel } from "./types";
+import type { ContractKpis, FleetOverview, SiteSnapshot, SiteSummary, State,
+              WarningLevel } from "./types";
 
 export interface SiteEntry {
   site: SiteSummary;
@@ -13,6 +14,25 @@ export interface SiteEntry {
 export function newer(current: SiteSnapshot | null, next: SiteSnapshot): boolean {
   return current === null || next.ts_ms >= current.ts_ms;
 }
+
+/** A site's contract KPIs, if it has a contract and the flows have worked them out yet
+ * ("pending" until their first final minute; "technical": no contract, availability only). */
+export type SiteContract = { kind: "contract"; kpis: ContractKpis } | { kind: "technical" } |
+  { kind: "pending" } | { kind: "none" };
+
+export function siteContract(snapshot: SiteSnapshot | null | undefined): SiteContract {
+  if (!snapshot) return { kind: "none" };
+  const c = snapshot.contract;
+  if (!c) return { kind: "pending" };
+  return c.contract_id.startsWith("technical-") ? { kind: "technical" }
+    : { kind: "contract", kpis: c };
+}
+
+export const CONTRACT_NOTES: Record<Exclude<SiteContract["kind"], "contract">, string> = {
+  technical: "technical availability (no contract)",
+  pending: "contract KPIs after the first final minute…",
+  none: "",
+};
 
 export interface Kpis {
   sites: number;

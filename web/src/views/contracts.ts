@@ -6,6 +6,7 @@ import { Disposer, P, poll, type App, type View } from "../app";
 import type { ComplianceChart } from "../charts";
 import { updateWarningBadge } from "../components";
 import { h, text } from "../dom";
+import { siteContract } from "../fleet";
 import { money, pct } from "../format";
 import { contractYearPeriods, rangeLabel } from "../periods";
 import { siteHref } from "../router";
@@ -67,10 +68,10 @@ function contractCard(app: App, d: Disposer, c: ContractSummary): HTMLElement {
     const k = snap?.contract;
     if (!k || k.contract_id !== c.id) {
       live.replaceChildren(h("p", { class: "empty" }, "No live figures yet."));
-      updateWarningBadge(badge, null);
+      updateWarningBadge(badge, siteContract(snap));
       return null;
     }
-    updateWarningBadge(badge, k.warning_level);
+    updateWarningBadge(badge, { kind: "contract", kpis: k });
     live.replaceChildren(
       h("div", { class: "kpi" }, h("span", { class: "value" }, pct(k.actual_pct)),
         h("span", { class: "label" }, `${k.period} so far (guaranteed ${pct(k.guaranteed_pct)})`)),

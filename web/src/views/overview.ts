@@ -4,7 +4,7 @@
 import { Disposer, P, type App, type View } from "../app";
 import { alarmList, updateWarningBadge } from "../components";
 import { attr, frameThrottle, h, reconcile, text } from "../dom";
-import { fleetKpis, type SiteEntry } from "../fleet";
+import { CONTRACT_NOTES, fleetKpis, siteContract, type SiteEntry } from "../fleet";
 import { freshness } from "../freshness";
 import { ago, money, pct, words } from "../format";
 import { siteHref } from "../router";
@@ -88,12 +88,12 @@ function tile(entry: SiteEntry): HTMLElement {
 
 export function updateTile(el: HTMLElement, entry: SiteEntry, app: App): void {
   const snap = entry.snapshot;
-  const c = snap?.contract ?? null;
-  const contract = c && !c.contract_id.startsWith("technical-") ? c : null;
+  const sc = siteContract(snap);
+  const contract = sc.kind === "contract" ? sc.kpis : null;
   const level = snap ? siteLevel(snap.units_by_state) : "unknown";
   attr(el, "data-level", level);
   attr(el, "data-warning", contract?.warning_level ?? "none");
-  updateWarningBadge(el.querySelector(".chip.warning"), contract?.warning_level ?? null);
+  updateWarningBadge(el.querySelector(".chip.warning"), sc);
   for (const [key] of TILE_WINDOWS) {
     const win = el.querySelector(`.win[data-window="${key}"]`);
     const value = snap?.windows[key] ?? null;
@@ -103,7 +103,7 @@ export function updateTile(el: HTMLElement, entry: SiteEntry, app: App): void {
   text(el.querySelector(".contract"), contract
     ? `guarantee ${pct(contract.guaranteed_pct)} · ${contract.period}: ${pct(contract.actual_pct)}` +
       ` → projected ${pct(contract.projected_pct)}`
-    : snap ? "technical availability (no contract)" : "");
+    : sc.kind === "contract" ? "" : CONTRACT_NOTES[sc.kind]);
   const ldEl = el.querySelector<HTMLElement>(".ld");
   if (ldEl) {
     const show = app.can(P.contracts) && contract !== null;
@@ -150,6 +150,8 @@ function warningRow(a: Alert, app: App): HTMLElement {
     h("span", { class: "raised" }, ago(app.clock.now() - a.raised_ms)));
 }
 
+let firstTileMarked = false;
+
 export function overviewView(app: App): View {
   const d = new Disposer();
   const kpis = kpiStrip(app);
@@ -163,13 +165,12 @@ export function overviewView(app: App): View {
         h("section", { class: "panel" }, h("h2", {}, h("a", { href: "#/alarms" }, "Active alarms")),
           alarms.el),
         h("section", { class: "panel" }, h("h2", {}, "Early warnings"), warnings))));
-  let marked = false;
   const draw = frameThrottle(() => {
     const entries = app.fleet.all();
     reconcile(grid, entries, (e) => e.site.id, tile, (e, entry) => updateTile(e, entry, app));
     kpis.update();
-    if (!marked && entries.length > 0) {
-      marked = true; // time to first render: navigation start → first tile
+    if (!firstTileMarked && entries.length > 0) {
+      firstTileMarked = true; // time to first render: navigation start → first tile, once
       performance.mark("bessmon:first-tile");
     }
     const list = app.warnings.list().slice(0, 12);

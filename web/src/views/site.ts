@@ -5,6 +5,7 @@ import { Disposer, P, poll, type App, type View } from "../app";
 import { alarmList, episodeTable, section, stateChip, ticketTable, updateStateChip,
          updateWarningBadge } from "../components";
 import { attr, frameThrottle, h, reconcile, text } from "../dom";
+import { CONTRACT_NOTES, siteContract } from "../fleet";
 import { money, pct, words } from "../format";
 import { assetHref } from "../router";
 import { againstGuarantee, siteLevel, stateOf } from "../status";
@@ -109,8 +110,8 @@ export function siteView(app: App, siteId: string): View {
   const drops = h("div", {});
   const tickets = h("div", {});
   const guarantee = () => {
-    const c = entry()?.snapshot?.contract;
-    return c && !c.contract_id.startsWith("technical-") ? c.guaranteed_pct : null;
+    const sc = siteContract(entry()?.snapshot);
+    return sc.kind === "contract" ? sc.kpis.guaranteed_pct : null;
   };
   const charts = historyPanel(app.api, d, () => app.clock.now(), () =>
     (tree?.children ?? []).map((u) => ({ id: u.id, label: u.id, weight: u.rated_energy_kwh ?? 1 })),
@@ -125,12 +126,12 @@ export function siteView(app: App, siteId: string): View {
 
   const draw = frameThrottle(() => {
     const snap = entry()?.snapshot ?? null;
-    const c = snap?.contract ?? null;
-    const contract = c && !c.contract_id.startsWith("technical-") ? c : null;
+    const sc = siteContract(snap);
+    const contract = sc.kind === "contract" ? sc.kpis : null;
     const level = snap ? siteLevel(snap.units_by_state) : "unknown";
     attr(el, "data-level", level);
     updateStateChip(header.querySelector(".chip.state"), level);
-    updateWarningBadge(header.querySelector(".chip.warning"), contract?.warning_level ?? null);
+    updateWarningBadge(header.querySelector(".chip.warning"), sc);
     updateFreshness(header, snap?.ts_ms ?? null, app);
     for (const [k] of SITE_WINDOWS) {
       const kpi = windows.querySelector(`[data-window="${k}"]`);
@@ -140,9 +141,10 @@ export function siteView(app: App, siteId: string): View {
     }
     text(windows.querySelector(".contract-kpi .value"), contract
       ? `${contract.period}: ${pct(contract.actual_pct)} / ${pct(contract.guaranteed_pct)}`
-      : "no contract");
+      : sc.kind === "technical" ? "no contract" : "–");
     text(windows.querySelector(".contract-kpi .label"), contract
-      ? `actual / guaranteed · projected ${pct(contract.projected_pct)}` : "technical availability");
+      ? `actual / guaranteed · projected ${pct(contract.projected_pct)}`
+      : sc.kind === "contract" ? "" : CONTRACT_NOTES[sc.kind]);
     if (showMoney) {
       text(windows.querySelector(".ld-kpi .value"), contract
         ? `${money(contract.ld_year_to_date, contract.currency)} · ` +

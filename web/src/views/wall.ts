@@ -4,6 +4,7 @@
 import { Disposer, P, type App, type View } from "../app";
 import { alarmList, updateStateChip, updateWarningBadge, stateChip } from "../components";
 import { attr, frameThrottle, h, reconcile, text } from "../dom";
+import { CONTRACT_NOTES, siteContract } from "../fleet";
 import { money, pct } from "../format";
 import { againstGuarantee, siteLevel } from "../status";
 import type { AssetNode } from "../types";
@@ -83,14 +84,14 @@ export function wallView(app: App, params: Record<string, string>): View {
     const entry = sites[index % sites.length]!;
     if (entry.site.id !== shown) show(entry.site.id);
     const snap = entry.snapshot;
-    const c = snap?.contract ?? null;
-    const k = c && !c.contract_id.startsWith("technical-") ? c : null;
+    const sc = siteContract(snap);
+    const k = sc.kind === "contract" ? sc.kpis : null;
     const level = snap ? siteLevel(snap.units_by_state) : "unknown";
     attr(current, "data-site", entry.site.id);
     attr(current, "data-level", level);
     text(name, entry.site.name ?? entry.site.id);
     updateStateChip(current.querySelector(".chip.state"), level);
-    updateWarningBadge(current.querySelector(".chip.warning"), k?.warning_level ?? null);
+    updateWarningBadge(current.querySelector(".chip.warning"), sc);
     updateFreshness(current, snap?.ts_ms ?? null, app);
     for (const [key] of SITE_WINDOWS) {
       const kpi = windows.querySelector(`[data-window="${key}"]`);
@@ -101,7 +102,8 @@ export function wallView(app: App, params: Record<string, string>): View {
     text(contract, k ? `${k.period}: ${pct(k.actual_pct)} against ${pct(k.guaranteed_pct)} ` +
       `guaranteed · projected ${pct(k.projected_pct)}` + (app.can(P.contracts)
       ? ` · LD year to date ${money(k.ld_year_to_date, k.currency)}, projected ` +
-        `${money(k.projected_ld, k.currency)}` : "") : "technical availability (no contract)");
+        `${money(k.projected_ld, k.currency)}` : "") : sc.kind === "contract" ? ""
+      : CONTRACT_NOTES[sc.kind]);
     heat.update(tree, snap?.units ?? []);
   });
 
