@@ -1,7 +1,8 @@
 """The dashboard in a real headless Chromium against the running stack and its simulator:
 every site on the overview, injected faults colouring assets and sites, drill-down to a DC
 block and back, alarms raised through the flows and handled in the page (or not, for a
-viewer), the page riding out an API restart, and a heap that does not grow."""
+viewer), contracts and a report, the page riding out an API restart, stale data looking
+stale, and a heap that does not grow."""
 
 from __future__ import annotations
 
@@ -350,6 +351,24 @@ def test_the_page_reconnects_after_the_api_restarts(stack: RunningStack, page: P
         sim(stack, "clear", "mesa-u03")
     expect(mesa.locator('.unit-cell[data-asset="mesa-u03"]')).to_have_attribute(
         "data-state", "available", timeout=LIVE_S)
+
+
+def test_a_site_whose_data_stops_looks_stale(stack: RunningStack, page: Page) -> None:
+    open_signed_in(page, stack)
+    tiles = page.locator(".site-tile")
+    expect(tiles.first).to_have_attribute("data-stale", "false", timeout=LIVE_S)
+    flows = int(stack.state()["children"]["flows"])  # type: ignore[index]
+    os.kill(flows, signal.SIGSTOP)  # the flows stall: no snapshot gets newer
+    try:
+        for tile in tiles.all():
+            expect(tile).to_have_attribute("data-stale", "true", timeout=45_000)
+        expect(tiles.first.locator(".freshness")).to_contain_text("STALE — last data")
+        expect(page.locator(".kpi.stale-kpi .value")).to_have_text("3")
+    finally:
+        os.kill(flows, signal.SIGCONT)
+    for tile in tiles.all():
+        expect(tile).to_have_attribute("data-stale", "false", timeout=60_000)
+    expect(page.locator(".kpi.stale-kpi .value")).to_have_text("0")
 
 
 ROUTES = ["#/site/elbe", "#/asset/elbe-u01", "#/asset/elbe-u01-i1-b1", "#/alarms",

@@ -61,7 +61,7 @@ export function availabilityChart(el: HTMLElement): AvailabilityChart {
     yAxis: { type: "value", max: 100, ...AXIS,
              axisLabel: { ...AXIS.axisLabel, formatter: "{value} %" } },
     series: [
-      { name: "from status history", type: "line", step: "end", symbol: "none",
+      { name: "from status history", type: "line", step: "end", symbol: "circle", symbolSize: 3,
         lineStyle: { width: 2, color: THEME.accent }, itemStyle: { color: THEME.accent },
         areaStyle: { color: THEME.accent, opacity: 0.12 }, data: [] },
       { name: "live, last hour", type: "line", symbol: "circle", symbolSize: 5,

@@ -72,13 +72,12 @@ export function assetView(app: App, assetId: string): View {
   const notFound = h("p", { class: "empty", hidden: true },
     `No asset ${assetId} — it does not exist, or it is not yours to see.`);
 
-  const el = h("div", { class: "view asset", "data-asset": assetId }, notFound, header, windows,
-    h("div", { class: "asset-grid" }, section("Live values", values),
-      section("Below it", children)),
-    charts.el,
-    section("Active alarms", alarms.el),
-    section("Availability drops and their tickets", drops),
-    section("Tickets", tickets));
+  const el = h("div", { class: "view asset", "data-asset": assetId }, notFound, header,
+    h("div", { class: "grid3" }, section("Live values", windows, values),
+      section("Below it", children), section("Active alarms", alarms.el)),
+    h("div", { class: "grid2" }, section("Availability drops and their tickets", drops),
+      section("Tickets", tickets)),
+    charts.el);
 
   const status = (): LiveStatus | null => {
     // A unit's colour is its effective status (children rolled up), from the site snapshot.

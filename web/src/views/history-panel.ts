@@ -71,7 +71,7 @@ export function historyPanel(api: Api, d: Disposer, now: () => number,
 
   const drawTrend = () => {
     const t = now();
-    const from = range ? range[0] : t - 3_600_000;
+    const from = range ? range[0] : t - 15 * 60_000;
     trend?.update(history, liveRing.toArray().filter(([ts]) => ts >= from),
                   guarantee(), [from, Math.max(t, range ? range[1] : t)]);
   };
@@ -86,9 +86,9 @@ export function historyPanel(api: Api, d: Disposer, now: () => number,
     Promise.all(list.map((l) => statusHistory(api, l.id, start, end + 1)))
       .then((perLane) => {
         if (d.disposed) return;
-        // The window: the last 12 hours, or less while the history is younger (at least 1 h).
+        // The window: the last 12 hours, or less while the history is younger (15 min at least).
         const earliest = Math.min(...perLane.flat().map((i) => i.start_ms), end);
-        const from = Math.max(start, Math.min(earliest, end - 3_600_000));
+        const from = Math.max(start, Math.min(earliest, end - 15 * 60_000));
         range = [from, end];
         const step = Math.max(60_000, Math.round((end - from) / 72 / 60_000) * 60_000);
         const weighted = list.map((l, k) => ({ weight: l.weight,

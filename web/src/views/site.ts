@@ -119,9 +119,9 @@ export function siteView(app: App, siteId: string): View {
 
   const el = h("div", { class: "view site", "data-site": siteId }, header, windows,
     section("Battery units → inverters → DC blocks", heat.el),
+    h("div", { class: "grid2" }, section("Active alarms", alarms.el),
+      section("Availability drops and their tickets", drops)),
     charts.el,
-    section("Active alarms", alarms.el),
-    section("Availability drops and their tickets", drops),
     section("Tickets", tickets));
 
   const draw = frameThrottle(() => {
