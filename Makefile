@@ -6,14 +6,37 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
+# The dashboard (web/): built again only when its sources or lock file change.
+WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/index.html web/vite.config.ts \
+	web/tsconfig.json web/package.json
+WEB_INSTALLED := web/node_modules/.installed-$(shell sha1sum web/package-lock.json | cut -c1-12)
+WEB_BUILT := web/dist/.built
 
-.PHONY: up test lint install system-deps test-deps clean
+.PHONY: up test lint install system-deps test-deps web web-test node clean
 
-up: install system-deps
+up: install system-deps web
 	@$(PY) -m infra.cli up $(ARGS)
 
-test: install system-deps test-deps lint
+test: install system-deps test-deps lint web web-test
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+web: $(WEB_BUILT)
+
+web-test: $(WEB_INSTALLED)
+	cd web && npm test --silent
+
+node:
+	@infra/install-system-deps.sh node:nodejs npm:npm
+	@node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' \
+		|| { echo "the dashboard needs Node.js 20.19 or newer; node is $$(node --version)" >&2; exit 1; }
+
+$(WEB_INSTALLED): web/package-lock.json web/package.json | node
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	@rm -f web/node_modules/.installed-* && touch $@
+
+$(WEB_BUILT): $(WEB_INSTALLED) $(WEB_SOURCES)
+	cd web && npm run build --silent
+	@touch $@
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -35,4 +58,4 @@ test-deps:
 	@infra/install-system-deps.sh chromium:chromium
 
 clean:
-	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache web/node_modules web/dist

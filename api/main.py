@@ -1,14 +1,16 @@
-"""Assembles the app: protections, error bodies, routers under /api/v1, the dashboard at /."""
+"""Assembles the app: protections, error bodies, routers under /api/v1, the dashboard at /
+(the build of web/, `make web`: web/dist/index.html and its hashed files under /assets)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from api import errors, log_redaction
@@ -18,11 +20,21 @@ from api.protections import Protections
 from api.routes import admin, alarms, assets, auth, contracts, health, sites, webhooks, ws
 from connectors.settings import REPO_ROOT, Settings, get_settings
 
-WEB_DIR = REPO_ROOT / "web"
+WEB_DIST = REPO_ROOT / "web" / "dist"
+NOT_BUILT = "dashboard not built: run make web\n"
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+class BuildFiles(StaticFiles):
+    """The build's files; 404 (not a crash) while there is no build: one may be made while
+    the API runs."""
+
+    async def check_config(self) -> None:
+        return None
+
+
+def create_app(settings: Settings | None = None, *, web_dist: Path | None = None) -> FastAPI:
     settings = settings or get_settings()
+    web_dist = web_dist or WEB_DIST
     ctx = ApiContext.build(settings)
     log_redaction.install()
 
@@ -50,10 +62,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router, prefix="/api/v1")
 
     @app.get("/", include_in_schema=False)
-    async def dashboard() -> FileResponse:
-        return FileResponse(WEB_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+    async def dashboard() -> Response:
+        index = web_dist / "index.html"
+        if not index.is_file():  # the API runs without it; the page says how to get it
+            return PlainTextResponse(NOT_BUILT, status_code=503)
+        return FileResponse(index, headers={"Cache-Control": "no-cache"})
 
-    app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")
+    # Hashed file names: a new build is new names, never a stale cached file.
+    app.mount("/assets", BuildFiles(directory=web_dist / "assets", check_dir=False),
+              name="assets")
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=["GET", "POST", "DELETE"],

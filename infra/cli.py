@@ -71,6 +71,17 @@ def shard(text: str) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
+def tag_value(text: str) -> float | str:
+    """A number where it reads as a finite one, else the text (string points)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number or text, got {text!r}")
+    return value
+
+
 def positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number ≥ 1, got {text!r}")
@@ -96,7 +107,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
     return run_up(settings, sites=args.sites, api_port=args.api_port, seed=args.seed,
                   speed=args.speed, fault_rate=args.fault_rate,
-                  fault_durations=args.fault_durations, opcua_site=args.opcua_site)
+                  fault_durations=args.fault_durations, opcua_site=args.opcua_site,
+                  ticket_delay_s=args.ticket_delay)
 
 
 def cmd_services(args: argparse.Namespace, settings: Settings) -> int:
@@ -116,7 +128,7 @@ def cmd_services(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_sim(args: argparse.Namespace, settings: Settings) -> int:
-    if args.sim_command in ("fault", "clear"):
+    if args.sim_command in ("fault", "clear", "set", "release"):
         return _sim_control(args, settings)
     import secrets
     import string
@@ -212,6 +224,13 @@ def _sim_control(args: argparse.Namespace, settings: Settings) -> int:
             response = httpx.post(f"{url}/faults", headers=headers, timeout=10,
                                   json={"asset_id": args.asset_id, "duration_s": args.duration,
                                         "kind": args.kind, "severity": args.severity})
+        elif args.sim_command == "set":
+            response = httpx.post(f"{url}/values", headers=headers, timeout=10,
+                                  json={"asset_id": args.asset_id, "tag": args.tag,
+                                        "value": args.value})
+        elif args.sim_command == "release":
+            response = httpx.delete(f"{url}/values/{args.asset_id}/{args.tag}",
+                                    headers=headers, timeout=10)
         else:
             response = httpx.delete(f"{url}/faults/{args.asset_id}", headers=headers, timeout=10)
     except httpx.HTTPError as exc:
@@ -223,6 +242,12 @@ def _sim_control(args: argparse.Namespace, settings: Settings) -> int:
     if args.sim_command == "fault":
         what = "fault" if args.kind == "trip" else args.kind.replace("_", " ")
         print(f"{what} on {args.asset_id} for {args.duration:.0f}s")
+    elif args.sim_command == "set":
+        print(f"{args.asset_id} {args.tag} pinned to {args.value} (until "
+              f"`bessmon sim release {args.asset_id} {args.tag}`)")
+    elif args.sim_command == "release":
+        released = response.json()["released"]
+        print(f"{args.asset_id} {args.tag}: {'released' if released else 'was not pinned'}")
     else:
         print(f"{args.asset_id}: {'cleared' if response.json()['cleared'] else 'no fault active'}")
     return 0
@@ -524,6 +549,8 @@ def build_parser() -> argparse.ArgumentParser:
                          f"{DEMO_FAULT_DURATIONS:g})")
     up.add_argument("--opcua-site", help="the site served over OPC UA (default: the fleet's "
                     "last site when it has several; 'none': every site on Modbus)")
+    up.add_argument("--ticket-delay", type=parse_duration, default=300.0,
+                    help="simulated time from a fault to its ticket (default 5m)")
     up.set_defaults(run=cmd_up)
 
     services = sub.add_parser("services", help="run the local broker and Redis only")
@@ -572,6 +599,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="derate: the share of power kept (default 0.5)")
     clear = sim_sub.add_parser("clear", help="end an injected fault now")
     clear.add_argument("asset_id")
+    pin = sim_sub.add_parser("set", help="pin a tag of an asset to a value (e.g. a hot DC "
+                             "block: bessmon sim set elbe-u01-i1-b3 cell_temp_max_c 50)")
+    pin.add_argument("asset_id")
+    pin.add_argument("tag")
+    pin.add_argument("value", type=tag_value, help="a number (or text, for a text point)")
+    release = sim_sub.add_parser("release", help="let a pinned tag follow the physics again")
+    release.add_argument("asset_id")
+    release.add_argument("tag")
 
     connect = sub.add_parser("connect", help="run a connector")
     connect_sub = connect.add_subparsers(dest="connector", required=True, metavar="KIND")

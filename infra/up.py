@@ -1,6 +1,7 @@
 """`bessmon up`: the whole embedded stack on one machine — broker, Redis, simulator, Modbus
 connector, OPC UA connector, flows and API as child processes — until Ctrl-C or SIGTERM stops
-them in order.
+them in order. SIGUSR1 restarts the API alone (after changing its code, or to see that
+dashboards and feeds reconnect and resume): the rest of the stack keeps running.
 
 The simulator serves the fleet's last site over OPC UA (when there are several) and the
 others over Modbus TCP, injects random faults at demo rates, and sends tickets for them to
@@ -43,6 +44,8 @@ class Child:
     process: subprocess.Popen[bytes]
     log_path: Path
     log: IO[bytes]
+    argv: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
 
     def tail(self, lines: int = 15) -> str:
         text = self.log_path.read_text(errors="replace").splitlines()
@@ -58,12 +61,15 @@ class Stack:
     speed: float = 1.0
     fault_rate: float = 0.0  # times the realistic rates (0: no random faults)
     fault_durations: float = 1.0
+    ticket_delay_s: float = 300.0  # from a fault to its ticket (simulated time)
     opcua_site: str | None = None  # None: the last site when there are several; "none": none
     say: Callable[[str], None] = print
     services: list[Service] = field(default_factory=list)
     children: list[Child] = field(default_factory=list)
     dashboard_url: str = ""
+    api_base: str = ""  # http://host:port of the API
     credentials: Path | None = None  # the demo users' passwords, when this run made them
+    state: dict[str, object] = field(default_factory=dict)  # what stack.json holds
 
     @property
     def run_dir(self) -> Path:
@@ -111,7 +117,7 @@ class Stack:
         opcua_file = run_dir / "opcua-devices.yaml"
         devices_file.unlink(missing_ok=True)
         opcua_file.unlink(missing_ok=True)
-        base = f"http://{settings.api_host}:{api_port}"
+        base = self.api_base = f"http://{settings.api_host}:{api_port}"
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
                "REDIS_URL": settings.require_redis(), "BESSMON_FLEET_FILE": str(fleet_file),
                "BESSMON_RUN_DIR": str(run_dir),
@@ -126,7 +132,8 @@ class Stack:
         sim_args = [*cli, "sim", "--devices-out", str(devices_file), "--control-port",
                     str(sim_port), "--seed", str(self.seed), "--speed", str(self.speed),
                     "--fault-rate", str(self.fault_rate),
-                    "--fault-durations", str(self.fault_durations), "--tickets-url", base]
+                    "--fault-durations", str(self.fault_durations), "--tickets-url", base,
+                    "--ticket-delay", str(self.ticket_delay_s)]
         if opcua_site != "none":
             sim_args += ["--opcua-site", opcua_site, "--opcua-devices-out", str(opcua_file)]
         self._child("sim", sim_args, ticketing_env)
@@ -148,13 +155,31 @@ class Stack:
                  "fleet_file": str(fleet_file), "pid": os.getpid(),
                  "opcua_site": None if opcua_site == "none" else opcua_site,
                  "children": {c.name: c.process.pid for c in self.children}}
-        write_private(run_dir / "stack.json", json.dumps(state, indent=2))
+        self._write_state(state)
         self.dashboard_url = f"{base}/#token={token}"
         return self.dashboard_url
 
+    def _write_state(self, state: dict[str, object]) -> None:
+        self.state = state
+        write_private(self.run_dir / "stack.json", json.dumps(state, indent=2))
+
     def _child(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         process, log_path, log = spawn(name, argv, self.run_dir / "logs", env)
-        self.children.append(Child(name, process, log_path, log))
+        self.children.append(Child(name, process, log_path, log, argv, env))
+
+    def restart_api(self) -> None:
+        """Stop the API and start it again on the same port with the same command; the
+        other parts keep running (clients see the API go away and come back)."""
+        index = next(i for i, c in enumerate(self.children) if c.name == "api")
+        old = self.children[index]
+        stop_process(old.process, timeout_s=10)
+        old.log.close()
+        process, log_path, log = spawn("api", old.argv, self.run_dir / "logs", old.env)
+        self.children[index] = Child("api", process, log_path, log, old.argv, old.env)
+        self._wait("API", lambda: _healthy(f"{self.api_base}/api/v1/health"), 60)
+        children = self.state.get("children")
+        assert isinstance(children, dict)
+        self._write_state({**self.state, "children": {**children, "api": process.pid}})
 
     def _wait(self, what: str, ready: Callable[[], bool], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -168,9 +193,20 @@ class Stack:
                                  f"(logs in {self.run_dir / 'logs'})")
             time.sleep(0.1)
 
-    def watch(self, stop_requested: Callable[[], bool]) -> int:
-        """Block until a stop is requested (0) or a child dies (1)."""
+    def watch(self, stop_requested: Callable[[], bool],
+              restart_requested: Callable[[], bool] = lambda: False) -> int:
+        """Block until a stop is requested (0) or a child dies (1); restart the API when
+        asked meanwhile."""
         while not stop_requested():
+            if restart_requested():
+                self.say("restarting the API…")
+                try:
+                    self.restart_api()
+                except StackError as exc:
+                    self.say(f"the API did not come back: {exc}; stopping.")
+                    return 1
+                self.say(f"API restarted ({self.api_base})")
+                continue
             for child in self.children:
                 if child.process.poll() is not None:
                     self.say(f"{child.name} exited with status {child.process.returncode}; "
@@ -208,10 +244,11 @@ def write_private(path: Path, text: str) -> None:
 
 def run_up(settings: Settings, *, sites: int | None, api_port: int | None, seed: int,
            speed: float, fault_rate: float = 0.0, fault_durations: float = 1.0,
-           opcua_site: str | None = None) -> int:
+           opcua_site: str | None = None, ticket_delay_s: float = 300.0) -> int:
     stack = Stack(settings, sites=sites, api_port=api_port, seed=seed, speed=speed,
-                  fault_rate=fault_rate, fault_durations=fault_durations, opcua_site=opcua_site)
-    stopping = running = False
+                  fault_rate=fault_rate, fault_durations=fault_durations, opcua_site=opcua_site,
+                  ticket_delay_s=ticket_delay_s)
+    stopping = running = restart = False
 
     def request_stop(signum: int, _frame: object) -> None:
         nonlocal stopping
@@ -219,8 +256,18 @@ def run_up(settings: Settings, *, sites: int | None, api_port: int | None, seed:
         if not running:  # still starting: abandon the start, then stop what is up
             raise KeyboardInterrupt
 
+    def request_restart(signum: int, _frame: object) -> None:
+        nonlocal restart
+        restart = True
+
+    def restart_requested() -> bool:
+        nonlocal restart
+        asked, restart = restart, False
+        return asked
+
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGUSR1, request_restart)
     started = time.monotonic()
     try:
         url = stack.start()
@@ -230,7 +277,7 @@ def run_up(settings: Settings, *, sites: int | None, api_port: int | None, seed:
               "Ctrl-C stops everything", flush=True)
         users = stack.credentials or stack.settings.users_path
         print(f"  signed in as admin; users and their passwords: {users}", flush=True)
-        status = stack.watch(lambda: stopping)
+        status = stack.watch(lambda: stopping, restart_requested)
         print("stopping…", flush=True)
         return status
     except StackError as exc:

@@ -2,7 +2,7 @@
 or one site over OPC UA (infra/sim/opcua_server.py) —, the physics ticking underneath
 (infra/sim/model.py), random faults (infra/sim/faults.py) and the tickets they cause
 (infra/sim/tickets.py, sent by infra/sim/ticket_sender.py), and a small HTTP control API to
-inject and clear faults.
+inject and clear faults and to pin tags to values.
 
 A unit whose communication drops stops answering: requests to its Modbus unit id get no
 response at all (the gateway keeps answering the other unit ids), as a dead controller
@@ -334,10 +334,33 @@ class Simulator:
             self.overrides.setdefault(asset_id, {})[tag] = value
         self.tick()
 
-    def release_value(self, asset_id: str, tag: str) -> None:
-        self.overrides.get(asset_id, {}).pop(tag, None)
-        self.texts.get(asset_id, {}).pop(tag, None)
+    def release_value(self, asset_id: str, tag: str) -> bool:
+        """Let a pinned tag follow the physics again; False when it was not pinned."""
+        was = self.overrides.get(asset_id, {}).pop(tag, None) is not None
+        was = self.texts.get(asset_id, {}).pop(tag, None) is not None or was
         self.tick()
+        return was
+
+    def pinned_values(self) -> dict[str, dict[str, float | str]]:
+        """Asset id → its pinned tags and their values."""
+        out: dict[str, dict[str, float | str]] = {}
+        for pinned in (self.overrides, self.texts):
+            for asset_id, tags in pinned.items():
+                if tags:
+                    out.setdefault(asset_id, {}).update(tags)
+        return out
+
+    def tags_of(self, asset_id: str) -> set[str]:
+        """The tags an asset's controller serves (KeyError: no such asset; ValueError: a site,
+        which has no controller of its own)."""
+        asset = self.fleet.assets.get(asset_id)
+        if asset is None:
+            raise KeyError(asset_id)
+        if asset.unit_id is None:
+            raise ValueError(f"{asset_id} is a site: pin the tags of its units, inverters or "
+                             "DC blocks")
+        return {point.tag for plan_asset, points in self.plans[asset.unit_id]
+                if plan_asset.asset_id == asset_id for point, *_ in points}
 
     def modbus_devices(self, units: tuple[Unit, ...]) -> list[SimDevice]:
         """pymodbus devices for one gateway: unit id k+1 serves the site's k-th unit."""
@@ -440,6 +463,12 @@ class FaultRequest(BaseModel):
     severity: float = Field(0.5, gt=0, le=1)  # derate: the share of power kept
 
 
+class ValueRequest(BaseModel):
+    asset_id: str = Field(min_length=1)
+    tag: str = Field(min_length=1, max_length=64)
+    value: Annotated[float, Field(allow_inf_nan=False)] | Annotated[str, Field(max_length=64)]
+
+
 _bearer = HTTPBearer(auto_error=False)
 
 
@@ -483,6 +512,33 @@ def control_app(sim: Simulator, token: str) -> FastAPI:
             return {"asset_id": asset_id, "cleared": sim.clear_fault(asset_id)}
         except KeyError:
             raise HTTPException(404, f"unknown asset id {asset_id!r}") from None
+
+    def check_tag(asset_id: str, tag: str) -> None:
+        try:
+            tags = sim.tags_of(asset_id)
+        except KeyError:
+            raise HTTPException(404, f"unknown asset id {asset_id!r}") from None
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        if tag not in tags:
+            raise HTTPException(422, f"{asset_id} has no tag {tag!r}; it has "
+                                     f"{', '.join(sorted(tags))}")
+
+    @app.post("/values", dependencies=auth, status_code=201)
+    async def pin(req: ValueRequest) -> dict[str, object]:
+        """Pin a tag of an asset to a value until released (a hot cell, a stuck sensor)."""
+        check_tag(req.asset_id, req.tag)
+        sim.set_value(req.asset_id, req.tag, req.value)
+        return {"asset_id": req.asset_id, "tag": req.tag, "value": req.value}
+
+    @app.get("/values", dependencies=auth)
+    async def pinned() -> dict[str, dict[str, float | str]]:
+        return sim.pinned_values()
+
+    @app.delete("/values/{asset_id}/{tag}", dependencies=auth)
+    async def release(asset_id: str, tag: str) -> dict[str, object]:
+        check_tag(asset_id, tag)
+        return {"asset_id": asset_id, "tag": tag, "released": sim.release_value(asset_id, tag)}
 
     return app
 

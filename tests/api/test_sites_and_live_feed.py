@@ -113,11 +113,6 @@ def test_fleet_kpis_are_energy_weighted_and_money_needs_its_role(
         (None, None, 90.0)
 
 
-def test_dashboard_page_is_served(client: TestClient) -> None:
-    page = client.get("/")
-    assert page.status_code == 200 and "<title>bessmon" in page.text
-
-
 @pytest.mark.parametrize("first", [
     {"type": "auth", "token": "wrong"},
     {"type": "subscribe", "channel": "fleet"},

@@ -8,12 +8,14 @@ import pytest
 from tests.stack import RunningStack, start_stack, wait_gone
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    """One `bessmon up` (fresh broker, Redis, simulator, connector, flows, API) shared by the
-    whole-stack tests."""
-    running = start_stack(Path(tmp_path_factory.mktemp("stack")))
-    pids = [int(p) for p in running.state()["children"].values()]  # type: ignore[attr-defined]
+    """One `bessmon up` (fresh broker, Redis, simulator, connector, flows, API) per test
+    module; tickets follow faults after 15 s (not 5 min) so tests can look for them."""
+    running = start_stack(Path(tmp_path_factory.mktemp("stack")), "--ticket-delay", "15s")
+    pids = {int(p) for p in running.state()["children"].values()}  # type: ignore[attr-defined]
     yield running
+    # A test may have restarted the API: its new process must go too.
+    pids |= {int(p) for p in running.state()["children"].values()}  # type: ignore[attr-defined]
     assert running.stop() == 0
-    assert wait_gone(pids) == []
+    assert wait_gone(sorted(pids)) == []

@@ -1,0 +1,188 @@
+// The charts (ECharts, only the parts used: line, bar and custom series on a canvas):
+// availability trend, status timeline, compliance per period. Loaded when a view needs
+// them, so the overview's first render does not wait for them. Each chart keeps only the
+// data it is given (bounded by the caller) and is disposed with its view.
+import { BarChart, CustomChart, LineChart } from "echarts/charts";
+import { GridComponent, LegendComponent, MarkLineComponent,
+         TooltipComponent } from "echarts/components";
+import { graphic, init, use, type ECharts } from "echarts/core";
+import { CanvasRenderer } from "echarts/renderers";
+import { dateTime, duration, pct, words } from "./format";
+import { STATE_COLOURS, THEME, WARNING_COLOURS, againstGuarantee } from "./status";
+import type { Bucket, Segment } from "./timeline";
+import type { PeriodEvaluation } from "./types";
+
+use([LineChart, BarChart, CustomChart, GridComponent, TooltipComponent, LegendComponent,
+     MarkLineComponent, CanvasRenderer]);
+
+export interface Chart {
+  dispose(): void;
+}
+
+const AXIS = {
+  axisLine: { lineStyle: { color: THEME.border } },
+  axisLabel: { color: THEME.muted, fontSize: 13 },
+  splitLine: { lineStyle: { color: THEME.border, opacity: 0.5 } },
+};
+const TOOLTIP = {
+  backgroundColor: THEME.panel2, borderColor: THEME.border,
+  textStyle: { color: THEME.text, fontSize: 13 },
+};
+
+function mount(el: HTMLElement): { chart: ECharts; dispose(): void } {
+  const chart = init(el, null, { renderer: "canvas" });
+  const observer = new ResizeObserver(() => chart.resize());
+  observer.observe(el);
+  return {
+    chart,
+    dispose() {
+      observer.disconnect();
+      chart.dispose();
+    },
+  };
+}
+
+export interface AvailabilityChart extends Chart {
+  update(history: Bucket[], live: [number, number][], guaranteePct: number | null,
+         range: [number, number]): void;
+}
+
+/** Availability over time: per bucket from the status history, and the live "last hour"
+ * figure as it arrives; the guarantee as a dashed line. */
+export function availabilityChart(el: HTMLElement): AvailabilityChart {
+  const { chart, dispose } = mount(el);
+  chart.setOption({
+    animation: false,
+    grid: { left: 56, right: 20, top: 36, bottom: 28 },
+    legend: { top: 0, right: 0, textStyle: { color: THEME.muted, fontSize: 13 } },
+    tooltip: { trigger: "axis", ...TOOLTIP,
+               valueFormatter: (v: unknown) => pct(typeof v === "number" ? v : null) },
+    xAxis: { type: "time", ...AXIS, splitLine: { show: false } },
+    yAxis: { type: "value", max: 100, ...AXIS,
+             axisLabel: { ...AXIS.axisLabel, formatter: "{value} %" } },
+    series: [
+      { name: "from status history", type: "line", step: "end", symbol: "circle", symbolSize: 3,
+        lineStyle: { width: 2, color: THEME.accent }, itemStyle: { color: THEME.accent },
+        areaStyle: { color: THEME.accent, opacity: 0.12 }, data: [] },
+      { name: "live, last hour", type: "line", symbol: "circle", symbolSize: 5,
+        connectNulls: true,
+        lineStyle: { width: 2, color: STATE_COLOURS.available },
+        itemStyle: { color: STATE_COLOURS.available }, data: [] },
+    ],
+  });
+  return {
+    update(history, live, guaranteePct, range) {
+      const values = [...history.map((b) => b.pct), ...live.map((p) => p[1])]
+        .filter((v): v is number => v != null);
+      const low = Math.min(guaranteePct ?? 100, ...values, 100);
+      chart.setOption({
+        xAxis: { min: range[0], max: range[1] },
+        yAxis: { min: Math.max(0, Math.floor(low - 2)) },
+        series: [
+          { data: history.map((b) => [b.startMs, b.pct]),
+            markLine: guaranteePct == null ? { data: [] } : {
+              symbol: "none", silent: true,
+              lineStyle: { color: WARNING_COLOURS.ld_risk, type: "dashed", width: 2 },
+              label: { color: WARNING_COLOURS.ld_risk, formatter: `guarantee ${pct(guaranteePct)}`,
+                       position: "insideStartTop" },
+              data: [{ yAxis: guaranteePct }] } },
+          { data: live },
+        ],
+      });
+    },
+    dispose,
+  };
+}
+
+export interface TimelineChart extends Chart {
+  update(lanes: string[], bars: Segment[], range: [number, number]): void;
+}
+
+/** Status over time, one lane per asset: a bar per status interval in its state's colour. */
+export function timelineChart(el: HTMLElement): TimelineChart {
+  const { chart, dispose } = mount(el);
+  chart.setOption({
+    animation: false,
+    grid: { left: 150, right: 20, top: 8, bottom: 28 },
+    tooltip: { ...TOOLTIP, formatter: (p: { data: { bar: Segment } }) => {
+      const s = p.data.bar;
+      const derate = s.state === "derated" && s.derateFraction != null
+        ? ` at ${Math.round(s.derateFraction * 100)} %` : "";
+      return `${words(s.state)}${derate}${s.cause ? ` — ${words(s.cause)}` : ""}<br>` +
+        `${dateTime(s.startMs)} for ${duration(s.endMs - s.startMs)}`;
+    } },
+    xAxis: { type: "time", ...AXIS, splitLine: { show: false } },
+    yAxis: { type: "category", inverse: true, data: [], ...AXIS,
+             axisLabel: { ...AXIS.axisLabel, width: 140, overflow: "truncate" },
+             splitLine: { show: false } },
+    series: [{
+      type: "custom", encode: { x: [1, 2], y: 0 }, data: [],
+      renderItem: (params: { coordSys: { x: number; y: number; width: number; height: number } },
+                   api: { value(i: number): number; coord(v: number[]): number[];
+                          size(v: number[]): number[]; style(): object }) => {
+        const lane = api.value(0);
+        const start = api.coord([api.value(1), lane]);
+        const end = api.coord([api.value(2), lane]);
+        const height = (api.size([0, 1])[1] ?? 20) * 0.7;
+        const c = params.coordSys;
+        const shape = graphic.clipRectByRect(
+          { x: start[0]!, y: start[1]! - height / 2, width: Math.max(1, end[0]! - start[0]!),
+            height }, { x: c.x, y: c.y, width: c.width, height: c.height });
+        return shape && { type: "rect", transition: [], shape, style: api.style() };
+      },
+    }],
+  });
+  return {
+    update(lanes, bars, range) {
+      chart.setOption({
+        xAxis: { min: range[0], max: range[1] },
+        yAxis: { data: lanes },
+        series: [{ data: bars.map((b) => ({ value: [b.lane, b.startMs, b.endMs], bar: b,
+                                            itemStyle: { color: STATE_COLOURS[b.state] } })) }],
+      });
+    },
+    dispose,
+  };
+}
+
+export interface ComplianceChart extends Chart {
+  update(periods: PeriodEvaluation[]): void;
+}
+
+/** Actual against guaranteed availability per measurement period. */
+export function complianceChart(el: HTMLElement): ComplianceChart {
+  const { chart, dispose } = mount(el);
+  chart.setOption({
+    animation: false,
+    grid: { left: 56, right: 16, top: 36, bottom: 28 },
+    legend: { top: 0, right: 0, textStyle: { color: THEME.muted, fontSize: 13 } },
+    tooltip: { trigger: "axis", ...TOOLTIP,
+               valueFormatter: (v: unknown) => pct(typeof v === "number" ? v : null, 3) },
+    xAxis: { type: "category", data: [], ...AXIS },
+    yAxis: { type: "value", max: 100, ...AXIS,
+             axisLabel: { ...AXIS.axisLabel, formatter: "{value} %" } },
+    series: [
+      { name: "actual", type: "bar", barMaxWidth: 48, data: [] },
+      { name: "guaranteed", type: "line", step: "middle", symbol: "none",
+        lineStyle: { color: WARNING_COLOURS.ld_risk, type: "dashed", width: 2 },
+        itemStyle: { color: WARNING_COLOURS.ld_risk }, data: [] },
+    ],
+  });
+  return {
+    update(periods) {
+      const low = Math.min(100, ...periods.flatMap((p) => [p.guaranteed_pct,
+        p.availability_pct ?? 100]));
+      chart.setOption({
+        xAxis: { data: periods.map((p) => p.period) },
+        yAxis: { min: Math.max(0, Math.floor(low - 2)) },
+        series: [
+          { data: periods.map((p) => ({ value: p.availability_pct, itemStyle: {
+            color: WARNING_COLOURS[againstGuarantee(p.availability_pct, p.guaranteed_pct) ??
+                                   "ok"] } })) },
+          { data: periods.map((p) => p.guaranteed_pct) },
+        ],
+      });
+    },
+    dispose,
+  };
+}

@@ -1,0 +1,63 @@
+// Hash routes, so a wall display can be pointed at a URL:
+//   #/  #/site/<id>  #/asset/<id>  #/alarms  #/contracts  #/wall  #/login
+// Query parameters after "?" (#/wall?every=20). A `token=` parameter (the link `make up`
+// prints: #token=…) is taken out of the address and kept for the tab.
+
+export type RouteName = "overview" | "site" | "asset" | "alarms" | "contracts" | "wall" | "login";
+
+export interface Route {
+  name: RouteName;
+  id: string | null;
+  params: Record<string, string>;
+}
+
+export interface ParsedHash {
+  route: Route;
+  token: string | null;
+  clean: string; // the hash without the token
+}
+
+const WITH_ID: Partial<Record<string, RouteName>> = { site: "site", asset: "asset" };
+const PLAIN: Partial<Record<string, RouteName>> = { "": "overview", alarms: "alarms",
+  contracts: "contracts", wall: "wall", login: "login" };
+
+export function parseHash(hash: string): ParsedHash {
+  let text = hash.startsWith("#") ? hash.slice(1) : hash;
+  let token: string | null = null;
+  // "#token=…" alone, or as a parameter of a route ("#/wall?token=…").
+  const [pathPart = "", query = ""] = text.startsWith("token=") ? ["", text] : text.split("?", 2);
+  const params: Record<string, string> = {};
+  for (const pair of query.split("&")) {
+    if (!pair) continue;
+    const [k = "", v = ""] = pair.split("=", 2);
+    const key = decodeURIComponent(k);
+    const value = decodeURIComponent(v);
+    if (key === "token") token = value;
+    else params[key] = value;
+  }
+  const parts = pathPart.replace(/^\/+/, "").split("/").filter(Boolean).map(decodeURIComponent);
+  let route: Route = { name: "overview", id: null, params };
+  const head = parts[0] ?? "";
+  const withId = WITH_ID[head];
+  const plain = PLAIN[head];
+  if (withId && parts[1]) route = { name: withId, id: parts[1], params };
+  else if (plain && parts.length <= 1) route = { name: plain, id: null, params };
+  text = hashOf(route);
+  return { route, token, clean: text };
+}
+
+export function hashOf(route: Route): string {
+  const path = route.id !== null ? `#/${route.name}/${encodeURIComponent(route.id)}`
+    : route.name === "overview" ? "#/" : `#/${route.name}`;
+  const query = Object.entries(route.params)
+    .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join("&");
+  return query ? `${path}?${query}` : path;
+}
+
+export function siteHref(id: string): string {
+  return hashOf({ name: "site", id, params: {} });
+}
+
+export function assetHref(id: string): string {
+  return hashOf({ name: "asset", id, params: {} });
+}

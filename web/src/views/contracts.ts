@@ -1,0 +1,139 @@
+// #/contracts — each LTSA of the caller's sites: actual against guaranteed availability per
+// measurement period of the contract year, LD to date, the projection of the open period,
+// and the compliance report to download (pdf, xlsx, csv).
+import { ApiError } from "../api";
+import { Disposer, P, poll, type App, type View } from "../app";
+import type { ComplianceChart } from "../charts";
+import { updateWarningBadge } from "../components";
+import { h, text } from "../dom";
+import { siteContract } from "../fleet";
+import { money, pct } from "../format";
+import { contractYearPeriods, rangeLabel } from "../periods";
+import { siteHref } from "../router";
+import type { Compliance, ContractSummary } from "../types";
+
+function contractCard(app: App, d: Disposer, c: ContractSummary): HTMLElement {
+  const chartEl = h("div", { class: "chart compliance", "aria-label": "compliance per period" });
+  const rows = h("tbody", {});
+  const live = h("div", { class: "kpis contract-live" });
+  const badge = h("span", { class: "chip warning" });
+  const periodSelect = h("select", { class: "report-period", "aria-label": "report period" });
+  const status = h("span", { class: "download-status", role: "status" });
+  let chart: ComplianceChart | null = null;
+  let currentRange = "";
+
+  void import("../charts").then((charts) => {
+    if (d.disposed) return;
+    chart = charts.complianceChart(chartEl);
+    d.add(() => chart?.dispose());
+  });
+
+  const download = async (format: "pdf" | "xlsx" | "csv") => {
+    text(status, "preparing…");
+    try {
+      const { blob, filename } = await app.api.download("/reports/compliance",
+        { contract_id: c.id, period: periodSelect.value, format });
+      const url = URL.createObjectURL(blob);
+      const a = h("a", { href: url, download: filename, hidden: true });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10_000);
+      text(status, `downloaded ${filename}`);
+    } catch (err) {
+      text(status, err instanceof ApiError ? err.detail : String(err));
+    }
+  };
+
+  const reports = app.can(P.reports) ? h("div", { class: "report" },
+    h("span", {}, "Compliance report"), periodSelect,
+    ...(["pdf", "xlsx", "csv"] as const).map((f) => h("button", { type: "button",
+      class: `download secondary`, "data-format": f, onclick: () => void download(f) },
+      f.toUpperCase())), status) : null;
+
+  const el = h("article", { class: "panel contract-card", "data-contract": c.id },
+    h("header", {}, h("h2", {}, `${c.id} `, badge),
+      h("div", { class: "meta" }, h("a", { href: siteHref(c.site_id) }, c.site_id),
+        ` · ${c.customer} · measured per ${c.measurement_period.replace("_", " ")} · ` +
+        `from ${c.terms.start} for ${c.terms.term_years} years`)),
+    live,
+    h("div", { class: "contract-body" }, chartEl,
+      h("table", { class: "periods" },
+        h("thead", {}, h("tr", {}, ...["period", "actual", "guaranteed", "shortfall", "LD",
+                                       "bonus"].map((t) => h("th", {}, t)))), rows)),
+    reports);
+
+  const drawLive = () => {
+    const snap = app.fleet.get(c.site_id)?.snapshot;
+    const k = snap?.contract;
+    if (!k || k.contract_id !== c.id) {
+      live.replaceChildren(h("p", { class: "empty" }, "No live figures yet."));
+      updateWarningBadge(badge, siteContract(snap));
+      return null;
+    }
+    updateWarningBadge(badge, { kind: "contract", kpis: k });
+    live.replaceChildren(
+      h("div", { class: "kpi" }, h("span", { class: "value" }, pct(k.actual_pct)),
+        h("span", { class: "label" }, `${k.period} so far (guaranteed ${pct(k.guaranteed_pct)})`)),
+      h("div", { class: "kpi" }, h("span", { class: "value" }, pct(k.projected_pct)),
+        h("span", { class: "label" }, "projected at period end")),
+      h("div", { class: "kpi" }, h("span", { class: "value" },
+        money(k.ld_year_to_date, k.currency)), h("span", { class: "label" },
+        `LD, contract year ${k.contract_year} to date`)),
+      h("div", { class: "kpi" }, h("span", { class: "value" }, money(k.projected_ld, k.currency)),
+        h("span", { class: "label" }, "projected LD")));
+    return k;
+  };
+
+  const refresh = async () => {
+    const k = drawLive();
+    if (!k) return;
+    const labels = contractYearPeriods(c.terms.start, c.measurement_period, k.contract_year,
+                                       k.period);
+    const range = rangeLabel(labels);
+    if (range !== currentRange) {
+      currentRange = range;
+      periodSelect.replaceChildren(...[...labels].reverse().map((l) =>
+        h("option", { value: l }, l)));
+    }
+    const answer = await app.api.get<Compliance>(`/contracts/${encodeURIComponent(c.id)}/compliance`,
+                                                 { period: range });
+    if (d.disposed) return;
+    const periods = answer.evaluation.periods;
+    chart?.update(periods);
+    const cur = answer.evaluation.currency;
+    rows.replaceChildren(...periods.map((p) => h("tr", { "data-period": p.period },
+      h("td", {}, p.period), h("td", {}, pct(p.availability_pct, 3)),
+      h("td", {}, pct(p.guaranteed_pct)), h("td", {}, pct(p.shortfall_pct, 3)),
+      h("td", {}, money(p.ld, cur)), h("td", {}, money(p.bonus, cur)))),
+      h("tr", { class: "total" }, h("td", {}, "contract year so far"), h("td", {}), h("td", {}),
+        h("td", {}), h("td", {}, money(periods.reduce((s, p) => s + p.ld, 0), cur)),
+        h("td", {}, money(periods.reduce((s, p) => s + p.bonus, 0), cur))));
+  };
+  poll(d, refresh, () => {}, 60_000);
+  d.add(app.fleet.changed.on((id) => { if (id === c.site_id) drawLive(); }));
+  return el;
+}
+
+export function contractsView(app: App): View {
+  const d = new Disposer();
+  const list = h("div", { class: "contracts" });
+  const el = h("div", { class: "view contracts-view" },
+    h("header", { class: "view-head" }, h("h1", { id: "view-title" }, "Contracts"),
+      h("p", { class: "meta" }, "Actual against guaranteed availability per measurement " +
+        "period of the current contract year (final history), the open period live, LD.")),
+    list);
+  if (!app.can(P.contracts)) {
+    list.append(h("p", { class: "empty" }, `Your role (${app.me.role}) may not see contracts.`));
+    return { el, destroy: () => d.dispose() };
+  }
+  app.api.get<ContractSummary[]>("/contracts").then((contracts) => {
+    if (d.disposed) return;
+    list.replaceChildren(...(contracts.length ? contracts.map((c) => contractCard(app, d, c))
+      : [h("p", { class: "empty" }, "No contracts on your sites.")]));
+  }).catch((err) => {
+    list.replaceChildren(h("p", { class: "empty" }, `Contracts unavailable: ${
+      err instanceof ApiError ? err.detail : String(err)}`));
+  });
+  return { el, destroy: () => d.dispose() };
+}
