@@ -353,6 +353,39 @@ def test_the_page_reconnects_after_the_api_restarts(stack: RunningStack, page: P
         "data-state", "available", timeout=LIVE_S)
 
 
+def unit_state(stack: RunningStack, site_id: str, unit_id: str) -> str | None:
+    snapshot = api(stack, "GET", f"/sites/{site_id}").json()["availability"] or {}
+    return next((u["state"] for u in snapshot.get("units", []) if u["id"] == unit_id), None)
+
+
+def test_the_page_rides_out_a_network_drop(stack: RunningStack, context: BrowserContext,
+                                           page: Page) -> None:
+    open_signed_in(page, stack)
+    connection = page.locator("#connection")
+    cell = page.locator('.site-tile[data-site="nordvik"] .unit-cell[data-asset="nordvik-u05"]')
+    expect(cell).to_have_attribute("data-state", "available", timeout=LIVE_S)
+    page.evaluate("window.__notReloaded = true")
+    context.set_offline(True)
+    try:
+        expect(connection).to_have_text("reconnecting…", timeout=10_000)
+        # Meanwhile a unit trips: the API knows, the page cannot hear it.
+        sim(stack, "fault", "nordvik-u05", "--for", "5m")
+        deadline = time.monotonic() + 30
+        while unit_state(stack, "nordvik", "nordvik-u05") != "unavailable":
+            assert time.monotonic() < deadline, "the fault did not reach the API"
+            time.sleep(0.5)
+        expect(cell).to_have_attribute("data-state", "available")  # still the old picture
+    finally:
+        context.set_offline(False)
+    try:
+        expect(connection).to_have_text("live", timeout=30_000)
+        expect(cell).to_have_attribute("data-state", "unavailable", timeout=LIVE_S)
+        assert page.evaluate("window.__notReloaded") is True
+    finally:
+        sim(stack, "clear", "nordvik-u05")
+    expect(cell).to_have_attribute("data-state", "available", timeout=LIVE_S)
+
+
 def test_a_site_whose_data_stops_looks_stale(stack: RunningStack, page: Page) -> None:
     open_signed_in(page, stack)
     tiles = page.locator(".site-tile")

@@ -129,18 +129,32 @@ describe("live client", () => {
     expect(sockets).toHaveLength(4);
   });
 
-  it("gives up a silent connection and opens another", () => {
+  it("pings, and gives up a silent connection for another", () => {
     const { client, sockets } = setup();
+    client.start();
+    const ws = sockets[0]!;
+    ws.open();
+    ws.frame({ type: "ready", heartbeat_s: 15 });
+    vi.advanceTimersByTime(20_000);
+    expect(ws.sent.filter((m) => m.type === "ping").length).toBeGreaterThanOrEqual(1);
+    ws.frame({ type: "pong" });
+    vi.advanceTimersByTime(20_000);
+    expect(sockets).toHaveLength(1); // the pong kept it
+    vi.advanceTimersByTime(7_500); // 27.5 s of nothing: over the 25 s allowed
+    expect(ws.closed).toBe(true);
+    vi.advanceTimersByTime(1_000);
+    expect(sockets).toHaveLength(2);
+  });
+
+  it("gives the connection up at once when the browser goes offline", () => {
+    const { client, sockets, states } = setup();
     client.start();
     sockets[0]!.open();
     sockets[0]!.frame({ type: "ready", heartbeat_s: 15 });
-    vi.advanceTimersByTime(35_000);
-    sockets[0]!.frame({ type: "heartbeat", ts_ms: 1 });
-    vi.advanceTimersByTime(35_000);
-    expect(sockets).toHaveLength(1); // heartbeats keep it
-    vi.advanceTimersByTime(10_000); // 45 s of nothing: over the 40 s allowed
+    client.drop();
+    expect(states.at(-1)).toBe("reconnecting");
     expect(sockets[0]!.closed).toBe(true);
-    vi.advanceTimersByTime(1_000);
+    client.retryNow(); // back online: no waiting for the backoff
     expect(sockets).toHaveLength(2);
   });
 

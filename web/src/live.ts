@@ -2,7 +2,9 @@
 // channels, snapshot then updates. When the connection drops — the API restarted, the
 // network went away, the server found us too slow (4408) — it reconnects with exponential
 // backoff and resubscribes with `since` = the last seq seen per channel, so nothing is
-// missed and nothing applied twice; a silent connection (no heartbeat) counts as dropped.
+// missed and nothing applied twice. It pings every 10 s; a connection silent for a heartbeat
+// and 10 s more counts as dropped (a network that died without saying so), and so does the
+// browser going offline.
 
 export type LiveState = "connecting" | "live" | "reconnecting" | "denied";
 
@@ -100,7 +102,8 @@ export class LiveClient {
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   private watchdog: ReturnType<typeof setInterval> | null = null;
   private lastFrameMs = 0;
-  private silenceMs = 40_000;
+  private silenceMs = 25_000;
+  private lastPingMs = 0;
   private everLive = false;
   state: LiveState = "connecting";
 
@@ -132,6 +135,15 @@ export class LiveClient {
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
     this.retryTimer = null;
     this.open();
+  }
+
+  /** The network is gone (the browser says so): give the connection up now, retry later. */
+  drop(): void {
+    if (this.stopped || !this.ws) return;
+    this.detach(this.ws);
+    this.ws = null;
+    this.ready = false;
+    this.scheduleRetry();
   }
 
   /** A refreshed token for the open connection (the server checks it at every heartbeat). */
@@ -215,7 +227,7 @@ export class LiveClient {
     }
     switch (msg.type) {
       case "ready":
-        if (msg.heartbeat_s) this.silenceMs = (msg.heartbeat_s * 2 + 10) * 1000;
+        if (msg.heartbeat_s) this.silenceMs = (msg.heartbeat_s + 10) * 1000;
         if (this.ready) return; // the answer to a re-auth
         this.ready = true;
         this.everLive = true;
@@ -284,13 +296,19 @@ export class LiveClient {
     if (this.watchdog !== null) return;
     this.watchdog = setInterval(() => {
       const ws = this.ws;
-      if (!ws || this.now() - this.lastFrameMs <= this.silenceMs) return;
-      // Nothing heard for two heartbeats: the connection is dead even if nobody said so.
+      if (!ws) return;
+      const now = this.now();
+      if (this.ready && now - this.lastPingMs >= 10_000) {
+        this.lastPingMs = now;
+        this.send({ type: "ping" }); // the pong proves the way back works too
+      }
+      if (now - this.lastFrameMs <= this.silenceMs) return;
+      // Nothing heard for a heartbeat and more: dead, even if nobody said so.
       this.detach(ws);
       this.ws = null;
       this.ready = false;
       this.scheduleRetry();
-    }, 5_000);
+    }, 2_500);
   }
 
   private detach(ws: SocketLike | null): void {

@@ -146,8 +146,11 @@ async function boot(): Promise<void> {
     showLogin("Your session has ended: sign in again.");
   }));
   const online = () => live.retryNow();
+  const offline = () => live.drop();
   window.addEventListener("online", online);
+  window.addEventListener("offline", offline);
   d.add(() => window.removeEventListener("online", online));
+  d.add(() => window.removeEventListener("offline", offline));
   d.interval(() => tick.emit(clock.now()), 1_000);
 
   ui = shell(app, () => {
