@@ -42,7 +42,13 @@ function takeRoute(): { route: Route; tokenChanged: boolean } {
 
 function showLogin(message: string): void {
   running?.dispose();
-  running = null;
+  const d = (running = new Disposer());
+  // Still signed in (the form was asked for by address) and sent elsewhere: back to the app.
+  const away = () => {
+    if (session.token && parseHash(location.hash).route.name !== "login") void boot();
+  };
+  window.addEventListener("hashchange", away);
+  d.add(() => window.removeEventListener("hashchange", away));
   document.body.className = "";
   root.replaceChildren(loginView(api, message, (token) => {
     session.set(token);

@@ -10,7 +10,7 @@ import { siteContract } from "../fleet";
 import { money, pct } from "../format";
 import { contractYearPeriods, rangeLabel } from "../periods";
 import { siteHref } from "../router";
-import type { Compliance, ContractSummary } from "../types";
+import type { Compliance, ContractSummary, PeriodEvaluation } from "../types";
 
 function contractCard(app: App, d: Disposer, c: ContractSummary): HTMLElement {
   const chartEl = h("div", { class: "chart compliance", "aria-label": "compliance per period" });
@@ -20,12 +20,14 @@ function contractCard(app: App, d: Disposer, c: ContractSummary): HTMLElement {
   const periodSelect = h("select", { class: "report-period", "aria-label": "report period" });
   const status = h("span", { class: "download-status", role: "status" });
   let chart: ComplianceChart | null = null;
+  let periods: PeriodEvaluation[] | null = null;
   let currentRange = "";
 
   void import("../charts").then((charts) => {
     if (d.disposed) return;
     chart = charts.complianceChart(chartEl);
     d.add(() => chart?.dispose());
+    if (periods) chart.update(periods); // the figures came first
   });
 
   const download = async (format: "pdf" | "xlsx" | "csv") => {
@@ -61,6 +63,10 @@ function contractCard(app: App, d: Disposer, c: ContractSummary): HTMLElement {
       h("table", { class: "periods" },
         h("thead", {}, h("tr", {}, ...["period", "actual", "guaranteed", "shortfall", "LD",
                                        "bonus"].map((t) => h("th", {}, t)))), rows)),
+    h("p", { class: "chart-note" }, "Periods from the final history, as the compliance report " +
+      "has them: time the history does not cover counts by the contract's data-gap policy " +
+      `(${String((c.terms.availability as { data_gap_policy?: string } | undefined)
+        ?.data_gap_policy ?? "see the contract")}); the open period's live figures are above.`),
     reports);
 
   const drawLive = () => {
@@ -99,16 +105,16 @@ function contractCard(app: App, d: Disposer, c: ContractSummary): HTMLElement {
     const answer = await app.api.get<Compliance>(`/contracts/${encodeURIComponent(c.id)}/compliance`,
                                                  { period: range });
     if (d.disposed) return;
-    const periods = answer.evaluation.periods;
-    chart?.update(periods);
+    const list = (periods = answer.evaluation.periods);
+    chart?.update(list);
     const cur = answer.evaluation.currency;
-    rows.replaceChildren(...periods.map((p) => h("tr", { "data-period": p.period },
+    rows.replaceChildren(...list.map((p) => h("tr", { "data-period": p.period },
       h("td", {}, p.period), h("td", {}, pct(p.availability_pct, 3)),
       h("td", {}, pct(p.guaranteed_pct)), h("td", {}, pct(p.shortfall_pct, 3)),
       h("td", {}, money(p.ld, cur)), h("td", {}, money(p.bonus, cur)))),
       h("tr", { class: "total" }, h("td", {}, "contract year so far"), h("td", {}), h("td", {}),
-        h("td", {}), h("td", {}, money(periods.reduce((s, p) => s + p.ld, 0), cur)),
-        h("td", {}, money(periods.reduce((s, p) => s + p.bonus, 0), cur))));
+        h("td", {}), h("td", {}, money(list.reduce((s, p) => s + p.ld, 0), cur)),
+        h("td", {}, money(list.reduce((s, p) => s + p.bonus, 0), cur))));
   };
   poll(d, refresh, () => {}, 60_000);
   d.add(app.fleet.changed.on((id) => { if (id === c.site_id) drawLive(); }));

@@ -71,13 +71,15 @@ export function wallView(app: App, params: Record<string, string>): View {
     kpis.update();
     reconcile(strip, sites, (e) => e.site.id,
       (e) => h("div", { class: "wall-chip", "data-site": e.site.id },
-        h("span", { class: "n" }, e.site.name ?? e.site.id), h("span", { class: "v" })),
+        h("span", { class: "n" }, e.site.name ?? e.site.id), h("span", { class: "chip warning" }),
+        h("span", { class: "v" })),
       (chip, e) => {
         const snap = e.snapshot;
         attr(chip, "data-level", snap ? siteLevel(snap.units_by_state) : "unknown");
         attr(chip, "data-warning", snap?.contract?.warning_level ?? "none");
         attr(chip, "data-current", e.site.id === shown ? "yes" : null);
         text(chip.querySelector(".v"), pct(snap?.windows.today ?? null));
+        updateWarningBadge(chip.querySelector(".chip.warning"), siteContract(snap));
         updateFreshness(chip, snap?.ts_ms ?? null, app);
       });
     if (sites.length === 0) return;
