@@ -66,7 +66,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/api/docs", "public"),
     Endpoint("GET", "/docs/oauth2-redirect", "public"),
     Endpoint("GET", "/", "public"),
-    Endpoint("MOUNT", "/web", "public", url="/web/app.js"),
+    Endpoint("MOUNT", "/assets", "public", url="/assets/app-3f9a1c.js"),
     Endpoint("GET", "/api/v1/health", "public"),
     Endpoint("POST", "/api/v1/auth/token", "public",
              form={"username": "{role}", "password": "pw-{role}"}),
@@ -140,9 +140,14 @@ def matrix_settings(redis_url: str, accounts: tuple[Path, Path],
 
 
 @pytest.fixture(scope="module")
-def client(matrix_settings: Settings) -> Iterator[TestClient]:
+def client(matrix_settings: Settings,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     """One API for the whole matrix (a fresh state per cell comes from `values`)."""
-    app = create_app(matrix_settings)
+    web_dist = tmp_path_factory.mktemp("web-dist")  # a built page, whether or not web/ is built
+    (web_dist / "assets").mkdir()
+    (web_dist / "index.html").write_text("<!doctype html><title>bessmon</title>")
+    (web_dist / "assets" / "app-3f9a1c.js").write_text("console.log('bessmon')")
+    app = create_app(matrix_settings, web_dist=web_dist)
     # Webhooks enabled, so that what refuses a user's token is the missing vendor signature.
     app.state.ticketing = TicketingSettings(webhook_secret_jira=SecretStr("jira-secret-4f1e9b"))
     with TestClient(app) as c:

@@ -175,7 +175,7 @@ def test_every_answer_carries_the_security_headers(client: TestClient,
         "429": too_many,
         "no route": client.get("/api/v1/nothing-here"),
         "dashboard": client.get("/"),
-        "static": client.get("/web/app.js"),
+        "static": client.get("/assets/app.js"),
         "docs": client.get("/api/docs"),
     }
     for name, answer in answers.items():
