@@ -41,7 +41,7 @@ from contracts.contract import load_contracts
 from contracts.fleet import Fleet
 from contracts.monitoring import load_monitoring
 from flows.site_state import SiteSettings
-from flows.telemetry_flow import build_flow
+from flows.telemetry_flow import build_flow, fewer_collections
 from infra.ports import free_port
 from infra.services import local_services
 from infra.sim.fleetgen import generate_fleet
@@ -99,8 +99,9 @@ def worker_main(args: argparse.Namespace) -> None:
     flow = passthrough(s) if args.run == "passthrough" else full_flow(
         s, fleet_of(args.sites, args.units), tail=False)
     started = time.time()
-    cli_main(flow, process_id=args.process_id,
-             addresses=args.addresses.split(",") if args.addresses else None)
+    with fewer_collections():  # as `bessmon flows` does
+        cli_main(flow, process_id=args.process_id,
+                 addresses=args.addresses.split(",") if args.addresses else None)
     print(json.dumps({"started": started, "ended": time.time()}))
 
 
@@ -195,7 +196,9 @@ def latency(settings: Settings, fleet: Fleet, seconds: int, warmup: int = 20) ->
 
 def live_main(args: argparse.Namespace) -> None:
     s = Settings.model_validate_json(args.settings)
-    cli_main(full_flow(s, fleet_of(args.sites, args.units), tail=True))
+    flow = full_flow(s, fleet_of(args.sites, args.units), tail=True)
+    with fewer_collections():
+        cli_main(flow)
 
 
 def main() -> None:

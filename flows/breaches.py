@@ -60,6 +60,7 @@ class _Limit:
     always `signed value > signed threshold` (min rules are mirrored)."""
 
     rule: LimitRule
+    tag: str
     unit: str
     sign: float  # +1 for max, −1 for min
     signed: tuple[float, ...]  # thresholds × sign, least severe first
@@ -69,13 +70,14 @@ class _Limit:
     @classmethod
     def of(cls, rule: LimitRule, unit: str) -> _Limit:
         sign = 1.0 if rule.direction == "max" else -1.0
-        return cls(rule, unit, sign, tuple(sign * lv.threshold for lv in rule.levels),
+        return cls(rule, rule.tag, unit, sign, tuple(sign * lv.threshold for lv in rule.levels),
                    rule.hysteresis, round(rule.min_duration_s * 1000))
 
 
 @dataclass(frozen=True, slots=True)
 class _Trend:
     rule: TrendRule
+    tag: str
     unit: str
     sign: float  # +1 rising, −1 falling
     window_ms: int
@@ -86,7 +88,7 @@ class _Trend:
     def of(cls, rule: TrendRule, unit: str) -> _Trend:
         clear = rule.max_rate_per_min if rule.clear_rate_per_min is None \
             else rule.clear_rate_per_min
-        return cls(rule, unit, 1.0 if rule.direction == "rising" else -1.0,
+        return cls(rule, rule.tag, unit, 1.0 if rule.direction == "rising" else -1.0,
                    max(1, round(rule.window_s * 1000)), rule.max_rate_per_min, clear)
 
 
@@ -156,17 +158,27 @@ class BreachEngine:
             return []
         track.last_ts_ms = ts_ms
         out: list[BreachEvent] = []
+        isfinite = math.isfinite
         for lim, lst in track.limits:
-            value = _number(tags.get(lim.rule.tag))
-            if value is None:
+            value = tags.get(lim.tag)
+            if type(value) is not float:  # the usual case, a finite float, inlined
+                value = _number(value)
+                if value is None:
+                    continue
+            elif not isfinite(value):
                 continue
             if lst.level < 0 and lst.since[0] is None and value * lim.sign <= lim.signed[0]:
                 continue  # the quiet case: nothing crossed, nothing active
             self._limit(track, lim, lst, ts_ms, value, out)
         for trend, tst in track.trends:
-            value = _number(tags.get(trend.rule.tag))
-            if value is not None:
-                self._trend(track, trend, tst, ts_ms, value, out)
+            value = tags.get(trend.tag)
+            if type(value) is not float:
+                value = _number(value)
+                if value is None:
+                    continue
+            elif not isfinite(value):
+                continue
+            self._trend(track, trend, tst, ts_ms, value, out)
         return out
 
     def active(self) -> list[BreachEvent]:
@@ -276,17 +288,22 @@ class BreachEngine:
             return  # too short to judge (also: fewer than two samples)
         rate = (value - first) * MS_PER_MIN / span
         directed = rate * trend.sign
+        if st.event is None:
+            if directed <= trend.raise_rate:
+                return  # the quiet case
+        elif directed >= trend.clear_rate:
+            return  # still rising (falling) too fast: the breach holds
         rule, unit = trend.rule, trend.unit
         verb = "rising" if trend.sign > 0 else "falling"
         per_min = f"{_num(abs(rate))} {unit}/min" if unit else f"{_num(abs(rate))}/min"
-        if st.event is None and directed > trend.raise_rate:
+        if st.event is None:
             message = f"{rule.tag} {verb} {per_min}"
             if rule.limit is not None:
                 message += f", {_projection(value, rate, rule.limit, trend.sign, unit)}"
             st.event = _event(rule.id, "trend", track, rule.tag, rule.severity, ts_ms, rate,
                               trend.raise_rate, message)
             out.append(st.event)
-        elif st.event is not None and directed < trend.clear_rate:
+        else:
             clear_at = f"{_num(trend.clear_rate)} {unit}/min" if unit \
                 else f"{_num(trend.clear_rate)}/min"
             out.append(st.event.model_copy(update={

@@ -136,10 +136,22 @@ class DeviceQuality:
         self.last_ts_ms = ts_ms
         if last is not None:
             self._judge_gap(last, ts_ms, out)
+        frozen = self.frozen
+        frozen_after = self.limits.frozen_after_ms
+        moving = self.limits.moving_tags
         for asset_id, tags in tags_by_asset.items():
-            for tag in self.limits.moving_tags:
-                if tag in tags:
-                    self._judge_frozen(asset_id, tag, tags[tag], ts_ms, out)
+            for tag in moving:
+                value = tags.get(tag)
+                if value is None:
+                    continue
+                track = frozen.get((asset_id, tag))
+                # The usual case, decided here: a value that moved with no alert raised.
+                if track is not None and value != track.value and track.alert is None:
+                    track.value = value
+                    track.since_ms = ts_ms
+                elif track is None or track.alert is not None or \
+                        ts_ms - track.since_ms >= frozen_after:
+                    self._judge_frozen(asset_id, tag, value, ts_ms, out)
         return out
 
     def tick(self, now_event_ms: int) -> list[Alert]:

@@ -46,7 +46,7 @@ from flows.breaches import BreachEngine
 from flows.episodes import EpisodeTracker
 from flows.quality import DeviceLimits, DeviceQuality, DlqRate, Flapping
 from flows.status_timeline import Change, Piece, UnitTimeline
-from flows.telemetry import Poll
+from flows.telemetry import Poll, Readings
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -104,7 +104,7 @@ class UnitLive:
     asset_timelines: dict[str, Timeline] = field(default_factory=dict)  # each asset's own
     published_values_ms: int | None = None
     minute_ms: int | None = None  # the minute being downsampled
-    minute: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # n,min,max,Σ,last
+    minute: list[Readings] = field(default_factory=list)  # the polls of that minute
 
 
 @dataclass(frozen=True)
@@ -352,28 +352,14 @@ class SiteState:
 
     def _downsample(self, live: UnitLive, poll: Poll, out: list[Output]) -> None:
         """Per-minute count, min, max, mean and last of every tag, emitted as each minute
-        ends (in-order polls; a minute is closed by the first poll of a later one)."""
+        ends (in-order polls; a minute is closed by the first poll of a later one). A poll
+        is only kept until then: the figures are worked out once, over the whole minute."""
         minute_ms = poll.ts_ms - poll.ts_ms % 60_000
         if live.minute_ms is not None and minute_ms != live.minute_ms:
-            out.extend(TelemetryRow(asset_id, self.site.id, tag, live.minute_ms, int(a[0]),
-                                    a[1], a[2], a[3] / a[0], a[4])
-                       for (asset_id, tag), a in live.minute.items())
-            live.minute = {}
+            out.extend(minute_rows(self.site.id, live.minute_ms, live.minute))
+            live.minute = []
         live.minute_ms = minute_ms
-        minute = live.minute
-        for asset_id, tags in poll.readings:
-            for tag, value in tags.items():
-                agg = minute.get((asset_id, tag))
-                if agg is None:
-                    minute[(asset_id, tag)] = [1.0, value, value, value, value]
-                else:
-                    agg[0] += 1.0
-                    if value < agg[1]:
-                        agg[1] = value
-                    if value > agg[2]:
-                        agg[2] = value
-                    agg[3] += value
-                    agg[4] = value
+        live.minute.append(poll.readings)
 
     def _effective(self, unit_id: str, statuses: Mapping[str, Status]) -> Status:
         """The unit's status with its children rolled up (spec §3)."""
@@ -655,3 +641,27 @@ def _poll_json(poll: Poll) -> str:
     return json.dumps({"device_id": poll.device_id, "ts_ms": poll.ts_ms,
                        "assets": [{"id": a, "tags": t} for a, t in poll.readings]},
                       default=lambda x: None if isinstance(x, float) and math.isnan(x) else x)
+
+
+def minute_rows(site_id: str, minute_ms: int, polls: list[Readings]) -> list[TelemetryRow]:
+    """One row per asset and tag of a minute's polls: count, min, max, mean and last."""
+    by_asset: dict[str, list[dict[str, float]]] = {}
+    for readings in polls:
+        for asset_id, tags in readings:
+            seen = by_asset.get(asset_id)
+            if seen is None:
+                by_asset[asset_id] = [tags]
+            else:
+                seen.append(tags)
+    rows: list[TelemetryRow] = []
+    for asset_id, samples in by_asset.items():
+        first = samples[0].keys()
+        same = all(t.keys() == first for t in samples)  # the usual case: every tag each time
+        names = first if same else dict.fromkeys(k for t in samples for k in t).keys()
+        for tag in names:
+            values = [t[tag] for t in samples] if same else \
+                [t[tag] for t in samples if tag in t]
+            rows.append(TelemetryRow(asset_id, site_id, tag, minute_ms, len(values),
+                                     min(values), max(values), sum(values) / len(values),
+                                     values[-1]))
+    return rows

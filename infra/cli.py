@@ -277,7 +277,7 @@ def cmd_flows(args: argparse.Namespace, settings: Settings) -> int:
     from contracts.fleet import load_fleet
     from contracts.monitoring import load_monitoring
     from flows.site_state import SiteSettings
-    from flows.telemetry_flow import build_flow
+    from flows.telemetry_flow import build_flow, fewer_collections
     from infra.replay import load_site_contracts
 
     _logging()
@@ -304,7 +304,7 @@ def cmd_flows(args: argparse.Namespace, settings: Settings) -> int:
                       finish_at_eof=args.to_end, snapshots=recovery is not None)
     # SIGTERM keeps its default (exit at once): Kafka keeps the input, and with a recovery
     # directory the flow resumes from its last snapshot.
-    with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.suppress(KeyboardInterrupt), fewer_collections():
         cli_main(flow, process_id=args.process_id,
                  addresses=args.addresses.split(",") if args.addresses else None,
                  epoch_interval=dt.timedelta(seconds=args.epoch_interval),

@@ -35,7 +35,7 @@ from contracts.monitoring import MonitoringConfig
 from contracts.output import printed_hours
 from contracts.periods import from_us
 from flows.site_state import SiteSettings
-from flows.telemetry_flow import NullSink, build_flow
+from flows.telemetry_flow import NullSink, build_flow, fewer_collections
 from infra.services import local_services
 from infra.sim.record import device_of, read_jsonl
 
@@ -96,10 +96,11 @@ def replay(settings: Settings, fleet: Fleet, config: MonitoringConfig,
         say(f"replaying {n:,} samples through {settings.topic_telemetry} …")
         # The hot state is left alone: a backfill of past months must not replace what the
         # live stack shows now (its results go to the history and the replay's topics).
-        run_main(build_flow(settings, fleet, config, contracts, tail=False, now_ms=None,
-                            site_settings=SiteSettings.of(config,
-                                                          account_from_contract_year=True),
-                            finish_at_eof=True, hot_sink=NullSink()))
+        flow = build_flow(settings, fleet, config, contracts, tail=False, now_ms=None,
+                          site_settings=SiteSettings.of(config, account_from_contract_year=True),
+                          finish_at_eof=True, hot_sink=NullSink())
+        with fewer_collections():
+            run_main(flow)
         say(f"done in {time.monotonic() - started:.1f} s")
         periods = [PeriodAvailability.model_validate_json(m.value() or b"")
                    for m in read_topic(settings.require_kafka(), settings.topic_availability,
