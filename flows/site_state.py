@@ -105,6 +105,7 @@ class UnitLive:
     published_values_ms: int | None = None
     minute_ms: int | None = None  # the minute being downsampled
     minute: list[Readings] = field(default_factory=list)  # the polls of that minute
+    closed: tuple[int, list[Readings]] | None = None  # a closed minute, its rows not out yet
 
 
 @dataclass(frozen=True)
@@ -242,9 +243,14 @@ class SiteState:
         if poll.ts_ms > self.unit_newest[poll.unit_id]:
             self.unit_newest[poll.unit_id] = poll.ts_ms
             self.newest_ms = max(poll.ts_ms, self.newest_ms or poll.ts_ms)
-            watermark = self.watermark()
-            if self._step_due(self.final_ms, watermark, self.settings.finalize_every_ms):
-                self.finalize(watermark, out)
+            every = self.settings.finalize_every_ms
+            # The watermark is never past the newest sample less the lateness: unless that
+            # bound makes finalizing due, the slowest unit need not be looked for.
+            if self._step_due(self.final_ms, self.newest_ms - self.settings.allowed_lateness_ms,
+                              every):
+                watermark = self.watermark()
+                if self._step_due(self.final_ms, watermark, every):
+                    self.finalize(watermark, out)
         if changed or self._due(self.published_ms, self.settings.publish_every_ms):
             out.extend(self.snapshot())
         return out
@@ -351,15 +357,27 @@ class SiteState:
         return tuple(out)
 
     def _downsample(self, live: UnitLive, poll: Poll, out: list[Output]) -> None:
-        """Per-minute count, min, max, mean and last of every tag, emitted as each minute
-        ends (in-order polls; a minute is closed by the first poll of a later one). A poll
-        is only kept until then: the figures are worked out once, over the whole minute."""
+        """Per-minute count, min, max, mean and last of every tag (in-order polls; a minute
+        is closed by the first poll of a later one). A poll is only kept until then: the
+        figures are worked out once, over the whole minute. Every unit of a fleet closes
+        its minute in the same second, so each one's rows wait a delay of its own (under
+        `MINUTE_SPREAD_MS`): the history is written evenly, not in a burst a minute that
+        holds up the live feed."""
         minute_ms = poll.ts_ms - poll.ts_ms % 60_000
         if live.minute_ms is not None and minute_ms != live.minute_ms:
-            out.extend(minute_rows(self.site.id, live.minute_ms, live.minute))
+            self._emit_closed(live, out)
+            live.closed = (live.minute_ms, live.minute)
             live.minute = []
         live.minute_ms = minute_ms
         live.minute.append(poll.readings)
+        if live.closed is not None and \
+                poll.ts_ms >= live.closed[0] + 60_000 + _spread(poll.unit_id):
+            self._emit_closed(live, out)
+
+    def _emit_closed(self, live: UnitLive, out: list[Output]) -> None:
+        if live.closed is not None:
+            out.extend(minute_rows(self.site.id, *live.closed))
+            live.closed = None
 
     def _effective(self, unit_id: str, statuses: Mapping[str, Status]) -> Status:
         """The unit's status with its children rolled up (spec §3)."""
@@ -407,6 +425,11 @@ class SiteState:
                 self.newest_ms * 1000, self.contract.measurement_period)
             self.finalize(period.end_us // 1000, out)
             out.extend(self.snapshot())
+        for live in self.live.values():  # the newest minutes, the last one as recorded
+            self._emit_closed(live, out)
+            if live.minute_ms is not None and live.minute:
+                out.extend(minute_rows(self.site.id, live.minute_ms, live.minute))
+                live.minute = []
         return out
 
     def _final_days(self, to_ms: int) -> list[Output]:
@@ -641,6 +664,14 @@ def _poll_json(poll: Poll) -> str:
     return json.dumps({"device_id": poll.device_id, "ts_ms": poll.ts_ms,
                        "assets": [{"id": a, "tags": t} for a, t in poll.readings]},
                       default=lambda x: None if isinstance(x, float) and math.isnan(x) else x)
+
+
+MINUTE_SPREAD_MS = 50_000
+
+
+def _spread(unit_id: str) -> int:
+    """A unit's delay before writing a closed minute (stable across restarts)."""
+    return zlib.crc32(unit_id.encode()) % MINUTE_SPREAD_MS
 
 
 def minute_rows(site_id: str, minute_ms: int, polls: list[Readings]) -> list[TelemetryRow]:

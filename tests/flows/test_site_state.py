@@ -15,7 +15,7 @@ from contracts.engine import evaluate
 from contracts.events import DeadLetter, SiteAvailability, StatusChange, TelemetrySample
 from contracts.intervals import StatusInterval
 from contracts.monitoring import load_monitoring
-from flows.site_state import LatestValues, Output, SiteSettings, SiteState
+from flows.site_state import MINUTE_SPREAD_MS, LatestValues, Output, SiteSettings, SiteState
 from flows.telemetry import Normalizer, RawRecord
 from tests.contracts.builders import contract as base_contract
 from tests.flows.timelines import FLEET, T0, sample
@@ -186,11 +186,38 @@ def test_every_asset_has_its_own_live_availability_and_tags_are_downsampled_per_
     assert b1[2] == pytest.approx(100 * (1 - 10 / 100))  # own availability, last hour
     u1 = next(a for a in values.assets if a[0] == "u1")
     assert u1[2] == 100.0  # the unit's own status never changed
+    # That minute's rows are out at most MINUTE_SPREAD_MS after it ends (T0 + 100 s).
+    out += feed(state, [poll(t) for t in range(101, 100 + MINUTE_SPREAD_MS // 1000 + 1)])
     minutes = [m for m in of(out, TelemetryRow) if m.tag == "soc_pct"]
     # Minutes start at T0 + 40 s and T0 + 100 s: the first full one holds t = 40..99.
     first = next(m for m in minutes if m.start_ms == T0 + 40_000)
     assert (first.count, first.min, first.max, first.last) == (60, 40.0, 69.5, 69.5)
     assert first.mean == pytest.approx(sum(20 + t / 2 for t in range(40, 100)) / 60)
+
+
+def test_units_write_their_minutes_at_times_of_their_own_and_the_last_ones_at_the_end() -> None:
+    """Units polled in the same seconds do not all write a closed minute in the same second
+    (a burst of history rows that would hold up the live feed); every row still comes out,
+    and the input's end writes the minutes still held."""
+    state = SiteState(FLEET, "s1", CONFIG, site_contract(), FAST)
+    written: dict[tuple[str, int], int] = {}  # (unit, minute) → the poll time it came out at
+    out: list[Output] = []
+    for t in range(0, 200):  # minutes start at T0 + 40 s, 100 s, 160 s
+        for unit in ("u1", "u2"):
+            step = feed(state, [sample(unit, t)])
+            for row in of(step, TelemetryRow):
+                if row.asset_id == unit and row.tag == "soc_pct":
+                    written[(unit, row.start_ms)] = T0 + t * 1000
+            out += step
+    first = T0 + 40_000
+    when = {unit: written[(unit, first)] - (first + 60_000) for unit in ("u1", "u2")}
+    assert all(0 <= delay < MINUTE_SPREAD_MS for delay in when.values()), when
+    assert when["u1"] != when["u2"]
+    out += state.finish()
+    rows = [r for r in of(out, TelemetryRow) if r.tag == "soc_pct"]
+    for unit in ("u1", "u2"):
+        counts = {r.start_ms: r.count for r in rows if r.asset_id == unit}
+        assert counts == {T0 - 20_000: 40, first: 60, T0 + 100_000: 60, T0 + 160_000: 40}, unit
 
 
 def test_ld_risk_is_warned_once_per_level_and_cleared_once_recovered() -> None:
