@@ -47,6 +47,9 @@ def create_app(settings: Settings | None = None, *, web_dist: Path | None = None
             yield
         finally:
             await ctx.hub.stop()
+            producer = getattr(app.state, "ticket_producer", None)  # webhooks' (flushed)
+            if producer is not None:
+                producer.close()
             await ctx.redis.aclose()
             ctx.history.close()
             ctx.store.close()

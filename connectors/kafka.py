@@ -91,6 +91,10 @@ class CheckedProducer:
                 self._producer.poll(0.1)
         self._producer.poll(0)
 
+    def close(self) -> None:
+        """Stop the client's threads (what was produced and not flushed is dropped)."""
+        self._producer.close()
+
     def flush(self, timeout_s: float = 30.0) -> None:
         remaining = self._producer.flush(timeout_s)
         if remaining:
