@@ -139,17 +139,22 @@ class Protections:
             who = f"a:{address[0]}"
         now = time.time()
         minute = int(now // 60)
-        key = f"{PREFIX}:rate:{who}:{minute}"
-        try:
-            pipe = client.pipeline(transaction=False)
-            pipe.incr(key)
-            pipe.expire(key, 120)
-            count, _ = await pipe.execute()
-        except RedisError:
-            return None
-        if int(count) > self.limit:
+        count = await _count(client, f"{PREFIX}:rate:{who}:{minute}")
+        if count is not None and count > self.limit:
             return max(1, int((minute + 1) * 60 - now) + 1)
         return None
+
+
+async def _count(client: aioredis.Redis, key: str) -> int | None:
+    """One more on a per-minute counter (kept two minutes); None when Redis is away."""
+    try:
+        pipe = client.pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, 120)
+        count, _ = await pipe.execute()
+    except RedisError:
+        return None
+    return int(count)
 
 
 async def login_allowed(client: aioredis.Redis, address: str, username: str,
@@ -158,11 +163,5 @@ async def login_allowed(client: aioredis.Redis, address: str, username: str,
     process); True while under the limit."""
     key = f"{PREFIX}:login:{address}:{hashlib.sha256(username.encode()).hexdigest()[:16]}:" \
           f"{int(time.time() // 60)}"
-    try:
-        pipe = client.pipeline(transaction=False)
-        pipe.incr(key)
-        pipe.expire(key, 120)
-        count, _ = await pipe.execute()
-    except RedisError:
-        return True
-    return int(count) <= per_minute
+    count = await _count(client, key)
+    return count is None or count <= per_minute
