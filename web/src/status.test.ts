@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { againstGuarantee, paletteProperties, siteLevel, stateOf, STATE_COLOURS,
+import { againstGuarantee, dropsToShow, paletteProperties, siteLevel, stateOf, STATE_COLOURS,
          worseState } from "./status";
+import type { Episode } from "./types";
 
 describe("status colours and levels", () => {
   it("colours a site by its worst unit", () => {
@@ -38,5 +39,24 @@ describe("status colours and levels", () => {
     expect(props["--warning-ld_risk"]).toBeDefined();
     expect(props["--severity-critical"]).toBeDefined();
     expect(props["--bg"]).toBeDefined();
+  });
+});
+
+describe("availability drops to list", () => {
+  const drop = (id: string, start: number, end: number | null): Episode => ({
+    episode_id: id, asset_id: "u1", site_id: "s1", start_ms: start, end_ms: end,
+    state: "unavailable", cause: "fault", lost_hours: 1, lost_mwh: 1, tickets: [] });
+
+  it("lists each drop once, the open ones first, then the newest", () => {
+    const open = [drop("b", 200, null)];
+    const history = [drop("a", 100, 150), drop("b", 200, null), drop("c", 300, 350)];
+    expect(dropsToShow(open, history).map((e) => e.episode_id)).toEqual(["b", "c", "a"]);
+  });
+
+  it("keeps at most the limit", () => {
+    const history = Array.from({ length: 60 }, (_, i) => drop(`e${i}`, i, i + 1));
+    const shown = dropsToShow([], history, 50);
+    expect(shown).toHaveLength(50);
+    expect(shown[0].episode_id).toBe("e59");
   });
 });

@@ -1,6 +1,6 @@
 // Status colours and the rules that pick them — the one place they are defined. The CSS
 // reads them as custom properties (`applyPalette`), the charts from these tables.
-import type { Severity, State, WarningLevel } from "./types";
+import type { Episode, Severity, State, WarningLevel } from "./types";
 
 export const STATE_COLOURS: Record<State, string> = {
   available: "#2ea043",
@@ -100,4 +100,13 @@ export function paletteProperties(): Record<string, string> {
 
 export function applyPalette(root: HTMLElement): void {
   for (const [k, v] of Object.entries(paletteProperties())) root.style.setProperty(k, v);
+}
+
+/** The availability drops to list: the open ones (from the detail) and the history's, each
+ * once, still open first, then newest first, at most `limit`. */
+export function dropsToShow(open: Episode[], history: Episode[], limit = 50): Episode[] {
+  const seen = new Set(open.map((e) => e.episode_id));
+  return [...open, ...history.filter((e) => !seen.has(e.episode_id))]
+    .sort((a, b) => Number(b.end_ms === null) - Number(a.end_ms === null) ||
+      b.start_ms - a.start_ms).slice(0, limit);
 }

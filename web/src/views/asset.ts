@@ -7,7 +7,7 @@ import { alarmList, episodeTable, section, stateChip, ticketTable, updateStateCh
 import { attr, frameThrottle, h, reconcile, text } from "../dom";
 import { ago, pct, words } from "../format";
 import { assetHref, siteHref } from "../router";
-import { stateOf } from "../status";
+import { dropsToShow, stateOf } from "../status";
 import type { AssetDetail, AssetLive, AssetNode, Episode, LiveStatus, Page } from "../types";
 import { historyPanel, type Lane } from "./history-panel";
 import { siteView } from "./site";
@@ -147,12 +147,7 @@ export function assetView(app: App, assetId: string): View {
 
   const drawLists = () => {
     const now = app.clock.now();
-    const open = detail?.episodes ?? [];
-    const seen = new Set(open.map((e) => e.episode_id));
-    const all = [...open, ...history.filter((e) => !seen.has(e.episode_id))]
-      .sort((a, b) => Number(b.end_ms === null) - Number(a.end_ms === null) ||
-        b.start_ms - a.start_ms).slice(0, 50);
-    drops.replaceChildren(episodeTable(all, now));
+    drops.replaceChildren(episodeTable(dropsToShow(detail?.episodes ?? [], history), now));
     tickets.replaceChildren(ticketTable((detail?.tickets ?? []).slice(0, 50), now));
   };
 

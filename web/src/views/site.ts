@@ -8,7 +8,7 @@ import { attr, frameThrottle, h, reconcile, text } from "../dom";
 import { CONTRACT_NOTES, siteContract } from "../fleet";
 import { money, pct, words } from "../format";
 import { assetHref } from "../router";
-import { againstGuarantee, siteLevel, stateOf } from "../status";
+import { againstGuarantee, dropsToShow, siteLevel, stateOf } from "../status";
 import type { AssetDetail, AssetNode, Episode, Page, UnitAvailability } from "../types";
 import { historyPanel } from "./history-panel";
 import { updateFreshness } from "./overview";
@@ -156,12 +156,7 @@ export function siteView(app: App, siteId: string): View {
 
   const drawLists = () => {
     const now = app.clock.now();
-    const open = detail?.episodes ?? [];
-    const seen = new Set(open.map((e) => e.episode_id));
-    const all = [...open, ...history.filter((e) => !seen.has(e.episode_id))]
-      .sort((a, b) => Number(b.end_ms === null) - Number(a.end_ms === null) ||
-        b.start_ms - a.start_ms).slice(0, 50);
-    drops.replaceChildren(episodeTable(all, now));
+    drops.replaceChildren(episodeTable(dropsToShow(detail?.episodes ?? [], history), now));
     tickets.replaceChildren(ticketTable((detail?.tickets ?? []).slice(0, 50), now));
   };
 
