@@ -46,7 +46,7 @@ from flows.breaches import BreachEngine
 from flows.episodes import EpisodeTracker
 from flows.quality import DeviceLimits, DeviceQuality, DlqRate, Flapping
 from flows.status_timeline import Change, Piece, UnitTimeline
-from flows.telemetry import Poll, Readings
+from flows.telemetry import Poll
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -104,8 +104,8 @@ class UnitLive:
     asset_timelines: dict[str, Timeline] = field(default_factory=dict)  # each asset's own
     published_values_ms: int | None = None
     minute_ms: int | None = None  # the minute being downsampled
-    minute: list[Readings] = field(default_factory=list)  # the polls of that minute
-    closed: tuple[int, list[Readings]] | None = None  # a closed minute, its rows not out yet
+    minute: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # n,min,max,Σ,last
+    closed: list[TelemetryRow] = field(default_factory=list)  # the last minute's, not out yet
 
 
 @dataclass(frozen=True)
@@ -358,26 +358,39 @@ class SiteState:
 
     def _downsample(self, live: UnitLive, poll: Poll, out: list[Output]) -> None:
         """Per-minute count, min, max, mean and last of every tag (in-order polls; a minute
-        is closed by the first poll of a later one). A poll is only kept until then: the
-        figures are worked out once, over the whole minute. Every unit of a fleet closes
-        its minute in the same second, so each one's rows wait a delay of its own (under
-        `MINUTE_SPREAD_MS`): the history is written evenly, not in a burst a minute that
+        is closed by the first poll of a later one). Every unit of a fleet closes its minute
+        in the same second, so each one's rows wait a delay of its own (under
+        `MINUTE_SPREAD_MS`): the history is written evenly, not in a burst each minute that
         holds up the live feed."""
         minute_ms = poll.ts_ms - poll.ts_ms % 60_000
         if live.minute_ms is not None and minute_ms != live.minute_ms:
-            self._emit_closed(live, out)
-            live.closed = (live.minute_ms, live.minute)
-            live.minute = []
+            out.extend(live.closed)
+            live.closed = self._minute_rows(live)
+            live.minute = {}
         live.minute_ms = minute_ms
-        live.minute.append(poll.readings)
-        if live.closed is not None and \
-                poll.ts_ms >= live.closed[0] + 60_000 + _spread(poll.unit_id):
-            self._emit_closed(live, out)
+        minute = live.minute
+        for asset_id, tags in poll.readings:
+            for tag, value in tags.items():
+                agg = minute.get((asset_id, tag))
+                if agg is None:
+                    minute[(asset_id, tag)] = [1.0, value, value, value, value]
+                else:
+                    agg[0] += 1.0
+                    if value < agg[1]:
+                        agg[1] = value
+                    if value > agg[2]:
+                        agg[2] = value
+                    agg[3] += value
+                    agg[4] = value
+        if live.closed and poll.ts_ms >= live.closed[0].start_ms + 60_000 + \
+                _spread(poll.unit_id):
+            out.extend(live.closed)
+            live.closed = []
 
-    def _emit_closed(self, live: UnitLive, out: list[Output]) -> None:
-        if live.closed is not None:
-            out.extend(minute_rows(self.site.id, *live.closed))
-            live.closed = None
+    def _minute_rows(self, live: UnitLive) -> list[TelemetryRow]:
+        assert live.minute_ms is not None
+        return [TelemetryRow(asset_id, self.site.id, tag, live.minute_ms, int(a[0]), a[1], a[2],
+                             a[3] / a[0], a[4]) for (asset_id, tag), a in live.minute.items()]
 
     def _effective(self, unit_id: str, statuses: Mapping[str, Status]) -> Status:
         """The unit's status with its children rolled up (spec §3)."""
@@ -426,10 +439,11 @@ class SiteState:
             self.finalize(period.end_us // 1000, out)
             out.extend(self.snapshot())
         for live in self.live.values():  # the newest minutes, the last one as recorded
-            self._emit_closed(live, out)
-            if live.minute_ms is not None and live.minute:
-                out.extend(minute_rows(self.site.id, live.minute_ms, live.minute))
-                live.minute = []
+            out.extend(live.closed)
+            live.closed = []
+            if live.minute:
+                out.extend(self._minute_rows(live))
+                live.minute = {}
         return out
 
     def _final_days(self, to_ms: int) -> list[Output]:
@@ -672,27 +686,3 @@ MINUTE_SPREAD_MS = 50_000
 def _spread(unit_id: str) -> int:
     """A unit's delay before writing a closed minute (stable across restarts)."""
     return zlib.crc32(unit_id.encode()) % MINUTE_SPREAD_MS
-
-
-def minute_rows(site_id: str, minute_ms: int, polls: list[Readings]) -> list[TelemetryRow]:
-    """One row per asset and tag of a minute's polls: count, min, max, mean and last."""
-    by_asset: dict[str, list[dict[str, float]]] = {}
-    for readings in polls:
-        for asset_id, tags in readings:
-            seen = by_asset.get(asset_id)
-            if seen is None:
-                by_asset[asset_id] = [tags]
-            else:
-                seen.append(tags)
-    rows: list[TelemetryRow] = []
-    for asset_id, samples in by_asset.items():
-        first = samples[0].keys()
-        same = all(t.keys() == first for t in samples)  # the usual case: every tag each time
-        names = first if same else dict.fromkeys(k for t in samples for k in t).keys()
-        for tag in names:
-            values = [t[tag] for t in samples] if same else \
-                [t[tag] for t in samples if tag in t]
-            rows.append(TelemetryRow(asset_id, site_id, tag, minute_ms, len(values),
-                                     min(values), max(values), sum(values) / len(values),
-                                     values[-1]))
-    return rows
