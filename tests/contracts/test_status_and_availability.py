@@ -6,6 +6,8 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from connectors.settings import EXAMPLE_MONITORING
 from contracts.availability import Timeline, local_midnight_ms
@@ -73,6 +75,34 @@ def test_timeline_merges_equal_neighbours_and_totals_exactly() -> None:
     assert t.availability_pct(5000, 6000) is None
     with pytest.raises(ValueError, match="overlaps"):
         t.add(3500, 5000, 0.0)
+
+
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(1, 50), st.sampled_from(
+    [0.0, 0.25, 0.5, 1.0])), max_size=200), st.lists(st.tuples(st.integers(0, 12_000),
+                                                          st.integers(0, 12_000)), max_size=20),
+       st.integers(0, 12_000))
+def test_timeline_totals_equal_a_walk_over_its_segments(
+        pieces: list[tuple[int, int, float]], windows: list[tuple[int, int]], cut: int) -> None:
+    """The running totals give what summing the segments' overlaps gives, before and after
+    a trim (which may drop segments for good)."""
+    t, segments, at = Timeline(), [], 0
+    for gap, length, loss in pieces:
+        at += gap
+        t.add(at, at + length, loss)
+        segments.append((at, at + length, loss))
+        at += length
+
+    def walk(start: int, end: int, floor: int = 0) -> tuple[float, float]:
+        start = max(start, floor)
+        overlaps = [(min(e, end) - max(s, start), loss) for s, e, loss in segments]
+        return (float(sum(d for d, _ in overlaps if d > 0)),
+                sum(d * loss for d, loss in overlaps if d > 0))
+
+    for start, end in windows:
+        assert t.totals(start, end) == pytest.approx(walk(start, end))
+    t.trim(cut)
+    for start, end in [*windows, (0, 12_000)]:
+        assert t.totals(start, end) == pytest.approx(walk(start, end, cut))
 
 
 def test_rollup_takes_the_larger_of_own_and_capacity_weighted_children() -> None:
