@@ -17,7 +17,18 @@ from api import errors, log_redaction
 from api.context import ApiContext
 from api.live import LiveHub
 from api.protections import Protections
-from api.routes import admin, alarms, assets, auth, contracts, health, sites, webhooks, ws
+from api.routes import (
+    admin,
+    alarms,
+    assets,
+    auth,
+    contracts,
+    data_quality,
+    health,
+    sites,
+    webhooks,
+    ws,
+)
 from connectors.settings import REPO_ROOT, Settings, get_settings
 
 WEB_DIST = REPO_ROOT / "web" / "dist"
@@ -61,7 +72,8 @@ def create_app(settings: Settings | None = None, *, web_dist: Path | None = None
                               "answer is limited to the caller's customers and regions.")
     app.state.ctx = ctx
     errors.install(app)
-    for module in (health, auth, sites, assets, alarms, contracts, admin, webhooks, ws):
+    for module in (health, auth, sites, assets, alarms, data_quality, contracts, admin,
+                   webhooks, ws):
         app.include_router(module.router, prefix="/api/v1")
 
     @app.get("/", include_in_schema=False)

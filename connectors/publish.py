@@ -1,7 +1,8 @@
 """Where the device connectors (Modbus, OPC UA) put what they read: samples on the telemetry
-topic and device-health changes on the device-health topic, both keyed by device id, through
-a spooling producer — nothing is lost while the broker is away, or when the connector stops
-while it is (the spool is sent first by the next run)."""
+topic, device-health changes on the device-health topic and what they refuse on the
+dead-letter topic (connectors/refusals.py), all keyed by device id, through a spooling
+producer — nothing is lost while the broker is away, or when the connector stops while it is
+(the spool is sent first by the next run)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import time
 from connectors.kafka import SpoolingProducer, ensure_topics
 from connectors.settings import Settings
 from connectors.spool import SpoolFull
-from contracts.events import DeviceHealth, TelemetrySample
+from contracts.events import DeadLetter, DeviceHealth, TelemetrySample
 
 log = logging.getLogger(__name__)
 
@@ -19,8 +20,8 @@ log = logging.getLogger(__name__)
 class DevicePublisher:
     def __init__(self, settings: Settings, connector: str) -> None:
         bootstrap = settings.require_kafka()
-        ensure_topics(bootstrap, [settings.topic_telemetry, settings.topic_device_health],
-                      settings.topic_partitions)
+        ensure_topics(bootstrap, [settings.topic_telemetry, settings.topic_device_health,
+                                  settings.topic_dlq], settings.topic_partitions)
         self.settings = settings
         self.producer = SpoolingProducer(bootstrap, settings.spool_for(connector),
                                          max_spool_bytes=settings.spool_max_bytes)
@@ -37,6 +38,11 @@ class DevicePublisher:
     def health(self, event: DeviceHealth) -> None:
         self._produce(self.settings.topic_device_health, event.device_id,
                       event.model_dump_json().encode())
+
+    def dead(self, letter: DeadLetter) -> None:
+        """A refused value or answer, keyed by the device that sent it."""
+        self._produce(self.settings.topic_dlq, letter.key or "",
+                      letter.model_dump_json().encode())
 
     def _produce(self, topic: str, key: str, value: bytes) -> None:
         try:

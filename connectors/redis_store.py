@@ -42,3 +42,9 @@ def tickets_key(site_id: str) -> str:
     """The newest version of every ticket on a site's assets: hash `provider:ticket_id` →
     TicketEvent JSON."""
     return f"{PREFIX}:tickets:{site_id}"
+
+
+def dead_letters_key(site_id: str | None) -> str:
+    """Refused records by source and reason: hash `["device", "reason"]` (JSON) →
+    DeadLetterTally JSON; `unrouted` for records that named no site of the fleet."""
+    return f"{PREFIX}:dead-letters:{site_id or 'unrouted'}"

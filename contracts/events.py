@@ -22,7 +22,16 @@ Cause = Literal[
     "environmental",
     "comms_loss",
 ]
-EpochMs = Annotated[int, Field(ge=0)]
+# Every time is bounded: an integer beyond 2100 is no timestamp but a broken record, and it
+# would overflow the history store's 64-bit columns or a Redis score further down the line.
+MAX_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
+EpochMs = Annotated[int, Field(ge=0, le=MAX_MS)]
+# A time a device or a vendor's system reports: no device of a fleet commissioned this
+# century reports the 1970s or 1990s (a clock reset to its epoch does).
+MIN_DEVICE_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+DeviceMs = Annotated[int, Field(ge=MIN_DEVICE_MS, le=MAX_MS)]
+# Ids and tag names: printable, bounded (they become Redis keys, history columns, log lines).
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
 TagValue = float | int | str | bool
 
 
@@ -33,19 +42,19 @@ class _Event(BaseModel):
 class AssetReading(_Event):
     """The tag values one device reported for one asset in one poll."""
 
-    id: str = Field(min_length=1)
-    tags: dict[str, TagValue]
+    id: Name
+    tags: dict[Name, TagValue] = Field(max_length=10_000)
 
 
 class TelemetrySample(_Event):
     """`bess.telemetry.raw`, key = device id: one poll of one device."""
 
     v: Literal[1] = 1
-    device_id: str = Field(min_length=1)
+    device_id: Name
     # The device type (register map / tag map) that produced the tags; None = canonical tags.
-    device_type: str | None = None
-    ts_ms: EpochMs
-    assets: tuple[AssetReading, ...] = Field(min_length=1)
+    device_type: Name | None = None
+    ts_ms: DeviceMs
+    assets: tuple[AssetReading, ...] = Field(min_length=1, max_length=10_000)
 
 
 class StatusChange(_Event):
@@ -154,8 +163,12 @@ class PeriodAvailability(_Event):
     units: tuple[UnitPeriod, ...]
 
 
+PAYLOAD_MAX_CHARS = 100_000  # a dead letter must itself fit in a topic message (1 MB)
+
+
 class DeadLetter(_Event):
-    """`bess.dlq`, key = source: a record refused by a flow or connector, kept whole."""
+    """`bess.dlq`, key = source: a record refused by a flow or connector, kept whole (up to
+    PAYLOAD_MAX_CHARS; `dead_letter` cuts a longer one and says so in `truncated`)."""
 
     v: Literal[1] = 1
     source: str
@@ -167,6 +180,39 @@ class DeadLetter(_Event):
     partition: int | None = None
     offset: int | None = None
     payload: str = Field(description="the refused record as text (undecodable bytes escaped)")
+    truncated: bool = False  # the payload is the record's first PAYLOAD_MAX_CHARS only
+
+
+def dead_letter(*, source: str, reason: str, detail: str, ts_ms: int, payload: str,
+                key: str | None = None, topic: str | None = None, partition: int | None = None,
+                offset: int | None = None) -> DeadLetter:
+    """A dead letter that can always be written: the time clamped into range, the detail and
+    payload cut to size, and text that no encoder refuses (lone surrogates escaped)."""
+    def text(value: str, limit: int) -> str:
+        return value[:limit].encode("utf-8", "backslashreplace").decode("utf-8")
+
+    return DeadLetter(source=source, reason=reason, detail=text(detail, 2000),
+                      ts_ms=min(max(ts_ms, 0), MAX_MS),
+                      key=None if key is None else text(key, 1000), topic=topic,
+                      partition=partition, offset=offset,
+                      payload=text(payload, PAYLOAD_MAX_CHARS),
+                      truncated=len(payload) > PAYLOAD_MAX_CHARS)
+
+
+class DeadLetterTally(_Event):
+    """One source's refused records of one reason, counted by the flows since they started:
+    which device sends bad records, and why (Redis hash `dead_letters_key(site)`, field
+    `[device, reason]` as JSON). `device` is the record's key (its device id, "" for none);
+    `site_id` None for records that named no site of the fleet."""
+
+    v: Literal[1] = 1
+    site_id: str | None
+    device: str
+    reason: str
+    count: int = Field(ge=1)
+    first_ms: EpochMs  # event time of the first and the last of them
+    last_ms: EpochMs
+    last_detail: str
 
 
 Severity = Literal["critical", "major", "minor", "warning"]
@@ -202,6 +248,8 @@ AlertKind = Literal[
     "clock_skew",  # a device's timestamps drift from the receiving clock
     "dlq_rate",  # the share of rejected records is rising
     "data_instability",  # a status flapping faster than plausible
+    "unwritable",  # a sink of the flows refused an item: it went to the dead-letter topic
+    "store_outage",  # a sink of the flows cannot write at all: retrying, nothing dropped
 ]
 
 
@@ -230,17 +278,17 @@ class TicketEvent(_Event):
     it, normalized (connectors/ticketing maps each vendor's payload to this)."""
 
     v: Literal[1] = 1
-    provider: str = Field(min_length=1)  # jira | servicenow | zendesk | …
-    ticket_id: str = Field(min_length=1)
-    asset_id: str | None  # through the configured field / label / CI mapping
+    provider: Name  # jira | servicenow | zendesk | …
+    ticket_id: Name
+    asset_id: Name | None  # through the configured field / label / CI mapping
     status: TicketStatus
-    priority: str | None = None
-    category: str | None = None
-    opened_ms: EpochMs
-    updated_ms: EpochMs
-    resolved_ms: EpochMs | None = None
-    summary: str = ""
-    url: str | None = None
+    priority: str | None = Field(default=None, max_length=200)
+    category: str | None = Field(default=None, max_length=200)
+    opened_ms: DeviceMs
+    updated_ms: DeviceMs
+    resolved_ms: DeviceMs | None = None
+    summary: str = Field(default="", max_length=10_000)
+    url: str | None = Field(default=None, max_length=2_000)
 
 
 class TicketRef(_Event):

@@ -5,12 +5,16 @@ replayed after a recovery writes nothing twice."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from connectors.history import HistoryStore, open_history
 from connectors.history.rows import AvailabilityRow, StatusIntervalRow, TelemetryRow
 from connectors.settings import Settings
 from contracts.events import Alert, BreachEvent, PeriodAvailability, UnavailabilityEpisode
+from flows.sink_errors import Reporter, SinkGuard, describe_json
 from flows.site_state import Output
 
 HistoryItem = (StatusIntervalRow | AvailabilityRow | TelemetryRow | PeriodAvailability
@@ -31,8 +35,12 @@ def period_rows(item: PeriodAvailability) -> list[AvailabilityRow]:
 
 
 class _Partition(StatelessSinkPartition[HistoryItem]):
-    def __init__(self, store: HistoryStore) -> None:
+    """One write per kind per batch, each through the sink's guard: an item the store
+    refuses goes to the dead-letter topic, an outage is retried (flows/sink_errors.py)."""
+
+    def __init__(self, store: HistoryStore, guard: SinkGuard) -> None:
         self._store = store
+        self._guard = guard
 
     def write_batch(self, items: list[HistoryItem]) -> None:
         status: list[StatusIntervalRow] = []
@@ -57,26 +65,22 @@ class _Partition(StatelessSinkPartition[HistoryItem]):
             else:
                 episodes.append(item)
         store = self._store
-        if status:
-            store.write_status(status)
-        if availability:
-            store.write_availability(availability)
-        if telemetry:
-            store.write_telemetry(telemetry)
-        if breaches:
-            store.write_breaches(breaches)
-        if alerts:
-            store.write_alerts(alerts)
-        if episodes:
-            store.write_episodes(episodes)
+        writes: list[tuple[Sequence[Any], Callable[[Sequence[Any]], None]]] = [
+            (status, store.write_status), (availability, store.write_availability),
+            (telemetry, store.write_telemetry), (breaches, store.write_breaches),
+            (alerts, store.write_alerts), (episodes, store.write_episodes)]
+        for rows, write in writes:
+            self._guard.write(rows, write)
 
     def close(self) -> None:
         self._store.close()
 
 
 class HistorySink(DynamicSink[HistoryItem]):
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, reporter: Reporter) -> None:
         self._settings = settings
+        self._reporter = reporter
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
-        return _Partition(open_history(self._settings))
+        return _Partition(open_history(self._settings),
+                          SinkGuard("history", self._reporter, describe_json))

@@ -11,6 +11,7 @@ with new sequence numbers)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -20,6 +21,7 @@ from connectors.redis_store import (
     alarm_handling_key,
     alarms_key,
     alerts_key,
+    dead_letters_key,
     episodes_key,
     latest_key,
     site_key,
@@ -28,25 +30,34 @@ from connectors.redis_store import (
 from contracts.events import (
     Alert,
     BreachEvent,
+    DeadLetterTally,
     SiteAvailability,
     UnavailabilityEpisode,
 )
+from flows.sink_errors import Reporter, SinkGuard, describe_json
 from flows.site_state import LatestValues, Output, SiteTicket
 
 HotState = (SiteAvailability | LatestValues | BreachEvent | Alert | UnavailabilityEpisode
-            | SiteTicket)
+            | SiteTicket | DeadLetterTally)
 
 
 def hot_state(item: Output) -> HotState | None:
     return item if isinstance(item, SiteAvailability | LatestValues | BreachEvent | Alert
-                              | UnavailabilityEpisode | SiteTicket) else None
+                              | UnavailabilityEpisode | SiteTicket | DeadLetterTally) else None
 
 
 class _Partition(StatelessSinkPartition[HotState]):
-    def __init__(self, client: redis.Redis) -> None:
+    """One pipeline per batch, through the sink's guard: an item Redis refuses goes to the
+    dead-letter topic, an outage is retried (flows/sink_errors.py)."""
+
+    def __init__(self, client: redis.Redis, guard: SinkGuard) -> None:
         self._client = client
+        self._guard = guard
 
     def write_batch(self, items: list[HotState]) -> None:
+        self._guard.write(items, self._write)
+
+    def _write(self, items: Sequence[HotState]) -> None:
         pipe = self._client.pipeline(transaction=False)
         for item in items:
             if isinstance(item, SiteAvailability):
@@ -74,6 +85,9 @@ class _Partition(StatelessSinkPartition[HotState]):
                 t = item.ticket
                 pipe.hset(tickets_key(item.site_id), f"{t.provider}:{t.ticket_id}",
                           t.model_dump_json())
+            elif isinstance(item, DeadLetterTally):
+                pipe.hset(dead_letters_key(item.site_id),
+                          json.dumps([item.device, item.reason]), item.model_dump_json())
             elif isinstance(item, UnavailabilityEpisode):
                 key = episodes_key(item.site_id)
                 if item.end_ms is None:
@@ -98,8 +112,10 @@ class _Partition(StatelessSinkPartition[HotState]):
 
 
 class RedisSink(DynamicSink[HotState]):
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, reporter: Reporter) -> None:
         self._url = redis_url
+        self._reporter = reporter
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
-        return _Partition(redis.Redis.from_url(self._url))
+        return _Partition(redis.Redis.from_url(self._url, socket_timeout=30),
+                          SinkGuard("redis", self._reporter, describe_json))

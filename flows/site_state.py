@@ -25,6 +25,7 @@ from contracts.events import (
     BreachEvent,
     ContractKpis,
     DeadLetter,
+    DeadLetterTally,
     PeriodAvailability,
     SiteAvailability,
     State,
@@ -74,7 +75,7 @@ class SiteTicket:
 
 Output = (StatusChange | StatusIntervalRow | SiteAvailability | DeadLetter | LatestValues
           | BreachEvent | Alert | UnavailabilityEpisode | PeriodAvailability | AvailabilityRow
-          | TelemetryRow | SiteTicket)
+          | TelemetryRow | SiteTicket | DeadLetterTally)
 
 
 def technical_contract(site: Site) -> Contract:

@@ -12,7 +12,7 @@ from typing import cast
 
 from pydantic import ValidationError
 
-from contracts.events import DeadLetter, TelemetrySample
+from contracts.events import DeadLetter, TelemetrySample, dead_letter
 from contracts.fleet import Fleet
 from contracts.monitoring import MonitoringConfig, TagMapping
 
@@ -32,10 +32,10 @@ class RawRecord:
     offset: int | None = None
 
     def dead(self, source: str, reason: str, detail: str, ts_ms: int) -> DeadLetter:
-        return DeadLetter(source=source, reason=reason, detail=detail[:2000], ts_ms=ts_ms,
-                          key=as_text(self.key) or None, topic=self.topic,
-                          partition=self.partition, offset=self.offset,
-                          payload=as_text(self.value))
+        return dead_letter(source=source, reason=reason, detail=detail, ts_ms=ts_ms,
+                           key=as_text(self.key) or None, topic=self.topic,
+                           partition=self.partition, offset=self.offset,
+                           payload=as_text(self.value))
 
 
 def decode_sample(record: RawRecord, now_ms: int) -> TelemetrySample | DeadLetter:
@@ -95,8 +95,10 @@ class Normalizer:
 
     def normalize(self, sample: TelemetrySample, record: RawRecord,
                   now_ms: int | None) -> tuple[Poll | None, DeadLetter | None]:
-        """`now_ms` is the receiving clock (None in replays: old timestamps are expected);
-        a timestamp further ahead of it than the allowed skew is refused."""
+        """`now_ms` is the clock the record cannot be ahead of — when it was produced, or
+        received (None when neither is known); a timestamp further ahead of it than the
+        allowed skew is refused: one sample from the future would move the site's
+        watermark there and turn every honest sample after it late."""
 
         def dead(reason: str, detail: str) -> DeadLetter:
             return record.dead("flows.telemetry", reason, detail, sample.ts_ms)
@@ -130,13 +132,18 @@ class Normalizer:
                 kind = type(raw_value)
                 if kind is float or kind is int:  # bool and str are refused below
                     tag, scale, offset, low, high = target
-                    value = raw_value * scale + offset  # type: ignore[operator]
+                    value = _scaled(raw_value, scale, offset)  # type: ignore[arg-type]
                     if low <= value <= high:  # False for NaN; inf is beyond the bounds
                         tags[tag] = value
                         continue
                 refused.append(_refusal(reading.id, raw_tag, raw_value, target))
             readings.append((reading.id, tags))
         assert unit_id is not None  # a sample has at least one asset
+        if record.key is not None and record.key != sample.device_id.encode():
+            # Connectors key every record by its device: a record saying otherwise was not
+            # written by one, and would open state for a device that does not exist.
+            return None, dead("key_mismatch", f"record key {as_text(record.key)[:200]!r} is not "
+                              f"its device_id {sample.device_id!r}")
         poll = Poll(sample.device_id, self.assets[unit_id].site_id, unit_id, sample.ts_ms,
                     tuple(readings), sample.device_type)
         if refused:
@@ -144,16 +151,24 @@ class Normalizer:
         return poll, None
 
 
+def _scaled(raw_value: float, scale: float, offset: float) -> float:
+    """The canonical value, always a float (an int beyond 2**63 would overflow the history's
+    columns further down); NaN for an int too large for a float, which the bounds refuse."""
+    try:
+        return float(raw_value) * scale + offset
+    except OverflowError:
+        return math.nan
+
+
 def _refusal(asset_id: str, raw_tag: str, raw_value: object, target: _Target) -> str:
     """Why a value was refused, for the dead letter."""
     kind = type(raw_value)
     if kind is not float and kind is not int:
-        return f"{asset_id}.{raw_tag}={raw_value!r} is not a number"
-    number = cast(float, raw_value)
-    if not math.isfinite(number):
-        return f"{asset_id}.{raw_tag}={raw_value!r} is not finite"
+        return f"{asset_id}.{raw_tag}={repr(raw_value)[:40]} is not a number"
     tag, scale, offset, low, high = target
-    value = number * scale + offset
+    value = _scaled(cast(float, raw_value), scale, offset)
+    if not math.isfinite(value):
+        return f"{asset_id}.{raw_tag}={str(raw_value)[:40]} is not a finite number"
     return (f"{asset_id}.{tag}={value:g} is outside the possible range [{_bound(low)}, "
             f"{_bound(high)}]")
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource, KafkaSourceMessage
+from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSource, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.operators import StatefulLogic
@@ -48,9 +48,12 @@ from contracts.events import (
 )
 from contracts.fleet import Fleet
 from contracts.monitoring import MonitoringConfig
+from flows.dead_letters import DeadLetterCounts
 from flows.episodes import ticket_site
 from flows.history_sink import HistoryItem, HistorySink, history_item
+from flows.kafka_sink import KafkaOutSink
 from flows.redis_sink import HotState, RedisSink, hot_state
+from flows.sink_errors import KafkaReporter
 from flows.site_state import Output, SiteSettings, SiteState
 from flows.telemetry import Normalizer, RawRecord, decode_sample
 
@@ -100,28 +103,44 @@ class SiteRuntime:
         self.site_id = site_id
         self.normalizer = normalizer
         self.state = state
+        self.dead_letters = DeadLetterCounts(None if site_id == UNROUTED else site_id)
 
     def __getstate__(self) -> dict[str, object]:
-        return {"site_id": self.site_id, "normalizer": None, "state": self.state}
+        return {"site_id": self.site_id, "normalizer": None, "state": self.state,
+                "dead_letters": self.dead_letters}
 
     def on_record(self, kind: Kind, record: RawRecord, now_ms: int | None,
                   produced_ms: int | None = None) -> list[Output]:
         """`now_ms`: the receiving clock (None in replays); `produced_ms`: when the connector
-        produced the record (its Kafka create time), what a device's clock is judged by."""
+        produced the record (its Kafka create time), what a device's clock is judged by
+        (live) and what no sample can be ahead of (live and replays)."""
+        out = self._record(kind, record, now_ms, produced_ms)
+        tallies: list[Output] = []
+        for item in out:
+            if isinstance(item, DeadLetter):
+                tallies += self.dead_letters.observe(item, now_ms)
+        if not tallies:
+            tallies += self.dead_letters.flush(now_ms)
+        return out + tallies if tallies else out
+
+    def _record(self, kind: Kind, record: RawRecord, now_ms: int | None,
+                produced_ms: int | None) -> list[Output]:
         if kind == "ticket":
             return self._ticket(record, now_ms)
         assert self.normalizer is not None, "bind a normalizer after a recovery"
         sample = decode_sample(record, now_ms or 0)
         if isinstance(sample, DeadLetter):
             return self.state.on_dead(sample) if self.state else [sample]
-        poll, dead = self.normalizer.normalize(sample, record, now_ms)
+        poll, dead = self.normalizer.normalize(
+            sample, record, now_ms if produced_ms is None else produced_ms)
         if poll is None or self.state is None or poll.site_id != self.site_id:
             if dead is None:  # routed here but names another site's assets
                 dead = record.dead("flows.telemetry", "unknown_asset",
                                    f"device {sample.device_id!r} is no battery unit of the "
                                    "fleet", sample.ts_ms)
             return self.state.on_dead(dead) if self.state else [dead]
-        return self.state.on_poll(poll, dead, now_ms if produced_ms is None else produced_ms)
+        received = None if now_ms is None else (now_ms if produced_ms is None else produced_ms)
+        return self.state.on_poll(poll, dead, received)
 
     def _ticket(self, record: RawRecord, now_ms: int | None) -> list[Output]:
         try:
@@ -158,15 +177,18 @@ class SiteLogic(StatefulLogic[tuple[str, Kind, RawMessage], Output, bytes]):
         # Live, a device's clock is judged against the time its record was produced, not
         # read: a flow catching up after a restart reads old records, from clocks that
         # were right.
-        produced = msg.timestamp[1] if now is not None and msg.timestamp is not None \
+        produced = msg.timestamp[1] if msg.timestamp is not None \
             and msg.timestamp[0] == TIMESTAMP_CREATE_TIME and msg.timestamp[1] > 0 else None
         return self.runtime.on_record(kind, record, now, produced), StatefulLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[Output], bool]:
-        state = self.runtime.state if self.runtime else None
+        if self.runtime is None:
+            return [], StatefulLogic.RETAIN
+        out: list[Output] = list(self.runtime.dead_letters.flush(None, force=True))
+        state = self.runtime.state
         if self.finish_at_eof and state is not None:
-            return state.finish(), StatefulLogic.RETAIN
-        return [], StatefulLogic.RETAIN
+            out += state.finish()
+        return out, StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes:
         # Bytewax asks at every epoch, recovery or not: pickling a site is not free.
@@ -272,16 +294,18 @@ def build_flow(
 
     outputs = op.stateful("site", stamped, builder)
     results = op.key_rm("unkey", outputs)
+    # What a sink cannot write goes to the dead-letter topic; an outage raises an alert.
+    reporter = KafkaReporter(settings.kafka_bootstrap_servers, topics.dlq, topics.alerts,
+                             settings.redis_url)
     hot = cast(Stream[HotState], op.filter_map("to_redis", results, hot_state))
     op.output("redis", hot, hot_sink if hot_sink is not None else RedisSink(
-        settings.require_redis()))
+        settings.require_redis(), reporter))
     history = cast(Stream[HistoryItem], op.filter_map("to_history", results, history_item))
     op.output("history", history, history_sink if history_sink is not None else
-              HistorySink(settings))
+              HistorySink(settings, reporter))
     messages = op.filter_map("to_kafka", results, lambda item: to_kafka(item, topics))
     if kafka_sink is None:
-        # topic=None: each message names its topic.
-        kafka_sink = cast(Sink[Out], KafkaSink([settings.require_kafka()], topic=None))
+        kafka_sink = KafkaOutSink(settings.require_kafka(), reporter)
     op.output("kafka", messages, kafka_sink)
     return flow
 

@@ -19,6 +19,10 @@ class Permission(StrEnum):
     REPORTS_EXPORT = "reports.export"  # compliance reports and telemetry exports
     AUDIT_READ = "audit.read"
     API_KEYS_MANAGE = "api_keys.manage"
+    # Records refused before they could be tied to a site (no device of the fleet on their
+    # key, no asset of the fleet in them): fleet-wide, so shown only to a caller whose scope
+    # is the whole fleet (`*` customers and regions) — whoever could write to the topic.
+    DATA_QUALITY_UNROUTED = "data_quality.unrouted"
 
 
 P = Permission

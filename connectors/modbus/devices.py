@@ -8,13 +8,14 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from contracts.events import Name
 from contracts.yamltext import YamlDocument, read_text, validate
 
 
 class DeviceConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    id: str = Field(min_length=1)  # key of its samples on the telemetry topic
+    id: Name  # key of its samples on the telemetry topic
     asset: str = Field(min_length=1)  # the battery unit it controls (fleet id)
     host: str
     port: int = Field(ge=1, le=65535)

@@ -1,5 +1,6 @@
-"""The errors of the Modbus connector. pymodbus' own exceptions, timeouts and exception
-responses never leave `gateway.py`: callers see one of these, named for what went wrong."""
+"""The errors of the Modbus connector. pymodbus' own exceptions, timeouts, exception
+responses and malformed answers never leave `gateway.py`: callers see one of these, named for
+what went wrong."""
 
 from __future__ import annotations
 
@@ -25,6 +26,16 @@ class DeviceUnavailable(ModbusError):
     def __init__(self, message: str, *, connection_down: bool) -> None:
         super().__init__(message)
         self.connection_down = connection_down
+
+
+class DeviceGarbled(ModbusError):
+    """The device answered, but not what was asked: fewer or more registers than requested,
+    the answer of another function, or bytes that are no Modbus answer to the request.
+    `answer` is what came, as text (registers, or the bytes in hex)."""
+
+    def __init__(self, message: str, *, answer: str) -> None:
+        super().__init__(message)
+        self.answer = answer
 
 
 class DeviceRefused(ModbusError):
@@ -57,8 +68,8 @@ class SetpointRejected(SetpointError):
 
 
 class SetpointTimeout(SetpointError):
-    """The write or its read-back got no answer (timeout, connection down): whether the
-    device took the value is unknown."""
+    """The write or its read-back got no usable answer (timeout, connection down, a garbled
+    answer): whether the device took the value is unknown."""
 
 
 class SetpointMismatch(SetpointError):

@@ -1,7 +1,12 @@
 """One coordinator per Modbus TCP gateway (host:port): it owns the connection its devices
 share, serializes their requests, reconnects with exponential backoff, retries failed reads,
-and turns every pymodbus exception, timeout and exception response into a `DeviceUnavailable`
-or a `DeviceRefused` (connectors/modbus/errors.py)."""
+and turns every pymodbus exception, timeout, exception response and malformed answer into a
+`DeviceUnavailable`, a `DeviceRefused` or a `DeviceGarbled` (connectors/modbus/errors.py).
+
+A request that got bytes back which pymodbus could not take for its answer (a frame of
+another transaction or unit, a byte count beyond the frame, noise) ends as a timeout or a
+lost connection inside pymodbus; the bytes received meanwhile tell it apart from silence: it
+is `DeviceGarbled`, with those bytes."""
 
 from __future__ import annotations
 
@@ -17,10 +22,16 @@ from typing import Any
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 
-from connectors.modbus.errors import EXCEPTION_NAMES, DeviceRefused, DeviceUnavailable
+from connectors.modbus.errors import (
+    EXCEPTION_NAMES,
+    DeviceGarbled,
+    DeviceRefused,
+    DeviceUnavailable,
+)
 
 log = logging.getLogger(__name__)
 WRITE, POLL = 0, 1  # lock priorities: a setpoint write goes before queued polls
+MAX_ADU = 260  # bytes of a Modbus TCP frame at most: what is kept of an unusable answer
 
 
 class _PriorityLock:
@@ -79,11 +90,15 @@ class GatewayLink:
         result = await self._gateway.request(
             lambda: client.read_holding_registers(address, count=count, device_id=unit_id),
             f"unit {unit_id} read {address}+{count}", timeout_s)
-        registers = list(result.registers)
+        where = f"{self._gateway.name} unit {unit_id} read {address}+{count}"
+        function_code = getattr(result, "function_code", None)
+        registers = list(getattr(result, "registers", None) or ())
+        if function_code != 3:
+            raise DeviceGarbled(f"{where}: answered function {function_code} "
+                                f"({type(result).__name__}), not 3", answer=repr(result)[:500])
         if len(registers) != count:
-            raise DeviceUnavailable(f"{self._gateway.name} unit {unit_id}: read {address}+{count}"
-                                    f" answered {len(registers)} registers",
-                                    connection_down=False)
+            raise DeviceGarbled(f"{where}: answered {len(registers)} registers",
+                                answer=str(registers))
         return registers
 
     async def write(self, unit_id: int, address: int, values: Sequence[int],
@@ -124,13 +139,19 @@ class GatewayCoordinator:
         self._lock = _PriorityLock()
         self._failures = 0  # consecutive connection-level failures
         self._next_connect = 0.0
+        self._received = b""  # bytes received since the last request was sent
+
+    def _trace(self, sending: bool, data: bytes) -> bytes:
+        """pymodbus' packet hook: remembers what arrives for the request on the wire."""
+        self._received = b"" if sending else bytes(data[:MAX_ADU])
+        return data
 
     @property
     def client(self) -> AsyncModbusTcpClient:
         if self._client is None:
             self._client = AsyncModbusTcpClient(self.host, port=self.port,
                                                 timeout=self.timeout_s, retries=0,
-                                                reconnect_delay=0)
+                                                reconnect_delay=0, trace_packet=self._trace)
         return self._client
 
     @property
@@ -172,7 +193,7 @@ class GatewayCoordinator:
             except DeviceRefused as exc:
                 if attempt >= retries or not exc.transient:
                     raise
-            except DeviceUnavailable:
+            except (DeviceUnavailable, DeviceGarbled):
                 if attempt >= retries:
                     raise
             await asyncio.sleep(min(backoff_s * 2 ** attempt, backoff_max_s))
@@ -182,18 +203,21 @@ class GatewayCoordinator:
                       timeout_s: float) -> Any:
         """One request on the held connection; errors of ours out, the PDU back."""
         where = f"{self.name} {what}"
+        self._received = b""
         try:
             async with asyncio.timeout(timeout_s):
                 result = await call()
         except TimeoutError:
             lost = not self.connected
             self._drop()
+            self._garbled(where, "no answer" if lost else f"no answer within {timeout_s:g} s")
             raise DeviceUnavailable(f"{where}: " + ("connection lost" if lost else
                                                     f"no answer within {timeout_s:g} s"),
                                     connection_down=lost) from None
         except ModbusException as exc:
             lost = isinstance(exc, ConnectionException) or not self.connected
             self._drop()
+            self._garbled(where, str(exc))
             raise DeviceUnavailable(f"{where}: {exc}", connection_down=lost) from None
         self._failures = 0  # an answer, even a refusal: the connection works
         if result.isError():
@@ -201,6 +225,15 @@ class GatewayCoordinator:
             raise DeviceRefused(f"{where}: exception {code} "
                                 f"({EXCEPTION_NAMES.get(code, 'unknown')})", exception_code=code)
         return result
+
+    def _garbled(self, where: str, outcome: str) -> None:
+        """Raise `DeviceGarbled` when bytes came back for a request that failed."""
+        received, self._received = self._received, b""
+        if received:
+            raise DeviceGarbled(f"{where}: {outcome}, but {len(received)} bytes came that are no "
+                                f"answer to it: {received[:32].hex(' ')}"
+                                + (" …" if len(received) > 32 else ""),
+                                answer=received.hex(" ")) from None
 
     async def _connect(self, *, force: bool) -> None:
         if self.connected:

@@ -2,8 +2,9 @@
 
 - `offline`: the last `offline_after` polls failed, or the connection to its gateway is down
   (refused, lost, waiting to reconnect): nothing comes from the device.
-- `degraded`: not offline, but among the last `window` polls some failed or took longer than
-  the latency budget: data comes, with holes or late.
+- `degraded`: not offline, but among the last `window` polls some failed, took longer than
+  the latency budget or answered values that cannot be true (left out of their samples):
+  data comes, with holes or late.
 - `online`: the last `window` polls all answered within the budget.
 
 A device coming back therefore goes offline → degraded → online: it is trusted again only
@@ -12,6 +13,7 @@ after `window` clean polls. Every change is one `DeviceHealth` event."""
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from typing import Literal
 
 from contracts.events import DeviceHealth
@@ -32,13 +34,20 @@ class HealthTracker:
         self.consecutive_failures = 0
         self._recent: deque[bool] = deque(maxlen=window)  # True: answered within budget
 
-    def success(self, ts_ms: int, latency_s: float) -> DeviceHealth | None:
-        """A poll answered after `latency_s`; the event if the state changed."""
+    def success(self, ts_ms: int, latency_s: float,
+                refused: Sequence[str] = ()) -> DeviceHealth | None:
+        """A poll answered after `latency_s`, with the values `refused` as impossible (their
+        details); the event if the state changed."""
         self.consecutive_failures = 0
         slow = latency_s > self.latency_budget_s
-        self._recent.append(not slow)
-        reason = (f"poll took {latency_s:.3f} s (budget {self.latency_budget_s:g} s)" if slow
-                  else "answering")
+        self._recent.append(not slow and not refused)
+        if refused:
+            reason = (f"{len(refused)} impossible value{'s' if len(refused) > 1 else ''} "
+                      f"refused: " + "; ".join(refused[:3]) + ("; …" if len(refused) > 3 else ""))
+        elif slow:
+            reason = f"poll took {latency_s:.3f} s (budget {self.latency_budget_s:g} s)"
+        else:
+            reason = "answering"
         return self._settle(ts_ms, reason, connection_down=False)
 
     def failure(self, ts_ms: int, reason: str, *, connection_down: bool) -> DeviceHealth | None:
@@ -55,7 +64,8 @@ class HealthTracker:
             state = "degraded"
             if reason == "answering":
                 bad = self._recent.count(False)
-                reason = f"{bad} of the last {len(self._recent)} polls failed or were slow"
+                reason = (f"{bad} of the last {len(self._recent)} polls failed, were slow or "
+                          "answered impossible values")
         else:
             state = "online"
         if state == self.state:

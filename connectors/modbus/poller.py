@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from connectors.modbus.codec import RawValue, unpacker
 from connectors.modbus.devices import DeviceConfig
 from connectors.modbus.errors import (
+    DeviceGarbled,
     DeviceRefused,
     DeviceUnavailable,
     ModbusError,
@@ -37,10 +38,25 @@ from connectors.modbus.profile import (
 )
 from connectors.modbus.setpoints import WriteResult, write_setpoint
 from connectors.modbus.sunspec import SUNSPEC, discover, sunspec_profile
-from contracts.events import AssetReading, DeviceHealth, TagValue, TelemetrySample
+from connectors.refusals import (
+    IMPOSSIBLE_TIMESTAMP,
+    UNDECODABLE,
+    Refusals,
+    Refused,
+    Rejection,
+    device_time_problem,
+)
+from contracts.events import (
+    AssetReading,
+    DeadLetter,
+    DeviceHealth,
+    TagValue,
+    TelemetrySample,
+)
 from contracts.fleet import Fleet
 
 log = logging.getLogger(__name__)
+SOURCE = "connectors.modbus"  # of its dead letters
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,29 +131,63 @@ class DeviceMap:
 
     def decode(self, group: PollGroup, registers: Mapping[int, int],
                ts_ms: int) -> TelemetrySample:
+        """The sample of one group poll (what `decode_poll` keeps)."""
+        return self.decode_poll(group, registers, ts_ms)[0]
+
+    def decode_poll(self, group: PollGroup, registers: Mapping[int, int],
+                    ts_ms: int) -> tuple[TelemetrySample, list[Rejection]]:
+        """One group poll's registers → its sample, and the values left out of it because
+        they cannot be true (profile.py's module docstring). Never raises on any register
+        contents."""
         profile = self.profile
         readings = []
+        rejections: list[Rejection] = []
         for asset_id, reads in group.reads:
             tags: dict[str, TagValue] = {}
             for r in reads:
                 words = [registers[a] for a in range(r.address, r.address + r.size)]
+                raw = r.unpack(words)
+                exponent = 0
                 if r.value is not None:
-                    value = r.value(r.unpack(words))
+                    value = r.value(raw)
                     if value is not None:
                         tags[r.point.tag] = value
-                    continue
-                exponent = 0
-                if r.scale_factor is not None:
+                        continue
+                    if raw == r.point.missing:
+                        continue
+                elif r.scale_factor is not None:
                     sf_point, sf_address = r.scale_factor
                     sf = profile.raw(sf_point, [registers[sf_address]])
                     if sf == sf_point.missing or not isinstance(sf, int):
                         continue  # no scale, no value
                     exponent = sf
-                tags.update(profile.publish_raw(r.point, r.unpack(words), exponent))
+                out = profile.publish_raw(r.point, raw, exponent)
+                if isinstance(out, Refused):
+                    rejections.append(self._rejection(asset_id, r, words, raw, exponent, out,
+                                                      ts_ms))
+                else:
+                    tags.update(out)
             readings.append(AssetReading.model_construct(id=asset_id, tags=tags))
         # Built from the device map, valid by construction: no validation per poll.
-        return TelemetrySample.model_construct(device_id=self.device.id, ts_ms=ts_ms,
-                                               assets=tuple(readings))
+        sample = TelemetrySample.model_construct(device_id=self.device.id, ts_ms=ts_ms,
+                                                 assets=tuple(readings))
+        return sample, rejections
+
+    def _rejection(self, asset_id: str, r: PointRead, words: list[int], raw: RawValue,
+                   exponent: int, refused: Refused, ts_ms: int) -> Rejection:
+        hexed = ", ".join(f"0x{w:04X}" for w in words)
+        sf = ""
+        if r.scale_factor is not None:
+            sf = f", scale factor {r.scale_factor[0].tag} at {r.scale_factor[1]} = {exponent}"
+        detail = (f"{asset_id}.{r.point.tag} ({r.point.datatype} at {r.address}: registers "
+                  f"[{hexed}]{sf}): {refused.problem}")
+        record: dict[str, object] = {
+            "asset": asset_id, "tag": r.point.tag, "address": r.address,
+            "datatype": r.point.datatype, "registers": words, "raw": repr(raw)[:200],
+            "problem": refused.problem}
+        if r.scale_factor is not None:
+            record["scale_factor"] = exponent
+        return Rejection(refused.reason, detail, record, ts_ms)
 
     def locate(self, tag: str, asset_id: str | None = None) -> tuple[MappedAsset, Point]:
         """The asset (the device's own unit by default) and its point `tag`."""
@@ -163,17 +213,21 @@ def _point_read(profile: DeviceProfile, asset: MappedAsset, point: Point) -> Poi
 
 
 def _plain_value(point: Point) -> Callable[[RawValue], TagValue | None] | None:
-    """`DeviceProfile.publish_raw` for a plain number, prepared; None for other points."""
+    """`DeviceProfile.publish_raw` for a plain number, prepared; None for other points.
+    The prepared function answers None for nothing to publish: the "not available" value,
+    or a value that cannot be true (which `publish_raw` then says why)."""
     if point.datatype in ("string", "bitfield") or point.enum is not None \
             or not point.publish:
         return None
     tag_missing, scaled, isfinite = point.missing, point.scaled, math.isfinite
+    low = -math.inf if point.min is None else point.min
+    high = math.inf if point.max is None else point.max
 
     def value(raw: RawValue) -> TagValue | None:
         if tag_missing is not None and raw == tag_missing:
             return None
         number = scaled(raw)  # type: ignore[arg-type]
-        return number if isfinite(number) else None
+        return number if isfinite(number) and low <= number <= high else None
 
     return value
 
@@ -182,7 +236,14 @@ class ModbusConnector:
     """The devices of a connector process, one `GatewayCoordinator` per host:port.
 
     A gateway's connection timeout is the longest of its devices' `timeout_s`; its reconnect
-    backoff comes from the first of its devices in the list (they share the connection)."""
+    backoff comes from the first of its devices in the list (they share the connection).
+
+    Nothing a device answers stops a poller: an exception response, a timeout or a garbled
+    answer is a failed poll (health degraded, then offline; a garbled answer is also a dead
+    letter, reason `undecodable`); values that cannot be true are left out of the sample and
+    dead-lettered (`impossible_value`), and the poll counts against the device's health; a
+    sample whose time is impossible (this host's clock) is not published but dead-lettered
+    (`impossible_timestamp`). `refusals` counts them per device and reason."""
 
     def __init__(
         self,
@@ -191,6 +252,7 @@ class ModbusConnector:
         sunspec: Sequence[DeviceConfig] = (),
         publish: Callable[[TelemetrySample], None],
         publish_health: Callable[[DeviceHealth], None] | None = None,
+        publish_dead: Callable[[DeadLetter], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._maps = {m.device.id: m for m in maps}
@@ -200,6 +262,7 @@ class ModbusConnector:
             raise ValueError("device ids must be unique")
         self._publish = publish
         self._publish_health = publish_health
+        self.refusals = Refusals(SOURCE, publish_dead)
         self._clock = clock
         self.gateways: dict[tuple[str, int], GatewayCoordinator] = {}
         for d in self._configs.values():
@@ -219,6 +282,7 @@ class ModbusConnector:
                      profiles: Mapping[str, DeviceProfile], *,
                      publish: Callable[[TelemetrySample], None],
                      publish_health: Callable[[DeviceHealth], None] | None = None,
+                     publish_dead: Callable[[DeadLetter], None] | None = None,
                      clock: Callable[[], float] = time.time) -> ModbusConnector:
         """Devices with a profile are mapped now (a bad list fails at start); SunSpec devices
         once their models are discovered."""
@@ -227,7 +291,7 @@ class ModbusConnector:
             fleet.unit(d.asset)  # the asset must exist
         maps = [DeviceMap.build(d, fleet, profiles) for d in devices if d.profile != SUNSPEC]
         return cls(maps, sunspec=sunspec, publish=publish, publish_health=publish_health,
-                   clock=clock)
+                   publish_dead=publish_dead, clock=clock)
 
     def device_map(self, device_id: str) -> DeviceMap:
         if device_id not in self._maps:
@@ -285,8 +349,36 @@ class ModbusConnector:
             except DeviceRefused as exc:
                 self._health(tracker.failure(ts_ms, str(exc), connection_down=False))
                 continue
-            self._health(tracker.success(ts_ms, time.monotonic() - started))
-            self._publish(m.decode(group, registers, ts_ms))
+            except DeviceGarbled as exc:
+                self._health(tracker.failure(ts_ms, str(exc), connection_down=False))
+                self.refusals.report(device.id, [Rejection(
+                    UNDECODABLE, str(exc),
+                    {"blocks": group.blocks, "unit_id": device.unit_id, "answer": exc.answer},
+                    ts_ms)])
+                continue
+            latency_s = time.monotonic() - started
+            try:
+                sample, rejections = m.decode_poll(group, registers, ts_ms)
+            except Exception as exc:  # a bug of ours, not the device's: say so, poll on
+                log.exception("device %s: group %s: cannot decode the poll", device.id,
+                              group.name)
+                self._health(tracker.failure(ts_ms, f"cannot decode: {exc!r}"[:200],
+                                             connection_down=False))
+                self.refusals.report(device.id, [Rejection(
+                    UNDECODABLE, f"group {group.name}: cannot decode ({exc!r})",
+                    {"registers": sorted(registers.items())}, ts_ms)])
+                continue
+            self._health(tracker.success(ts_ms, latency_s, refused=[
+                r.detail for r in rejections]))
+            if rejections:
+                self.refusals.report(device.id, rejections)
+            problem = device_time_problem(ts_ms)
+            if problem is not None:  # this host's clock, not the device: a sample of no time
+                self.refusals.report(device.id, [Rejection(
+                    IMPOSSIBLE_TIMESTAMP, f"group {group.name}: poll {problem} (this host's "
+                    "clock)", {"sample": sample.model_dump(mode="json")}, ts_ms)])
+                continue
+            self._publish(sample)
 
     async def _run_sunspec(self, device: DeviceConfig, stop: asyncio.Event) -> None:
         """Discover the device's SunSpec models (again and again, backing off, until it
@@ -297,17 +389,19 @@ class ModbusConnector:
             try:
                 found = await discover(gateway, device.unit_id, timeout_s=device.timeout_s)
                 profile = sunspec_profile(found, f"{SUNSPEC}-{device.id}")
+                m = DeviceMap.for_assets(device, profile, (MappedAsset(device.asset, "unit", 0),))
                 break
-            except ModbusError as exc:
+            except (ModbusError, ValueError) as exc:  # ValueError: a map that makes no sense
                 down = isinstance(exc, DeviceUnavailable) and exc.connection_down
-                self._health(tracker.failure(int(self._clock() * 1000), str(exc),
+                reason = str(exc) if isinstance(exc, ModbusError) else \
+                    f"SunSpec map unusable: {exc}"
+                self._health(tracker.failure(int(self._clock() * 1000), reason[:500],
                                              connection_down=down))
             wait_s = min(device.backoff_s * 2 ** attempt, device.backoff_max_s)
             attempt += 1
             if await _stopped(stop, wait_s):
                 return
         log.info("device %s: SunSpec models %s at %d", device.id, found.model_ids, found.base)
-        m = DeviceMap.for_assets(device, profile, (MappedAsset(device.asset, "unit", 0),))
         self._maps[device.id] = m
         async with asyncio.TaskGroup() as tasks:
             for group in m.groups:

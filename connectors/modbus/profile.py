@@ -19,6 +19,13 @@ poll group reads it, and whether the control loop may write it.
            group: thermal}
         - {tag: active_power_limit_kw, offset: 10, datatype: uint32, scale: 0.1,
            writable: true, min: 0}
+        - {tag: soc_pct, offset: 12, datatype: uint16, scale: 0.01, min: 0, max: 100}
+
+A decoded value that cannot be true is left out of the poll's sample and reported (a dead
+letter, connectors/refusals.py): a number that is not finite (a float register holding NaN or
+±inf, a scale factor beyond ±10), a number outside the point's `min`..`max`, an enum code the
+point does not list, text that is not UTF-8 or holds control characters. The "not available"
+raw value (`missing`) and an empty string are no refusals: nothing is published for them.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ from connectors.modbus.codec import (
     shortest_float32,
     unpack,
 )
+from connectors.refusals import IMPOSSIBLE_VALUE, NOT_TEXT, Refused
 from contracts.errors import InvalidInput
 from contracts.events import TagValue
 from contracts.fleet import Unit
@@ -61,8 +69,10 @@ MAX_READ = 125  # registers per Modbus read (spec limit)
 MAX_GAP = 32  # unused registers read along rather than starting another request
 DEFAULT_GROUP = "default"  # points without a group: polled at the device's poll_interval_s
 TAG_PATTERN = r"^[a-z][a-z0-9_]*$"
+MAX_EXPONENT = 10  # scale factors are -10..10 (SunSpec's sunssf range)
 Tag = Annotated[str, Field(pattern=TAG_PATTERN)]
 GroupName = Annotated[str, Field(pattern=TAG_PATTERN)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class Point(BaseModel):
@@ -75,19 +85,21 @@ class Point(BaseModel):
     datatype: Datatype
     count: int | None = Field(None, ge=1, le=MAX_READ)  # registers of a string / bit field
     scale: float = 1.0
-    value_offset: float = 0.0  # added after scaling (e.g. -40 for a sensor reading from -40 °C)
+    value_offset: Finite = 0.0  # added after scaling (e.g. -40 for a sensor reading from -40 °C)
     unit: str | None = None
     word_order: Order | None = None  # None: the profile's
     byte_order: Order | None = None  # None: the profile's
     bits: dict[Tag, Annotated[int, Field(ge=0, le=31)]] | None = None  # bit field: tag → bit
-    enum: dict[int, float] | None = None  # raw code → published value; unlisted codes dropped
+    enum: dict[int, Finite] | None = None  # raw code → published value; others refused
     scale_factor: Tag | None = None  # an int16 point of the same asset: ×10^its value (SunSpec)
     missing: int | None = None  # the raw value that means "not available" (tag left out)
     group: GroupName | None = None  # poll group; None = the device's own interval
     publish: bool = True  # False: read (a scale factor, a bit field's word) but not published
     writable: bool = False  # a setpoint the control loop may write
-    min: float | None = None  # writes outside [min, max] are refused before they leave
-    max: float | None = None
+    # The possible range of the published value: a value read outside it is refused (left
+    # out, dead-lettered), and so is a write before it leaves.
+    min: Finite | None = None
+    max: Finite | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Point:
@@ -122,6 +134,9 @@ class Point(BaseModel):
             raise ValueError("a writable point cannot use enum or scale_factor")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {self.min} is above max {self.max}")
+        if (self.min is not None or self.max is not None) and \
+                self.datatype in ("string", "bitfield"):
+            raise ValueError(f"min and max bound numbers; a {self.datatype} point has none")
         if self.offset + self.size > 0x10000:
             raise ValueError("the point runs past register 65535")
         return self
@@ -140,8 +155,22 @@ class Point(BaseModel):
         if self.scale == 1 and self.value_offset == 0 and exponent == 0:
             value = float(raw)
             return shortest_float32(value) if self.datatype == "float32" else value
-        value = raw * self.scale * 10.0 ** exponent + self.value_offset
+        try:
+            value = raw * self.scale * 10.0 ** exponent + self.value_offset
+        except OverflowError:  # 10.0 ** 400: no value, refused as not finite
+            return math.inf
         return float(f"{value:.12g}") if math.isfinite(value) else value
+
+    def possible(self, value: float) -> Refused | None:
+        """Why a published number cannot be true (not finite, outside `min`..`max`), or
+        None."""
+        if not math.isfinite(value):
+            return Refused(IMPOSSIBLE_VALUE, f"{value!r} is not finite")
+        if (self.min is not None and value < self.min) or \
+                (self.max is not None and value > self.max):
+            return Refused(IMPOSSIBLE_VALUE, f"{value!r} is outside [{_bound(self.min)}, "
+                                             f"{_bound(self.max)}]")
+        return None
 
 
 class Slot(BaseModel):
@@ -299,17 +328,24 @@ class DeviceProfile(BaseModel):
         return encode
 
     def published(self, point: Point, registers: Sequence[int],
-                  exponent: int = 0) -> dict[str, TagValue]:
+                  exponent: int = 0) -> dict[str, TagValue] | Refused:
         """What a poll publishes for one point: its value under its tag (unless `publish` is
-        off) and the booleans of a bit field — nothing for the "not available" raw value, an
-        empty string, an unlisted enum code or a number that is not finite."""
+        off) and the booleans of a bit field — nothing for the "not available" raw value or
+        an empty string; `Refused` for a value that cannot be true (see the module
+        docstring). Never raises, whatever the registers hold."""
         return self.publish_raw(point, self.raw(point, registers), exponent)
 
-    def publish_raw(self, point: Point, raw: RawValue, exponent: int = 0) -> dict[str, TagValue]:
+    def publish_raw(self, point: Point, raw: RawValue,
+                    exponent: int = 0) -> dict[str, TagValue] | Refused:
         """`published` from the raw value already unpacked."""
         if point.missing is not None and raw == point.missing:
             return {}
         if isinstance(raw, str):
+            bad = NOT_TEXT.search(raw)
+            if bad is not None:
+                what = "bytes that are not UTF-8" if bad.group() == "\ufffd" else \
+                    f"control character {bad.group()!r}"
+                return Refused(IMPOSSIBLE_VALUE, f"text {raw[:40]!r} holds {what}")
             return {point.tag: raw} if raw and point.publish else {}
         if point.datatype == "bitfield":
             bits: dict[str, TagValue] = {t: bool(int(raw) >> b & 1)
@@ -317,11 +353,24 @@ class DeviceProfile(BaseModel):
             return {point.tag: int(raw), **bits} if point.publish else bits
         if not point.publish:
             return {}
+        if abs(exponent) > MAX_EXPONENT:
+            return Refused(IMPOSSIBLE_VALUE, f"scale factor {exponent} is outside "
+                                             f"-{MAX_EXPONENT}..{MAX_EXPONENT}")
         if point.enum is not None:
             mapped = point.enum.get(int(raw))
-            return {} if mapped is None else {point.tag: float(mapped)}
-        value = point.scaled(raw, exponent)
-        return {point.tag: value} if math.isfinite(value) else {}
+            if mapped is None:
+                codes = ", ".join(map(str, sorted(point.enum)[:20]))
+                return Refused(IMPOSSIBLE_VALUE, f"code {raw!r} is none of the enum's "
+                                                 f"({codes})")
+            value = float(mapped)
+        else:
+            value = point.scaled(raw, exponent)
+        refused = point.possible(value)
+        return {point.tag: value} if refused is None else refused
+
+
+def _bound(value: float | None) -> str:
+    return "…" if value is None else f"{value:g}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 async def run_modbus_connector(settings: Settings, devices_file: Path,
                                stop: asyncio.Event | None = None) -> None:
     """Poll until `stop` is set: samples go to the telemetry topic, health changes to the
-    device health topic, both keyed by device id."""
+    device health topic, refused values and answers to the dead-letter topic, all keyed by
+    device id."""
     fleet = load_fleet(settings.fleet_file)
     profiles = load_profiles(settings.profiles_dir)
     devices = load_devices(devices_file)
@@ -28,7 +29,8 @@ async def run_modbus_connector(settings: Settings, devices_file: Path,
 
     connector = ModbusConnector.from_devices(devices.devices, fleet, profiles,
                                              publish=publisher.sample,
-                                             publish_health=publisher.health)
+                                             publish_health=publisher.health,
+                                             publish_dead=publisher.dead)
     log.info("polling %d devices into %s", len(devices.devices), settings.topic_telemetry)
     try:
         await connector.run(stop)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from connectors.modbus.codec import EncodeError
 from connectors.modbus.errors import (
+    DeviceGarbled,
     DeviceRefused,
     DeviceUnavailable,
     SetpointInvalid,
@@ -49,7 +50,7 @@ async def write_setpoint(gateway: GatewayCoordinator, device: DeviceMap, tag: st
     """Write `value` to the writable point `tag` of `asset_id` (the device's unit by default)
     and verify it. Raises a `SetpointError`: `SetpointInvalid` before anything is sent,
     `SetpointRejected` on an exception response, `SetpointTimeout` when the write or the
-    read-back got no answer, `SetpointMismatch` when the device holds something else."""
+    read-back got no (usable) answer, `SetpointMismatch` when the device holds something else."""
     asset, point = device.locate(tag, asset_id)
     config, profile = device.device, device.profile
     address = asset.base + point.offset
@@ -81,6 +82,9 @@ async def write_setpoint(gateway: GatewayCoordinator, device: DeviceMap, tag: st
     except DeviceUnavailable as exc:
         raise SetpointTimeout(f"{where}: the {stage} got no answer; whether the device "
                               f"holds {value!r} is unknown: {exc}") from exc
+    except DeviceGarbled as exc:
+        raise SetpointTimeout(f"{where}: the {stage} got no usable answer; whether the "
+                              f"device holds {value!r} is unknown: {exc}") from exc
     latency_s = time.monotonic() - started
     read_back = profile.decode(point, back)
     if back != registers:

@@ -167,10 +167,13 @@ def sunspec_profile(found: SunSpecMap, profile_id: str = SUNSPEC) -> DeviceProfi
         family, table = MODELS[header.id]
         families.add(family)
         start = header.address + 2
-        present = {p.name for p in table if p.offset + p.registers <= header.length}
+        # A model shorter than the standard one lacks its last points; one running past
+        # register 65535 (a garbled header) lacks those beyond it.
+        present = {p.name for p in table if p.offset + p.registers <= header.length
+                   and start + p.offset + p.registers <= 0x10000}
         for sp in table:
             if sp.name not in present or (sp.sf is not None and sp.sf not in present):
-                continue  # a model shorter than the standard one: the point is not there
+                continue  # the point (or its scale factor) is not there
             datatype, missing = _TYPES[sp.type]
             points.append(Point(
                 tag=sp.tag or _internal_tag(header.id, sp.name), offset=start + sp.offset,

@@ -12,13 +12,18 @@ few errors of ours. What becomes a sample is decided by `SampleBuilder`, a plain
   those repeats carry the timestamps already sent and are dropped. The builder outlives the
   connections, so this holds across reconnects and server restarts;
 - a device with `snapshots: true` has each sample completed with the last good value of its
-  other nodes (a node reporting a bad status is left out until it is good again): a sample is
-  then the device's whole state at that time, like a Modbus poll.
+  other nodes (a node reporting a bad status or a refused value is left out until it is good
+  again): a sample is then the device's whole state at that time, like a Modbus poll;
+- a value that cannot be true (`convert`: not a number where one is due, not a number,
+  string or boolean at all, not finite, outside the node's `min`..`max`, text with control
+  characters) or stamped at an impossible time (outside 2000..2100, `DeviceMs`) is left out
+  and dead-lettered (connectors/refusals.py); a refused time is not remembered as the node's
+  last, so a clock that jumped to the far future does not block the values after it.
 
 Health (`DeviceHealth`, connector "opcua"), published when a device's state changes:
 online — session up, every mapped node monitored and reporting good values; degraded — session
-up, but some nodes could not be monitored or report a bad/uncertain status; offline — no
-session (unreachable, refused, lost)."""
+up, but some nodes could not be monitored, report a bad/uncertain status or a refused value
+(judged again at every publish cycle); offline — no session (unreachable, refused, lost)."""
 
 from __future__ import annotations
 
@@ -38,12 +43,29 @@ from asyncua.common.subscription import Subscription
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from pydantic import ValidationError
 
 from connectors.opcua.config import NodeMapping, OpcUaDevice, parse_node_id
-from contracts.events import AssetReading, DeviceHealth, TagValue, TelemetrySample
+from connectors.refusals import (
+    IMPOSSIBLE_TIMESTAMP,
+    IMPOSSIBLE_VALUE,
+    NOT_TEXT,
+    Refusals,
+    Refused,
+    Rejection,
+    device_time_problem,
+)
+from contracts.events import (
+    AssetReading,
+    DeadLetter,
+    DeviceHealth,
+    TagValue,
+    TelemetrySample,
+)
 
 log = logging.getLogger(__name__)
 CONNECTOR = "opcua"
+SOURCE = "connectors.opcua"  # of its dead letters
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 MS = dt.timedelta(milliseconds=1)
 HealthState = Literal["online", "degraded", "offline"]
@@ -96,17 +118,52 @@ def epoch_ms(when: dt.datetime) -> int:
     return (when - EPOCH) // MS
 
 
-def convert(value: Any, mapping: NodeMapping) -> TagValue | None:
-    """A node's value as the canonical tag value (`value * scale + offset`); None for what
-    cannot be a tag value (arrays, structures, NaN)."""
-    if isinstance(value, bool | str):
+MAX_TEXT = 1000  # characters of a string value at most
+
+
+def convert(value: Any, mapping: NodeMapping) -> TagValue | Refused:
+    """A node's value as the canonical tag value (`value * scale + offset`), or why it cannot
+    be one: not a number where one is due (the node is scaled or has a range), not a number,
+    string or boolean at all (arrays, structures, null), not finite, outside the node's
+    `min`..`max`, text with control characters or longer than MAX_TEXT."""
+    number_due = mapping.scale != 1 or mapping.offset != 0 or mapping.min is not None \
+        or mapping.max is not None
+    if isinstance(value, bool | str) and number_due:
+        return Refused(IMPOSSIBLE_VALUE, f"{_shown(value)} is not a number")
+    if isinstance(value, str):
+        if len(value) > MAX_TEXT:
+            return Refused(IMPOSSIBLE_VALUE, f"text of {len(value)} characters (at most "
+                                             f"{MAX_TEXT})")
+        if NOT_TEXT.search(value):
+            return Refused(IMPOSSIBLE_VALUE, f"text {_shown(value)} holds control characters")
         return value
-    if isinstance(value, int) and mapping.scale == 1 and mapping.offset == 0:
+    if isinstance(value, bool):
         return value
     if not isinstance(value, int | float):
-        return None
-    scaled = value * mapping.scale + mapping.offset
-    return round(scaled, 6) if math.isfinite(scaled) else None
+        return Refused(IMPOSSIBLE_VALUE, f"a value of type {type(value).__name__} is not a "
+                                         "number, string or boolean")
+    if isinstance(value, int) and not number_due:
+        return value
+    try:
+        scaled = round(value * mapping.scale + mapping.offset, 6)
+    except OverflowError:
+        scaled = math.inf
+    if not math.isfinite(value):
+        return Refused(IMPOSSIBLE_VALUE, f"{_shown(value)} is not finite")
+    if not math.isfinite(scaled):
+        return Refused(IMPOSSIBLE_VALUE, f"{_shown(value)} × {mapping.scale:g} + "
+                                         f"{mapping.offset:g} is not finite")
+    if (mapping.min is not None and scaled < mapping.min) or \
+            (mapping.max is not None and scaled > mapping.max):
+        low = "…" if mapping.min is None else f"{mapping.min:g}"
+        high = "…" if mapping.max is None else f"{mapping.max:g}"
+        return Refused(IMPOSSIBLE_VALUE, f"{scaled!r} is outside [{low}, {high}]")
+    return scaled
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "…"
 
 
 @dataclass
@@ -124,17 +181,26 @@ class SampleBuilder:
     # nodes turned bad since the last flush, by (device, ms)
     _held: dict[str, dict[str, dict[str, TagValue]]] = field(default_factory=dict)
     _gone: dict[tuple[str, int], list[NodeMapping]] = field(default_factory=dict)
+    # values refused since the last flush, by device (`take_refused`)
+    _refused: dict[str, list[Rejection]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._maps = {(d.id, key): node for d in self.devices for key, node in d.nodes.items()}
         self._snapshots = {d.id for d in self.devices if d.snapshots}
 
     def add(self, device_id: str, node_key: str, data: ua.DataValue) -> None:
-        """One data change of one node (its DataValue as the server sent it)."""
+        """One data change of one node (its DataValue as the server sent it). Never raises:
+        what cannot be taken is left out (`unusable`) or refused (`take_refused`)."""
         key = (device_id, node_key)
         mapping = self._maps[key]
         stamp = data.SourceTimestamp or data.ServerTimestamp
         ts_ms = epoch_ms(stamp) if stamp is not None else int(self.clock() * 1000)
+        problem = device_time_problem(ts_ms)
+        if problem is not None:  # a clock reset to its epoch, or garbage: not a time
+            which = "source" if data.SourceTimestamp else "server" if stamp else "arrival"
+            self._refuse(device_id, node_key, mapping, Refused(
+                IMPOSSIBLE_TIMESTAMP, f"{which} {problem}"), data, ts_ms)
+            return  # and not remembered: a far-future time would block every later value
         last = self.last_ms.get(key)
         if last is not None and ts_ms <= last:
             self.repeats_dropped += 1
@@ -147,14 +213,36 @@ class SampleBuilder:
                 self._gone.setdefault((device_id, ts_ms), []).append(mapping)
             return
         value = convert(data.Value.Value if data.Value is not None else None, mapping)
-        if value is None:
-            self.unusable[key] = "value is not a number, string or boolean"
-            self.last_ms[key] = ts_ms
+        self.last_ms[key] = ts_ms
+        if isinstance(value, Refused):
+            self._refuse(device_id, node_key, mapping, value, data, ts_ms)
+            if device_id in self._snapshots:  # its last good value is no longer its value
+                self._gone.setdefault((device_id, ts_ms), []).append(mapping)
             return
         self.unusable.pop(key, None)
-        self.last_ms[key] = ts_ms
         assets = self._pending.setdefault((device_id, ts_ms), {})
         assets.setdefault(mapping.asset, {})[mapping.tag] = value
+
+    def _refuse(self, device_id: str, node_key: str, mapping: NodeMapping, refused: Refused,
+                data: ua.DataValue, ts_ms: int) -> None:
+        self.unusable[(device_id, node_key)] = refused.problem
+        value = data.Value.Value if data.Value is not None else None
+        detail = f"{mapping.asset}.{mapping.tag} (node {node_key}): {refused.problem}"
+        record: dict[str, object] = {
+            "asset": mapping.asset, "tag": mapping.tag, "node": node_key,
+            "value": _shown(value), "type": type(value).__name__,
+            "source_timestamp": _iso(data.SourceTimestamp),
+            "server_timestamp": _iso(data.ServerTimestamp), "problem": refused.problem}
+        self._refused.setdefault(device_id, []).append(
+            Rejection(refused.reason, detail, record, ts_ms))
+
+    def take_refused(self, device_id: str | None = None) -> dict[str, list[Rejection]]:
+        """The values refused since the last call (of one device, or all), by device."""
+        if device_id is None:
+            out, self._refused = self._refused, {}
+            return out
+        refused = self._refused.pop(device_id, None)
+        return {} if refused is None else {device_id: refused}
 
     def flush(self, device_id: str | None = None) -> list[TelemetrySample]:
         """The samples of the values added since the last flush (of one device, or all)."""
@@ -172,14 +260,25 @@ class SampleBuilder:
                 for asset, tags in assets.items():
                     held.setdefault(asset, {}).update(tags)
                 assets = {asset: dict(tags) for asset, tags in held.items() if tags}
-            out.append(TelemetrySample(
-                device_id=key[0], device_type=None, ts_ms=key[1],
-                assets=tuple(AssetReading(id=a, tags=tags) for a, tags in assets.items())))
+            if not assets:
+                continue
+            try:
+                out.append(TelemetrySample(
+                    device_id=key[0], device_type=None, ts_ms=key[1],
+                    assets=tuple(AssetReading(id=a, tags=tags) for a, tags in assets.items())))
+            except ValidationError as exc:  # checked value by value; never expected here
+                self._refused.setdefault(key[0], []).append(Rejection(
+                    IMPOSSIBLE_VALUE, f"sample at {key[1]} refused: {exc.errors()[0]['msg']}",
+                    {"assets": repr(assets)[:2000]}, key[1]))
         return out
 
     def unusable_nodes(self, device_id: str) -> list[str]:
         return [f"{node} ({why})" for (dev, node), why in self.unusable.items()
                 if dev == device_id]
+
+
+def _iso(when: dt.datetime | None) -> str | None:
+    return None if when is None else when.isoformat()
 
 
 @dataclass
@@ -265,6 +364,7 @@ class EndpointCoordinator:
         password: str | None = None,
         on_sample: Callable[[TelemetrySample], None],
         on_health: Callable[[DeviceHealth], None],
+        on_dead: Callable[[DeadLetter], None] | None = None,
         clock: Callable[[], float] = time.time,
         backoff: Backoff = DEFAULT_BACKOFF,
         watchdog_s: float = 1.0,
@@ -284,6 +384,8 @@ class EndpointCoordinator:
         self.backoff = backoff
         self.watchdog_s = watchdog_s
         self.builder = SampleBuilder(self.devices, clock)
+        self.refusals = Refusals(SOURCE, on_dead)
+        self._up = False  # a session is up: health follows the nodes' values
         self.health = {d.id: HealthTracker(d.id, clock) for d in self.devices}
         self.last_error: OpcUaError | None = None  # of the last attempt; None once connected
         self.sessions = 0  # sessions established (1 + the reconnects)
@@ -309,6 +411,7 @@ class EndpointCoordinator:
                 self.sessions += 1
                 await self._subscribe(client)
                 self._report_health()
+                self._up = True
                 await self._watch(client, stop)
             except OpcUaError as exc:
                 failures += 1
@@ -323,6 +426,7 @@ class EndpointCoordinator:
                                              f"({_describe(exc)})")
                 self._set_all("offline", str(self.last_error), failures)
             finally:
+                self._up = False
                 self._flush()
                 await self._close(client, connected)
             if not stop.is_set():
@@ -471,11 +575,21 @@ class EndpointCoordinator:
     # -- output --------------------------------------------------------------------------
 
     def _flush(self, device_id: str | None = None) -> None:
-        for sample in self.builder.flush(device_id):
-            self.on_sample(sample)
+        """Publish what the builder holds; never raises (it runs in asyncua's publish
+        callback)."""
+        try:
+            for sample in self.builder.flush(device_id):
+                self.on_sample(sample)
+            for device, rejections in self.builder.take_refused(device_id).items():
+                self.refusals.report(device, rejections)
+            if self._up:  # a node turned bad, or good again: the device's health follows
+                self._report_health([d for d in self.devices
+                                     if device_id is None or d.id == device_id])
+        except Exception:
+            log.exception("%s: cannot publish a publish cycle's samples", self.endpoint)
 
-    def _report_health(self) -> None:
-        for device in self.devices:
+    def _report_health(self, devices: Sequence[OpcUaDevice] | None = None) -> None:
+        for device in self.devices if devices is None else devices:
             problems = self._refused.get(device.id, []) + self.builder.unusable_nodes(device.id)
             if problems:
                 reason = (f"{len(problems)} of {len(device.nodes)} nodes without good values: "

@@ -17,11 +17,15 @@ devices:
   sampling_interval_ms: 1000            # per device; a node may override it
   snapshots: true                       # optional: every sample carries all nodes' values
   nodes:
-    "ns=2;s=nordvik-u01.soc_pct": {asset: nordvik-u01, tag: soc_pct}
+    "ns=2;s=nordvik-u01.soc_pct": {asset: nordvik-u01, tag: soc_pct, min: 0, max: 100}
     "ns=2;s=nordvik-u01.active_power_w": {asset: nordvik-u01, tag: active_power_kw,
                                           scale: 0.001, sampling_interval_ms: 250}
 ```
-A value reported by a node becomes `value * scale + offset` under its asset and tag.
+A value reported by a node becomes `value * scale + offset` under its asset and tag. A node
+may declare the range of that value (`min`, `max`; then, as with a scale or offset, a number
+is due): what cannot be true — not finite, out of range, a string where a number is due, an
+array or structure, a source timestamp outside 2000..2100 — is left out of the sample and
+sent to the dead-letter topic (connectors/opcua/client.py).
 
 `snapshots` (default false): a sample carries, besides the values that changed, the last good
 value of every other node of the device (sample-and-hold) — for consumers that read each
@@ -85,13 +89,22 @@ class Security(_Model):
 
 
 class NodeMapping(_Model):
-    """One node: the asset and canonical tag its value is, and how to scale it."""
+    """One node: the asset and canonical tag its value is, how to scale it, and the range a
+    scaled value must be in (a value outside it is refused: left out, dead-lettered)."""
 
     asset: AssetId
     tag: str
     scale: Finite = 1.0
     offset: Finite = 0.0
+    min: Finite | None = None  # of the scaled value; with a range, a number is due
+    max: Finite | None = None
     sampling_interval_ms: Interval | None = None  # unset: the device's
+
+    @model_validator(mode="after")
+    def _range(self) -> NodeMapping:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
+        return self
 
     @field_validator("tag")
     @classmethod

@@ -32,8 +32,9 @@ async def run_opcua_connector(
     backoff: Backoff = DEFAULT_BACKOFF,
     watchdog_s: float = 1.0,
 ) -> list[EndpointCoordinator]:
-    """Stay subscribed until `stop` is set: samples go to the telemetry topic and health
-    changes to the device-health topic, both keyed by device id. Returns the coordinators
+    """Stay subscribed until `stop` is set: samples go to the telemetry topic, health
+    changes to the device-health topic and refused values to the dead-letter topic, all
+    keyed by device id. Returns the coordinators
     (their counters and last errors) once stopped."""
     stop = stop or asyncio.Event()
     devices = load_devices(devices_file, load_fleet(settings.fleet_file))
@@ -43,6 +44,7 @@ async def run_opcua_connector(
     coordinators = [
         EndpointCoordinator(group, password=secrets.get(group[0].id),
                             on_sample=publisher.sample, on_health=publisher.health,
+                            on_dead=publisher.dead,
                             backoff=backoff, watchdog_s=watchdog_s)
         for group in group_by_connection(devices.devices)
     ]

@@ -8,6 +8,7 @@ import time
 
 from contracts.events import Alert, BreachEvent, ContractKpis, SiteAvailability
 from flows.redis_sink import HotState, RedisSink
+from flows.sink_errors import ListReporter
 
 # The example fleet (infra/sim/fleet.yaml): site → (customer, region, contract).
 SITES = {
@@ -23,7 +24,7 @@ def now_ms() -> int:
 
 def write(redis_url: str, *items: HotState) -> None:
     """What one batch of the flows' Redis sink does with these items."""
-    sink = RedisSink(redis_url).build("redis", 0, 1)
+    sink = RedisSink(redis_url, ListReporter()).build("redis", 0, 1)
     try:
         sink.write_batch(list(items))
     finally:

@@ -97,6 +97,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "/api/v1/alarms/{breach_id}/unshelve", P.ALARMS_SHELVE,
              "/api/v1/alarms/{shelved}/unshelve"),
     Endpoint("GET", "/api/v1/alerts", P.READ),
+    Endpoint("GET", "/api/v1/data-quality", P.READ, "/api/v1/data-quality?site=nordvik"),
+    Endpoint("GET", "/api/v1/data-quality/unrouted", P.DATA_QUALITY_UNROUTED),
     Endpoint("GET", "/api/v1/contracts", P.CONTRACTS_READ),
     Endpoint("GET", "/api/v1/contracts/{contract_id}/compliance", P.CONTRACTS_READ,
              "/api/v1/contracts/LTSA-NORDVIK/compliance?period=2026-01"),

@@ -18,6 +18,7 @@ from connectors.redis_store import alarm_handling_key
 from contracts.alarms import AlarmHandling, AlarmRefused
 from contracts.events import BreachEvent
 from flows.redis_sink import RedisSink
+from flows.sink_errors import ListReporter
 
 NOW = 1_800_000_000_000
 
@@ -32,7 +33,7 @@ def breach(site: str, asset: str, severity: str, raised_ms: int,
 
 def test_raise_acknowledge_shelve_clear(redis_url: str, redis_client: redis.Redis) -> None:
     site = f"s-{uuid.uuid4().hex[:6]}"
-    sink = RedisSink(redis_url).build("redis", 0, 1)
+    sink = RedisSink(redis_url, ListReporter()).build("redis", 0, 1)
     minor = breach(site, "b1", "minor", NOW - 9_000)
     critical = breach(site, "b2", "critical", NOW - 5_000)
     sink.write_batch([minor, critical])

@@ -181,7 +181,10 @@ devices:
     assert [(s.ts_ms, s.assets[0].tags) for s in late] == [
         (1_777_777_777_500, {"cell_temp_max_c": 26.85})]
     assert builder.unusable_nodes("u1") == ["ns=2;s=a (BadSensorFailure)",
-                                            "ns=2;s=b (value is not a number, string or boolean)"]
+                                            "ns=2;s=b (nan is not finite)"]
+    [nan] = builder.take_refused()["u1"]  # dead-lettered (tests/connectors/test_opcua_values.py)
+    assert (nan.reason, nan.detail) == ("impossible_value",
+                                        "u1.active_power_kw (node ns=2;s=b): nan is not finite")
 
 
 def test_a_snapshot_device_sends_its_whole_state_in_every_sample() -> None:

@@ -23,7 +23,8 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from connectors.settings import REPO_ROOT
+from connectors.kafka import CheckedProducer
+from connectors.settings import REPO_ROOT, Settings
 from tests.stack import RunningStack
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -404,8 +405,91 @@ def test_a_site_whose_data_stops_looks_stale(stack: RunningStack, page: Page) ->
     expect(page.locator(".kpi.stale-kpi .value")).to_have_text("0")
 
 
+def produce_telemetry(stack: RunningStack, key: str, value: bytes, times: int = 1) -> None:
+    """Records straight into the running stack's telemetry topic, as a device (or anyone
+    able to write to the topic) would."""
+    producer = CheckedProducer(str(stack.state()["kafka"]))
+    try:
+        for _ in range(times):
+            producer.produce(Settings().topic_telemetry, key, value)
+        producer.flush()
+    finally:
+        producer.close()
+
+
+def refused(stack: RunningStack, path: str, device: str, reason: str, at_least: int,
+            token: str | None = None) -> dict[str, Any]:
+    """The tally of (device, reason) in the API's answer at `path` (a site of /data-quality,
+    or /data-quality/unrouted) once it counts `at_least` records."""
+    deadline = time.monotonic() + LIVE_S / 1000
+    while True:
+        answer = api(stack, "GET", path, token=token)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        totals = body["sites"][0] if "sites" in body else body
+        row = next((t for t in totals["tallies"]
+                    if (t["device"], t["reason"]) == (device, reason)), None)
+        if row is not None and row["count"] >= at_least:
+            return dict(row)
+        assert time.monotonic() < deadline, f"{device} {reason} not counted: {body}"
+        time.sleep(0.5)
+
+
+def test_the_quality_view_names_the_device_that_sends_bad_records(
+        stack: RunningStack, context: BrowserContext, page: Page) -> None:
+    open_signed_in(page, stack)
+    page.locator("nav a[data-route=quality]").click()
+    expect(page.locator("#view-title")).to_have_text("Data quality")
+    expect(page.locator("nav a[data-route=quality]")).to_have_attribute("aria-current", "page")
+
+    # A real device sends garbage: the API counts it under the device and why.
+    produce_telemetry(stack, "nordvik-u01", b"{broken", times=3)
+    row = refused(stack, "/data-quality?site=nordvik", "nordvik-u01", "malformed_json", 3)
+    assert row["asset_id"] == "nordvik-u01" and row["last_detail"]
+
+    # The page shows it by itself (it refreshes over REST), its site first.
+    site = page.locator('.quality-site[data-site="nordvik"]')
+    expect(page.locator(".quality-site").first).to_have_attribute("data-site", "nordvik",
+                                                                  timeout=LIVE_S)
+    device = site.locator('.dl-device[data-device="nordvik-u01"]')
+    reason = device.locator('.dl-reason[data-reason="malformed_json"]')
+    expect(reason.locator(".reason")).to_have_text("malformed json", timeout=LIVE_S)
+    expect(reason.locator(".refused")).to_have_text("3", timeout=LIVE_S)
+    expect(reason.locator(".detail")).to_have_text(row["last_detail"])
+    expect(reason.locator(".last")).to_contain_text("ago")
+    expect(device.locator("a.device")).to_have_attribute("href", "#/asset/nordvik-u01")
+    expect(site.locator(".summary")).to_contain_text("from 1 device")
+    # More of it: the count grows in the open page, without a reload.
+    page.evaluate("window.__notReloaded = true")
+    produce_telemetry(stack, "nordvik-u01", b"{broken", times=2)
+    expect(reason.locator(".refused")).to_have_text("5", timeout=LIVE_S)
+    assert page.evaluate("window.__notReloaded") is True
+
+    # A record of no device of the fleet: the admin sees it apart, as records of no site.
+    produce_telemetry(stack, "rogue-device-9", b"{broken")
+    refused(stack, "/data-quality/unrouted", "rogue-device-9", "malformed_json", 1)
+    unrouted = page.locator('.quality-site[data-site="(unrouted)"]')
+    expect(unrouted.locator('.dl-device[data-device="rogue-device-9"]')).to_be_visible(
+        timeout=LIVE_S)
+    expect(unrouted.locator("a.device")).to_have_count(0)  # no asset to link to
+
+    # A viewer of one customer: that customer's site only, and nothing of no site.
+    scoped = context.new_page()
+    sign_in(scoped, stack, "viewer-nordvik")
+    scoped.locator("nav a[data-route=quality]").click()
+    mine = scoped.locator('.quality-site[data-site="nordvik"] .dl-device[data-device='
+                          '"nordvik-u01"] .dl-reason[data-reason="malformed_json"]')
+    expect(mine.locator(".refused")).to_have_text("5", timeout=LIVE_S)
+    expect(scoped.locator(".quality-site")).to_have_count(1)
+    expect(scoped.locator("text=rogue-device-9")).to_have_count(0)
+    viewer = token_of(stack, "viewer-nordvik")
+    answer = api(stack, "GET", "/data-quality", token=viewer).json()
+    assert [s["site_id"] for s in answer["sites"]] == ["nordvik"] and answer["unrouted"] is None
+    assert api(stack, "GET", "/data-quality/unrouted", token=viewer).status_code == 403
+
+
 ROUTES = ["#/site/elbe", "#/asset/elbe-u01", "#/asset/elbe-u01-i1-b1", "#/alarms",
-          "#/contracts", "#/wall?every=3", "#/site/nordvik", "#/"]
+          "#/quality", "#/contracts", "#/wall?every=3", "#/site/nordvik", "#/"]
 
 
 @pytest.mark.timeout(300)

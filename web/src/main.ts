@@ -18,6 +18,7 @@ import { assetView } from "./views/asset";
 import { contractsView } from "./views/contracts";
 import { loginView } from "./views/login";
 import { overviewView } from "./views/overview";
+import { qualityView } from "./views/quality";
 import { siteView } from "./views/site";
 import { wallView } from "./views/wall";
 import { WarningStore } from "./warnings";
@@ -65,6 +66,7 @@ function viewFor(app: App, route: Route): View {
     case "site": return siteView(app, route.id ?? "");
     case "asset": return assetView(app, route.id ?? "");
     case "alarms": return alarmsView(app);
+    case "quality": return qualityView(app);
     case "contracts": return contractsView(app);
     case "wall": return wallView(app, route.params);
     default: return overviewView(app);

@@ -8,6 +8,7 @@ describe("hash routes", () => {
     ["#/site/nordvik", "site", "nordvik"],
     ["#/asset/elbe-u01-i1-b3", "asset", "elbe-u01-i1-b3"],
     ["#/alarms", "alarms", null],
+    ["#/quality", "quality", null],
     ["#/contracts", "contracts", null],
     ["#/wall", "wall", null],
     ["#/login", "login", null],

@@ -1,9 +1,10 @@
 // Hash routes, so a wall display can be pointed at a URL:
-//   #/  #/site/<id>  #/asset/<id>  #/alarms  #/contracts  #/wall  #/login
+//   #/  #/site/<id>  #/asset/<id>  #/alarms  #/quality  #/contracts  #/wall  #/login
 // Query parameters after "?" (#/wall?every=20). A `token=` parameter (the link `make up`
 // prints: #token=…) is taken out of the address and kept for the tab.
 
-export type RouteName = "overview" | "site" | "asset" | "alarms" | "contracts" | "wall" | "login";
+export type RouteName = "overview" | "site" | "asset" | "alarms" | "quality" | "contracts" | "wall"
+  | "login";
 
 export interface Route {
   name: RouteName;
@@ -19,7 +20,7 @@ export interface ParsedHash {
 
 const WITH_ID: Partial<Record<string, RouteName>> = { site: "site", asset: "asset" };
 const PLAIN: Partial<Record<string, RouteName>> = { "": "overview", alarms: "alarms",
-  contracts: "contracts", wall: "wall", login: "login" };
+  quality: "quality", contracts: "contracts", wall: "wall", login: "login" };
 
 export function parseHash(hash: string): ParsedHash {
   let text = hash.startsWith("#") ? hash.slice(1) : hash;

@@ -36,6 +36,7 @@ export function shell(app: App, signOut: () => void): Shell {
   const alarmCount = h("span", { class: "count", hidden: true });
   const nav = h("nav", { class: "main-nav", "aria-label": "main" },
     link("overview", "#/", "Overview"), link("alarms", "#/alarms", "Alarms ", alarmCount),
+    link("quality", "#/quality", "Data quality"),
     app.can(P.contracts) ? link("contracts", "#/contracts", "Contracts") : null,
     link("wall", "#/wall", "Wall"));
   const connection = connectionBadge();

@@ -274,3 +274,33 @@ export interface Compliance {
   evaluation: { contract_id: string; currency: string; periods: PeriodEvaluation[] };
   open_period: ContractKpis | null;
 }
+
+/** One device's refused records of one reason (GET /data-quality). */
+export interface DeadLetterRow {
+  device: string; // the record's key ("" for a record without one)
+  reason: string;
+  count: number;
+  first_ms: number;
+  last_ms: number;
+  last_detail: string;
+  asset_id: string | null; // the fleet's asset of that id, for a link
+}
+
+export interface QualityTotals {
+  records: number; // refused records of every device and reason
+  pairs: number; // (device, reason) tallies in all; `tallies` may hold fewer
+  tallies: DeadLetterRow[]; // most frequent first
+  alerts: Alert[]; // active data-quality alerts, most severe first
+}
+
+export interface SiteQuality extends QualityTotals {
+  site_id: string;
+  name: string | null;
+  customer: string;
+  region: string;
+}
+
+export interface DataQuality {
+  sites: SiteQuality[];
+  unrouted: QualityTotals | null; // null: not the caller's to see
+}
