@@ -56,7 +56,7 @@ def is_item_error(exc: BaseException) -> bool:
     """True when `exc`, or what caused it, says the item cannot be written (not the store)."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, UnwritableItem | ITEM_ERRORS):
+        if isinstance(seen, (UnwritableItem, *ITEM_ERRORS)):
             return True
         if isinstance(seen, KafkaException) and seen.args and isinstance(
                 seen.args[0], KafkaError) and seen.args[0].code() in ITEM_KAFKA_CODES:
@@ -202,9 +202,9 @@ class SinkGuard:
         reason = f"unwritable: {self.sink}: {type(error).__name__}: {error}"
         self.refused += 1
         self.last_refusal_s = self.clock()
-        self.reporter.dead([dead_letter(source=f"flows.{self.sink}", reason=f"unwritable: {self.sink}",
-                                        detail=reason, ts_ms=int(self.last_refusal_s * 1000),
-                                        key=key, payload=payload)])
+        self.reporter.dead([dead_letter(
+            source=f"flows.{self.sink}", reason=f"unwritable: {self.sink}", detail=reason,
+            ts_ms=int(self.last_refusal_s * 1000), key=key, payload=payload)])
         if self.unwritable_alert is None:
             self.unwritable_alert = self._alert("unwritable", "major",
                                           f"{self.sink}: an item could not be written and "

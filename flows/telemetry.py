@@ -168,7 +168,7 @@ def _refusal(asset_id: str, raw_tag: str, raw_value: object, target: _Target) ->
     tag, scale, offset, low, high = target
     value = _scaled(cast(float, raw_value), scale, offset)
     if not math.isfinite(value):
-        return f"{asset_id}.{raw_tag}={str(raw_value)[:40]} is not a finite number"
+        return f"{asset_id}.{raw_tag}={str(raw_value)[:40]} is not finite"
     return (f"{asset_id}.{tag}={value:g} is outside the possible range [{_bound(low)}, "
             f"{_bound(high)}]")
 
