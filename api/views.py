@@ -45,7 +45,7 @@ def stale(ts_ms: int | None, now_ms: int) -> bool:
 
 # The alert kinds about the data rather than the contract (contracts/events.py AlertKind).
 DATA_QUALITY_KINDS = frozenset({"telemetry_gap", "frozen_value", "clock_skew", "dlq_rate",
-                                "data_instability"})
+                                "data_instability", "unwritable", "store_outage"})
 _SEVERITY_RANK = {"critical": 0, "major": 1, "minor": 2, "warning": 3}
 
 

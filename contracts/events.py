@@ -32,6 +32,9 @@ MIN_DEVICE_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 DeviceMs = Annotated[int, Field(ge=MIN_DEVICE_MS, le=MAX_MS)]
 # Ids and tag names: printable, bounded (they become Redis keys, history columns, log lines).
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+# Asset ids and tag names of a poll only look things up (an unknown one is refused or
+# ignored), never become a key: bounded, and not pattern-checked on the hot path.
+LookupName = Annotated[str, Field(min_length=1, max_length=200)]
 TagValue = float | int | str | bool
 
 
@@ -42,8 +45,8 @@ class _Event(BaseModel):
 class AssetReading(_Event):
     """The tag values one device reported for one asset in one poll."""
 
-    id: Name
-    tags: dict[Name, TagValue] = Field(max_length=10_000)
+    id: LookupName
+    tags: dict[LookupName, TagValue] = Field(max_length=10_000)
 
 
 class TelemetrySample(_Event):

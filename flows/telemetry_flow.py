@@ -19,6 +19,7 @@ faster it runs (DESIGN.md, "Numbers"). Each site's state is snapshotted for reco
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import gc
 import pickle
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -48,7 +49,7 @@ from contracts.events import (
 )
 from contracts.fleet import Fleet
 from contracts.monitoring import MonitoringConfig
-from flows.dead_letters import DeadLetterCounts
+from flows.dead_letters import FLUSH_EVERY_MS, DeadLetterCounts
 from flows.episodes import ticket_site
 from flows.history_sink import HistoryItem, HistorySink, history_item
 from flows.kafka_sink import KafkaOutSink
@@ -180,6 +181,20 @@ class SiteLogic(StatefulLogic[tuple[str, Kind, RawMessage], Output, bytes]):
         produced = msg.timestamp[1] if msg.timestamp is not None \
             and msg.timestamp[0] == TIMESTAMP_CREATE_TIME and msg.timestamp[1] > 0 else None
         return self.runtime.on_record(kind, record, now, produced), StatefulLogic.RETAIN
+
+    def notify_at(self) -> dt.datetime | None:
+        """When dead-letter tallies wait for their once-a-second write (a step whose records
+        stopped coming would hold them otherwise)."""
+        tallies = self.runtime.dead_letters if self.runtime else None
+        if tallies is None or not tallies.dirty or self.now_ms is None:
+            return None
+        due_ms = (tallies.flushed_ms or 0) + FLUSH_EVERY_MS
+        return dt.datetime.fromtimestamp(due_ms / 1000, dt.UTC)
+
+    def on_notify(self) -> tuple[Iterable[Output], bool]:
+        if self.runtime is None or self.now_ms is None:
+            return [], StatefulLogic.RETAIN
+        return self.runtime.dead_letters.flush(self.now_ms()), StatefulLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[Output], bool]:
         if self.runtime is None:

@@ -240,3 +240,43 @@ def test_one_mutated_record_in_a_site_step(index: int, rng: random.Random,
             assert type(item).model_validate_json(raw) == item
         if isinstance(item, DeadLetter):
             assert item.reason in KNOWN_REASONS and item.detail and item.offset == 1
+
+
+def test_dead_letter_tallies_are_written_without_further_records() -> None:
+    """A device that sends garbage and then nothing: its tally's newest count still reaches
+    the hot state within about a second (a timer of the step, not the next record)."""
+    import time as wall
+    from datetime import timedelta
+
+    from bytewax.connectors.kafka import KafkaSourceMessage
+    from bytewax.inputs import SimplePollingSource
+    from bytewax.testing import TestingSink
+
+    from contracts.events import DeadLetterTally
+
+    hot: list[Any] = []
+    seen_before_end: list[int] = []
+
+    class Garbage(SimplePollingSource[KafkaSourceMessage[bytes, bytes]]):
+        def __init__(self) -> None:
+            super().__init__(timedelta(milliseconds=50))
+            self.sent = 0
+            self.started = wall.monotonic()
+
+        def next_item(self) -> KafkaSourceMessage[bytes, bytes]:
+            counts = [t.count for t in hot if isinstance(t, DeadLetterTally)]
+            if self.sent < 2:
+                self.sent += 1
+                return KafkaSourceMessage(b"rogue", b"{broken", topic="raw", partition=0,
+                                          offset=self.sent)
+            if 2 in counts or wall.monotonic() - self.started > 10:
+                seen_before_end.extend(counts)
+                raise StopIteration
+            raise SimplePollingSource.Retry(timedelta(milliseconds=50))
+
+    out: list[Any] = []
+    run_main(build_flow(Settings(), FLEET, CONFIG, {}, source=Garbage(),
+                        kafka_sink=TestingSink(out), hot_sink=TestingSink(hot),
+                        history_sink=TestingSink([]), now_ms=lambda: int(wall.time() * 1000),
+                        snapshots=False))
+    assert seen_before_end == [1, 2]
