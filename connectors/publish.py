@@ -1,8 +1,9 @@
 """Where the device connectors (Modbus, OPC UA) put what they read: samples on the telemetry
-topic, device-health changes on the device-health topic and what they refuse on the
-dead-letter topic (connectors/refusals.py), all keyed by device id, through a spooling
-producer — nothing is lost while the broker is away, or when the connector stops while it is
-(the spool is sent first by the next run)."""
+topic and device-health changes on the device-health topic, both keyed by device id, and
+what they refuse on the dead-letter topic (connectors/refusals.py; keyed by source, the
+device id in the dead letter's `key`), through a spooling producer — nothing is lost while
+the broker is away, or when the connector stops while it is (the spool is sent first by the
+next run)."""
 
 from __future__ import annotations
 
@@ -40,8 +41,9 @@ class DevicePublisher:
                       event.model_dump_json().encode())
 
     def dead(self, letter: DeadLetter) -> None:
-        """A refused value or answer, keyed by the device that sent it."""
-        self._produce(self.settings.topic_dlq, letter.key or "",
+        """A refused value or answer; its `key` names the device that sent it, the message
+        key is its source (the topic's convention, as the flows write it)."""
+        self._produce(self.settings.topic_dlq, letter.source,
                       letter.model_dump_json().encode())
 
     def _produce(self, topic: str, key: str, value: bytes) -> None:

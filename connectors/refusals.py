@@ -5,7 +5,8 @@ range its point or node declares, text that is no text, stamped at an impossible
 left out of its sample (the rest of the sample is still published), and so is an answer the
 connector cannot decode at all (a Modbus answer with fewer registers than asked, bytes that
 are no answer to the request). Each is reported on the dead-letter topic (`bess.dlq`,
-`settings.topic_dlq`, key = device id) as a `DeadLetter` with a precise detail, counted per
+`settings.topic_dlq`) as a `DeadLetter` whose `key` is the device id, with a precise detail
+(the message key is its source, `connectors.modbus` or `connectors.opcua`), counted per
 device and reason, and logged: the first of each device and reason at once, then a summary
 per device at most once a minute. One dead letter per sample and reason lists every value it
 refused, so a device answering garbage costs one dead letter a poll, not one per register.

@@ -35,7 +35,7 @@ Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f
 # Asset ids and tag names of a poll only look things up (an unknown one is refused or
 # ignored), never become a key: bounded, and not pattern-checked on the hot path.
 LookupName = Annotated[str, Field(min_length=1, max_length=200)]
-TagValue = float | int | str | bool
+TagValue = float | int | Annotated[str, Field(max_length=1_000)] | bool
 
 
 class _Event(BaseModel):

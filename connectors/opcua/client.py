@@ -134,8 +134,11 @@ def convert(value: Any, mapping: NodeMapping) -> TagValue | Refused:
         if len(value) > MAX_TEXT:
             return Refused(IMPOSSIBLE_VALUE, f"text of {len(value)} characters (at most "
                                              f"{MAX_TEXT})")
-        if NOT_TEXT.search(value):
-            return Refused(IMPOSSIBLE_VALUE, f"text {_shown(value)} holds control characters")
+        bad = NOT_TEXT.search(value)
+        if bad is not None:
+            what = "bytes that were not UTF-8" if bad.group() == "\ufffd" else \
+                "control characters"
+            return Refused(IMPOSSIBLE_VALUE, f"text {_shown(value)} holds {what}")
         return value
     if isinstance(value, bool):
         return value

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -39,7 +39,7 @@ from connectors.modbus.profile import (
 from connectors.modbus.service import run_modbus_connector
 from connectors.modbus.sunspec import ModelHeader, SunSpecMap, discover, sunspec_profile
 from connectors.publish import DevicePublisher
-from connectors.refusals import NOT_TEXT, Rejection
+from connectors.refusals import NOT_TEXT, Refusals, Rejection
 from connectors.settings import EXAMPLE_PROFILES, Settings
 from contracts.errors import InvalidInput
 from contracts.events import DeadLetter, DeviceHealth, TelemetrySample
@@ -91,6 +91,7 @@ GOOD_TAGS: dict[str, object] = {
     "text": "BESS-01", "text_swapped": "AB", "word": 0x8001, "a": True, "b": True,
     "c": False, "d": True}
 T = TypeVar("T")
+EXAMPLES = 500  # random register images per run, each read through a real server
 
 
 def image_of(profile: DeviceProfile, values: Mapping[str, float | str], base: int = 0,
@@ -114,28 +115,45 @@ def image_of(profile: DeviceProfile, values: Mapping[str, float | str], base: in
 GOOD_IMAGE = image_of(EVERY_TYPE, GOOD_VALUES)
 
 
+class Sinks(TypedDict):
+    publish: Callable[[TelemetrySample], None]
+    publish_health: Callable[[DeviceHealth], None]
+    publish_dead: Callable[[DeadLetter], None]
+
+
 class Sink(Watched):
-    """What a connector publishes, with a wait on it."""
+    """What a connector publishes (kept, and handed on to a publisher when there is one),
+    with a wait on it."""
 
     def __init__(self) -> None:
         super().__init__()
         self.samples: list[TelemetrySample] = []
         self.health: list[DeviceHealth] = []
         self.dead: list[DeadLetter] = []
+        self.publisher: DevicePublisher | None = None
 
-    def _adder(self, into: list[Any], also: Callable[[Any], None] | None) -> Callable[[Any], None]:
-        def add(item: Any) -> None:
-            into.append(item)
-            if also is not None:
-                also(item)
-            self.changed()
-        return add
+    def sample(self, sample: TelemetrySample) -> None:
+        self.samples.append(sample)
+        if self.publisher is not None:
+            self.publisher.sample(sample)
+        self.changed()
 
-    def sinks(self, publisher: DevicePublisher | None = None) -> dict[str, Callable[[Any], None]]:
-        return {
-            "publish": self._adder(self.samples, publisher and publisher.sample),
-            "publish_health": self._adder(self.health, publisher and publisher.health),
-            "publish_dead": self._adder(self.dead, publisher and publisher.dead)}
+    def health_event(self, event: DeviceHealth) -> None:
+        self.health.append(event)
+        if self.publisher is not None:
+            self.publisher.health(event)
+        self.changed()
+
+    def dead_letter(self, letter: DeadLetter) -> None:
+        self.dead.append(letter)
+        if self.publisher is not None:
+            self.publisher.dead(letter)
+        self.changed()
+
+    def sinks(self, publisher: DevicePublisher | None = None) -> Sinks:
+        self.publisher = publisher
+        return {"publish": self.sample, "publish_health": self.health_event,
+                "publish_dead": self.dead_letter}
 
     def states(self, device_id: str) -> list[str]:
         return [e.state for e in self.health if e.device_id == device_id]
@@ -215,7 +233,7 @@ def test_a_misbehaving_device_degrades_goes_offline_and_comes_back(
         for dead in out.dead:
             assert (dead.source, dead.reason, dead.key) == ("connectors.modbus", "undecodable",
                                                            unit.id)
-            assert says in dead.detail and f"unit 1 read 0+47" in dead.detail
+            assert says in dead.detail and "unit 1 read 0+47" in dead.detail
             payload = json.loads(dead.payload)
             assert payload["device"] == unit.id and payload["refused"][0]["answer"]
     else:
@@ -281,7 +299,7 @@ def test_garbage_registers_and_answers_reach_the_broker_as_dead_letters_only(
                                      connector.device_map(every_unit.id))}
     refused: dict[tuple[str, int], set[tuple[str, str]]] = {}
     for key, dead in letters:
-        assert key == (dead.key or "").encode() and dead.key in points
+        assert key == b"connectors.modbus" and dead.key in points
         assert dead.source == "connectors.modbus"
         assert dead.reason in ("impossible_value", "undecodable"), dead
         if dead.reason == "impossible_value":
@@ -429,11 +447,25 @@ def addresses(maps: list[DeviceMap]) -> list[int]:
                    for a in range(start, start + n)})
 
 
-WORD = st.one_of(st.integers(0, 0xFFFF), st.sampled_from(SPECIAL))
+def register_contents(count: int) -> st.SearchStrategy[list[int]]:
+    """`count` registers: random bytes (cheap to draw, unlike a list of integers), some of
+    them replaced by SPECIAL contents."""
+    return st.builds(
+        lambda data, special: [*_words(data, special)],
+        st.binary(min_size=2 * count, max_size=2 * count),
+        st.lists(st.tuples(st.integers(0, count - 1), st.sampled_from(SPECIAL)),
+                 max_size=32))
+
+
+def _words(data: bytes, special: list[tuple[int, int]]) -> list[int]:
+    words = list(struct.unpack(f">{len(data) // 2}H", data))
+    for i, word in special:
+        words[i] = word
+    return words
 
 
 @pytest.mark.timeout(300)
-@settings(max_examples=300, deadline=None,
+@settings(max_examples=EXAMPLES, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_random_registers_decode_to_possible_values_or_dead_letter_reasons(
@@ -443,7 +475,7 @@ def test_random_registers_decode_to_possible_values_or_dead_letter_reasons(
     published as a possible value, left out as "not available", or refused with a reason and a
     detail naming it; decoding never raises."""
     wanted = addresses(maps)
-    words = data.draw(st.lists(WORD, min_size=len(wanted), max_size=len(wanted)))
+    words = data.draw(register_contents(len(wanted)))
     served.dev.images[1] = dict(zip(wanted, words, strict=True))
     for m in maps:
         for group in m.groups:
@@ -460,24 +492,25 @@ def check_poll(m: DeviceMap, group: PollGroup, registers: Mapping[int, int],
     assert len(refused) == len(rejections)
     for r in rejections:
         assert r.reason == "impossible_value" and r.ts_ms == sample.ts_ms
-        assert f"{r.record['asset']}.{r.record['tag']} (" in r.detail and "registers [0x" in r.detail
+        assert f"{r.record['asset']}.{r.record['tag']} (" in r.detail
+        assert "registers [0x" in r.detail
     tags = {a.id: a.tags for a in sample.assets}
     for asset_id, reads in group.reads:
         check_values(m.profile, m, asset_id, tags[asset_id])
-        for r in reads:
-            point = r.point
+        for read in reads:
+            point = read.point
             if not point.publish:
                 continue
-            words = [registers[a] for a in range(r.address, r.address + r.size)]
+            words = [registers[a] for a in range(read.address, read.address + read.size)]
             raw = unpack(point.datatype, words, *m.profile.orders(point))
             if (asset_id, point.tag) in refused:
                 assert point.tag not in tags[asset_id]
             elif point.tag not in tags[asset_id]:
-                assert may_be_absent(m, r.scale_factor, point, raw, registers), (point, raw)
+                assert may_be_absent(read.scale_factor, point, raw, registers), (point, raw)
 
 
-def may_be_absent(m: DeviceMap, scale_factor: tuple[Point, int] | None, point: Point,
-                  raw: object, registers: Mapping[int, int]) -> bool:
+def may_be_absent(scale_factor: tuple[Point, int] | None, point: Point, raw: object,
+                  registers: Mapping[int, int]) -> bool:
     """A point with nothing to publish: "not available", empty text, no scale factor."""
     if raw == point.missing or raw == "":
         return True
@@ -736,3 +769,37 @@ def test_good_registers_decode_to_the_values_set(example_fleet: Fleet) -> None:
 
     sample, rejections = asyncio.run(scenario())
     assert rejections == [] and sample.assets[0].tags == GOOD_TAGS
+
+
+def test_refusals_are_counted_per_device_and_logged_sparingly(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The first refusal of each device and reason is logged at once, later ones as a
+    summary at most once a minute per device; every one is counted and published."""
+    now = [0.0]
+    published: list[DeadLetter] = []
+    refusals = Refusals("connectors.modbus", published.append, monotonic=lambda: now[0])
+
+    def refuse(device_id: str, *reasons: str) -> None:
+        refusals.report(device_id, [Rejection(r, f"{device_id}.x: {r}", {"tag": "x"},
+                                              1_777_000_000_000) for r in reasons])
+
+    with caplog.at_level("WARNING", logger="connectors.refusals"):
+        refuse("d1", "impossible_value", "impossible_value")  # one letter, two values
+        refuse("d1", "undecodable")
+        refuse("d2", "impossible_value")
+        for _ in range(100):
+            now[0] += 0.1
+            refuse("d1", "impossible_value")
+        now[0] += 60
+        refuse("d1", "impossible_value")
+    assert refusals.of("d1") == {"impossible_value": 103, "undecodable": 1}
+    assert refusals.of("d2") == {"impossible_value": 1} and refusals.of("d3") == {}
+    assert refusals.dead_letters == len(published) == 104
+    assert {(d.key, d.source) for d in published} == {("d1", "connectors.modbus"),
+                                                      ("d2", "connectors.modbus")}
+    assert json.loads(published[0].payload) == {"device": "d1",
+                                                "refused": [{"tag": "x"}, {"tag": "x"}]}
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 4, messages  # d1 twice (two reasons), d2, one summary of d1
+    assert messages[-1].startswith("device d1: refused so far: impossible_value 103, "
+                                   "undecodable 1; the last: d1: d1.x: impossible_value")
