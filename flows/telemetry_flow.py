@@ -60,7 +60,7 @@ from flows.telemetry import Normalizer, RawRecord, decode_sample
 
 RawMessage = KafkaSourceMessage[bytes | None, bytes | None]
 Out = KafkaSinkMessage[bytes, bytes]
-Kind = Literal["telemetry", "ticket"]
+Kind = Literal["telemetry", "ticket", "dead_letter"]
 UNROUTED = "?"  # records naming no known asset: decoded only to say why they are refused
 
 
@@ -116,6 +116,8 @@ class SiteRuntime:
         produced the record (its Kafka create time), what a device's clock is judged by
         (live) and what no sample can be ahead of (live and replays)."""
         out = self._record(kind, record, now_ms, produced_ms)
+        if kind == "dead_letter":
+            return out  # counted, not refused again
         tallies: list[Output] = []
         for item in out:
             if isinstance(item, DeadLetter):
@@ -126,6 +128,9 @@ class SiteRuntime:
 
     def _record(self, kind: Kind, record: RawRecord, now_ms: int | None,
                 produced_ms: int | None) -> list[Output]:
+        if kind == "dead_letter":
+            letter = connector_dead_letter(record.value)
+            return [] if letter is None else list(self.dead_letters.observe(letter, now_ms))
         if kind == "ticket":
             return self._ticket(record, now_ms)
         assert self.normalizer is not None, "bind a normalizer after a recovery"
@@ -225,14 +230,29 @@ class NullSink(DynamicSink[Any]):
         return _NullPartition()
 
 
+def connector_dead_letter(value: bytes | None) -> DeadLetter | None:
+    """A connector's dead letter read back from `bess.dlq` (the flows' own are counted where
+    they are made; anything unreadable on the dead-letter topic is left there)."""
+    try:
+        letter = DeadLetter.model_validate_json(value or b"")
+    except ValidationError:
+        return None
+    return letter if letter.source.startswith("connectors.") else None
+
+
 def routing(fleet: Fleet) -> Callable[[tuple[Kind, RawMessage]], str]:
     """Record → site id. Telemetry by the device id on its key (a battery unit's id), failing
-    that by the first asset it names; a ticket by its asset; UNROUTED otherwise."""
+    that by the first asset it names; a ticket by its asset; a connector's dead letter by
+    the device it names; UNROUTED otherwise."""
     by_device = {a.id: a.site_id for a in fleet.assets.values() if a.kind == "unit"}
     assets = fleet.assets
 
     def site_of(item: tuple[Kind, RawMessage]) -> str:
         kind, msg = item
+        if kind == "dead_letter":
+            letter = connector_dead_letter(msg.value)
+            asset = assets.get(letter.key or "") if letter else None
+            return asset.site_id if asset is not None else UNROUTED
         if kind == "ticket":
             try:
                 ticket = TicketEvent.model_validate_json(msg.value or b"")
@@ -293,6 +313,12 @@ def build_flow(
         tickets = op.map("tickets_in", op.input("tickets", flow, ticket_source),
                          lambda m: ("ticket", m))
         tagged = op.merge("inputs", tagged, tickets)
+    if production and tail:
+        # Live: the connectors' dead letters counted with the site's (data-quality view).
+        letters = op.map("dead_letters_in", op.input(
+            "dead_letters", flow, _kafka(settings, settings.topic_dlq, tail)),
+            lambda m: ("dead_letter", m))
+        tagged = op.merge("with_dead_letters", tagged, letters)
     keyed = op.key_on("by_site", tagged, routing(fleet))
     # The site id travels in the value too: the step's builder is not told its key.
     stamped = op.map("stamp", keyed, lambda kv: (kv[0], (kv[0], *kv[1])))

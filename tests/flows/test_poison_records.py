@@ -280,3 +280,36 @@ def test_dead_letter_tallies_are_written_without_further_records() -> None:
                         history_sink=TestingSink([]), now_ms=lambda: int(wall.time() * 1000),
                         snapshots=False))
     assert seen_before_end == [1, 2]
+
+
+def test_connector_dead_letters_are_tallied_with_their_site() -> None:
+    """The live flow also reads `bess.dlq` for the connectors' dead letters (a value a device
+    cannot have, an undecodable answer): counted under the device's site, never refused
+    again; the flows' own letters and anything unreadable there are left alone."""
+    from bytewax.connectors.kafka import KafkaSourceMessage
+
+    from contracts.events import DeadLetterTally, dead_letter
+    from flows.site_state import SiteState
+    from flows.telemetry import Normalizer, RawRecord
+    from flows.telemetry_flow import SiteRuntime, routing
+
+    device = CLEAN[0][0]
+    site = FLEET.assets[device].site_id
+    letter = dead_letter(source="connectors.modbus", reason="impossible_value",
+                         detail="soc_pct=412.0 outside [0, 100]", ts_ms=START, key=device,
+                         payload="")
+    own = letter.model_copy(update={"source": "flows.telemetry"})
+    route = routing(FLEET)
+    for value, where in ((letter, site), (own, "?")):
+        msg = KafkaSourceMessage(b"k", value.model_dump_json().encode(), topic="dlq")
+        assert route(("dead_letter", msg)) == where
+    assert route(("dead_letter", KafkaSourceMessage(b"k", b"{broken", topic="dlq"))) == "?"
+    runtime = SiteRuntime(site, Normalizer(CONFIG, FLEET),
+                          SiteState(FLEET, site, CONFIG, None, FAST))
+    out = runtime.on_record("dead_letter", RawRecord(b"k", letter.model_dump_json().encode()),
+                            START, START)
+    assert [(t.device, t.reason, t.count) for t in out if isinstance(t, DeadLetterTally)] == [
+        (device, "impossible_value", 1)]
+    assert len(out) == 1  # the letter itself is not written again
+    assert runtime.on_record("dead_letter", RawRecord(b"k", own.model_dump_json().encode()),
+                             START, START) == []
