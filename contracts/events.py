@@ -1,5 +1,5 @@
 """Versioned JSON values of every topic, defined once: producers, flows, the API and the tests
-all encode and decode through these models (DESIGN.md, "Topics").
+all encode and decode through these models (docs/architecture.md, "Topics").
 
 Times are integer milliseconds since the Unix epoch (UTC): unambiguous and cheap to compare.
 """
@@ -90,10 +90,13 @@ class UnitAvailability(_Event):
 
 
 class ContractKpis(_Event):
-    """A site's contract now (spec §4-6): the open measurement period so far, what the
+    """A site's contract now (availability rules §4-6): the open measurement period so far, what the
     contract year has cost, and where the period is heading."""
 
     contract_id: str
+    # "ltsa": the site's service agreement; "technical": the site has none, and these are
+    # plain technical availability figures (no guarantee, no money, no warning level).
+    kind: Literal["ltsa", "technical"] = "ltsa"
     currency: str
     as_of_ms: EpochMs  # final time: statuses before this instant are final
     period: str
@@ -116,8 +119,8 @@ class SiteAvailability(_Event):
 
     Availability is time- and capacity-weighted over the site's units (the contract's
     weights; energy for a site without a contract), each unit's loss being the larger of its
-    own and its children's capacity-weighted loss (spec §3). `windows` maps each of WINDOWS
-    to a percentage (None before any data): last hour and today from the live statuses, the
+    own and its children's capacity-weighted loss (availability rules §3). `windows` maps each of
+    WINDOWS to a percentage (None before any data): last hour and today from the live statuses, the
     others by the contract's rules over final time, up to `final_ms` (site-local days)."""
 
     v: Literal[2] = 2
@@ -146,7 +149,7 @@ class UnitPeriod(_Event):
 
 class PeriodAvailability(_Event):
     """`bess.availability`, key = site id: a measurement period of a site's contract, final
-    (all its time past the watermark) — the numbers of spec §7, at full precision."""
+    (all its time past the watermark) — the numbers of availability rules §7, at full precision."""
 
     v: Literal[1] = 1
     kind: Literal["period"] = "period"

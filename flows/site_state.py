@@ -144,6 +144,7 @@ class SiteState:
         self.settings = settings
         self.status_rules = StatusRules.of(config.status)
         self.status_tags = self.status_rules.tags  # the tags a status is worked out from
+        self.technical = contract is None
         self.contract = contract or technical_contract(self.site)
         self.rules = Rules.of(self.contract)
         self.weights = {u.id: unit_weight(self.contract, u) for u in self.site.units}
@@ -394,7 +395,7 @@ class SiteState:
                              a[3] / a[0], a[4]) for (asset_id, tag), a in live.minute.items()]
 
     def _effective(self, unit_id: str, statuses: Mapping[str, Status]) -> Status:
-        """The unit's status with its children rolled up (spec §3)."""
+        """The unit's status with its children rolled up (availability rules §3)."""
         own = statuses.get(unit_id, COMMS_LOSS)
         losses = {a: s.loss for a, s in statuses.items()
                   if a == unit_id or s.state != "unknown"}
@@ -528,7 +529,7 @@ class SiteState:
 
     def _book(self, unit_id: str, piece: Piece) -> None:
         """Hand a final piece to the accumulator: the unit's own always; a child's only when
-        it costs something (a child with no row costs nothing either, spec §3)."""
+        it costs something (a child with no row costs nothing either, availability rules §3)."""
         assert self.accumulator is not None
         s = piece.status
         interval = StatusInterval(piece.asset_id, piece.start_ms * 1000, piece.end_ms * 1000,
@@ -586,10 +587,9 @@ class SiteState:
             counts=dict(self.counts))]
 
     def _ld_warning(self, now_ms: int, kpis: ContractKpis | None) -> list[Output]:
-        """Spec §6's warning level as an early warning: raised when it leaves `ok`, raised
-        anew when it moves between watch and ld_risk, cleared when back to `ok`."""
-        level = "ok" if kpis is None or self.contract.id.startswith("technical-") \
-            else kpis.warning_level
+        """Availability rules §6's warning level as an early warning: raised when it leaves `ok`,
+        raised anew when it moves between watch and ld_risk, cleared when back to `ok`."""
+        level = "ok" if kpis is None or kpis.kind == "technical" else kpis.warning_level
         active = self.ld_alert
         if active is not None and active.details.get("level") == level:
             return []
@@ -656,7 +656,8 @@ class SiteState:
         projection = acc.project(period, now_us, view)
         guaranteed = self.contract.guaranteed_pct(year)
         return windows, ContractKpis(
-            contract_id=self.contract.id, currency=self.contract.ld.currency,
+            contract_id=self.contract.id, kind="technical" if self.technical else "ltsa",
+            currency=self.contract.ld.currency,
             as_of_ms=now_ms, period=period.label, period_start_ms=period.start_us // 1000,
             period_end_ms=period.end_us // 1000, contract_year=year,
             actual_pct=None if actual is None else 100.0 * actual,

@@ -91,7 +91,7 @@ def fleet_kpis(fleet: Fleet, items: list[SiteSummary], money: bool) -> FleetKpis
             if value is not None:
                 acc[0] += item.rated_energy_kwh * value
                 acc[1] += item.rated_energy_kwh
-        if a.contract is not None and not a.contract.contract_id.startswith("technical-"):
+        if a.contract is not None and a.contract.kind == "ltsa":
             levels[a.contract.warning_level] = levels.get(a.contract.warning_level, 0) + 1
             if a.contract.ld_year_to_date is not None:
                 ld[a.contract.currency] = ld.get(a.contract.currency, 0.0) + \

@@ -19,7 +19,7 @@ from connectors.settings import EXAMPLE_MONITORING, Settings
 from contracts.events import DeadLetter, SiteAvailability, StatusChange
 from contracts.monitoring import load_monitoring
 from flows.site_state import LatestValues, SiteSettings
-from flows.telemetry_flow import build_flow
+from flows.telemetry_flow import RawMessage, build_flow
 from infra.ports import free_port
 from tests.contracts.builders import contract
 from tests.flows.timelines import FLEET, T0, sample
@@ -45,8 +45,9 @@ def records() -> list[tuple[bytes, bytes]]:
 
 
 def run(workers: int) -> tuple[list[KafkaSinkMessage[bytes, bytes]], list[Any]]:
-    source = TestingSource([KafkaSourceMessage(k, v, topic="raw", partition=0, offset=i)
-                            for i, (k, v) in enumerate(records())])
+    source: TestingSource[RawMessage] = TestingSource(
+        [KafkaSourceMessage(k, v, topic="raw", partition=0, offset=i)
+         for i, (k, v) in enumerate(records())])
     kafka_out: list[KafkaSinkMessage[bytes, bytes]] = []
     hot_out: list[Any] = []
     history_out: list[Any] = []
@@ -83,11 +84,13 @@ def test_flow_outputs_statuses_snapshots_values_and_dead_letters() -> None:
     # u1 lost [5 s, 8 s) of 19 s observed live.
     assert next(u for u in s1.units if u.id == "u1").last_hour_pct == pytest.approx(
         100 * (1 - 3 / 19))
-    assert s1.contract is not None and s1.contract.contract_id == "LTSA-T"
+    assert s1.contract is not None and s1.contract.contract_id == "LTSA-T" \
+        and s1.contract.kind == "ltsa"
     # Published at u1's last poll, before u2's: 39 polls; the malformed record keyed u1.
     assert s1.counts == {"polls": 39, "late": 0, "duplicate": 0, "refused": 1,
                          "dlq.malformed_json": 1}
-    assert final["s2"].contract is not None and final["s2"].contract.contract_id == \
+    assert final["s2"].contract is not None and final["s2"].contract.kind == "technical" \
+        and final["s2"].contract.contract_id == \
         "technical-s2"
     assert {v.unit_id for v in hot_out if isinstance(v, LatestValues)} == {"u1", "u2", "v1"}
 
@@ -118,10 +121,10 @@ def test_flow_against_the_real_broker_and_redis(settings: Settings, redis_url: s
     run_main(build_flow(settings, FLEET, CONFIG, CONTRACTS, tail=False, now_ms=None,
                         site_settings=FAST))
     dlq = read_topic(settings.require_kafka(), settings.topic_dlq, count=3, timeout_s=30)
-    assert sorted(json.loads(m.value())["reason"] for m in dlq) == [
+    assert sorted(json.loads(m.value() or b"")["reason"] for m in dlq) == [
         "malformed_json", "schema", "unknown_asset"]
     status = read_topic(settings.require_kafka(), settings.topic_status, idle_s=2)
-    u1 = [json.loads(m.value()) for m in status if m.key() == b"u1"]
+    u1 = [json.loads(m.value() or b"") for m in status if m.key() == b"u1"]
     assert [(s["ts_ms"] - T0, s["state"]) for s in u1] == [
         (0, "available"), (5000, "unavailable"), (8000, "available")]
     snapshot = SiteAvailability.model_validate_json(client.get(site_key("s1")) or b"")
@@ -148,11 +151,12 @@ def test_a_ticket_on_a_unit_is_linked_to_its_unavailability_episode() -> None:
                          opened_ms=T0 + 6_000, updated_ms=T0 + 6_000,
                          summary="u1 tripped on overcurrent", url="https://jira/OPS-7")
     bad = b'{"provider": "jira"}'
-    tickets = TestingSource([KafkaSourceMessage(b"jira:OPS-7", ticket.model_dump_json()
-                                                .encode(), topic="tickets"),
-                             KafkaSourceMessage(b"jira:?", bad, topic="tickets")])
-    source = TestingSource([KafkaSourceMessage(k, v, topic="raw", partition=0, offset=i)
-                            for i, (k, v) in enumerate(records())])
+    tickets: TestingSource[RawMessage] = TestingSource(
+        [KafkaSourceMessage(b"jira:OPS-7", ticket.model_dump_json().encode(), topic="tickets"),
+         KafkaSourceMessage(b"jira:?", bad, topic="tickets")])
+    source: TestingSource[RawMessage] = TestingSource(
+        [KafkaSourceMessage(k, v, topic="raw", partition=0, offset=i)
+         for i, (k, v) in enumerate(records())])
     kafka_out: list[KafkaSinkMessage[bytes, bytes]] = []
     hot_out: list[Any] = []
     history_out: list[Any] = []
@@ -175,7 +179,7 @@ def test_device_clocks_are_judged_by_when_records_were_produced() -> None:
     records produced on time; a device whose timestamps are 2 minutes behind the time its
     record was produced does get one (max_clock_skew_s is 60)."""
     def run_with(skew_ms: int) -> list[dict[str, Any]]:
-        messages = [KafkaSourceMessage(
+        messages: list[RawMessage] = [KafkaSourceMessage(
             b"u2", sample("u2", t).model_dump_json().encode(), topic="raw", partition=0,
             offset=t, timestamp=(TIMESTAMP_CREATE_TIME, T0 + t * 1000 + skew_ms))
             for t in range(20)]

@@ -2,7 +2,7 @@
 import type { AlarmView, BreachEvent, ContractKpis, SiteSnapshot, SiteSummary } from "./types";
 
 export function contract(over: Partial<ContractKpis> = {}): ContractKpis {
-  return { contract_id: "LTSA-X", currency: "EUR", as_of_ms: 1, period: "2026-10",
+  return { contract_id: "LTSA-X", kind: "ltsa", currency: "EUR", as_of_ms: 1, period: "2026-10",
            period_start_ms: 0, period_end_ms: 1, contract_year: 3, actual_pct: 99,
            guaranteed_pct: 97, shortfall_pct: 0, ld_year_to_date: 0, projected_pct: 99,
            projected_ld: 0, warning_level: "ok", ...over };

@@ -26,7 +26,7 @@ describe("fleet KPIs", () => {
 
   it("leaves technical availability out of the contract counts", () => {
     const kpis = fleetKpis([{ site: summary("x", 1), snapshot: snapshot("x", 99, NOW, {
-      contract: contract({ contract_id: "technical-x" }) }) }], NOW, true);
+      contract: contract({ contract_id: "technical-x", kind: "technical" }) }) }], NOW, true);
     expect(kpis.warningLevels).toEqual({ ok: 0, watch: 0, ld_risk: 0 });
     expect(kpis.ldYearToDate).toEqual({});
   });
@@ -63,7 +63,7 @@ describe("a site's contract", () => {
     expect(siteContract(null)).toEqual({ kind: "none" });
     expect(siteContract(snapshot("a", 99, 1))).toEqual({ kind: "pending" });
     expect(siteContract(snapshot("a", 99, 1, { contract: contract({
-      contract_id: "technical-a" }) }))).toEqual({ kind: "technical" });
+      contract_id: "technical-a", kind: "technical" }) }))).toEqual({ kind: "technical" });
     const kpis = contract();
     expect(siteContract(snapshot("a", 99, 1, { contract: kpis }))).toEqual(
       { kind: "contract", kpis });

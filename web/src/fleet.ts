@@ -24,7 +24,7 @@ export function siteContract(snapshot: SiteSnapshot | null | undefined): SiteCon
   if (!snapshot) return { kind: "none" };
   const c = snapshot.contract;
   if (!c) return { kind: "pending" };
-  return c.contract_id.startsWith("technical-") ? { kind: "technical" }
+  return c.kind === "technical" ? { kind: "technical" }
     : { kind: "contract", kpis: c };
 }
 
@@ -69,7 +69,7 @@ export function fleetKpis(entries: SiteEntry[], serverNowMs: number, money: bool
       weighted.set(name, acc);
     }
     const c = snapshot.contract;
-    if (c && !c.contract_id.startsWith("technical-")) {
+    if (c && c.kind === "ltsa") {
       warningLevels[c.warning_level] += 1;
       if (c.ld_year_to_date != null) ld[c.currency] = (ld[c.currency] ?? 0) + c.ld_year_to_date;
     }

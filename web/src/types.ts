@@ -32,6 +32,7 @@ export interface UnitAvailability {
 
 export interface ContractKpis {
   contract_id: string;
+  kind: "ltsa" | "technical";
   currency: string;
   as_of_ms: number;
   period: string;
