@@ -14,8 +14,8 @@ from connectors.history import HistoryStore, open_history
 from connectors.history.rows import AvailabilityRow, StatusIntervalRow, TelemetryRow
 from connectors.settings import Settings
 from contracts.events import Alert, BreachEvent, PeriodAvailability, UnavailabilityEpisode
+from flows.outputs import Output
 from flows.sink_errors import Reporter, SinkGuard, describe_json
-from flows.site_state import Output
 
 HistoryItem = (StatusIntervalRow | AvailabilityRow | TelemetryRow | PeriodAvailability
                | BreachEvent | Alert | UnavailabilityEpisode)

@@ -34,8 +34,8 @@ from contracts.events import (
     SiteAvailability,
     UnavailabilityEpisode,
 )
+from flows.outputs import LatestValues, Output, SiteTicket
 from flows.sink_errors import Reporter, SinkGuard, describe_json
-from flows.site_state import LatestValues, Output, SiteTicket
 
 HotState = (SiteAvailability | LatestValues | BreachEvent | Alert | UnavailabilityEpisode
             | SiteTicket | DeadLetterTally)

@@ -22,16 +22,13 @@ from contracts.contract import Contract
 from contracts.engine import UnitResult, contract_availability, unit_weight
 from contracts.events import (
     Alert,
-    BreachEvent,
     ContractKpis,
     DeadLetter,
-    DeadLetterTally,
     PeriodAvailability,
     SiteAvailability,
     State,
     StatusChange,
     TicketEvent,
-    UnavailabilityEpisode,
     UnitAvailability,
     UnitPeriod,
 )
@@ -45,37 +42,13 @@ from contracts.rules import Rollup, Rules
 from contracts.status import COMMS_LOSS, Status, StatusRules, classify
 from flows.breaches import BreachEngine
 from flows.episodes import EpisodeTracker
+from flows.outputs import LatestValues, Output, SiteTicket
 from flows.quality import DeviceLimits, DeviceQuality, DlqRate, Flapping
 from flows.status_timeline import Change, Piece, UnitTimeline
 from flows.telemetry import Poll
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
-
-
-@dataclass(frozen=True, slots=True)
-class LatestValues:
-    """A unit's newest tag values and every asset's live status and availability (last hour,
-    today), for the hot state."""
-
-    site_id: str
-    unit_id: str
-    ts_ms: int
-    readings: tuple[tuple[str, dict[str, float]], ...]
-    assets: tuple[tuple[str, Status, float | None, float | None], ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class SiteTicket:
-    """The newest version of a ticket on one of the site's assets, for the hot state."""
-
-    site_id: str
-    ticket: TicketEvent
-
-
-Output = (StatusChange | StatusIntervalRow | SiteAvailability | DeadLetter | LatestValues
-          | BreachEvent | Alert | UnavailabilityEpisode | PeriodAvailability | AvailabilityRow
-          | TelemetryRow | SiteTicket | DeadLetterTally)
 
 
 def technical_contract(site: Site) -> Contract:

@@ -14,7 +14,7 @@
 
 Records are keyed by site before they are decoded (the device id on a record's key names its
 battery unit) and decoded inside the stateful step: the fewer items cross the dataflow, the
-faster it runs (DESIGN.md, "Numbers"). Each site's state is snapshotted for recovery."""
+faster it runs. Each site's state is snapshotted for recovery."""
 
 from __future__ import annotations
 
@@ -53,9 +53,10 @@ from flows.dead_letters import FLUSH_EVERY_MS, DeadLetterCounts
 from flows.episodes import ticket_site
 from flows.history_sink import HistoryItem, HistorySink, history_item
 from flows.kafka_sink import KafkaOutSink
+from flows.outputs import Output
 from flows.redis_sink import HotState, RedisSink, hot_state
 from flows.sink_errors import KafkaReporter
-from flows.site_state import Output, SiteSettings, SiteState
+from flows.site_state import SiteSettings, SiteState
 from flows.telemetry import Normalizer, RawRecord, decode_sample
 
 RawMessage = KafkaSourceMessage[bytes | None, bytes | None]
@@ -79,7 +80,7 @@ class Topics:
 
 
 def to_kafka(item: Output, topics: Topics) -> Out | None:
-    """Every output bound for a topic, keyed as DESIGN.md's topic table says."""
+    """Every output bound for a topic, keyed as the topics table of docs/architecture.md says."""
     if isinstance(item, StatusChange):
         key, topic = item.asset_id, topics.status
     elif isinstance(item, SiteAvailability | PeriodAvailability):

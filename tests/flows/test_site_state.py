@@ -5,6 +5,7 @@ evaluation's numbers for the intervals the flow derived."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,8 @@ from contracts.engine import evaluate
 from contracts.events import DeadLetter, SiteAvailability, StatusChange, TelemetrySample
 from contracts.intervals import StatusInterval
 from contracts.monitoring import load_monitoring
-from flows.site_state import MINUTE_SPREAD_MS, LatestValues, Output, SiteSettings, SiteState
+from flows.outputs import LatestValues, Output
+from flows.site_state import MINUTE_SPREAD_MS, SiteSettings, SiteState
 from flows.telemetry import Normalizer, RawRecord
 from tests.contracts.builders import contract as base_contract
 from tests.flows.timelines import FLEET, T0, sample
@@ -37,7 +39,7 @@ def feed(state: SiteState, samples: list[TelemetrySample]) -> list[Output]:
     return out
 
 
-def of(out: list[Output], kind: type) -> list:
+def of(out: list[Output], kind: type) -> list[Any]:
     return [o for o in out if isinstance(o, kind)]
 
 
@@ -225,7 +227,7 @@ def test_ld_risk_is_warned_once_per_level_and_cleared_once_recovered() -> None:
     10 June: as the trailing week's loss rate rises the projection falls through `watch` to
     `ld_risk`, and as the outage leaves the trailing 7 × 24 h it climbs back through `watch`
     to `ok` — one warning per level, each cleared by the next. Every warning's numbers agree
-    with spec §5/§6 by hand, and so does the time the last one clears."""
+    with availability rules §5/§6 by hand, and so does the time the last one clears."""
     import math
 
     from contracts.events import Alert

@@ -18,7 +18,8 @@ from connectors.redis_store import latest_key, site_key
 from connectors.settings import EXAMPLE_MONITORING, Settings
 from contracts.events import DeadLetter, SiteAvailability, StatusChange
 from contracts.monitoring import load_monitoring
-from flows.site_state import LatestValues, SiteSettings
+from flows.outputs import LatestValues
+from flows.site_state import SiteSettings
 from flows.telemetry_flow import RawMessage, build_flow
 from infra.ports import free_port
 from tests.contracts.builders import contract
