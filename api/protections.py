@@ -2,7 +2,8 @@
 only; WebSockets authenticate in their first frame and are bounded by api/live.py):
 
 - **Size**: a body over `max_request_bytes` is refused with 413 — by its Content-Length
-  before it is read, or as soon as a chunked body grows past it.
+  before it is read, or as soon as a chunked body grows past it; a Content-Length that is
+  no number is 400.
 - **Rate**: at most `rate_limit_per_minute` requests per client and minute, counted in Redis
   so that every API process shares the count; a client is its bearer credential (a digest of
   it, never the credential) or, without one, its address. Over the limit: 429 with
@@ -70,7 +71,12 @@ class Protections:
         headers = dict(scope.get("headers") or [])
         path: str = scope.get("path", "")
         length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+        if length is not None and not length.isdigit():  # bytes: ASCII digits only
+            await self._reply(send, path, 400, "invalid Content-Length header")
+            return
+        # A length of more digits than any body has is too large without converting it
+        # (int() refuses more than 4,300 digits).
+        if length is not None and (len(length) > 18 or int(length) > self.max_bytes):
             await self._reply(send, path, 413, f"request body over {self.max_bytes} bytes")
             return
         if not path.startswith(UNMETERED):

@@ -314,7 +314,7 @@ def cmd_flows(args: argparse.Namespace, settings: Settings) -> int:
 
 def _flow_cluster(args: argparse.Namespace) -> int:
     """`--processes N`: N worker processes of one Bytewax cluster on loopback (processes,
-    not threads: the GIL makes threads slower than one worker, DESIGN.md). Kafka partitions
+    not threads: the GIL makes threads slower than one worker). Kafka partitions
     and sites are spread over them; SIGINT/SIGTERM reach every one; the first to fail stops
     the others, and the worst exit status is this command's."""
     import subprocess
@@ -632,8 +632,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser(
         "replay", help="recorded telemetry through the broker and flows",
         description="At --speed max: through topics of its own and the flow to their end; "
-                    "prints each site's final periods (spec §7). At --speed N: into the "
-                    "running stack's telemetry topic, N times faster than it happened.")
+                    "prints each site's final periods (availability rules §7). At --speed N: "
+                    "into the running stack's telemetry topic, N times faster than it happened.")
     replay.add_argument("--fleet", type=Path, help="fleet file (default: BESSMON_FLEET_FILE)")
     replay.add_argument("--telemetry", type=Path, required=True,
                         help="recording: one TelemetrySample JSON per line")
@@ -642,7 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--speed", type=speed, default="max",
                         help="max (own topics, to the end) or N× real time into the stack")
     replay.add_argument("--status-out", type=Path,
-                        help="write the derived status intervals here (CSV, spec §1)")
+                        help="write the derived status intervals here (CSV, availability rules §1)")
     replay.set_defaults(run=cmd_replay)
 
     backfill = sub.add_parser(
@@ -653,13 +653,16 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--mapping", type=Path, required=True,
                           help="how its columns map (YAML, see connectors/backfill/mapping.py)")
     backfill.add_argument("--fleet", type=Path, help="fleet file (default: BESSMON_FLEET_FILE)")
+    backfill.add_argument("--monitoring", type=Path,
+                          help="tag maps and possible ranges the values are checked against "
+                               "(default: BESSMON_MONITORING_FILE)")
     backfill.set_defaults(run=cmd_backfill)
 
     contracts = sub.add_parser("contracts", help="LTSA contract evaluation")
     contracts_sub = contracts.add_subparsers(dest="contracts_command", required=True,
                                              metavar="ACTION")
     evaluate = contracts_sub.add_parser(
-        "evaluate", help="availability, LD and bonus per period (spec §7)",
+        "evaluate", help="availability, LD and bonus per period (availability rules §7)",
         description="Evaluate a contract over periods; exit status 2 on invalid input.")
     add_evaluation_inputs(evaluate)
     form = evaluate.add_mutually_exclusive_group()

@@ -10,13 +10,21 @@ is normalized to a `TicketEvent` and published to `settings.topic_tickets`, key
     202 ignored     a genuine delivery that is no ticket change (a Jira comment event, a
                     record of another ServiceNow table): 2xx, so the vendor neither retries
                     nor counts a failure
-    400             the body is not JSON, or not the vendor's payload shape (the detail
-                    names the field)
+    400             the body is not JSON, or not the vendor's payload shape, or a value in
+                    it is impossible: a field of the wrong type, a number that is not
+                    finite or beyond 64 bits, text with control characters or lone
+                    surrogates, a time outside 2000..2100 or more than 10 min ahead of
+                    this server's clock, a ticket updated or resolved before it was
+                    opened, a link that is not http(s), an id or asset of more than 200
+                    characters (the detail names the vendor's field and the problem);
+                    also a Content-Length that is no number
     401             signature or shared secret missing or wrong; Zendesk timestamp > 5 min off
     403             no secret configured for the provider (BESSMON_WEBHOOK_SECRET_<PROVIDER>)
     404             no such provider
     409             the same delivery is being published at this moment: retry later
     413             the body is over BESSMON_WEBHOOK_MAX_BYTES (default 1 MiB)
+    415             a Content-Type that is not JSON (application/json or */*+json; none
+                    at all is taken as JSON)
     422             the ticket names no asset of the fleet (none, or an unknown one), or a
                     status the mapping does not know: fixed in the ticket or the mapping,
                     not by retrying
@@ -89,9 +97,9 @@ async def _body(request: Request, limit: int) -> bytes:
     declared length, or while it streams in without one."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):  # "²".isdigit() is True
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "bad Content-Length")
-        if int(declared) > limit:
+        if len(declared) > 18 or int(declared) > limit:
             raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
                                 f"body over {limit} bytes")
     body = bytearray()
@@ -101,6 +109,13 @@ async def _body(request: Request, limit: int) -> bytes:
             raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
                                 f"body over {limit} bytes")
     return bytes(body)
+
+
+def _json_type(content_type: str) -> bool:
+    """application/json or a `+json` type, parameters (charset) aside."""
+    media = content_type.partition(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/")
+                                           and media.endswith("+json"))
 
 
 def _publish(app: FastAPI, settings: Settings, key: str, value: bytes) -> None:
@@ -125,6 +140,7 @@ def _publish(app: FastAPI, settings: Settings, key: str, value: bytes) -> None:
     404: {"description": "unknown provider"},
     409: {"description": "the same delivery is being processed; retry"},
     413: {"description": "body too large"},
+    415: {"description": "a Content-Type that is not JSON"},
     422: {"description": "names no asset of the fleet, or an unmapped status"},
     503: {"description": "Kafka or Redis unavailable; retry"},
 })
@@ -145,7 +161,11 @@ async def receive(provider: str, request: Request, settings: SettingsDep, fleet:
     except Unverified as exc:
         log.warning("%s webhook refused: %s", provider, exc)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc)) from None
-
+    content_type = request.headers.get("content-type")  # none at all: taken as JSON
+    if content_type is not None and not _json_type(content_type):
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+                            f"Content-Type {content_type[:100]!r} is not JSON: send "
+                            "application/json (the vendor's JSON request format)")
     try:
         payload: Any = json.loads(body)
     except (ValueError, RecursionError):

@@ -40,6 +40,12 @@ PROVIDER = "jira"
 EVENTS = frozenset({"jira:issue_created", "jira:issue_updated"})
 SIGNATURE_HEADER = "x-hub-signature"
 DELIVERY_HEADER = "x-atlassian-webhook-identifier"
+# Where each TicketEvent field is read from (errors name the vendor's field).
+SOURCES = {"ticket_id": "issue.key", "asset_id": "the asset (labels or asset field)",
+           "priority": "priority.name", "category": "issuetype.name",
+           "opened_ms": "issue.fields.created", "updated_ms": "issue.fields.updated",
+           "resolved_ms": "issue.fields.resolutiondate", "summary": "issue.fields.summary",
+           "url": "issue.self"}
 SEARCH_FIELDS = ("summary", "status", "created", "updated", "resolutiondate", "labels",
                  "priority", "issuetype")
 
@@ -84,20 +90,20 @@ def normalize_issue(issue: Any, mapping: TicketMapping = DEFAULTS[PROVIDER]) -> 
     opened = iso_ms(fields.get("created"), "issue.fields.created", required=True)
     assert opened is not None
     return ticket_event(
-        provider=PROVIDER, ticket_id=key, status=status,
+        SOURCES, provider=PROVIDER, ticket_id=key, status=status,
         asset_id=asset_of(mapping, fields, fields.get("labels")),
         priority=text(dig(fields, "priority", "name"), "priority.name"),
         category=text(dig(fields, "issuetype", "name"), "issuetype.name"),
         opened_ms=opened,
         updated_ms=iso_ms(fields.get("updated"), "issue.fields.updated") or opened,
         resolved_ms=iso_ms(fields.get("resolutiondate"), "issue.fields.resolutiondate"),
-        summary=text(fields.get("summary"), "issue.fields.summary") or "",
+        summary=text(fields.get("summary"), "issue.fields.summary", prose=True) or "",
         url=_page(mapping, issue, key))
 
 
 def _page(mapping: TicketMapping, issue: Any, key: str) -> str | None:
     if mapping.ticket_url:
-        return mapping.ticket_url.format(key=key, id=dig(issue, "id") or "")
+        return mapping.ticket_url.format(key=key, id=text(dig(issue, "id"), "issue.id") or "")
     return browse_url(text(dig(issue, "self"), "issue.self"), key)
 
 

@@ -118,23 +118,27 @@ class TicketMapping(_Model):
                             f"`{provider}.statuses` in the ticketing configuration)")
 
 
-def field_values(value: Any) -> list[str]:
+def field_values(value: Any, *, nested: bool = True) -> list[str]:
     """The asset candidates in a field, whatever its type: text, a number, a select option
     (`{"value": …}` / `{"name": …}`), a ServiceNow reference (`{"display_value", "value"}`:
-    the display value first, it is what people name CIs by), or a list of those."""
+    the display value first, it is what people name CIs by), or a list of those (one level:
+    a list of lists is no vendor's field, and recursing into one is a stack to overflow).
+    Booleans, fractional numbers and integers beyond 64 bits name nothing."""
     if value is None or isinstance(value, bool):
         return []
     if isinstance(value, str):
         return [value]
-    if isinstance(value, int | float):
-        return [str(value)]
+    if isinstance(value, int):
+        return [str(value)] if abs(value) < 2**64 else []
     if isinstance(value, list):
-        return [v for item in value for v in field_values(item)]
+        return [v for item in value for v in field_values(item, nested=False)] if nested \
+            else []
     if isinstance(value, dict):
         out: list[str] = []
         for key in ("display_value", "value", "name", "key"):
             item = value.get(key)
-            if isinstance(item, str | int) and not isinstance(item, bool):
+            if isinstance(item, str) or (isinstance(item, int) and not isinstance(item, bool)
+                                         and abs(item) < 2**64):
                 out.append(str(item))
         return out
     return []
@@ -142,11 +146,14 @@ def field_values(value: Any) -> list[str]:
 
 def labels_of(value: Any) -> list[str]:
     """Labels or tags: a JSON list, or the space-separated text a Zendesk trigger renders
-    for `{{ticket.tags}}`."""
+    for `{{ticket.tags}}`. Items that are no text (or integer) are skipped."""
     if isinstance(value, str):
         return value.split()
     if isinstance(value, list):
-        return [str(raw(v)) for v in value if isinstance(raw(v), str | int)]
+        return [str(item) for item in map(raw, value)
+                if isinstance(item, str) or (isinstance(item, int)
+                                             and not isinstance(item, bool)
+                                             and abs(item) < 2**64)]
     return []
 
 

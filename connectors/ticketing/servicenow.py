@@ -75,6 +75,11 @@ DELIVERY_HEADER = "x-bessmon-delivery"
 FIELDS = ("number", "sys_id", "sys_class_name", "state", "priority", "category",
           "short_description", "opened_at", "sys_created_on", "sys_updated_on", "resolved_at",
           "closed_at")
+# Where each TicketEvent field is read from (errors name the vendor's field).
+SOURCES = {"ticket_id": "number", "asset_id": "the asset (CI field)", "priority": "priority",
+           "category": "category", "opened_ms": "opened_at", "updated_ms": "sys_updated_on",
+           "resolved_ms": "resolved_at", "summary": "short_description",
+           "url": "sys_id (in the ticket's link)"}
 # Priority (1 Critical … 5 Planning) is derived from impact × urgency by the default
 # priority lookup; to open an incident at a priority, set the pair that yields it.
 IMPACT_URGENCY = {"1": ("1", "1"), "2": ("1", "2"), "3": ("2", "2"), "4": ("2", "3"),
@@ -133,14 +138,14 @@ def normalize_record(record: Any, mapping: TicketMapping = DEFAULTS[PROVIDER]) -
         resolved = utc_ms(record.get("closed_at"), "closed_at")
     sys_id = text(record.get("sys_id"), "sys_id")
     return ticket_event(
-        provider=PROVIDER, ticket_id=number, status=status,
+        SOURCES, provider=PROVIDER, ticket_id=number, status=status,
         asset_id=asset_of(mapping, record, None),
         priority=text(record.get("priority"), "priority"),
         category=text(record.get("category"), "category"),
         opened_ms=opened,
         updated_ms=utc_ms(record.get("sys_updated_on"), "sys_updated_on") or opened,
         resolved_ms=resolved,
-        summary=text(record.get("short_description"), "short_description") or "",
+        summary=text(record.get("short_description"), "short_description", prose=True) or "",
         url=(mapping.ticket_url.format(sys_id=sys_id, number=number)
              if mapping.ticket_url and sys_id else None))
 

@@ -50,6 +50,11 @@ SIGNATURE_HEADER = "x-zendesk-webhook-signature"
 TIMESTAMP_HEADER = "x-zendesk-webhook-signature-timestamp"
 DELIVERY_HEADER = "x-zendesk-webhook-invocation-id"
 MAX_AGE_S = 300.0
+# Where each TicketEvent field is read from (errors name the vendor's field).
+SOURCES = {"ticket_id": "ticket.id", "asset_id": "the asset (tags or asset field)",
+           "priority": "ticket.priority", "category": "ticket.type",
+           "opened_ms": "ticket.created_at", "updated_ms": "ticket.updated_at",
+           "resolved_ms": "ticket.updated_at", "summary": "ticket.subject", "url": "ticket.url"}
 
 
 def verify_signature(body: bytes, signature: str | None, timestamp: str | None,
@@ -91,7 +96,8 @@ def normalize(payload: Any, mapping: TicketMapping = DEFAULTS[PROVIDER]) -> Tick
     webhooks (`{"type": "zen:event-type:…"}`), which are not subscribed to here."""
     if not isinstance(payload, dict):
         raise InvalidPayload("a Zendesk webhook is a JSON object")
-    if "ticket" not in payload and str(payload.get("type", "")).startswith("zen:"):
+    kind = payload.get("type")
+    if "ticket" not in payload and isinstance(kind, str) and kind.startswith("zen:"):
         return None
     return normalize_ticket(payload.get("ticket"), mapping)
 
@@ -109,15 +115,16 @@ def normalize_ticket(ticket: Any, mapping: TicketMapping = DEFAULTS[PROVIDER]) -
     custom = ticket.get("custom_fields") or []
     if not isinstance(custom, list):
         raise InvalidPayload("ticket.custom_fields must be a list of {id, value}")
-    fields = {str(f.get("id")): f.get("value") for f in custom if isinstance(f, dict)}
+    fields = {str(f["id"]): f.get("value") for f in custom
+              if isinstance(f, dict) and isinstance(f.get("id"), str | int)}
     return ticket_event(
-        provider=PROVIDER, ticket_id=ticket_id, status=status,
+        SOURCES, provider=PROVIDER, ticket_id=ticket_id, status=status,
         asset_id=asset_of(mapping, fields, ticket.get("tags")),
         priority=text(ticket.get("priority"), "ticket.priority"),
         category=text(ticket.get("type"), "ticket.type"),
         opened_ms=opened,
         updated_ms=iso_ms(ticket.get("updated_at"), "ticket.updated_at") or opened,
-        summary=text(ticket.get("subject"), "ticket.subject") or "",
+        summary=text(ticket.get("subject"), "ticket.subject", prose=True) or "",
         url=_page(mapping, ticket_id, text(ticket.get("url"), "ticket.url")))
 
 
@@ -128,9 +135,12 @@ def _page(mapping: TicketMapping, ticket_id: str, url: str | None) -> str | None
         return mapping.ticket_url.format(id=ticket_id)
     if not url:
         return None
-    parsed = httpx.URL(url if "://" in url else f"https://{url}")
-    if not parsed.host:
-        return None
+    try:
+        parsed = httpx.URL(url if "://" in url else f"https://{url}")
+    except (httpx.InvalidURL, ValueError):
+        raise InvalidPayload(f"ticket.url is not a URL: {url[:60]!r}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise InvalidPayload(f"ticket.url is not an http(s) URL: {url[:60]!r}")
     return f"{parsed.scheme}://{parsed.netloc.decode()}/agent/tickets/{ticket_id}"
 
 

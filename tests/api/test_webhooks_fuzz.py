@@ -13,6 +13,7 @@ first fault calls for (unknown provider 404, too large 413, unproven 401, then 4
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import hmac
 import json
@@ -53,7 +54,7 @@ servicenow:
       3f1c2a9e1b7d4c10a3b5e6f7a8b9c0d1: nordvik-u01
       5e7d0c4a2f1b4e3d9c8b7a6f5e4d3c2b: mesa-u02
 """
-EXAMPLES = 120
+EXAMPLES = 150
 REQUESTS_PER_EXAMPLE = 30  # EXAMPLES × REQUESTS_PER_EXAMPLE requests per run
 JSON_TYPES = ("application/json", "application/json; charset=utf-8", "APPLICATION/JSON",
               "application/vnd.api+json")
@@ -175,6 +176,12 @@ def _valid_edit(rng: random.Random, provider: str, assets: list[str]) -> dict[tu
             ("ticket", "id"): rng.choice([rng.randrange(1, 10**9), str(rng.randrange(10**9))])}
 
 
+def _hostile(rng: random.Random) -> Any:
+    """A hostile value, a copy of its own (a list or dict shared between documents would let
+    later mutations make a document contain itself)."""
+    return copy.deepcopy(rng.choice(HOSTILE))
+
+
 def mutate_doc(rng: random.Random, provider: str, doc: Any, literals: dict[str, str],
                assets: list[str]) -> Any:
     """One structural mutation of a parsed payload (returns the new document)."""
@@ -205,16 +212,19 @@ def mutate_doc(rng: random.Random, provider: str, doc: Any, literals: dict[str, 
         holder = parent if isinstance(parent, dict) else doc
         if isinstance(holder, dict):
             holder[rng.choice(["result", "ticket", "issue", "fields", _text(rng)])] = \
-                rng.choice(HOSTILE)
+                _hostile(rng)
     elif operation == "literal":
         marker = f"\u2603{len(literals)}\u2603"
         literals[marker] = rng.choice(LITERALS)
         parent[path[-1]] = marker
+    elif operation == "text":
+        parent[path[-1]] = _text(rng)
+    elif operation == "time":
+        parent[path[-1]] = rng.choice(TIMES)
+    elif operation == "status":
+        parent[path[-1]] = rng.choice(STATUSES)
     else:
-        parent[path[-1]] = {"set": lambda: rng.choice(HOSTILE), "text": lambda: _text(rng),
-                            "time": lambda: rng.choice(TIMES),
-                            "status": lambda: rng.choice(STATUSES),
-                            "rename": lambda: None}[operation]()
+        parent[path[-1]] = _hostile(rng)
     return doc
 
 
@@ -275,6 +285,10 @@ def headers_for(rng: random.Random, provider: str, body: bytes,
                  "zendesk": "X-Zendesk-Webhook-Invocation-Id"}.get(
                      provider, "X-Bessmon-Delivery")] = rng.choice(
             [*deliveries, str(uuid.uuid4()), "ä" * 3, " "])
+    if rng.random() < 0.02:  # the declared length: wrong, not a number, absurd
+        headers["Content-Length"] = rng.choice(
+            ["9" * 30, "9" * 5000, "²", "-1", " 12", "1e3", "0x10", str(len(body) + 7), "0",
+             str(MAX_BYTES + 1)])
     if provider not in SECRETS:
         headers.update(_signature("jira", b"x", body, ""))
         return headers, False, json_type
@@ -356,7 +370,9 @@ def fuzzed(redis_url: str, redis_client: redis.Redis, kafka_bootstrap: str,
                               topic_tickets=topic, run_dir=tmp_path / "run", users_file=users,
                               jwt_key_file=key, rate_limit_per_minute=1_000_000))
     app.state.ticketing = TicketingSettings(
-        **{f"webhook_secret_{p}": SecretStr(s) for p, s in SECRETS.items()},
+        webhook_secret_jira=SecretStr(SECRETS["jira"]),
+        webhook_secret_servicenow=SecretStr(SECRETS["servicenow"]),
+        webhook_secret_zendesk=SecretStr(SECRETS["zendesk"]),
         ticketing_file=mapping, webhook_max_bytes=MAX_BYTES)
     with TestClient(app) as client:
         yield client, topic
@@ -367,22 +383,31 @@ def check(sent: Delivery, status: int, answer: Any, fleet: Fleet) -> str | None:
     ticket (None otherwise)."""
     where = sent.describe()
     assert status < 500, f"{status} {answer} for {where}"
+    declared = sent.headers.get("Content-Length")
     if status >= 400:
         assert isinstance(answer, dict) and set(answer) <= {"detail", "status", "errors"}, \
             f"{status}: not the API's error body: {answer} for {where}"
         assert answer["status"] == status and isinstance(answer["detail"], str) and \
             answer["detail"].strip(), f"{answer} for {where}"
         assert status in REFUSALS, f"{status} {answer} for {where}"
+    if declared is not None and not (declared.isascii() and declared.isdigit()):
+        assert status == 400 and "Content-Length" in answer["detail"], \
+            f"{status} {answer} for {where}"
+        return None
+    if declared is not None and (len(declared) > 18
+                                 or int(declared) > Settings().max_request_bytes):
+        assert status == 413, f"{status} {answer} for {where}"
+        return None
     if sent.provider not in SECRETS:
         assert status == 404, f"{status} {answer} for {where}"
         return None
-    if len(sent.body) > MAX_BYTES:
+    if len(sent.body) > MAX_BYTES or int(declared or 0) > MAX_BYTES:
         assert status == 413, f"{status} {answer} for {where}"
         return None
     if not sent.proven:
         assert status == 401, f"{status} {answer} for {where}"
         return None
-    if False:
+    if not sent.json_type:
         assert status == 415, f"{status} {answer} for {where}"
         return None
     try:
@@ -406,8 +431,8 @@ def check(sent: Delivery, status: int, answer: Any, fleet: Fleet) -> str | None:
 def test_mutated_deliveries_never_break_the_webhooks(
         fuzzed: tuple[TestClient, str], kafka_bootstrap: str, example_fleet: Fleet) -> None:
     client, topic = fuzzed
-    assets = sorted(a for a, asset in example_fleet.assets.items()
-                    if asset.unit_id is not None)[:40] + ["ghost", "nordvik", "NORDVIK-U01"]
+    units = sorted(a for a, asset in example_fleet.assets.items() if asset.unit_id is not None)
+    assets = [*units[:40], "ghost", "nordvik", "NORDVIK-U01"]
     deliveries = [str(uuid.uuid4()) for _ in range(5)]
     published: Counter[str] = Counter()
     answers: Counter[int] = Counter()
@@ -446,3 +471,72 @@ def test_mutated_deliveries_never_break_the_webhooks(
     assert on_topic == published
     print(f"\n{sent_count} mutated deliveries in {time.monotonic() - started:.1f} s: "
           f"{dict(sorted(answers.items()))}, {sum(published.values())} published")
+
+
+def _edited(name: str, path: tuple[str, ...], value: Any) -> bytes:
+    doc = json.loads((FIXTURES / name).read_text())
+    _parent(doc, path)[path[-1]] = value
+    return json.dumps(doc).encode()
+
+
+def _with_literal(name: str, path: tuple[str, ...], literal: str) -> bytes:
+    return _edited(name, path, "\u2603").replace(b'"\\u2603"', literal.encode())
+
+
+SOON = NOW + timedelta(days=1)
+# What the fuzzing found, each answered precisely now (it was a 500, or accepted).
+FOUND: list[tuple[str, bytes, dict[str, str], int, str]] = [
+    ("zendesk", _edited("zendesk_ticket_created.json", ("ticket", "url"), "https://[::1"), {},
+     400, "ticket.url is not a URL: 'https://[::1'"),
+    ("zendesk", _edited("zendesk_ticket_created.json", ("ticket", "url"), "a\tb"), {},
+     400, "ticket.url contains a control character ('\\t' at 1)"),
+    ("jira", _edited("jira_issue_created.json", ("issue", "self"),
+                     "javascript:alert(1)//rest/api/2/issue/1"), {},
+     400, "issue.self is not an absolute http(s) URL: 'javascript:alert(1)//browse/BESS-17'"),
+    ("servicenow", _with_literal("servicenow_incident_new.json", ("cmdb_ci",),
+                                 "[" * 900 + "]" * 900), {},
+     422, "ticket servicenow:INC0010023 names no asset"),
+    ("zendesk", _with_literal("zendesk_ticket_created.json", ("ticket", "id"), "NaN"), {},
+     400, "ticket.id must be a finite number, not nan"),
+    ("zendesk", _edited("zendesk_ticket_created.json", ("ticket", "id"), 10**30), {},
+     400, "ticket.id 1000000000000000000000000000000 is out of range (more than 64 bits)"),
+    ("jira", _edited("jira_issue_created.json", ("issue", "fields", "created"),
+                     f"{SOON:%Y-%m-%dT%H:%M:%S}+00:00"), {},
+     400, f"issue.fields.created {SOON:%Y-%m-%dT%H:%M:%S}Z is in the future"),
+    ("jira", _edited("jira_issue_created.json", ("issue", "fields", "created"),
+                     "1999-12-31T23:59:59Z"), {},
+     400, "issue.fields.created '1999-12-31T23:59:59Z' is outside 2000-01-01..2100-01-01"),
+    ("servicenow", _edited("servicenow_incident_new.json", ("sys_updated_on",),
+                           "2026-03-14 06:55:11"), {},
+     400, "sys_updated_on 2026-03-14T06:55:11Z is before opened_at 2026-03-14T06:55:12Z"),
+    ("servicenow", _edited("servicenow_incident_new.json", ("priority",), "\x00"), {},
+     400, "priority contains a control character ('\\x00' at 0)"),
+    ("zendesk", _with_literal("zendesk_ticket_created.json", ("ticket", "subject"),
+                              '"unit \\ud800 down"'), {},
+     400, "ticket.subject is not valid Unicode: a lone surrogate ('\\ud800' at 5)"),
+    ("jira", _edited("jira_issue_created.json", ("issue", "fields", "labels"),
+                     ["asset:" + "u" * 300]), {},
+     400, "the asset (labels or asset field) 'uuuu"),
+    ("jira", (FIXTURES / "jira_issue_created.json").read_bytes(),
+     {"Content-Type": "application/x-www-form-urlencoded"},
+     415, "Content-Type 'application/x-www-form-urlencoded' is not JSON"),
+    ("jira", (FIXTURES / "jira_issue_created.json").read_bytes(),
+     {"Content-Length": "9" * 5000}, 413, "request body over"),
+    ("jira", (FIXTURES / "jira_issue_created.json").read_bytes(),
+     {"Content-Length": "²"}, 400, "invalid Content-Length header"),
+]
+
+
+def test_what_the_fuzzing_found_is_refused_precisely(fuzzed: tuple[TestClient, str],
+                                                     kafka_bootstrap: str) -> None:
+    client, topic = fuzzed
+    for provider, body, extra, status, detail in FOUND:
+        headers = {"Content-Type": "application/json",
+                   **_signature(provider, SECRETS[provider].encode(), body,
+                                f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}"), **extra}
+        response = client.post(f"/api/v1/webhooks/{provider}", content=body,
+                               headers={k: v.encode("latin-1") for k, v in headers.items()})
+        assert (response.status_code, response.json()["status"]) == (status, status), \
+            (provider, extra, response.json())
+        assert detail in response.json()["detail"], (provider, extra, response.json())
+    assert read_topic(kafka_bootstrap, topic, timeout_s=5, idle_s=1) == []

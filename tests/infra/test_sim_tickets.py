@@ -77,8 +77,9 @@ def test_the_webhooks_are_jira_deliveries_the_api_reads_for_the_asset() -> None:
     resolved = TicketChange("SIMABC-3", 3, "resolved", "block_isolation", "elbe-u01-i1-b3",
                             fault_start_s=1_000.0, opened_s=1_300.0, at_s=5_000.5)
 
-    def ms(sim_s: float) -> int:  # the simulation ran 60× faster from 1,000 s
-        return round((1_000.0 + (sim_s - 1_000.0) / 60) * 1000)
+    def ms(sim_s: float) -> int:  # the simulation ran 60× faster from 1,000 s, started
+        # at 2026-03-08T20:00:00Z (a ticket's times are 2000..2100: contracts.events)
+        return round((1_773_000_000.0 + (sim_s - 1_000.0) / 60) * 1000)
 
     events = []
     for change in (opened, resolved):
@@ -96,7 +97,7 @@ def test_the_webhooks_are_jira_deliveries_the_api_reads_for_the_asset() -> None:
                                                                "open")
     assert (last.ticket_id, last.asset_id, last.status) == ("SIMABC-3", "elbe-u01-i1-b3",
                                                             "resolved")
-    assert first.opened_ms == last.opened_ms == ms(1_300.0) == 1_005_000
+    assert first.opened_ms == last.opened_ms == ms(1_300.0) == 1_773_000_005_000
     assert last.resolved_ms == last.updated_ms == ms(5_000.5)
     assert first.summary == "DC block elbe-u01-i1-b3 isolated"
     assert len({jira_delivery(c, ms).delivery_id for c in (opened, resolved)}) == 2
