@@ -1,7 +1,7 @@
 """Contract compliance from what the flows wrote to the history: the site's final status
 intervals from the start of the contract year through the asked periods, evaluated by the
-contract engine exactly as `bessmon contracts evaluate` would (spec §7), so the API, the
-reports and the batch command always agree. Time the flows have not made final yet (after
+contract engine exactly as `bessmon contracts evaluate` would (availability rules §7), so the API,
+the reports and the batch command always agree. Time the flows have not made final yet (after
 their `final_ms`) counts as a data gap by the contract's policy: an open period's numbers are
 those of its final part; its projection is in the site's live KPIs."""
 

@@ -14,6 +14,7 @@ Only the `observe` calls are timed; building each second's readings is not.
 from __future__ import annotations
 
 import argparse
+import json
 import pickle
 import random
 import time
@@ -88,6 +89,10 @@ def main() -> None:
           f"({elapsed / observed * 1e6:.2f} µs each); {events} breach events, "
           f"{len(engine.active())} active at the end")
     print(f"pickled engine: {len(snapshot) / 1e6:.1f} MB in {pickle_s:.3f} s")
+    # The last line, for scripts: one JSON object.
+    print(json.dumps({"bench": "breaches", "asset_observations": observed,
+                      "observations_per_s": round(observed / elapsed) if elapsed else None,
+                      "breach_events": events, "pickle_bytes": len(snapshot)}))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ Measured:
     the part after the poll (sample `ts_ms` → topic) is reported separately.
 
     .venv/bin/python -m bench.connectors [--sites 30] [--units 40] [--seconds 60] [--changes 40]
-                                         [--sim-processes 2]
+                                         [--sim-processes 2] [--warmup 15]
 
 Uses KAFKA_BOOTSTRAP_SERVERS when set, else starts a local broker.
 """
@@ -109,6 +109,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="CPU window")
     parser.add_argument("--changes", type=int, default=40, help="register changes timed")
     parser.add_argument("--sim-processes", type=int, default=2, help="simulator processes")
+    parser.add_argument("--warmup", type=float, default=15.0,
+                        help="seconds the connector runs before measuring")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, local_services(
@@ -151,8 +153,8 @@ def main() -> None:
             connector = subprocess.Popen([*cli, "connect", "modbus", "--devices", str(devices)],
                                          env=env, stdout=logs[1], stderr=subprocess.STDOUT)
             print(f"fleet: {args.sites} sites × {args.units} units = {len(units)} devices "
-                  f"at 1 Hz; warming up 15 s …", flush=True)
-            time.sleep(15)
+                  f"at 1 Hz; warming up {args.warmup:g} s …", flush=True)
+            time.sleep(args.warmup)
             if connector.poll() is not None:
                 sys.exit(f"connector died: {(run / 'connector.log').read_text()[-2000:]}")
             c0, s0, n0, t0 = (cpu_seconds(connector.pid), sum(cpu_seconds(p.pid) for p in sims),
@@ -189,6 +191,14 @@ def main() -> None:
                   f"after the poll (sample ts → topic): p50 "
                   f"{statistics.median(after_poll) * 1000:.0f} ms, p99 "
                   f"{pct(after_poll, 0.99) * 1000:.0f} ms", flush=True)
+            # The last line, for scripts: one JSON object.
+            print(json.dumps({
+                "bench": "connectors", "devices": len(units),
+                "connector_cpu_pct": round(100 * (c1 - c0) / wall, 1),
+                "samples_per_s": round((n1 - n0) / wall, 1),
+                "change_to_topic_ms": {"p50": round(statistics.median(total) * 1000),
+                                       "p99": round(pct(total, 0.99) * 1000)},
+                "changes_not_seen": missing}), flush=True)
         finally:
             watcher.running = False
             for proc in (connector, *sims):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import re
 import statistics
 import sys
@@ -154,6 +155,12 @@ def main() -> int:
                     print(f"saved {path.relative_to(REPO_ROOT)}")
         finally:
             stack.stop()
+    # The last line, for scripts: one JSON object.
+    print(json.dumps({"bench": "dashboard", "first_page_bytes": first_raw,
+                      "first_page_gzip_bytes": first_gz, "loads": len(times),
+                      "first_render_ms": {"median": round(statistics.median(times)),
+                                          "min": round(min(times)),
+                                          "max": round(max(times))}}))
     return 0
 
 

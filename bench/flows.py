@@ -67,7 +67,8 @@ def passthrough(settings: Settings) -> Dataflow:
     flow = Dataflow("passthrough")
     raw = op.input("in", flow, KafkaSource([settings.require_kafka()],
                                            [settings.topic_telemetry], tail=False))
-    op.output("out", op.map("size", raw, lambda m: len(m.value or b"")), CountSink())
+    op.output("out", op.map("size", raw, lambda m: len(m.value or b"")),  # type: ignore[union-attr]
+              CountSink())  # errors raise in the source (default): only messages come
     return flow
 
 
@@ -122,7 +123,7 @@ def run_processes(kind: str, settings: Settings, processes: int, sites: int,
         if p.returncode != 0:
             raise RuntimeError(f"{kind} process failed ({p.returncode})")
         reports.append(json.loads(out.strip().splitlines()[-1]))
-    return max(r["ended"] for r in reports) - min(r["started"] for r in reports)
+    return float(max(r["ended"] for r in reports) - min(r["started"] for r in reports))
 
 
 # -- the orchestrator ---------------------------------------------------------------------
@@ -262,6 +263,14 @@ def main() -> None:
         print(f"latency produce → Redis publish at real-time rate, {len(lat):,} publishes: "
               f"p50 {statistics.median(lat) * 1000:.0f} ms, p99 {q[98] * 1000:.0f} ms "
               "(target p99 < 1 s)")
+    # The last line, for scripts: one JSON object.
+    print(json.dumps({
+        "bench": "flows", "asset_samples": assets,
+        "runs": [{"kind": kind, "processes": processes, "seconds": round(seconds, 3),
+                  "asset_samples_per_s": round(rate)} for kind, processes, seconds, rate in rows],
+        "latency_ms": {"p50": round(statistics.median(lat) * 1000),
+                       "p99": round(statistics.quantiles(lat, n=100)[98] * 1000)}
+        if len(lat) > 1 else None}))
 
 
 if __name__ == "__main__":

@@ -218,6 +218,13 @@ def main() -> None:
                 print(f"delivery latency (publish → client parsed): p50 "
                       f"{statistics.median(lat):.0f} ms, p99 {pct(lat, 0.99):.0f} ms, max "
                       f"{max(lat):.0f} ms", flush=True)
+            # The last line, for scripts: one JSON object.
+            print(json.dumps({
+                "bench": "ws_fanout", "clients": args.clients, "updates": data["updates"],
+                "expected": expected, "api_cpu_pct": round(100 * cpu, 1),
+                "api_rss_mib": round(rss_end),
+                "latency_ms": {"p50": round(statistics.median(lat)),
+                               "p99": round(pct(lat, 0.99))} if lat else None}), flush=True)
         finally:
             api.terminate()
             api.wait(30)

@@ -1,5 +1,5 @@
-"""LTSA contract terms (spec §1, "Contract"), loaded from YAML and validated. Unknown keys are
-refused: in a contract a misspelt key must never silently fall back to a default."""
+"""LTSA contract terms (availability rules §1, "Contract"), loaded from YAML and validated. Unknown
+keys are refused: in a contract a misspelt key must never silently fall back to a default."""
 
 from __future__ import annotations
 
@@ -101,7 +101,8 @@ class Contract(_Terms):
 
 
 def parse_contract(text: str, source: str) -> Contract:
-    return validate(YamlDocument(text, source), Contract, "id, site, start, … (spec §1)")
+    return validate(YamlDocument(text, source), Contract,
+                    "id, site, start, … (availability rules §1)")
 
 
 def load_contract(path: Path) -> Contract:

@@ -1,5 +1,5 @@
-"""Batch evaluation of a contract over periods (spec §2-5, §7): status intervals and exclusion
-windows in, availability, LD and bonus per measurement period out."""
+"""Batch evaluation of a contract over periods (availability rules §2-5, §7): status intervals and
+exclusion windows in, availability, LD and bonus per measurement period out."""
 
 from __future__ import annotations
 
@@ -48,8 +48,8 @@ class PeriodResult:
 
 @dataclass(frozen=True)
 class AllowanceUse:
-    """A unit's maintenance allowance in one contract year a period touches (spec §3 rule
-    2), for reports: used in that year before the period, used in the period, and left —
+    """A unit's maintenance allowance in one contract year a period touches (availability rules §3
+    rule 2), for reports: used in that year before the period, used in the period, and left —
     so a customer can see why maintenance was excluded or lost."""
 
     contract_year: int
@@ -79,7 +79,8 @@ def unit_weight(contract: Contract, unit: Unit) -> float:
 
 
 def contract_availability(units: Sequence[UnitResult]) -> float | None:
-    """A = 1 − Σ w·L / Σ w·(T − E) over the units (spec §4); None when nothing counts."""
+    """A = 1 − Σ w·L / Σ w·(T − E) over the units (availability rules §4); None when nothing
+    counts."""
     counted = math.fsum(u.weight * u.totals.counted_us for u in units)
     if counted == 0:
         return None
@@ -117,7 +118,7 @@ class ContractContext:
               ) -> dict[str, tuple[list[StatusInterval], list[StatusInterval],
                                    list[ExclusionWindow]]]:
         """Per unit of the site: (own intervals, children's intervals, windows covering it).
-        Rows of other sites' assets are ignored (spec §2)."""
+        Rows of other sites' assets are ignored (availability rules §2)."""
         assets = self.fleet.assets
         parts: dict[str, tuple[list[StatusInterval], list[StatusInterval],
                                list[ExclusionWindow]]] = {

@@ -1,5 +1,5 @@
 """The fleet: sites → battery units → inverters → DC blocks, loaded from YAML in the layout
-of spec/availability.md §1 (more keys may be added and are ignored)."""
+of docs/availability-rules.md §1 (more keys may be added and are ignored)."""
 
 from __future__ import annotations
 

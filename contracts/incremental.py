@@ -7,8 +7,8 @@ Time before the watermark (newest status interval start seen, minus the allowed 
 final: every interval that could still cover it has arrived. An interval or window starting
 before the watermark is late and refused (`LateInput`), never silently booked. Time is booked
 per site-local day within each measurement period, so rolling windows of whole days (today,
-trailing 7 and 30 days) can be summed too. The early warning's trailing week (spec §6) is
-exactly the last 7 × 24 hours, not whole days: the day it starts in is booked again from the
+trailing 7 and 30 days) can be summed too. The early warning's trailing week (availability rules §6)
+is exactly the last 7 × 24 hours, not whole days: the day it starts in is booked again from the
 inputs kept for the last days (`KEEP_INPUTS_US`), from that day's start to the week's."""
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from contracts.periods import US_PER_HOUR, Period, from_us, local_midnight_us
 Bucket = tuple[str, int]
 Input = StatusInterval | ExclusionWindow
 
-WEEK_US = 7 * 24 * US_PER_HOUR  # the early warning's trailing window (spec §6)
+WEEK_US = 7 * 24 * US_PER_HOUR  # the early warning's trailing window (availability rules §6)
 # Inputs kept behind the final watermark, to book part of a day again: the trailing week, the
 # day it starts in (25 hours at most), and a day's margin for a clock ahead of event time.
 KEEP_INPUTS_US = 9 * 24 * US_PER_HOUR
@@ -86,7 +86,8 @@ class ContractAccumulator:
     # -- input -------------------------------------------------------------------------
 
     def add(self, interval: StatusInterval) -> None:
-        """Take a status interval of any asset (others' sites are ignored, spec §2)."""
+        """Take a status interval of any asset (others' sites are ignored,
+        availability rules §2)."""
         route = self._route.get(interval.asset_id)
         if route is None or interval.end_us <= self.start_us:
             return
@@ -230,8 +231,8 @@ class ContractAccumulator:
         return [results[p.label] for p in wanted]
 
     def project(self, period: Period, now_us: int, view: View | None = None) -> Projection:
-        """Spec §6 for an open period: period-end availability if the rest of the period
-        runs at the loss rate of the trailing week — exactly [now − 7 × 24 h, now), clipped
+        """Availability rules §6 for an open period: period-end availability if the rest of the
+        period runs at the loss rate of the trailing week — exactly [now − 7 × 24 h, now), clipped
         to the period's start ("or of the period so far, if shorter") — the warning level,
         and the LD that would cost given what the contract year has already charged.
 
@@ -402,7 +403,7 @@ class View:
 
 def warning_level(projected: float | None, guaranteed_pct: float, margin_pct: float) -> str:
     """ok when projected ≥ G + margin, watch when G ≤ projected < G + margin, ld_risk below G
-    (spec §6). No projection yet: ok."""
+    (availability rules §6). No projection yet: ok."""
     if projected is None:
         return "ok"
     pct = 100.0 * projected

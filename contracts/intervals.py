@@ -1,5 +1,5 @@
-"""Status intervals and exclusion windows (spec §1), read from CSV and validated row by row.
-Every refusal names the file, the line, the column and the problem; nothing is guessed."""
+"""Status intervals and exclusion windows (availability rules §1), read from CSV and validated row
+by row. Every refusal names the file, the line, the column and the problem; nothing is guessed."""
 
 from __future__ import annotations
 

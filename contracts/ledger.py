@@ -1,6 +1,6 @@
-"""Exact accounting of a battery unit's time (spec §3-4): a sweep over its status intervals,
-its children's and the exclusion windows covering it, splitting time into window, excluded
-and lost time per bucket (a measurement period, an hour, …).
+"""Exact accounting of a battery unit's time (availability rules §3-4): a sweep over its status
+intervals, its children's and the exclusion windows covering it, splitting time into window,
+excluded and lost time per bucket (a measurement period, an hour, …).
 
 Durations are integer microseconds and counted time is kept as {loss: duration}, so sums are
 exact and independent of the order or the chunks in which time is swept: the batch command

@@ -1,4 +1,5 @@
-"""Liquidated damages and bonus (spec §5) and rounding for print (spec §4-5)."""
+"""Liquidated damages and bonus (availability rules §5) and rounding for print
+(availability rules §4-5)."""
 
 from __future__ import annotations
 
@@ -50,7 +51,8 @@ def charge(points: float, step_pct: float, rate: Decimal, cap: Decimal,
 
 
 class YearLedger:
-    """LD charged and bonus paid so far per contract year (caps apply per year, spec §5)."""
+    """LD charged and bonus paid so far per contract year (caps apply per year,
+    availability rules §5)."""
 
     def __init__(self, contract: Contract) -> None:
         self.contract = contract

@@ -1,4 +1,5 @@
-"""The batch command's output (spec §7): JSON, or CSV with one row per period per unit.
+"""The batch command's output (availability rules §7): JSON, or CSV with one row per period per
+unit.
 
 Rounding happens only here, when printed, half-up: percentages to 3 decimals, money to 2 and
 hours to 6. Hours are computed exactly in microseconds, but a loss such as 1 − 0.7 is not

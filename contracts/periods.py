@@ -1,5 +1,5 @@
-"""Time in contracts (spec §2): instants as integer microseconds since the epoch (exact
-interval arithmetic), periods in site-local time, contract years between anniversaries.
+"""Time in contracts (availability rules §2): instants as integer microseconds since the epoch
+(exact interval arithmetic), periods in site-local time, contract years between anniversaries.
 
 A period is `[start, end)`. Months `2026-10`, quarters `2026-Q2`, contract years `CY3`; a range
 joins two labels of one kind with `..`."""
@@ -134,7 +134,7 @@ class ContractCalendar:
 
     def preceding_in_year(self, period: Period) -> list[Period]:
         """The periods of the same kind before `period` that belong to its contract year, in
-        order (what LD caps need to know, spec §5)."""
+        order (what LD caps need to know, availability rules §5)."""
         year = self.period_year(period)
         if period.kind == "contract_year":
             return []

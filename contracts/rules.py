@@ -1,5 +1,5 @@
-"""The classification rules of spec §3, in one place: what one instant of a battery unit
-counts as, given its own status interval, the exclusion windows covering it and its
+"""The classification rules of availability rules §3, in one place: what one instant of a battery
+unit counts as, given its own status interval, the exclusion windows covering it and its
 children's intervals. Change an availability rule here and only here."""
 
 from __future__ import annotations
@@ -94,8 +94,8 @@ class Rules:
 
 
 class Rollup:
-    """The capacity-weighted roll-up of one unit's children (spec §3), planned once per unit:
-    inverters weigh by rated power, blocks by rated energy, recursively; an asset with no
+    """The capacity-weighted roll-up of one unit's children (availability rules §3), planned once
+    per unit: inverters weigh by rated power, blocks by rated energy, recursively; an asset with no
     reading has own loss 0, so block losses reach the unit through an inverter with no rows.
     """
 

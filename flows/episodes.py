@@ -40,7 +40,7 @@ TicketKey = tuple[str, str]  # (provider, ticket_id)
 def rated_energy_mwh(assets: dict[str, Asset], asset_id: str) -> float:
     """A unit's and a block's own rated energy; an inverter's is the sum of its blocks', or,
     without blocks, its share of the unit's energy by rated power among the unit's inverters
-    (the weighting spec §3 uses for inverters)."""
+    (the weighting availability rules §3 uses for inverters)."""
     asset = assets[asset_id]
     if asset.kind == "inverter" and asset.children:
         return sum(rated_energy_mwh(assets, b) for b in asset.children)

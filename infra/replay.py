@@ -4,10 +4,10 @@ event time — for backfills, tests and demos.
 At `--speed max` the recording goes into topics of its own (one partition: the file's time
 order is the topics' order), the flow runs over them to their end and makes everything final
 up to the end of the last measurement period, and the command prints each site's final
-periods (spec §7) and, with `--status-out`, writes the status intervals it derived (spec §1
-CSV) — `bessmon contracts evaluate` on that file gives the same numbers. Its results go to
-the history store (a backfill recomputes past months there) and its own topics, never to the
-hot state in Redis, which stays the live stack's. At `--speed N` the
+periods (availability rules §7) and, with `--status-out`, writes the status intervals it derived
+(availability rules §1 CSV) — `bessmon contracts evaluate` on that file gives the same numbers. Its
+results go to the history store (a backfill recomputes past months there) and its own topics, never
+to the hot state in Redis, which stays the live stack's. At `--speed N` the
 recording goes into the running stack's telemetry topic, N times faster than it happened."""
 
 from __future__ import annotations
@@ -122,8 +122,8 @@ def replay(settings: Settings, fleet: Fleet, config: MonitoringConfig,
 def write_status_csv(changes: list[StatusChange], fleet: Fleet, path: Path,
                      open_until_ms: int | None) -> None:
     """The final status intervals of this replay (its own status topic's changes: nothing of
-    earlier replays or of a live stack sharing the history), as spec §1's CSV: each change
-    lasts until the asset's next one; the last ends where the replay made time final
+    earlier replays or of a live stack sharing the history), as availability rules §1's CSV: each
+    change lasts until the asset's next one; the last ends where the replay made time final
     (`open_until_ms`; left out when None)."""
     by_asset: dict[str, list[StatusChange]] = {}
     for change in changes:
@@ -147,7 +147,7 @@ def write_status_csv(changes: list[StatusChange], fleet: Fleet, path: Path,
 
 
 def periods_json(periods: list[PeriodAvailability], fleet: Fleet) -> list[dict[str, Any]]:
-    """Spec §7's JSON per contract, from the flow's final periods."""
+    """Availability rules §7's JSON per contract, from the flow's final periods."""
     out = []
     for site_id in sorted({p.site_id for p in periods}):
         tz = fleet.site(site_id).tz

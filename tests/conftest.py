@@ -1,4 +1,4 @@
-"""Shared fixtures: real services found in DESIGN.md's order — an address from the
+"""Shared fixtures: real services found in docs/architecture.md's order — an address from the
 environment, else a local process started by the suite, else a testcontainers container when
 a Docker engine is present."""
 

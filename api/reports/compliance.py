@@ -1,6 +1,6 @@
 """The compliance report of a contract's measurement periods: availability, hours by class per
 unit, the exclusion windows and the liquidated damages (and bonus) computed step by step, so a
-customer can check every number by hand (spec/availability.md §3-5).
+customer can check every number by hand (docs/availability-rules.md §3-5).
 
 `build_report` turns an engine `Evaluation` into plain data, already rounded as printed
 (half-up: percentages and hours to 3 decimals in the tables, money to 2). The computation of
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from reportlab.pdfgen.canvas import Canvas
     from reportlab.platypus import Flowable
 
-# Hours by class of spec §3, in the order its rules apply; maintenance is split at the
+# Hours by class of availability rules §3, in the order its rules apply; maintenance is split at the
 # contract year's allowance (the part within it is excluded, the rest is lost).
 CLASSES: tuple[tuple[str, str], ...] = (
     ("excluded", "Excluded"),
@@ -334,8 +334,8 @@ def _sum_text(values: Sequence[float]) -> str:
 
 
 def _availability_steps(p: PeriodResult) -> list[Step]:
-    """A = 1 − ∑ w·L / ∑ w·(T − E) (spec §4), with each unit's terms and both sums, every
-    figure to 6 decimals."""
+    """A = 1 − ∑ w·L / ∑ w·(T − E) (availability rules §4), with each unit's terms and both sums,
+    every figure to 6 decimals."""
     steps: list[Step] = []
     lost: list[float] = []
     counted: list[float] = []
@@ -365,8 +365,8 @@ def _availability_steps(p: PeriodResult) -> list[Step]:
 
 def _charge_steps(part: Part, charge: Charge, currency: str, step_pct: float, rate: Decimal,
                   cap: Decimal, year: int, points: tuple[str, str, str]) -> list[Step]:
-    """points → billable → uncapped → cap left → amount (spec §5); `points` is the name,
-    formula and numbers of the shortfall (LD) or excess (bonus)."""
+    """points → billable → uncapped → cap left → amount (availability rules §5); `points` is the
+    name, formula and numbers of the shortfall (LD) or excess (bonus)."""
     name = "LD" if part == "LD" else "bonus"
     billable = _plain(charge.billable_pct)
     uncapped = _money(charge.uncapped)
@@ -389,7 +389,7 @@ def _charge_steps(part: Part, charge: Charge, currency: str, step_pct: float, ra
 
 
 def _undefined(part: Part, quantities: Sequence[str], currency: str) -> list[Step]:
-    """A period in which no time counts charges nothing (spec §5)."""
+    """A period in which no time counts charges nothing (availability rules §5)."""
     name = "LD" if part == "LD" else "bonus"
     steps = [Step(part, q, "", "A is undefined: nothing is charged", None,
                   "%" if q in ("shortfall", "excess", "billable") else currency)

@@ -5,8 +5,8 @@
     GET /reports/compliance                      ?contract_id=&period=&format=xlsx|csv|pdf
                                                  (`reports.export`; audited)
 
-Compliance is spec §7's JSON of the final history (api/compliance.py) plus the live KPIs of
-the open period (actual so far, projection, warning level, LD so far)."""
+Compliance is availability rules §7's JSON of the final history (api/compliance.py) plus the live
+KPIs of the open period (actual so far, projection, warning level, LD so far)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ class ContractSummary(BaseModel):
 
 
 class Compliance(BaseModel):
-    evaluation: dict[str, Any]  # spec §7
+    evaluation: dict[str, Any]  # availability rules §7
     open_period: ContractKpis | None  # live, when the range reaches the current period
 
 

@@ -1,5 +1,5 @@
 """The embedded history store: one SQLite file, so `bessmon up` keeps history on a fresh
-machine with nothing to install (DESIGN.md, "Two ways to run").
+machine with nothing to install (docs/architecture.md, "Two ways to run").
 
 Several flow worker processes write the same file: WAL mode lets readers run beside the one
 writer, `busy_timeout` makes a writer wait for the lock instead of failing with "database is

@@ -1,5 +1,5 @@
 """The one interface charts, reports and flows use to reach history, whichever engine is behind
-it (DESIGN.md, "history store").
+it (docs/architecture.md, "The data path").
 
 Writes take a batch and are idempotent: each table has a dedup key and a later row with the
 same key replaces the earlier one, so a flow that replays an epoch after crash recovery writes

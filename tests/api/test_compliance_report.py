@@ -33,6 +33,7 @@ from pathlib import Path
 
 import openpyxl
 import pytest
+from openpyxl.worksheet.worksheet import Worksheet
 from pypdf import PdfReader
 
 from infra.cli import main
@@ -153,9 +154,9 @@ def csv_sections(text: str) -> dict[str, list[dict[str, str]]]:
     return sections
 
 
-def rows_of(sheet: openpyxl.worksheet.worksheet.Worksheet, header_row: int = 1
+def rows_of(sheet: Worksheet, header_row: int = 1
             ) -> list[dict[str, object]]:
-    titles = [c.value for c in sheet[header_row]]
+    titles = [str(c.value) for c in sheet[header_row]]
     return [dict(zip(titles, (c.value for c in row), strict=True))
             for row in sheet.iter_rows(min_row=header_row + 1)]
 

@@ -69,8 +69,10 @@ def signed(provider: str, body: bytes, *, secret: str | None = None,
 
 def post(client: TestClient, provider: str, body: bytes,
          headers: dict[str, str] | None = None) -> Response:
-    return client.post(f"/api/v1/webhooks/{provider}", content=body,
-                       headers={"Content-Type": "application/json", **(headers or {})})
+    response: Response = client.post(
+        f"/api/v1/webhooks/{provider}", content=body,
+        headers={"Content-Type": "application/json", **(headers or {})})
+    return response
 
 
 @pytest.fixture

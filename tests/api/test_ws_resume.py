@@ -101,7 +101,7 @@ class Client:
 
 
 def updates_of(client: Client, n: int) -> list[tuple[int, float]]:
-    out = []
+    out: list[tuple[int, float]] = []
     while len(out) < n:
         msg = client.next()
         assert msg["type"] == "update", msg

@@ -9,6 +9,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import SimDevice
@@ -93,7 +94,14 @@ class Collected:
         return [s for s in self.samples if s.device_id == device_id]
 
 
-def collector() -> tuple[Collected, dict[str, Callable[..., None]]]:
+class Sinks(TypedDict):
+    """The connector's keyword arguments `collector` fills."""
+
+    publish: Callable[[TelemetrySample], None]
+    publish_health: Callable[[DeviceHealth], None]
+
+
+def collector() -> tuple[Collected, Sinks]:
     out = Collected()
     return out, {"publish": out.samples.append, "publish_health": out.health.append}
 

@@ -61,7 +61,7 @@ def test_raise_acknowledge_shelve_clear(redis_url: str, redis_client: redis.Redi
             assert {a.breach.asset_id: a.state for a in await active_alarms(
                 client, [site], NOW + 60_000)} == {"b2": "active_acknowledged",
                                                    "b1": "active_unacknowledged"}
-            published = []
+            published: list[AlarmHandling] = []
             while len(published) < 2:
                 msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2)
                 if msg is not None:

@@ -63,7 +63,7 @@ def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str
                           capture_output=True, text=True, timeout=120)
 
 
-def expected(samples: list[TelemetrySample]) -> list[tuple[str, int, dict[str, dict]]]:
+def expected(samples: list[TelemetrySample]) -> list[tuple[str, int, dict[str, dict[str, float]]]]:
     return [(s.device_id, s.ts_ms, {a.id: {t: float(v) for t, v in a.tags.items()
                                            if t in TAGS.values()} for a in s.assets})
             for s in samples]
@@ -116,7 +116,7 @@ def test_an_export_round_trips_with_its_timestamps(form: str, tmp_path: Path, fl
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"sent {len(samples)} records from {source}"
     assert "sending: 100%" in result.stderr  # the progress bar
-    got = [TelemetrySample.model_validate_json(m.value())
+    got = [TelemetrySample.model_validate_json(m.value() or b"")
            for m in read_topic(settings.require_kafka(), settings.topic_telemetry,
                                count=len(samples), timeout_s=30)]
     got_key = sorted((g.device_id, g.ts_ms, {a.id: dict(a.tags) for a in g.assets})
@@ -140,13 +140,13 @@ def test_a_status_export_goes_to_bess_status_and_the_history(tmp_path: Path, fle
     result = run(["backfill", "--source", str(source), "--mapping", str(mapping), "--fleet",
                   str(fleet_file)], env)
     assert result.returncode == 0, result.stderr
-    changes = [StatusChange.model_validate_json(m.value()) for m in read_topic(
+    changes = [StatusChange.model_validate_json(m.value() or b"") for m in read_topic(
         settings.require_kafka(), settings.topic_status, count=2, timeout_s=30)]
     assert [(c.state, c.derate_fraction, c.cause) for c in changes] == [
         ("available", None, None), ("derated", 0.5, "fault")]
     with SqliteHistoryStore(tmp_path / "r" / "history.db") as store:
         rows = store.status_intervals(["nordvik-u01"], 0, 2**50)
-    assert [(r.state, r.end_ms - r.start_ms) for r in rows] == [
+    assert [(r.state, (r.end_ms or 0) - r.start_ms) for r in rows] == [
         ("available", 86_400_000), ("derated", 6 * 3_600_000)]
 
 

@@ -207,8 +207,8 @@ def test_telemetry_is_re_aggregated_to_the_step(store: SqliteHistoryStore) -> No
     # [0, 5): 100 samples, mean (60·3 + 30·6 + 10·2) / 100 = 3.8, last of minute 4.
     # [5, 10): 80 samples, mean (60·10 + 20·4) / 80 = 8.5, last of minute 6.
     assert five == [
-        TelemetryRow("s1-u1", "s1", "soc", T0, 100, 0.5, 9.0, pytest.approx(3.8), 2.0),
-        TelemetryRow("s1-u1", "s1", "soc", T0 + 5 * MIN, 80, 3.0, 12.0, pytest.approx(8.5),
+        TelemetryRow("s1-u1", "s1", "soc", T0, 100, 0.5, 9.0, pytest.approx(3.8), 2.0),  # type: ignore[arg-type]
+        TelemetryRow("s1-u1", "s1", "soc", T0 + 5 * MIN, 80, 3.0, 12.0, pytest.approx(8.5),  # type: ignore[arg-type]
                      5.0),
     ]
     # A range starting inside a step keeps the step's epoch-aligned start and only the rows
@@ -688,7 +688,7 @@ def test_questdb_round_trip_and_replay_without_duplicates(questdb_url: str) -> N
         assert {k: v for k, v in again.items() if k != "status"} == {
             k: v for k, v in EXPECTED.items() if k != "status"}
         with psycopg.connect(**store.config.pg_params(), autocommit=True) as db:
-            counts = {table: db.execute(f"SELECT count() FROM {table}").fetchone()[0]
+            counts = {table: db.execute(f"SELECT count() FROM {table}").fetchone()[0]  # type: ignore[index]
                       for table in store.tables.all()}
         assert counts == {store.tables.status: 4, store.tables.availability: 4,
                           store.tables.telemetry: 3, store.tables.breaches: 2,

@@ -4,6 +4,8 @@ interval, and each group poll is one sample carrying that group's tags and insta
 from __future__ import annotations
 
 import asyncio
+import itertools
+import statistics
 from collections import Counter
 
 import pytest
@@ -14,7 +16,7 @@ from connectors.settings import EXAMPLE_PROFILES
 from contracts.events import TelemetrySample
 from contracts.fleet import Fleet
 from infra.sim.server import Simulator
-from tests.connectors.modbus_sim import collector, device, gateway, running, ticking
+from tests.connectors.modbus_sim import collector, device, gateway, running, ticking, until
 
 GROUPED = """
 id: grouped
@@ -97,7 +99,7 @@ def test_groups_poll_at_their_intervals_one_sample_each(grouped: DeviceProfile,
     unit = site.units[0]
     sim = Simulator(example_fleet, {"bess-unit-v1": grouped}, seed=3)
     sim.set_value(unit.inverters[0].id, "temperature_c", 31.4)
-    run_s = 2.0
+    wanted = {"status": 8, "default": 5, "thermal": 4}  # samples of each group to look at
 
     async def scenario() -> list[TelemetrySample]:
         out, sinks = collector()
@@ -105,10 +107,10 @@ def test_groups_poll_at_their_intervals_one_sample_each(grouped: DeviceProfile,
             m = DeviceMap.build(device(unit, port, 1, profile="grouped", poll_interval_s=0.25),
                                 example_fleet, {"grouped": grouped})
             async with running(ModbusConnector([m], **sinks)):
-                await asyncio.sleep(run_s)
+                await until(lambda: all(Counter(map(group_of, out.samples))[g] >= n
+                                        for g, n in wanted.items()),
+                            timeout_s=20, what=f"samples of every group {wanted}")
         return out.samples
-
-    samples = asyncio.run(scenario())
 
     def group_of(s: TelemetrySample) -> str:
         tags = {t for a in s.assets for t in a.tags}
@@ -119,13 +121,15 @@ def test_groups_poll_at_their_intervals_one_sample_each(grouped: DeviceProfile,
         assert tags == {"soc_pct"}, tags
         return "default"
 
-    counts = Counter(group_of(s) for s in samples)
-    assert 15 <= counts["status"] <= 21  # every 0.1 s
-    assert 6 <= counts["default"] <= 9  # every 0.25 s
-    assert 3 <= counts["thermal"] <= 5  # every 0.5 s
+    samples = asyncio.run(scenario())
+    # Each group on its own grid (the poll instants): every 0.1, 0.25 and 0.5 s. A poll the
+    # loaded machine ran late may skip an instant, so the usual step, not a count in a time
+    # window, is what shows the interval.
     for name, interval_ms in (("status", 100), ("default", 250), ("thermal", 500)):
         stamps = [s.ts_ms for s in samples if group_of(s) == name]
         assert stamps == sorted(set(stamps)) and all(t % interval_ms == 0 for t in stamps)
+        steps = [b - a for a, b in itertools.pairwise(stamps)]
+        assert statistics.median(steps) == interval_ms, (name, steps)
     thermal = next(s for s in samples if group_of(s) == "thermal")
     # assets without a point in a group are not in its samples: the unit reports no temperature
     assert [a.id for a in thermal.assets][:2] == [unit.inverters[0].id, unit.inverters[1].id]

@@ -123,7 +123,7 @@ def test_a_value_set_in_the_simulator_arrives_scaled_with_its_timestamp(
 
     started = asyncio.run(scenario())
     messages = read_topic(settings.require_kafka(), settings.topic_telemetry, idle_s=3)
-    samples = [TelemetrySample.model_validate_json(m.value()) for m in messages
+    samples = [TelemetrySample.model_validate_json(m.value() or b"") for m in messages
                if m.key() == unit.id.encode()]
     assert samples, "no telemetry from the unit arrived"
     s = samples[-1]

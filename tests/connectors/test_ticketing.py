@@ -73,7 +73,7 @@ def fixture(name: str) -> Any:
 
 def ms(*parts: int, millis: int = 0) -> int:
     """UTC wall time → epoch ms, spelled out independently of the code under test."""
-    return int(datetime(*parts, tzinfo=UTC).timestamp()) * 1000 + millis  # type: ignore[misc]
+    return int(datetime(*parts, tzinfo=UTC).timestamp()) * 1000 + millis  # type: ignore[misc, arg-type]
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """The incremental accumulators give the batch numbers to the last digit — proven on random
 timelines (hypothesis), DST months and contract-year boundaries included — plus late input,
-provisional totals and the early warning of spec §6."""
+provisional totals and the early warning of availability rules §6."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from contracts.contract import Contract
 from contracts.engine import ContractContext, Evaluation, evaluate
 from contracts.events import Cause
-from contracts.incremental import ContractAccumulator, LateInput, warning_level
+from contracts.incremental import ContractAccumulator, Input, LateInput, warning_level
 from contracts.intervals import ExclusionWindow, StatusInterval
 from contracts.ledger import Totals, sweep
 from contracts.periods import ContractCalendar
@@ -47,7 +47,8 @@ def timelines(draw: st.DrawFn, start_us: int, grid_us: int) -> list[StatusInterv
             fraction = draw(st.sampled_from([0.0, 0.25, 0.5, 1 / 3, 0.9, 1.0])) \
                 if state == "derated" else None
             cause = draw(st.sampled_from(CAUSES))
-            out.append(StatusInterval(asset, t, t + length, state, fraction, cause))
+            out.append(StatusInterval(asset, t, t + length, state,  # type: ignore[arg-type]
+                                      fraction, cause))  # type: ignore[arg-type]
             t += length
     return out
 
@@ -81,13 +82,13 @@ def contracts_(draw: st.DrawFn) -> Contract:
             "cap_per_contract_year": draw(st.sampled_from([50_000, 10_000_000]))})
 
 
-def arrival_order(items: list, lateness_us: int, seed: int) -> list:
+def arrival_order(items: list[Input], lateness_us: int, seed: int) -> list[Input]:
     """Shuffled, but each item arrives before the watermark passes its start."""
     rng = random.Random(seed)
     return sorted(items, key=lambda x: x.start_us + rng.randrange(lateness_us))
 
 
-def feed(acc: ContractAccumulator, items: list, seed: int, end_us: int) -> None:
+def feed(acc: ContractAccumulator, items: list[Input], seed: int, end_us: int) -> None:
     """Add items in order, advancing now and then — often to exactly a boundary of an item
     seen (that is where chunked booking could go wrong)."""
     rng = random.Random(seed)

@@ -1,5 +1,5 @@
-"""Every kind of invalid input of spec §1 is refused with the file, line or key, and what is
-wrong — by the parsers and by `bessmon contracts evaluate` (exit status 2, stderr)."""
+"""Every kind of invalid input of availability rules §1 is refused with the file, line or key, and
+what is wrong — by the parsers and by `bessmon contracts evaluate` (exit status 2, stderr)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""`bessmon contracts evaluate` output (spec §7), JSON and CSV, checked value by value against
-numbers worked out by hand.
+"""`bessmon contracts evaluate` output (availability rules §7), JSON and CSV, checked value by value
+against numbers worked out by hand.
 
 Site alpha (Europe/Stockholm), two units of equal weight; the contract starts 2024-10-01, so
 October 2026 opens contract year 3 (guarantee 97 %, LD 20,000 EUR per %, steps of 0.01 %).

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from contracts.errors import InvalidInput
+from contracts.intervals import StatusInterval
 from contracts.money import billable_pct, round_half_up
 from contracts.periods import ContractCalendar, PeriodError, from_us
 from tests.contracts.builders import contract, ex, full, iv, run, unit
@@ -95,7 +96,7 @@ def test_contract_year_labels_outside_the_term() -> None:
 
 # -- §5 LD and bonus ----------------------------------------------------------------------
 
-def month_with_loss(lost_hours_u1: float, month: str = "2026-06") -> list:
+def month_with_loss(lost_hours_u1: float, month: str = "2026-06") -> list[StatusInterval]:
     """u1 unavailable for `lost_hours_u1` from the first of the month; u2 available."""
     y, m = map(int, month.split("-"))
     start = dt.datetime(y, m, 1)
@@ -114,7 +115,7 @@ def test_ld_is_the_floored_shortfall_times_the_rate() -> None:
     # 72 h lost of 1440 counted: A = 95 %, G = 97 % → shortfall 2.00 → 2 · 20 000 = 40 000
     ev = run(month_with_loss(72))
     p = ev.periods[0]
-    assert 100 * p.availability == pytest.approx(95.0)
+    assert 100 * (p.availability or 0) == pytest.approx(95.0)
     assert p.shortfall_pct == pytest.approx(2.0)
     assert p.ld.billable_pct == Decimal("2.00")
     assert p.ld.amount == Decimal("40000.00")
@@ -208,7 +209,7 @@ def test_quarters_with_losses_ld_and_the_cap_carried_to_the_next_quarter() -> No
     assert (q1.period.label, q1.contract_year, q2.period.label) == ("2026-Q1", 3, "2026-Q2")
     assert unit(ev, "u1", 0)[:3] == (2159.0, 0.0, 96.0)
     assert unit(ev, "u2", 0)[:3] == (2159.0, 0.0, pytest.approx(23.5))
-    assert 100 * q1.availability == pytest.approx(100 * (1 - 119.5 / 4318), abs=1e-9)
+    assert 100 * (q1.availability or 0) == pytest.approx(100 * (1 - 119.5 / 4318), abs=1e-9)
     assert (q1.ld.billable_pct, q1.ld.amount) == (Decimal("0.76"), Decimal("15200.00"))
     assert unit(ev, "u1", 1)[:3] == (2184.0, 0.0, 192.0)
     assert q2.ld.uncapped == Decimal("47800.00")
@@ -236,7 +237,7 @@ def test_a_contract_year_period_with_exclusions_maintenance_and_ld() -> None:
     assert (cy2.period.label, cy2.contract_year, cy2.guaranteed_pct) == ("CY2", 2, 99.9)
     assert unit(ev, "u1")[:3] == (8760.0, 24.0, 72.0)
     assert unit(ev, "u2")[:3] == (8760.0, 72.0, 12.0)
-    assert 100 * cy2.availability == pytest.approx(100 * (1 - 84 / 17424), abs=1e-9)
+    assert 100 * (cy2.availability or 0) == pytest.approx(100 * (1 - 84 / 17424), abs=1e-9)
     assert (cy2.ld.billable_pct, cy2.ld.amount) == (Decimal("0.38"), Decimal("7600.00"))
 
 
@@ -258,7 +259,7 @@ def test_a_29_february_start_evaluated_with_data() -> None:
     february, march = ev.periods
     assert (february.contract_year, march.contract_year) == (1, 2)
     assert unit(ev, "u1", 0)[:3] == (672.0, 20.0, 28.0)
-    assert 100 * february.availability == pytest.approx(100 * (1 - 28 / 1324), abs=1e-9)
+    assert 100 * (february.availability or 0) == pytest.approx(100 * (1 - 28 / 1324), abs=1e-9)
     assert february.ld.amount == Decimal("2200.00")
     assert [(u.contract_year, u.before_us, u.in_period_us, u.remaining_us)
             for u in ev.allowance[("2025-02", "u1")]] == [

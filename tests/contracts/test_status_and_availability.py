@@ -1,4 +1,4 @@
-"""Status rules, exact loss timelines and the hierarchy roll-up (spec §3)."""
+"""Status rules, exact loss timelines and the hierarchy roll-up (availability rules §3)."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ from contracts.events import DeadLetter
 from contracts.fleet import Fleet
 from contracts.monitoring import load_monitoring
 from flows.site_state import SiteSettings
-from flows.telemetry_flow import build_flow
+from flows.telemetry_flow import RawMessage, build_flow
 from infra.sim.fleetgen import generate_fleet
 from infra.sim.record import record
 from tests.flows.mutations import mutate
@@ -257,13 +257,13 @@ def test_dead_letter_tallies_are_written_without_further_records() -> None:
     hot: list[Any] = []
     seen_before_end: list[int] = []
 
-    class Garbage(SimplePollingSource[KafkaSourceMessage[bytes, bytes]]):
+    class Garbage(SimplePollingSource[RawMessage]):
         def __init__(self) -> None:
             super().__init__(timedelta(milliseconds=50))
             self.sent = 0
             self.started = wall.monotonic()
 
-        def next_item(self) -> KafkaSourceMessage[bytes, bytes]:
+        def next_item(self) -> RawMessage:
             counts = [t.count for t in hot if isinstance(t, DeadLetterTally)]
             if self.sent < 2:
                 self.sent += 1
@@ -301,7 +301,7 @@ def test_connector_dead_letters_are_tallied_with_their_site() -> None:
     own = letter.model_copy(update={"source": "flows.telemetry"})
     route = routing(FLEET)
     for value, where in ((letter, site), (own, "?")):
-        msg = KafkaSourceMessage(b"k", value.model_dump_json().encode(), topic="dlq")
+        msg: RawMessage = KafkaSourceMessage(b"k", value.model_dump_json().encode(), topic="dlq")
         assert route(("dead_letter", msg)) == where
     assert route(("dead_letter", KafkaSourceMessage(b"k", b"{broken", topic="dlq"))) == "?"
     runtime = SiteRuntime(site, Normalizer(CONFIG, FLEET),
