@@ -24,6 +24,7 @@ from contracts.fleet import Fleet
 from infra.ports import free_port
 from infra.sim.server import Simulator
 from tests.connectors.modbus_sim import HOST, collector, device, gateway, running, until
+from tests.waiting import until_on_topic
 
 PROFILES = load_profiles(EXAMPLE_PROFILES)
 
@@ -148,7 +149,8 @@ def test_the_service_publishes_health_changes(settings: Settings, example_fleet:
             devices_file.write_text(dump_devices(DeviceList(devices=(*good, bad))))
             stop = asyncio.Event()
             task = asyncio.ensure_future(run_modbus_connector(settings, devices_file, stop))
-            await asyncio.sleep(1.5)
+            await until_on_topic(settings.require_kafka(), settings.topic_device_health,
+                                 lambda ms: len({m.key() for m in ms}) >= 3)  # each device
             stop.set()
             await task
 

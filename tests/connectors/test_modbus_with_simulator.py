@@ -20,6 +20,7 @@ from contracts.errors import InvalidInput
 from contracts.events import TelemetrySample
 from contracts.fleet import Fleet
 from infra.sim.server import Simulator, serve
+from tests.waiting import until_on_topic
 
 PROFILE = load_profiles(EXAMPLE_PROFILES)["bess-unit-v1"]
 
@@ -116,7 +117,8 @@ def test_a_value_set_in_the_simulator_arrives_scaled_with_its_timestamp(
                 example_fleet.sites[1].units) + len(example_fleet.sites[2].units)
             started = time.time()
             connector = asyncio.ensure_future(run_modbus_connector(settings, devices_file, stop))
-            await asyncio.sleep(1.5)
+            await until_on_topic(settings.require_kafka(), settings.topic_telemetry,
+                                 lambda ms: any(m.key() == unit.id.encode() for m in ms))
             stop.set()
             await connector
             return started

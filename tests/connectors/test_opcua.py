@@ -12,11 +12,12 @@ import contextlib
 import datetime as dt
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 from asyncua import ua
+from confluent_kafka import Message
 
 from connectors.kafka import read_topic
 from connectors.modbus.profile import load_profiles
@@ -45,6 +46,7 @@ from contracts.events import DeviceHealth, TelemetrySample
 from contracts.fleet import Fleet
 from infra.sim.opcua_server import OpcUaSimServer, make_certificate, serve_opcua
 from infra.sim.server import Simulator
+from tests.waiting import until_on_topic
 
 SITE = "mesa"  # 4 units, 76 assets: 304 nodes
 FAST = Backoff(first_s=0.2, most_s=1.0)
@@ -97,14 +99,13 @@ class Recorder:
         return [h.state for h in self.health]
 
 
-async def run_for(coordinators: list[EndpointCoordinator], seconds: float,
-                  during: Callable[[], Awaitable[None]] | None = None) -> None:
+async def run_until(coordinators: list[EndpointCoordinator], done: Callable[[], bool],
+                    timeout_s: float = 30.0) -> None:
+    """Run the coordinators until `done()` says what the test waits for has happened."""
     stop = asyncio.Event()
     tasks = [asyncio.ensure_future(c.run(stop)) for c in coordinators]
     try:
-        await asyncio.sleep(seconds)
-        if during is not None:
-            await during()
+        await until(done, timeout_s)
     finally:
         stop.set()
         await asyncio.gather(*tasks)
@@ -362,14 +363,17 @@ def test_values_set_in_the_simulator_arrive_scaled_at_their_source_time(
             stop = asyncio.Event()
             connector = asyncio.ensure_future(
                 run_opcua_connector(settings, devices_file, stop, backoff=FAST))
-            await asyncio.sleep(1.0)
+            bootstrap, topic = settings.require_kafka(), settings.topic_telemetry
+            await until_on_topic(bootstrap, topic, lambda ms: {m.key() for m in ms} >= {
+                u.id.encode() for u in site.units})  # every unit subscribed and reporting
             sim.set_value(unit.id, "soc_pct", 42.42)
             sim.set_value(unit.id, "active_power_kw", -1234.5)  # served in W
             sim.set_value(block.id, "cell_temp_max_c", -7.3)  # served in kelvin
             await server.refresh()
             pinned_ms = epoch_ms(server.values[f"{unit.id}.soc_pct"][1])
             assert epoch_ms(server.values[f"{block.id}.cell_temp_max_k"][1]) == pinned_ms
-            await asyncio.sleep(1.0)
+            await until_on_topic(bootstrap, topic, lambda ms: any(
+                b'"soc_pct":42.42' in (m.value() or b"") for m in ms))
             stop.set()
             await connector
             return before_server, pinned_ms
@@ -433,13 +437,27 @@ def test_a_server_restart_is_survived_without_repeating_a_value(
             stop = asyncio.Event()
             connector = asyncio.ensure_future(run_opcua_connector(
                 settings, devices_file, stop, backoff=FAST, watchdog_s=0.5))
-            await asyncio.sleep(1.5)
+            units = {u.id.encode() for u in site.units}
+            bootstrap = settings.require_kafka()
+
+            def health(state: str, count: int) -> Callable[[list[Message]], bool]:
+                return lambda ms: all(sum(1 for m in ms if m.key() == u and f'"state":"{state}"'
+                                          .encode() in (m.value() or b"")) >= count
+                                      for u in units)
+
+            await until_on_topic(bootstrap, settings.topic_telemetry,
+                                 lambda ms: {m.key() for m in ms} >= units)
             await server.stop()
-            await asyncio.sleep(1.5)  # the connector retries against a closed port
+            # the connector notices, then retries against a closed port
+            await until_on_topic(bootstrap, settings.topic_device_health, health("offline", 1))
             await server.start()
             assert server.port == port
             restarted = time.time()
-            await asyncio.sleep(2.5)
+            await until_on_topic(bootstrap, settings.topic_device_health, health("online", 2))
+            await until_on_topic(bootstrap, settings.topic_telemetry, lambda ms: all(
+                any(m.key() == u and TelemetrySample.model_validate_json(
+                    m.value() or b"").ts_ms > restarted * 1000 for m in ms)
+                for u in units))  # samples flow again for every unit
             stop.set()
             coordinators = await connector
             return restarted, coordinators
@@ -488,7 +506,9 @@ def test_username_and_password_are_enforced(example_fleet: Fleet) -> None:
                             wrong.coordinator([device], "wrong-pw"),
                             anonymous.coordinator([no_user]),
                             missing_node.coordinator([extra], "s3cret-pw")]
-            await run_for(coordinators, 2.0)
+            await run_until(coordinators, lambda: bool(
+                right.samples and wrong.health and anonymous.health and missing_node.samples
+                and missing_node.health))
             return coordinators
 
     good, bad, anon, partial = asyncio.run(scenario())
@@ -539,7 +559,8 @@ def test_basic256sha256_sign_and_encrypt_with_certificates(
                 name: recorders[name].coordinator(
                     [server.device_list(sampling_interval_ms=100, security=sec).devices[0]])
                 for name, sec in cases.items()}
-            await run_for(list(coordinators.values()), 2.5)
+            await run_until(list(coordinators.values()), lambda: bool(
+                recorders["secure"].samples and all(r.health for r in recorders.values())))
             return coordinators
 
     coordinators = asyncio.run(scenario())
