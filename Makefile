@@ -11,6 +11,10 @@ WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/index.html web/vite
 	web/tsconfig.json web/package.json
 WEB_INSTALLED := web/node_modules/.installed-$(shell sha1sum web/package-lock.json | cut -c1-12)
 WEB_BUILT := web/dist/.built
+# The dashboard's types, generated from the server's models (infra/gen_types.py); committed,
+# made again when a model may have changed.
+WEB_TYPES := web/src/generated/api.ts
+WEB_TYPE_SOURCES := infra/gen_types.py $(wildcard contracts/*.py) $(shell find api -name '*.py' 2>/dev/null)
 
 .PHONY: up test lint install system-deps test-deps web web-test node clean
 
@@ -34,7 +38,11 @@ $(WEB_INSTALLED): web/package-lock.json web/package.json | node
 	cd web && npm ci --no-audit --no-fund --loglevel=error
 	@rm -f web/node_modules/.installed-* && touch $@
 
-$(WEB_BUILT): $(WEB_INSTALLED) $(WEB_SOURCES)
+$(WEB_TYPES): $(WEB_TYPE_SOURCES) $(WEB_INSTALLED) | install
+	$(PY) -m infra.gen_types
+	@touch $@
+
+$(WEB_BUILT): $(WEB_INSTALLED) $(WEB_TYPES) $(WEB_SOURCES)
 	cd web && npm run build --silent
 	@touch $@
 

@@ -16,8 +16,9 @@ from api.auth.users import UserDirectory
 from api.live import LiveHub
 from api.store import ApiStore
 from connectors.history import HistoryStore, open_history
+from connectors.kafka import CheckedProducer
 from connectors.settings import Settings
-from contracts.contract import Contract, load_contracts
+from contracts.contract import Contract, fleet_contracts, load_contracts
 from contracts.fleet import Fleet, load_fleet
 
 
@@ -32,13 +33,14 @@ class ApiContext:
     history: HistoryStore
     redis: aioredis.Redis | None = None  # set while the app runs (lifespan)
     hub: LiveHub | None = None
+    # The ticket webhooks' Kafka producer: made on the first delivery (the API starts
+    # without Kafka), under api/routes/webhooks.py's publish lock; closed at shutdown.
+    ticket_producer: CheckedProducer | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> ApiContext:
         fleet = load_fleet(settings.fleet_file)
-        sites = {s.id for s in fleet.sites}
-        contracts = {k: v for k, v in load_contracts(settings.contracts_dir).items()
-                     if k in sites}
+        contracts = fleet_contracts(load_contracts(settings.contracts_dir), fleet)
         store = ApiStore(settings.api_db_path)
         oidc = None
         if settings.oidc_jwks_url and settings.oidc_issuer and settings.oidc_audience:

@@ -29,6 +29,14 @@ from api.auth.principal import ANY, Principal
 from api.views import redact
 from connectors.live_log import LIVE_PATTERN, channel_of, split
 from contracts.fleet import Fleet
+from contracts.live import (
+    ALARM_MESSAGE,
+    BreachMessage,
+    HandlingMessage,
+    UnitLatest,
+    alarm_key,
+    update_frame,
+)
 
 log = logging.getLogger(__name__)
 COALESCE_AT = 1_000  # frames waiting for one client before its updates are coalesced
@@ -38,13 +46,16 @@ OUTBOX_LIMIT = 5_000  # distinct things waiting for one client; beyond: disconne
 class Message:
     """One published message, parsed at most once however many clients get it."""
 
-    __slots__ = ("_data", "_frames", "_redacted", "_site_id", "channel", "payload", "seq")
+    __slots__ = ("_alarm", "_data", "_frames", "_latest", "_redacted", "_site_id", "channel",
+                 "payload", "seq")
 
     def __init__(self, channel: str, seq: int, payload: bytes) -> None:
         self.channel = channel
         self.seq = seq
         self.payload = payload
         self._data: Any = None
+        self._alarm: BreachMessage | HandlingMessage | None = None
+        self._latest: UnitLatest | None = None
         self._redacted: str | None = None
         self._frames: dict[tuple[str, bool], str] = {}  # one frame text for all alike
         self._site_id: str | bool | None = False  # False: not looked up yet
@@ -55,12 +66,26 @@ class Message:
             self._data = json.loads(self.payload)
         return self._data
 
+    def alarm(self) -> BreachMessage | HandlingMessage:
+        """The message of the `alarms` channel (contracts/live.py)."""
+        if self._alarm is None:
+            self._alarm = ALARM_MESSAGE.validate_json(self.payload)
+        return self._alarm
+
+    def latest(self) -> UnitLatest:
+        """The message of an `asset:<unit>` channel (contracts/live.py)."""
+        if self._latest is None:
+            self._latest = UnitLatest.model_validate_json(self.payload)
+        return self._latest
+
     def site_id(self) -> str | None:
         if self._site_id is False:
-            d = self.data
             if self.channel == "alarms":
-                d = d["breach"] if d.get("kind") == "breach" else d
-            self._site_id = d.get("site_id")
+                self._site_id = alarm_key(self.alarm())[0]
+            elif self.channel.startswith("asset:"):
+                self._site_id = self.latest().site_id
+            else:
+                self._site_id = self.data.get("site_id")
         return self._site_id  # type: ignore[return-value]
 
     def frame(self, name: str, money: bool) -> str:
@@ -69,9 +94,7 @@ class Message:
         key = (name, money)
         frame = self._frames.get(key)
         if frame is None:
-            frame = self._frames[key] = (
-                f'{{"type":"update","channel":{json.dumps(name)},"seq":{self.seq},'
-                f'"data":{self.text(money)}}}')
+            frame = self._frames[key] = update_frame(name, self.seq, self.text(money))
         return frame
 
     def text(self, money: bool) -> str:
@@ -134,8 +157,7 @@ class Subscriber:
         if sub.asset_id is None:
             frame = msg.frame(sub.name, self.money)
         else:  # an asset's part of its unit's message: this client's own
-            frame = (f'{{"type":"update","channel":{json.dumps(sub.name)},"seq":{msg.seq},'
-                     f'"data":{data}}}')
+            frame = update_frame(sub.name, msg.seq, data)
         self.outbox.append(((sub.name, key), frame))
         if len(self.outbox) > COALESCE_AT:
             self._coalesce()
@@ -157,14 +179,10 @@ class Subscriber:
             return "", msg.text(self.money)
         if sub.source.startswith("asset:"):
             assert sub.asset_id is not None
-            part = asset_part(msg.data, sub.asset_id)
-            return sub.asset_id, None if part is None else json.dumps(part,
-                                                                      separators=(",", ":"))
+            part = msg.latest().part(sub.asset_id)
+            return sub.asset_id, None if part is None else part.model_dump_json()
         if sub.source == "alarms":
-            d = msg.data
-            key = d["breach"]["breach_id"] if d.get("kind") == "breach" \
-                else d["handling"]["breach_id"]
-            return str(key), msg.text(self.money)
+            return alarm_key(msg.alarm())[1], msg.text(self.money)
         return str(msg.data.get("alert_id", "")), msg.text(self.money)
 
     def start_live(self, sub: Subscription) -> None:
@@ -179,15 +197,6 @@ class Subscriber:
         self.outbox.clear()
         self.wake.clear()
         return frames
-
-
-def asset_part(latest: dict[str, Any], asset_id: str) -> dict[str, Any] | None:
-    """An asset's values and status out of its unit's newest-values message."""
-    if asset_id not in latest.get("status", {}) and asset_id not in latest.get("assets", {}):
-        return None
-    return {"asset_id": asset_id, "unit_id": latest["unit_id"], "site_id": latest["site_id"],
-            "ts_ms": latest["ts_ms"], "values": latest["assets"].get(asset_id, {}),
-            "status": latest["status"].get(asset_id)}
 
 
 class LiveHub:

@@ -58,9 +58,8 @@ def create_app(settings: Settings | None = None, *, web_dist: Path | None = None
             yield
         finally:
             await ctx.hub.stop()
-            producer = getattr(app.state, "ticket_producer", None)  # webhooks' (flushed)
-            if producer is not None:
-                producer.close()
+            if ctx.ticket_producer is not None:  # the webhooks' (each publish is flushed)
+                ctx.ticket_producer.close()
             await ctx.redis.aclose()
             ctx.history.close()
             ctx.store.close()

@@ -1,19 +1,26 @@
 """What the API shows of the hot state, shaped for a caller: contract money left out for
 roles that may not see it, staleness judged on the wall clock, refused records tallied by
-device and reason (the data-quality view)."""
+device and reason (the data-quality view); and the response models of the REST routes."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from api.auth.permissions import Permission
 from api.auth.principal import ANY, Principal
-from contracts.events import Alert, DeadLetterTally
+from contracts.events import (
+    SEVERITY_RANK,
+    Alert,
+    ContractKpis,
+    DeadLetterTally,
+    SiteAvailability,
+    TicketEvent,
+    UnavailabilityEpisode,
+)
 
 STALE_AFTER_MS = 30_000  # a site snapshot older than this is shown as stale
 MONEY = ("ld_year_to_date", "projected_ld")
@@ -33,10 +40,6 @@ def redact(snapshot: dict[str, Any]) -> dict[str, Any]:
     return {**snapshot, "contract": {**contract, **dict.fromkeys(MONEY)}}
 
 
-def redact_payload(payload: bytes) -> bytes:
-    return json.dumps(redact(json.loads(payload)), separators=(",", ":")).encode()
-
-
 def stale(ts_ms: int | None, now_ms: int) -> bool:
     return ts_ms is None or now_ms - ts_ms > STALE_AFTER_MS
 
@@ -46,7 +49,6 @@ def stale(ts_ms: int | None, now_ms: int) -> bool:
 # The alert kinds about the data rather than the contract (contracts/events.py AlertKind).
 DATA_QUALITY_KINDS = frozenset({"telemetry_gap", "frozen_value", "clock_skew", "dlq_rate",
                                 "data_instability", "unwritable", "store_outage"})
-_SEVERITY_RANK = {"critical": 0, "major": 1, "minor": 2, "warning": 3}
 
 
 class DeadLetterRow(BaseModel):
@@ -103,7 +105,7 @@ def quality(tallies: Iterable[bytes | str], alerts: Iterable[bytes | str], limit
     rows.sort(key=lambda r: (-r.count, -r.last_ms, r.device, r.reason))
     active = [a for a in _decoded(Alert, alerts)
               if a.kind in DATA_QUALITY_KINDS and a.state == "raised"]
-    active.sort(key=lambda a: (_SEVERITY_RANK.get(a.severity, 9), -a.raised_ms, a.alert_id))
+    active.sort(key=lambda a: (SEVERITY_RANK[a.severity], -a.raised_ms, a.alert_id))
     return QualityTotals(records=sum(r.count for r in rows), pairs=len(rows),
                          tallies=rows[:limit], alerts=active)
 
@@ -115,3 +117,205 @@ def _decoded(model: type[M], values: Iterable[bytes | str]) -> Iterator[M]:
         except ValidationError as exc:
             log.warning("left out an undecodable %s in the hot state: %s", model.__name__,
                         exc.errors()[0]["msg"])
+
+
+# -- the answers of the REST routes ----------------------------------------------------------
+# Every route's response model lives here (request bodies stay beside their route), so a
+# shape that two routes or the live feed share has one definition.
+
+# assets (api/routes/assets.py); `AlarmView` also for /alarms and the live `alarms` channel
+
+class LiveStatus(BaseModel):
+    state: str | None = None
+    cause: str | None = None
+    derate_fraction: float | None = None
+    last_hour_pct: float | None = None
+    today_pct: float | None = None
+
+
+class AlarmView(BaseModel):
+    breach_id: str
+    asset_id: str
+    site_id: str
+    rule_id: str
+    severity: str
+    state: str  # active_unacknowledged | active_acknowledged | shelved
+    raised_ms: int
+    value: float
+    threshold: float
+    message: str
+    acknowledged_by: str | None = None
+    acknowledged_ms: int | None = None
+    shelved_until_ms: int | None = None
+    shelve_reason: str | None = None
+
+
+class AssetDetail(BaseModel):
+    id: str
+    kind: str
+    site_id: str
+    unit_id: str | None
+    parent_id: str | None
+    children: list[str]
+    rated_power_kw: float | None
+    rated_energy_kwh: float | None
+    ts_ms: int | None  # of the newest values
+    values: dict[str, float]
+    status: LiveStatus
+    windows: dict[str, float | None]  # a site's: its snapshot's; others: last hour, today
+    alarms: list[AlarmView]  # active, on the asset and below
+    episodes: list[UnavailabilityEpisode]  # open, on the asset and below
+    tickets: list[TicketEvent]  # on the asset, above and below; open ones first
+
+
+def alarm_view(alarm: Any) -> AlarmView:
+    b, h = alarm.breach, alarm.handling
+    return AlarmView(breach_id=b.breach_id, asset_id=b.asset_id, site_id=b.site_id,
+                     rule_id=b.rule_id, severity=b.severity, state=alarm.state,
+                     raised_ms=b.raised_ms, value=b.value, threshold=b.threshold,
+                     message=b.message, acknowledged_by=h.acknowledged_by if h else None,
+                     acknowledged_ms=h.acknowledged_ms if h else None,
+                     shelved_until_ms=h.shelved_until_ms if h else None,
+                     shelve_reason=h.shelve_reason if h else None)
+
+
+class AvailabilityPoint(BaseModel):
+    start_ms: int
+    end_ms: int
+    window_hours: float
+    excluded_hours: float
+    lost_hours: float
+    availability_pct: float | None
+
+
+class StatusInterval(BaseModel):
+    start_ms: int
+    end_ms: int | None  # null: still so
+    state: str
+    derate_fraction: float | None
+    cause: str | None
+
+
+class TelemetryPoint(BaseModel):
+    start_ms: int
+    count: int
+    min: float
+    max: float
+    mean: float
+    last: float
+
+
+# the fleet and its sites (api/routes/sites.py)
+
+class SiteSummary(BaseModel):
+    id: str
+    name: str | None
+    customer: str
+    region: str
+    timezone: str
+    units: int
+    rated_power_kw: float
+    rated_energy_kwh: float
+    stale: bool  # no fresh snapshot (the flows or the site's data are behind)
+    availability: SiteAvailability | None  # null until the flows have seen the site
+
+
+class FleetKpis(BaseModel):
+    sites: int
+    units: int
+    stale_sites: int
+    units_by_state: dict[str, int]
+    # Energy-weighted mean of the sites' windows (sites without a value left out).
+    windows: dict[str, float | None]
+    warning_levels: dict[str, int]  # sites per contract warning level
+    ld_year_to_date: dict[str, float] | None  # by currency; null without contracts.read
+
+
+class FleetOverview(BaseModel):
+    kpis: FleetKpis
+    sites: list[SiteSummary]
+
+
+class AssetNode(BaseModel):
+    id: str
+    kind: str
+    rated_power_kw: float | None
+    rated_energy_kwh: float | None
+    state: str | None  # live status; null before any sample
+    cause: str | None
+    derate_fraction: float | None
+    last_hour_pct: float | None
+    today_pct: float | None
+    children: list[AssetNode]
+
+
+# contracts (api/routes/contracts.py)
+
+class ContractSummary(BaseModel):
+    id: str
+    site_id: str
+    customer: str
+    region: str
+    measurement_period: str
+    terms: dict[str, Any]  # the contract file's content
+
+
+class Compliance(BaseModel):
+    evaluation: dict[str, Any]  # availability rules §7
+    open_period: ContractKpis | None  # live, when the range reaches the current period
+
+
+# the audit log and API keys (api/routes/admin.py)
+
+class AuditEntryOut(BaseModel):
+    seq: int
+    ts_ms: int
+    actor: str
+    action: str
+    target: str | None
+    outcome: str
+    details: dict[str, Any]
+    hash: str
+
+
+class KeyOut(BaseModel):
+    id: str
+    name: str
+    role: str
+    customers: list[str]
+    regions: list[str]
+    created_by: str
+    created_ms: int
+    expires_ms: int | None
+    revoked_ms: int | None
+
+
+class CreatedKey(KeyOut):
+    key: str  # shown once
+
+
+# signing in (api/routes/auth.py)
+
+class Token(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int  # seconds
+
+
+class Me(BaseModel):
+    subject: str
+    role: str
+    via: str
+    permissions: list[str]
+    customers: list[str]
+    regions: list[str]
+    sites: list[str]
+
+
+# ticket webhooks (api/routes/webhooks.py)
+
+class WebhookAnswer(BaseModel):
+    status: Literal["published", "duplicate", "ignored"]
+    key: str | None = None  # provider:ticket_id
+    asset_id: str | None = None
+    reason: str | None = None

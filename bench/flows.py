@@ -37,7 +37,7 @@ from bytewax.run import cli_main
 from connectors.kafka import CheckedProducer, ensure_topics
 from connectors.live_log import split
 from connectors.settings import EXAMPLE_CONTRACTS, EXAMPLE_MONITORING, Settings
-from contracts.contract import load_contracts
+from contracts.contract import fleet_contracts, load_contracts
 from contracts.fleet import Fleet
 from contracts.monitoring import load_monitoring
 from flows.site_state import SiteSettings
@@ -86,8 +86,7 @@ def fleet_of(sites: int, units: int) -> Fleet:
 
 def full_flow(settings: Settings, fleet: Fleet, tail: bool) -> Dataflow:
     config = load_monitoring(EXAMPLE_MONITORING)
-    contracts = {k: v for k, v in load_contracts(EXAMPLE_CONTRACTS).items()
-                 if k in {s.id for s in fleet.sites}}
+    contracts = fleet_contracts(load_contracts(EXAMPLE_CONTRACTS), fleet)
     return build_flow(settings, fleet, config, contracts, tail=tail,
                       now_ms=None if not tail else (lambda: int(time.time() * 1000)),
                       site_settings=SiteSettings.of(config), snapshots=False)

@@ -16,7 +16,8 @@ from redis.exceptions import WatchError
 from connectors.live_log import publish
 from connectors.redis_store import alarm_handling_key, alarms_key
 from contracts.alarms import Action, AlarmHandling, AlarmState, alarm_state, handle
-from contracts.events import BreachEvent
+from contracts.events import SEVERITY_RANK, BreachEvent
+from contracts.live import HandlingMessage
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,8 @@ async def active_alarms(client: aioredis.Redis, site_ids: Iterable[str],
             handled = handlings.get(breach_id)
             handling = AlarmHandling.model_validate_json(handled) if handled else None
             out.append(Alarm(breach, handling, alarm_state(breach, handling, now_ms)))
-    rank = {"critical": 0, "major": 1, "minor": 2, "warning": 3}
-    out.sort(key=lambda a: (rank[a.breach.severity], -a.breach.raised_ms, a.breach.breach_id))
+    out.sort(key=lambda a: (SEVERITY_RANK[a.breach.severity], -a.breach.raised_ms,
+                            a.breach.breach_id))
     return out
 
 
@@ -70,10 +71,9 @@ async def act_on_alarm(client: aioredis.Redis, site_id: str, breach_id: str, act
                                   if before else None, action, by=by, now_ms=now_ms,
                                   comment=comment, shelve_until_ms=shelve_until_ms)
                 pipe.multi()
-                payload = handling.model_dump_json()
-                pipe.hset(handled, breach_id, payload)
-                publish(pipe, "alarms", f'{{"kind":"handling","site_id":"{site_id}",'
-                        f'"handling":{payload}}}')
+                pipe.hset(handled, breach_id, handling.model_dump_json())
+                publish(pipe, "alarms", HandlingMessage(site_id=site_id, handling=handling)
+                        .model_dump_json())
                 await pipe.execute()
                 return Alarm(breach, handling, alarm_state(breach, handling, now_ms))
             except WatchError:

@@ -49,11 +49,6 @@ class Settings(BaseSettings):
     topic_device_health: str = "bess.device.health"
     topic_partitions: int = Field(4, ge=1)
 
-    # Event time: a unit silent for this long is `unknown` with cause `comms_loss`.
-    stale_after_s: float = Field(10.0, gt=0)
-    # Site snapshots are published at most this often (event time) unless a status changes.
-    publish_every_s: float = Field(1.0, gt=0)
-
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=0, le=65535)
     # Authentication (api/auth/): local users and the key that signs their tokens …

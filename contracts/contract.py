@@ -3,6 +3,7 @@ keys are refused: in a contract a misspelt key must never silently fall back to 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
@@ -11,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from contracts.errors import InvalidInput
 from contracts.events import Cause
+from contracts.fleet import Fleet
 from contracts.periods import PeriodKind
 from contracts.yamltext import CURRENCY_PATTERN, IsoDate, YamlDocument, read_text, validate
 
@@ -119,3 +121,10 @@ def load_contracts(directory: Path) -> dict[str, Contract]:
                                f"contract {out[contract.site].id!r}")
         out[contract.site] = contract
     return out
+
+
+def fleet_contracts(contracts: Mapping[str, Contract], fleet: Fleet) -> dict[str, Contract]:
+    """The contracts (by site) of the sites in this fleet; one for a site the fleet does not
+    have is left out (a site without a contract gets technical availability)."""
+    sites = {s.id for s in fleet.sites}
+    return {site_id: c for site_id, c in contracts.items() if site_id in sites}

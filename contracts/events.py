@@ -222,6 +222,9 @@ class DeadLetterTally(_Event):
 
 
 Severity = Literal["critical", "major", "minor", "warning"]
+# The one severity ranking: 0 is the most severe. Sorting by it puts the worst first.
+SEVERITIES: tuple[Severity, ...] = ("critical", "major", "minor", "warning")
+SEVERITY_RANK: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
 
 
 class BreachEvent(_Event):

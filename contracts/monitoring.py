@@ -17,14 +17,13 @@ from pydantic import (
     model_validator,
 )
 
-from contracts.events import Cause, Severity, State
+from contracts.events import SEVERITY_RANK, Cause, Severity, State
 from contracts.yamltext import ID_PATTERN, YamlDocument, read_text, validate
 
 AssetKind = Literal["unit", "inverter", "block"]
 PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 RuleId = Annotated[str, Field(pattern=ID_PATTERN)]
-SEVERITY_RANK: dict[str, int] = {"warning": 1, "minor": 2, "major": 3, "critical": 4}
 
 
 class _Config(BaseModel):
@@ -112,7 +111,7 @@ class LimitRule(_Config):
         severities = [lv.severity for lv in levels]
         if len(set(severities)) != len(severities):
             raise ValueError("each severity may appear once")
-        ranked = sorted(levels, key=lambda lv: SEVERITY_RANK[lv.severity])
+        ranked = sorted(levels, key=lambda lv: -SEVERITY_RANK[lv.severity])  # mildest first
         thresholds = [lv.threshold for lv in ranked]
         direction = info.data.get("direction")
         increasing = all(a < b for a, b in itertools.pairwise(thresholds))

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from contracts.engine import Evaluation, PeriodResult
+from contracts.events import PeriodAvailability
+from contracts.fleet import Fleet
 from contracts.money import round_half_up
 from contracts.periods import from_us
-
-
-def _pct(value: float | None) -> float | None:
-    return None if value is None else round_half_up(100.0 * value, 3)
-
 
 HOUR_PLACES = 6
 
@@ -31,26 +31,68 @@ def printed_hours(hours: float) -> float:
     return round_half_up(hours, HOUR_PLACES)
 
 
-def period_json(ev: Evaluation, p: PeriodResult) -> dict[str, Any]:
-    tz = ev.calendar.tz
-    shortfall = p.shortfall_pct
+def printed_period(*, period: str, start_us: int, end_us: int, tz: ZoneInfo,
+                   contract_year: int, availability_pct: float | None, guaranteed_pct: float,
+                   shortfall_pct: float | None, ld: float | Decimal, bonus: float | Decimal,
+                   units: Iterable[tuple[str, tuple[float, float, float], float | None]]
+                   ) -> dict[str, Any]:
+    """One period as §7's JSON prints it, whoever computed it (the batch evaluation, or the
+    flows' final periods that `bessmon replay` prints); `units` as (asset id, (window,
+    excluded, lost hours), availability %)."""
     return {
-        "period": p.period.label,
-        "start": from_us(p.period.start_us, tz).isoformat(),
-        "end": from_us(p.period.end_us, tz).isoformat(),
-        "contract_year": p.contract_year,
-        "availability_pct": _pct(p.availability),
-        "guaranteed_pct": p.guaranteed_pct,
-        "shortfall_pct": None if shortfall is None else round_half_up(shortfall, 3),
-        "ld": round_half_up(p.ld.amount, 2),
-        "bonus": round_half_up(p.bonus.amount, 2),
+        "period": period,
+        "start": from_us(start_us, tz).isoformat(),
+        "end": from_us(end_us, tz).isoformat(),
+        "contract_year": contract_year,
+        "availability_pct": _rounded_pct(availability_pct),
+        "guaranteed_pct": guaranteed_pct,
+        "shortfall_pct": _rounded_pct(shortfall_pct),
+        "ld": round_half_up(ld, 2),
+        "bonus": round_half_up(bonus, 2),
         "units": [
-            {"asset_id": u.asset_id, "window_hours": printed_hours(hours[0]),
+            {"asset_id": asset_id, "window_hours": printed_hours(hours[0]),
              "excluded_hours": printed_hours(hours[1]), "lost_hours": printed_hours(hours[2]),
-             "availability_pct": _pct(u.availability)}
-            for u in p.units for hours in [u.totals.hours()]
+             "availability_pct": _rounded_pct(pct)}
+            for asset_id, hours, pct in units
         ],
     }
+
+
+def _rounded_pct(value: float | None) -> float | None:
+    return None if value is None else round_half_up(value, 3)
+
+
+def _fraction_pct(value: float | None) -> float | None:
+    return None if value is None else 100.0 * value
+
+
+def period_json(ev: Evaluation, p: PeriodResult) -> dict[str, Any]:
+    return printed_period(
+        period=p.period.label, start_us=p.period.start_us, end_us=p.period.end_us,
+        tz=ev.calendar.tz, contract_year=p.contract_year,
+        availability_pct=_fraction_pct(p.availability), guaranteed_pct=p.guaranteed_pct,
+        shortfall_pct=p.shortfall_pct, ld=p.ld.amount, bonus=p.bonus.amount,
+        units=[(u.asset_id, u.totals.hours(), _fraction_pct(u.availability))
+               for u in p.units])
+
+
+def periods_json(periods: Sequence[PeriodAvailability], fleet: Fleet) -> list[dict[str, Any]]:
+    """§7's JSON per contract from the flows' final periods (`bessmon replay`): the same
+    document `evaluation_json` gives for the same contract and periods."""
+    out = []
+    for site_id in sorted({p.site_id for p in periods}):
+        tz = fleet.site(site_id).tz
+        mine = sorted((p for p in periods if p.site_id == site_id), key=lambda p: p.start_ms)
+        out.append({"contract_id": mine[0].contract_id, "currency": mine[0].currency,
+                    "periods": [printed_period(
+                        period=p.period, start_us=p.start_ms * 1000, end_us=p.end_ms * 1000,
+                        tz=tz, contract_year=p.contract_year,
+                        availability_pct=p.availability_pct, guaranteed_pct=p.guaranteed_pct,
+                        shortfall_pct=p.shortfall_pct, ld=p.ld, bonus=p.bonus,
+                        units=[(u.asset_id, (u.window_hours, u.excluded_hours, u.lost_hours),
+                                u.availability_pct) for u in p.units])
+                        for p in mine]})
+    return out
 
 
 def evaluation_json(ev: Evaluation) -> dict[str, Any]:

@@ -83,10 +83,6 @@ class YamlDocument:
             node = child
         return text, line
 
-    def line_of(self, path: Sequence[str | int]) -> int | None:
-        """1-based line of the deepest node along `path` that exists."""
-        return self.locate(path)[1]
-
     def error(self, path: Sequence[str | int], problem: str) -> InvalidInput:
         where, line = self.locate(path)
         return InvalidInput(self.source, where, problem, line)

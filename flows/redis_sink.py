@@ -34,6 +34,7 @@ from contracts.events import (
     SiteAvailability,
     UnavailabilityEpisode,
 )
+from contracts.live import BreachMessage, LiveStatus, UnitLatest
 from flows.outputs import LatestValues, Output, SiteTicket
 from flows.sink_errors import Reporter, SinkGuard, describe_json
 
@@ -44,6 +45,17 @@ HotState = (SiteAvailability | LatestValues | BreachEvent | Alert | Unavailabili
 def hot_state(item: Output) -> HotState | None:
     return item if isinstance(item, SiteAvailability | LatestValues | BreachEvent | Alert
                               | UnavailabilityEpisode | SiteTicket | DeadLetterTally) else None
+
+
+def latest_payload(item: LatestValues) -> UnitLatest:
+    """`latest:<unit>` and the `asset:<unit>` channel's message (contracts/live.py)."""
+    return UnitLatest.model_construct(
+        unit_id=item.unit_id, site_id=item.site_id, ts_ms=item.ts_ms,
+        assets={asset: tags for asset, tags in item.readings},
+        status={a: LiveStatus.model_construct(state=s.state, cause=s.cause,
+                                              derate_fraction=s.derate_fraction,
+                                              last_hour_pct=hour, today_pct=today)
+                for a, s, hour, today in item.assets})
 
 
 class _Partition(StatelessSinkPartition[HotState]):
@@ -72,7 +84,7 @@ class _Partition(StatelessSinkPartition[HotState]):
                 else:
                     pipe.hdel(alarms_key(item.site_id), item.breach_id)
                     pipe.hdel(alarm_handling_key(item.site_id), item.breach_id)
-                publish(pipe, "alarms", f'{{"kind":"breach","breach":{payload}}}')
+                publish(pipe, "alarms", BreachMessage(breach=item).model_dump_json())
             elif isinstance(item, Alert):
                 payload = item.model_dump_json()
                 key = alerts_key(item.site_id or "fleet")
@@ -95,14 +107,7 @@ class _Partition(StatelessSinkPartition[HotState]):
                 else:
                     pipe.hdel(key, item.episode_id)
             else:
-                status = {a: (s, hour, today) for a, s, hour, today in item.assets}
-                payload = json.dumps(
-                    {"unit_id": item.unit_id, "site_id": item.site_id, "ts_ms": item.ts_ms,
-                     "assets": {asset: tags for asset, tags in item.readings},
-                     "status": {a: {"state": s.state, "derate_fraction": s.derate_fraction,
-                                    "cause": s.cause, "last_hour_pct": hour,
-                                    "today_pct": today}
-                                for a, (s, hour, today) in status.items()}})
+                payload = latest_payload(item).model_dump_json()
                 pipe.set(latest_key(item.unit_id), payload)
                 publish(pipe, f"asset:{item.unit_id}", payload)
         pipe.execute()

@@ -1,6 +1,7 @@
 """Everything the flows know about one site, fed poll by poll — the logic of the telemetry
 flow, free of Bytewax (see STYLE.md): statuses per asset in event time, the live view,
-final status intervals, the contract's incremental accounting and its KPIs.
+final status intervals, the contract's incremental accounting and its KPIs (worked out by
+contracts/kpis.py).
 
 Live and final: a poll updates the live view at once (dashboard latency), but an asset's
 status only becomes final once the site's watermark — its newest sample time minus the
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from connectors.history.rows import AvailabilityRow, StatusIntervalRow, TelemetryRow
 from contracts.availability import Timeline
 from contracts.contract import Contract
-from contracts.engine import UnitResult, contract_availability, unit_weight
+from contracts.engine import unit_weight
 from contracts.events import (
     Alert,
     ContractKpis,
@@ -35,7 +36,7 @@ from contracts.events import (
 from contracts.fleet import Fleet, Site
 from contracts.incremental import ContractAccumulator
 from contracts.intervals import StatusInterval
-from contracts.money import YearLedger
+from contracts.kpis import contract_kpis, ld_warning
 from contracts.monitoring import MonitoringConfig
 from contracts.periods import from_us, local_midnight_us
 from contracts.rules import Rollup, Rules
@@ -544,13 +545,15 @@ class SiteState:
             for name, (observed, lost) in live_totals.items()}
         alerts: list[Output] = []
         if self._step_due(self.kpis_ms, now, self.settings.kpi_every_ms):
-            # By the contract's rules on final time only: the not-yet-final tail has no
-            # intervals yet, and would count as a gap.
-            self.kpis = self._contract_windows(self.final_ms) if self.final_ms is not None \
-                and self.accumulator is not None and \
-                self.final_ms * 1000 > self.accumulator.start_us else ({}, None)
+            # By the contract's rules on final time only (contracts/kpis.py).
+            self.kpis = ({}, None) if self.accumulator is None else contract_kpis(
+                self.accumulator, self.final_ms,
+                kind="technical" if self.technical else "ltsa")
             self.kpis_ms = now
-            alerts = self._ld_warning(now, self.kpis[1])
+            self.ld_alert, raised = ld_warning(self.ld_alert, self.kpis[1],
+                                               site_id=self.site.id,
+                                               contract_id=self.contract.id, now_ms=now)
+            alerts = list(raised)
         windows.update(self.kpis[0])
         self.published_ms = now
         return [*alerts, SiteAvailability(
@@ -558,93 +561,6 @@ class SiteState:
             region=self.site.region, ts_ms=now, final_ms=self.final_ms, windows=windows,
             units_by_state=counts, units=tuple(units), contract=self.kpis[1],
             counts=dict(self.counts))]
-
-    def _ld_warning(self, now_ms: int, kpis: ContractKpis | None) -> list[Output]:
-        """Availability rules §6's warning level as an early warning: raised when it leaves `ok`,
-        raised anew when it moves between watch and ld_risk, cleared when back to `ok`."""
-        level = "ok" if kpis is None or kpis.kind == "technical" else kpis.warning_level
-        active = self.ld_alert
-        if active is not None and active.details.get("level") == level:
-            return []
-        out: list[Output] = []
-        if active is not None:
-            out.append(active.model_copy(update={
-                "state": "cleared", "ts_ms": now_ms,
-                "message": f"{self.contract.id}: projection back to {level}"}))
-            self.ld_alert = None
-        if level != "ok" and kpis is not None:
-            self.ld_alert = Alert(
-                alert_id=f"ld_risk:{self.site.id}:{now_ms}", kind="ld_risk",
-                scope_id=self.site.id, site_id=self.site.id,
-                severity="major" if level == "ld_risk" else "minor", state="raised",
-                raised_ms=now_ms, ts_ms=now_ms,
-                message=f"{self.contract.id} {kpis.period}: projected "
-                        f"{_pct(kpis.projected_pct)} against {kpis.guaranteed_pct:g} % "
-                        f"guaranteed ({level.replace('_', ' ')}; projected LD "
-                        f"{kpis.projected_ld:,.0f} {kpis.currency})",
-                details={"level": level, "projected_pct": kpis.projected_pct,
-                         "guaranteed_pct": kpis.guaranteed_pct,
-                         "projected_ld": kpis.projected_ld, "period": kpis.period})
-            out.append(self.ld_alert)
-        return out
-
-    def _contract_windows(self, now_ms: int
-                          ) -> tuple[dict[str, float | None], ContractKpis | None]:
-        acc = self.accumulator
-        if acc is None:
-            return {}, None
-        now_us = now_ms * 1000
-        cal = acc.ctx.calendar
-        tz = self.site.tz
-        today = from_us(now_us, tz).date()
-
-        view = acc.view(now_us)
-
-        def availability(label: str | None = None, since_us: int | None = None
-                         ) -> float | None:
-            return contract_availability([
-                UnitResult(uid, self.weights[uid], t)
-                for uid, t in view.totals(label, since_us).items()])
-
-        def pct(since_us: int) -> float | None:
-            a = availability(None, since_us)
-            return None if a is None else 100.0 * a
-
-        windows = {
-            "month_to_date": pct(local_midnight_us(today.replace(day=1), tz)),
-            "trailing_7d": pct(local_midnight_us(today - dt.timedelta(days=7), tz)),
-            "trailing_30d": pct(local_midnight_us(today - dt.timedelta(days=30), tz)),
-        }
-        year = cal.contract_year(now_us)
-        if year is None:
-            return windows, None
-        windows["contract_year_to_date"] = pct(cal.year_bounds(year)[0])
-        kind = self.contract.measurement_period
-        period = cal.containing(now_us, kind)
-        ledger = YearLedger(self.contract)
-        for earlier in cal.preceding_in_year(period):
-            ledger.settle(year, availability(earlier.label))
-        actual = availability(period.label)
-        ledger.settle(year, actual)
-        projection = acc.project(period, now_us, view)
-        guaranteed = self.contract.guaranteed_pct(year)
-        return windows, ContractKpis(
-            contract_id=self.contract.id, kind="technical" if self.technical else "ltsa",
-            currency=self.contract.ld.currency,
-            as_of_ms=now_ms, period=period.label, period_start_ms=period.start_us // 1000,
-            period_end_ms=period.end_us // 1000, contract_year=year,
-            actual_pct=None if actual is None else 100.0 * actual,
-            guaranteed_pct=guaranteed,
-            shortfall_pct=None if actual is None else max(0.0, guaranteed - 100.0 * actual),
-            ld_year_to_date=float(ledger.ld.get(year, 0)),
-            projected_pct=None if projection.projected_availability is None
-            else 100.0 * projection.projected_availability,
-            projected_ld=float(projection.projected_ld),
-            warning_level=projection.level)  # type: ignore[arg-type]
-
-
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f} %"
 
 
 def _poll_json(poll: Poll) -> str:

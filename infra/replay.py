@@ -20,19 +20,15 @@ import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo
 
 from bytewax.testing import run_main
 
 from connectors.kafka import CheckedProducer, ensure_topics, read_topic
 from connectors.settings import Settings
-from contracts.contract import Contract, load_contracts
+from contracts.contract import Contract, fleet_contracts, load_contracts
 from contracts.events import PeriodAvailability, StatusChange
 from contracts.fleet import Fleet
-from contracts.money import round_half_up
 from contracts.monitoring import MonitoringConfig
-from contracts.output import printed_hours
 from contracts.periods import from_us
 from flows.site_state import SiteSettings
 from flows.telemetry_flow import NullSink, build_flow, fewer_collections
@@ -146,36 +142,11 @@ def write_status_csv(changes: list[StatusChange], fleet: Fleet, path: Path,
                     c.cause or ""])
 
 
-def periods_json(periods: list[PeriodAvailability], fleet: Fleet) -> list[dict[str, Any]]:
-    """Availability rules §7's JSON per contract, from the flow's final periods."""
-    out = []
-    for site_id in sorted({p.site_id for p in periods}):
-        tz = fleet.site(site_id).tz
-        mine = sorted((p for p in periods if p.site_id == site_id), key=lambda p: p.start_ms)
-        out.append({"contract_id": mine[0].contract_id, "currency": mine[0].currency,
-                    "periods": [_period(p, tz) for p in mine]})
-    return out
-
-
-def _period(p: PeriodAvailability, tz: ZoneInfo) -> dict[str, Any]:
-    def pct(value: float | None) -> float | None:
-        return None if value is None else round_half_up(value, 3)
-
-    return {"period": p.period, "start": from_us(p.start_ms * 1000, tz).isoformat(),
-            "end": from_us(p.end_ms * 1000, tz).isoformat(), "contract_year": p.contract_year,
-            "availability_pct": pct(p.availability_pct), "guaranteed_pct": p.guaranteed_pct,
-            "shortfall_pct": pct(p.shortfall_pct), "ld": round_half_up(p.ld, 2),
-            "bonus": round_half_up(p.bonus, 2),
-            "units": [{"asset_id": u.asset_id, "window_hours": printed_hours(u.window_hours),
-                       "excluded_hours": printed_hours(u.excluded_hours),
-                       "lost_hours": printed_hours(u.lost_hours),
-                       "availability_pct": pct(u.availability_pct)} for u in p.units]}
-
-
 def load_site_contracts(settings: Settings, fleet: Fleet) -> dict[str, Contract]:
-    contracts = load_contracts(settings.contracts_dir)
-    sites = {s.id for s in fleet.sites}
-    for site_id in sorted(set(contracts) - sites):
+    """The contracts of the fleet's sites; one for another site is ignored, with a warning."""
+    every = load_contracts(settings.contracts_dir)
+    contracts = fleet_contracts(every, fleet)
+    for site_id in sorted(set(every) - set(contracts)):
         log.warning("contract %s is for site %s, which is not in the fleet: ignored",
-                    contracts.pop(site_id).id, site_id)
+                    every[site_id].id, site_id)
     return contracts

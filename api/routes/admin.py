@@ -21,22 +21,12 @@ from api.auth.principal import Principal
 from api.deps import MAX_EPOCH_MS, CtxDep, require
 from api.errors import ERRORS, BadInput
 from api.pagination import Page
+from api.views import AuditEntryOut, CreatedKey, KeyOut
 
 router = APIRouter(tags=["admin"], responses=ERRORS)
 MAX_SEQ = 2**63 - 1  # SQLite's largest integer: beyond it a query fails (500), not a 422
 Auditor = Annotated[Principal, Depends(require(Permission.AUDIT_READ))]
 KeyAdmin = Annotated[Principal, Depends(require(Permission.API_KEYS_MANAGE))]
-
-
-class AuditEntryOut(BaseModel):
-    seq: int
-    ts_ms: int
-    actor: str
-    action: str
-    target: str | None
-    outcome: str
-    details: dict[str, Any]
-    hash: str
 
 
 @router.get("/audit")
@@ -60,22 +50,6 @@ class NewKey(BaseModel):
     customers: list[str] = Field(min_length=1, max_length=100)
     regions: list[str] = Field(min_length=1, max_length=100)
     expires_ms: int | None = Field(None, gt=0, le=MAX_EPOCH_MS)
-
-
-class KeyOut(BaseModel):
-    id: str
-    name: str
-    role: str
-    customers: list[str]
-    regions: list[str]
-    created_by: str
-    created_ms: int
-    expires_ms: int | None
-    revoked_ms: int | None
-
-
-class CreatedKey(KeyOut):
-    key: str  # shown once
 
 
 def _out(k: ApiKey) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from api.auth.principal import Principal
 from api.deps import CtxDep, FleetDep, Reader, RedisDep, require
 from api.errors import ERRORS
 from api.pagination import CursorQ, LimitQ, Page, page
-from api.routes.assets import AlarmView, alarm_view
+from api.views import AlarmView, alarm_view
 from connectors.alarm_store import NoSuchAlarm, act_on_alarm, active_alarms
 from connectors.redis_store import alerts_key
 from contracts.alarms import Action, AlarmRefused

@@ -14,15 +14,22 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel
 
 from api.deps import MAX_EPOCH_MS, CtxDep, FleetDep, Reader, RedisDep, visible_asset
 from api.errors import ERRORS, BadInput
 from api.pagination import CursorQ, LimitQ, Page, page
+from api.views import (
+    AssetDetail,
+    AvailabilityPoint,
+    LiveStatus,
+    StatusInterval,
+    TelemetryPoint,
+    alarm_view,
+)
 from connectors.alarm_store import active_alarms
 from connectors.history.rows import AvailabilityRow, Bucket, StatusIntervalRow, TelemetryRow
 from connectors.redis_store import episodes_key, latest_key, site_key, tickets_key
@@ -67,60 +74,6 @@ def subtree(fleet: Fleet, asset: Asset) -> set[str]:
         out.add(child)
         stack.extend(fleet.assets[child].children)
     return out
-
-
-class LiveStatus(BaseModel):
-    state: str | None = None
-    cause: str | None = None
-    derate_fraction: float | None = None
-    last_hour_pct: float | None = None
-    today_pct: float | None = None
-
-
-class AlarmView(BaseModel):
-    breach_id: str
-    asset_id: str
-    site_id: str
-    rule_id: str
-    severity: str
-    state: str  # active_unacknowledged | active_acknowledged | shelved
-    raised_ms: int
-    value: float
-    threshold: float
-    message: str
-    acknowledged_by: str | None = None
-    acknowledged_ms: int | None = None
-    shelved_until_ms: int | None = None
-    shelve_reason: str | None = None
-
-
-class AssetDetail(BaseModel):
-    id: str
-    kind: str
-    site_id: str
-    unit_id: str | None
-    parent_id: str | None
-    children: list[str]
-    rated_power_kw: float | None
-    rated_energy_kwh: float | None
-    ts_ms: int | None  # of the newest values
-    values: dict[str, float]
-    status: LiveStatus
-    windows: dict[str, float | None]  # a site's: its snapshot's; others: last hour, today
-    alarms: list[AlarmView]  # active, on the asset and below
-    episodes: list[UnavailabilityEpisode]  # open, on the asset and below
-    tickets: list[TicketEvent]  # on the asset, above and below; open ones first
-
-
-def alarm_view(alarm: Any) -> AlarmView:
-    b, h = alarm.breach, alarm.handling
-    return AlarmView(breach_id=b.breach_id, asset_id=b.asset_id, site_id=b.site_id,
-                     rule_id=b.rule_id, severity=b.severity, state=alarm.state,
-                     raised_ms=b.raised_ms, value=b.value, threshold=b.threshold,
-                     message=b.message, acknowledged_by=h.acknowledged_by if h else None,
-                     acknowledged_ms=h.acknowledged_ms if h else None,
-                     shelved_until_ms=h.shelved_until_ms if h else None,
-                     shelve_reason=h.shelve_reason if h else None)
 
 
 async def site_tickets(redis: RedisDep, site_id: str) -> list[TicketEvent]:
@@ -202,15 +155,6 @@ async def asset_tickets(asset_id: str, fleet: FleetDep, redis: RedisDep, caller:
     return page(tickets, cursor, limit)
 
 
-class AvailabilityPoint(BaseModel):
-    start_ms: int
-    end_ms: int
-    window_hours: float
-    excluded_hours: float
-    lost_hours: float
-    availability_pct: float | None
-
-
 def _point(r: AvailabilityRow) -> AvailabilityPoint:
     return AvailabilityPoint(start_ms=r.start_ms, end_ms=r.end_ms, window_hours=r.window_h,
                              excluded_hours=r.excluded_h, lost_hours=r.lost_h,
@@ -231,14 +175,6 @@ async def availability_history(
     return [_point(r) for r in rows]
 
 
-class StatusInterval(BaseModel):
-    start_ms: int
-    end_ms: int | None  # null: still so
-    state: str
-    derate_fraction: float | None
-    cause: str | None
-
-
 @router.get("/{asset_id}/status")
 async def status_history(
         asset_id: str, ctx: CtxDep, caller: Reader,
@@ -253,15 +189,6 @@ async def status_history(
     items = [StatusInterval(start_ms=r.start_ms, end_ms=r.end_ms, state=r.state,
                             derate_fraction=r.derate_fraction, cause=r.cause) for r in rows]
     return page(items, cursor, limit)
-
-
-class TelemetryPoint(BaseModel):
-    start_ms: int
-    count: int
-    min: float
-    max: float
-    mean: float
-    last: float
 
 
 @router.get("/{asset_id}/telemetry")

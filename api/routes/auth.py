@@ -15,30 +15,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordRequestForm
-from pydantic import BaseModel
 
 from api.auth.permissions import ROLE_PERMISSIONS
 from api.deps import CtxDep, PrincipalDep, RedisDep, unauthorized
 from api.errors import ERRORS
 from api.protections import login_allowed
+from api.views import Me, Token
 
 router = APIRouter(prefix="/auth", tags=["auth"], responses=ERRORS)
-
-
-class Token(BaseModel):
-    access_token: str
-    token_type: str = "bearer"
-    expires_in: int  # seconds
-
-
-class Me(BaseModel):
-    subject: str
-    role: str
-    via: str
-    permissions: list[str]
-    customers: list[str]
-    regions: list[str]
-    sites: list[str]
 
 
 def _address(request: Request) -> str:

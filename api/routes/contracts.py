@@ -5,8 +5,8 @@
     GET /reports/compliance                      ?contract_id=&period=&format=xlsx|csv|pdf
                                                  (`reports.export`; audited)
 
-Compliance is availability rules §7's JSON of the final history (api/compliance.py) plus the live
-KPIs of the open period (actual so far, projection, warning level, LD so far)."""
+Compliance is availability rules §7's JSON of the final history (api/history_evaluation.py)
+plus the live KPIs of the open period (actual so far, projection, warning level, LD so far)."""
 
 from __future__ import annotations
 
@@ -16,14 +16,17 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel
 
 from api.auth.permissions import Permission
 from api.auth.principal import Principal
-from api.compliance import evaluate_history
 from api.deps import CtxDep, RedisDep, require
 from api.errors import ERRORS, BadInput
-from api.reports.compliance import build_report, to_csv, to_pdf, to_xlsx
+from api.history_evaluation import evaluate_history
+from api.reports.csv import to_csv
+from api.reports.data import build_report
+from api.reports.pdf import to_pdf
+from api.reports.xlsx import to_xlsx
+from api.views import Compliance, ContractSummary
 from connectors.redis_store import site_key
 from contracts.contract import Contract
 from contracts.errors import InvalidInput
@@ -36,20 +39,6 @@ ContractReader = Annotated[Principal, Depends(require(Permission.CONTRACTS_READ)
 Exporter = Annotated[Principal, Depends(require(Permission.REPORTS_EXPORT))]
 PeriodQ = Annotated[str, Query(min_length=2, max_length=40, pattern=r"^[0-9A-Za-z.\-]+$",
                                description="2026-10, 2026-Q2, CY3 or a range a..b")]
-
-
-class ContractSummary(BaseModel):
-    id: str
-    site_id: str
-    customer: str
-    region: str
-    measurement_period: str
-    terms: dict[str, Any]  # the contract file's content
-
-
-class Compliance(BaseModel):
-    evaluation: dict[str, Any]  # availability rules §7
-    open_period: ContractKpis | None  # live, when the range reaches the current period
 
 
 def _contract(ctx: CtxDep, caller: Principal, contract_id: str) -> Contract:

@@ -9,46 +9,24 @@ import time
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel
 
 from api.deps import FleetDep, Reader, RedisDep, visible_site
 from api.errors import ERRORS
 from api.pagination import CursorQ, LimitQ, Page, page
-from api.views import redact, shows_money, stale
+from api.views import (
+    AssetNode,
+    FleetKpis,
+    FleetOverview,
+    SiteSummary,
+    redact,
+    shows_money,
+    stale,
+)
 from connectors.redis_store import latest_key, site_key
 from contracts.events import SiteAvailability
 from contracts.fleet import Fleet, Site
 
 router = APIRouter(tags=["fleet"], responses=ERRORS)
-
-
-class SiteSummary(BaseModel):
-    id: str
-    name: str | None
-    customer: str
-    region: str
-    timezone: str
-    units: int
-    rated_power_kw: float
-    rated_energy_kwh: float
-    stale: bool  # no fresh snapshot (the flows or the site's data are behind)
-    availability: SiteAvailability | None  # null until the flows have seen the site
-
-
-class FleetKpis(BaseModel):
-    sites: int
-    units: int
-    stale_sites: int
-    units_by_state: dict[str, int]
-    # Energy-weighted mean of the sites' windows (sites without a value left out).
-    windows: dict[str, float | None]
-    warning_levels: dict[str, int]  # sites per contract warning level
-    ld_year_to_date: dict[str, float] | None  # by currency; null without contracts.read
-
-
-class FleetOverview(BaseModel):
-    kpis: FleetKpis
-    sites: list[SiteSummary]
 
 
 def _energy(site: Site) -> float:
@@ -128,19 +106,6 @@ async def get_site(site_id: str, fleet: FleetDep, redis: RedisDep,
                    caller: Reader) -> SiteSummary:
     site = visible_site(fleet, caller, site_id)
     return (await summaries(fleet, redis, [site], shows_money(caller)))[0]
-
-
-class AssetNode(BaseModel):
-    id: str
-    kind: str
-    rated_power_kw: float | None
-    rated_energy_kwh: float | None
-    state: str | None  # live status; null before any sample
-    cause: str | None
-    derate_fraction: float | None
-    last_hour_pct: float | None
-    today_pct: float | None
-    children: list[AssetNode]
 
 
 @router.get("/sites/{site_id}/assets")

@@ -48,17 +48,17 @@ import json
 import logging
 import threading
 import time
-from typing import Any, Literal
+from typing import Any
 
 from confluent_kafka import KafkaException
 from fastapi import APIRouter, FastAPI, HTTPException, Request, status
-from pydantic import BaseModel
 from redis.exceptions import RedisError
 
-from api.deps import FleetDep, RedisDep, SettingsDep
+from api.context import ApiContext
+from api.deps import CtxDep, FleetDep, RedisDep
+from api.views import WebhookAnswer
 from connectors.kafka import CheckedProducer
 from connectors.redis_store import PREFIX
-from connectors.settings import Settings
 from connectors.ticketing.config import TicketingSettings
 from connectors.ticketing.payload import InvalidPayload, UnmappedValue
 from connectors.ticketing.signing import Unverified
@@ -70,13 +70,6 @@ router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 PENDING_TTL_S = 60
 PUBLISH_TIMEOUT_S = 15.0
 _PUBLISH_LOCK = threading.Lock()  # one publish at a time: each flush reports its own record
-
-
-class WebhookAnswer(BaseModel):
-    status: Literal["published", "duplicate", "ignored"]
-    key: str | None = None  # provider:ticket_id
-    asset_id: str | None = None
-    reason: str | None = None
 
 
 def dedupe_key(provider: str, identity: str) -> str:
@@ -118,17 +111,17 @@ def _json_type(content_type: str) -> bool:
                                            and media.endswith("+json"))
 
 
-def _publish(app: FastAPI, settings: Settings, key: str, value: bytes) -> None:
+def _publish(ctx: ApiContext, key: str, value: bytes) -> None:
     """Produce and wait for the broker's acknowledgement (in a worker thread). The producer
-    is created on first use, so the API starts without Kafka. Records expire before the
-    flush gives up, so every flush ends with its own record settled."""
+    is created on first use (kept in the context), so the API starts without Kafka. Records
+    expire before the flush gives up, so every flush ends with its own record settled."""
+    settings = ctx.settings
     with _PUBLISH_LOCK:
-        producer: CheckedProducer | None = getattr(app.state, "ticket_producer", None)
+        producer = ctx.ticket_producer
         if producer is None:
             config: dict[str, str | int | bool] = {"client.id": "bessmon-webhooks",
                                                    "message.timeout.ms": 10_000}
-            producer = CheckedProducer(settings.require_kafka(), **config)
-            app.state.ticket_producer = producer
+            producer = ctx.ticket_producer = CheckedProducer(settings.require_kafka(), **config)
         producer.produce(settings.topic_tickets, key, value)
         producer.flush(PUBLISH_TIMEOUT_S)
 
@@ -144,7 +137,7 @@ def _publish(app: FastAPI, settings: Settings, key: str, value: bytes) -> None:
     422: {"description": "names no asset of the fleet, or an unmapped status"},
     503: {"description": "Kafka or Redis unavailable; retry"},
 })
-async def receive(provider: str, request: Request, settings: SettingsDep, fleet: FleetDep,
+async def receive(provider: str, request: Request, ctx: CtxDep, fleet: FleetDep,
                   redis: RedisDep) -> WebhookAnswer:
     spec = WEBHOOKS.get(provider)
     if spec is None:
@@ -197,7 +190,7 @@ async def receive(provider: str, request: Request, settings: SettingsDep, fleet:
             raise HTTPException(status.HTTP_409_CONFLICT,
                                 "this delivery is being processed; retry later")
         try:
-            await asyncio.to_thread(_publish, request.app, settings, key, value)
+            await asyncio.to_thread(_publish, ctx, key, value)
         except (RuntimeError, KafkaException) as exc:  # DeliveryFailed, Kafka unset
             await redis.delete(mark)
             log.error("%s webhook: ticket %s not published: %s", provider, key, exc)

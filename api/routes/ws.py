@@ -35,28 +35,32 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from api.auth.principal import Principal
 from api.auth.tokens import InvalidToken
 from api.context import ApiContext
-from api.live import LiveHub, Message, Subscriber, Subscription, asset_part
+from api.live import LiveHub, Message, Subscriber, Subscription
 from api.views import redact, shows_money
 from connectors.alarm_store import active_alarms
 from connectors.live_log import current_seq, since
 from connectors.redis_store import alerts_key, latest_key, site_key
+from contracts.live import ClientFrame as ClientMessage
+from contracts.live import (
+    ErrorFrame,
+    HeartbeatFrame,
+    PongFrame,
+    ReadyFrame,
+    ResumeFrame,
+    SnapshotFrame,
+    UnitLatest,
+    UnsubscribedFrame,
+)
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["live"])
 AUTH_TIMEOUT_S = 10.0
 SEND_TIMEOUT_S = 10.0
-
-
-class ClientMessage(BaseModel):
-    type: str
-    channel: str | None = None
-    token: str | None = None
-    since: int | None = Field(None, ge=0)  # negative: no sequence number (and a Redis error)
 
 
 class Closed(Exception):
@@ -103,9 +107,10 @@ async def snapshot(ctx: ApiContext, subscriber: Subscriber, sub: Subscription) -
     if sub.source.startswith("asset:"):
         raw = await redis.get(latest_key(sub.source.removeprefix("asset:")))
         assert sub.asset_id is not None
-        return asset_part(json.loads(raw), sub.asset_id) if raw else None
+        part = UnitLatest.model_validate_json(raw).part(sub.asset_id) if raw else None
+        return None if part is None else part.model_dump(mode="json")
     if sub.source == "alarms":
-        from api.routes.assets import alarm_view
+        from api.views import alarm_view
 
         alarms = await active_alarms(redis, sorted(subscriber.sites), int(time.time() * 1000))
         return [alarm_view(a).model_dump() for a in alarms]
@@ -113,6 +118,11 @@ async def snapshot(ctx: ApiContext, subscriber: Subscriber, sub: Subscription) -
     for s in sorted(subscriber.sites):
         pipe.hvals(alerts_key(s))
     return [json.loads(v) for values in await pipe.execute() for v in values]
+
+
+async def send_frame(ws: WebSocket, frame: BaseModel) -> None:
+    """A server frame (contracts/live.py) as a JSON text frame."""
+    await ws.send_text(frame.model_dump_json())
 
 
 async def start(ctx: ApiContext, hub: LiveHub, ws: WebSocket, subscriber: Subscriber,
@@ -123,14 +133,14 @@ async def start(ctx: ApiContext, hub: LiveHub, ws: WebSocket, subscriber: Subscr
     replay = await since(redis, sub.source, since_seq) if since_seq is not None else None
     if replay is not None:
         sub.last_seq = since_seq or 0
-        await ws.send_json({"type": "resume", "channel": sub.name,
-                            "seq": replay[-1][0] if replay else sub.last_seq})
+        await send_frame(ws, ResumeFrame(channel=sub.name,
+                                         seq=replay[-1][0] if replay else sub.last_seq))
         for seq, payload in replay:
             subscriber.deliver(sub, Message(sub.source, seq, payload))
     else:
         sub.last_seq = await current_seq(redis, sub.source)
-        await ws.send_json({"type": "snapshot", "channel": sub.name, "seq": sub.last_seq,
-                            "data": await snapshot(ctx, subscriber, sub)})
+        await send_frame(ws, SnapshotFrame(channel=sub.name, seq=sub.last_seq,
+                                           data=await snapshot(ctx, subscriber, sub)))
     subscriber.start_live(sub)
 
 
@@ -164,8 +174,8 @@ async def live(websocket: WebSocket) -> None:
     credential = first.token
     heartbeat_s = ctx.settings.ws_heartbeat_s
     subscriber = Subscriber(principal, ctx.fleet, shows_money(principal))
-    await websocket.send_json({"type": "ready", "heartbeat_s": heartbeat_s,
-                               "subject": principal.subject, "role": principal.role})
+    await send_frame(websocket, ReadyFrame(heartbeat_s=heartbeat_s, subject=principal.subject,
+                                           role=principal.role))
 
     async def receive() -> None:
         nonlocal credential
@@ -174,32 +184,33 @@ async def live(websocket: WebSocket) -> None:
             try:
                 msg = ClientMessage.model_validate_json(raw)
             except ValidationError:
-                await websocket.send_json({"type": "error", "message": "not a valid message"})
+                await send_frame(websocket, ErrorFrame(message="not a valid message"))
                 continue
             if msg.type == "ping":
-                await websocket.send_json({"type": "pong"})
+                await send_frame(websocket, PongFrame())
             elif msg.type == "auth":
                 renewed = await authenticate(ctx, msg.token)
                 if renewed.subject != principal.subject:
-                    await websocket.send_json({"type": "error", "message":
-                                               "a new token must be for the same subject"})
+                    await send_frame(websocket, ErrorFrame(
+                        message="a new token must be for the same subject"))
                     continue
                 credential = msg.token
-                await websocket.send_json({"type": "ready", "heartbeat_s": heartbeat_s,
-                                           "subject": renewed.subject, "role": renewed.role})
+                await send_frame(websocket, ReadyFrame(heartbeat_s=heartbeat_s,
+                                                       subject=renewed.subject,
+                                                       role=renewed.role))
             elif msg.type in ("subscribe", "unsubscribe"):
                 sub = source_of(ctx, subscriber, msg.channel or "")
                 if sub is None:
-                    await websocket.send_json({"type": "error",
-                                               "message": f"unknown channel {msg.channel!r}"})
+                    await send_frame(websocket, ErrorFrame(
+                        message=f"unknown channel {msg.channel!r}"))
                 elif msg.type == "subscribe":
                     await start(ctx, hub, websocket, subscriber, sub, msg.since)
                 else:
                     hub.unsubscribe(subscriber, sub.name)
-                    await websocket.send_json({"type": "unsubscribed", "channel": sub.name})
+                    await send_frame(websocket, UnsubscribedFrame(channel=sub.name))
             else:
-                await websocket.send_json({"type": "error",
-                                           "message": f"unknown message type {msg.type!r}"})
+                await send_frame(websocket, ErrorFrame(
+                    message=f"unknown message type {msg.type!r}"))
 
     async def send() -> None:
         while True:
@@ -217,7 +228,7 @@ async def live(websocket: WebSocket) -> None:
         while True:
             await asyncio.sleep(heartbeat_s)
             await authenticate(ctx, credential)  # revoked or expired: Closed(4401)
-            await websocket.send_json({"type": "heartbeat", "ts_ms": int(time.time() * 1000)})
+            await send_frame(websocket, HeartbeatFrame(ts_ms=int(time.time() * 1000)))
 
     tasks = [asyncio.create_task(t()) for t in (receive, send, heartbeat)]
     try:

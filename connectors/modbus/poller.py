@@ -426,16 +426,3 @@ async def _stopped(stop: asyncio.Event, wait_s: float) -> bool:
     except TimeoutError:
         return False
     return True
-
-
-async def poll_devices(
-    maps: list[DeviceMap],
-    publish: Callable[[TelemetrySample], None],
-    *,
-    publish_health: Callable[[DeviceHealth], None] | None = None,
-    clock: Callable[[], float] = time.time,
-    stop: asyncio.Event | None = None,
-) -> None:
-    """Poll mapped devices until `stop` is set (a `ModbusConnector` without SunSpec ones)."""
-    await ModbusConnector(maps, publish=publish, publish_health=publish_health,
-                          clock=clock).run(stop)

@@ -4,7 +4,7 @@ import { alarm, breach } from "./fixtures.test-support";
 import type { AlarmView } from "./types";
 
 const handling = (id: string, over: object = {}) => ({
-  breach_id: id, acknowledged_by: null, acknowledged_ms: null, comment: null,
+  v: 1 as const, breach_id: id, acknowledged_by: null, acknowledged_ms: null, comment: null,
   shelved_by: null, shelved_until_ms: null, shelve_reason: null, ...over });
 
 describe("alarm merging", () => {

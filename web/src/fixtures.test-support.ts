@@ -10,10 +10,10 @@ export function contract(over: Partial<ContractKpis> = {}): ContractKpis {
 
 export function snapshot(siteId: string, pct: number | null, tsMs: number,
                          over: Partial<SiteSnapshot> = {}): SiteSnapshot {
-  return { site_id: siteId, name: siteId, customer: "C", region: "R", ts_ms: tsMs,
+  return { v: 2, kind: "snapshot", site_id: siteId, name: siteId, customer: "C", region: "R", ts_ms: tsMs,
            final_ms: tsMs, windows: { last_hour: pct, today: pct },
            units_by_state: { available: 2, derated: 0, unavailable: 0, unknown: 0 },
-           units: [], contract: null, ...over };
+           units: [], contract: null, counts: {}, ...over };
 }
 
 export function summary(id: string, energyKwh: number, units = 2,
@@ -24,7 +24,7 @@ export function summary(id: string, energyKwh: number, units = 2,
 }
 
 export function breach(over: Partial<BreachEvent> = {}): BreachEvent {
-  return { breach_id: "cell-temp-high:major:elbe-u01-i1-b3:1000", rule_id: "cell-temp-high",
+  return { v: 1, breach_id: "cell-temp-high:major:elbe-u01-i1-b3:1000", rule_id: "cell-temp-high",
            kind: "limit", asset_id: "elbe-u01-i1-b3", site_id: "elbe", tag: "cell_temp_max_c",
            severity: "major", state: "raised", raised_ms: 1000, ts_ms: 1000, value: 50,
            threshold: 45, message: "cell_temp_max_c 50 above 45", ...over };

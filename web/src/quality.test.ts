@@ -8,7 +8,7 @@ const row = (device: string, reason: string, n: number, lastMs = 10,
   asset_id: device.startsWith("site-") ? device : null, ...over });
 
 const alert = (id: string): Alert => ({
-  alert_id: id, kind: "dlq_rate", scope_id: "x", site_id: "s", severity: "major",
+  v: 1, alert_id: id, kind: "dlq_rate", scope_id: "x", site_id: "s", severity: "major",
   state: "raised", raised_ms: 1, ts_ms: 1, message: "m", details: {} });
 
 const totals = (records: number, alerts = 0, tallies: DeadLetterRow[] = []) =>

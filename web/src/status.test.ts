@@ -44,7 +44,7 @@ describe("status colours and levels", () => {
 
 describe("availability drops to list", () => {
   const drop = (id: string, start: number, end: number | null): Episode => ({
-    episode_id: id, asset_id: "u1", site_id: "s1", start_ms: start, end_ms: end,
+    v: 1, episode_id: id, asset_id: "u1", site_id: "s1", start_ms: start, end_ms: end,
     state: "unavailable", cause: "fault", lost_hours: 1, lost_mwh: 1, tickets: [] });
 
   it("lists each drop once, the open ones first, then the newest", () => {

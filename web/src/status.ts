@@ -1,5 +1,6 @@
 // Status colours and the rules that pick them — the one place they are defined. The CSS
 // reads them as custom properties (`applyPalette`), the charts from these tables.
+import { SEVERITIES } from "./generated/constants";
 import type { Episode, Severity, State, WarningLevel } from "./types";
 
 export const STATE_COLOURS: Record<State, string> = {
@@ -47,7 +48,7 @@ export const WARNING_LABELS: Record<WarningLevel, string> = {
 };
 
 const STATE_RANK: Record<State, number> = { available: 0, unknown: 1, derated: 2, unavailable: 3 };
-const SEVERITY_RANK: Record<Severity, number> = { critical: 0, major: 1, minor: 2, warning: 3 };
+const SEVERITY_RANK = Object.fromEntries(SEVERITIES.map((s, i) => [s, i])) as Record<Severity, number>;
 const WARNING_RANK: Record<WarningLevel, number> = { ok: 0, watch: 1, ld_risk: 2 };
 
 /** The worse of two states: unavailable > derated > unknown > available. */

@@ -3,7 +3,7 @@ import { applyAlert, MAX_ALERTS, WarningStore } from "./warnings";
 import type { Alert } from "./types";
 
 const alert = (id: string, over: Partial<Alert> = {}): Alert => ({
-  alert_id: id, kind: "telemetry_gap", scope_id: "x", site_id: "s", severity: "warning",
+  v: 1, alert_id: id, kind: "telemetry_gap", scope_id: "x", site_id: "s", severity: "warning",
   state: "raised", raised_ms: 1, ts_ms: 1, message: "m", details: {}, ...over });
 
 describe("early warnings", () => {

@@ -3,9 +3,8 @@
 import { Disposer, P, type App, type View } from "../app";
 import { alarmList } from "../components";
 import { h } from "../dom";
+import { SEVERITIES } from "../generated/constants";
 import type { Severity } from "../types";
-
-const SEVERITIES: Severity[] = ["critical", "major", "minor", "warning"];
 
 export function alarmsView(app: App): View {
   const d = new Disposer();

@@ -7,33 +7,23 @@ customer can check every number by hand (docs/availability-rules.md §3-5).
 availability and LD shows its hours and percentages to 6 decimals, every step from the same
 full-precision values, so that `floor(shortfall / step)` can be redone by hand: at 3
 decimals a shortfall of 0.5099996 would read 0.510 and floor to a step more than was
-charged. The writers `to_xlsx`, `to_csv` and `to_pdf` only lay that data out, each table
-from the same column list, so the formats cannot disagree on a number. No generation time is
-written: the same input gives the same report.
+charged. The writers — `to_csv` (api/reports/csv.py), `to_xlsx` (xlsx.py) and `to_pdf`
+(pdf.py) — only lay that data out, each table from the same column list below, so the formats
+cannot disagree on a number. No generation time is written: the same input gives the same
+report.
 
 Every excluded hour is accounted for: the exclusion windows (site or unit, each with its
 reason and effect), the time excluded per unit and why (through a window, through the cause
 of a status row, or as missing data under `data_gap_policy: excluded`), and the maintenance
-allowance per unit — used before the period in its contract year, used in the period, left.
-
-CSV layout: one file of blocks separated by an empty line. A block starts with a header row
-whose first cell is `section`, naming the columns of the rows below it; each of those rows has
-the block's section name in its first cell. Sections, in order: `header` (one row: contract
-and site), `summary` (a row per period), `unit` (a row per period and unit), `exclusion` (a row
-per period and exclusion window), `excluded_time` (a row per period, unit and why),
-`allowance` (a row per period, unit and contract year) and `computation` (a row per period
-and step). To read it,
-take every row that starts with `section` as the column names of the rows that follow."""
+allowance per unit — used before the period in its contract year, used in the period, left."""
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from contracts.contract import Contract
 from contracts.engine import Evaluation, PeriodResult
@@ -41,11 +31,6 @@ from contracts.intervals import ExclusionWindow
 from contracts.ledger import OVER_ALLOWANCE
 from contracts.money import Charge, round_half_up
 from contracts.periods import US_PER_HOUR, from_us
-
-if TYPE_CHECKING:
-    from openpyxl.worksheet.worksheet import Worksheet
-    from reportlab.pdfgen.canvas import Canvas
-    from reportlab.platypus import Flowable
 
 # Hours by class of availability rules §3, in the order its rules apply; maintenance is split at the
 # contract year's allowance (the part within it is excluded, the rest is lost).
@@ -132,9 +117,6 @@ class UnitLine:
     excluded_hours: float
     lost_hours: float
     availability_pct: float | None
-
-    def hours_of(self, class_key: str) -> float:
-        return self.class_hours[[k for k, _ in CLASSES].index(class_key)]
 
 
 @dataclass(frozen=True)
@@ -233,11 +215,11 @@ def _money(value: Decimal) -> float:
     return round_half_up(value, 2)
 
 
-def _fmt(value: float | Decimal | None, places: int) -> str:
+def fmt(value: float | Decimal | None, places: int) -> str:
     return "n/a" if value is None else f"{value:,.{places}f}"
 
 
-def _plain(value: float | Decimal) -> str:
+def plain(value: float | Decimal) -> str:
     """A contract figure as written in the contract: 5000 → `5,000`, 0.01 → `0.01`."""
     text = f"{Decimal(repr(value)) if isinstance(value, float) else value:,f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
@@ -266,8 +248,8 @@ def build_report(evaluation: Evaluation, exclusions: Sequence[ExclusionWindow]
 
 def _ld_terms(c: Contract) -> str:
     ld = c.ld
-    return (f"{_plain(ld.rate_per_pct)} {ld.currency} per % below the guarantee, in steps of "
-            f"{_plain(ld.step_pct)} %; cap {_plain(ld.cap_per_contract_year)} {ld.currency} "
+    return (f"{plain(ld.rate_per_pct)} {ld.currency} per % below the guarantee, in steps of "
+            f"{plain(ld.step_pct)} %; cap {plain(ld.cap_per_contract_year)} {ld.currency} "
             "per contract year")
 
 
@@ -275,8 +257,8 @@ def _bonus_terms(c: Contract) -> str:
     if c.bonus is None:
         return "none"
     b = c.bonus
-    return (f"{_plain(b.rate_per_pct)} {c.ld.currency} per % above {_plain(b.threshold_pct)} %,"
-            f" in steps of {_plain(c.ld.step_pct)} %; cap {_plain(b.cap_per_contract_year)} "
+    return (f"{plain(b.rate_per_pct)} {c.ld.currency} per % above {plain(b.threshold_pct)} %,"
+            f" in steps of {plain(c.ld.step_pct)} %; cap {plain(b.cap_per_contract_year)} "
             f"{c.ld.currency} per contract year")
 
 
@@ -330,7 +312,7 @@ def _sum_text(values: Sequence[float]) -> str:
         return "0"
     if len(values) > 4:
         return f"sum of the {len(values)} values above"
-    return " + ".join(_fmt(_r6(v), P) for v in values)
+    return " + ".join(fmt(_r6(v), P) for v in values)
 
 
 def _availability_steps(p: PeriodResult) -> list[Step]:
@@ -341,21 +323,21 @@ def _availability_steps(p: PeriodResult) -> list[Step]:
     counted: list[float] = []
     for u in p.units:
         t, e, lost_h = u.totals.hours()
-        w = _plain(u.weight)
+        w = plain(u.weight)
         lost.append(u.weight * lost_h)
         counted.append(u.weight * (t - e))
         steps.append(Step("Availability", f"w·L of {u.asset_id}", "weight × lost hours",
-                          f"{w} × {_fmt(_r6(lost_h), P)}", _r6(lost[-1]), WEIGHTED_HOURS))
+                          f"{w} × {fmt(_r6(lost_h), P)}", _r6(lost[-1]), WEIGHTED_HOURS))
         steps.append(Step("Availability", f"w·(T − E) of {u.asset_id}",
                           "weight × (window − excluded hours)",
-                          f"{w} × ({_fmt(_r6(t), P)} − {_fmt(_r6(e), P)})", _r6(counted[-1]),
+                          f"{w} × ({fmt(_r6(t), P)} − {fmt(_r6(e), P)})", _r6(counted[-1]),
                           WEIGHTED_HOURS))
     sum_lost, sum_counted = math.fsum(lost), math.fsum(counted)
     steps.append(Step("Availability", "∑ w·L", "sum over the units", _sum_text(lost),
                       _r6(sum_lost), WEIGHTED_HOURS))
     steps.append(Step("Availability", "∑ w·(T − E)", "sum over the units", _sum_text(counted),
                       _r6(sum_counted), WEIGHTED_HOURS))
-    numbers = (f"100 × (1 − {_fmt(_r6(sum_lost), P)} / {_fmt(_r6(sum_counted), P)})"
+    numbers = (f"100 × (1 − {fmt(_r6(sum_lost), P)} / {fmt(_r6(sum_counted), P)})"
                if p.availability is not None else
                "∑ w·(T − E) = 0: no time counts, A is undefined")
     steps.append(Step("Availability", "A", "100 × (1 − ∑ w·L / ∑ w·(T − E))", numbers,
@@ -368,23 +350,23 @@ def _charge_steps(part: Part, charge: Charge, currency: str, step_pct: float, ra
     """points → billable → uncapped → cap left → amount (availability rules §5); `points` is the
     name, formula and numbers of the shortfall (LD) or excess (bonus)."""
     name = "LD" if part == "LD" else "bonus"
-    billable = _plain(charge.billable_pct)
+    billable = plain(charge.billable_pct)
     uncapped = _money(charge.uncapped)
     left = _money(charge.cap_left_before)
     already = _money(cap - charge.cap_left_before)
     points_value = _r6(charge.points_pct)
-    step = _plain(step_pct)
+    step = plain(step_pct)
     return [
         Step(part, points[0], points[1], points[2], points_value, "%"),
         Step(part, "billable", f"floor({points[0]} / step) · step",
-             f"floor({_fmt(points_value, P)} / {step}) · {step}", float(charge.billable_pct),
+             f"floor({fmt(points_value, P)} / {step}) · {step}", float(charge.billable_pct),
              "%"),
         Step(part, f"uncapped {name}", "billable × rate per %",
-             f"{billable} × {_fmt(rate, 2)}", uncapped, currency),
+             f"{billable} × {fmt(rate, 2)}", uncapped, currency),
         Step(part, "cap left", f"cap per contract year − {name} already in contract year {year}",
-             f"{_fmt(cap, 2)} − {_fmt(already, 2)}", left, currency),
+             f"{fmt(cap, 2)} − {fmt(already, 2)}", left, currency),
         Step(part, name, f"min(uncapped {name}, cap left)",
-             f"min({_fmt(uncapped, 2)}, {_fmt(left, 2)})", _money(charge.amount), currency),
+             f"min({fmt(uncapped, 2)}, {fmt(left, 2)})", _money(charge.amount), currency),
     ]
 
 
@@ -408,8 +390,8 @@ def _ld_steps(c: Contract, p: PeriodResult) -> list[Step]:
     if a is None:
         return [guarantee, *_undefined("LD", ("shortfall", "billable", "uncapped LD",
                                               "cap left"), currency)]
-    shortfall = ("shortfall", "max(0, G − A)", f"max(0, {_fmt(p.guaranteed_pct, P)} − "
-                 f"{_fmt(a, P)})")
+    shortfall = ("shortfall", "max(0, G − A)", f"max(0, {fmt(p.guaranteed_pct, P)} − "
+                 f"{fmt(a, P)})")
     return [guarantee, *_charge_steps("LD", p.ld, currency, c.ld.step_pct, c.ld.rate_per_pct,
                                       c.ld.cap_per_contract_year, year, shortfall)]
 
@@ -422,7 +404,7 @@ def _bonus_steps(c: Contract, p: PeriodResult) -> list[Step]:
         return _undefined("Bonus", ("excess", "billable", "uncapped bonus", "cap left"),
                           currency)
     excess = ("excess", "max(0, A − threshold)",
-              f"max(0, {_fmt(a, P)} − {_fmt(c.bonus.threshold_pct, P)})")
+              f"max(0, {fmt(a, P)} − {fmt(c.bonus.threshold_pct, P)})")
     return _charge_steps("Bonus", p.bonus, currency, c.ld.step_pct, c.bonus.rate_per_pct,
                          c.bonus.cap_per_contract_year, p.contract_year, excess)
 
@@ -449,7 +431,7 @@ class Table:
     rows: Callable[[PeriodReport], list[tuple[Cell, ...]]]
 
 
-def _places(column: Column, row: tuple[Cell, ...], columns: Sequence[Column]) -> int:
+def decimal_places(column: Column, row: tuple[Cell, ...], columns: Sequence[Column]) -> int:
     if column.kind == "money":
         return 2
     if column.kind == "value":
@@ -530,293 +512,5 @@ PERIOD_COLUMNS = (
 )
 
 
-def _period_cells(p: PeriodReport) -> tuple[Cell, ...]:
+def period_cells(p: PeriodReport) -> tuple[Cell, ...]:
     return (p.label, p.start, p.end, p.contract_year)
-
-
-# -- CSV -------------------------------------------------------------------------------------
-
-def to_csv(report: ComplianceReport) -> str:
-    """The report as CSV blocks (layout in the module docstring); numbers as plain decimals."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    fields = report.header.fields()
-    writer.writerow(["section", *(name for name, _, _ in fields)])
-    writer.writerow(["header", *(value for _, _, value in fields)])
-    blocks: list[tuple[str, tuple[Column, ...], list[tuple[Cell, ...]]]] = [
-        ("summary", (*PERIOD_COLUMNS, *SUMMARY.columns),
-         [(*_period_cells(p), *row) for p in report.periods for row in SUMMARY.rows(p)])]
-    for table in (UNITS, EXCLUSIONS, EXCLUDED_TIME, ALLOWANCE, COMPUTATION):
-        blocks.append((table.section, (PERIOD_COLUMNS[0], *table.columns),
-                       [(p.label, *row) for p in report.periods for row in table.rows(p)]))
-    for section, columns, rows in blocks:
-        writer.writerow([])
-        writer.writerow(["section", *(c.name for c in columns)])
-        for row in rows:
-            writer.writerow([section, *("" if v is None else v for v in row)])
-    return out.getvalue()
-
-
-# -- xlsx ------------------------------------------------------------------------------------
-
-def to_xlsx(report: ComplianceReport) -> bytes:
-    """Sheets Summary (contract and site above a row per period), Units, Exclusions,
-    Excluded time, Maintenance allowance and LD computation; numbers are numbers, shown with
-    3 decimals (2 for money, 6 in the computation)."""
-    from openpyxl import Workbook
-    from openpyxl.styles import Font
-
-    wb = Workbook()
-    summary = wb.active
-    assert summary is not None
-    summary.title = "Summary"
-    fields = report.header.fields()
-    for r, (_, title, value) in enumerate(fields, start=1):
-        summary.cell(r, 1, title).font = Font(bold=True)
-        summary.cell(r, 2, value)
-    top = len(fields) + 2
-    _sheet_table(summary, top, (*PERIOD_COLUMNS, *SUMMARY.columns),
-                 [(*_period_cells(p), *row) for p in report.periods for row in SUMMARY.rows(p)])
-    summary.column_dimensions["A"].width = max(
-        summary.column_dimensions["A"].width, max(len(t) for _, t, _ in fields) + 2)
-    # Values run on into the empty cells to their right; column B keeps the table's width.
-    for name, table in (("Units", UNITS), ("Exclusions", EXCLUSIONS),
-                        ("Excluded time", EXCLUDED_TIME), ("Maintenance allowance", ALLOWANCE),
-                        ("LD computation", COMPUTATION)):
-        _sheet_table(wb.create_sheet(name), 1, (PERIOD_COLUMNS[0], *table.columns),
-                     [(p.label, *row) for p in report.periods for row in table.rows(p)])
-    out = io.BytesIO()
-    wb.save(out)
-    return out.getvalue()
-
-
-def _sheet_table(ws: Worksheet, top: int, columns: Sequence[Column],
-                 rows: Sequence[tuple[Cell, ...]]) -> None:
-    """A table with a bold header row at `top`, frozen, and columns wide enough to read."""
-    from openpyxl.styles import Alignment, Font, PatternFill
-    from openpyxl.utils import get_column_letter
-
-    header_fill = PatternFill("solid", fgColor="DDE4EE")
-    for c, column in enumerate(columns, start=1):
-        cell = ws.cell(top, c, column.title)
-        cell.font = Font(bold=True)
-        cell.fill = header_fill
-        cell.alignment = Alignment(wrap_text=True, vertical="top")
-        letter = get_column_letter(c)
-        ws.column_dimensions[letter].width = column.width + 2
-    for r, row in enumerate(rows, start=top + 1):
-        for c, (column, value) in enumerate(zip(columns, row, strict=True), start=1):
-            cell = ws.cell(r, c, value)
-            if column.kind == "int":
-                cell.number_format = "0"
-            elif column.kind == "weight":
-                cell.number_format = "General"
-            elif column.kind != "text":
-                cell.number_format = "#,##0." + "0" * _places(column, row, columns)
-    ws.freeze_panes = f"A{top + 1}"
-
-
-# -- PDF -------------------------------------------------------------------------------------
-
-FONT, BOLD = "Vera", "VeraBd"  # shipped with ReportLab; unlike Helvetica they have ∑ and −
-
-
-def to_pdf(report: ComplianceReport) -> bytes:
-    """A4 landscape: title, contract and site, then per period its summary, units, exclusion
-    windows and the LD computation; `page n of m` at the foot of every page."""
-    pdf, pages = _render_pdf(report, total_pages=0)
-    pdf, _ = _render_pdf(report, total_pages=pages)  # now the footer knows the page count
-    return pdf
-
-
-def _render_pdf(report: ComplianceReport, total_pages: int) -> tuple[bytes, int]:
-    from reportlab.lib.pagesizes import A4, landscape
-    from reportlab.lib.units import mm
-    from reportlab.platypus import SimpleDocTemplate
-
-    _register_fonts()
-    header = report.header
-    out = io.BytesIO()
-    title = f"Compliance report {header.contract_id} {header.periods}"
-    doc = SimpleDocTemplate(out, pagesize=landscape(A4), leftMargin=14 * mm,
-                            rightMargin=14 * mm, topMargin=12 * mm, bottomMargin=14 * mm,
-                            title=title, author="bessmon", invariant=True)
-
-    def footer(canvas: Canvas, _: object) -> None:
-        canvas.saveState()
-        canvas.setFont(FONT, 7.5)
-        canvas.drawString(doc.leftMargin, 8 * mm, f"{title} · {header.site_id}")
-        page = f"page {canvas.getPageNumber()}" + (f" of {total_pages}" if total_pages else "")
-        canvas.drawRightString(doc.pagesize[0] - doc.rightMargin, 8 * mm, page)
-        canvas.restoreState()
-
-    doc.build(_story(report, doc.width), onFirstPage=footer, onLaterPages=footer)
-    return out.getvalue(), doc.page
-
-
-def _register_fonts() -> None:
-    from reportlab.lib.fonts import addMapping
-    from reportlab.pdfbase import pdfmetrics
-    from reportlab.pdfbase.ttfonts import TTFont
-
-    if FONT in pdfmetrics.getRegisteredFontNames():
-        return
-    pdfmetrics.registerFont(TTFont(FONT, "Vera.ttf"))
-    pdfmetrics.registerFont(TTFont(BOLD, "VeraBd.ttf"))
-    for bold in (0, 1):
-        for italic in (0, 1):
-            addMapping(FONT, bold, italic, BOLD if bold else FONT)
-
-
-def _story(report: ComplianceReport, width: float) -> list[Flowable]:
-    from reportlab.lib.styles import ParagraphStyle
-    from reportlab.platypus import KeepTogether, PageBreak, Paragraph, Spacer
-
-    title = ParagraphStyle("title", fontName=BOLD, fontSize=16, leading=20, spaceAfter=6)
-    h2 = ParagraphStyle("h2", fontName=BOLD, fontSize=12.5, leading=16, spaceBefore=4,
-                        spaceAfter=2)
-    h3 = ParagraphStyle("h3", fontName=BOLD, fontSize=10, leading=13, spaceBefore=8,
-                        spaceAfter=3)
-    body = ParagraphStyle("body", fontName=FONT, fontSize=8.5, leading=11)
-    part_title = ParagraphStyle("part", fontName=BOLD, fontSize=8.5, leading=11)
-    small = ParagraphStyle("small", fontName=FONT, fontSize=7.5, leading=9.5)
-    header = report.header
-    site = f"{header.site_name} ({header.site_id})" if header.site_name else header.site_id
-    story: list[Flowable] = [
-        Paragraph(f"Compliance report — {_esc(header.contract_id)}, {_esc(header.periods)}",
-                  title),
-        Paragraph(f"{_esc(site)} · {_esc(header.customer)}", body),
-        Spacer(0, 6),
-        _key_values(header.fields(), width),
-    ]
-    for i, p in enumerate(report.periods):
-        if i:
-            story.append(PageBreak())
-        sections: list[tuple[str, Flowable]] = [
-            ("Summary", _pdf_table(SUMMARY.columns, SUMMARY.rows(p), width * 0.8)),
-            ("Units: hours by class", _pdf_table(UNITS.columns, UNITS.rows(p), width)),
-            ("Exclusion windows",
-             _pdf_table(EXCLUSIONS.columns, EXCLUSIONS.rows(p), width) if p.exclusions else
-             Paragraph("No exclusion window covers the site or its units in this period.",
-                       body)),
-        ]
-        half = width * 0.49
-        side_by_side = _side_by_side(
-            [Paragraph("Excluded time by unit and why", h3),
-             _pdf_table(EXCLUDED_TIME.columns, EXCLUDED_TIME.rows(p), half) if p.excluded
-             else Paragraph("No time is excluded other than maintenance within the "
-                            "allowance.", body)],
-            [Paragraph("Maintenance allowance per unit and contract year", h3),
-             _pdf_table(ALLOWANCE.columns, ALLOWANCE.rows(p), half) if p.allowance
-             else Paragraph("The contract's term does not cover this period.", body)],
-            width)
-        story += [
-            Spacer(0, 8),
-            Paragraph(f"Period {_esc(p.label)} — contract year {p.contract_year}", h2),
-            Paragraph(f"From {_esc(p.start)} to {_esc(p.end)} ({_esc(header.timezone)})", body),
-            # a title and its table on one page where they fit
-            *(KeepTogether([Paragraph(title, h3), table]) for title, table in sections),
-            side_by_side,
-        ]
-        steps = COMPUTATION.rows(p)
-        heading: list[Flowable] = [
-            Paragraph(f"Computation of availability, LD and bonus — {_esc(p.label)}", h3)]
-        for part in ("Availability", "LD", "Bonus"):
-            rows = [row[1:] for row in steps if row[0] == part]
-            if rows:  # a part's title and table on one page where they fit
-                part_text = f"{_PART_TITLES[part]} ({_esc(p.label)})"
-                story.append(KeepTogether([
-                    *heading, Paragraph(part_text, part_title), Spacer(0, 2),
-                    _pdf_table(COMPUTATION.columns[1:], rows, width), Spacer(0, 5)]))
-                heading = []
-        story.append(Paragraph(NOTE, small))
-    return story
-
-
-_PART_TITLES = {
-    "Availability": "Availability A = 1 − ∑ w·L / ∑ w·(T − E) over the units",
-    "LD": "Liquidated damages: shortfall below the guarantee G",
-    "Bonus": "Bonus: excess above the threshold",
-}
-
-
-def _esc(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _side_by_side(left: list[Flowable], right: list[Flowable], width: float) -> Flowable:
-    """Two short sections next to each other (they would leave half the page empty)."""
-    from reportlab.platypus import Table, TableStyle
-
-    table = Table([[left, right]], colWidths=[width / 2, width / 2], hAlign="LEFT")
-    table.setStyle(TableStyle([
-        ("VALIGN", (0, 0), (-1, -1), "TOP"),
-        ("LEFTPADDING", (0, 0), (-1, -1), 0), ("RIGHTPADDING", (0, 0), (-1, -1), 0),
-        ("TOPPADDING", (0, 0), (-1, -1), 0), ("BOTTOMPADDING", (0, 0), (-1, -1), 0),
-    ]))
-    return table
-
-
-def _key_values(fields: Sequence[tuple[str, str, str]], width: float) -> Flowable:
-    """Contract and site as two pairs of label and value per row."""
-    from reportlab.lib.styles import ParagraphStyle
-    from reportlab.platypus import Paragraph, Table, TableStyle
-
-    label = ParagraphStyle("label", fontName=BOLD, fontSize=8, leading=10)
-    value = ParagraphStyle("value", fontName=FONT, fontSize=8, leading=10)
-    cells = [[Paragraph(_esc(t), label), Paragraph(_esc(v) or "—", value)]
-             for _, t, v in fields]
-    half = (len(cells) + 1) // 2
-    left, right = cells[:half], cells[half:]
-    rows = [[*a, *(right[i] if i < len(right) else ["", ""])] for i, a in enumerate(left)]
-    table = Table(rows, colWidths=[width * 0.12, width * 0.38, width * 0.12, width * 0.38],
-                  hAlign="LEFT")
-    table.setStyle(TableStyle([
-        ("VALIGN", (0, 0), (-1, -1), "TOP"),
-        ("LINEBELOW", (0, 0), (-1, -1), 0.25, "#C8CED8"),
-        ("TOPPADDING", (0, 0), (-1, -1), 2), ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
-    ]))
-    return table
-
-
-def _pdf_table(columns: Sequence[Column], rows: Sequence[tuple[Cell, ...]], width: float
-               ) -> Flowable:
-    """A table with a shaded header repeated on every page; text wraps, numbers are right
-    aligned with their places."""
-    from reportlab.lib.styles import ParagraphStyle
-    from reportlab.platypus import Paragraph, Table, TableStyle
-
-    head = ParagraphStyle("head", fontName=BOLD, fontSize=7.5, leading=9)
-    head_right = ParagraphStyle("head_right", parent=head, alignment=2)
-    text = ParagraphStyle("cell", fontName=FONT, fontSize=7.5, leading=9)
-    number = ParagraphStyle("number", parent=text, alignment=2)
-    numeric = [c.kind != "text" for c in columns]
-    data: list[list[object]] = [[Paragraph(_esc(c.title), head_right if n else head)
-                                 for c, n in zip(columns, numeric, strict=True)]]
-    for row in rows:
-        cells: list[object] = []
-        for column, value in zip(columns, row, strict=True):
-            if column.kind == "text":
-                cells.append(Paragraph(_esc(str(value or "")), text))
-            elif value is None:
-                cells.append(Paragraph("—", number))
-            elif column.kind == "int":
-                cells.append(Paragraph(str(value), number))
-            else:
-                assert isinstance(value, int | float)
-                if column.kind == "weight":
-                    cells.append(Paragraph(_plain(float(value)), number))
-                    continue
-                cells.append(Paragraph(_fmt(value, _places(column, row, columns)), number))
-        data.append(cells)
-    total = sum(c.width for c in columns)
-    table = Table(data, colWidths=[width * c.width / total for c in columns], repeatRows=1,
-                  hAlign="LEFT")
-    table.setStyle(TableStyle([
-        ("BACKGROUND", (0, 0), (-1, 0), "#DDE4EE"),
-        ("GRID", (0, 0), (-1, -1), 0.25, "#9AA5B5"),
-        ("VALIGN", (0, 0), (-1, -1), "TOP"),
-        ("TOPPADDING", (0, 0), (-1, -1), 2), ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
-        ("LEFTPADDING", (0, 0), (-1, -1), 3), ("RIGHTPADDING", (0, 0), (-1, -1), 3),
-    ]))
-    return table

@@ -1,0 +1,45 @@
+"""`bessmon connect modbus --devices F`: the command-line face of the Modbus TCP connector
+(beside connectors/opcua/cli.py, its OPC UA twin).
+
+`add_parser` adds the `modbus` action to `bessmon connect`'s subparsers and makes `run` the
+function the command runs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from connectors.settings import Settings
+
+
+def add_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("modbus", help="poll Modbus TCP devices into Kafka")
+    parser.add_argument("--devices", type=Path, required=True, help="device list (YAML)")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Run until SIGINT/SIGTERM. A refused device list raises `InvalidInput` (the caller
+    prints it)."""
+    from connectors.modbus.service import run_modbus_connector
+
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("pymodbus", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_modbus_connector(settings, args.devices, stop)
+
+    asyncio.run(main())
+    return 0

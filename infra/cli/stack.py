@@ -1,0 +1,63 @@
+"""`bessmon up` (the whole local stack with the simulator) and `bessmon services` (the
+local broker and Redis only)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+
+from connectors.settings import Settings
+from infra.cli.common import non_negative, parse_duration, positive_float, positive_int
+
+DEMO_FAULT_RATE = 100.0  # `bessmon up`: ~250 faults a day on 3 sites, one every ~6 min
+DEMO_FAULT_DURATIONS = 0.1  # … lasting a tenth of the realistic time
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.up import run_up
+
+    return run_up(settings, sites=args.sites, api_port=args.api_port, seed=args.seed,
+                  speed=args.speed, fault_rate=args.fault_rate,
+                  fault_durations=args.fault_durations, opcua_site=args.opcua_site,
+                  ticket_delay_s=args.ticket_delay)
+
+
+def cmd_services(args: argparse.Namespace, settings: Settings) -> int:
+    import threading
+
+    from infra.services import local_services
+
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    with local_services(settings.run_dir / "logs", kafka=settings.kafka_bootstrap_servers,
+                        redis_url=settings.redis_url) as (kafka, redis_url):
+        print(f"KAFKA_BOOTSTRAP_SERVERS={kafka}\nREDIS_URL={redis_url}", flush=True)
+        print("# services are up; Ctrl-C stops them", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            done.wait()
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    up = sub.add_parser("up", help="run the whole local stack with the simulator")
+    up.add_argument("--sites", type=positive_int, help="simulate N generated sites instead of "
+                    "the fleet file")
+    up.add_argument("--api-port", type=int, help="dashboard/API port (default 8000, or a free "
+                    "one when taken; 0 = any)")
+    up.add_argument("--seed", type=int, default=0, help="simulator random seed")
+    up.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
+    up.add_argument("--fault-rate", type=non_negative, default=DEMO_FAULT_RATE,
+                    help=f"random faults, times the realistic rates (default "
+                         f"{DEMO_FAULT_RATE:g}: a fault every few minutes on 3 sites; 0 = none)")
+    up.add_argument("--fault-durations", type=positive_float, default=DEMO_FAULT_DURATIONS,
+                    help=f"fault and maintenance durations, times the realistic ones (default "
+                         f"{DEMO_FAULT_DURATIONS:g})")
+    up.add_argument("--opcua-site", help="the site served over OPC UA (default: the fleet's "
+                    "last site when it has several; 'none': every site on Modbus)")
+    up.add_argument("--ticket-delay", type=parse_duration, default=300.0,
+                    help="simulated time from a fault to its ticket (default 5m)")
+    up.set_defaults(run=cmd_up)
+
+    services = sub.add_parser("services", help="run the local broker and Redis only")
+    services.set_defaults(run=cmd_services)
