@@ -6,31 +6,22 @@ its inverters and DC blocks) and gets back `BreachEvent`s, raised or cleared. Th
 one small state per (rule, asset); it is deterministic (event time only) and picklable, so a
 Bytewax recovery snapshot restores it and a replay re-emits the same events and ids.
 
-Choices, each tested in tests/flows/test_breaches.py:
+The rules themselves — which level a value stands at (hysteresis, minimum duration), a
+trend's rate and its projected time to a limit, which values can be judged — live in
+`contracts/limits.py`, shared with the control loop and described there. This module adds
+what is the flow's own, each tested in tests/flows/test_breaches.py:
 
-- A sample with no usable value for a rule's tag (missing, not an int or float — `bool`
-  included —, NaN or ±inf) leaves that rule's state as it was: a crossing timer keeps running,
-  an active breach stays active. Continuity is judged on the samples that carry a value.
+- A sample with no usable value for a rule's tag leaves that rule's state as it was.
+  Continuity is judged on the samples that carry a value.
 - A sample older than the newest one seen for its asset is ignored (the caller guarantees
   per-asset order and sends late samples to the dead-letter topic). An equal timestamp is
   observed like any other sample.
-- Limits. A level is crossed when the value is strictly beyond its threshold (max: above,
-  min: below). A breach is raised at the first sample at or after the moment a level has been
-  crossed continuously for `min_duration_s`: `raised_ms` is that sample's time (with
-  `min_duration_s: 0`, the first crossing sample). It is raised at the most severe level so
-  qualified. An active breach holds its level while the value stays beyond that level's
-  threshold less the hysteresis (max: value > threshold − hysteresis); once inside it, the
-  breach falls to the most severe lower level it still holds (de-escalation, immediate) or
-  clears when it holds none. A more severe level crossed for `min_duration_s` escalates.
-  Escalating or de-escalating clears the active breach and raises one at the new severity at
-  the same `ts_ms`.
-- Trends. The rate is per minute between the oldest kept sample inside the trailing
-  `window_s` (`ts ≥ now − window`; samples are kept at least window/32 apart) and the newest,
-  judged only when those two span at least half the window. A breach is raised when the rate
-  in the rule's direction is strictly above `max_rate_per_min`, and cleared when strictly
-  below `clear_rate_per_min` (default: the raise rate). Too short a span judges nothing: an
-  active trend breach stays active across a gap. The event's `value` is the signed rate
-  (negative when falling), `threshold` the raise rate.
+- Limits. A breach is raised when a level starts to stand: `raised_ms` is the time of the
+  sample at which it qualified, its severity the standing level's. Escalating or
+  de-escalating clears the active breach and raises one at the new severity at the same
+  `ts_ms`; it is cleared when no level stands.
+- Trends. A breach is raised and cleared as the trend starts and stops standing. The event's
+  `value` is the signed rate (negative when falling), `threshold` the raise rate.
 
 `breach_id = f"{rule_id}:{severity}:{asset_id}:{raised_ms}"`; the cleared event carries the
 same id, its own `ts_ms` and the value (limits) or rate (trends) that cleared it.
@@ -39,75 +30,66 @@ same id, its own `ts_ms` and the value (limits) or rate (trends) that cleared it
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from contracts.events import BreachEvent, Severity, TagValue
 from contracts.fleet import Asset
+from contracts.limits import (
+    Limit,
+    LimitState,
+    Trend,
+    TrendState,
+    finite_number,
+    minutes_to_limit,
+)
 from contracts.monitoring import LimitRule, MonitoringConfig, TrendRule
-
-MS_PER_MIN = 60_000
-
 
 # -- rules compiled once --------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class _Limit:
-    """A limit rule in the shape the hot path wants: thresholds signed so that "beyond" is
-    always `signed value > signed threshold` (min rules are mirrored)."""
+class _Limit(Limit):
+    """The shared limit rule (`contracts.limits.Limit`) with what the events name: its tag
+    and the tag's unit."""
 
-    rule: LimitRule
-    tag: str
-    unit: str
-    sign: float  # +1 for max, −1 for min
-    signed: tuple[float, ...]  # thresholds × sign, least severe first
-    hysteresis: float
-    min_duration_ms: int
+    tag: str = ""
+    unit: str = ""
 
     @classmethod
-    def of(cls, rule: LimitRule, unit: str) -> _Limit:
-        sign = 1.0 if rule.direction == "max" else -1.0
-        return cls(rule, rule.tag, unit, sign, tuple(sign * lv.threshold for lv in rule.levels),
-                   rule.hysteresis, round(rule.min_duration_s * 1000))
+    def with_unit(cls, rule: LimitRule, unit: str) -> _Limit:
+        c = Limit.of(rule)
+        return cls(rule, c.sign, c.signed, c.hysteresis, c.min_duration_ms, rule.tag, unit)
 
 
 @dataclass(frozen=True, slots=True)
-class _Trend:
-    rule: TrendRule
-    tag: str
-    unit: str
-    sign: float  # +1 rising, −1 falling
-    window_ms: int
-    raise_rate: float
-    clear_rate: float
+class _Trend(Trend):
+    """The shared trend rule (`contracts.limits.Trend`) with its tag and the tag's unit."""
+
+    tag: str = ""
+    unit: str = ""
 
     @classmethod
-    def of(cls, rule: TrendRule, unit: str) -> _Trend:
-        clear = rule.max_rate_per_min if rule.clear_rate_per_min is None \
-            else rule.clear_rate_per_min
-        return cls(rule, rule.tag, unit, 1.0 if rule.direction == "rising" else -1.0,
-                   max(1, round(rule.window_s * 1000)), rule.max_rate_per_min, clear)
+    def with_unit(cls, rule: TrendRule, unit: str) -> _Trend:
+        c = Trend.of(rule)
+        return cls(rule, c.sign, c.window_ms, c.raise_rate, c.clear_rate, rule.tag, unit)
 
 
 # -- state per (rule, asset) ----------------------------------------------------------------
 
 
 @dataclass(slots=True)
-class _LimitState:
-    # Per level, when its current uninterrupted crossing began (None: not crossed). Levels
-    # nest — a more severe level crossed means every lesser one is — so since[0] is None
-    # means no level is crossed.
-    since: list[int | None]
-    level: int = -1  # level index of the active breach; −1: none
-    event: BreachEvent | None = None  # the active breach's "raised" event
+class _LimitState(LimitState):
+    """The shared limit state plus the active breach's "raised" event."""
+
+    event: BreachEvent | None = None
 
 
 @dataclass(slots=True)
-class _TrendState:
-    samples: deque[tuple[int, float]] = field(default_factory=deque)  # within the window
+class _TrendState(TrendState):
+    """The shared trend state plus the active breach's "raised" event."""
+
     event: BreachEvent | None = None
 
 
@@ -133,10 +115,10 @@ class BreachEngine:
         limits: dict[str, list[_Limit]] = {}
         trends: dict[str, list[_Trend]] = {}
         for rule in config.limits:
-            limits.setdefault(rule.asset_kind, []).append(_Limit.of(rule, _unit(config,
+            limits.setdefault(rule.asset_kind, []).append(_Limit.with_unit(rule, _unit(config,
                                                                                 rule.tag)))
         for trule in config.trends:
-            trends.setdefault(trule.asset_kind, []).append(_Trend.of(trule, _unit(config,
+            trends.setdefault(trule.asset_kind, []).append(_Trend.with_unit(trule, _unit(config,
                                                                                   trule.tag)))
         self._limits = {kind: tuple(rules) for kind, rules in limits.items()}
         self._trends = {kind: tuple(rules) for kind, rules in trends.items()}
@@ -162,18 +144,19 @@ class BreachEngine:
         for lim, lst in track.limits:
             value = tags.get(lim.tag)
             if type(value) is not float:  # the usual case, a finite float, inlined
-                value = _number(value)
+                value = finite_number(value)
                 if value is None:
                     continue
             elif not isfinite(value):
                 continue
+            # The quiet case, nothing crossed, nothing active: `Limit.is_quiet`, inlined.
             if lst.level < 0 and lst.since[0] is None and value * lim.sign <= lim.signed[0]:
-                continue  # the quiet case: nothing crossed, nothing active
+                continue
             self._limit(track, lim, lst, ts_ms, value, out)
         for trend, tst in track.trends:
             value = tags.get(trend.tag)
             if type(value) is not float:
-                value = _number(value)
+                value = finite_number(value)
                 if value is None:
                     continue
             elif not isfinite(value):
@@ -207,34 +190,8 @@ class BreachEngine:
 
     def _limit(self, track: _Track, lim: _Limit, st: _LimitState, ts_ms: int, value: float,
                out: list[BreachEvent]) -> None:
-        signed_value = value * lim.sign
-        since = st.since
-        levels = len(since)
-        for i in range(levels):
-            if signed_value > lim.signed[i]:
-                if since[i] is None:
-                    since[i] = ts_ms
-            else:
-                for j in range(i, levels):  # nested: no more severe level is crossed either
-                    since[j] = None
-                break
-        qualified = -1  # the most severe level crossed for min_duration
-        for i in range(levels - 1, -1, -1):
-            start = since[i]
-            if start is not None and ts_ms - start >= lim.min_duration_ms:
-                qualified = i
-                break
         level = st.level
-        if level < 0 or qualified > level:
-            new = qualified
-        elif signed_value > lim.signed[level] - lim.hysteresis:
-            new = level  # held, possibly inside the threshold but within the hysteresis
-        else:
-            new = -1  # down to the most severe lesser level still held, if any
-            for j in range(level - 1, -1, -1):
-                if signed_value > lim.signed[j] - lim.hysteresis:
-                    new = j
-                    break
+        new = lim.step(st, ts_ms, value)
         if new == level:
             return
         rule, unit = lim.rule, lim.unit
@@ -244,7 +201,7 @@ class BreachEngine:
             if new > level:
                 why = f"escalated to {rule.levels[new].severity}"
             else:
-                inside = rule.levels[level].threshold - lim.sign * lim.hysteresis
+                inside = lim.clear_threshold(level)
                 why = (f"back to {_q(value, unit)}, "
                        f"{'at or below' if lim.sign > 0 else 'at or above'} {_q(inside, unit)}")
                 if new >= 0:
@@ -252,7 +209,6 @@ class BreachEngine:
             out.append(active.model_copy(update={
                 "state": "cleared", "ts_ms": ts_ms, "value": value,
                 "message": f"{tag} {active.severity} cleared: {why}"}))
-        st.level = new
         st.event = None
         if new >= 0:
             lv = rule.levels[new]
@@ -272,27 +228,12 @@ class BreachEngine:
 
     def _trend(self, track: _Track, trend: _Trend, st: _TrendState, ts_ms: int, value: float,
                out: list[BreachEvent]) -> None:
-        samples = st.samples
-        # Keep at most ~32 samples per window (the rate needs only the oldest in it): small
-        # state for recovery snapshots, at a cost of ≤ 1/32 of the window in precision.
-        if not samples or ts_ms - samples[-1][0] >= trend.window_ms // 32:
-            samples.append((ts_ms, value))
-        horizon = ts_ms - trend.window_ms
-        while samples and samples[0][0] < horizon:
-            samples.popleft()
-        if not samples:
-            return
-        first_ms, first = samples[0]
-        span = ts_ms - first_ms
-        if 2 * span < trend.window_ms:
+        rate = trend.rate(st, ts_ms, value)
+        if rate is None:
             return  # too short to judge (also: fewer than two samples)
-        rate = (value - first) * MS_PER_MIN / span
-        directed = rate * trend.sign
-        if st.event is None:
-            if directed <= trend.raise_rate:
-                return  # the quiet case
-        elif directed >= trend.clear_rate:
-            return  # still rising (falling) too fast: the breach holds
+        active = st.event is not None
+        if trend.breached(rate, active) == active:
+            return  # quiet, or still rising (falling) too fast: the breach holds
         rule, unit = trend.rule, trend.unit
         verb = "rising" if trend.sign > 0 else "falling"
         per_min = f"{_num(abs(rate))} {unit}/min" if unit else f"{_num(abs(rate))}/min"
@@ -322,20 +263,12 @@ def _event(rule_id: str, kind: Literal["limit", "trend"], track: _Track, tag: st
         message=message)
 
 
-def _number(value: TagValue | None) -> float | None:
-    """The value as a finite float, or None when it cannot be judged (see module doc)."""
-    if type(value) is float:
-        return value if math.isfinite(value) else None
-    if type(value) is int:
-        return float(value)
-    return None
-
-
 def _projection(value: float, rate: float, limit: float, sign: float, unit: str) -> str:
-    """When the tag reaches `limit` at `rate` (per minute), e.g. "55 degC in ~4 min"."""
-    if (limit - value) * sign <= 0:
+    """When the tag reaches `limit` at `rate` (per minute), e.g. "55 degC in ~4 min". Only
+    called for a raised trend, so the tag moves towards the limit (never `math.inf`)."""
+    minutes = minutes_to_limit(value, rate, limit, sign)
+    if minutes is None:
         return f"{_q(limit, unit)} already {'reached' if value == limit else 'passed'}"
-    minutes = (limit - value) / rate
     if minutes < 1:
         when = f"~{math.floor(minutes * 60 + 0.5)} s"
     elif minutes < 120:
