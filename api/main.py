@@ -23,6 +23,7 @@ from api.routes import (
     assets,
     auth,
     contracts,
+    control,
     data_quality,
     health,
     sites,
@@ -60,6 +61,8 @@ def create_app(settings: Settings | None = None, *, web_dist: Path | None = None
             await ctx.hub.stop()
             if ctx.ticket_producer is not None:  # the webhooks' (each publish is flushed)
                 ctx.ticket_producer.close()
+            if ctx.command_producer is not None:  # the control routes' (flushed likewise)
+                ctx.command_producer.close()
             await ctx.redis.aclose()
             ctx.history.close()
             ctx.store.close()
@@ -71,8 +74,8 @@ def create_app(settings: Settings | None = None, *, web_dist: Path | None = None
                               "answer is limited to the caller's customers and regions.")
     app.state.ctx = ctx
     errors.install(app)
-    for module in (health, auth, sites, assets, alarms, data_quality, contracts, admin,
-                   webhooks, ws):
+    for module in (health, auth, sites, assets, alarms, data_quality, contracts, control,
+                   admin, webhooks, ws):
         app.include_router(module.router, prefix="/api/v1")
 
     @app.get("/", include_in_schema=False)

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from api.auth.permissions import Permission
 from api.auth.principal import ANY, Principal
+from contracts.control import UnitControlView
 from contracts.events import (
     SEVERITY_RANK,
     Alert,
@@ -319,3 +320,32 @@ class WebhookAnswer(BaseModel):
     key: str | None = None  # provider:ticket_id
     asset_id: str | None = None
     reason: str | None = None
+
+
+# control (api/routes/control.py): what the control loop holds of units, and commands sent
+
+class UnitControl(BaseModel):
+    """A unit as the control loop holds it (`UnitControlView`), beside whether the loop is
+    alive: a view is only as current as the loop that writes it, so a client must not show
+    a RUNNING unit as controlled while nobody controls it."""
+
+    control_loop_alive: bool  # the loop's last beat within CONTROL_ALIVE_S
+    control_loop_beat_ms: int | None  # that beat (epoch ms); None: never seen
+    unit: UnitControlView
+
+
+class SiteControl(BaseModel):
+    """A site's units as the control loop holds them, in fleet order."""
+
+    site_id: str
+    control_loop_alive: bool
+    control_loop_beat_ms: int | None
+    units: list[UnitControlView]
+
+
+class CommandsAccepted(BaseModel):
+    """202: the commands are on `bess.commands` (the broker acknowledged every one); what
+    became of them shows in the units' views (`commands`, with outcome and read-back)."""
+
+    command_ids: list[str]
+    unit_ids: list[str]  # the unit of each command, in the same order

@@ -48,3 +48,12 @@ def dead_letters_key(site_id: str | None) -> str:
     """Refused records by source and reason: hash `["device", "reason"]` (JSON) →
     DeadLetterTally JSON; `unrouted` for records that named no site of the fleet."""
     return f"{PREFIX}:dead-letters:{site_id or 'unrouted'}"
+
+
+def control_key(site_id: str) -> str:
+    """What the control loop holds of a site's units: hash unit id → UnitControlView JSON
+    (contracts/control.py; written by the control loop, read by the API)."""
+    return f"{PREFIX}:control:{site_id}"
+
+
+CONTROL_ALIVE_KEY = f"{PREFIX}:control:alive"  # the control loop's last beat (epoch ms)

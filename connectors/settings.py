@@ -18,6 +18,7 @@ EXAMPLE_FLEET = REPO_ROOT / "infra" / "sim" / "fleet.yaml"
 EXAMPLE_PROFILES = REPO_ROOT / "infra" / "sim" / "profiles"
 EXAMPLE_MONITORING = REPO_ROOT / "infra" / "sim" / "monitoring.yaml"
 EXAMPLE_CONTRACTS = REPO_ROOT / "infra" / "sim" / "contracts"
+EXAMPLE_CONTROL = REPO_ROOT / "infra" / "sim" / "control.yaml"
 PLACEHOLDER_TOKENS = {"", "changeme", "change-me", "secret", "token"}  # refused as secrets
 
 
@@ -33,6 +34,7 @@ class Settings(BaseSettings):
     profiles_dir: Path = EXAMPLE_PROFILES  # Modbus register maps, one YAML per device type
     monitoring_file: Path = EXAMPLE_MONITORING  # tags, status codes, limits, quality
     contracts_dir: Path = EXAMPLE_CONTRACTS  # one LTSA contract YAML per site
+    control_file: Path = EXAMPLE_CONTROL  # modes, reactions, interlocks, hard limits
     history_path: Path | None = None  # embedded history store; default <run_dir>/history.db
     run_dir: Path = REPO_ROOT / ".run"
     # Connectors spool here while the broker is unreachable (default <run_dir>/spool/<name>).
@@ -47,6 +49,8 @@ class Settings(BaseSettings):
     topic_breaches: str = "bess.breaches"
     topic_alerts: str = "bess.alerts"
     topic_device_health: str = "bess.device.health"
+    topic_commands: str = "bess.commands"
+    topic_command_results: str = "bess.command.results"
     topic_partitions: int = Field(4, ge=1)
 
     api_host: str = "127.0.0.1"

@@ -259,6 +259,8 @@ AlertKind = Literal[
     "data_instability",  # a status flapping faster than plausible
     "unwritable",  # a sink of the flows refused an item: it went to the dead-letter topic
     "store_outage",  # a sink of the flows cannot write at all: retrying, nothing dropped
+    "control_action",  # the control loop (or a connector's hard limit) stopped or derated
+    "control_command_failed",  # a setpoint not verified by read-back: not assumed done
 ]
 
 

@@ -92,6 +92,7 @@ class BreachRaised:
     breach_id: str
     severity: Severity
     ts_ms: int
+    derate: float | None = None  # a major's cap (None: `Config.major_derate_fraction`)
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,16 @@ class Tick:
     now_ms: int
 
 
+@dataclass(frozen=True)
+class Interlocks:
+    """The interlocks in force now (ids): those forbidding running, those forbidding a
+    start. A unit running under a run interlock is stopped (→ IDLE); neither kind lets a
+    unit start."""
+
+    run: tuple[str, ...] = ()
+    start: tuple[str, ...] = ()
+
+
 Event = (
     DeviceReport
     | BreachRaised
@@ -138,6 +149,7 @@ Event = (
     | OperatorReset
     | EStop
     | Tick
+    | Interlocks
 )
 
 # --- commands -------------------------------------------------------------------------------
@@ -189,6 +201,8 @@ class Snapshot:
     breaches: tuple[tuple[str, Severity], ...] = ()  # active, sorted by id
     derate: float = 1.0
     majors_cleared_ms: int | None = None  # when the last active major cleared
+    run_interlocks: tuple[str, ...] = ()
+    start_interlocks: tuple[str, ...] = ()
 
     @property
     def critical_active(self) -> bool:
@@ -237,7 +251,17 @@ def running_blocker(s: Snapshot) -> str | None:
         return "a critical breach is active"
     if s.device is DeviceMode.FAULT:
         return "the device reports a fault"
+    if s.run_interlocks:
+        return f"interlock {', '.join(s.run_interlocks)}"
     return None
+
+
+def start_blocker(s: Snapshot) -> str | None:
+    """Why the unit may not be started now (from IDLE), or None."""
+    blocker = running_blocker(s)
+    if blocker is None and s.start_interlocks:
+        blocker = f"interlock {', '.join(s.start_interlocks)}"
+    return blocker
 
 
 # --- the common observation step ------------------------------------------------------------
@@ -267,8 +291,11 @@ def _observe(s: Snapshot, e: Event, cfg: Config) -> Snapshot:
         active[e.breach_id] = e.severity
         s = replace(s, breaches=tuple(sorted(active.items())))
         if e.severity == "major":
-            s = replace(s, derate=min(s.derate, cfg.major_derate_fraction), majors_cleared_ms=None)
+            cap = cfg.major_derate_fraction if e.derate is None else e.derate
+            s = replace(s, derate=min(s.derate, cap), majors_cleared_ms=None)
         return s
+    if isinstance(e, Interlocks):
+        return replace(s, run_interlocks=e.run, start_interlocks=e.start)
     if isinstance(e, BreachCleared):
         active = dict(s.breaches)
         was = active.pop(e.breach_id, None)
@@ -314,6 +341,9 @@ def _on_boot(prev: Snapshot, s: Snapshot, e: Event) -> Decision:
     if s.resume in (State.ERROR, State.STOPPED):
         return Decision(s.resume, _stop_if_running(s, f"resumed {s.resume.value}"))
     if e.device is DeviceMode.RUNNING:
+        blocker = running_blocker(s)
+        if blocker is not None:
+            return Decision(State.IDLE, (Stop(f"reconciled running, but {blocker}"),))
         if s.derate < 1.0:
             return Decision(
                 State.RUNNING, (Derate(s.derate, "major breach active"),), derate=s.derate
@@ -329,7 +359,7 @@ def _on_idle(prev: Snapshot, s: Snapshot, e: Event) -> Decision:
     if isinstance(e, OperatorStart):
         if not e.actor or not e.reason:
             return Decision(State.IDLE, refuse="a start needs an actor and a reason")
-        blocker = running_blocker(s)
+        blocker = start_blocker(s)
         if blocker is not None:
             return Decision(State.IDLE, refuse=f"cannot start: {blocker}")
         return Decision(State.RUNNING, (Run(s.derate, f"start by {e.actor}: {e.reason}"),))
@@ -346,6 +376,8 @@ def _on_running(prev: Snapshot, s: Snapshot, e: Event) -> Decision:
         return common
     if not s.fresh:
         return Decision(State.IDLE, (Stop("telemetry is stale: hold safe"),))
+    if s.run_interlocks:
+        return Decision(State.IDLE, (Stop(f"interlock {', '.join(s.run_interlocks)}"),))
     if isinstance(e, OperatorStart):
         return Decision(State.RUNNING, refuse="already RUNNING")
     if isinstance(e, OperatorReset):

@@ -1,7 +1,7 @@
 """`bessmon up`: the whole embedded stack on one machine — broker, Redis, simulator, Modbus
-connector, OPC UA connector, flows and API as child processes — until Ctrl-C or SIGTERM stops
-them in order. SIGUSR1 restarts the API alone (after changing its code, or to see that
-dashboards and feeds reconnect and resume): the rest of the stack keeps running.
+connector, OPC UA connector, flows, control loop and API as child processes — until Ctrl-C
+or SIGTERM stops them in order. SIGUSR1 restarts the API alone (after changing its code, or
+to see that dashboards and feeds reconnect and resume): the rest of the stack keeps running.
 
 The simulator serves the fleet's last site over OPC UA (when there are several) and the
 others over Modbus TCP, injects random faults at demo rates, and sends tickets for them to
@@ -95,7 +95,8 @@ class Stack:
         bootstrap = settings.require_kafka()
         ensure_topics(bootstrap, [settings.topic_telemetry, settings.topic_status,
                                   settings.topic_availability, settings.topic_dlq,
-                                  settings.topic_tickets],
+                                  settings.topic_tickets, settings.topic_commands,
+                                  settings.topic_command_results],
                       settings.topic_partitions)
         fleet_file = settings.fleet_file
         if self.sites is not None:
@@ -147,6 +148,7 @@ class Stack:
             self._child("opcua-connector", [*cli, "connect", "opcua", "--devices",
                                             str(opcua_file)], env)
         self._child("flows", [*cli, "flows"], env)
+        self._child("control", [*cli, "control", "run"], env)
         self._child("api", [*cli, "api", "--host", settings.api_host, "--port", str(api_port)],
                     ticketing_env)
         self._wait("API", lambda: _healthy(f"{base}/api/v1/health"), 60)

@@ -86,6 +86,10 @@ def settings(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Settings:
         topic_status=f"t-{suffix}.status",
         topic_availability=f"t-{suffix}.availability",
         topic_dlq=f"t-{suffix}.dlq",
+        topic_breaches=f"t-{suffix}.breaches",
+        topic_alerts=f"t-{suffix}.alerts",
+        topic_commands=f"t-{suffix}.commands",
+        topic_command_results=f"t-{suffix}.command.results",
         topic_partitions=2,
     )
     ensure_topics(kafka_bootstrap, [s.topic_telemetry, s.topic_status, s.topic_availability,

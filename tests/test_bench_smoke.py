@@ -2,7 +2,7 @@
 and its last line of output is one JSON object. No figure is asserted — a smoke run on a
 shared machine measures nothing; the README's figures come from full runs.
 
-The six together take under a minute here (48 s) (most of it starting brokers, simulators, the API
+The seven together take about a minute here (most of it starting brokers, simulators, the API
 and a whole `bessmon up` for the dashboard)."""
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ RUNS: dict[str, list[str]] = {
     "flows": ["--sites", "1", "--units", "2", "--seconds", "5", "--live", "0"],
     "ws_fanout": ["--clients", "4", "--seconds", "3", "--sites", "1", "--units", "2"],
     "dashboard": ["--loads", "1"],  # needs web/dist (make web) and /usr/bin/chromium
+    "control": ["--days", "0.02", "--trials", "3"],
 }
 TIMEOUT_S = 120
 

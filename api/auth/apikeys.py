@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from api.auth.permissions import Role
 from api.auth.principal import Principal, Scope
 from api.auth.tokens import InvalidToken
-from api.store import ApiStore
+from connectors.api_store import ApiStore
 
 PREFIX = "bsk_"
 _KEY = re.compile(r"^bsk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")

@@ -23,15 +23,19 @@ class Permission(StrEnum):
     # key, no asset of the fleet in them): fleet-wide, so shown only to a caller whose scope
     # is the whole fleet (`*` customers and regions) — whoever could write to the topic.
     DATA_QUALITY_UNROUTED = "data_quality.unrouted"
+    # Operator commands to the equipment (emergency stop, stop, start, reset, mode): they
+    # change what a battery does, so only those on call for it and admins hold them.
+    CONTROL_COMMAND = "control.command"
 
 
 P = Permission
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     # NOC operators at the wall display: everything live, nothing changed, no money.
     "viewer": frozenset({P.READ}),
-    # Engineers on call: handle alarms.
-    "engineer": frozenset({P.READ, P.ALARMS_ACKNOWLEDGE, P.ALARMS_SHELVE}),
-    # Service managers: alarms and the contract's KPIs and reports.
+    # Engineers on call: handle alarms, and command the units (emergency stop above all).
+    "engineer": frozenset({P.READ, P.ALARMS_ACKNOWLEDGE, P.ALARMS_SHELVE, P.CONTROL_COMMAND}),
+    # Service managers: alarms and the contract's KPIs and reports; no commands to the
+    # equipment (that is the on-call engineer's).
     "service_manager": frozenset({P.READ, P.ALARMS_ACKNOWLEDGE, P.ALARMS_SHELVE,
                                   P.CONTRACTS_READ, P.REPORTS_EXPORT}),
     # LTSA contract managers: contracts, LD and reports; alarms are not theirs to handle.

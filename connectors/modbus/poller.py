@@ -1,6 +1,8 @@
 """Poll battery unit controllers over Modbus TCP: every poll group of every device at its own
 interval, one `TelemetrySample` per group poll, a `DeviceHealth` event whenever a device's
-health changes, and setpoint writes for the control loop.
+health changes, and setpoint writes for the control loop (executed for it by
+connectors/modbus/commands.py, which also sees every sample through `on_sample` to enforce
+the hard limits).
 
 One sample per *group poll* (not one per device per instant): a group's values are read in one
 hold of the connection at one instant, so the sample carries exactly them with that instant's
@@ -243,7 +245,13 @@ class ModbusConnector:
     letter, reason `undecodable`); values that cannot be true are left out of the sample and
     dead-lettered (`impossible_value`), and the poll counts against the device's health; a
     sample whose time is impossible (this host's clock) is not published but dead-lettered
-    (`impossible_timestamp`). `refusals` counts them per device and reason."""
+    (`impossible_timestamp`). `refusals` counts them per device and reason.
+
+    `on_sample`, when set, sees every decoded sample before it is published (even one whose
+    time is impossible: its values are the device's), in the poller's task — it must be
+    cheap and must not block; what it raises is logged and the poller polls on. It is an
+    attribute, not only an argument: the command executor, built on the connector, hooks its
+    hard-limit guard in (connectors/modbus/commands.py)."""
 
     def __init__(
         self,
@@ -253,6 +261,7 @@ class ModbusConnector:
         publish: Callable[[TelemetrySample], None],
         publish_health: Callable[[DeviceHealth], None] | None = None,
         publish_dead: Callable[[DeadLetter], None] | None = None,
+        on_sample: Callable[[DeviceMap, TelemetrySample], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._maps = {m.device.id: m for m in maps}
@@ -262,6 +271,7 @@ class ModbusConnector:
             raise ValueError("device ids must be unique")
         self._publish = publish
         self._publish_health = publish_health
+        self.on_sample = on_sample
         self.refusals = Refusals(SOURCE, publish_dead)
         self._clock = clock
         self.gateways: dict[tuple[str, int], GatewayCoordinator] = {}
@@ -283,6 +293,7 @@ class ModbusConnector:
                      publish: Callable[[TelemetrySample], None],
                      publish_health: Callable[[DeviceHealth], None] | None = None,
                      publish_dead: Callable[[DeadLetter], None] | None = None,
+                     on_sample: Callable[[DeviceMap, TelemetrySample], None] | None = None,
                      clock: Callable[[], float] = time.time) -> ModbusConnector:
         """Devices with a profile are mapped now (a bad list fails at start); SunSpec devices
         once their models are discovered."""
@@ -291,7 +302,12 @@ class ModbusConnector:
             fleet.unit(d.asset)  # the asset must exist
         maps = [DeviceMap.build(d, fleet, profiles) for d in devices if d.profile != SUNSPEC]
         return cls(maps, sunspec=sunspec, publish=publish, publish_health=publish_health,
-                   publish_dead=publish_dead, clock=clock)
+                   publish_dead=publish_dead, on_sample=on_sample, clock=clock)
+
+    @property
+    def devices(self) -> tuple[DeviceConfig, ...]:
+        """Every configured device, SunSpec ones included (mapped or not yet)."""
+        return tuple(self._configs.values())
 
     def device_map(self, device_id: str) -> DeviceMap:
         if device_id not in self._maps:
@@ -372,6 +388,12 @@ class ModbusConnector:
                 r.detail for r in rejections]))
             if rejections:
                 self.refusals.report(device.id, rejections)
+            if self.on_sample is not None:
+                try:
+                    self.on_sample(m, sample)
+                except Exception:  # a bug of ours: say so, poll on
+                    log.exception("device %s: group %s: on_sample failed", device.id,
+                                  group.name)
             problem = device_time_problem(ts_ms)
             if problem is not None:  # this host's clock, not the device: a sample of no time
                 self.refusals.report(device.id, [Rejection(

@@ -3,8 +3,8 @@ say plainly when the device does not hold what was written.
 
 The write and its read-back happen in one hold of the gateway's connection, ahead of queued
 polls (nothing else reaches the device in between). A write is not retried here: whether to
-try again, and how soon, is the control loop's decision; `SetpointTimeout` tells it the
-outcome is unknown."""
+try again, and how soon, is the caller's decision (commands.py tries a mismatch or a timeout
+again, `write_retries` times); `SetpointTimeout` says the outcome is unknown."""
 
 from __future__ import annotations
 

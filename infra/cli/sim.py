@@ -1,5 +1,5 @@
 """`bessmon sim`: run the fleet simulator, or control a running one (fault, clear, set,
-release)."""
+release) and ask it what damage its equipment suffered (damage)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ from infra.cli.common import (
     stop_on_signals,
 )
 
+# What `bessmon sim fault --kind` injects (infra/sim/server.py InjectKind).
+FAULT_KINDS = ("trip", "maintenance", "derate", "hvac_failure", "comms_drop", "protection_loss",
+               "heat_leak", "overload", "soc_runaway")
+
 
 def shard(text: str) -> tuple[int, int]:
     match = re.fullmatch(r"(\d+)/(\d+)", text)
@@ -44,7 +48,7 @@ def tag_value(text: str) -> float | str:
 
 
 def cmd_sim(args: argparse.Namespace, settings: Settings) -> int:
-    if args.sim_command in ("fault", "clear", "set", "release"):
+    if args.sim_command in ("fault", "clear", "set", "release", "damage"):
         return _sim_control(args, settings)
     import secrets
     import string
@@ -85,7 +89,7 @@ def cmd_sim(args: argparse.Namespace, settings: Settings) -> int:
     rates = None if args.fault_rate == 0 else \
         FaultRates().scaled(args.fault_rate).with_durations(args.fault_durations)
     sim = Simulator(fleet, load_profiles(settings.profiles_dir), seed=args.seed, speed=args.speed,
-                    fault_rates=rates, tickets=desk)
+                    fault_rates=rates, tickets=desk, watchdog_s=args.watchdog_s)
     token = os.environ.get("BESSMON_SIM_TOKEN") or _new_token()
     devices_out = args.devices_out or settings.run_dir / "devices.yaml"
     opcua_out = args.opcua_devices_out or devices_out.with_name("opcua-devices.yaml")
@@ -147,6 +151,8 @@ def _sim_control(args: argparse.Namespace, settings: Settings) -> int:
         elif args.sim_command == "release":
             response = httpx.delete(f"{url}/values/{args.asset_id}/{args.tag}",
                                     headers=headers, timeout=10)
+        elif args.sim_command == "damage":
+            response = httpx.get(f"{url}/damage", headers=headers, timeout=10)
         else:
             response = httpx.delete(f"{url}/faults/{args.asset_id}", headers=headers, timeout=10)
     except httpx.HTTPError as exc:
@@ -155,7 +161,9 @@ def _sim_control(args: argparse.Namespace, settings: Settings) -> int:
     if response.status_code >= 400:
         print(f"bessmon sim: {response.json().get('detail', response.text)}", file=sys.stderr)
         return 2
-    if args.sim_command == "fault":
+    if args.sim_command == "damage":
+        print(json.dumps(response.json(), indent=2, sort_keys=True))
+    elif args.sim_command == "fault":
         what = "fault" if args.kind == "trip" else args.kind.replace("_", " ")
         print(f"{what} on {args.asset_id} for {args.duration:.0f}s")
     elif args.sim_command == "set":
@@ -199,16 +207,20 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                           "(secret: BESSMON_WEBHOOK_SECRET_JIRA)")
     sim.add_argument("--ticket-delay", type=parse_duration, default=300.0,
                      help="simulated time from a fault to its ticket (default 5m)")
+    sim.add_argument("--watchdog-s", type=positive_float, default=10.0,
+                     help="wall-clock seconds without a heartbeat change before a unit's "
+                          "controller stops it (armed by its first heartbeat write; "
+                          "default 10)")
     sim.set_defaults(run=cmd_sim, sim_command=None)
     sim_sub = sim.add_subparsers(dest="sim_command", metavar="ACTION")
     fault = sim_sub.add_parser("fault", help="trip an asset (a site: all its units)")
     fault.add_argument("asset_id")
     fault.add_argument("--for", dest="duration", type=parse_duration, default=300.0,
                        help="how long, e.g. 90s, 5m, 2h (default 5m)")
-    fault.add_argument("--kind", default="trip", choices=("trip", "maintenance", "derate",
-                                                          "hvac_failure", "comms_drop"),
+    fault.add_argument("--kind", default="trip", choices=FAULT_KINDS,
                        help="what goes wrong (default trip; the others apply to units and "
-                            "sites)")
+                            "sites: protection_loss, heat_leak, overload and soc_runaway put "
+                            "the equipment at risk, see `bessmon sim damage`)")
     fault.add_argument("--severity", type=float, default=0.5,
                        help="derate: the share of power kept (default 0.5)")
     clear = sim_sub.add_parser("clear", help="end an injected fault now")
@@ -221,3 +233,5 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     release = sim_sub.add_parser("release", help="let a pinned tag follow the physics again")
     release.add_argument("asset_id")
     release.add_argument("tag")
+    sim_sub.add_parser("damage", help="what the simulated equipment suffered (JSON: simulated "
+                       "seconds and events by unit and kind, and in total)")

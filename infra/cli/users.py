@@ -12,8 +12,8 @@ from connectors.settings import Settings
 
 def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     """Exit 0 when the audit log is whole, 1 (with every problem) when it is not."""
-    from api.audit import verify
-    from api.store import ApiStore
+    from connectors.api_store import ApiStore
+    from connectors.audit import verify
 
     path = settings.api_db_path
     if not path.exists():
@@ -35,9 +35,9 @@ def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
     """Local users (api/auth/users.py); every change is in the audit log."""
     import getpass
 
-    from api.audit import AuditLog
     from api.auth.users import UserDirectory, add_user, set_disabled
-    from api.store import ApiStore
+    from connectors.api_store import ApiStore
+    from connectors.audit import AuditLog
 
     path = settings.users_path
     if args.users_command == "list":

@@ -9,19 +9,37 @@ faults.
 - **State of charge** integrates the power at the battery terminals with a one-way
   `EFFICIENCY` (discharging P kW drains P/η; charging P kW stores P·η), over the usable
   capacity (rated energy × state of health). The controller's hard limits (`HARD_SOC`) are
-  never crossed: the power is cut to what is left.
+  never crossed while its protections work: the power is cut to what is left.
 - **Temperature** of the battery enclosure: a thermal mass exchanging heat with the ambient
   air through its envelope (time constant `ENVELOPE_TAU_S`), warmed by the conversion losses,
   cooled by the HVAC above `COOL_SETPOINT_C` and heated below `HEAT_SETPOINT_C`, within its
   capacity; in between it floats, following the ambient's daily cycle with a lag. Above
-  `THERMAL_DERATE_C` the controller derates linearly to nothing at `THERMAL_TRIP_C`.
+  `THERMAL_DERATE_C` the controller derates linearly to nothing at `THERMAL_TRIP_C` (a
+  protection).
 - **State of health** starts from the unit's age (calendar and an assumed cycling history)
   and fades with time and with every equivalent full cycle. It is reported (`soh_pct`) and
   shrinks the usable capacity; it is *not* an availability derate: the blocks' available
   energy stays their rated energy, as LTSAs treat capacity fade apart from availability
   (and the status rules would call any block below 99.5 % of its rating derated).
-- **Faults** (by asset: trip, maintenance) and **limits** (by cause: a derate, a failed
-  HVAC) end at their own time.
+- **Faults** (by asset: trip, maintenance), **limits** (by cause: a derate, a failed
+  HVAC) and **conditions** (by kind: the misbehaviours below) end at their own time.
+- **Setpoints** a control loop writes: the mode (`control_mode`), the power to hold, a cap
+  on |power| (`active_power_limit_kw`), separate caps on charging and discharging
+  (`charge_limit_kw`, `discharge_limit_kw`: honoured in every mode, with protections lost
+  too) and a `heartbeat` counter the simulator's watchdog watches (infra/sim/server.py).
+- **Conditions** that put equipment at risk, for the control loop to catch:
+  `protection_loss` (the controller's own protections are gone: no thermal derate, no
+  HVAC-failure derate, no rated-power clamp, no hard SOC limits; what the control loop
+  commanded — mode, setpoint, the limits it wrote — is still obeyed), `heat_leak` (a
+  failing busbar joint releases `HEAT_LEAK_SHARE` of |power| as heat in the enclosure),
+  `overload` (the EMS asks for `OVERLOAD_FACTOR` × rated power) and `soc_runaway` (the EMS
+  ignores its SOC window and drives towards the nearer end).
+- **Damage**: simulated seconds (and entries) in which the equipment is being harmed, by
+  kind: `cell_overtemp` (hottest cell above `DAMAGE_CELL_TEMP_C`), `overcharge`,
+  `overdischarge` (SOC pinned at 100 %/0 % with power still flowing in/out) and
+  `overcurrent` (|power| above `DAMAGE_CURRENT_FACTOR` × rated). A unit whose protections
+  work never counts any: damage is what proves a control loop protects the equipment when
+  they do not.
 
 Pure and deterministic: time and randomness come in as arguments, so a seed and a clock
 reproduce a run exactly."""
@@ -61,6 +79,19 @@ THERMAL_DERATE_C, THERMAL_TRIP_C = 45.0, 55.0
 THERMAL_SUBSTEP_S = 60.0  # explicit integration in steps no longer than this
 HVAC_FAILURE_DERATE = 0.5  # the controller halves power while its HVAC is down
 HVAC_FAULT_BIT = 1 << 2  # … and says why in its alarm word (profile bess-unit-v1)
+WATCHDOG_BIT = 1 << 3  # the heartbeat stopped: the controller fell back to STOP
+PROTECTION_LOST_BIT = 1 << 4  # the controller's own protections are gone
+
+# Conditions (injected faults that change behaviour rather than availability).
+CONDITIONS = ("protection_loss", "heat_leak", "overload", "soc_runaway")
+HEAT_LEAK_SHARE = 0.25  # heat_leak: this share of |power| becomes heat in the enclosure
+OVERLOAD_FACTOR = 1.3  # overload: the EMS asks for this much of the rated power
+
+# Damage: what harms the equipment (counted, never prevented: protections prevent it).
+DAMAGE_KINDS = ("cell_overtemp", "overcharge", "overdischarge", "overcurrent")
+DAMAGE_CELL_TEMP_C = 60.0  # hottest cell, deterministic part of what the blocks report
+DAMAGE_CURRENT_FACTOR = 1.05  # |power| above this × rated stresses conductors and cells
+HEARTBEAT_MAX = 65535  # a uint16 register
 
 # Health: LFP-like fade.
 CALENDAR_FADE_PER_YEAR = 0.015
@@ -124,6 +155,15 @@ class Limit:
 
 
 @dataclass
+class Condition:
+    """A behaviour-changing fault until `until_s`. `direction` (overload, soc_runaway): the
+    EMS's push, fixed when the condition starts: +1 discharging, -1 charging."""
+
+    until_s: float
+    direction: int = 0
+
+
+@dataclass
 class UnitModel:
     unit: Unit
     rng: random.Random
@@ -141,7 +181,18 @@ class UnitModel:
     control_mode: int = AUTO
     setpoint_kw: float = 0.0
     limit_kw: float | None = None
+    # Caps on charging and discharging power (None: never written — the rated power, a
+    # clamp that is one of the controller's protections and goes with them).
+    charge_limit_kw: float | None = None
+    discharge_limit_kw: float | None = None
+    heartbeat: int = 0  # the control loop's watchdog counter, as last written
+    watchdog_tripped: bool = False  # set and cleared by the simulator's watchdog
+    conditions: dict[str, Condition] = field(default_factory=dict)  # by kind
     throughput_kwh: float = 0.0  # at the cells, since the simulation started
+    # Simulated seconds spent damaging the equipment, and how often each kind began.
+    damage: dict[str, float] = field(default_factory=dict)
+    damage_events: dict[str, int] = field(default_factory=dict)
+    _damaging: frozenset[str] = field(default=frozenset(), init=False, repr=False)
     _soh_spread: float = field(default=0.0, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -183,6 +234,29 @@ class UnitModel:
     def hvac_working(self, now_s: float) -> bool:
         return not self.limited("hvac_failure", now_s)
 
+    def has(self, condition: str, now_s: float) -> bool:
+        active = self.conditions.get(condition)
+        return active is not None and active.until_s > now_s
+
+    def protected(self, now_s: float) -> bool:
+        """False while a `protection_loss` lasts."""
+        return not self.has("protection_loss", now_s)
+
+    def start_condition(self, kind: str, until_s: float) -> None:
+        """Begin a condition (replacing one of its kind). The EMS's push of `overload` and
+        `soc_runaway` is fixed now, from the state of charge, so a run is deterministic
+        whatever the price does: an overload charges below 50 % and discharges from there
+        (the way a full-strength dispatch signal would go), a runaway heads for the nearer
+        end (charging from 50 % up, discharging below)."""
+        if kind not in CONDITIONS:
+            raise KeyError(kind)
+        direction = 0
+        if kind == "overload":
+            direction = -1 if self.soc < 0.5 else 1
+        elif kind == "soc_runaway":
+            direction = -1 if self.soc >= 0.5 else 1
+        self.conditions[kind] = Condition(until_s, direction)
+
     def thermal_factor(self) -> float:
         """The controller's own derate at high temperature."""
         temperature = self.temperature_c if self.temperature_c is not None else 20.0
@@ -190,14 +264,17 @@ class UnitModel:
                             / (THERMAL_TRIP_C - THERMAL_DERATE_C)))
 
     def available_power_kw(self, now_s: float) -> float:
+        """What the controller believes it can do. Without its protections it knows of no
+        thermal or HVAC-failure derate (an operator's derate still counts)."""
         if self.code_of(self.unit.id, now_s) != RUNNING:
             return 0.0
         base = sum(inv.rated_power_kw for inv in self.unit.inverters
                    if self.code_of(inv.id, now_s) == RUNNING) if self.unit.inverters \
             else self.unit.rated_power_kw
-        factor = self.thermal_factor()
-        for limit in self.limits.values():
-            if limit.until_s > now_s:
+        protected = self.protected(now_s)
+        factor = self.thermal_factor() if protected else 1.0
+        for cause, limit in self.limits.items():
+            if limit.until_s > now_s and (protected or cause != "hvac_failure"):
                 factor *= limit.factor
         return base * factor
 
@@ -214,14 +291,47 @@ class UnitModel:
             return self.setpoint_kw
         if self.control_mode == STOP:
             return 0.0
+        rated = self.unit.rated_power_kw
+        runaway, overload = self.conditions.get("soc_runaway"), self.conditions.get("overload")
+        runaway = runaway if runaway is not None and runaway.until_s > now_s else None
+        overload = overload if overload is not None and overload.until_s > now_s else None
+        if runaway is not None:  # no window, no taper: full power towards the nearer end
+            return runaway.direction * (OVERLOAD_FACTOR if overload else DISPATCH_SHARE) * rated
+        if overload is not None:  # the EMS keeps its window and taper
+            request = overload.direction * OVERLOAD_FACTOR * rated
+            return request * self._taper(request)
         signal = dispatch_signal(price_eur_mwh((self.local_hour(now_s) + self.shift_h) % 24))
         if signal == 0.0:
             return 0.0
-        rated = self.unit.rated_power_kw
         request = signal * DISPATCH_SHARE * rated + self.rng.gauss(0.0, 0.01 * rated)
-        low, high = AUTO_SOC  # taper towards the ends of the window
+        return request * self._taper(request)
+
+    def _taper(self, request: float) -> float:
+        """The EMS's share of `request` near the ends of its window."""
+        low, high = AUTO_SOC
         room = (self.soc - low) if request > 0 else (high - self.soc)
-        return request * min(1.0, max(0.0, room / SOC_TAPER))
+        return min(1.0, max(0.0, room / SOC_TAPER))
+
+    def _caps(self, now_s: float) -> tuple[float, float]:
+        """(charging, discharging) power the controller allows now. With its protections it
+        clamps to what is available and to every limit (unwritten ones: the rated power);
+        without them only a unit that is down (or all of whose inverters are) stays at 0, and
+        only written limits hold."""
+        protected = self.protected(now_s)
+        if protected:
+            cap = min(self.available_power_kw(now_s), self.power_limit_kw)
+        elif self.code_of(self.unit.id, now_s) != RUNNING or (self.unit.inverters and not any(
+                self.code_of(inv.id, now_s) == RUNNING for inv in self.unit.inverters)):
+            cap = 0.0  # nothing to drive the power through
+        else:
+            cap = math.inf if self.limit_kw is None else self.limit_kw
+        rated = self.unit.rated_power_kw
+        charge, discharge = self.charge_limit_kw, self.discharge_limit_kw
+        if protected:
+            charge = rated if charge is None else charge
+            discharge = rated if discharge is None else discharge
+        return (cap if charge is None else min(cap, charge),
+                cap if discharge is None else min(cap, discharge))
 
     def step(self, now_s: float, dt_s: float) -> None:
         """Advance from `now_s - dt_s` to `now_s`: dispatch within availability and state of
@@ -230,26 +340,62 @@ class UnitModel:
         self._settle(start_s)
         self.faults = {a: f for a, f in self.faults.items() if f.until_s > now_s}
         self.limits = {c: lim for c, lim in self.limits.items() if lim.until_s > now_s}
-        limit = min(self.available_power_kw(now_s), self.power_limit_kw)
-        power = max(-limit, min(limit, self.requested_kw(now_s)))
-        power = self._within_soc(power, dt_s)
+        self.conditions = {k: c for k, c in self.conditions.items() if c.until_s > now_s}
+        charge_cap, discharge_cap = self._caps(now_s)
+        power = max(-charge_cap, min(discharge_cap, self.requested_kw(now_s)))
+        power = self._within_soc(power, dt_s, now_s)
         hours = dt_s / 3600.0
         rated_kwh = self.unit.rated_energy_kwh
         # Energy at the cells: discharging P drains P/η, charging P stores P·η.
         cell_kwh = (power / EFFICIENCY if power > 0 else power * EFFICIENCY) * hours
-        self.soc = min(1.0, max(0.0, self.soc - cell_kwh / self.capacity_kwh))
+        unclamped = self.soc - cell_kwh / self.capacity_kwh
+        self.soc = min(1.0, max(0.0, unclamped))
         self.throughput_kwh += abs(cell_kwh)
         assert self.soh is not None
         self.soh -= (CALENDAR_FADE_PER_YEAR * dt_s / YEAR_S
                      + CYCLE_FADE_PER_EFC * abs(cell_kwh) / (2.0 * rated_kwh))
         self.power_kw = power
         loss_kw = abs(power) * ((1.0 / EFFICIENCY - 1.0) if power > 0 else (1.0 - EFFICIENCY))
-        self._heat(start_s, dt_s, LOSS_HEAT_SHARE * loss_kw, self.hvac_working(now_s))
+        heat_kw = LOSS_HEAT_SHARE * loss_kw
+        if self.has("heat_leak", now_s):
+            heat_kw += HEAT_LEAK_SHARE * abs(power)
+        self._heat(start_s, dt_s, heat_kw, self.hvac_working(now_s))
+        self._count_damage(dt_s, unclamped)
 
-    def _within_soc(self, power: float, dt_s: float) -> float:
-        """`power` cut so the step ends inside the state-of-charge window: the EMS's in AUTO,
-        the controller's hard limits otherwise."""
-        low, high = AUTO_SOC if self.control_mode == AUTO else HARD_SOC
+    def cell_temp_max_c(self) -> float:
+        """The hottest cell's temperature without the sensor noise the blocks report."""
+        temperature = self.temperature_c if self.temperature_c is not None else 20.0
+        return temperature + 0.5 + 2.0 * abs(self.power_kw) / self.unit.rated_power_kw
+
+    def _count_damage(self, dt_s: float, unclamped_soc: float) -> None:
+        """Add the step to each kind of damage going on at its end; a kind that was not going
+        on in the previous step is a new event. A step of no time changes nothing."""
+        if dt_s <= 0:
+            return
+        power = self.power_kw
+        damaging = {kind for kind, harmful in (
+            ("cell_overtemp", self.cell_temp_max_c() > DAMAGE_CELL_TEMP_C),
+            ("overcharge", power < 0 and (unclamped_soc > 1.0 or self.soc >= 1.0)),
+            ("overdischarge", power > 0 and (unclamped_soc < 0.0 or self.soc <= 0.0)),
+            ("overcurrent", abs(power) > DAMAGE_CURRENT_FACTOR * self.unit.rated_power_kw),
+        ) if harmful}
+        for kind in damaging:
+            self.damage[kind] = self.damage.get(kind, 0.0) + dt_s
+            if kind not in self._damaging:
+                self.damage_events[kind] = self.damage_events.get(kind, 0) + 1
+        self._damaging = frozenset(damaging)
+
+    def _within_soc(self, power: float, dt_s: float, now_s: float) -> float:
+        """`power` cut so the step ends inside the state-of-charge window: the EMS's in AUTO
+        (unless it runs away), the controller's hard limits otherwise — and none at all
+        without its protections (the state of charge then pins at 0 or 100 % while the
+        power still flows: damage)."""
+        if self.control_mode == AUTO and not self.has("soc_runaway", now_s):
+            low, high = AUTO_SOC
+        elif self.protected(now_s):
+            low, high = HARD_SOC
+        else:
+            return power
         hours = dt_s / 3600.0
         if power > 0:
             if hours <= 0:
@@ -296,9 +442,16 @@ class UnitModel:
         return self.unit.rated_power_kw if self.limit_kw is None else self.limit_kw
 
     def controls(self) -> dict[str, float]:
-        """The unit's setpoints as its controller reports them."""
+        """The unit's setpoints as its controller reports them (limits never written: the
+        rated power)."""
+        rated = self.unit.rated_power_kw
         return {"control_mode": self.control_mode, "active_power_setpoint_kw": self.setpoint_kw,
-                "active_power_limit_kw": self.power_limit_kw}
+                "active_power_limit_kw": self.power_limit_kw,
+                "charge_limit_kw": rated if self.charge_limit_kw is None
+                else self.charge_limit_kw,
+                "discharge_limit_kw": rated if self.discharge_limit_kw is None
+                else self.discharge_limit_kw,
+                "heartbeat": self.heartbeat}
 
     def apply_control(self, tag: str, value: float) -> float:
         """Take a written setpoint the way a controller would: clamped to what the unit can
@@ -315,6 +468,15 @@ class UnitModel:
         if tag == "active_power_limit_kw":
             self.limit_kw = max(0.0, min(rated, value))
             return self.limit_kw
+        if tag == "charge_limit_kw":
+            self.charge_limit_kw = max(0.0, min(rated, value))
+            return self.charge_limit_kw
+        if tag == "discharge_limit_kw":
+            self.discharge_limit_kw = max(0.0, min(rated, value))
+            return self.discharge_limit_kw
+        if tag == "heartbeat":
+            self.heartbeat = max(0, min(HEARTBEAT_MAX, int(value)))
+            return self.heartbeat
         raise KeyError(tag)
 
     def readings(self, now_s: float) -> dict[str, dict[str, float]]:
@@ -328,12 +490,14 @@ class UnitModel:
             unit_code = DERATED
         elif unit_code == RUNNING and self.power_kw == 0:
             unit_code = STANDBY
+        alarms = (0 if self.hvac_working(now_s) else HVAC_FAULT_BIT) \
+            | (WATCHDOG_BIT if self.watchdog_tripped else 0) \
+            | (0 if self.protected(now_s) else PROTECTION_LOST_BIT)
         out = {unit.id: {"status_code": unit_code, "active_power_kw": self.power_kw,
                          "available_power_kw": available, "soc_pct": self.soc * 100,
-                         "soh_pct": self.soh * 100,
-                         "alarm_word": 0 if self.hvac_working(now_s) else HVAC_FAULT_BIT}}
+                         "soh_pct": self.soh * 100, "alarm_word": alarms,
+                         "load_pct": abs(self.power_kw) / unit.rated_power_kw * 100}}
         running = [i for i in unit.inverters if self.code_of(i.id, now_s) == RUNNING]
-        load = abs(self.power_kw) / unit.rated_power_kw
         for inv in unit.inverters:
             code = self.code_of(inv.id, now_s) if unit_code != FAULT else FAULT
             share = inv.rated_power_kw / sum(i.rated_power_kw for i in running) \
@@ -352,8 +516,7 @@ class UnitModel:
                 out[blk.id] = {
                     "status_code": code,
                     "soc_pct": self.soc * 100,
-                    "cell_temp_max_c": (self.temperature_c + 0.5 + 2.0 * load
-                                        + self.rng.uniform(-0.1, 0.1)),
+                    "cell_temp_max_c": self.cell_temp_max_c() + self.rng.uniform(-0.1, 0.1),
                     "available_energy_kwh": blk.rated_energy_kwh if code == RUNNING else 0.0,
                 }
         return out

@@ -9,7 +9,21 @@ response at all (the gateway keeps answering the other unit ids), as a dead cont
 behind a gateway that does not report it; the connector sees timeouts. (pymodbus answers an
 unknown unit id with exception 11, "gateway target device failed to respond", unless the
 server ignores missing devices — which `serve` does.) Over OPC UA its nodes turn
-`BadNoCommunication`."""
+`BadNoCommunication`.
+
+Faults to inject (`Simulator.inject_fault`, POST /faults, `bessmon sim fault --kind`): a
+`trip` of any asset; on battery units or sites `maintenance`, `derate`, `hvac_failure`,
+`comms_drop`, and the conditions that put equipment at risk for a control loop to catch —
+`protection_loss` (the controller's own protections are gone: alarm bit 4), `heat_leak`,
+`overload`, `soc_runaway` (infra/sim/model.py). Each kind has its own slot: different kinds
+stack, one of the same kind replaces the last; `clear_fault` ends them all. What the
+equipment suffered is counted by the models (`Simulator.damage`, GET /damage).
+
+The watchdog: a unit's is armed by the first write of its `heartbeat` register. When the
+value has not changed for `watchdog_s` wall-clock seconds (the control loop is dead or cut
+off; wall clock, so it behaves alike at any `speed`), the controller falls back to its safe
+mode: control_mode STOP and alarm bit 3. When heartbeats change again the alarm clears, but
+the unit stays stopped until the control loop writes control_mode again."""
 
 from __future__ import annotations
 
@@ -40,9 +54,12 @@ from contracts.fleet import Fleet, Unit
 from infra.ports import free_port
 from infra.sim.faults import FaultProcess, FaultRates
 from infra.sim.model import (
+    CONDITIONS,
+    DAMAGE_KINDS,
     FAULT,
     HVAC_FAILURE_DERATE,
     MAINTENANCE,
+    STOP,
     Climate,
     Fault,
     Limit,
@@ -59,12 +76,13 @@ IMAGE_SIZE = 1000  # holding registers per simulated controller
 
 # What can go wrong: the random kinds of faults.py, and "trip" (injected on any asset).
 FaultKind = Literal["trip", "inverter_trip", "block_isolation", "maintenance", "derate",
-                    "hvac_failure", "comms_drop"]
-UNIT_KINDS = frozenset({"maintenance", "derate", "hvac_failure", "comms_drop"})
+                    "hvac_failure", "comms_drop", "protection_loss", "heat_leak", "overload",
+                    "soc_runaway"]
+UNIT_KINDS = frozenset({"maintenance", "derate", "hvac_failure", "comms_drop", *CONDITIONS})
 # Faults of one slot replace each other; different slots stack (a derated unit may trip).
 _SLOT = {"trip": "fault", "inverter_trip": "fault", "block_isolation": "fault",
          "maintenance": "fault", "derate": "derate", "hvac_failure": "hvac_failure",
-         "comms_drop": "comms_drop"}
+         "comms_drop": "comms_drop", **{kind: kind for kind in CONDITIONS}}
 
 
 @dataclass(frozen=True)
@@ -88,7 +106,10 @@ class Simulator:
     injected faults); `tickets`: the service desk told of every fault's start and end (its
     ticket changes are collected by `ticket_changes()`). Each tick applies the random faults
     that began since the last one, with their own start and end times: the same seed gives
-    the same faults whatever the tick rate."""
+    the same faults whatever the tick rate.
+
+    `watchdog_s`: wall-clock seconds without a change of a unit's heartbeat before its
+    controller stops the unit (see the module docstring)."""
 
     def __init__(
         self,
@@ -101,8 +122,14 @@ class Simulator:
         sunspec: Iterable[str] = (),
         fault_rates: FaultRates | None = None,
         tickets: TicketDesk | None = None,
+        watchdog_s: float = 10.0,
     ) -> None:
+        if watchdog_s <= 0:
+            raise ValueError("watchdog_s must be above 0")
         self.fleet = fleet
+        self.watchdog_s = watchdog_s
+        # Armed watchdogs: unit id → (heartbeat value, wall time it last changed).
+        self.heartbeats: dict[str, tuple[int, float]] = {}
         self.speed = speed
         self._clock = clock
         self._wall0 = self._sim0 = clock()
@@ -161,6 +188,7 @@ class Simulator:
         now = self.now()
         dt_s = max(0.0, now - self._last_tick)
         self._last_tick = now
+        self._check_watchdogs()
         if self.fault_process is not None:
             for event in self.fault_process.due(now):
                 self._start(event.kind, event.asset_id, event.start_s, event.end_s,
@@ -174,6 +202,48 @@ class Simulator:
             yield
         if self.tickets is not None:
             self._ticket_changes += self.tickets.due(now)
+
+    def _check_watchdogs(self) -> None:
+        """Stop the units whose armed watchdog ran out (only those armed are looked at)."""
+        wall = self._clock()
+        for unit_id, (_, changed_at) in self.heartbeats.items():
+            model = self.models[unit_id]
+            if not model.watchdog_tripped and wall - changed_at >= self.watchdog_s:
+                model.watchdog_tripped = True
+                model.control_mode = STOP
+                log.warning("%s: no heartbeat change for %.1f s: watchdog tripped, unit "
+                            "stopped until control_mode is written again", unit_id,
+                            wall - changed_at)
+
+    def heartbeat(self, unit_id: str, value: int) -> None:
+        """A heartbeat write reached the unit: arm its watchdog (the first time) or, when the
+        value changed, restart it and clear its alarm (the unit stays stopped)."""
+        last = self.heartbeats.get(unit_id)
+        if last is not None and last[0] == value:
+            return  # the same value: the control loop is not proven alive
+        self.heartbeats[unit_id] = (value, self._clock())
+        model = self.models[unit_id]
+        if model.watchdog_tripped:
+            model.watchdog_tripped = False
+            log.info("%s: heartbeats again; watchdog alarm cleared (the unit stays in mode "
+                     "%d until control_mode is written)", unit_id, model.control_mode)
+
+    def damage(self) -> dict[str, object]:
+        """What the simulated equipment suffered: `units` (only those with any damage) →
+        {"seconds": {kind: simulated seconds}, "events": {kind: entries}}, and `total`
+        seconds and events by kind over the fleet (every kind, zeros included)."""
+        units: dict[str, object] = {}
+        seconds = dict.fromkeys(DAMAGE_KINDS, 0.0)
+        events = dict.fromkeys(DAMAGE_KINDS, 0)
+        for unit_id, model in self.models.items():
+            if not model.damage and not model.damage_events:
+                continue
+            units[unit_id] = {"seconds": dict(model.damage), "events": dict(model.damage_events)}
+            for kind, s in model.damage.items():
+                seconds[kind] += s
+            for kind, n in model.damage_events.items():
+                events[kind] += n
+        return {"units": units, "total": {"seconds": seconds, "events": events}}
 
     def ticket_changes(self) -> list[TicketChange]:
         """The ticket changes since the last call, oldest first."""
@@ -252,6 +322,8 @@ class Simulator:
                 model.limits["derate"] = Limit(severity, end_s)
             elif slot == "hvac_failure":
                 model.limits["hvac_failure"] = Limit(HVAC_FAILURE_DERATE, end_s)
+            elif slot in CONDITIONS:
+                model.start_condition(slot, end_s)
             else:
                 self.comms_down[key] = end_s
         self._fault_ids += 1
@@ -270,6 +342,8 @@ class Simulator:
         if slot in ("derate", "hvac_failure"):
             limit = model.limits.get(slot)
             return limit is not None and limit.until_s > at_s
+        if slot in CONDITIONS:
+            return model.has(slot, at_s)
         return self.comms_down.get(key, float("-inf")) > at_s
 
     def _end(self, slot: tuple[str, str], at_s: float) -> None:
@@ -288,7 +362,8 @@ class Simulator:
         """Make something go wrong for `duration_s` (a site: all its units); returns the end
         time. `kind` defaults to a trip (`code` FAULT) or maintenance (`code` MAINTENANCE);
         maintenance, derate (to `severity` of its power), hvac_failure and comms_drop apply
-        to units and sites. KeyError: no such asset; ValueError: not for this asset."""
+        to units and sites, as do the conditions protection_loss, heat_leak, overload and
+        soc_runaway. KeyError: no such asset; ValueError: not for this asset."""
         if not 0 < severity <= 1:
             raise ValueError("severity is the share of power kept: above 0, at most 1")
         now = self.now()
@@ -299,7 +374,8 @@ class Simulator:
 
     def clear_fault(self, asset_id: str) -> bool:
         """End now whatever was made to go wrong on the asset (a site: on each of its units):
-        its fault, derates, HVAC failure and comms drop. True if anything was active."""
+        its fault, derates, HVAC failure, comms drop and conditions. True if anything was
+        active."""
         now = self.now()
         targets = self._fault_targets(asset_id)
         keys = {asset_id, *(key for _, key in targets)}
@@ -310,6 +386,8 @@ class Simulator:
             if key == model.unit.id:
                 cleared |= any(lim.until_s > now for lim in model.limits.values())
                 model.limits.clear()
+                cleared |= any(c.until_s > now for c in model.conditions.values())
+                model.conditions.clear()
                 cleared |= self.comms_down.pop(key, float("-inf")) > now
         for slot, fault in list(self.active.items()):
             if fault.asset_id in keys:
@@ -428,6 +506,8 @@ class Simulator:
                 held = None
             if held is None:
                 return ExcCodes.ILLEGAL_ADDRESS  # writable in the profile, not in the model
+            if point.tag == "heartbeat":
+                self.heartbeat(unit_id, int(held))
             registers = profile.encode(point, held)
             stored[at:at + point.size] = registers  # type: ignore[assignment]
             self.images[unit_id][first:first + point.size] = registers
@@ -453,7 +533,8 @@ def _exponent(point: Point, values: Mapping[str, float | str]) -> int:
     return int(value) if not isinstance(value, str) else 0
 
 
-InjectKind = Literal["trip", "maintenance", "derate", "hvac_failure", "comms_drop"]
+InjectKind = Literal["trip", "maintenance", "derate", "hvac_failure", "comms_drop",
+                     "protection_loss", "heat_leak", "overload", "soc_runaway"]
 
 
 class FaultRequest(BaseModel):
@@ -505,6 +586,12 @@ def control_app(sim: Simulator, token: str) -> FastAPI:
     @app.get("/faults", dependencies=auth)
     async def faults() -> dict[str, float]:
         return sim.active_faults()
+
+    @app.get("/damage", dependencies=auth)
+    async def damage() -> dict[str, object]:
+        """Simulated seconds and events of equipment damage, by unit (those with any) and
+        in total: what proves (or disproves) that a control loop protects the fleet."""
+        return sim.damage()
 
     @app.delete("/faults/{asset_id}", dependencies=auth)
     async def clear(asset_id: str) -> dict[str, object]:

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from api.audit import AuditLog, entry_hash
 from api.main import create_app
-from api.store import ApiStore
+from connectors.api_store import ApiStore
+from connectors.audit import AuditLog, entry_hash
 from connectors.settings import REPO_ROOT, Settings
 from tests.api.accounts import auth
 
@@ -98,8 +98,9 @@ def test_a_rewritten_chain_differs_from_the_head(logged: Settings) -> None:
 def test_appends_from_two_processes_keep_one_chain(api_settings: Settings,
                                                    tmp_path: Path) -> None:
     """Two writers at once (two API processes on one machine): one gap-free chain."""
-    script = ("import sys, time\nfrom pathlib import Path\nfrom api.audit import AuditLog\n"
-              "from api.store import ApiStore\nlog = AuditLog(ApiStore(Path(sys.argv[1])))\n"
+    script = ("import sys, time\nfrom pathlib import Path\n"
+              "from connectors.audit import AuditLog\nfrom connectors.api_store import ApiStore\n"
+              "log = AuditLog(ApiStore(Path(sys.argv[1])))\n"
               "for i in range(100):\n    log.append(sys.argv[2], 'test.append', "
               "target=str(i), now_ms=int(time.time() * 1000))\n")
     procs = [subprocess.Popen([sys.executable, "-c", script, str(api_settings.api_db_path),

@@ -30,12 +30,12 @@ from fastapi.testclient import TestClient
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from starlette.websockets import WebSocketDisconnect
 
-from api.audit import AuditLog
 from api.auth.permissions import ROLE_PERMISSIONS, Role
 from api.auth.tokens import TokenIssuer
 from api.auth.users import UserDirectory
 from api.context import ApiContext
 from api.main import create_app
+from connectors.audit import AuditLog
 from connectors.settings import Settings
 from tests.api.accounts import USERS, token
 

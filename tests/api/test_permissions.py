@@ -8,12 +8,14 @@ fails `test_every_route_is_classified`, so a new route has to be placed in the m
 it ships. Then every role is tried on every endpoint with realistic data (the example fleet,
 its contracts, a breach raised through the flows' Redis sink, an API key in the store): a role
 whose permissions include the endpoint's gets the endpoint's success status; a role without
-gets exactly 403 `role <role> may not <permission>` and nothing is done or audited."""
+gets exactly 403 `role <role> may not <permission>` and nothing is done or audited — but for
+an operator command to the equipment, which is audited as refused (who tried to stop what)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,11 +30,11 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from starlette.routing import Mount
 
-from api.audit import AuditLog
 from api.auth.permissions import ROLE_PERMISSIONS, ROLES, Permission, Role
 from api.context import ApiContext
 from api.main import create_app
 from connectors.alarm_store import act_on_alarm
+from connectors.audit import AuditLog
 from connectors.redis_store import alarm_handling_key, alarms_key
 from connectors.settings import Settings
 from connectors.ticketing.config import TicketingSettings
@@ -111,6 +113,17 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/api/v1/api-keys", P.API_KEYS_MANAGE),
     Endpoint("DELETE", "/api/v1/api-keys/{key_id}", P.API_KEYS_MANAGE, "/api/v1/api-keys/{key}"),
     Endpoint("POST", "/api/v1/webhooks/{provider}", "webhook", "/api/v1/webhooks/jira"),
+    Endpoint("GET", "/api/v1/control/units/{unit_id}", P.READ,
+             "/api/v1/control/units/nordvik-u01"),
+    Endpoint("GET", "/api/v1/control/sites/{site_id}", P.READ, "/api/v1/control/sites/nordvik"),
+    *(Endpoint("POST", f"/api/v1/control/units/{{unit_id}}/{kind}", P.CONTROL_COMMAND,
+               f"/api/v1/control/units/nordvik-u01/{kind}", ok=202,
+               json={"reason": "matrix check", **({"mode": "passive"} if kind == "mode" else {})})
+      for kind in ("estop", "stop", "start", "reset", "mode")),
+    Endpoint("POST", "/api/v1/control/sites/{site_id}/estop", P.CONTROL_COMMAND,
+             "/api/v1/control/sites/nordvik/estop", ok=202, json={"reason": "matrix check"}),
+    Endpoint("POST", "/api/v1/control/fleet/estop", P.CONTROL_COMMAND, ok=202,
+             json={"reason": "matrix check"}),
 )
 BY_ID = {e.id: e for e in ENDPOINTS}
 
@@ -130,15 +143,18 @@ def routed(app: FastAPI) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def matrix_settings(redis_url: str, accounts: tuple[Path, Path],
+def matrix_settings(redis_url: str, kafka_bootstrap: str, accounts: tuple[Path, Path],
                     tmp_path_factory: pytest.TempPathFactory) -> Settings:
     client: redis.Redis = redis.Redis.from_url(redis_url)
     for key in client.scan_iter("bessmon:*"):
         client.delete(key)
     client.close()
     users, key = accounts
-    return Settings(REDIS_URL=redis_url, run_dir=tmp_path_factory.mktemp("matrix"),
-                    users_file=users, jwt_key_file=key)
+    suffix = uuid.uuid4().hex[:8]  # control commands go to topics of this module's own
+    return Settings(REDIS_URL=redis_url, KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
+                    run_dir=tmp_path_factory.mktemp("matrix"), users_file=users,
+                    jwt_key_file=key, topic_commands=f"t-{suffix}.commands",
+                    topic_command_results=f"t-{suffix}.command.results")
 
 
 @pytest.fixture(scope="module")
@@ -250,6 +266,10 @@ def audit_count(client: TestClient) -> int:
     return len(AuditLog(ctx_of(client).store).entries(limit=100_000))
 
 
+def last_audit(client: TestClient) -> Any:
+    return AuditLog(ctx_of(client).store).entries(limit=100_000)[-1]
+
+
 def test_every_route_is_classified(client: TestClient) -> None:
     routes = routed(client.app)  # type: ignore[arg-type]
     unclassified = sorted(routes - BY_ID.keys())
@@ -282,7 +302,15 @@ def test_role_on_endpoint(client: TestClient, matrix_settings: Settings,
         assert isinstance(need, Permission)
         assert (status, body) == (403, {"detail": f"role {role} may not {need.value}",
                                         "status": 403})
-        assert audit_count(client) == before, "a refused call must not act (or be audited)"
+        if need == P.CONTROL_COMMAND:  # a refused command is audited, as refused
+            assert audit_count(client) == before + 1
+            entry = last_audit(client)
+            assert (entry.actor, entry.outcome, entry.action) == (
+                role, "refused", "control." + endpoint.route.rsplit("/", 1)[-1])
+            assert entry.details == {"why": f"role {role} may not {need.value}",
+                                     "reason": "matrix check"}
+        else:
+            assert audit_count(client) == before, "a refused call must not act (or be audited)"
         assert alarm_handling(matrix_settings) == handling_before
 
 

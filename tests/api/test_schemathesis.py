@@ -6,8 +6,10 @@ answer may be a 5xx.
 Hot state for the example fleet is in Redis (snapshots, active alarms, alerts), so requests
 naming real sites, assets and alarms reach real code paths, not just 404s. The ticket
 webhooks are kept in, with secrets configured: generated requests cannot carry a vendor
-signature, so they exercise header and signature parsing (401s) but never publishing — which
-is why no Kafka broker is needed here. Limits are raised so that generated requests are
+signature, so they exercise header and signature parsing (401s) but never publishing. The
+control commands do publish (a valid emergency stop of the fleet is easy to generate): to a
+broker's topics of this module's own, so a command is a 202 — a 503 would be a server
+error, as it should be when the broker is away. Limits are raised so that generated requests are
 judged by the routes, not turned away by the rate limiters.
 
 The schema is read at collection time from an app built on a throwaway directory (no service
@@ -17,6 +19,7 @@ schemathesis' fixture-based lazy loading does not run under this pytest (9.x).""
 from __future__ import annotations
 
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,7 +52,7 @@ schema = schemathesis.openapi.from_dict(openapi_document())
 
 
 @pytest.fixture(scope="module")
-def fuzzed(redis_url: str, accounts: tuple[Path, Path],
+def fuzzed(redis_url: str, kafka_bootstrap: str, accounts: tuple[Path, Path],
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, dict[str, str]]]:
     """The app under test, reached in-process by schemathesis' ASGI client, and an admin's
     bearer header."""
@@ -58,8 +61,12 @@ def fuzzed(redis_url: str, accounts: tuple[Path, Path],
         client_.delete(key)
     client_.close()
     users, key = accounts
+    suffix = uuid.uuid4().hex[:8]
     settings_ = Settings(REDIS_URL=redis_url, run_dir=tmp_path_factory.mktemp("fuzz"),
                          users_file=users, jwt_key_file=key,
+                         KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
+                         topic_commands=f"t-{suffix}.commands",
+                         topic_command_results=f"t-{suffix}.command.results",
                          rate_limit_per_minute=1_000_000, login_attempts_per_minute=1_000_000)
     sites = list(hot_state.SITES)
     hot_state.write(redis_url, *(hot_state.snapshot(s, 96.0, ld=10.0) for s in sites),

@@ -18,10 +18,10 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from api.audit import AuditLog
 from api.auth.permissions import ROLE_PERMISSIONS, Permission
 from api.context import ApiContext
 from api.main import create_app
+from connectors.audit import AuditLog
 from connectors.redis_store import alarm_handling_key
 from connectors.settings import Settings
 from contracts.fleet import Fleet

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from api.audit import AuditLog
 from api.main import create_app
-from api.store import ApiStore
+from connectors.api_store import ApiStore
+from connectors.audit import AuditLog
 from connectors.settings import REPO_ROOT, Settings
 
 

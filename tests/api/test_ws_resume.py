@@ -25,7 +25,7 @@ from websockets.sync.client import connect
 from api.auth.apikeys import ApiKeys
 from api.auth.principal import EVERYTHING, Principal
 from api.live import Message, Subscriber, Subscription
-from api.store import ApiStore
+from connectors.api_store import ApiStore
 from connectors.live_log import log_key
 from connectors.settings import EXAMPLE_FLEET, REPO_ROOT, Settings
 from contracts.fleet import load_fleet

@@ -88,7 +88,7 @@ def test_the_example_profile_keeps_one_group_and_four_requests(example_fleet: Fl
     unit = example_fleet.sites[0].units[0]
     m = DeviceMap.build(device(unit, 502, 1), example_fleet, {"bess-unit-v1": profile})
     assert [g.name for g in m.groups] == ["default"]
-    assert m.group().blocks == ((0, 15), (100, 26), (200, 125), (330, 25))
+    assert m.group().blocks == ((0, 20), (100, 26), (200, 125), (330, 25))
     assert list(m.group().blocks) == read_blocks(profile, m.assets)
 
 

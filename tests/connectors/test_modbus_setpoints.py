@@ -193,6 +193,9 @@ def test_bess_unit_v1_marks_exactly_its_setpoints_writable() -> None:
     writable = {p.tag: (p.offset, p.datatype) for p in BESS.points["unit"] if p.writable}
     assert writable == {"control_mode": (10, "uint16"),
                         "active_power_setpoint_kw": (11, "int32"),
-                        "active_power_limit_kw": (13, "uint32")}
+                        "active_power_limit_kw": (13, "uint32"),
+                        "charge_limit_kw": (15, "uint32"),
+                        "discharge_limit_kw": (17, "uint32"),
+                        "heartbeat": (19, "uint16")}
     assert not any(p.writable for kind in ("inverter", "block") for p in BESS.points[kind])
     assert _point(BESS, "soc_pct").offset == 5  # the old map is where it was

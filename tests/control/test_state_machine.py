@@ -21,6 +21,7 @@ from control.state_machine import (
     DeviceReport,
     EStop,
     Event,
+    Interlocks,
     OperatorReset,
     OperatorStart,
     OperatorStop,
@@ -304,6 +305,14 @@ class UnitMachine(RuleBasedStateMachine):
     @rule(actor=ACTOR, reason=REASON)
     def estop(self, actor: str, reason: str) -> None:
         self.fire(EStop(actor, reason))
+
+    @rule(run=st.sampled_from([(), ("i1",)]), start=st.sampled_from([(), ("i2",)]))
+    def interlocks(self, run: tuple[str, ...], start: tuple[str, ...]) -> None:
+        before = self.m.state
+        out = self.m.handle(Interlocks(run, start))
+        assert is_legal(before, out.state)
+        if run and before is R:  # a run interlock stops a running unit
+            assert out.state is IDLE and any(isinstance(c, Stop) for c in out.commands)
 
     @precondition(lambda self: self.m.state is not B)
     @rule()

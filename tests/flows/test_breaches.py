@@ -416,7 +416,7 @@ def test_the_example_rules_apply_to_the_example_fleet() -> None:
         ("cell-temp-high", block.id, "warning", 5000, "nordvik"),
         ("cell-temp-rising", block.id, "major", 60_000, "nordvik"),
         ("inverter-temp-high", inverter.id, "minor", 10_000, "nordvik"),
-        ("soc-low", unit.id, "warning", 30_000, "nordvik"),
+        ("soc-low", unit.id, "warning", 2_000, "nordvik"),
     }
     rising = next(e for e in out if e.rule_id == "cell-temp-rising")
     assert rising.message == "cell_temp_max_c rising 2.6 degC/min, 55 degC in ~4 min"

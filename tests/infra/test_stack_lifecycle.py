@@ -53,8 +53,9 @@ def test_sigterm_stops_the_whole_stack_and_frees_its_ports(tmp_path: Path) -> No
     ports = _ports(state, stack.port)
     children = state["children"]
     assert isinstance(children, dict)
-    assert set(children) == {"sim", "connector", "opcua-connector", "flows", "api"}
-    assert len(pids) == 5 and all(alive(p) for p in pids)
+    assert set(children) == {"sim", "connector", "opcua-connector", "flows", "control",
+                             "api"}
+    assert len(pids) == 6 and all(alive(p) for p in pids)
     assert all(is_listening(*p) for p in ports)
     # mesa, the last site, is on OPC UA: not in the Modbus device list, yet its units'
     # telemetry reaches the topic (through the OPC UA connector).

@@ -16,6 +16,7 @@ export const P = {
   shelve: "alarms.shelve",
   contracts: "contracts.read",
   reports: "reports.export",
+  control: "control.command",
 } as const;
 
 export interface App {

@@ -16,6 +16,7 @@ import type { AlarmMessage, AlarmView, Alert, FleetOverview, SiteSnapshot } from
 import { alarmsView } from "./views/alarms";
 import { assetView } from "./views/asset";
 import { contractsView } from "./views/contracts";
+import { controlView } from "./views/control";
 import { loginView } from "./views/login";
 import { overviewView } from "./views/overview";
 import { qualityView } from "./views/quality";
@@ -65,6 +66,7 @@ function viewFor(app: App, route: Route): View {
   switch (route.name) {
     case "site": return siteView(app, route.id ?? "");
     case "asset": return assetView(app, route.id ?? "");
+    case "control": return controlView(app, route.id ?? "");
     case "alarms": return alarmsView(app);
     case "quality": return qualityView(app);
     case "contracts": return contractsView(app);

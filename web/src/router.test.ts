@@ -7,6 +7,8 @@ describe("hash routes", () => {
     ["#/", "overview", null],
     ["#/site/nordvik", "site", "nordvik"],
     ["#/asset/elbe-u01-i1-b3", "asset", "elbe-u01-i1-b3"],
+    ["#/control/nordvik", "control", "nordvik"],
+    ["#/control", "overview", null],
     ["#/alarms", "alarms", null],
     ["#/quality", "quality", null],
     ["#/contracts", "contracts", null],

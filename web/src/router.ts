@@ -1,10 +1,11 @@
 // Hash routes, so a wall display can be pointed at a URL:
-//   #/  #/site/<id>  #/asset/<id>  #/alarms  #/quality  #/contracts  #/wall  #/login
+//   #/  #/site/<id>  #/asset/<id>  #/control/<site id>  #/alarms  #/quality  #/contracts
+//   #/wall  #/login
 // Query parameters after "?" (#/wall?every=20). A `token=` parameter (the link `make up`
 // prints: #token=…) is taken out of the address and kept for the tab.
 
-export type RouteName = "overview" | "site" | "asset" | "alarms" | "quality" | "contracts" | "wall"
-  | "login";
+export type RouteName = "overview" | "site" | "asset" | "control" | "alarms" | "quality"
+  | "contracts" | "wall" | "login";
 
 export interface Route {
   name: RouteName;
@@ -18,7 +19,8 @@ export interface ParsedHash {
   clean: string; // the hash without the token
 }
 
-const WITH_ID: Partial<Record<string, RouteName>> = { site: "site", asset: "asset" };
+const WITH_ID: Partial<Record<string, RouteName>> = { site: "site", asset: "asset",
+  control: "control" };
 const PLAIN: Partial<Record<string, RouteName>> = { "": "overview", alarms: "alarms",
   quality: "quality", contracts: "contracts", wall: "wall", login: "login" };
 
@@ -61,4 +63,9 @@ export function siteHref(id: string): string {
 
 export function assetHref(id: string): string {
   return hashOf({ name: "asset", id, params: {} });
+}
+
+/** A site's safety and control view. */
+export function controlHref(siteId: string): string {
+  return hashOf({ name: "control", id: siteId, params: {} });
 }

@@ -17,6 +17,14 @@ export type ServerFrame =
  */
 export interface BessmonTypes {}
 /**
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "ActiveLimit".
+ */
+export interface ActiveLimit {
+  breach_id: string;
+  severity: "critical" | "major" | "minor" | "warning";
+}
+/**
  * What operators did to one alarm.
  *
  * This interface was referenced by `BessmonTypes`'s JSON-Schema
@@ -117,7 +125,9 @@ export interface Alert {
     | "dlq_rate"
     | "data_instability"
     | "unwritable"
-    | "store_outage";
+    | "store_outage"
+    | "control_action"
+    | "control_command_failed";
   scope_id: string;
   site_id: string | null;
   severity: "critical" | "major" | "minor" | "warning";
@@ -275,6 +285,47 @@ export interface AssetNode {
   last_hour_pct: number | null;
   today_pct: number | null;
   children: AssetNode[];
+}
+/**
+ * A command and, once known, what became of it.
+ *
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "CommandSummary".
+ */
+export interface CommandSummary {
+  command_id: string;
+  kind: "estop" | "stop" | "start" | "reset" | "mode" | "write";
+  actor: string;
+  reason: string;
+  ts_ms: number;
+  outcome: ("accepted" | "refused" | "written" | "mismatch" | "timeout" | "failed") | null;
+  by: ("control" | "connector") | null;
+  detail: string;
+  read_back: {
+    [k: string]: number;
+  };
+  writes: DeviceWrite[];
+}
+/**
+ * One setpoint: a writable point of the unit controller and its value.
+ *
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "DeviceWrite".
+ */
+export interface DeviceWrite {
+  tag: string;
+  value: number;
+}
+/**
+ * 202: the commands are on `bess.commands` (the broker acknowledged every one); what
+ * became of them shows in the units' views (`commands`, with outcome and read-back).
+ *
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "CommandsAccepted".
+ */
+export interface CommandsAccepted {
+  command_ids: string[];
+  unit_ids: string[];
 }
 /**
  * This interface was referenced by `BessmonTypes`'s JSON-Schema
@@ -493,6 +544,15 @@ export interface HeartbeatFrame {
 }
 /**
  * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "InterlockView".
+ */
+export interface InterlockView {
+  id: string;
+  forbid: "charge" | "discharge" | "run" | "start";
+  message: string;
+}
+/**
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
  * via the `definition` "Me".
  */
 export interface Me {
@@ -559,6 +619,41 @@ export interface UnsubscribedFrame {
   channel: string;
 }
 /**
+ * A site's units as the control loop holds them, in fleet order.
+ *
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "SiteControl".
+ */
+export interface SiteControl {
+  site_id: string;
+  control_loop_alive: boolean;
+  control_loop_beat_ms: number | null;
+  units: UnitControlView[];
+}
+/**
+ * One unit as the control loop holds it: `bessmon:control:<site id>` (a Redis hash by
+ * unit id) and `GET /api/v1/control/units/{unit_id}`.
+ *
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "UnitControlView".
+ */
+export interface UnitControlView {
+  unit_id: string;
+  site_id: string;
+  state: "BOOT" | "IDLE" | "RUNNING" | "ERROR" | "STOPPED";
+  mode: "passive" | "charge_only" | "derated" | "normal" | "stopped";
+  device: ("running" | "idle" | "fault") | null;
+  fresh: boolean;
+  derate: number;
+  power_limit_kw: number | null;
+  interlocks: InterlockView[];
+  limits: ActiveLimit[];
+  last_command: CommandSummary | null;
+  commands: CommandSummary[];
+  last_refusal: string | null;
+  updated_ms: number;
+}
+/**
  * This interface was referenced by `BessmonTypes`'s JSON-Schema
  * via the `definition` "StatusInterval".
  */
@@ -568,6 +663,19 @@ export interface StatusInterval {
   state: string;
   derate_fraction: number | null;
   cause: string | null;
+}
+/**
+ * A unit as the control loop holds it (`UnitControlView`), beside whether the loop is
+ * alive: a view is only as current as the loop that writes it, so a client must not show
+ * a RUNNING unit as controlled while nobody controls it.
+ *
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "UnitControl".
+ */
+export interface UnitControl {
+  control_loop_alive: boolean;
+  control_loop_beat_ms: number | null;
+  unit: UnitControlView;
 }
 /**
  * `latest:<unit>` in Redis and the `asset:<unit>` channel: a battery unit's newest tag

@@ -1,13 +1,14 @@
 // #/site/<id> — one site: its live availability and contract, the heat map of its battery
 // units → inverters → DC blocks coloured by status, the availability trend and timeline,
-// its active alarms, availability drops with their tickets.
+// its active alarms, availability drops with their tickets; a link to its safety and control
+// view (#/control/<id>).
 import { Disposer, P, poll, type App, type View } from "../app";
 import { alarmList, episodeTable, section, stateChip, ticketTable, updateStateChip,
          updateWarningBadge } from "../components";
 import { attr, frameThrottle, h, reconcile, text } from "../dom";
 import { CONTRACT_NOTES, siteContract } from "../fleet";
 import { money, pct, words } from "../format";
-import { assetHref } from "../router";
+import { assetHref, controlHref } from "../router";
 import { againstGuarantee, dropsToShow, siteLevel, stateOf } from "../status";
 import type { AssetDetail, AssetNode, Episode, Page, UnitAvailability } from "../types";
 import { historyPanel } from "./history-panel";
@@ -92,7 +93,9 @@ export function siteView(app: App, siteId: string): View {
       h("a", { href: "#/" }, "Fleet"), " › ", h("span", {}, site.name ?? site.id)),
     h("div", { class: "title-row" },
       h("h1", { id: "view-title" }, site.name ?? site.id), stateChip(null),
-      h("span", { class: "chip warning" }), h("span", { class: "freshness" })),
+      h("span", { class: "chip warning" }), h("span", { class: "freshness" }),
+      h("a", { class: "control-link", href: controlHref(siteId) },
+        app.can(P.control) ? "Safety & control (emergency stop)" : "Safety & control")),
     h("div", { class: "meta" }, `${site.customer} · ${site.region} · ${site.timezone} · ` +
       `${site.units} units · ${(site.rated_power_kw / 1000).toFixed(1)} MW / ` +
       `${(site.rated_energy_kwh / 1000).toFixed(1)} MWh`));

@@ -1,6 +1,6 @@
-"""The API's own durable state, in one SQLite file (WAL; every API process of a machine
-shares it): integrators' API keys and the audit log. `BESSMON_API_DB`, default
-`<run dir>/api.db`."""
+"""The API's durable state, in one SQLite file (WAL; every API process of a machine and the
+control loop share it): integrators' API keys and the audit log, which the control loop
+writes too. `BESSMON_API_DB`, default `<run dir>/api.db`."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from api.store import ApiStore
+from connectors.api_store import ApiStore
 
 GENESIS = "0" * 64
 Outcome = Literal["ok", "refused", "failed"]
