@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     cors_origins: list[str] = []  # closed unless listed (JSON list in BESSMON_CORS_ORIGINS)
     # Live feed: heartbeat (and credential re-check) period of every WebSocket.
     ws_heartbeat_s: float = Field(15.0, gt=0, le=300)
+    # Notifications (connectors/notify/): the SMTP relay (smtp://user:pass@host:port
+    # ?starttls=1|0|auto, or smtps://), the sender address, the routing rules, the outbox.
+    smtp_url: str | None = None
+    smtp_from: str = "bessmon@localhost"
+    notify_rules: Path | None = None
+    notify_db: Path | None = None  # default <run_dir>/notify.db
 
     @model_validator(mode="after")
     def _oidc_complete(self) -> Settings:
@@ -96,6 +102,10 @@ class Settings(BaseSettings):
     @property
     def api_db_path(self) -> Path:
         return self.api_db or self.run_dir / "api.db"
+
+    @property
+    def notify_db_path(self) -> Path:
+        return self.notify_db or self.run_dir / "notify.db"
 
     def spool_for(self, connector: str) -> Path:
         """The spool directory of one connector process (one per process: never shared)."""

@@ -4,7 +4,7 @@ with damage on their passive twins (observed only) — so the suite can fail.
 
 Real parts throughout (infra/rig.py): the simulator's Modbus gateways and physics at 60×
 speed, the Modbus connector (which executes commands and enforces the hard limits), the
-flows (which raise the breaches), the control loop; the broker is paused for 30 s and the
+flows (which raise the breaches), the control loop; the broker is paused for 25 s and the
 control loop killed with SIGKILL and restarted while the faults go on. All scenarios run at
 once on different units of one fleet (`protection_loss` takes away the unit controller's own
 thermal derate, SOC limits and power clamp; the other conditions push it):
@@ -103,16 +103,16 @@ def test_no_damage_where_protected_damage_where_only_observed(rig: Rig) -> None:
     def at(t: float) -> None:
         time.sleep(max(0.0, start + t - time.monotonic()))
 
-    at(50)  # the loop and the connector act on the breaches and limits
+    at(40)  # the loop and the connector act on the breaches and limits
     rig.pause_broker()  # nothing reaches the flows or the loop: the connector and the
-    at(80)              # units' watchdogs hold the line
+    at(65)              # units' watchdogs hold the line
     rig.resume_broker()
-    at(90)
+    at(72)
     rig.kill("control", signal.SIGKILL)
-    at(100)
+    at(80)
     rig.restart("control")
     rig.wait("the control loop back", rig.control_alive, 60)
-    at(140)
+    at(115)
 
     damage = rig.sim("GET", "/damage")["units"]
     harmed = {u: d["seconds"] for u, d in damage.items()

@@ -1,0 +1,445 @@
+"""The senders: e-mail over SMTP, signed JSON webhooks, and Slack / Microsoft Teams
+incoming webhooks. Each takes one message and either returns (delivered: a short detail of
+what the receiver answered) or raises a `DeliveryError` that says whether trying again can
+help — the dispatcher retries `TemporaryError` with backoff and gives up on
+`PermanentError` at once.
+
+Why the classification matters: a refused recipient (SMTP 550) or a deleted endpoint (HTTP
+404/410) will never succeed and must show up in the delivery log as failed now, not after
+an hour of retries; a relay that is restarting (connection refused, 4xx, a timeout, HTTP
+5xx/408/429) usually comes back.
+
+Every message carries its outbox id as a stable identity — `Message-ID: <id@bessmon>` for
+e-mail, `Idempotency-Key` / `X-Bessmon-Event-Id` for webhooks — because delivery is
+at-least-once: a dispatcher that dies after the receiver accepted but before the outbox
+recorded it sends again, and the receiver drops the repeat by that id.
+
+The functions are blocking (smtplib, an httpx.Client): the dispatcher runs them in its own
+thread or process, never on an event loop."""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import json
+import re
+import smtplib
+import socket
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any, Literal
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import httpx
+
+from connectors.ticketing.signing import hmac_sha256
+
+StartTls = Literal["never", "always", "auto"]
+SIGNATURE_HEADER = "X-Bessmon-Signature"
+EVENT_ID_HEADER = "X-Bessmon-Event-Id"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+USER_AGENT = "bessmon-notify/1"
+SLACK_HEADER_MAX = 150  # Slack: a header block's plain_text is at most 150 characters
+SLACK_SECTION_MAX = 3000  # … and a section's text at most 3000
+
+
+class DeliveryError(Exception):
+    """The message was not delivered; `permanent` says whether retrying can help."""
+
+    permanent: bool = False
+
+
+class TemporaryError(DeliveryError):
+    """Worth retrying later (unreachable, busy, timed out, 4xx SMTP, 5xx/408/429 HTTP)."""
+
+    permanent = False
+
+
+class PermanentError(DeliveryError):
+    """Never worth retrying as it stands (refused recipient, 5xx SMTP, 4xx HTTP, bad
+    address or configuration)."""
+
+    permanent = True
+
+
+# --------------------------------------------------------------------------- e-mail
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str
+    port: int
+    implicit_tls: bool = False  # smtps://: TLS from the first byte
+    starttls: StartTls = "auto"
+    username: str | None = None
+    password: str | None = None
+    timeout_s: float = 30.0
+    verify: bool = True  # check the server's certificate (host name and chain)
+    cafile: str | None = None  # trust this CA bundle instead of the system's
+
+    def __repr__(self) -> str:  # never print the password
+        return (f"SmtpConfig(host={self.host!r}, port={self.port}, "
+                f"implicit_tls={self.implicit_tls}, starttls={self.starttls!r}, "
+                f"username={self.username!r}, password={'***' if self.password else None}, "
+                f"timeout_s={self.timeout_s}, verify={self.verify}, cafile={self.cafile!r})")
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+_SMTP_PARAMS = {"starttls", "timeout", "verify", "cafile"}
+
+
+def parse_smtp_url(url: str) -> SmtpConfig:
+    """`smtp://[user[:password]@]host[:port][?starttls=1|0|auto][&timeout=s][&verify=0]
+    [&cafile=path]` (port 25; STARTTLS `auto`: used when the server offers it) or
+    `smtps://…` (implicit TLS, port 465). User and password are percent-decoded. Raises
+    ValueError saying what is wrong, never echoing the password."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError as e:
+        raise ValueError(f"SMTP URL is not a URL: {e}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("smtp", "smtps"):
+        raise ValueError(f"SMTP URL must start with smtp:// or smtps://, not "
+                         f"{(scheme + '://') if scheme else 'nothing'}")
+    if not parts.hostname:
+        raise ValueError("SMTP URL has no host (smtp://host:port)")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("SMTP URL port must be a number from 1 to 65535") from None
+    if port == 0:
+        raise ValueError("SMTP URL port must be a number from 1 to 65535")
+    if parts.path not in ("", "/"):
+        raise ValueError(f"SMTP URL takes no path (got {parts.path!r})")
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password is not None else None
+    if password is not None and not username:
+        raise ValueError("SMTP URL has a password but no user name")
+    params: dict[str, str] = {}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key not in _SMTP_PARAMS:
+            raise ValueError(f"SMTP URL has unknown parameter {key!r} "
+                             f"(known: {', '.join(sorted(_SMTP_PARAMS))})")
+        if key in params:
+            raise ValueError(f"SMTP URL repeats parameter {key!r}")
+        params[key] = value
+    implicit = scheme == "smtps"
+    starttls: StartTls = "never" if implicit else "auto"
+    if "starttls" in params:
+        value = params["starttls"].lower()
+        if implicit:
+            raise ValueError("smtps:// is TLS from the start: drop starttls= "
+                             "(or use smtp://…?starttls=1)")
+        if value in _TRUE:
+            starttls = "always"
+        elif value in _FALSE:
+            starttls = "never"
+        elif value == "auto":
+            starttls = "auto"
+        else:
+            raise ValueError(f"SMTP URL starttls must be 1, 0 or auto, not {value!r}")
+    timeout = 30.0
+    if "timeout" in params:
+        try:
+            timeout = float(params["timeout"])
+        except ValueError:
+            timeout = -1.0
+        if not 0 < timeout <= 600:
+            raise ValueError("SMTP URL timeout must be seconds, more than 0 and at most 600")
+    verify = True
+    if "verify" in params:
+        value = params["verify"].lower()
+        if value not in _TRUE | _FALSE:
+            raise ValueError(f"SMTP URL verify must be 1 or 0, not {value!r}")
+        verify = value in _TRUE
+    return SmtpConfig(host=parts.hostname, port=port or (465 if implicit else 25),
+                      implicit_tls=implicit, starttls=starttls, username=username,
+                      password=password, timeout_s=timeout, verify=verify,
+                      cafile=params.get("cafile") or None)
+
+
+@dataclass(frozen=True)
+class Email:
+    id: str  # the outbox id: becomes the Message-ID
+    to: str
+    subject: str
+    body: str
+
+
+_ATEXT = re.compile(r"[A-Za-z0-9!#$%&'*+\-/?^_`{|}~.]")
+_ADDRESS = re.compile(r"^[^\s@<>()\[\],;:\"\\]+@[^\s@<>()\[\],;:\"\\]+$")
+
+
+def message_id(id: str) -> str:
+    """`<id@bessmon>`, with every character a Message-ID may not hold (and '=') written as
+    =XX: the same id always gives the same header, distinct ids distinct headers."""
+    out = []
+    for i, c in enumerate(id):
+        dot_ok = c != "." or (0 < i < len(id) - 1 and id[i - 1] != ".")  # dot-atom rules
+        keep = c != "=" and dot_ok and _ATEXT.fullmatch(c) is not None
+        out.append(c if keep else "".join(f"={b:02X}" for b in c.encode()))
+    return f"<{''.join(out)}@bessmon>"
+
+
+def build_email(msg: Email, sender: str) -> EmailMessage:
+    if not _ADDRESS.match(msg.to):
+        raise PermanentError(f"not an e-mail address: {msg.to!r}")
+    out = EmailMessage()
+    out["From"] = sender
+    out["To"] = msg.to
+    out["Subject"] = " ".join(msg.subject.split())  # no line breaks: no header injection
+    out["Date"] = email.utils.formatdate(localtime=False, usegmt=True)
+    out["Message-ID"] = message_id(msg.id)
+    out["X-Bessmon-Event-Id"] = " ".join(msg.id.split())
+    out["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
+    out.set_content(msg.body)
+    return out
+
+
+def _tls_context(config: SmtpConfig) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=config.cafile)
+    if not config.verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def _classify_code(code: int, text: str) -> DeliveryError:
+    return PermanentError(text) if code >= 500 else TemporaryError(text)
+
+
+def _reply(code: int, raw: bytes | str) -> str:
+    msg = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+    return f"{code} {' '.join(msg.split())}"
+
+
+def _login(smtp: smtplib.SMTP, username: str, password: str) -> None:
+    """smtplib's login, except that user names and passwords outside ASCII (which smtplib
+    cannot encode) go as UTF-8 with AUTH PLAIN or LOGIN (RFC 4616 / common practice)."""
+    if (username + password).isascii():
+        smtp.login(username, password)
+        return
+    offered = smtp.esmtp_features.get("auth", "").upper().split()
+    user, secret = username.encode(), password.encode()
+    if "PLAIN" in offered:
+        code, reply = smtp.docmd("AUTH", "PLAIN " + base64.b64encode(
+            b"\0" + user + b"\0" + secret).decode())
+    elif "LOGIN" in offered:
+        code, reply = smtp.docmd("AUTH", "LOGIN " + base64.b64encode(user).decode())
+        if code == 334:
+            code, reply = smtp.docmd(base64.b64encode(secret).decode())
+    else:
+        raise PermanentError(f"SMTP server offers neither AUTH PLAIN nor LOGIN ({offered}), "
+                             "the only ones that carry a non-ASCII password")
+    if code != 235:
+        raise smtplib.SMTPAuthenticationError(code, reply)
+
+
+def send_email(config: SmtpConfig, sender: str, msg: Email) -> str:
+    """Send one e-mail (blocking). Returns the server's answer; raises TemporaryError or
+    PermanentError."""
+    message = build_email(msg, sender)
+    where = f"SMTP {config.host}:{config.port}"
+    try:
+        if config.implicit_tls:
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(config.host, config.port,
+                                                  timeout=config.timeout_s,
+                                                  context=_tls_context(config))
+        else:
+            smtp = smtplib.SMTP(config.host, config.port, timeout=config.timeout_s)
+        with smtp:
+            smtp.ehlo()
+            if not config.implicit_tls and config.starttls != "never":
+                if smtp.has_extn("starttls"):
+                    smtp.starttls(context=_tls_context(config))
+                    smtp.ehlo()
+                elif config.starttls == "always":
+                    raise PermanentError(f"{where} does not offer STARTTLS, which the "
+                                         "SMTP URL requires (starttls=1)")
+            if config.username:
+                if not smtp.has_extn("auth"):
+                    raise PermanentError(f"{where} offers no AUTH (over this connection), "
+                                         "but the SMTP URL has a user name")
+                _login(smtp, config.username, config.password or "")
+            envelope_from = email.utils.parseaddr(sender)[1] or sender
+            refused = smtp.send_message(message, from_addr=envelope_from, to_addrs=[msg.to])
+            if refused:  # one recipient per message: only reached when some were refused
+                code, text = next(iter(refused.values()))
+                raise _classify_code(code, f"{where} refused {msg.to}: {_reply(code, text)}")
+            return f"{where} accepted {message['Message-ID']} for {msg.to}"
+    except DeliveryError:
+        raise
+    except smtplib.SMTPRecipientsRefused as e:
+        code, text = next(iter(e.recipients.values()))
+        raise _classify_code(code, f"{where} refused recipient {msg.to}: "
+                                   f"{_reply(code, text)}") from None
+    except smtplib.SMTPAuthenticationError as e:
+        raise _classify_code(e.smtp_code, f"{where} refused the login of "
+                                          f"{config.username!r}: "
+                                          f"{_reply(e.smtp_code, e.smtp_error)}") from None
+    except smtplib.SMTPSenderRefused as e:
+        raise _classify_code(e.smtp_code, f"{where} refused sender {sender}: "
+                                          f"{_reply(e.smtp_code, e.smtp_error)}") from None
+    except smtplib.SMTPResponseException as e:
+        raise _classify_code(e.smtp_code, f"{where} answered "
+                                          f"{_reply(e.smtp_code, e.smtp_error)}") from None
+    except smtplib.SMTPNotSupportedError as e:
+        raise PermanentError(f"{where}: {e}") from None
+    except smtplib.SMTPServerDisconnected as e:
+        if "timed out" in str(e):  # smtplib turns a read timeout into a disconnection
+            raise TemporaryError(f"{where} timed out after {config.timeout_s:g} s") from None
+        raise TemporaryError(f"{where} closed the connection: {e or 'no reason'}") from None
+    except ssl.SSLCertVerificationError as e:
+        raise TemporaryError(f"{where}: TLS certificate not trusted "
+                             f"({e.verify_message})") from None
+    except TimeoutError:
+        raise TemporaryError(f"{where} timed out after {config.timeout_s:g} s") from None
+    except ConnectionRefusedError:
+        raise TemporaryError(f"{where}: connection refused") from None
+    except socket.gaierror as e:
+        raise TemporaryError(f"{where}: host not found ({e.strerror})") from None
+    except (OSError, smtplib.SMTPException) as e:
+        raise TemporaryError(f"{where}: {type(e).__name__}: {e}") from None
+
+
+# --------------------------------------------------------------------------- webhooks
+
+def sign(secret: bytes, body: bytes) -> str:
+    """The `X-Bessmon-Signature` value: `sha256=` and the hex HMAC-SHA256 of the raw body."""
+    return "sha256=" + hmac_sha256(secret, body).hex()
+
+
+def encode_json(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def send_webhook(client: httpx.Client, url: str, id: str, payload: Any, *,
+                 secret: bytes | None = None, timeout_s: float = 10.0) -> str:
+    """POST the JSON payload (blocking). 2xx is delivered; 408, 429 and 5xx, timeouts and
+    connection errors are temporary; other 4xx, redirects and bad URLs are permanent."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise PermanentError(f"not an http(s) URL: {redact_url(url)}")
+    body = encode_json(payload)
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
+               IDEMPOTENCY_HEADER: id, EVENT_ID_HEADER: id}
+    if secret:
+        headers[SIGNATURE_HEADER] = sign(secret, body)
+    where = redact_url(url)
+    try:
+        resp = client.post(url, content=body, headers=headers, timeout=timeout_s,
+                           follow_redirects=False)
+    except httpx.TimeoutException:
+        raise TemporaryError(f"POST {where} timed out after {timeout_s:g} s") from None
+    except httpx.HTTPError as e:
+        raise TemporaryError(f"POST {where}: {type(e).__name__}: {e}") from None
+    status = resp.status_code
+    answer = f"POST {where} → {status} {_snippet(resp.text)}".rstrip()
+    if 200 <= status < 300:
+        return answer
+    if status in (408, 429) or status >= 500:
+        retry_after = resp.headers.get("retry-after")
+        raise TemporaryError(answer + (f" (Retry-After: {retry_after})" if retry_after
+                                       else ""))
+    if 300 <= status < 400:
+        raise PermanentError(f"{answer}: redirects are not followed, configure the final "
+                             f"URL ({resp.headers.get('location', '?')})")
+    raise PermanentError(answer)
+
+
+def redact_url(url: str) -> str:
+    """Scheme, host and path only: Slack / Teams webhook URLs carry their secret in the
+    path, so only its start is shown."""
+    parts = urlsplit(url)
+    path = parts.path
+    if len(path) > 24:
+        path = path[:20] + "…"
+    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}" \
+           f"{path}"
+
+
+def _snippet(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+# --------------------------------------------------------------------------- chat
+
+def _slack_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def slack_payload(title: str, text: str, link: str | None = None) -> dict[str, Any]:
+    """A Slack incoming-webhook message: `text` is the notification / fallback line,
+    `blocks` a header, the text, and a button to the link."""
+    blocks: list[dict[str, Any]] = [
+        {"type": "header",
+         "text": {"type": "plain_text", "text": _clip(" ".join(title.split()) or "bessmon",
+                                                      SLACK_HEADER_MAX), "emoji": False}},
+        {"type": "section",
+         "text": {"type": "mrkdwn", "text": _clip(_slack_escape(text) or " ",
+                                                  SLACK_SECTION_MAX)}},
+    ]
+    if link:
+        blocks.append({"type": "actions", "elements": [
+            {"type": "button", "text": {"type": "plain_text", "text": "Open in bessmon"},
+             "url": link}]})
+    return {"text": _clip(_slack_escape(f"{title}: {text}" if text else title), 3000),
+            "blocks": blocks}
+
+
+def teams_payload(title: str, text: str, link: str | None = None) -> dict[str, Any]:
+    """A Microsoft Teams message for a Workflows ("When a Teams webhook request is
+    received") or incoming-webhook URL: one Adaptive Card (1.4) with the title, the text
+    and a button to the link."""
+    card: dict[str, Any] = {
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.4",
+        "body": [
+            {"type": "TextBlock", "text": title, "weight": "Bolder", "size": "Medium",
+             "wrap": True},
+            {"type": "TextBlock", "text": text, "wrap": True},
+        ],
+    }
+    if link:
+        card["actions"] = [{"type": "Action.OpenUrl", "title": "Open in bessmon",
+                            "url": link}]
+    return {"type": "message", "attachments": [
+        {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None,
+         "content": card}]}
+
+
+def default_webhook_payload(id: str, channel: str, recipient: str | None, subject: str,
+                            body: str, created_ms: int) -> dict[str, Any]:
+    """What a generic webhook receives when the enqueuer gave no payload of its own."""
+    return {"event_id": id, "channel": channel, "recipient": recipient, "title": subject,
+            "text": body, "created_ms": created_ms}
+
+
+@dataclass(frozen=True)
+class SendersConfig:
+    """Everything the senders need besides the message. Webhook signing keys live here, by
+    channel name, never in the outbox."""
+
+    smtp: SmtpConfig | None = None
+    smtp_from: str = "bessmon@localhost"
+    webhook_secrets: Mapping[str, bytes] | None = None  # channel name → HMAC key
+    default_webhook_secret: bytes | None = None
+    http_timeout_s: float = 10.0
+
+    def secret_for(self, channel: str) -> bytes | None:
+        if self.webhook_secrets and channel in self.webhook_secrets:
+            return self.webhook_secrets[channel]
+        return self.default_webhook_secret
+
+    @property
+    def max_timeout_s(self) -> float:
+        """The longest a single network wait may take (a lease must outlast it)."""
+        return max(self.smtp.timeout_s if self.smtp else 0.0, self.http_timeout_s)
