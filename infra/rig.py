@@ -1,5 +1,5 @@
 """A test rig: the stack's parts started one by one — broker, Redis, simulator, Modbus
-connector, flows, control loop, API — each of which can be killed, paused and restarted on
+connector, flows, control loop, notifier, API — each of which can be killed, paused and restarted on
 its own, for fault drills (tests/control/test_protection.py) and benchmarks
 (bench/control.py). `bessmon up` is the way to run the stack; this is the way to break it.
 
@@ -57,7 +57,9 @@ class Rig:
     def start(cls, run_dir: Path, *, speed: float = 1.0, fleet_file: Path | None = None,
               control_file: Path | None = None, watchdog_s: float = 10.0,
               parts: tuple[str, ...] = ("connector", "flows", "control"),
-              timeout_s: float = 90.0) -> Rig:
+              env: dict[str, str] | None = None, timeout_s: float = 90.0) -> Rig:
+        """`parts` among connector, flows, control, notify, api (the simulator always);
+        `env`: more environment for every part (e.g. BESSMON_SMTP_URL)."""
         logs = run_dir / "logs"
         broker, redis_service = start_broker(logs), start_redis(logs)
         settings = Settings(KAFKA_BOOTSTRAP_SERVERS=broker.address,
@@ -69,13 +71,13 @@ class Rig:
             updates["control_file"] = control_file
         settings = settings.model_copy(update=updates)
         token = secrets.token_urlsafe(24)
-        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.address,
+        child_env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.address,
                "REDIS_URL": redis_service.address, "BESSMON_RUN_DIR": str(run_dir),
                "BESSMON_FLEET_FILE": str(settings.fleet_file),
                "BESSMON_CONTROL_FILE": str(settings.control_file),
-               "BESSMON_SIM_TOKEN": token, "PYTHONUNBUFFERED": "1"}
+               "BESSMON_SIM_TOKEN": token, "PYTHONUNBUFFERED": "1", **(env or {})}
         sim_port = free_port()
-        rig = cls(run_dir, settings, env, broker, redis_service,
+        rig = cls(run_dir, settings, child_env, broker, redis_service,
                   f"http://127.0.0.1:{sim_port}", token)
         try:
             devices = run_dir / "devices.yaml"
@@ -84,8 +86,9 @@ class Rig:
                                    str(sim_port), "--speed", str(speed), "--fault-rate", "0",
                                    "--watchdog-s", str(watchdog_s)])
             rig.wait("the simulator's device list", devices.exists, timeout_s)
-            if "api" in parts:
+            if "api" in parts or "notify" in parts:
                 ensure_users(settings, load_fleet(settings.fleet_file))
+            if "api" in parts:
                 rig.token = admin_token(settings)
                 api_port = free_port()
                 rig.api_url = f"http://127.0.0.1:{api_port}"
@@ -93,8 +96,8 @@ class Rig:
             for name in parts:
                 if name == "connector":
                     rig.start_part(name, ["connect", "modbus", "--devices", str(devices)])
-                elif name in ("flows", "control"):
-                    rig.start_part(name, [name] if name == "flows" else ["control", "run"])
+                elif name in ("flows", "control", "notify"):
+                    rig.start_part(name, [name] if name == "flows" else [name, "run"])
             if "api" in parts:
                 rig.wait("the API", lambda: _answers(f"{rig.api_url}/api/v1/health"),
                          timeout_s)

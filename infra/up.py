@@ -28,6 +28,7 @@ import httpx
 from connectors.kafka import ensure_topics
 from connectors.settings import Settings
 from contracts.fleet import load_fleet
+from contracts.notify import load_notify
 from infra.accounts import admin_token, ensure_users
 from infra.ports import free_port, is_listening
 from infra.services import Service, ServiceError, spawn, start_broker, start_redis, stop_process
@@ -63,6 +64,7 @@ class Stack:
     fault_durations: float = 1.0
     ticket_delay_s: float = 300.0  # from a fault to its ticket (simulated time)
     opcua_site: str | None = None  # None: the last site when there are several; "none": none
+    notify_rules: Path | None = None  # the notifier runs with these rules (None: no notifier)
     say: Callable[[str], None] = print
     services: list[Service] = field(default_factory=list)
     children: list[Child] = field(default_factory=list)
@@ -107,6 +109,8 @@ class Stack:
             (sites[-1] if len(sites) > 1 else "none")
         if opcua_site != "none" and opcua_site not in sites:
             raise StackError(f"--opcua-site: no site {opcua_site!r} in {fleet_file}")
+        if self.notify_rules is not None:
+            load_notify(self.notify_rules)  # a broken file is refused before anything starts
         self.credentials = ensure_users(settings, load_fleet(fleet_file))
         token = admin_token(settings)
         sim_token = secrets.token_urlsafe(24)
@@ -149,6 +153,9 @@ class Stack:
                                             str(opcua_file)], env)
         self._child("flows", [*cli, "flows"], env)
         self._child("control", [*cli, "control", "run"], env)
+        if self.notify_rules is not None:
+            self._child("notify", [*cli, "notify", "run", "--base-url", base + "/"],
+                        {**env, "BESSMON_NOTIFY_RULES": str(self.notify_rules.resolve())})
         self._child("api", [*cli, "api", "--host", settings.api_host, "--port", str(api_port)],
                     ticketing_env)
         self._wait("API", lambda: _healthy(f"{base}/api/v1/health"), 60)
@@ -246,10 +253,11 @@ def write_private(path: Path, text: str) -> None:
 
 def run_up(settings: Settings, *, sites: int | None, api_port: int | None, seed: int,
            speed: float, fault_rate: float = 0.0, fault_durations: float = 1.0,
-           opcua_site: str | None = None, ticket_delay_s: float = 300.0) -> int:
+           opcua_site: str | None = None, ticket_delay_s: float = 300.0,
+           notify_rules: Path | None = None) -> int:
     stack = Stack(settings, sites=sites, api_port=api_port, seed=seed, speed=speed,
                   fault_rate=fault_rate, fault_durations=fault_durations, opcua_site=opcua_site,
-                  ticket_delay_s=ticket_delay_s)
+                  ticket_delay_s=ticket_delay_s, notify_rules=notify_rules)
     stopping = running = restart = False
 
     def request_stop(signum: int, _frame: object) -> None:

@@ -2,8 +2,9 @@
 
 Each command group is a module of this package with its `add_parsers`: `stack` (up,
 services), `sim`, `connect` (modbus, opcua), `flows` (flows, replay), `backfill`, `contracts`
-(contracts evaluate, report compliance), `users` (audit, users), `api`, `control` (estop;
-the control loop's `run`); `common` holds what they share."""
+(contracts evaluate, report compliance), `users` (audit, users), `api`, `control` (the
+control loop's `run`, estop), `notify` (the notifier's `run`); `common` holds what they
+share."""
 
 from __future__ import annotations
 
@@ -12,9 +13,21 @@ import sys
 
 from connectors.settings import get_settings
 from contracts.errors import InvalidInput
-from infra.cli import api, backfill, connect, contracts, control, flows, sim, stack, users
+from infra.cli import (
+    api,
+    backfill,
+    connect,
+    contracts,
+    control,
+    flows,
+    notify,
+    sim,
+    stack,
+    users,
+)
 
-GROUPS = (stack, sim, connect, flows, backfill, contracts, users, api, control)  # --help's order
+# --help's order
+GROUPS = (stack, sim, connect, flows, backfill, contracts, users, api, control, notify)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import signal
+from pathlib import Path
 
 from connectors.settings import Settings
 from infra.cli.common import non_negative, parse_duration, positive_float, positive_int
@@ -20,7 +21,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     return run_up(settings, sites=args.sites, api_port=args.api_port, seed=args.seed,
                   speed=args.speed, fault_rate=args.fault_rate,
                   fault_durations=args.fault_durations, opcua_site=args.opcua_site,
-                  ticket_delay_s=args.ticket_delay)
+                  ticket_delay_s=args.ticket_delay,
+                  notify_rules=args.notify_rules or settings.notify_rules)
 
 
 def cmd_services(args: argparse.Namespace, settings: Settings) -> int:
@@ -57,6 +59,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                     "last site when it has several; 'none': every site on Modbus)")
     up.add_argument("--ticket-delay", type=parse_duration, default=300.0,
                     help="simulated time from a fault to its ticket (default 5m)")
+    up.add_argument("--notify-rules", type=Path, metavar="FILE",
+                    help="notification rules (docs/notifications.md; or BESSMON_NOTIFY_RULES): "
+                         "starts the notifier, which e-mails through BESSMON_SMTP_URL")
     up.set_defaults(run=cmd_up)
 
     services = sub.add_parser("services", help="run the local broker and Redis only")

@@ -1,0 +1,293 @@
+"""`bessmon notify run`: alarms and alerts to people. Reads `bess.breaches` (the alarms) and
+`bess.alerts` (early warnings, data quality, control actions) from their end, turns each
+transition into a `NotifyEvent` (the site's customer and region from the fleet, a link to
+its dashboard page), routes it through the rules (`BESSMON_NOTIFY_RULES`,
+contracts/notify.py), throttles it (digests, flapping), watches unacknowledged critical
+alarms for escalation (an acknowledgement is read from the API's alarm handling in Redis),
+and puts every message into the persistent outbox, which the dispatcher sends
+(connectors/notify/outbox.py, dispatcher.py): nothing is lost when this process dies, and
+a message is never sent twice for one transition and recipient (the outbox's id).
+
+Users are the API's users file (`<run dir>/users.yaml`): their role and scope; their e-mail
+address from the rules file's `preferences` (the users file has none). A record that does
+not validate goes to the dead-letter topic with its reason."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+import yaml
+from confluent_kafka import Consumer, Message, TopicPartition
+from pydantic import ValidationError
+
+from connectors.kafka import CheckedProducer, ensure_topics
+from connectors.notify.dispatcher import Dispatcher, senders_config
+from connectors.notify.outbox import Outbox
+from connectors.redis_store import alarm_handling_key
+from connectors.settings import Settings
+from contracts.alarms import AlarmHandling
+from contracts.errors import InvalidInput
+from contracts.events import Alert, BreachEvent, dead_letter
+from contracts.fleet import Fleet, load_fleet
+from contracts.notify import (
+    Escalation,
+    NotifyConfig,
+    NotifyEvent,
+    Outgoing,
+    Throttle,
+    UserInfo,
+    deliveries,
+    load_notify,
+    matching_rules,
+    route,
+)
+
+log = logging.getLogger(__name__)
+SOURCE = "notify"
+CONTROL_KINDS = frozenset({"control_action", "control_command_failed"})
+
+
+def read_users(path: Path, config: NotifyConfig) -> dict[str, UserInfo]:
+    """The users of the API's users file as routing needs them (the API validates the file;
+    an entry this cannot read is left out with a warning). E-mail: `preferences.<user>`."""
+    if not path.exists():
+        return {}
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    out: dict[str, UserInfo] = {}
+    for entry in data.get("users", []) if isinstance(data, dict) else []:
+        try:
+            name = str(entry["username"])
+            prefs = config.preferences.get(name)
+            out[name] = UserInfo(name, prefs.email if prefs else None, str(entry["role"]),
+                                 tuple(map(str, entry["customers"])),
+                                 tuple(map(str, entry["regions"])),
+                                 bool(entry.get("disabled", False)))
+        except (KeyError, TypeError):
+            log.warning("%s: a user entry without username, role or scope: skipped", path)
+    return out
+
+
+def webhook_secrets(config: NotifyConfig, source: Path | None) -> dict[str, bytes]:
+    """Each signed webhook channel's key, from the environment variable it names; a named
+    variable that is not set is refused (an unsigned message would be rejected by the
+    receiver, or worse, accepted)."""
+    out = {}
+    for name, channel in config.channels.items():
+        if channel.secret_env is None:
+            continue
+        value = os.environ.get(channel.secret_env, "")
+        if not value:
+            raise InvalidInput(str(source), f"channels.{name}.secret_env",
+                               f"the environment variable {channel.secret_env} is not set")
+        out[name] = value.encode()
+    return out
+
+
+def _when(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+class Notifier:
+    def __init__(self, settings: Settings, *, base_url: str | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings, self.clock = settings, clock
+        self.fleet: Fleet = load_fleet(settings.fleet_file)
+        names = set(read_users(settings.users_path, NotifyConfig()))
+        self.config = load_notify(settings.notify_rules, usernames=names or None) \
+            if settings.notify_rules else NotifyConfig()
+        self.users = read_users(settings.users_path, self.config)
+        self.base_url = (base_url or f"http://{settings.api_host}:{settings.api_port}/")
+        self.outbox = Outbox(settings.notify_db_path)
+        self.dispatcher = Dispatcher(self.outbox, senders_config(
+            settings, webhook_secrets=webhook_secrets(self.config, settings.notify_rules)))
+        self.throttle = Throttle.of(self.config)
+        self.escalation = Escalation()
+        self.events: dict[str, NotifyEvent] = {}  # watched for escalation, by id
+        bootstrap = settings.require_kafka()
+        self.topics: dict[str, Callable[[bytes, int], list[NotifyEvent]]] = {
+            settings.topic_breaches: self._breach, settings.topic_alerts: self._alert}
+        ensure_topics(bootstrap, [*self.topics, settings.topic_dlq], settings.topic_partitions)
+        self.consumer = Consumer({"bootstrap.servers": bootstrap,
+                                  "group.id": f"bessmon-notify-{uuid.uuid4().hex}",
+                                  "enable.auto.commit": False, "fetch.wait.max.ms": 50})
+        self.producer = CheckedProducer(bootstrap)
+        self.redis = redis.Redis.from_url(settings.require_redis())
+        self.ready = threading.Event()
+        self.enqueued = 0
+
+    # -- events --------------------------------------------------------------------------
+
+    def _site(self, site_id: str | None) -> tuple[str | None, str | None]:
+        try:
+            site = self.fleet.site(site_id) if site_id else None
+        except KeyError:
+            site = None
+        return (site.customer, site.region) if site else (None, None)
+
+    def _link(self, site_id: str | None, asset_id: str | None) -> str:
+        if asset_id and asset_id in self.fleet.assets and \
+                self.fleet.assets[asset_id].kind != "site" and site_id:
+            return f"{self.base_url}#/site/{site_id}"
+        return f"{self.base_url}#/site/{site_id}" if site_id else self.base_url
+
+    def _breach(self, value: bytes, now_ms: int) -> list[NotifyEvent]:
+        b = BreachEvent.model_validate_json(value)
+        customer, region = self._site(b.site_id)
+        verb = "cleared" if b.state == "cleared" else "raised"
+        return [NotifyEvent(
+            event_id=b.breach_id, kind="alarm", transition=b.state, severity=b.severity,
+            site_id=b.site_id, customer=customer, region=region, asset_id=b.asset_id,
+            title=f"{b.severity.upper()} {b.asset_id}: {b.message}"[:500],
+            text=(f"{b.asset_id} ({b.site_id}): {b.message}\n"
+                  f"{b.tag} {b.value:g} (threshold {b.threshold:g}), {b.kind} {b.rule_id} "
+                  f"{verb} at {_when(b.ts_ms)}"),
+            cause=b.rule_id, ts_ms=b.ts_ms, link=self._link(b.site_id, b.asset_id))]
+
+    def _alert(self, value: bytes, now_ms: int) -> list[NotifyEvent]:
+        a = Alert.model_validate_json(value)
+        customer, region = self._site(a.site_id)
+        kind = "control" if a.kind in CONTROL_KINDS else "alert"
+        return [NotifyEvent(
+            event_id=a.alert_id, kind=kind, transition=a.state, severity=a.severity,
+            site_id=a.site_id, customer=customer, region=region, asset_id=a.scope_id,
+            title=f"{a.severity.upper()} {a.scope_id}: {a.message}"[:500],
+            text=f"{a.kind} on {a.scope_id}: {a.message}\n{a.state} at {_when(a.ts_ms)}",
+            cause=a.kind, ts_ms=a.ts_ms, link=self._link(a.site_id, a.scope_id))]
+
+    # -- routing -------------------------------------------------------------------------
+
+    def handle(self, event: NotifyEvent, now_ms: int) -> None:
+        for d in route(self.config, event, self.users, now_ms):
+            self._enqueue(self.throttle.offer(d, event, now_ms), now_ms)
+        if event.transition == "raised":
+            for rule in matching_rules(self.config, event, now_ms):
+                if self.escalation.raised(event, rule, now_ms):
+                    self.events[event.event_id] = event
+        elif event.transition == "cleared":
+            self.escalation.cleared(event.event_id)
+            self.events.pop(event.event_id, None)
+
+    def _enqueue(self, outgoing: list[Outgoing], now_ms: int) -> None:
+        for o in outgoing:
+            d = o.delivery
+            subject, body = self._message(o)
+            payload: dict[str, Any] | None = None
+            if d.channel_type == "webhook":
+                payload = {"id": d.dedup_key, "kind": o.kind, "events": [
+                    e.model_dump(mode="json") for e in o.events]}
+            if self.outbox.enqueue(d.dedup_key, channel=d.channel, channel_type=d.channel_type,
+                                   address=d.address, subject=subject, body=body,
+                                   now_ms=now_ms, recipient=d.recipient, payload=payload):
+                self.enqueued += 1
+        if outgoing:
+            self.dispatcher.wake()
+
+    @staticmethod
+    def _message(o: Outgoing) -> tuple[str, str]:
+        first = o.events[0]
+        if o.kind == "single":
+            word = {"raised": "", "cleared": "cleared: ", "acknowledged": "acknowledged: ",
+                    "escalated": "ESCALATED: "}[first.transition]
+            body = first.text + (f"\n\nOpen: {first.link}" if first.link else "")
+            return f"[bessmon] {word}{first.title}"[:300], body
+        if o.kind == "digest":
+            lines = [f"- {e.transition}: {e.title}" for e in o.events]
+            return f"[bessmon] {len(o.events)} alarms and alerts", "\n".join(lines)
+        if o.kind == "flapping":
+            return f"[bessmon] flapping: {first.title}"[:300], \
+                f"{first.title} changes too often; held back until it settles."
+        return f"[bessmon] settled ({first.transition}): {first.title}"[:300], first.text
+
+    def _acknowledged(self) -> None:
+        """Stop escalating the alarms operators acknowledged (the API's alarm handling)."""
+        for event_id, event in list(self.events.items()):
+            if event.site_id is None:
+                continue
+            raw = self.redis.hget(alarm_handling_key(event.site_id), event_id)
+            if raw and AlarmHandling.model_validate_json(raw).acknowledged_ms is not None:
+                self.escalation.acknowledged(event_id)
+                del self.events[event_id]
+
+    def tick(self, now_ms: int) -> None:
+        self._enqueue(self.throttle.flush(now_ms), now_ms)
+        if self.events:
+            self._acknowledged()
+        for due in self.escalation.due(now_ms):
+            escalated = due.event.model_copy(update={"transition": "escalated"})
+            for d in deliveries(self.config, escalated, due.targets, self.users, now_ms):
+                self._enqueue([Outgoing("single", d, (escalated,))], now_ms)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _assign(self) -> None:
+        metadata = self.consumer.list_topics(timeout=10)
+        assignment = []
+        for t in self.topics:
+            for p in metadata.topics[t].partitions:
+                _, high = self.consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)
+                assignment.append(TopicPartition(t, p, high))
+        self.consumer.assign(assignment)
+        self.ready.set()
+
+    def _dead(self, msg: Message, problem: str, now_ms: int) -> None:
+        key = msg.key()
+        letter = dead_letter(source=SOURCE, reason="invalid", detail=problem, ts_ms=now_ms,
+                             payload=(msg.value() or b"").decode("utf-8", "replace"),
+                             key=key.decode("utf-8", "replace") if key else None,
+                             topic=msg.topic(), partition=msg.partition(), offset=msg.offset())
+        self.producer.produce(self.settings.topic_dlq, SOURCE, letter.model_dump_json().encode())
+
+    def run(self, stop: threading.Event) -> None:
+        self._assign()
+        sender = threading.Thread(target=self.dispatcher.run, args=(stop,), daemon=True)
+        sender.start()
+        rules = len(self.config.rules)
+        log.info("notifier: %d rules, %d channels, %d users; outbox %s", rules,
+                 len(self.config.channels), len(self.users), self.settings.notify_db_path)
+        last_tick = 0.0
+        try:
+            while not stop.is_set():
+                for msg in self.consumer.consume(200, timeout=0.2):
+                    if msg.error() is not None:
+                        continue
+                    now_ms = int(self.clock() * 1000)
+                    try:
+                        events = self.topics[msg.topic() or ""](msg.value() or b"", now_ms)
+                    except ValidationError as exc:
+                        self._dead(msg, json.dumps(exc.errors()[:3], default=str)[:1500],
+                                   now_ms)
+                        continue
+                    for event in events:
+                        self.handle(event, now_ms)
+                now = self.clock()
+                if now - last_tick >= 1.0:
+                    last_tick = now
+                    self.tick(int(now * 1000))
+        finally:
+            stop.set()
+            sender.join(15)
+            self.consumer.close()
+            self.producer.flush(10)
+            self.producer.close()
+            self.dispatcher.close()
+
+
+def run_notifier(settings: Settings, base_url: str | None = None) -> int:
+    """`bessmon notify run`: until SIGINT or SIGTERM."""
+    import signal
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    Notifier(settings, base_url=base_url).run(stop)
+    return 0
