@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from connectors.settings import REPO_ROOT
+from infra.services import die_with_parent
 
 DASHBOARD = re.compile(r"^Dashboard: (http://[\d.]+:(\d+)/)#token=(\S+)$")
 
@@ -52,9 +53,11 @@ def start_stack(run_dir: Path, *args: str, timeout_s: float = 120) -> RunningSta
     env = {k: v for k, v in os.environ.items()
            if k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")}
     env["BESSMON_RUN_DIR"] = str(run_dir)
+    # Dies with the test run: a test that fails before stopping its stack leaves nothing
+    # running (its children die with it in turn).
     process = subprocess.Popen([sys.executable, "-m", "infra.cli", "up", "--api-port", "0",
                                 *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env=env, cwd=REPO_ROOT)
+                               text=True, env=env, cwd=REPO_ROOT, preexec_fn=die_with_parent)
     assert process.stdout is not None
     output: list[str] = []
     deadline = time.monotonic() + timeout_s

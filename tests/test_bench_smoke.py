@@ -2,8 +2,8 @@
 and its last line of output is one JSON object. No figure is asserted — a smoke run on a
 shared machine measures nothing; the README's figures come from full runs.
 
-The seven together take about a minute here (most of it starting brokers, simulators, the API
-and a whole `bessmon up` for the dashboard)."""
+The eight together take about a minute and a half here (most of it starting brokers,
+simulators, the API and a whole `bessmon up` for the dashboard)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ RUNS: dict[str, list[str]] = {
     "ws_fanout": ["--clients", "4", "--seconds", "3", "--sites", "1", "--units", "2"],
     "dashboard": ["--loads", "1"],  # needs web/dist (make web) and /usr/bin/chromium
     "control": ["--days", "0.02", "--trials", "3"],
+    "notify": ["--transitions", "40", "--sites", "2", "--rate", "50", "--drain-s", "15"],
 }
 TIMEOUT_S = 120
 
