@@ -328,9 +328,10 @@ class ControlLoop:
     def _handle(self, uc: UnitControl, event: Event, now_ms: int) -> list[Action]:
         before = uc.machine.snapshot
         out = uc.machine.handle(event)
-        if out.snapshot.breaches != before.breaches or out.snapshot.fresh != before.fresh \
-                or out.snapshot.derate != before.derate:
-            uc.changed = True
+        after = out.snapshot
+        if (after.breaches, after.fresh, after.derate, after.device) != \
+                (before.breaches, before.fresh, before.derate, before.device):
+            uc.changed = True  # what the view shows
         return self._apply(uc, out, now_ms)
 
     # -- inputs --------------------------------------------------------------------------
@@ -444,14 +445,17 @@ class ControlLoop:
             uc.charge_kw = uc.discharge_kw = None  # re-sent in the new mode
             event = OperatorStop(cmd.actor, f"mode stopped: {cmd.reason}") \
                 if cmd.mode == "stopped" else Tick(now_ms)
-        uc.commands.appendleft(summary)
+        # The connector may have reported on it already (an estop it executed before the
+        # loop read the command): then that entry stays, with the device's outcome.
+        if not any(c.command_id == cmd.command_id for c in uc.commands):
+            uc.commands.appendleft(summary)
         out = uc.machine.handle(event)
         actions = self._apply(uc, out, now_ms)
         refusal = out.refusal.reason if out.refusal is not None else None
         outcome: Literal["accepted", "refused"] = "refused" if refusal else "accepted"
         detail = refusal or f"{uc.state.value}, mode {self.mode(uc)}"
         for i, c in enumerate(uc.commands):
-            if c.command_id == cmd.command_id:
+            if c.command_id == cmd.command_id and c.by != "connector":
                 uc.commands[i] = c.model_copy(update={"outcome": outcome, "by": "control",
                                                       "detail": detail})
         uc.changed = True

@@ -323,3 +323,36 @@ def test_setpoints_leave_the_loop_within_the_nameplate() -> None:
     assert [(w.tag, w.value) for w in got] == [
         (LIMIT_TAG, 1000.0), (CHARGE_LIMIT_TAG, 0.0), (SETPOINT_TAG, -1000.0),
         (MODE_TAG, MODE_STOP), (HEARTBEAT_TAG, 1)]
+
+
+def test_the_devices_outcome_stays_whichever_arrives_first() -> None:
+    """The connector executes an estop at once: its read-back may reach the loop before the
+    loop reads the command itself. Either order ends with one entry, written and read back."""
+    for result_first in (True, False):
+        loop = make()
+        running(loop)
+        estop = command("estop", T0 + 100)
+        written = CommandResult(command_id=estop.command_id, unit_id=UNIT.id, kind="estop",
+                                by="connector", outcome="written", actor=estop.actor,
+                                reason=estop.reason, read_back={MODE_TAG: 2.0},
+                                ts_ms=T0 + 110)
+        if result_first:
+            loop.on_result(written, T0 + 110)
+            loop.on_command(estop, T0 + 120)
+        else:
+            loop.on_command(estop, T0 + 100)
+            loop.on_result(written, T0 + 110)
+        view = loop.view(loop.units[UNIT.id], T0 + 200)
+        mine = [c for c in view.commands if c.command_id == estop.command_id]
+        assert [(c.outcome, c.read_back) for c in mine] == [("written", {MODE_TAG: 2.0})]
+        assert view.state == "STOPPED"
+
+
+def test_the_view_follows_what_the_device_reports() -> None:
+    loop = make()
+    running(loop)
+    loop.on_command(command("estop", T0 + 100), T0 + 100)
+    uc = loop.units[UNIT.id]
+    uc.changed = False  # the view was published
+    loop.on_sample(sample(UNIT.id, T0 + 1000, mode=MODE_STOP), T0 + 1000)
+    assert uc.changed and loop.view(uc, T0 + 1000).device == "idle"
