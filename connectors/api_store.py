@@ -35,15 +35,13 @@ CREATE TABLE IF NOT EXISTS audit (
 """
 
 
-class ApiStore:
-    """A connection per thread (sqlite3 connections are not shared across threads)."""
+class ThreadConnections:
+    """One SQLite connection per thread (sqlite3 connections are not shared across threads)
+    to a WAL file several processes may open at once; autocommit, a 30 s busy timeout."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, *, synchronous: str) -> None:
+        self.path, self.synchronous = path, synchronous
         self._local = threading.local()
-        with self.connect() as conn:
-            conn.executescript(SCHEMA)
 
     def connect(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -56,7 +54,7 @@ class ApiStore:
                     break
                 except sqlite3.OperationalError:
                     threading.Event().wait(0.05)
-            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             self._local.conn = conn
         return conn
 
@@ -65,3 +63,20 @@ class ApiStore:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+class ApiStore:
+    """A connection per thread (sqlite3 connections are not shared across threads)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conns = ThreadConnections(path, synchronous="NORMAL")
+        with self.connect() as conn:
+            conn.executescript(SCHEMA)
+
+    def connect(self) -> sqlite3.Connection:
+        return self._conns.connect()
+
+    def close(self) -> None:
+        self._conns.close()

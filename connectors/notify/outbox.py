@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
+
+from connectors.api_store import ThreadConnections
 
 ChannelType = Literal["email", "webhook", "slack", "teams"]
 State = Literal["pending", "sent", "failed"]
@@ -104,31 +105,16 @@ class Outbox:
         self.path = path
         self.max_attempts = max_attempts
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
+        # FULL, not NORMAL: a notification acknowledged as enqueued (or marked sent) must
+        # survive a power cut, and the write rate is tiny.
+        self._conns = ThreadConnections(path, synchronous="FULL")
         self.connect().executescript(SCHEMA)
 
     def connect(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA busy_timeout = 30000")
-            for _ in range(50):  # several processes may open a fresh file at once
-                try:
-                    conn.execute("PRAGMA journal_mode = WAL")
-                    break
-                except sqlite3.OperationalError:
-                    threading.Event().wait(0.05)
-            # FULL, not NORMAL: a notification acknowledged as enqueued (or marked sent)
-            # must survive a power cut, and the write rate is tiny.
-            conn.execute("PRAGMA synchronous = FULL")
-            self._local.conn = conn
-        return conn
+        return self._conns.connect()
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self._conns.close()
 
     def enqueue(self, id: str, *, channel: str, channel_type: str, address: str,
                 subject: str, body: str, now_ms: int, recipient: str | None = None,
