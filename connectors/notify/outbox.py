@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
@@ -56,7 +56,10 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_error TEXT,
     sent_ms INTEGER,
     detail TEXT,                         -- what the receiver answered on success
-    updated_ms INTEGER NOT NULL
+    updated_ms INTEGER NOT NULL,
+    sites TEXT,                          -- the sites its events are of, comma-separated
+    severity TEXT,                       -- the highest severity among its events
+    event_ids TEXT                       -- the alarm / alert ids it tells of, comma-separated
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_ms);
 CREATE INDEX IF NOT EXISTS outbox_created ON outbox (created_ms);
@@ -64,7 +67,9 @@ CREATE INDEX IF NOT EXISTS outbox_created ON outbox (created_ms);
 
 _COLUMNS = ("id, channel, channel_type, address, recipient, subject, body, payload, "
             "created_ms, attempts, next_attempt_ms, claimed_until_ms, state, last_error, "
-            "sent_ms, detail, updated_ms")
+            "sent_ms, detail, updated_ms, sites, severity, event_ids")
+# Columns added after the first release: added to an older file when it is opened.
+_ADDED = (("sites", "TEXT"), ("severity", "TEXT"), ("event_ids", "TEXT"))
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,9 @@ class OutboxMessage:
     sent_ms: int | None
     detail: str | None
     updated_ms: int
+    sites: tuple[str, ...] = ()  # the sites its events are of (none: fleet-wide)
+    severity: str | None = None
+    event_ids: tuple[str, ...] = ()
 
 
 def backoff_ms(attempts: int) -> int:
@@ -108,7 +116,13 @@ class Outbox:
         # FULL, not NORMAL: a notification acknowledged as enqueued (or marked sent) must
         # survive a power cut, and the write rate is tiny.
         self._conns = ThreadConnections(path, synchronous="FULL")
-        self.connect().executescript(SCHEMA)
+        conn = self.connect()
+        conn.executescript(SCHEMA.split("CREATE INDEX")[0])
+        have = {r[1] for r in conn.execute("PRAGMA table_info(outbox)")}
+        for name, kind in _ADDED:
+            if name not in have:
+                conn.execute(f"ALTER TABLE outbox ADD COLUMN {name} {kind}")
+        conn.executescript(SCHEMA)
 
     def connect(self) -> sqlite3.Connection:
         return self._conns.connect()
@@ -118,9 +132,12 @@ class Outbox:
 
     def enqueue(self, id: str, *, channel: str, channel_type: str, address: str,
                 subject: str, body: str, now_ms: int, recipient: str | None = None,
-                payload: Mapping[str, Any] | list[Any] | None = None) -> bool:
+                payload: Mapping[str, Any] | list[Any] | None = None,
+                sites: Sequence[str] = (), severity: str | None = None,
+                event_ids: Sequence[str] = ()) -> bool:
         """Add a message, due at once. False when a message with this id is already there
-        (whatever its state): the same transition is never sent twice."""
+        (whatever its state): the same transition is never sent twice. `sites`,
+        `severity` and `event_ids` describe it for the delivery log (and its scope)."""
         if not id:
             raise ValueError("a message needs a non-empty id (the dedup key)")
         if channel_type not in CHANNEL_TYPES:
@@ -132,10 +149,10 @@ class Outbox:
             payload, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
         cur = self.connect().execute(
             "INSERT OR IGNORE INTO outbox (id, channel, channel_type, address, recipient, "
-            "subject, body, payload, created_ms, next_attempt_ms, updated_ms) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "subject, body, payload, created_ms, next_attempt_ms, updated_ms, sites, "
+            "severity, event_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (id, channel, channel_type, address, recipient, subject, body, payload_json,
-             now_ms, now_ms, now_ms))
+             now_ms, now_ms, now_ms, _joined(sites), severity, _joined(event_ids)))
         return cur.rowcount == 1
 
     def claim(self, now_ms: int, limit: int, lease_ms: int) -> list[OutboxMessage]:
@@ -257,11 +274,20 @@ def _clip(text: str | None) -> str | None:
     return text[:MAX_ERROR_CHARS - 1] + "…"
 
 
+def _joined(items: Sequence[str]) -> str | None:
+    return ",".join(dict.fromkeys(items)) or None
+
+
+def _split(text: str | None) -> tuple[str, ...]:
+    return tuple(text.split(",")) if text else ()
+
+
 def _message(row: tuple[Any, ...]) -> OutboxMessage:
     (id, channel, channel_type, address, recipient, subject, body, payload, created_ms,
      attempts, next_attempt_ms, claimed_until_ms, state, last_error, sent_ms, detail,
-     updated_ms) = row
+     updated_ms, sites, severity, event_ids) = row
     return OutboxMessage(id, channel, channel_type, address, recipient, subject, body,
                          None if payload is None else json.loads(payload), created_ms,
                          attempts, next_attempt_ms, claimed_until_ms, state, last_error,
-                         sent_ms, detail, updated_ms)
+                         sent_ms, detail, updated_ms, _split(sites), severity,
+                         _split(event_ids))

@@ -37,7 +37,7 @@ from connectors.redis_store import alarm_handling_key
 from connectors.settings import Settings
 from contracts.alarms import AlarmHandling
 from contracts.errors import InvalidInput
-from contracts.events import Alert, BreachEvent, dead_letter
+from contracts.events import SEVERITY_RANK, Alert, BreachEvent, dead_letter
 from contracts.fleet import Fleet, load_fleet
 from contracts.notify import (
     Escalation,
@@ -185,9 +185,13 @@ class Notifier:
             if d.channel_type == "webhook":
                 payload = {"id": d.dedup_key, "kind": o.kind, "events": [
                     e.model_dump(mode="json") for e in o.events]}
+            sites = [e.site_id for e in o.events if e.site_id]
+            worst = min((e.severity for e in o.events), key=SEVERITY_RANK.__getitem__)
             if self.outbox.enqueue(d.dedup_key, channel=d.channel, channel_type=d.channel_type,
                                    address=d.address, subject=subject, body=body,
-                                   now_ms=now_ms, recipient=d.recipient, payload=payload):
+                                   now_ms=now_ms, recipient=d.recipient, payload=payload,
+                                   sites=sites, severity=worst,
+                                   event_ids=[e.event_id for e in o.events]):
                 self.enqueued += 1
         if outgoing:
             self.dispatcher.wake()
