@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     def notify_db_path(self) -> Path:
         return self.notify_db or self.run_dir / "notify.db"
 
+    @property
+    def notify_rules_path(self) -> Path:
+        """The rules file the notifier reads and the API's rule management writes."""
+        return self.notify_rules or self.run_dir / "notify-rules.yaml"
+
     def spool_for(self, connector: str) -> Path:
         """The spool directory of one connector process (one per process: never shared)."""
         return (self.spool_dir or self.run_dir / "spool") / connector
