@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     smtp_from: str = "bessmon@localhost"
     notify_rules: Path | None = None
     notify_db: Path | None = None  # default <run_dir>/notify.db
+    # Signs the e-mails' acknowledge links (connectors/ack_secret.py); unset, a key file
+    # <run_dir>/auth/ack-link.key shared by the API and the notifier of one machine.
+    ack_secret: str | None = None
 
     @model_validator(mode="after")
     def _oidc_complete(self) -> Settings:

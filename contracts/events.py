@@ -228,7 +228,8 @@ SEVERITY_RANK: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
 
 
 class BreachEvent(_Event):
-    """`bess.breaches`, key = asset id: a limit or trend breach raised, or cleared.
+    """`bess.breaches`, key = asset id: an alarm raised, or cleared — a limit or trend
+    breach, or a status or alert raised as an alarm (contracts/alarm_sources.py).
 
     `breach_id` is stable (rule, asset and the event time it was raised), so a replay or a
     recovery re-emits the same id and consumers can deduplicate. The acknowledge state
@@ -237,7 +238,9 @@ class BreachEvent(_Event):
     v: Literal[1] = 1
     breach_id: str
     rule_id: str
-    kind: Literal["limit", "trend"]
+    # limit / trend: a breach of a tag; status / alert: an asset's status or an early
+    # warning raised as an alarm (contracts/alarm_sources.py)
+    kind: Literal["limit", "trend", "status", "alert"]
     asset_id: str
     site_id: str
     tag: str

@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from contracts.events import SEVERITY_RANK, Cause, Severity, State
+from contracts.events import SEVERITY_RANK, AlertKind, Cause, Severity, State
 from contracts.yamltext import ID_PATTERN, YamlDocument, read_text, validate
 
 AssetKind = Literal["unit", "inverter", "block"]
@@ -161,6 +161,49 @@ class QualityConfig(_Config):
     flapping_window_s: PositiveSeconds = 600.0  # … within this window: data instability
 
 
+AlarmLevel = Severity | Literal["off"]
+StatusKey = Literal["unavailable", "derated", "unknown"] | Cause
+# Alerts that are alarms unless configured off: the early warnings about the batteries and
+# their data. A sink that cannot write (unwritable, store_outage) is about bessmon itself.
+ALARM_ALERTS: frozenset[str] = frozenset({
+    "ld_risk", "telemetry_gap", "frozen_value", "clock_skew", "dlq_rate", "data_instability",
+    "control_action", "control_command_failed"})
+
+
+LevelKind = Literal["unit", "inverter", "block"]
+
+
+def _default_status() -> dict[LevelKind, dict[StatusKey, AlarmLevel]]:
+    return {
+        "unit": {"unavailable": "major", "derated": "minor", "unknown": "major",
+                 "scheduled_maintenance": "warning"},
+        "inverter": {"unavailable": "minor", "derated": "warning", "unknown": "minor",
+                     "scheduled_maintenance": "off"},
+        "block": {"unavailable": "minor", "derated": "warning", "unknown": "minor",
+                  "scheduled_maintenance": "off"},
+    }
+
+
+class AlarmsConfig(_Config):
+    """Which statuses and alerts are alarms, and how severe (contracts/alarm_sources.py).
+
+    `status`: per asset level (unit, inverter, block), a severity (or `off`) by state
+    (unavailable, derated, unknown — no data) or by cause (fault, comms_loss,
+    scheduled_maintenance, …); a cause's entry wins over its state's. A level not listed
+    raises no status alarm. `alerts`: an alert kind's severity as an alarm, or `off`; the
+    kinds not listed keep their own severity (see `ALARM_ALERTS`)."""
+
+    status: dict[LevelKind, dict[StatusKey, AlarmLevel]] = Field(
+        default_factory=_default_status)
+    alerts: dict[AlertKind, AlarmLevel] = Field(default_factory=dict)
+
+    def alert_severity(self, kind: str, own: Severity) -> Severity | None:
+        level = self.alerts.get(kind)  # type: ignore[call-overload]
+        if level is None:
+            return own if kind in ALARM_ALERTS else None
+        return None if level == "off" else level
+
+
 class MonitoringConfig(_Config):
     tags: dict[str, TagSpec]
     device_types: dict[str, DeviceType] = Field(default_factory=dict)
@@ -168,6 +211,7 @@ class MonitoringConfig(_Config):
     limits: tuple[LimitRule, ...] = ()
     trends: tuple[TrendRule, ...] = ()
     quality: QualityConfig = QualityConfig()
+    alarms: AlarmsConfig = AlarmsConfig()
 
     @field_validator("device_types")
     @classmethod

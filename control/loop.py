@@ -393,6 +393,8 @@ class ControlLoop:
         return self._write(uc, now_ms, reason, writes, audit="limits")
 
     def on_breach(self, b: BreachEvent, now_ms: int) -> list[Action]:
+        if b.kind != "limit" and b.kind != "trend":
+            return []  # a status or an alert raised as an alarm: for people, not the loop
         uc = self.units.get(self.unit_of.get(b.asset_id, ""))
         if uc is None:
             return []

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from connectors.history.rows import AvailabilityRow, StatusIntervalRow, TelemetryRow
+from contracts.alarm_sources import StatusAlarms, alert_alarms
 from contracts.availability import Timeline
 from contracts.contract import Contract
 from contracts.engine import unit_weight
@@ -37,7 +38,7 @@ from contracts.fleet import Fleet, Site
 from contracts.incremental import ContractAccumulator
 from contracts.intervals import StatusInterval
 from contracts.kpis import contract_kpis, ld_warning
-from contracts.monitoring import MonitoringConfig
+from contracts.monitoring import AlarmsConfig, MonitoringConfig
 from contracts.periods import from_us, local_midnight_us
 from contracts.rules import Rollup, Rules
 from contracts.status import COMMS_LOSS, Status, StatusRules, classify
@@ -129,6 +130,7 @@ class SiteState:
             for u in self.site.units}
         self.live = {u.id: UnitLive() for u in self.site.units}
         self.breaches = BreachEngine(config, fleet.assets)
+        self.status_alarms = StatusAlarms(config.alarms, fleet.assets)
         self.config_quality = config.quality
         self.device_limits = {name: DeviceLimits.of(config, name)
                               for name in (None, *config.device_types)}
@@ -265,6 +267,16 @@ class SiteState:
         self.status_cache[asset_id] = (key, status)
         return status
 
+    def alarms_of_alerts(self, items: list[Output]) -> list[Output]:
+        """The alarm events of the alerts among a step's outputs (contracts/alarm_sources.py)."""
+        return list(alert_alarms(self.status_alarms.config, items))
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        # A recovery snapshot taken before status alarms existed: none active.
+        self.__dict__.update(state)
+        if "status_alarms" not in state:
+            self.status_alarms = StatusAlarms(AlarmsConfig(), self.assets)
+
     def _step_due(self, last_ms: int | None, now_ms: int, every: int) -> bool:
         """A periodic step (finalizing, the contract windows) is due once per `every` of
         event time, at an offset of its own per site: the sites of a fleet do not all do
@@ -302,6 +314,13 @@ class SiteState:
         live.ts_ms = poll.ts_ms
         for asset_id, tags in poll.readings:
             out.extend(self.breaches.observe(asset_id, poll.ts_ms, tags))
+        alarms = self.status_alarms
+        if not same:
+            for asset_id, status in statuses.items():
+                out.extend(alarms.observe(asset_id, poll.ts_ms, status))
+        elif poll.unit_id in alarms.active and poll.unit_id in statuses:
+            # back from silence (or still as it was): its own status, not comms loss
+            out.extend(alarms.observe(poll.unit_id, poll.ts_ms, statuses[poll.unit_id]))
         effective = live.effective if same else self._effective(poll.unit_id, statuses)
         changed = effective != live.effective
         live.effective = effective
@@ -524,10 +543,13 @@ class SiteState:
         live_totals = {"last_hour": [0.0, 0.0], "today": [0.0, 0.0]}
         units = []
         counts: dict[State, int] = {"available": 0, "derated": 0, "unavailable": 0, "unknown": 0}
+        alarms: list[Output] = []
         for unit in self.site.units:
             live = self.live[unit.id]
             status = live.effective if live.ts_ms is not None and \
                 now - live.ts_ms <= self.settings.stale_after_ms else COMMS_LOSS
+            if status is COMMS_LOSS and live.ts_ms is not None:
+                alarms += self.status_alarms.observe(unit.id, now, COMMS_LOSS)
             pct = {}
             for name, start in (("last_hour", hour_ago), ("today", midnight)):
                 observed, lost = live.timeline.totals(start, now)
@@ -543,7 +565,7 @@ class SiteState:
         windows: dict[str, float | None] = {
             name: None if observed == 0 else 100.0 * (1.0 - lost / observed)
             for name, (observed, lost) in live_totals.items()}
-        alerts: list[Output] = []
+        alerts: list[Output] = alarms
         if self._step_due(self.kpis_ms, now, self.settings.kpi_every_ms):
             # By the contract's rules on final time only (contracts/kpis.py).
             self.kpis = ({}, None) if self.accumulator is None else contract_kpis(
@@ -553,7 +575,7 @@ class SiteState:
             self.ld_alert, raised = ld_warning(self.ld_alert, self.kpis[1],
                                                site_id=self.site.id,
                                                contract_id=self.contract.id, now_ms=now)
-            alerts = list(raised)
+            alerts += raised
         windows.update(self.kpis[0])
         self.published_ms = now
         return [*alerts, SiteAvailability(

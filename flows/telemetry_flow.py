@@ -117,6 +117,8 @@ class SiteRuntime:
         produced the record (its Kafka create time), what a device's clock is judged by
         (live) and what no sample can be ahead of (live and replays)."""
         out = self._record(kind, record, now_ms, produced_ms)
+        if self.state is not None:
+            out += self.state.alarms_of_alerts(out)  # alerts that are alarms too
         if kind == "dead_letter":
             return out  # counted, not refused again
         tallies: list[Output] = []
@@ -208,7 +210,9 @@ class SiteLogic(StatefulLogic[tuple[str, Kind, RawMessage], Output, bytes]):
         out: list[Output] = list(self.runtime.dead_letters.flush(None, force=True))
         state = self.runtime.state
         if self.finish_at_eof and state is not None:
-            out += state.finish()
+            finished = state.finish()
+            out += finished
+            out += state.alarms_of_alerts(finished)
         return out, StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes:

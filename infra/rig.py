@@ -96,6 +96,8 @@ class Rig:
             for name in parts:
                 if name == "connector":
                     rig.start_part(name, ["connect", "modbus", "--devices", str(devices)])
+                elif name == "notify" and "api" in parts:  # its links lead to this API
+                    rig.start_part(name, [name, "run", "--base-url", rig.api_url + "/"])
                 elif name in ("flows", "control", "notify"):
                     rig.start_part(name, [name] if name == "flows" else [name, "run"])
             if "api" in parts:

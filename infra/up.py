@@ -64,7 +64,7 @@ class Stack:
     fault_durations: float = 1.0
     ticket_delay_s: float = 300.0  # from a fault to its ticket (simulated time)
     opcua_site: str | None = None  # None: the last site when there are several; "none": none
-    notify_rules: Path | None = None  # the notifier runs with these rules (None: no notifier)
+    notify_rules: Path | None = None  # the notifier's rules (None: <run dir>/notify-rules.yaml)
     say: Callable[[str], None] = print
     services: list[Service] = field(default_factory=list)
     children: list[Child] = field(default_factory=list)
@@ -109,8 +109,9 @@ class Stack:
             (sites[-1] if len(sites) > 1 else "none")
         if opcua_site != "none" and opcua_site not in sites:
             raise StackError(f"--opcua-site: no site {opcua_site!r} in {fleet_file}")
-        if self.notify_rules is not None:
-            load_notify(self.notify_rules)  # a broken file is refused before anything starts
+        rules = self.notify_rules or run_dir / "notify-rules.yaml"
+        if self.notify_rules is not None or rules.exists():
+            load_notify(rules)  # a broken file is refused before anything starts
         self.credentials = ensure_users(settings, load_fleet(fleet_file))
         token = admin_token(settings)
         sim_token = secrets.token_urlsafe(24)
@@ -126,7 +127,8 @@ class Stack:
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
                "REDIS_URL": settings.require_redis(), "BESSMON_FLEET_FILE": str(fleet_file),
                "BESSMON_RUN_DIR": str(run_dir),
-               "BESSMON_SIM_TOKEN": sim_token, "PYTHONUNBUFFERED": "1"}
+               "BESSMON_SIM_TOKEN": sim_token, "PYTHONUNBUFFERED": "1",
+               "BESSMON_NOTIFY_RULES": str(rules.resolve())}
         # The Jira webhook's secret: the simulator signs with it, the API checks. One made
         # for this run, unless one is set (a real Jira sends to this API too); only these
         # two processes get it.
@@ -153,9 +155,9 @@ class Stack:
                                             str(opcua_file)], env)
         self._child("flows", [*cli, "flows"], env)
         self._child("control", [*cli, "control", "run"], env)
-        if self.notify_rules is not None:
-            self._child("notify", [*cli, "notify", "run", "--base-url", base + "/"],
-                        {**env, "BESSMON_NOTIFY_RULES": str(self.notify_rules.resolve())})
+        # The notifier always runs: with no rules file yet it tells nobody, and picks up
+        # the rules an admin saves through the API (or edits in the file) while it runs.
+        self._child("notify", [*cli, "notify", "run", "--base-url", base + "/"], env)
         self._child("api", [*cli, "api", "--host", settings.api_host, "--port", str(api_port)],
                     ticketing_env)
         self._wait("API", lambda: _healthy(f"{base}/api/v1/health"), 60)

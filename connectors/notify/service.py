@@ -30,15 +30,19 @@ import yaml
 from confluent_kafka import Consumer, Message, TopicPartition
 from pydantic import ValidationError
 
+from connectors.ack_secret import ack_secret
 from connectors.kafka import CheckedProducer, ensure_topics
 from connectors.notify.dispatcher import Dispatcher, senders_config
 from connectors.notify.outbox import Outbox
 from connectors.redis_store import alarm_handling_key
 from connectors.settings import Settings
+from contracts.ack_links import ack_url
+from contracts.alarm_sources import alert_alarm
 from contracts.alarms import AlarmHandling
 from contracts.errors import InvalidInput
 from contracts.events import SEVERITY_RANK, Alert, BreachEvent, dead_letter
 from contracts.fleet import Fleet, load_fleet
+from contracts.monitoring import AlarmsConfig, load_monitoring
 from contracts.notify import (
     Escalation,
     NotifyConfig,
@@ -93,6 +97,15 @@ def webhook_secrets(config: NotifyConfig, source: Path | None) -> dict[str, byte
     return out
 
 
+def _stamp(path: Path | None) -> tuple[int, int] | None:
+    """The rules file's modification time and size (None: no file)."""
+    try:
+        st = path.stat() if path is not None else None
+    except FileNotFoundError:
+        return None
+    return None if st is None else (st.st_mtime_ns, st.st_size)
+
+
 def _when(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -102,14 +115,16 @@ class Notifier:
                  clock: Callable[[], float] = time.time) -> None:
         self.settings, self.clock = settings, clock
         self.fleet: Fleet = load_fleet(settings.fleet_file)
-        names = set(read_users(settings.users_path, NotifyConfig()))
-        self.config = load_notify(settings.notify_rules, usernames=names or None) \
-            if settings.notify_rules else NotifyConfig()
+        self.alarms: AlarmsConfig = load_monitoring(settings.monitoring_file).alarms
+        self.rules_path = settings.notify_rules
+        self.rules_stamp = _stamp(self.rules_path)
+        self.config = self._load_rules() if self.rules_stamp else NotifyConfig()
         self.users = read_users(settings.users_path, self.config)
         self.base_url = (base_url or f"http://{settings.api_host}:{settings.api_port}/")
+        self.ack_secret = ack_secret(settings)
         self.outbox = Outbox(settings.notify_db_path)
         self.dispatcher = Dispatcher(self.outbox, senders_config(
-            settings, webhook_secrets=webhook_secrets(self.config, settings.notify_rules)))
+            settings, webhook_secrets=webhook_secrets(self.config, self.rules_path)))
         self.throttle = Throttle.of(self.config)
         self.escalation = Escalation()
         self.events: dict[str, NotifyEvent] = {}  # watched for escalation, by id
@@ -124,6 +139,39 @@ class Notifier:
         self.redis = redis.Redis.from_url(settings.require_redis())
         self.ready = threading.Event()
         self.enqueued = 0
+
+    # -- the rules file ------------------------------------------------------------------
+
+    def _load_rules(self) -> NotifyConfig:
+        assert self.rules_path is not None
+        names = set(read_users(self.settings.users_path, NotifyConfig()))
+        return load_notify(self.rules_path, usernames=names or None)
+
+    def reload_rules(self) -> bool:
+        """Take the rules file again when it changed (an admin saved rules through the API,
+        or edited the file). A file that no longer validates is not taken: the rules in use
+        stay, and the problem is logged with its file, line and key. True when new rules
+        were taken."""
+        stamp = _stamp(self.rules_path)
+        if stamp == self.rules_stamp:
+            return False
+        self.rules_stamp = stamp
+        try:
+            config = self._load_rules() if stamp else NotifyConfig()
+            secrets = webhook_secrets(config, self.rules_path)
+        except InvalidInput as exc:
+            log.error("notification rules not reloaded, the previous ones stay: %s", exc)
+            return False
+        if (config.digest, config.flapping) != (self.config.digest, self.config.flapping):
+            # held back under the old windows: sent now, not lost with them
+            self._enqueue(self.throttle.flush(2**62), int(self.clock() * 1000))
+            self.throttle = Throttle.of(config)
+        self.config = config
+        self.users = read_users(self.settings.users_path, config)
+        self.dispatcher.config = senders_config(self.settings, webhook_secrets=secrets)
+        log.info("notification rules reloaded from %s: %d rules, %d channels",
+                 self.rules_path, len(config.rules), len(config.channels))
+        return True
 
     # -- events --------------------------------------------------------------------------
 
@@ -144,17 +192,26 @@ class Notifier:
         b = BreachEvent.model_validate_json(value)
         customer, region = self._site(b.site_id)
         verb = "cleared" if b.state == "cleared" else "raised"
+        if b.kind in ("limit", "trend"):
+            what = (f"{b.tag} {b.value:g} (threshold {b.threshold:g}), {b.kind} {b.rule_id} "
+                    f"{verb} at {_when(b.ts_ms)}")
+        else:  # a status or an alert raised as an alarm (contracts/alarm_sources.py)
+            what = f"{b.rule_id} {verb} at {_when(b.ts_ms)}"
+            if b.state == "cleared":
+                what += f" (raised at {_when(b.raised_ms)})"
+        control = b.kind == "alert" and b.tag in CONTROL_KINDS
         return [NotifyEvent(
-            event_id=b.breach_id, kind="alarm", transition=b.state, severity=b.severity,
+            event_id=b.breach_id, kind="control" if control else "alarm",
+            transition=b.state, severity=b.severity,
             site_id=b.site_id, customer=customer, region=region, asset_id=b.asset_id,
             title=f"{b.severity.upper()} {b.asset_id}: {b.message}"[:500],
-            text=(f"{b.asset_id} ({b.site_id}): {b.message}\n"
-                  f"{b.tag} {b.value:g} (threshold {b.threshold:g}), {b.kind} {b.rule_id} "
-                  f"{verb} at {_when(b.ts_ms)}"),
+            text=f"{b.asset_id} ({b.site_id}): {b.message}\n{what}",
             cause=b.rule_id, ts_ms=b.ts_ms, link=self._link(b.site_id, b.asset_id))]
 
     def _alert(self, value: bytes, now_ms: int) -> list[NotifyEvent]:
         a = Alert.model_validate_json(value)
+        if alert_alarm(self.alarms, a) is not None:
+            return []  # an alarm too: told of once, as the alarm (on bess.breaches)
         customer, region = self._site(a.site_id)
         kind = "control" if a.kind in CONTROL_KINDS else "alert"
         return [NotifyEvent(
@@ -181,6 +238,14 @@ class Notifier:
         for o in outgoing:
             d = o.delivery
             subject, body = self._message(o)
+            first = o.events[0]
+            if d.channel_type == "email" and o.kind == "single" and first.kind == "alarm" \
+                    and first.transition in ("raised", "escalated") and first.site_id:
+                recipient = f"user:{d.recipient}" if d.channel.startswith("user:") \
+                    else f"channel:{d.channel}"
+                body += "\nAcknowledge: " + ack_url(
+                    self.base_url, self.ack_secret, site_id=first.site_id,
+                    alarm_id=first.event_id, recipient=recipient, now_ms=now_ms)
             payload: dict[str, Any] | None = None
             if d.channel_type == "webhook":
                 payload = {"id": d.dedup_key, "kind": o.kind, "events": [
@@ -223,6 +288,7 @@ class Notifier:
                 del self.events[event_id]
 
     def tick(self, now_ms: int) -> None:
+        self.reload_rules()
         self._enqueue(self.throttle.flush(now_ms), now_ms)
         if self.events:
             self._acknowledged()

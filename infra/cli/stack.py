@@ -60,8 +60,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     up.add_argument("--ticket-delay", type=parse_duration, default=300.0,
                     help="simulated time from a fault to its ticket (default 5m)")
     up.add_argument("--notify-rules", type=Path, metavar="FILE",
-                    help="notification rules (docs/notifications.md; or BESSMON_NOTIFY_RULES): "
-                         "starts the notifier, which e-mails through BESSMON_SMTP_URL")
+                    help="notification rules (docs/notifications.md; or BESSMON_NOTIFY_RULES; "
+                         "default <run dir>/notify-rules.yaml, which admins may edit through "
+                         "the API); e-mail goes through BESSMON_SMTP_URL")
     up.set_defaults(run=cmd_up)
 
     services = sub.add_parser("services", help="run the local broker and Redis only")

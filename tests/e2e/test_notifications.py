@@ -3,14 +3,17 @@ the flows raise a critical breach → the notifier routes it by the rules → th
 real SMTP server (aiosmtpd). The mail names the asset, the cause, the time and links to the
 site's dashboard page; a user whose scope does not hold the site never hears of it; an
 unacknowledged critical alarm escalates to the next tier until acknowledged; the notifier
-killed with SIGKILL and restarted loses nothing already in its outbox.
+killed with SIGKILL and restarted loses nothing already in its outbox. A unit that trips
+is an alarm too, mailed with a one-time link that acknowledges it; rules saved while the
+notifier runs are taken at once.
 
-Real parts (infra/rig.py): broker, Redis, simulator, Modbus connector, flows, notifier."""
+Real parts (infra/rig.py): broker, Redis, simulator, Modbus connector, flows, notifier, API."""
 
 from __future__ import annotations
 
 import email
 import email.policy
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -18,6 +21,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from aiosmtpd.controller import Controller
@@ -83,7 +87,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory, smtp: tuple[Inbox, int]) -> It
     run_dir = tmp_path_factory.mktemp("notify")
     rules = run_dir / "rules.yaml"
     rules.write_text(RULES)
-    r = Rig.start(run_dir, parts=("connector", "flows", "notify"), env={
+    r = Rig.start(run_dir, parts=("connector", "flows", "notify", "api"), env={
         "BESSMON_SMTP_URL": f"smtp://127.0.0.1:{smtp[1]}?starttls=0",
         "BESSMON_NOTIFY_RULES": str(rules)})
     yield r
@@ -151,3 +155,50 @@ def test_a_killed_notifier_loses_nothing(rig: Rig, smtp: tuple[Inbox, int]) -> N
     until("the queued message sent by the new notifier",
           lambda: inbox.to("ops@example.test", "drill after a kill -9"))
     assert outbox.counts()["pending"] == 0
+
+
+def test_a_unit_trip_is_mailed_with_a_link_that_acknowledges_it(
+        rig: Rig, smtp: tuple[Inbox, int]) -> None:
+    """The issue's own case: `bessmon sim fault nordvik-u02` turned the unit red and told
+    nobody. Now the trip is an alarm (a major one by default) and the rules mail it — here
+    through a rule saved while the notifier runs; the mail's link acknowledges it once."""
+    inbox, _ = smtp
+    rules = Path(rig.env["BESSMON_NOTIFY_RULES"])
+    rules.write_text(RULES.replace("preferences:", """  - name: trips
+    when: {kind: alarm, severity_at_least: major, sites: [nordvik]}
+    notify: [trip-mail]
+preferences:""").replace("channels:\n", "channels:\n  trip-mail: {type: email, "
+                                        "to: [trips@example.test]}\n"))
+    time.sleep(2.5)  # the notifier looks at the file every second
+    rig.sim("POST", "/faults", {"asset_id": "nordvik-u02", "duration_s": 600})
+    until("the trip mailed by the new rule",
+          lambda: inbox.to("trips@example.test", "nordvik-u02: nordvik-u02 unavailable"))
+    [mail] = inbox.to("trips@example.test", "nordvik-u02: nordvik-u02 unavailable")
+    body = mail.get_content()
+    assert "MAJOR" in str(mail["Subject"]) and "(fault)" in body and "UTC" in body
+    assert "#/site/nordvik" in body
+    link = re.search(r"Acknowledge: (\S+)", body)
+    assert link is not None and link.group(1).startswith(rig.api_url)
+    token = link.group(1).split("token=", 1)[1]
+    # Opening the link shows the alarm and changes nothing (mail scanners open links).
+    page = httpx.get(link.group(1), timeout=10)
+    assert page.status_code == 200 and "nordvik-u02" in page.text
+    client = redis.Redis.from_url(rig.redis_service.address)
+    [breach] = [b for raw in client.hvals(alarms_key("nordvik"))
+                if (b := BreachEvent.model_validate_json(raw)).asset_id == "nordvik-u02"
+                and b.kind == "status"]
+    assert client.hget(alarm_handling_key("nordvik"), breach.breach_id) is None
+    done = httpx.post(f"{rig.api_url}/api/v1/alarms/ack", data={"token": token}, timeout=10)
+    assert done.status_code == 200, done.text
+    raw = client.hget(alarm_handling_key("nordvik"), breach.breach_id)
+    assert raw is not None
+    assert AlarmHandling.model_validate_json(raw).acknowledged_by == \
+        "email-link:channel:trip-mail"
+    again = httpx.post(f"{rig.api_url}/api/v1/alarms/ack", data={"token": token}, timeout=10)
+    assert again.status_code == 410
+    # The unit runs again: the alarm clears, and that is mailed too.
+    rig.sim("DELETE", "/faults/nordvik-u02")
+    until("the clearing mailed", lambda: inbox.to("trips@example.test", "cleared: "))
+    until("the alarm gone", lambda: client.hget(alarms_key("nordvik"), breach.breach_id)
+          is None)
+    client.close()

@@ -105,13 +105,14 @@ def run_flow(kafka: str, redis_url: str, db: int, tmp: Path,
 
 def without_refusals(run: Run) -> dict[str, Any]:
     """Everything the valid records compute: the outputs less the dead letters, the
-    dead-letter-rate alerts and the counts of refused and repeated records."""
+    dead-letter-rate alerts (and their alarms) and the counts of refused and repeated
+    records."""
     def alert_ok(a: dict[str, Any]) -> bool:
-        return a.get("kind") != "dlq_rate"
+        return a.get("kind") != "dlq_rate" and a.get("rule_id") != "alert.dlq_rate"
 
     topics = {name: sorted(json.dumps({k: v for k, v in m.items() if k != "counts"},
                                       sort_keys=True) for m in msgs
-                           if name != "alerts" or alert_ok(m))
+                           if name not in ("alerts", "breaches") or alert_ok(m))
               for name, msgs in run.topics.items() if name != "dlq"}
     state: dict[str, Any] = {}
     for key, value in run.redis.items():
@@ -121,11 +122,12 @@ def without_refusals(run: Run) -> dict[str, Any]:
             snapshot = json.loads(value)
             snapshot.pop("counts")
             value = snapshot
-        elif key.startswith("bessmon:alerts:"):
+        elif key.startswith(("bessmon:alerts:", "bessmon:alarms:")):
             value = {k: v for k, v in value.items() if alert_ok(json.loads(v))}
         state[key] = value
-    history = {t: rows for t, rows in run.history.items() if t != "alerts"}
-    history["alerts"] = [r for r in run.history["alerts"] if "dlq_rate" not in repr(r)]
+    history = {t: rows for t, rows in run.history.items() if t not in ("alerts", "breaches")}
+    for table in ("alerts", "breaches"):
+        history[table] = [r for r in run.history[table] if "dlq_rate" not in repr(r)]
     return {"topics": topics, "redis": state, "history": history}
 
 

@@ -276,3 +276,45 @@ def test_ld_risk_is_warned_once_per_level_and_cleared_once_recovered() -> None:
     assert last.windows["trailing_7d"] == pytest.approx(100.0)
     assert last.contract.actual_pct == pytest.approx(month)
     assert last.contract.ld_year_to_date == 0.0
+
+
+def test_a_unit_trip_and_a_silent_unit_are_alarms_cleared_when_they_end() -> None:
+    """Issue: a unit that trips turned red with no alarm. Its status is an alarm now, raised
+    from the live view (at once, not after the lateness) and cleared when it runs again; a
+    unit that stops reporting while its neighbour goes on is a comms-loss alarm, cleared by
+    its next poll."""
+    from contracts.events import BreachEvent
+
+    state = SiteState(FLEET, "s1", CONFIG, site_contract(), FAST)
+    out = feed(state, [sample(u, t) for t in range(3) for u in ("u1", "u2")])
+    out += feed(state, [sample("u1", 3, code=3), sample("u2", 3)])
+    trips = [e for e in of(out, BreachEvent) if e.kind == "status"]
+    assert [(e.asset_id, e.rule_id, e.severity, e.state, e.ts_ms - T0) for e in trips] == [
+        ("u1", "status.unavailable", "major", "raised", 3000)]
+    assert "fault" in trips[0].message
+    out = feed(state, [sample("u1", 4), sample("u2", 4)])
+    assert [(e.breach_id, e.state) for e in of(out, BreachEvent)] == [
+        (trips[0].breach_id, "cleared")]
+    # u2 goes silent; u1 reports on: after stale_after (10 s) u2 is a comms-loss alarm
+    out = feed(state, [sample("u1", t) for t in range(5, 20)])
+    silent = [e for e in of(out, BreachEvent) if e.asset_id == "u2"]
+    assert [(e.rule_id, e.state) for e in silent] == [("status.unknown", "raised")]
+    assert "comms loss" in silent[0].message and silent[0].ts_ms - T0 > 14_000
+    out = feed(state, [sample("u2", 20)])
+    assert [(e.breach_id, e.state) for e in of(out, BreachEvent)] == [
+        (silent[0].breach_id, "cleared")]
+
+
+def test_the_site_warning_level_is_an_alarm_as_well_as_an_alert() -> None:
+    """Alerts of the site (here the warning level from the telemetry flow's step, through
+    SiteRuntime) become alarms under ids of their own, raised and cleared with them."""
+    from contracts.alarm_sources import alert_alarms
+    from contracts.events import Alert
+
+    state = SiteState(FLEET, "s1", CONFIG, site_contract(), FAST)
+    alert = Alert(alert_id="ld_risk:s1:1", kind="ld_risk", scope_id="s1", site_id="s1",
+                  severity="major", state="raised", raised_ms=T0, ts_ms=T0,
+                  message="LD risk")
+    [alarm] = state.alarms_of_alerts([alert, *feed(state, [sample("u1", 0)])])
+    assert alarm == alert_alarms(CONFIG.alarms, [alert])[0]
+    assert (alarm.kind, alarm.asset_id, alarm.site_id) == ("alert", "s1", "s1")
