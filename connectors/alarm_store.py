@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import redis
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
@@ -17,7 +18,7 @@ from connectors.live_log import publish
 from connectors.redis_store import alarm_handling_key, alarms_key
 from contracts.alarms import Action, AlarmHandling, AlarmState, alarm_state, handle
 from contracts.events import SEVERITY_RANK, BreachEvent
-from contracts.live import HandlingMessage
+from contracts.live import BreachMessage, HandlingMessage
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,19 @@ class Alarm:
     breach: BreachEvent
     handling: AlarmHandling | None
     state: AlarmState
+
+
+def write_alarm(pipe: redis.client.Pipeline, event: BreachEvent) -> None:
+    """Queue the hot-state writes of an alarm raised or cleared: the site's active-alarm
+    hash (a cleared alarm takes its operators' handling with it) and the `alarms` channel.
+    Idempotent but for the channel (a feed): the flows' Redis sink and the control loop
+    both write alarms this way."""
+    if event.state == "raised":
+        pipe.hset(alarms_key(event.site_id), event.breach_id, event.model_dump_json())
+    else:
+        pipe.hdel(alarms_key(event.site_id), event.breach_id)
+        pipe.hdel(alarm_handling_key(event.site_id), event.breach_id)
+    publish(pipe, "alarms", BreachMessage(breach=event).model_dump_json())
 
 
 class NoSuchAlarm(KeyError):

@@ -150,7 +150,7 @@ class UnitControl:
     heartbeat_ms: int = 0
     commands: deque[CommandSummary] = field(default_factory=lambda: deque(maxlen=20))
     last_refusal: str | None = None
-    alerted: set[str] = field(default_factory=set)  # alert ids raised and not cleared
+    alerted: dict[str, Alert] = field(default_factory=dict)  # raised and not cleared, by id
     changed: bool = True
 
     @property
@@ -264,15 +264,22 @@ class ControlLoop:
         alert_id = f"{kind}:{uc.unit.id}"
         if self.mode(uc) == "passive":
             return []  # nothing was done
-        if state == "cleared":
-            if alert_id not in uc.alerted:
-                return []
-            uc.alerted.discard(alert_id)
-        else:
-            uc.alerted.add(alert_id)
-        return [Raise(Alert(alert_id=alert_id, kind=kind, scope_id=uc.unit.id,
-                            site_id=uc.site_id, severity=severity, state=state,
-                            raised_ms=now_ms, ts_ms=now_ms, message=message[:500]))]
+        # One alert per kind and unit at a time; its clearing carries what it was raised
+        # with (time, severity), so that the alarm it also is clears under the same id.
+        active = uc.alerted.pop(alert_id, None)
+        out: list[Action] = []
+        if active is not None:
+            out.append(Raise(active.model_copy(update={
+                "state": "cleared", "ts_ms": max(now_ms, active.raised_ms),
+                "message": (message if state == "cleared" else
+                            f"{active.message} (superseded)")[:500] or active.message})))
+        if state == "raised":
+            raised = Alert(alert_id=alert_id, kind=kind, scope_id=uc.unit.id,
+                           site_id=uc.site_id, severity=severity, state=state,
+                           raised_ms=now_ms, ts_ms=now_ms, message=message[:500])
+            uc.alerted[alert_id] = raised
+            out.append(Raise(raised))
+        return out
 
     def _apply(self, uc: UnitControl, out: Outcome, now_ms: int) -> list[Action]:
         """Carry out what the state machine decided."""

@@ -30,11 +30,14 @@ import redis
 from confluent_kafka import Consumer, Message, TopicPartition
 from pydantic import ValidationError
 
+from connectors.alarm_store import write_alarm
 from connectors.api_store import ApiStore
 from connectors.audit import AuditLog
 from connectors.kafka import CheckedProducer, ensure_topics
+from connectors.live_log import publish
 from connectors.redis_store import CONTROL_ALIVE_KEY, alarms_key, alerts_key, control_key
 from connectors.settings import Settings
+from contracts.alarm_sources import alert_alarm
 from contracts.control import CommandResult, ControlCommand, load_control
 from contracts.errors import InvalidInput
 from contracts.events import BreachEvent, TelemetrySample, dead_letter
@@ -162,11 +165,19 @@ class ControlService:
                 alert = a.alert
                 payload = alert.model_dump_json()
                 self.producer.produce(s.topic_alerts, alert.scope_id, payload.encode())
+                pipe = self.redis.pipeline(transaction=False)
                 key = alerts_key(alert.site_id or "fleet")
                 if alert.state == "raised":
-                    self.redis.hset(key, alert.alert_id, payload)
+                    pipe.hset(key, alert.alert_id, payload)
                 else:
-                    self.redis.hdel(key, alert.alert_id)
+                    pipe.hdel(key, alert.alert_id)
+                publish(pipe, "alerts", payload)
+                alarm = alert_alarm(self.monitoring.alarms, alert)
+                if alarm is not None:  # an alarm too, in the breach lifecycle
+                    self.producer.produce(s.topic_breaches, alarm.asset_id,
+                                          alarm.model_dump_json().encode())
+                    write_alarm(pipe, alarm)
+                pipe.execute()
         if self.producer.failed:
             failed, self.producer.failed = self.producer.failed, []
             log.error("%d records refused by the broker, first: %s", len(failed), failed[0])

@@ -16,10 +16,9 @@ from collections.abc import Sequence
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from connectors.alarm_store import write_alarm
 from connectors.live_log import publish
 from connectors.redis_store import (
-    alarm_handling_key,
-    alarms_key,
     alerts_key,
     dead_letters_key,
     episodes_key,
@@ -34,7 +33,7 @@ from contracts.events import (
     SiteAvailability,
     UnavailabilityEpisode,
 )
-from contracts.live import BreachMessage, LiveStatus, UnitLatest
+from contracts.live import LiveStatus, UnitLatest
 from flows.outputs import LatestValues, Output, SiteTicket
 from flows.sink_errors import Reporter, SinkGuard, describe_json
 
@@ -78,13 +77,7 @@ class _Partition(StatelessSinkPartition[HotState]):
                 publish(pipe, f"site:{item.site_id}", payload)
                 publish(pipe, "fleet", payload)
             elif isinstance(item, BreachEvent):
-                payload = item.model_dump_json()
-                if item.state == "raised":
-                    pipe.hset(alarms_key(item.site_id), item.breach_id, payload)
-                else:
-                    pipe.hdel(alarms_key(item.site_id), item.breach_id)
-                    pipe.hdel(alarm_handling_key(item.site_id), item.breach_id)
-                publish(pipe, "alarms", BreachMessage(breach=item).model_dump_json())
+                write_alarm(pipe, item)
             elif isinstance(item, Alert):
                 payload = item.model_dump_json()
                 key = alerts_key(item.site_id or "fleet")

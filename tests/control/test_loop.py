@@ -356,3 +356,32 @@ def test_the_view_follows_what_the_device_reports() -> None:
     uc.changed = False  # the view was published
     loop.on_sample(sample(UNIT.id, T0 + 1000, mode=MODE_STOP), T0 + 1000)
     assert uc.changed and loop.view(uc, T0 + 1000).device == "idle"
+
+
+def test_status_and_alert_alarms_are_for_people_not_for_the_loop() -> None:
+    """A unit that trips is a critical status alarm if so configured, and a control action
+    an alarm too: the loop reads them on the alarms topic and must not react to its own."""
+    loop = make()
+    running(loop)
+    for kind, rule in (("status", "status.unavailable"), ("alert", "alert.control_action")):
+        event = breach(UNIT.id, "critical", T0 + 500).model_copy(
+            update={"kind": kind, "rule_id": rule})
+        assert loop.on_breach(event, T0 + 500) == []
+    assert loop.units[UNIT.id].state is State.RUNNING
+
+
+def test_a_control_alert_raised_again_clears_the_one_before_under_its_own_time() -> None:
+    """One control alert per kind and unit: a second one clears the first with the time
+    and severity it was raised with, so the alarm it is clears under the same id."""
+    loop = make()
+    running(loop)
+    block = UNIT.inverters[0].blocks[0].id
+    first = [a.alert for a in loop.on_breach(breach(block, "major", T0 + 500), T0 + 500)
+             if isinstance(a, Raise)]
+    second = [a.alert for a in loop.on_breach(breach(block, "critical", T0 + 900), T0 + 900)
+              if isinstance(a, Raise)]
+    assert [(a.state, a.severity) for a in first] == [("raised", "minor")]
+    cleared, raised = second
+    assert (cleared.state, cleared.raised_ms, cleared.severity) == \
+        ("cleared", first[0].raised_ms, first[0].severity)
+    assert (raised.state, raised.raised_ms, raised.severity) == ("raised", T0 + 900, "major")

@@ -121,6 +121,15 @@ def test_a_critical_breach_becomes_a_stop_command_audited_and_persisted(
     assert verify(ApiStore(settings.api_db_path)).ok  # the chain holds
     saved = json.loads(state_path(settings).read_text())
     assert saved["units"][UNIT]["machine"]["state"] == "ERROR"
+    # The stop is an alarm for people too (an alert in the breach lifecycle): in the site's
+    # active alarms and on the alarms topic, which the loop itself reads and leaves alone.
+    alarms = until(lambda: [b for raw in redis_client.hvals(alarms_key("nordvik"))
+                            if (b := BreachEvent.model_validate_json(raw)).kind == "alert"])
+    assert [(a.rule_id, a.asset_id, a.severity) for a in alarms] == [
+        ("alert.control_action", UNIT, "major")]
+    topic = [BreachEvent.model_validate_json(m.value() or b"") for m in read_topic(
+        settings.require_kafka(), settings.topic_breaches, idle_s=0.3, timeout_s=5)]
+    assert alarms[0].breach_id in {b.breach_id for b in topic}
 
 
 def test_a_restart_resumes_latched_and_picks_up_active_breaches(
