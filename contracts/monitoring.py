@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationInfo,
@@ -161,7 +162,11 @@ class QualityConfig(_Config):
     flapping_window_s: PositiveSeconds = 600.0  # … within this window: data instability
 
 
-AlarmLevel = Severity | Literal["off"]
+def _off(value: object) -> object:
+    return "off" if value is False else value  # YAML 1.1 reads a bare `off` as false
+
+
+AlarmLevel = Annotated[Severity | Literal["off"], BeforeValidator(_off)]
 StatusKey = Literal["unavailable", "derated", "unknown"] | Cause
 # Alerts that are alarms unless configured off: the early warnings about the batteries and
 # their data. A sink that cannot write (unwritable, store_outage) is about bessmon itself.

@@ -95,7 +95,7 @@ def test_the_monitoring_file_holds_the_alarm_severities() -> None:
         "tags: {status_code: {min: 0, max: 9}}\n"
         "status: {code_tag: status_code, codes: {0: {state: available}}}\n"
         "alarms:\n  status:\n    unit: {unavailable: critical}\n"
-        "  alerts: {ld_risk: critical, frozen_value: 'off'}\n", "m.yaml")
+        "  alerts: {ld_risk: critical, frozen_value: off}\n", "m.yaml")  # bare off: false
     assert config.alarms.status == {"unit": {"unavailable": "critical"}}
     assert config.alarms.alert_severity("ld_risk", "minor") == "critical"
     assert config.alarms.alert_severity("frozen_value", "minor") is None
