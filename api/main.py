@@ -26,6 +26,7 @@ from api.routes import (
     control,
     data_quality,
     health,
+    notify,
     sites,
     webhooks,
     ws,
@@ -75,7 +76,7 @@ def create_app(settings: Settings | None = None, *, web_dist: Path | None = None
     app.state.ctx = ctx
     errors.install(app)
     for module in (health, auth, sites, assets, alarms, data_quality, contracts, control,
-                   admin, webhooks, ws):
+                   admin, notify, webhooks, ws):
         app.include_router(module.router, prefix="/api/v1")
 
     @app.get("/", include_in_schema=False)
@@ -90,7 +91,7 @@ def create_app(settings: Settings | None = None, *, web_dist: Path | None = None
               name="assets")
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
-                           allow_methods=["GET", "POST", "DELETE"],
+                           allow_methods=["GET", "POST", "PUT", "DELETE"],
                            allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(Protections, max_request_bytes=settings.max_request_bytes,
                        rate_limit_per_minute=settings.rate_limit_per_minute,

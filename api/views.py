@@ -139,6 +139,9 @@ class AlarmView(BaseModel):
     asset_id: str
     site_id: str
     rule_id: str
+    # limit / trend: a tag's value against a threshold; status / alert: an asset's status or
+    # an early warning raised as an alarm (value and threshold mean little there)
+    kind: Literal["limit", "trend", "status", "alert"] = "limit"
     severity: str
     state: str  # active_unacknowledged | active_acknowledged | shelved
     raised_ms: int
@@ -172,7 +175,7 @@ class AssetDetail(BaseModel):
 def alarm_view(alarm: Any) -> AlarmView:
     b, h = alarm.breach, alarm.handling
     return AlarmView(breach_id=b.breach_id, asset_id=b.asset_id, site_id=b.site_id,
-                     rule_id=b.rule_id, severity=b.severity, state=alarm.state,
+                     rule_id=b.rule_id, kind=b.kind, severity=b.severity, state=alarm.state,
                      raised_ms=b.raised_ms, value=b.value, threshold=b.threshold,
                      message=b.message, acknowledged_by=h.acknowledged_by if h else None,
                      acknowledged_ms=h.acknowledged_ms if h else None,
@@ -349,3 +352,50 @@ class CommandsAccepted(BaseModel):
 
     command_ids: list[str]
     unit_ids: list[str]  # the unit of each command, in the same order
+
+
+# notifications (api/routes/notify.py): the rules file and the delivery log
+
+class NotifyRules(BaseModel):
+    """The notification rules file as it is on disk."""
+
+    path: str  # where the notifier reads it (BESSMON_NOTIFY_RULES)
+    yaml: str  # its text; "" when there is no file yet
+    rules: int
+    channels: int
+    updated_ms: int | None  # its modification time; None: no file yet
+    sha256: str | None  # of its text; None: no file yet
+    problem: str | None = None  # why the file on disk is refused (edited by hand), if it is
+
+
+class NotifyRulesCheck(BaseModel):
+    """A rules text that validates (a broken one is a 422 naming its line, key and
+    problem)."""
+
+    ok: Literal[True] = True
+    rules: int
+    channels: int
+    groups: int
+    rotations: int
+
+
+class DeliveryOut(BaseModel):
+    """One message of the notifier's outbox: what went to whom, on which channel, when, and
+    how it ended. Webhook, Slack and Teams URLs are secrets: shown redacted, and such a
+    message's id (which holds its URL) as a hash."""
+
+    id: str
+    created_ms: int
+    sent_ms: int | None
+    updated_ms: int
+    channel: str
+    channel_type: Literal["email", "webhook", "slack", "teams"]
+    recipient: str | None
+    address: str
+    subject: str
+    state: Literal["pending", "sent", "failed"]
+    attempts: int
+    last_error: str | None
+    detail: str | None
+    sites: list[str]  # the sites its events are of; [] for fleet-wide
+    severity: str | None

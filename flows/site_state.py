@@ -267,6 +267,17 @@ class SiteState:
         self.status_cache[asset_id] = (key, status)
         return status
 
+    def silent(self, now_ms: int) -> list[Output]:
+        """The comms-loss alarms of the units silent at `now_ms` (event time) — for a site
+        none of whose devices reports any more, so that no poll drives the live view."""
+        out: list[Output] = []
+        stale = self.settings.stale_after_ms
+        for unit in self.site.units:
+            live = self.live[unit.id]
+            if live.ts_ms is not None and now_ms - live.ts_ms > stale:
+                out += self.status_alarms.observe(unit.id, now_ms, COMMS_LOSS)
+        return out
+
     def alarms_of_alerts(self, items: list[Output]) -> list[Output]:
         """The alarm events of the alerts among a step's outputs (contracts/alarm_sources.py)."""
         return list(alert_alarms(self.status_alarms.config, items))

@@ -100,6 +100,12 @@ class SiteRuntime:
     """One site's state plus what it needs to read records. Pickled for recovery without
     the normalizer (fleet-wide; the flow binds it again)."""
 
+    # Live only: when the site's last telemetry record arrived (the receiving clock), and
+    # whether its silence since was looked at (a site whose every device went quiet has no
+    # poll left to notice it: the step's timer does, `on_silence`).
+    last_wall_ms: int | None = None
+    silence_checked: bool = True
+
     def __init__(self, site_id: str, normalizer: Normalizer | None,
                  state: SiteState | None) -> None:
         self.site_id = site_id
@@ -109,7 +115,24 @@ class SiteRuntime:
 
     def __getstate__(self) -> dict[str, object]:
         return {"site_id": self.site_id, "normalizer": None, "state": self.state,
-                "dead_letters": self.dead_letters}
+                "dead_letters": self.dead_letters, "last_wall_ms": self.last_wall_ms,
+                "silence_checked": self.silence_checked}
+
+    def silence_due_ms(self) -> int | None:
+        """When (receiving clock) the site's silence is worth a look: once per quiet spell,
+        a little after its devices would be stale."""
+        if self.last_wall_ms is None or self.silence_checked or self.state is None:
+            return None
+        return self.last_wall_ms + self.state.settings.stale_after_ms + 1_000
+
+    def on_silence(self, now_ms: int) -> list[Output]:
+        """No record for a while: its units' comms-loss alarms, at the event time the site
+        would be at now (its newest sample's time plus the time since it arrived)."""
+        self.silence_checked = True
+        state = self.state
+        if state is None or state.newest_ms is None or self.last_wall_ms is None:
+            return []
+        return state.silent(state.newest_ms + max(0, now_ms - self.last_wall_ms))
 
     def on_record(self, kind: Kind, record: RawRecord, now_ms: int | None,
                   produced_ms: int | None = None) -> list[Output]:
@@ -117,6 +140,8 @@ class SiteRuntime:
         produced the record (its Kafka create time), what a device's clock is judged by
         (live) and what no sample can be ahead of (live and replays)."""
         out = self._record(kind, record, now_ms, produced_ms)
+        if kind == "telemetry" and now_ms is not None:
+            self.last_wall_ms, self.silence_checked = now_ms, False
         if self.state is not None:
             out += self.state.alarms_of_alerts(out)  # alerts that are alarms too
         if kind == "dead_letter":
@@ -191,18 +216,28 @@ class SiteLogic(StatefulLogic[tuple[str, Kind, RawMessage], Output, bytes]):
         return self.runtime.on_record(kind, record, now, produced), StatefulLogic.RETAIN
 
     def notify_at(self) -> dt.datetime | None:
-        """When dead-letter tallies wait for their once-a-second write (a step whose records
-        stopped coming would hold them otherwise)."""
-        tallies = self.runtime.dead_letters if self.runtime else None
-        if tallies is None or not tallies.dirty or self.now_ms is None:
+        """Live, when the step must act with no record coming: dead-letter tallies waiting
+        for their once-a-second write, or a site gone silent (its comms-loss alarms)."""
+        runtime = self.runtime
+        if runtime is None or self.now_ms is None:
             return None
-        due_ms = (tallies.flushed_ms or 0) + FLUSH_EVERY_MS
-        return dt.datetime.fromtimestamp(due_ms / 1000, dt.UTC)
+        tallies = runtime.dead_letters
+        due = [(tallies.flushed_ms or 0) + FLUSH_EVERY_MS] if tallies.dirty else []
+        silence = runtime.silence_due_ms()
+        if silence is not None:
+            due.append(silence)
+        return dt.datetime.fromtimestamp(min(due) / 1000, dt.UTC) if due else None
 
     def on_notify(self) -> tuple[Iterable[Output], bool]:
-        if self.runtime is None or self.now_ms is None:
+        runtime = self.runtime
+        if runtime is None or self.now_ms is None:
             return [], StatefulLogic.RETAIN
-        return self.runtime.dead_letters.flush(self.now_ms()), StatefulLogic.RETAIN
+        now = self.now_ms()
+        out: list[Output] = list(runtime.dead_letters.flush(now))
+        silence = runtime.silence_due_ms()
+        if silence is not None and now >= silence:
+            out += runtime.on_silence(now)
+        return out, StatefulLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[Output], bool]:
         if self.runtime is None:

@@ -26,6 +26,9 @@ class Permission(StrEnum):
     # Operator commands to the equipment (emergency stop, stop, start, reset, mode): they
     # change what a battery does, so only those on call for it and admins hold them.
     CONTROL_COMMAND = "control.command"
+    # The notification rules (who is told of which alarm, through which channel): one file
+    # for the whole fleet, naming people's addresses and webhook URLs — admins only.
+    NOTIFY_MANAGE = "notify.manage"
 
 
 P = Permission

@@ -2,14 +2,16 @@
 
 Every route of the app is classified in `ENDPOINTS` by what it needs: a permission, "public"
 (health, the docs, the dashboard, signing in), "any" (any valid credential: who am I, token
-refresh, the live feed — whose channels are then scoped) or "webhook" (ticket webhooks, proved
-by the vendor's signature and never by a user's token). A route the table does not classify
-fails `test_every_route_is_classified`, so a new route has to be placed in the matrix before
-it ships. Then every role is tried on every endpoint with realistic data (the example fleet,
-its contracts, a breach raised through the flows' Redis sink, an API key in the store): a role
-whose permissions include the endpoint's gets the endpoint's success status; a role without
-gets exactly 403 `role <role> may not <permission>` and nothing is done or audited — but for
-an operator command to the equipment, which is audited as refused (who tried to stop what)."""
+refresh, the live feed — whose channels are then scoped), "webhook" (ticket webhooks, proved by
+the vendor's signature and never by a user's token) or "email-link" (acknowledging an alarm
+from an e-mail: proved by the link's signed one-time token, never by a bearer credential). A
+route the table does not classify fails `test_every_route_is_classified`, so a new route has to
+be placed in the matrix before it ships. Then every role is tried on every endpoint with
+realistic data (the example fleet, its contracts, a breach raised through the flows' Redis
+sink, an API key in the store): a role whose permissions include the endpoint's gets the
+endpoint's success status; a role without gets exactly 403 `role <role> may not <permission>`
+and nothing is done or audited — but for an operator command to the equipment, which is audited
+as refused (who tried to stop what)."""
 
 from __future__ import annotations
 
@@ -41,9 +43,12 @@ from connectors.ticketing.config import TicketingSettings
 from tests.api import hot_state
 from tests.api.accounts import auth
 
-Need = Permission | Literal["public", "any", "webhook"]
+Need = Permission | Literal["public", "any", "webhook", "email-link"]
 P = Permission
 JANUARY = "start=1767225600000&end=1767830400000"  # 2026-01-01 .. 2026-01-08 UTC, epoch ms
+# Block style: the matrix fills "{x}" placeholders into request bodies.
+NOTIFY_RULES = ("channels:\n  ops:\n    type: email\n    to: [ops@example.test]\n"
+                "rules:\n  - name: all\n    notify: [ops]\n")
 JIRA_BODY = (Path(__file__).resolve().parents[1] / "fixtures" / "ticketing"
              / "jira_issue_created.json").read_bytes()
 
@@ -113,6 +118,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/api/v1/api-keys", P.API_KEYS_MANAGE),
     Endpoint("DELETE", "/api/v1/api-keys/{key_id}", P.API_KEYS_MANAGE, "/api/v1/api-keys/{key}"),
     Endpoint("POST", "/api/v1/webhooks/{provider}", "webhook", "/api/v1/webhooks/jira"),
+    # Not public: the signed one-time token of an e-mail's link is their credential (the
+    # recipient's rights are checked as a bearer's would be: tests/api/test_ack_links.py).
+    # A bearer credential, of any role, counts for nothing there: without a valid link
+    # every caller gets 400 and nothing is acknowledged.
+    Endpoint("GET", "/api/v1/alarms/ack", "email-link", "/api/v1/alarms/ack?token=not-a-link"),
+    Endpoint("POST", "/api/v1/alarms/ack", "email-link", form={"token": "not-a-link"}),
     Endpoint("GET", "/api/v1/control/units/{unit_id}", P.READ,
              "/api/v1/control/units/nordvik-u01"),
     Endpoint("GET", "/api/v1/control/sites/{site_id}", P.READ, "/api/v1/control/sites/nordvik"),
@@ -124,6 +135,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "/api/v1/control/sites/nordvik/estop", ok=202, json={"reason": "matrix check"}),
     Endpoint("POST", "/api/v1/control/fleet/estop", P.CONTROL_COMMAND, ok=202,
              json={"reason": "matrix check"}),
+    Endpoint("GET", "/api/v1/notify/rules", P.NOTIFY_MANAGE),
+    Endpoint("PUT", "/api/v1/notify/rules", P.NOTIFY_MANAGE, json={"yaml": NOTIFY_RULES}),
+    Endpoint("POST", "/api/v1/notify/rules/validate", P.NOTIFY_MANAGE,
+             json={"yaml": NOTIFY_RULES}),
+    Endpoint("GET", "/api/v1/notify/deliveries", P.READ),
 )
 BY_ID = {e.id: e for e in ENDPOINTS}
 
@@ -293,6 +309,14 @@ def test_role_on_endpoint(client: TestClient, matrix_settings: Settings,
         # A user's token, whatever its role, proves nothing to a webhook.
         assert (status, body) == (401, {"detail": "X-Hub-Signature is missing (set a secret "
                                                   "on the Jira webhook)", "status": 401})
+    elif need == "email-link":
+        assert status == 400 and "Malformed link" in body, body
+        # A POST is an attempt to acknowledge: audited, as refused; a GET only shows.
+        assert audit_count(client) == before + (endpoint.method == "POST")
+        if endpoint.method == "POST":
+            assert (last_audit(client).action, last_audit(client).outcome) == (
+                "alarm.acknowledge", "refused")
+        assert alarm_handling(matrix_settings) == handling_before
     elif need in ("public", "any") or need in ROLE_PERMISSIONS[role]:
         assert status not in (401, 403), body
         assert status == endpoint.ok, body
@@ -332,6 +356,8 @@ def test_anonymous_caller(client: TestClient, values: dict[str, Any],
         assert status == endpoint.ok, body
     elif endpoint.need == "webhook":
         assert status == 401 and "X-Hub-Signature" in body["detail"]
+    elif endpoint.need == "email-link":  # the link's token is the credential: none, 400
+        assert status == 400 and "Malformed link" in body, body
     elif endpoint.method == "WS":
         assert (status, body) == (4401, "missing bearer token")
     else:

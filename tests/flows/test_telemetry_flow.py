@@ -196,3 +196,38 @@ def test_device_clocks_are_judged_by_when_records_were_produced() -> None:
     (skewed,) = run_with(120_000)
     assert (skewed["scope_id"], skewed["state"]) == ("u2", "raised")
     assert skewed["details"]["skew_s"] == 120.0
+
+
+def test_a_site_gone_silent_is_a_comms_loss_alarm_from_the_steps_timer() -> None:
+    """Every device of a site quiet: no poll is left to notice it, so the step's timer does
+    (live only): once per quiet spell, a little after the devices would be stale, each unit
+    that was heard of becomes a comms-loss alarm at the event time the site would be at;
+    the next poll clears its unit's."""
+    from contracts.events import BreachEvent
+    from flows.site_state import SiteState
+    from flows.telemetry import Normalizer, RawRecord
+    from flows.telemetry_flow import SiteRuntime
+
+    runtime = SiteRuntime("s1", Normalizer(CONFIG, FLEET),
+                          SiteState(FLEET, "s1", CONFIG, CONTRACTS["s1"], FAST))
+    wall = T0 + 300  # each record arrives 0.3 s after its sample
+    for t in range(5):
+        for unit in ("u1", "u2"):
+            runtime.on_record("telemetry", RawRecord(
+                unit.encode(), sample(unit, t).model_dump_json().encode()), wall + t * 1000)
+    last = wall + 4 * 1000
+    assert runtime.silence_due_ms() == last + FAST.stale_after_ms + 1_000
+    assert runtime.on_silence(last + 3_000) == []  # not stale yet, and looked at once
+    assert runtime.silence_due_ms() is None
+    runtime.silence_checked = False
+    alarms = runtime.on_silence(last + 6_000)
+    assert [(a.asset_id, a.rule_id, a.state, a.ts_ms - T0) for a in alarms
+            if isinstance(a, BreachEvent)] == [("u1", "status.unknown", "raised", 10_000),
+                                               ("u2", "status.unknown", "raised", 10_000)]
+    assert runtime.silence_due_ms() is None  # one look per quiet spell
+    back = runtime.on_record("telemetry", RawRecord(
+        b"u1", sample("u1", 11).model_dump_json().encode()), last + 7_000)
+    assert [(a.asset_id, a.state) for a in back if isinstance(a, BreachEvent)
+            and a.kind == "status"] == [("u1", "cleared")]
+    # (its data-quality side, a telemetry gap, is an alarm of its own: alert.telemetry_gap)
+    assert runtime.silence_due_ms() == last + 7_000 + FAST.stale_after_ms + 1_000

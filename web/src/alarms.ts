@@ -16,7 +16,7 @@ export function alarmState(a: AlarmView, nowMs: number): AlarmState {
 export function fromBreach(b: BreachEvent, previous?: AlarmView): AlarmView {
   return {
     breach_id: b.breach_id, asset_id: b.asset_id, site_id: b.site_id, rule_id: b.rule_id,
-    severity: b.severity, state: previous?.state ?? "active_unacknowledged",
+    kind: b.kind, severity: b.severity, state: previous?.state ?? "active_unacknowledged",
     raised_ms: b.raised_ms, value: b.value, threshold: b.threshold, message: b.message,
     acknowledged_by: previous?.acknowledged_by ?? null,
     acknowledged_ms: previous?.acknowledged_ms ?? null,
@@ -64,8 +64,10 @@ function trim(alarms: Map<string, AlarmView>): void {
 export class AlarmStore {
   private readonly alarms = new Map<string, AlarmView>();
   readonly changed = new Signal<void>();
+  loaded = false; // a snapshot of the live feed arrived (before it: nothing known yet)
 
   replace(list: AlarmView[]): void {
+    this.loaded = true;
     this.alarms.clear();
     for (const a of list) this.alarms.set(a.breach_id, a);
     trim(this.alarms);

@@ -106,6 +106,10 @@ export class Api {
     return (await (await this.call("POST", path, { json })).json()) as T;
   }
 
+  async put<T>(path: string, json: unknown): Promise<T> {
+    return (await (await this.call("PUT", path, { json })).json()) as T;
+  }
+
   /** A file download (reports): its bytes and the name the API gave it. */
   async download(path: string, query: Query): Promise<{ blob: Blob; filename: string }> {
     const response = await this.call("GET", path, { query });

@@ -17,6 +17,7 @@ export const P = {
   contracts: "contracts.read",
   reports: "reports.export",
   control: "control.command",
+  notify: "notify.manage",
 } as const;
 
 export interface App {

@@ -155,7 +155,9 @@ export function alarmList(app: App, filter: (a: AlarmView) => boolean,
     attr(sev, "data-severity", a.severity);
     text(sev, a.severity.toUpperCase());
     text(row.querySelector(".msg"), a.message);
-    text(row.querySelector(".reading"), `${num(a.value, 1)} / ${num(a.threshold, 1)}`);
+    // A tag's value against its threshold; a status or an alert says it in its message.
+    text(row.querySelector(".reading"), a.kind === "limit" || a.kind === "trend"
+      ? `${num(a.value, 1)} / ${num(a.threshold, 1)}` : "");
     text(row.querySelector(".raised"), ago(now - a.raised_ms));
     attr(row.querySelector(".raised"), "title", dateTime(a.raised_ms));
     text(row.querySelector(".handling"), describeState(a, now));

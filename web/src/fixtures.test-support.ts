@@ -31,7 +31,7 @@ export function breach(over: Partial<BreachEvent> = {}): BreachEvent {
 }
 
 export function alarm(over: Partial<AlarmView> = {}): AlarmView {
-  return { breach_id: "r:major:a:1", asset_id: "a", site_id: "s", rule_id: "r",
+  return { breach_id: "r:major:a:1", asset_id: "a", site_id: "s", rule_id: "r", kind: "limit",
            severity: "major", state: "active_unacknowledged", raised_ms: 1, value: 1,
            threshold: 0, message: "m", acknowledged_by: null, acknowledged_ms: null,
            shelved_until_ms: null, shelve_reason: null, ...over };

@@ -18,6 +18,7 @@ import { assetView } from "./views/asset";
 import { contractsView } from "./views/contracts";
 import { controlView } from "./views/control";
 import { loginView } from "./views/login";
+import { notificationsView } from "./views/notifications";
 import { overviewView } from "./views/overview";
 import { qualityView } from "./views/quality";
 import { siteView } from "./views/site";
@@ -70,6 +71,7 @@ function viewFor(app: App, route: Route): View {
     case "alarms": return alarmsView(app);
     case "quality": return qualityView(app);
     case "contracts": return contractsView(app);
+    case "notifications": return notificationsView(app);
     case "wall": return wallView(app, route.params);
     default: return overviewView(app);
   }

@@ -12,6 +12,7 @@ describe("hash routes", () => {
     ["#/alarms", "alarms", null],
     ["#/quality", "quality", null],
     ["#/contracts", "contracts", null],
+    ["#/notifications", "notifications", null],
     ["#/wall", "wall", null],
     ["#/login", "login", null],
     ["#/nonsense/x/y", "overview", null],

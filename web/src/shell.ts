@@ -1,6 +1,7 @@
 // The frame around every view: the top bar (navigation by role, connection state, server
 // clock, who is signed in) and the critical-alarm banner nobody can miss.
 import { Disposer, P, type App } from "./app";
+import { watchCriticals } from "./desktop";
 import { attr, h, text } from "./dom";
 import { clock } from "./format";
 import type { LiveState } from "./live";
@@ -38,6 +39,7 @@ export function shell(app: App, signOut: () => void): Shell {
     link("overview", "#/", "Overview"), link("alarms", "#/alarms", "Alarms ", alarmCount),
     link("quality", "#/quality", "Data quality"),
     app.can(P.contracts) ? link("contracts", "#/contracts", "Contracts") : null,
+    link("notifications", "#/notifications", "Notifications"),
     link("wall", "#/wall", "Wall"));
   const connection = connectionBadge();
   const serverClock = h("time", { class: "server-clock" });
@@ -70,6 +72,7 @@ export function shell(app: App, signOut: () => void): Shell {
     if (document.title !== title) document.title = title;
   };
   d.add(app.alarms.changed.on(drawAlarms));
+  d.add(watchCriticals(app)); // desktop notifications of new critical alarms, if allowed
   d.add(app.tick.on((now) => {
     text(serverClock, clock(now));
     drawAlarms(); // shelves run out

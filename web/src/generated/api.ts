@@ -51,7 +51,8 @@ export interface BreachMessage {
   breach: BreachEvent;
 }
 /**
- * `bess.breaches`, key = asset id: a limit or trend breach raised, or cleared.
+ * `bess.breaches`, key = asset id: an alarm raised, or cleared — a limit or trend
+ * breach, or a status or alert raised as an alarm (contracts/alarm_sources.py).
  *
  * `breach_id` is stable (rule, asset and the event time it was raised), so a replay or a
  * recovery re-emits the same id and consumers can deduplicate. The acknowledge state
@@ -64,7 +65,7 @@ export interface BreachEvent {
   v: 1;
   breach_id: string;
   rule_id: string;
-  kind: "limit" | "trend";
+  kind: "limit" | "trend" | "status" | "alert";
   asset_id: string;
   site_id: string;
   tag: string;
@@ -96,6 +97,7 @@ export interface AlarmView {
   asset_id: string;
   site_id: string;
   rule_id: string;
+  kind: "limit" | "trend" | "status" | "alert";
   severity: string;
   state: string;
   raised_ms: number;
@@ -423,6 +425,31 @@ export interface QualityTotals {
   alerts: Alert[];
 }
 /**
+ * One message of the notifier's outbox: what went to whom, on which channel, when, and
+ * how it ended. Webhook, Slack and Teams URLs are secrets: shown redacted, and such a
+ * message's id (which holds its URL) as a hash.
+ *
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "DeliveryOut".
+ */
+export interface DeliveryOut {
+  id: string;
+  created_ms: number;
+  sent_ms: number | null;
+  updated_ms: number;
+  channel: string;
+  channel_type: "email" | "webhook" | "slack" | "teams";
+  recipient: string | null;
+  address: string;
+  subject: string;
+  state: "pending" | "sent" | "failed";
+  attempts: number;
+  last_error: string | null;
+  detail: string | null;
+  sites: string[];
+  severity: string | null;
+}
+/**
  * This interface was referenced by `BessmonTypes`'s JSON-Schema
  * via the `definition` "ErrorFrame".
  */
@@ -563,6 +590,35 @@ export interface Me {
   customers: string[];
   regions: string[];
   sites: string[];
+}
+/**
+ * The notification rules file as it is on disk.
+ *
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "NotifyRules".
+ */
+export interface NotifyRules {
+  path: string;
+  yaml: string;
+  rules: number;
+  channels: number;
+  updated_ms: number | null;
+  sha256: string | null;
+  problem: string | null;
+}
+/**
+ * A rules text that validates (a broken one is a 422 naming its line, key and
+ * problem).
+ *
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "NotifyRulesCheck".
+ */
+export interface NotifyRulesCheck {
+  ok: true;
+  rules: number;
+  channels: number;
+  groups: number;
+  rotations: number;
 }
 /**
  * This interface was referenced by `BessmonTypes`'s JSON-Schema

@@ -2,6 +2,7 @@
 // and shelve where the role allows; filter by severity.
 import { Disposer, P, type App, type View } from "../app";
 import { alarmList } from "../components";
+import { desktopAlertsButton } from "../desktop";
 import { h } from "../dom";
 import { SEVERITIES } from "../generated/constants";
 import type { Severity } from "../types";
@@ -28,9 +29,12 @@ export function alarmsView(app: App): View {
     }));
   const who = app.can(P.acknowledge) || app.can(P.shelve)
     ? "" : ` Your role (${app.me.role}) may look, not acknowledge or shelve.`;
+  const alerts = desktopAlertsButton(); // a desktop notification per new critical alarm
+  d.add(alerts.destroy);
   const el = h("div", { class: "view alarms" },
     h("header", { class: "view-head" }, h("h1", { id: "view-title" }, "Active alarms"),
-      h("p", { class: "meta" }, `Limit and trend breaches of your sites, live.${who}`), filters),
+      h("p", { class: "meta" }, `Limit and trend breaches of your sites, live.${who}`), filters,
+      h("div", { class: "desktop-alerts-row" }, alerts.el)),
     holder);
   return { el, destroy: () => d.dispose() };
 }
