@@ -8,6 +8,7 @@ hashes, roles and scopes, validated like every config file (file, line, key, pro
         role: engineer
         customers: [Nordvik Energi AB]   # or ["*"]: every customer
         regions: ["*"]                   # or a list of regions
+        email: ana@example.test          # optional: where notifications for her go
 
 The file is read at start and again whenever it changes on disk (users added with the CLI
 take effect without a restart)."""
@@ -25,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.auth.permissions import Role
 from api.auth.principal import Principal, Scope
+from contracts.notify import Email
 from contracts.yamltext import ID_PATTERN, YamlDocument, read_text, validate
 
 _HASHER = PasswordHasher()
@@ -41,6 +43,7 @@ class User(BaseModel):
     customers: tuple[str, ...] = Field(min_length=1)
     regions: tuple[str, ...] = Field(min_length=1)
     disabled: bool = False
+    email: Email | None = None  # the notifier's `user:<name>` target (docs/notifications.md)
 
     @field_validator("password_hash")
     @classmethod
@@ -122,11 +125,11 @@ class UserDirectory:
 
 
 def add_user(path: Path, username: str, password: str, role: Role, customers: list[str],
-             regions: list[str]) -> User:
+             regions: list[str], email: str | None = None) -> User:
     """Add or replace a user in the file (written whole, atomically, owner-only)."""
     current = list(parse_users(read_text(path), str(path)).users) if path.exists() else []
     user = User(username=username, password_hash=hash_password(password), role=role,
-                customers=tuple(customers), regions=tuple(regions))
+                customers=tuple(customers), regions=tuple(regions), email=email)
     _write(path, [u for u in current if u.username != username] + [user])
     return user
 

@@ -8,9 +8,9 @@ and puts every message into the persistent outbox, which the dispatcher sends
 (connectors/notify/outbox.py, dispatcher.py): nothing is lost when this process dies, and
 a message is never sent twice for one transition and recipient (the outbox's id).
 
-Users are the API's users file (`<run dir>/users.yaml`): their role and scope; their e-mail
-address from the rules file's `preferences` (the users file has none). A record that does
-not validate goes to the dead-letter topic with its reason."""
+Users are the API's users file (`<run dir>/users.yaml`): their role, scope and e-mail
+address (the rules file's `preferences` may give another). A record that does not validate
+goes to the dead-letter topic with its reason."""
 
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ CONTROL_KINDS = frozenset({"control_action", "control_command_failed"})
 
 def read_users(path: Path, config: NotifyConfig) -> dict[str, UserInfo]:
     """The users of the API's users file as routing needs them (the API validates the file;
-    an entry this cannot read is left out with a warning). E-mail: `preferences.<user>`."""
+    an entry this cannot read is left out with a warning). E-mail: `preferences.<user>`, else
+    the users file's."""
     if not path.exists():
         return {}
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -72,7 +73,8 @@ def read_users(path: Path, config: NotifyConfig) -> dict[str, UserInfo]:
         try:
             name = str(entry["username"])
             prefs = config.preferences.get(name)
-            out[name] = UserInfo(name, prefs.email if prefs else None, str(entry["role"]),
+            email = (prefs.email if prefs else None) or entry.get("email")
+            out[name] = UserInfo(name, str(email) if email else None, str(entry["role"]),
                                  tuple(map(str, entry["customers"])),
                                  tuple(map(str, entry["regions"])),
                                  bool(entry.get("disabled", False)))

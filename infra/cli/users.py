@@ -35,6 +35,8 @@ def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
     """Local users (api/auth/users.py); every change is in the audit log."""
     import getpass
 
+    from pydantic import ValidationError
+
     from api.auth.users import UserDirectory, add_user, set_disabled
     from connectors.api_store import ApiStore
     from connectors.audit import AuditLog
@@ -43,7 +45,8 @@ def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
     if args.users_command == "list":
         for u in UserDirectory(path).all():
             print(f"{u.username}\t{u.role}\tcustomers={','.join(u.customers)}\t"
-                  f"regions={','.join(u.regions)}" + ("\tdisabled" if u.disabled else ""))
+                  f"regions={','.join(u.regions)}" + (f"\temail={u.email}" if u.email else "")
+                  + ("\tdisabled" if u.disabled else ""))
         return 0
     actor = os.environ.get("SUDO_USER") or os.environ.get("USER") or "cli"
     audit = AuditLog(ApiStore(settings.api_db_path))
@@ -59,10 +62,15 @@ def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
         if len(password) < 10:
             print("bessmon: a password has at least 10 characters", file=sys.stderr)
             return 2
-        user = add_user(path, args.username, password, args.role, args.customer, args.region)
+        try:
+            user = add_user(path, args.username, password, args.role, args.customer,
+                            args.region, args.email)
+        except ValidationError as exc:
+            print(f"bessmon: {exc.errors()[0]['msg']}", file=sys.stderr)
+            return 2
         audit.append(f"cli:{actor}", "user.set", target=user.username, now_ms=now_ms,
                      details={"role": user.role, "customers": list(user.customers),
-                              "regions": list(user.regions)})
+                              "regions": list(user.regions), "email": user.email})
         print(f"{user.username}: {user.role}, customers {', '.join(user.customers)}, "
               f"regions {', '.join(user.regions)} (in {path})")
         return 0
@@ -92,6 +100,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                      help="a customer the user may see (repeat; '*' for all)")
     add.add_argument("--region", action="append", required=True,
                      help="a region the user may see (repeat; '*' for all)")
+    add.add_argument("--email", help="where the notifier's messages for this user go")
     add.add_argument("--password-stdin", action="store_true",
                      help="read the password from the first line of standard input")
     users_sub.add_parser("list", help="the users, their roles and scopes")

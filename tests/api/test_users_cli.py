@@ -73,3 +73,28 @@ def test_bad_input_is_refused(tmp_path: Path, api_settings: Settings) -> None:
     assert broken.returncode == 2
     assert broken.stderr.strip() == (f"bessmon: {settings.users_path}:2: users[0].password_hash:"
                                      " required key is missing")
+
+
+def test_a_user_has_an_email_the_notifier_reads(tmp_path: Path, api_settings: Settings) -> None:
+    """`--email`: where the notifier's `user:<name>` messages go (a rules file's preference
+    may name another); a malformed address is refused and nothing is written."""
+    from connectors.notify.service import read_users
+    from contracts.notify import NotifyConfig, parse_notify
+
+    settings = api_settings.model_copy(update={"users_file": tmp_path / "users.yaml"})
+    bad = bessmon(settings, "users", "add", "bo", "--role", "viewer", "--customer", "*",
+                  "--region", "*", "--email", "not an address", "--password-stdin",
+                  stdin="correct horse battery\n")
+    assert bad.returncode == 2 and "not an email address" in bad.stderr
+    assert not settings.users_path.exists()
+    for name in ("bo", "ana"):
+        done = bessmon(settings, "users", "add", name, "--role", "viewer", "--customer", "*",
+                       "--region", "*", "--email", f"{name}@example.test", "--password-stdin",
+                       stdin="correct horse battery\n")
+        assert done.returncode == 0, done.stderr
+    listed = bessmon(settings, "users", "list").stdout
+    assert "email=bo@example.test" in listed
+    users = read_users(settings.users_path, NotifyConfig())
+    assert users["bo"].email == "bo@example.test"
+    prefs = parse_notify("preferences:\n  ana: {email: ana@home.test}\n", "r.yaml")
+    assert read_users(settings.users_path, prefs)["ana"].email == "ana@home.test"
