@@ -245,7 +245,7 @@ class Rotation(_Config):
 
 class Preferences(_Config):
     """A user's own choices. `quiet_hours` (in `tz`) silence everything but critical
-    severities; `email` is the address to use when the user directory has none."""
+    severities; `email`, when given, is used instead of the user directory's address."""
 
     severities: tuple[Severity, ...] = Field(SEVERITIES, min_length=1)
     channels: tuple[ChannelType, ...] = Field(CHANNEL_TYPES, min_length=1)
