@@ -399,3 +399,18 @@ class DeliveryOut(BaseModel):
     detail: str | None
     sites: list[str]  # the sites its events are of; [] for fleet-wide
     severity: str | None
+
+
+class NotifyPreferences(BaseModel):
+    """The caller's own notification preferences as the notifier applies them, and where
+    they come from: `own` (saved by the caller), `rules` (the rules file's `preferences`
+    entry, set by an admin) or `default` (everything, at any hour). Quiet hours (in `tz`)
+    hold everything but critical alarms; `email` replaces the users file's address (null:
+    the rules file's, else the users file's)."""
+
+    severities: list[Literal["critical", "major", "minor", "warning"]]
+    channels: list[Literal["email", "webhook", "slack", "teams"]]
+    quiet_hours: str | None  # HH:MM-HH:MM, may wrap midnight; null: none
+    tz: str  # IANA time zone of quiet_hours
+    email: str | None
+    source: Literal["own", "rules", "default"]

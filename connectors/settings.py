@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     smtp_url: str | None = None
     smtp_from: str = "bessmon@localhost"
     notify_rules: Path | None = None
+    notify_preferences: Path | None = None  # users' own; default <run_dir>/notify-preferences.yaml
     notify_db: Path | None = None  # default <run_dir>/notify.db
     # Signs the e-mails' acknowledge links (connectors/ack_secret.py); unset, a key file
     # <run_dir>/auth/ack-link.key shared by the API and the notifier of one machine.
@@ -114,6 +115,11 @@ class Settings(BaseSettings):
     def notify_rules_path(self) -> Path:
         """The rules file the notifier reads and the API's rule management writes."""
         return self.notify_rules or self.run_dir / "notify-rules.yaml"
+
+    @property
+    def notify_preferences_path(self) -> Path:
+        """Users' own notification preferences: the API writes them, the notifier reads them."""
+        return self.notify_preferences or self.run_dir / "notify-preferences.yaml"
 
     def spool_for(self, connector: str) -> Path:
         """The spool directory of one connector process (one per process: never shared)."""

@@ -33,6 +33,7 @@ from typing import Annotated, Literal, NamedTuple, Self
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -96,7 +97,7 @@ def _zone(value: object) -> object:
     if isinstance(value, str):
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Etc", a directory
             raise ValueError(f"unknown IANA time zone {value!r}") from None
     return value
 
@@ -753,3 +754,52 @@ class Escalation:
                     times.append(math.ceil(first_ms + (done + 1) * tier.repeat_s * 1000))
         return min(times, default=None)
 
+
+
+# --- users' own preferences -----------------------------------------------------------------
+
+
+class PreferencesFile(_Config):
+    """`<run dir>/notify-preferences.yaml` (`BESSMON_NOTIFY_PREFERENCES`): each user's own
+    preferences, written by the API for the user who saves them."""
+
+    preferences: dict[Ident, Preferences] = Field(default_factory=dict)
+
+
+def parse_preferences(text: str, source: str) -> dict[str, Preferences]:
+    """Users' own preferences by username, refused with file, key path, line and problem
+    when broken, as the rules file is. An empty file holds none."""
+    doc = YamlDocument(text, source)
+    if doc.data is None:
+        return {}
+    return dict(validate(doc, PreferencesFile, "'preferences'").preferences)
+
+
+def load_preferences(path: str | Path) -> dict[str, Preferences]:
+    return parse_preferences(read_text(Path(path)), str(path))
+
+
+def dump_preferences(preferences: Mapping[str, Preferences]) -> str:
+    """The preferences file's text (what `parse_preferences` reads back), users sorted."""
+    data = {"preferences": {name: preferences[name].model_dump(mode="json", exclude_none=True)
+                            for name in sorted(preferences)}}
+    return ("# Each user's own notification preferences (docs/notifications.md), written by\n"
+            "# the API: PUT /api/v1/notify/preferences.\n"
+            + yaml.safe_dump(data, sort_keys=False, default_flow_style=None,
+                             allow_unicode=True))
+
+
+def merged(config: NotifyConfig, own: Mapping[str, Preferences]) -> NotifyConfig:
+    """The rules with the users' own preferences in force: a user's own entry replaces the
+    rules file's entry for that user whole (severities, channels, quiet hours, time zone);
+    only the address falls back to the rules file's when the user gave none. Users without
+    an entry of their own keep the rules file's."""
+    if not own:
+        return config
+    prefs = dict(config.preferences)
+    for name, mine in own.items():
+        theirs = prefs.get(name)
+        if mine.email is None and theirs is not None and theirs.email is not None:
+            mine = mine.model_copy(update={"email": theirs.email})
+        prefs[name] = mine
+    return config.model_copy(update={"preferences": prefs})

@@ -1,45 +1,62 @@
-"""Notifications through the API: the rules file (admins) and the delivery log (everyone,
-scoped).
+"""Notifications through the API: the rules file (admins), each user's own preferences
+(every local user, their own entry only) and the delivery log (everyone, scoped).
 
-    GET  /notify/rules             the rules file: text, rule and channel counts
-    PUT  /notify/rules             {"yaml"}: validated, then written atomically (audited)
-    POST /notify/rules/validate    {"yaml"}: validated only
-    GET  /notify/deliveries        ?state=&site=&since_ms=&limit=&cursor=  newest first
+    GET    /notify/rules             the rules file: text, rule and channel counts
+    PUT    /notify/rules             {"yaml"}: validated, then written atomically (audited)
+    POST   /notify/rules/validate    {"yaml"}: validated only
+    GET    /notify/preferences       the caller's own preferences, and where they come from
+    PUT    /notify/preferences       the caller's own: validated, written (audited)
+    DELETE /notify/preferences       back to the rules file's, or the defaults (audited)
+    GET    /notify/deliveries        ?state=&site=&since_ms=&limit=&cursor=  newest first
 
 The rules are the file the notifier reads (`settings.notify_rules_path`); it reloads it when
 it changes. A text that does not validate is refused whole with its line, key and problem
 (422), as at start, and the refusal is audited like a change. The delivery log is the
 notifier's outbox: a caller sees a message only when they see every site it is of, and a
 fleet-wide one (of no site) only with a scope of the whole fleet. Webhook, Slack and Teams
-URLs are secrets: never shown whole."""
+URLs are secrets: never shown whole. Users' own preferences are a file of their own
+(`settings.notify_preferences_path`), which the notifier also reloads when it changes; a
+user's entry there replaces the rules file's entry for them."""
 
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import os
 import threading
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.auth.permissions import Permission
 from api.auth.principal import ANY, Principal
 from api.context import ApiContext
 from api.deps import MAX_EPOCH_MS, CtxDep, Reader, require, visible_site
-from api.errors import ERRORS, BadInput
+from api.errors import ERRORS, BadInput, ErrorBody
 from api.pagination import CursorQ, LimitQ, Page
-from api.views import DeliveryOut, NotifyRules, NotifyRulesCheck
+from api.views import DeliveryOut, NotifyPreferences, NotifyRules, NotifyRulesCheck
 from connectors.notify.outbox import Outbox, OutboxMessage
 from connectors.notify.senders import redact_url
 from contracts.errors import InvalidInput
-from contracts.notify import NotifyConfig, parse_notify
+from contracts.events import SEVERITIES, Severity
+from contracts.notify import (
+    CHANNEL_TYPES,
+    ChannelType,
+    NotifyConfig,
+    Preferences,
+    dump_preferences,
+    parse_notify,
+    parse_preferences,
+)
+from contracts.yamltext import describe
 
 router = APIRouter(tags=["notifications"], responses=ERRORS)
 RulesAdmin = Annotated[Principal, Depends(require(Permission.NOTIFY_MANAGE))]
@@ -184,6 +201,202 @@ def _check(ctx: ApiContext, text: str) -> NotifyRulesCheck:
 async def validate_rules(body: RulesText, ctx: CtxDep, caller: RulesAdmin) -> NotifyRulesCheck:
     """Check a rules text without saving it (nothing written, nothing audited)."""
     return await run_in_threadpool(_check, ctx, body.yaml)
+
+
+# --- the caller's own preferences ----------------------------------------------------------
+
+# One read-modify-write of the preferences file at a time: this process's threads (the lock)
+# and other API processes of this machine (a lock file beside it).
+_PREFERENCES_LOCK = threading.Lock()
+BROKEN: dict[int | str, dict[str, Any]] = {409: {
+    "model": ErrorBody, "description": "the preferences file on disk does not validate "
+    "(edited by hand): nothing read or changed until an admin mends it"}}
+
+
+class PreferencesIn(BaseModel):
+    """The caller's own preferences: what they are told of (as the rules file's
+    `preferences`, which these replace for the caller)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    severities: list[Severity] = Field(default_factory=lambda: list(SEVERITIES),
+                                       min_length=1, max_length=len(SEVERITIES),
+                                       description="the severities to be told of")
+    channels: list[ChannelType] = Field(
+        default_factory=lambda: list(CHANNEL_TYPES), min_length=1, max_length=len(CHANNEL_TYPES),
+        description="the channel types that may carry messages to the caller; the caller's "
+                    "own address is e-mail, so without 'email' nothing reaches them")
+    quiet_hours: str | None = Field(None, max_length=11, examples=["22:00-07:00"],
+                                    description="HH:MM-HH:MM in `tz`, may wrap midnight: only "
+                                                "critical alarms then; null: none")
+    tz: str = Field("UTC", min_length=1, max_length=64, examples=["Europe/Stockholm"],
+                    description="the IANA time zone of quiet_hours")
+    email: str | None = Field(None, max_length=254,
+                              description="the address to mail; null: the one the rules "
+                                          "file or the users file gives")
+
+
+class _Broken(Exception):
+    """The preferences file on disk does not validate."""
+
+
+def _owner(ctx: ApiContext, caller: Principal) -> str:
+    """The caller's username, when the notifier knows them: a user of the users file."""
+    if caller.via == "api_key":
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            "an API key has no notification preferences: they are a signed-in "
+                            "user's own")
+    if caller.via != "local" or ctx.auth.users.get(caller.subject) is None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            f"{caller.subject!r} is not a user of the users file: the notifier "
+                            "tells only those, so only they have notification preferences")
+    return caller.subject
+
+
+def _own_entries(path: Path) -> dict[str, Preferences]:
+    """Every user's own preferences on disk (none without a file); `_Broken` when the file
+    does not validate."""
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    except OSError as exc:  # a directory in its place, no permission
+        raise _Broken(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        return parse_preferences(data.decode("utf-8"), str(path))
+    except UnicodeDecodeError as exc:
+        raise _Broken(f"{path}: not UTF-8 text (byte at offset {exc.start})") from None
+    except InvalidInput as exc:
+        raise _Broken(str(exc)) from None
+
+
+def _conflict(problem: str) -> HTTPException:
+    return HTTPException(status.HTTP_409_CONFLICT,
+                         f"the preferences file is refused, nothing was read or changed: "
+                         f"{problem} (an admin must mend or remove it)")
+
+
+def _rules_entry(ctx: ApiContext, username: str) -> Preferences | None:
+    """The rules file's `preferences` entry of the user (none while it does not validate)."""
+    try:
+        found = _read(ctx.settings.notify_rules_path)
+        return _parse(ctx, found[0]).preferences.get(username) if found else None
+    except (InvalidInput, UnicodeDecodeError):
+        return None
+
+
+def _preferences_view(p: Preferences, source: Literal["own", "rules", "default"]
+                      ) -> NotifyPreferences:
+    return NotifyPreferences(severities=list(p.severities), channels=list(p.channels),
+                             quiet_hours=p.quiet_hours, tz=p.tz, email=p.email, source=source)
+
+
+def _in_force(ctx: ApiContext, username: str, own: Preferences | None) -> NotifyPreferences:
+    if own is not None:
+        return _preferences_view(own, "own")
+    rules = _rules_entry(ctx, username)
+    return _preferences_view(rules, "rules") if rules else \
+        _preferences_view(Preferences(), "default")
+
+
+def _get_preferences(ctx: ApiContext, username: str) -> NotifyPreferences:
+    try:
+        own = _own_entries(ctx.settings.notify_preferences_path).get(username)
+    except _Broken as exc:
+        raise _conflict(str(exc)) from None
+    return _in_force(ctx, username, own)
+
+
+def _validated(body: PreferencesIn) -> Preferences:
+    """The body as `Preferences` (the rules file's model): 422 naming each bad field."""
+    try:
+        return Preferences.model_validate({
+            **body.model_dump(),
+            "severities": list(dict.fromkeys(body.severities)),
+            "channels": list(dict.fromkeys(body.channels))})
+    except ValidationError as exc:
+        errors = [{"loc": ".".join(["body", *(str(p) for p in e["loc"])]), "msg": describe(e)}
+                  for e in exc.errors()]
+        error = BadInput(errors[0]["loc"], errors[0]["msg"])
+        error.errors = errors
+        raise error from None
+
+
+def _values(p: Preferences) -> dict[str, Any]:
+    return p.model_dump(mode="json")
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with _PREFERENCES_LOCK:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released when closed
+            yield
+        finally:
+            os.close(fd)
+
+
+def _change(ctx: ApiContext, caller: Principal, username: str,
+            new: Preferences | None) -> NotifyPreferences:
+    """Write the caller's own entry (None: remove it), the others' as they were: read,
+    changed and written under the lock, atomically. Audited, also when refused or failed."""
+    path = ctx.settings.notify_preferences_path
+    action = "notify.preferences.update" if new is not None else "notify.preferences.reset"
+    now_ms = int(time.time() * 1000)
+    details: dict[str, Any] = _values(new) if new is not None else {}
+    try:
+        with _locked(path):
+            entries = _own_entries(path)
+            had = entries.pop(username, None)
+            if new is not None:
+                entries[username] = new
+            if new is not None or had is not None:
+                _write_atomically(path, dump_preferences(entries))
+    except _Broken as exc:
+        ctx.audit.append(caller.subject, action, target=str(path), outcome="refused",
+                         now_ms=now_ms, details={**details, "why": str(exc)})
+        raise _conflict(str(exc)) from None
+    except OSError as exc:  # a full disk, a read-only directory: said, and audited
+        ctx.audit.append(caller.subject, action, target=str(path), outcome="failed",
+                         now_ms=now_ms, details={**details, "why": str(exc)})
+        raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR,
+                            f"could not write {path}: {exc.strerror or exc}") from None
+    if new is None:
+        details = {"removed": _values(had) if had is not None else None}
+    ctx.audit.append(caller.subject, action, target=str(path), now_ms=now_ms, details=details)
+    return _in_force(ctx, username, new)
+
+
+@router.get("/notify/preferences", responses=BROKEN)
+async def get_preferences(ctx: CtxDep, caller: Reader) -> NotifyPreferences:
+    """The caller's own notification preferences as the notifier applies them: their own
+    (`source` "own"), else the rules file's entry for them ("rules"), else the defaults
+    ("default": every severity and channel, no quiet hours). Users of the users file only
+    (an API key, or a user the notifier does not know, is 403)."""
+    username = _owner(ctx, caller)
+    return await run_in_threadpool(_get_preferences, ctx, username)
+
+
+@router.put("/notify/preferences", responses=BROKEN)
+async def put_preferences(body: PreferencesIn, ctx: CtxDep,
+                          caller: Reader) -> NotifyPreferences:
+    """Save the caller's own preferences (replacing the rules file's entry for them, whole):
+    checked as the rules file's `preferences` are (422 naming the field), written atomically
+    beside the other users' entries, which stay as they are; the notifier reloads the file.
+    Audited (`notify.preferences.update`, with the new values)."""
+    username = _owner(ctx, caller)
+    new = _validated(body)
+    return await run_in_threadpool(_change, ctx, caller, username, new)
+
+
+@router.delete("/notify/preferences", responses=BROKEN)
+async def delete_preferences(ctx: CtxDep, caller: Reader) -> NotifyPreferences:
+    """Drop the caller's own preferences: the rules file's entry for them, or the defaults,
+    apply again (the answer says which). Audited (`notify.preferences.reset`)."""
+    username = _owner(ctx, caller)
+    return await run_in_threadpool(_change, ctx, caller, username, None)
 
 
 # --- the delivery log -----------------------------------------------------------------------

@@ -9,7 +9,9 @@ and puts every message into the persistent outbox, which the dispatcher sends
 a message is never sent twice for one transition and recipient (the outbox's id).
 
 Users are the API's users file (`<run dir>/users.yaml`): their role, scope and e-mail
-address (the rules file's `preferences` may give another). A record that does not validate
+address (the rules file's `preferences` may give another). Each user's own preferences
+(`<run dir>/notify-preferences.yaml`, saved through the API) replace the rules file's for
+that user, and are taken again whenever the file changes. A record that does not validate
 goes to the dead-letter topic with its reason."""
 
 from __future__ import annotations
@@ -48,11 +50,14 @@ from contracts.notify import (
     NotifyConfig,
     NotifyEvent,
     Outgoing,
+    Preferences,
     Throttle,
     UserInfo,
     deliveries,
     load_notify,
+    load_preferences,
     matching_rules,
+    merged,
     route,
 )
 
@@ -63,7 +68,8 @@ CONTROL_KINDS = frozenset({"control_action", "control_command_failed"})
 
 def read_users(path: Path, config: NotifyConfig) -> dict[str, UserInfo]:
     """The users of the API's users file as routing needs them (the API validates the file;
-    an entry this cannot read is left out with a warning). E-mail: `preferences.<user>`, else
+    an entry this cannot read is left out with a warning). E-mail: `preferences.<user>` of
+    `config` (give it the merged one: the user's own address, else the rules file's), else
     the users file's."""
     if not path.exists():
         return {}
@@ -99,13 +105,15 @@ def webhook_secrets(config: NotifyConfig, source: Path | None) -> dict[str, byte
     return out
 
 
-def _stamp(path: Path | None) -> tuple[int, int] | None:
-    """The rules file's modification time and size (None: no file)."""
+def _stamp(path: Path | None) -> tuple[int, int, int] | None:
+    """A watched file's modification time, size and inode (None: no file). The inode tells
+    apart two saves of one size within the file system's clock tick: each save through the
+    API is a new file renamed over the old one."""
     try:
         st = path.stat() if path is not None else None
     except FileNotFoundError:
         return None
-    return None if st is None else (st.st_mtime_ns, st.st_size)
+    return None if st is None else (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 def _when(ms: int) -> str:
@@ -120,7 +128,18 @@ class Notifier:
         self.alarms: AlarmsConfig = load_monitoring(settings.monitoring_file).alarms
         self.rules_path = settings.notify_rules
         self.rules_stamp = _stamp(self.rules_path)
-        self.config = self._load_rules() if self.rules_stamp else NotifyConfig()
+        self.rules = self._load_rules() if self.rules_stamp else NotifyConfig()
+        self.preferences_path = settings.notify_preferences_path
+        self.preferences_stamp = _stamp(self.preferences_path)
+        self.own: dict[str, Preferences] = {}
+        if self.preferences_stamp:
+            try:
+                self.own = load_preferences(self.preferences_path)
+            except InvalidInput as exc:
+                # Not fatal, unlike broken rules: preferences only narrow, and nobody should
+                # miss an alarm because one hand edit broke the file.
+                log.error("users' own notification preferences not taken: %s", exc)
+        self.config = merged(self.rules, self.own)
         self.users = read_users(settings.users_path, self.config)
         self.base_url = (base_url or f"http://{settings.api_host}:{settings.api_port}/")
         self.ack_secret = ack_secret(settings)
@@ -168,11 +187,34 @@ class Notifier:
             # held back under the old windows: sent now, not lost with them
             self._enqueue(self.throttle.flush(2**62), int(self.clock() * 1000))
             self.throttle = Throttle.of(config)
-        self.config = config
-        self.users = read_users(self.settings.users_path, config)
+        self.rules = config
+        self.config = merged(config, self.own)
+        self.users = read_users(self.settings.users_path, self.config)
         self.dispatcher.config = senders_config(self.settings, webhook_secrets=secrets)
         log.info("notification rules reloaded from %s: %d rules, %d channels",
                  self.rules_path, len(config.rules), len(config.channels))
+        return True
+
+    def reload_preferences(self) -> bool:
+        """Take users' own preferences again when their file changed (a user saved theirs
+        through the API). As with the rules: a file that no longer validates is not taken,
+        the preferences in use stay, and the problem is logged with its file, line and key;
+        no file is no own preferences. True when new preferences were taken."""
+        stamp = _stamp(self.preferences_path)
+        if stamp == self.preferences_stamp:
+            return False
+        self.preferences_stamp = stamp
+        try:
+            own = load_preferences(self.preferences_path) if stamp else {}
+        except InvalidInput as exc:
+            log.error("users' own notification preferences not reloaded, the previous ones "
+                      "stay: %s", exc)
+            return False
+        self.own = own
+        self.config = merged(self.rules, own)
+        self.users = read_users(self.settings.users_path, self.config)
+        log.info("users' own notification preferences reloaded from %s: %d users",
+                 self.preferences_path, len(own))
         return True
 
     # -- events --------------------------------------------------------------------------
@@ -291,6 +333,7 @@ class Notifier:
 
     def tick(self, now_ms: int) -> None:
         self.reload_rules()
+        self.reload_preferences()
         self._enqueue(self.throttle.flush(now_ms), now_ms)
         if self.events:
             self._acknowledged()

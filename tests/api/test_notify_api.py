@@ -381,3 +381,204 @@ def test_a_message_enqueued_between_pages_does_not_shift_them(
     second = get(client, api_settings, query=f"?limit=3&cursor={first['next_cursor']}")
     assert keys(first["items"]) + keys(second["items"]) == [
         "nordvik-late", "both-mail", "elbe-mail", "fleet-digest", "nordvik-hook", "elbe-slack"]
+
+
+# --- users' own preferences -----------------------------------------------------------------
+
+PREFS_URL = "/api/v1/notify/preferences"
+DEFAULTS = {"severities": ["critical", "major", "minor", "warning"],
+            "channels": ["email", "webhook", "slack", "teams"], "quiet_hours": None,
+            "tz": "UTC", "email": None, "source": "default"}
+MINE = {"severities": ["critical", "major"], "channels": ["email"],
+        "quiet_hours": "22:00-07:00", "tz": "Europe/Stockholm",
+        "email": "me@home.example.test"}
+
+
+def prefs_audit(client: TestClient, settings: Settings, action: str) -> list[dict[str, Any]]:
+    answer = client.get(f"/api/v1/audit?action={action}", headers=auth(settings))
+    assert answer.status_code == 200, answer.text
+    items: list[dict[str, Any]] = answer.json()["items"]
+    return items
+
+
+def test_without_preferences_of_their_own_a_user_gets_the_defaults(
+        client: TestClient, api_settings: Settings) -> None:
+    answer = client.get(PREFS_URL, headers=auth(api_settings, "viewer"))
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == DEFAULTS
+    assert not api_settings.notify_preferences_path.exists()  # reading made no file
+
+
+def test_the_rules_file_entry_is_shown_until_the_user_saves_their_own(
+        client: TestClient, api_settings: Settings) -> None:
+    assert client.put("/api/v1/notify/rules", json={"yaml": RULES},
+                      headers=auth(api_settings)).status_code == 200
+    answer = client.get(PREFS_URL, headers=auth(api_settings, "engineer")).json()
+    assert answer == {**DEFAULTS, "email": "engineer@example.test", "source": "rules"}
+    # Others have no entry in the rules file: the defaults.
+    assert client.get(PREFS_URL, headers=auth(api_settings, "viewer")).json() == DEFAULTS
+
+
+def test_a_user_saves_their_own_and_reads_them_back(client: TestClient,
+                                                    api_settings: Settings) -> None:
+    path = api_settings.notify_preferences_path
+    saved = client.put(PREFS_URL, json=MINE, headers=auth(api_settings, "engineer"))
+    assert saved.status_code == 200, saved.text
+    assert saved.json() == {**MINE, "source": "own"}
+    assert client.get(PREFS_URL, headers=auth(api_settings, "engineer")).json() == {
+        **MINE, "source": "own"}
+    # On disk as the notifier reads it, readable by its owner only, no temporary file left.
+    from contracts.notify import load_preferences
+
+    own = load_preferences(path)
+    assert list(own) == ["engineer"]
+    assert own["engineer"].model_dump(mode="json") == MINE
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert sorted(p.name for p in path.parent.iterdir()
+                  if "notify-preferences" in p.name and not p.name.endswith(".lock")) == [
+        path.name]
+    # A field left out is its default (PUT replaces the whole entry).
+    again = client.put(PREFS_URL, json={"severities": ["critical"]},
+                       headers=auth(api_settings, "engineer"))
+    assert again.json() == {**DEFAULTS, "severities": ["critical"], "source": "own"}
+    entries = prefs_audit(client, api_settings, "notify.preferences.update")
+    assert [(e["actor"], e["outcome"], e["target"]) for e in entries] == [
+        ("engineer", "ok", str(path)), ("engineer", "ok", str(path))]
+    assert entries[0]["details"] == MINE
+    assert entries[1]["details"] == {**{k: v for k, v in DEFAULTS.items() if k != "source"},
+                                     "severities": ["critical"]}
+
+
+def test_another_users_entry_is_untouched(client: TestClient, api_settings: Settings) -> None:
+    path = api_settings.notify_preferences_path
+    assert client.put(PREFS_URL, json=MINE, headers=auth(api_settings, "engineer")
+                      ).status_code == 200
+    viewer = {"severities": ["critical"], "channels": ["email", "slack"]}
+    assert client.put(PREFS_URL, json=viewer, headers=auth(api_settings, "viewer")
+                      ).status_code == 200
+    from contracts.notify import load_preferences
+
+    own = load_preferences(path)
+    assert own["engineer"].model_dump(mode="json") == MINE
+    assert own["viewer"].severities == ("critical",)
+    # The viewer resets theirs: the engineer's stays.
+    reset = client.delete(PREFS_URL, headers=auth(api_settings, "viewer"))
+    assert reset.status_code == 200, reset.text
+    assert reset.json() == DEFAULTS
+    own = load_preferences(path)
+    assert list(own) == ["engineer"]
+    assert own["engineer"].model_dump(mode="json") == MINE
+    # Nobody can name another user: the body has no username, and a key for one is refused.
+    other = client.put(PREFS_URL, json={**viewer, "username": "engineer"},
+                       headers=auth(api_settings, "viewer"))
+    assert other.status_code == 422 and other.json()["errors"][0]["loc"] == "body.username"
+    assert load_preferences(path)["engineer"].model_dump(mode="json") == MINE
+
+
+def test_reset_goes_back_to_the_rules_file_and_is_audited(client: TestClient,
+                                                          api_settings: Settings) -> None:
+    assert client.put("/api/v1/notify/rules", json={"yaml": RULES},
+                      headers=auth(api_settings)).status_code == 200
+    assert client.put(PREFS_URL, json=MINE, headers=auth(api_settings, "engineer")
+                      ).status_code == 200
+    reset = client.delete(PREFS_URL, headers=auth(api_settings, "engineer"))
+    assert reset.status_code == 200, reset.text
+    assert reset.json() == {**DEFAULTS, "email": "engineer@example.test", "source": "rules"}
+    assert client.get(PREFS_URL, headers=auth(api_settings, "engineer")).json()[
+        "source"] == "rules"
+    # Again: nothing of their own left, nothing written, still audited.
+    assert client.delete(PREFS_URL, headers=auth(api_settings, "engineer")).status_code == 200
+    entries = prefs_audit(client, api_settings, "notify.preferences.reset")
+    assert [(e["actor"], e["outcome"]) for e in entries] == [("engineer", "ok")] * 2
+    assert entries[0]["details"] == {"removed": MINE}
+    assert entries[1]["details"] == {"removed": None}
+
+
+@pytest.mark.parametrize(("body", "loc", "problem"), [
+    ({"severities": ["loud"]}, "body.severities.0", "must be 'critical'"),
+    ({"severities": []}, "body.severities", "must not be empty"),
+    ({"channels": []}, "body.channels", "must not be empty"),
+    ({"channels": ["sms"]}, "body.channels.0", "must be 'email'"),
+    ({"tz": "Mars/Olympus_Mons"}, "body.tz", "unknown IANA time zone 'Mars/Olympus_Mons'"),
+    ({"tz": "Etc"}, "body.tz", "unknown IANA time zone 'Etc'"),  # a directory of zones
+    ({"quiet_hours": "22-07"}, "body.quiet_hours", "not a time window written HH:MM-HH:MM"),
+    ({"quiet_hours": "25:00-07:00"}, "body.quiet_hours", "not a time window"),
+    ({"quiet_hours": "07:00-07:00"}, "body.quiet_hours", "starts where it ends"),
+    ({"email": "not-an-address"}, "body.email", "is not an email address"),
+    ({"email": ""}, "body.email", "is not an email address"),
+    ({"source": "own"}, "body.source", "extra"),
+])
+def test_bad_preferences_are_refused_naming_the_field(
+        client: TestClient, api_settings: Settings, body: dict[str, Any], loc: str,
+        problem: str) -> None:
+    answer = client.put(PREFS_URL, json=body, headers=auth(api_settings, "engineer"))
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["errors"][0]
+    assert error["loc"] == loc
+    assert problem.lower() in error["msg"].lower(), error
+    assert not api_settings.notify_preferences_path.exists()
+    assert prefs_audit(client, api_settings, "notify.preferences.update") == []
+
+
+def test_an_api_key_has_no_preferences(client: TestClient, api_settings: Settings) -> None:
+    made = client.post("/api/v1/api-keys", headers=auth(api_settings), json={
+        "name": "engineer", "role": "engineer", "customers": ["*"], "regions": ["*"]})
+    assert made.status_code == 201, made.text
+    key = {"Authorization": f"Bearer {made.json()['key']}"}
+    for method in ("GET", "PUT", "DELETE"):
+        answer = client.request(method, PREFS_URL, headers=key,
+                                json=MINE if method == "PUT" else None)
+        assert answer.status_code == 403, answer.text
+        # Named like a user, but a key: it does not speak for the user.
+        assert answer.json()["detail"] == ("an API key has no notification preferences: "
+                                           "they are a signed-in user's own")
+    assert not api_settings.notify_preferences_path.exists()
+    assert prefs_audit(client, api_settings, "notify.preferences.update") == []
+
+
+def test_preferences_need_a_credential(client: TestClient, api_settings: Settings) -> None:
+    for method in ("GET", "PUT", "DELETE"):
+        answer = client.request(method, PREFS_URL, json=MINE if method == "PUT" else None)
+        assert (answer.status_code, answer.json()["detail"]) == (401, "missing bearer token")
+    assert not api_settings.notify_preferences_path.exists()
+
+
+def test_a_preferences_file_broken_by_hand_is_not_overwritten(
+        client: TestClient, api_settings: Settings) -> None:
+    path = api_settings.notify_preferences_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    broken = "preferences:\n  viewer: {severities: [critical]}\n  admin:\n    tz: Nowhere/Land\n"
+    path.write_text(broken, encoding="utf-8")
+    for method in ("GET", "PUT", "DELETE"):
+        answer = client.request(method, PREFS_URL, headers=auth(api_settings, "engineer"),
+                                json=MINE if method == "PUT" else None)
+        assert answer.status_code == 409, answer.text
+        assert f"{path}:4: preferences.admin.tz: unknown IANA time zone" in \
+            answer.json()["detail"]
+    assert path.read_text(encoding="utf-8") == broken  # the viewer's entry is not lost
+    refused = prefs_audit(client, api_settings, "notify.preferences.update")
+    assert [(e["actor"], e["outcome"]) for e in refused] == [("engineer", "refused")]
+
+
+def test_concurrent_saves_lose_nobody(client: TestClient, api_settings: Settings) -> None:
+    """Read-modify-write under a lock: users saving at the same time all end up in the
+    file."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from contracts.notify import load_preferences
+    from tests.api.accounts import USERS
+
+    headers = {name: auth(api_settings, name) for name in USERS}
+
+    def save(name: str) -> int:
+        answer = client.put(PREFS_URL, json={"severities": ["critical"],
+                                             "email": f"{name}@example.test"},
+                            headers=headers[name])
+        return int(answer.status_code)
+
+    with ThreadPoolExecutor(4) as pool:
+        assert set(pool.map(save, USERS)) == {200}
+    own = load_preferences(api_settings.notify_preferences_path)
+    assert sorted(own) == sorted(USERS)
+    assert {name: p.email for name, p in own.items()} == {
+        name: f"{name}@example.test" for name in USERS}

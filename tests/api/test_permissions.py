@@ -140,6 +140,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "/api/v1/notify/rules/validate", P.NOTIFY_MANAGE,
              json={"yaml": NOTIFY_RULES}),
     Endpoint("GET", "/api/v1/notify/deliveries", P.READ),
+    # Every user's own preferences, their own entry only (tests/api/test_notify_api.py).
+    Endpoint("GET", "/api/v1/notify/preferences", P.READ),
+    Endpoint("PUT", "/api/v1/notify/preferences", P.READ,
+             json={"severities": ["critical", "major"], "quiet_hours": "22:00-07:00",
+                   "tz": "Europe/Stockholm"}),
+    Endpoint("DELETE", "/api/v1/notify/preferences", P.READ),
 )
 BY_ID = {e.id: e for e in ENDPOINTS}
 

@@ -664,3 +664,100 @@ def test_route_never_tells_a_user_of_a_site_outside_their_scope(
                  and ("*" in user.regions or region in user.regions))
         else:
             assert d.recipient == "m" and d.channel == "m"
+
+
+# --- users' own preferences -----------------------------------------------------------------
+
+OWN = """\
+preferences:
+  bo: {severities: [critical], channels: [email]}
+  fay: {quiet_hours: "08:00-18:00", tz: Europe/Stockholm}
+"""
+
+
+def test_own_preferences_parse_and_round_trip(tmp_path: Path) -> None:
+    from contracts.notify import dump_preferences, load_preferences, parse_preferences
+
+    own = parse_preferences(OWN, "p.yaml")
+    assert sorted(own) == ["bo", "fay"]
+    assert own["bo"].severities == ("critical",) and own["bo"].quiet_hours is None
+    assert own["fay"].severities == tuple(SEVERITIES)  # left out: the default, everything
+    path = tmp_path / "p.yaml"
+    path.write_text(dump_preferences(own), encoding="utf-8")
+    assert load_preferences(path) == own
+    assert parse_preferences("", "p.yaml") == {}  # an empty file holds none
+    assert parse_preferences("# nobody yet\n", "p.yaml") == {}
+    assert parse_preferences("preferences: {}\n", "p.yaml") == {}
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("preferences:\n  bo:\n    severities: [loud]\n",
+     "p.yaml:3: preferences.bo.severities[0]: must be 'critical', 'major', 'minor' or "
+     "'warning' (got 'loud')"),
+    ("preferences:\n  bo: {severities: []}\n",
+     "p.yaml:2: preferences.bo.severities: must not be empty"),
+    ("preferences:\n  bo: {channels: []}\n",
+     "p.yaml:2: preferences.bo.channels: must not be empty"),
+    ("preferences:\n  ana: {}\n  bo:\n    tz: Mars/Olympus\n",
+     "p.yaml:4: preferences.bo.tz: unknown IANA time zone 'Mars/Olympus'"),
+    ("preferences:\n  bo: {tz: Etc}\n", "p.yaml:2: preferences.bo.tz: unknown IANA time zone "
+                                         "'Etc'"),
+    ("preferences:\n  bo: {quiet_hours: '22-07'}\n",
+     "p.yaml:2: preferences.bo.quiet_hours: '22-07' is not a time window written HH:MM-HH:MM "
+     "(24-hour clock, e.g. 22:00-07:00)"),
+    ("preferences:\n  bo: {email: bo-at-home}\n",
+     "p.yaml:2: preferences.bo.email: 'bo-at-home' is not an email address"),
+    ("preferences:\n  bo: {pager: yes}\n",
+     "p.yaml:2: preferences.bo.pager: extra inputs are not permitted (got True)"),
+    ("preferences:\n  'bad name': {}\n",
+     "p.yaml:2: preferences.bad name: must be 1-64 letters, digits, '.', '_' or '-', starting "
+     "with a letter or digit (got 'bad name')"),
+    ("users: {}\n", "p.yaml:1: users: extra inputs are not permitted"),
+    ("- bo\n", "p.yaml:1: must be a mapping with 'preferences'"),
+    ("preferences: {bo: [\n", "p.yaml:2: not valid YAML: expected the node content, but found "
+                              "'<stream end>'"),
+])
+def test_broken_own_preferences_are_refused_with_line_and_key(text: str, message: str) -> None:
+    from contracts.notify import parse_preferences
+
+    with pytest.raises(InvalidInput) as caught:
+        parse_preferences(text, "p.yaml")
+    assert str(caught.value).startswith(message), str(caught.value)
+
+
+def test_a_users_own_preferences_replace_the_rules_entry_whole(config: NotifyConfig) -> None:
+    from contracts.notify import Preferences, merged, parse_preferences
+
+    own = parse_preferences(OWN, "p.yaml")
+    both = merged(config, own)
+    # bo's own entry replaces the rules file's whole: no quiet hours any more, no major.
+    assert both.preferences["bo"] == own["bo"]
+    assert both.preferences["bo"].quiet_hours is None
+    # fay's own entry gives no address: the rules file's stays; the rest is hers.
+    assert both.preferences["fay"] == own["fay"].model_copy(
+        update={"email": "fay@home.example.test"})
+    # cy has no entry of her own: the rules file's, untouched; nothing else changed.
+    assert both.preferences["cy"] == config.preferences["cy"]
+    assert both.model_dump(exclude={"preferences"}) == config.model_dump(
+        exclude={"preferences"})
+    assert config.preferences["bo"].quiet_hours == "22:00-07:00"  # the input is not changed
+    assert merged(config, {}) == config
+    # An own address wins over the rules file's.
+    mine = merged(config, {"fay": Preferences(email="fay@work.example.test")})
+    assert mine.preferences["fay"].email == "fay@work.example.test"
+
+
+def test_own_preferences_decide_the_routing(config: NotifyConfig) -> None:
+    from contracts.notify import merged, parse_preferences
+
+    both = merged(config, parse_preferences(OWN, "p.yaml"))
+    # bo takes critical only now: a major no longer reaches him, a critical still does.
+    assert "bo" in {d.recipient for d in route(config, event(), USERS, NOON)}
+    assert "bo" not in {d.recipient for d in route(both, event(), USERS, NOON)}
+    assert "bo" in {d.recipient for d in route(both, event(severity="critical"), USERS, NOON)}
+    # fay's quiet hours (08-18 Stockholm, noon is inside): a major is held, a critical not.
+    assert "fay" not in {d.recipient for d in route(both, event(), USERS, NOON)}
+    critical = route(both, event(severity="critical"), USERS, NOON)
+    assert ("fay", "fay@home.example.test") in targets(critical)
+    night = ms("2026-06-01T22:00:00Z")
+    assert "fay" in {d.recipient for d in route(both, event(ts_ms=night), USERS, night)}

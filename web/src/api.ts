@@ -110,6 +110,10 @@ export class Api {
     return (await (await this.call("PUT", path, { json })).json()) as T;
   }
 
+  async delete<T>(path: string): Promise<T> {
+    return (await (await this.call("DELETE", path, {})).json()) as T;
+  }
+
   /** A file download (reports): its bytes and the name the API gave it. */
   async download(path: string, query: Query): Promise<{ blob: Blob; filename: string }> {
     const response = await this.call("GET", path, { query });

@@ -592,6 +592,24 @@ export interface Me {
   sites: string[];
 }
 /**
+ * The caller's own notification preferences as the notifier applies them, and where
+ * they come from: `own` (saved by the caller), `rules` (the rules file's `preferences`
+ * entry, set by an admin) or `default` (everything, at any hour). Quiet hours (in `tz`)
+ * hold everything but critical alarms; `email` replaces the users file's address (null:
+ * the rules file's, else the users file's).
+ *
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "NotifyPreferences".
+ */
+export interface NotifyPreferences {
+  severities: ("critical" | "major" | "minor" | "warning")[];
+  channels: ("email" | "webhook" | "slack" | "teams")[];
+  quiet_hours: string | null;
+  tz: string;
+  email: string | null;
+  source: "own" | "rules" | "default";
+}
+/**
  * The notification rules file as it is on disk.
  *
  * This interface was referenced by `BessmonTypes`'s JSON-Schema

@@ -1,13 +1,20 @@
 // #/notifications — what the notifier told whom: the delivery log of the caller's sites
 // (GET /notify/deliveries, every few seconds), newest first, filtered by state; the desktop
-// alerts switch; and for admins the rules file (GET/PUT /notify/rules, POST …/validate):
-// edited as YAML, checked or saved, the server's refusal shown with its line and key.
+// alerts switch; every user's own preferences (GET/PUT/DELETE /notify/preferences: the
+// severities, channels and quiet hours of what reaches them, their address); and for admins
+// the rules file (GET/PUT /notify/rules, POST …/validate): edited as YAML, checked or saved,
+// the server's refusal shown with its line and key.
 import { ApiError } from "../api";
 import { Disposer, P, poll, type App, type View } from "../app";
 import { desktopAlertsButton } from "../desktop";
 import { attr, h, reconcile, text } from "../dom";
 import { clock, dateTime } from "../format";
 import { siteHref } from "../router";
+import type { NotifyPreferences } from "../generated/api";
+import {
+  CHANNEL_CHOICES, SEVERITY_CHOICES, bodyOf, caution, formOf, problemText, sourceText,
+  type ChannelChoice, type PreferencesForm, type SeverityChoice,
+} from "../preferences";
 import type { DeliveryOut, NotifyRules, NotifyRulesCheck, Page } from "../types";
 
 export const REFRESH_MS = 10_000;
@@ -121,6 +128,122 @@ function rulesEditor(app: App, d: Disposer): HTMLElement {
     about, area, h("div", { class: "rules-actions" }, validate, save), result);
 }
 
+async function deletePreferences(app: App): Promise<NotifyPreferences> {
+  return app.api.delete<NotifyPreferences>("/notify/preferences");
+}
+
+function browserZone(): string {
+  try {
+    return Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  } catch {
+    return "UTC";
+  }
+}
+
+function myPreferences(app: App, d: Disposer): HTMLElement {
+  const box = (group: string, value: string) =>
+    h("input", { type: "checkbox", name: group, value, class: `pref-${group}` });
+  const severities = SEVERITY_CHOICES.map((s) => [s, box("severity", s)] as const);
+  const channels = CHANNEL_CHOICES.map((c) => [c, box("channel", c)] as const);
+  const from = h("input", { type: "time", name: "quiet_from", class: "pref-quiet-from",
+                            "aria-label": "quiet hours from" });
+  const to = h("input", { type: "time", name: "quiet_to", class: "pref-quiet-to",
+                          "aria-label": "quiet hours to" });
+  const tz = h("input", { type: "text", name: "tz", class: "pref-tz", spellcheck: "false",
+                          autocomplete: "off", placeholder: "Europe/Stockholm" });
+  const email = h("input", { type: "email", name: "email", class: "pref-email",
+                             autocomplete: "email", placeholder: "the address you are known by" });
+  const source = h("p", { class: "meta pref-source" }, "loading…");
+  const warn = h("p", { class: "pref-caution", hidden: true });
+  const result = h("p", { class: "pref-result", role: "status" });
+  const save = h("button", { type: "submit", class: "pref-save" }, "Save");
+  const reset = h("button", { type: "button", class: "pref-reset secondary" },
+    "Reset to defaults");
+  const say = (outcome: "ok" | "error" | null, message: string) => {
+    attr(result, "data-outcome", outcome);
+    text(result, message);
+  };
+  const read = (): PreferencesForm => ({
+    severities: severities.filter(([, el]) => el.checked).map(([s]) => s as SeverityChoice),
+    channels: channels.filter(([, el]) => el.checked).map(([c]) => c as ChannelChoice),
+    quietFrom: from.value, quietTo: to.value, tz: tz.value, email: email.value,
+  });
+  const showCaution = () => {
+    const message = caution(read());
+    text(warn, message);
+    warn.hidden = !message;
+  };
+  const show = (p: NotifyPreferences) => {
+    const f = formOf(p, browserZone());
+    for (const [s, el] of severities) el.checked = f.severities.includes(s);
+    for (const [c, el] of channels) el.checked = f.channels.includes(c);
+    from.value = f.quietFrom;
+    to.value = f.quietTo;
+    tz.value = f.tz;
+    email.value = f.email;
+    attr(source, "data-source", p.source);
+    text(source, sourceText(p));
+    showCaution();
+  };
+  const busy = (on: boolean) => {
+    save.disabled = on;
+    reset.disabled = on;
+  };
+  const failed = (err: unknown) => {
+    if (!d.disposed) say("error", err instanceof ApiError ? problemText(err.detail) : String(err));
+  };
+  const form = h("form", { class: "pref-form", novalidate: true },
+    h("fieldset", { class: "pref-choices" }, h("legend", {}, "Severities"),
+      ...severities.map(([s, el]) => h("label", { class: "pref-choice" }, el, s))),
+    h("fieldset", { class: "pref-choices" }, h("legend", {}, "Channels"),
+      ...channels.map(([c, el]) => h("label", { class: "pref-choice" }, el, c))),
+    h("fieldset", { class: "pref-quiet" }, h("legend", {}, "Quiet hours"),
+      h("label", {}, "from ", from), h("label", {}, "to ", to),
+      h("span", { class: "meta" }, "empty: none. Critical alarms come through all the same.")),
+    h("label", { class: "pref-field" }, "Time zone", tz),
+    h("label", { class: "pref-field" }, "E-mail", email),
+    warn,
+    h("div", { class: "pref-actions" }, save, reset), result);
+  form.addEventListener("change", showCaution);
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const made = bodyOf(read());
+    if ("problem" in made) {
+      say("error", made.problem);
+      return;
+    }
+    busy(true);
+    say(null, "saving…");
+    app.api.put<NotifyPreferences>("/notify/preferences", made.body).then((p) => {
+      if (d.disposed) return;
+      show(p);
+      say("ok", "Saved. The notifier takes them at once.");
+    }).catch(failed).finally(() => busy(false));
+  });
+  reset.addEventListener("click", () => {
+    busy(true);
+    say(null, "resetting…");
+    deletePreferences(app).then((p) => {
+      if (d.disposed) return;
+      show(p);
+      say("ok", "Reset: yours are removed.");
+    }).catch(failed).finally(() => busy(false));
+  });
+  busy(true);
+  app.api.get<NotifyPreferences>("/notify/preferences").then((p) => {
+    if (d.disposed) return;
+    show(p);
+    busy(false);
+  }).catch((err: unknown) => {
+    text(source, "");
+    failed(err);
+  });
+  return h("section", { class: "panel my-notifications" }, h("h2", {}, "My notifications"),
+    h("p", { class: "meta" }, "What reaches you when a rule tells you (user, group or " +
+      "on-call rotation): narrow it here. Only your own entry is changed."),
+    source, form);
+}
+
 export function notificationsView(app: App): View {
   const d = new Disposer();
   let state: DeliveryState | "" = "";
@@ -175,6 +298,6 @@ export function notificationsView(app: App): View {
         h("span", { class: "meta" }, "A desktop notification for each new critical alarm " +
           "while the dashboard is open.")),
       status),
-    log, app.can(P.notify) ? rulesEditor(app, d) : null);
+    log, myPreferences(app, d), app.can(P.notify) ? rulesEditor(app, d) : null);
   return { el, destroy: () => d.dispose() };
 }
