@@ -15,16 +15,24 @@ repeat (Message-ID, Idempotency-Key). Every claim counts as an attempt (so a mes
 kills its dispatcher does not loop forever); temporary failures back off 1 s, 2 s, 4 s …
 up to 5 min; after `max_attempts` a message is `failed` for good, as is one whose failure is
 permanent (a refused recipient, a 404 endpoint). Secrets never go in here: webhook signing
-keys stay in the sender configuration."""
+keys stay in the sender configuration.
+
+Every write is one statement where it can be (a claim is one UPDATE … RETURNING): while a
+transaction is open, each statement gives up the interpreter lock and waits to get it back,
+and with several sender threads busy that held SQLite's write lock many times longer than
+the write. Enqueues and deliveries are synced to disk (synchronous=FULL), claims are not
+(see `Outbox.__init__`); `enqueue_many` and `sent_many` write many rows with one sync."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast, get_args
+from typing import Any, Literal, NamedTuple, cast, get_args
 
 from connectors.api_store import ThreadConnections
 
@@ -37,6 +45,7 @@ BACKOFF_FIRST_MS = 1_000
 BACKOFF_MAX_MS = 5 * 60_000
 DEFAULT_MAX_ATTEMPTS = 8
 MAX_ERROR_CHARS = 2_000
+SWEEP_MS = 1_000  # claims mark used-up leases failed at most this often
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -96,6 +105,31 @@ class OutboxMessage:
     event_ids: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class NewMessage:
+    """One message for `Outbox.enqueue_many`: the arguments of `enqueue` but the time."""
+
+    id: str
+    channel: str
+    channel_type: str
+    address: str
+    subject: str
+    body: str
+    recipient: str | None = None
+    payload: Mapping[str, Any] | list[Any] | None = None
+    sites: Sequence[str] = ()
+    severity: str | None = None
+    event_ids: Sequence[str] = ()
+
+
+class Delivered(NamedTuple):
+    """One outcome for `Outbox.sent_many`: the arguments of `sent`."""
+
+    id: str
+    now_ms: int
+    detail: str | None = None
+
+
 def backoff_ms(attempts: int) -> int:
     """The wait after the `attempts`-th failed attempt: 1 s, 2 s, 4 s … capped at 5 min."""
     if attempts < 1:
@@ -116,6 +150,12 @@ class Outbox:
         # FULL, not NORMAL: a notification acknowledged as enqueued (or marked sent) must
         # survive a power cut, and the write rate is tiny.
         self._conns = ThreadConnections(path, synchronous="FULL")
+        # … except claims (and giving them back), on connections of their own: a claim lost
+        # in a power cut only makes its messages due at once again — right, as their
+        # dispatcher died with it. Such a commit is durable once the next synced one (an
+        # enqueue, a delivery) syncs the log, which holds it before that one.
+        self._claims = ThreadConnections(path, synchronous="NORMAL")
+        self._swept_ms: int | None = None  # when claim() last marked used-up leases failed
         conn = self.connect()
         conn.executescript(SCHEMA.split("CREATE INDEX")[0])
         have = {r[1] for r in conn.execute("PRAGMA table_info(outbox)")}
@@ -128,7 +168,9 @@ class Outbox:
         return self._conns.connect()
 
     def close(self) -> None:
+        """Close this thread's connections."""
         self._conns.close()
+        self._claims.close()
 
     def enqueue(self, id: str, *, channel: str, channel_type: str, address: str,
                 subject: str, body: str, now_ms: int, recipient: str | None = None,
@@ -138,22 +180,21 @@ class Outbox:
         """Add a message, due at once. False when a message with this id is already there
         (whatever its state): the same transition is never sent twice. `sites`,
         `severity` and `event_ids` describe it for the delivery log (and its scope)."""
-        if not id:
-            raise ValueError("a message needs a non-empty id (the dedup key)")
-        if channel_type not in CHANNEL_TYPES:
-            raise ValueError(f"unknown channel type {channel_type!r}: expected one of "
-                             f"{', '.join(sorted(CHANNEL_TYPES))}")
-        if not address:
-            raise ValueError(f"message {id!r} has no address")
-        payload_json = None if payload is None else json.dumps(
-            payload, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
-        cur = self.connect().execute(
-            "INSERT OR IGNORE INTO outbox (id, channel, channel_type, address, recipient, "
-            "subject, body, payload, created_ms, next_attempt_ms, updated_ms, sites, "
-            "severity, event_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (id, channel, channel_type, address, recipient, subject, body, payload_json,
-             now_ms, now_ms, now_ms, _joined(sites), severity, _joined(event_ids)))
-        return cur.rowcount == 1
+        row = _insert_row(NewMessage(id, channel, channel_type, address, subject, body,
+                                     recipient, payload, sites, severity, event_ids), now_ms)
+        return self.connect().execute(_INSERT + _ROW, row).rowcount == 1
+
+    def enqueue_many(self, messages: Iterable[NewMessage], now_ms: int) -> int:
+        """`enqueue` for several messages at once: one statement, one commit, one fsync —
+        rather than one each. Returns how many were added (the others were there already,
+        or repeat an id earlier in `messages`). All are checked before any is written: one
+        that cannot be sent raises ValueError and none is added."""
+        rows = [_insert_row(m, now_ms) for m in messages]
+        chunks = [rows[i:i + _CHUNK] for i in range(0, len(rows), _CHUNK)]
+        if len(chunks) <= 1:
+            return sum(self._insert(chunk) for chunk in chunks)
+        with self._transaction():  # all or none, however many statements it takes
+            return sum(self._insert(chunk) for chunk in chunks)
 
     def claim(self, now_ms: int, limit: int, lease_ms: int) -> list[OutboxMessage]:
         """Take up to `limit` due messages (oldest due first) until `now_ms + lease_ms`.
@@ -163,30 +204,32 @@ class Outbox:
         if limit < 1 or lease_ms < 1:
             raise ValueError("limit and lease_ms must be positive")
         until = now_ms + lease_ms
-        conn = self.connect()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        conn = self._claims.connect()  # not synced: see __init__
+        # Each statement is a write transaction of its own, holding SQLite's write lock
+        # from its start (so two claimers never read the same due rows) and no longer than
+        # it runs: a claim is one UPDATE … RETURNING, not a SELECT and an UPDATE per message
+        # in a transaction, which under a busy interpreter held the lock over many switches
+        # between threads (every statement gives the interpreter lock up and waits for it).
+        # Messages whose attempts are used up are never claimed; marking them failed can
+        # wait, so it is done at most once a second.
+        last = self._swept_ms
+        if last is None or not last <= now_ms < last + SWEEP_MS:
+            self._swept_ms = now_ms
             conn.execute(
                 "UPDATE outbox SET state = 'failed', updated_ms = ?, last_error = "
                 "'gave up after ' || attempts || ' attempts (the last one never finished: "
                 "its dispatcher stopped mid-send)' WHERE state = 'pending' AND attempts >= ? "
                 "AND claimed_until_ms > 0 AND claimed_until_ms <= ?",
                 (now_ms, self.max_attempts, now_ms))
-            ids = [r[0] for r in conn.execute(
-                "SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_ms <= ? "
-                "AND claimed_until_ms <= ? AND attempts < ? "
-                "ORDER BY next_attempt_ms, created_ms, id LIMIT ?",
-                (now_ms, now_ms, self.max_attempts, limit))]
-            conn.executemany(
-                "UPDATE outbox SET claimed_until_ms = ?, attempts = attempts + 1, "
-                "updated_ms = ? WHERE id = ?", [(until, now_ms, i) for i in ids])
-            rows = [conn.execute(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (i,)
-                                 ).fetchone() for i in ids]
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return [_message(r) for r in rows]
+        rows = conn.execute(
+            "UPDATE outbox SET claimed_until_ms = ?, attempts = attempts + 1, "
+            "updated_ms = ? WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' "
+            "AND next_attempt_ms <= ? AND claimed_until_ms <= ? AND attempts < ? "
+            f"ORDER BY next_attempt_ms, created_ms, id LIMIT ?) RETURNING {_COLUMNS}",
+            (until, now_ms, now_ms, now_ms, self.max_attempts, limit)).fetchall()
+        out = [_message(r) for r in rows]  # RETURNING's order is not the SELECT's
+        out.sort(key=lambda m: (m.next_attempt_ms, m.created_ms, m.id))
+        return out
 
     def sent(self, id: str, now_ms: int, detail: str | None = None) -> None:
         """Delivered (wins over any other outcome: a late success after a retry is still
@@ -196,12 +239,39 @@ class Outbox:
             "updated_ms = ? WHERE id = ? AND state != 'sent'",
             (now_ms, _clip(detail), now_ms, id))
 
+    def sent_many(self, delivered: Iterable[Delivered]) -> None:
+        """`sent` for several messages: one statement, one commit, one fsync."""
+        rows = [(d.id, d.now_ms, _clip(d.detail)) for d in delivered]
+        chunks = [rows[i:i + _CHUNK] for i in range(0, len(rows), _CHUNK)]
+        with contextlib.ExitStack() as stack:
+            if len(chunks) > 1:
+                stack.enter_context(self._transaction())
+            for chunk in chunks:
+                self.connect().execute(
+                    "UPDATE outbox SET state = 'sent', sent_ms = v.column2, "
+                    "detail = v.column3, claimed_until_ms = 0, updated_ms = v.column2 "
+                    f"FROM (VALUES {', '.join(['(?, ?, ?)'] * len(chunk))}) AS v "
+                    "WHERE outbox.id = v.column1 AND outbox.state != 'sent'",
+                    [x for row in chunk for x in row])
+
+    def release(self, ids: Sequence[str], claimed_until_ms: int, now_ms: int) -> int:
+        """Give back claimed messages that were not tried (their lease would not have
+        outlasted a send): due again at once, the claim not counted as an attempt. Only
+        those the lease ending `claimed_until_ms` still holds: one whose lease ran out and
+        that another dispatcher claimed is left alone. Returns how many were given back."""
+        ids = list(ids)[:_CHUNK]  # at most a claim's worth (the rest: back when the lease ends)
+        if not ids:
+            return 0
+        return self._claims.connect().execute(  # as a claim: not synced
+            "UPDATE outbox SET claimed_until_ms = 0, attempts = MAX(attempts - 1, 0), "
+            f"updated_ms = ? WHERE id IN ({', '.join(['?'] * len(ids))}) "
+            "AND state = 'pending' AND claimed_until_ms = ?",
+            (now_ms, *ids, claimed_until_ms)).rowcount
+
     def retry(self, id: str, now_ms: int, error: str) -> State:
         """A temporary failure: due again after the backoff, or failed for good once
         `max_attempts` attempts were made. Returns the message's state afterwards."""
-        conn = self.connect()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as conn:
             row = conn.execute("SELECT attempts, state FROM outbox WHERE id = ?",
                                (id,)).fetchone()
             if row is None:
@@ -215,10 +285,6 @@ class Outbox:
                     "UPDATE outbox SET state = ?, last_error = ?, next_attempt_ms = ?, "
                     "claimed_until_ms = 0, updated_ms = ? WHERE id = ?",
                     (state, _clip(error), now_ms + backoff_ms(attempts), now_ms, id))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return cast(State, state)
 
     def failed(self, id: str, now_ms: int, error: str) -> None:
@@ -233,17 +299,50 @@ class Outbox:
         return None if row is None else _message(row)
 
     def log(self, since_ms: int = 0, limit: int = 100, *,
-            state: State | None = None) -> list[OutboxMessage]:
+            state: State | None = None, until_ms: int | None = None,
+            site: str | None = None, within_sites: Collection[str] | None = None,
+            fleet_wide: bool = True, offset: int = 0) -> list[OutboxMessage]:
         """The delivery log: messages enqueued at or after `since_ms`, newest first — what
-        went to whom, on which channel, when, and how it ended (state, last error)."""
+        went to whom, on which channel, when, and how it ended (state, last error).
+
+        Narrowed by `state`; `until_ms` (enqueued at or before it); `site` (messages of that
+        site); `within_sites` (only messages all of whose sites are in it — a caller's
+        scope) and `fleet_wide` (False: leave out messages of no site); `offset` skips that
+        many matching messages first (a page's position)."""
         query = f"SELECT {_COLUMNS} FROM outbox WHERE created_ms >= ?"
         args: list[Any] = [since_ms]
         if state is not None:
             query += " AND state = ?"
             args.append(state)
-        rows = self.connect().execute(query + " ORDER BY created_ms DESC, id LIMIT ?",
-                                      (*args, limit)).fetchall()
-        return [_message(r) for r in rows]
+        if until_ms is not None:
+            query += " AND created_ms <= ?"
+            args.append(until_ms)
+        if site is not None:
+            query += " AND instr(',' || sites || ',', ?) > 0"
+            args.append(f",{site},")
+        if not fleet_wide:
+            query += " AND sites IS NOT NULL AND sites != ''"
+        query += " ORDER BY created_ms DESC, id"
+        if within_sites is None:
+            rows = self.connect().execute(query + " LIMIT ? OFFSET ?",
+                                          (*args, limit, offset)).fetchall()
+            return [_message(r) for r in rows]
+        # Whether all of a message's sites are in scope is checked here, row by row, as the
+        # rows come (the cursor reads lazily): the sites column is a comma-joined list.
+        allowed = frozenset(within_sites)
+        out: list[OutboxMessage] = []
+        skip = offset
+        for row in self.connect().execute(query, args):
+            message = _message(row)
+            if not all(s in allowed for s in message.sites):
+                continue
+            if skip:
+                skip -= 1
+                continue
+            out.append(message)
+            if len(out) >= limit:
+                break
+        return out
 
     def counts(self) -> dict[State, int]:
         """Messages per state (every state present, zero when none)."""
@@ -266,6 +365,52 @@ class Outbox:
         return self.connect().execute(
             "DELETE FROM outbox WHERE state != 'pending' AND created_ms < ?",
             (before_ms,)).rowcount
+
+    def _insert(self, rows: list[tuple[Any, ...]]) -> int:
+        if not rows:
+            return 0
+        return int(self.connect().execute(
+            _INSERT + " VALUES " + ", ".join([_ROW.removeprefix(" VALUES ")] * len(rows)),
+            [x for row in rows for x in row]).rowcount)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE: the write lock from the start, so two
+        writers never read the same rows before changing them), committed or rolled back.
+        Only where one statement cannot do: while it is open, every statement gives the
+        interpreter lock up, and the others' writes wait as long as it takes to get back."""
+        conn = self.connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+_INSERT = ("INSERT OR IGNORE INTO outbox (id, channel, channel_type, address, recipient, "
+           "subject, body, payload, created_ms, next_attempt_ms, updated_ms, sites, "
+           "severity, event_ids)")
+_ROW = " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_CHUNK = 500  # rows per statement (14 parameters each: far below SQLite's 32 766)
+
+
+def _insert_row(m: NewMessage, now_ms: int) -> tuple[Any, ...]:
+    """The INSERT's parameters for a new message, due at once; ValueError when it cannot be
+    sent as it stands."""
+    if not m.id:
+        raise ValueError("a message needs a non-empty id (the dedup key)")
+    if m.channel_type not in CHANNEL_TYPES:
+        raise ValueError(f"unknown channel type {m.channel_type!r}: expected one of "
+                         f"{', '.join(sorted(CHANNEL_TYPES))}")
+    if not m.address:
+        raise ValueError(f"message {m.id!r} has no address")
+    payload_json = None if m.payload is None else json.dumps(
+        m.payload, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+    return (m.id, m.channel, m.channel_type, m.address, m.recipient, m.subject, m.body,
+            payload_json, now_ms, now_ms, now_ms, _joined(m.sites), m.severity,
+            _joined(m.event_ids))
 
 
 def _clip(text: str | None) -> str | None:

@@ -15,7 +15,9 @@ at-least-once: a dispatcher that dies after the receiver accepted but before the
 recorded it sends again, and the receiver drops the repeat by that id.
 
 The functions are blocking (smtplib, an httpx.Client): the dispatcher runs them in its own
-thread or process, never on an event loop."""
+threads or process, never on an event loop. E-mail goes over kept-open connections
+(`SmtpConnection`, one per dispatcher worker: a connection per message cost more than the
+message); `send_email` is the one-shot form, a connection of its own."""
 
 from __future__ import annotations
 
@@ -23,10 +25,12 @@ import base64
 import email.utils
 import json
 import re
+import select
 import smtplib
 import socket
 import ssl
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any, Literal
@@ -237,71 +241,230 @@ def _login(smtp: smtplib.SMTP, username: str, password: str) -> None:
         raise smtplib.SMTPAuthenticationError(code, reply)
 
 
-def send_email(config: SmtpConfig, sender: str, msg: Email) -> str:
-    """Send one e-mail (blocking). Returns the server's answer; raises TemporaryError or
-    PermanentError."""
-    message = build_email(msg, sender)
-    where = f"SMTP {config.host}:{config.port}"
+def _where(config: SmtpConfig) -> str:
+    return f"SMTP {config.host}:{config.port}"
+
+
+def _open(config: SmtpConfig) -> smtplib.SMTP:
+    """A connection ready for mail: connected, EHLO, STARTTLS as configured, logged in.
+    Raises what smtplib / the socket raise (classified by `_delivery_error`) or
+    PermanentError; a half-set-up connection is closed (after a polite QUIT)."""
+    where = _where(config)
+    if config.implicit_tls:
+        smtp: smtplib.SMTP = smtplib.SMTP_SSL(config.host, config.port,
+                                              timeout=config.timeout_s,
+                                              context=_tls_context(config))
+    else:
+        smtp = smtplib.SMTP(config.host, config.port, timeout=config.timeout_s)
     try:
-        if config.implicit_tls:
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(config.host, config.port,
-                                                  timeout=config.timeout_s,
-                                                  context=_tls_context(config))
-        else:
-            smtp = smtplib.SMTP(config.host, config.port, timeout=config.timeout_s)
-        with smtp:
-            smtp.ehlo()
-            if not config.implicit_tls and config.starttls != "never":
-                if smtp.has_extn("starttls"):
-                    smtp.starttls(context=_tls_context(config))
-                    smtp.ehlo()
-                elif config.starttls == "always":
-                    raise PermanentError(f"{where} does not offer STARTTLS, which the "
-                                         "SMTP URL requires (starttls=1)")
-            if config.username:
-                if not smtp.has_extn("auth"):
-                    raise PermanentError(f"{where} offers no AUTH (over this connection), "
-                                         "but the SMTP URL has a user name")
-                _login(smtp, config.username, config.password or "")
-            envelope_from = email.utils.parseaddr(sender)[1] or sender
+        smtp.ehlo()
+        if not config.implicit_tls and config.starttls != "never":
+            if smtp.has_extn("starttls"):
+                smtp.starttls(context=_tls_context(config))
+                smtp.ehlo()
+            elif config.starttls == "always":
+                raise PermanentError(f"{where} does not offer STARTTLS, which the "
+                                     "SMTP URL requires (starttls=1)")
+        if config.username:
+            if not smtp.has_extn("auth"):
+                raise PermanentError(f"{where} offers no AUTH (over this connection), "
+                                     "but the SMTP URL has a user name")
+            _login(smtp, config.username, config.password or "")
+    except BaseException:
+        _quit(smtp)
+        raise
+    return smtp
+
+
+def _quit(smtp: smtplib.SMTP) -> None:
+    """QUIT and close, never raising: whatever the server answers, the connection ends."""
+    try:
+        if smtp.sock is not None:
+            smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        pass
+    finally:
+        smtp.close()
+
+
+def _delivery_error(e: Exception, config: SmtpConfig, sender: str,
+                    to: str) -> DeliveryError:
+    """What an exception of smtplib or the socket means for the message: permanent (5xx
+    replies, a configuration the server cannot serve) or temporary (4xx replies, timeouts,
+    connection errors)."""
+    where = _where(config)
+    if isinstance(e, DeliveryError):
+        return e
+    if isinstance(e, smtplib.SMTPRecipientsRefused):
+        code, text = next(iter(e.recipients.values()))
+        return _classify_code(code, f"{where} refused recipient {to}: {_reply(code, text)}")
+    if isinstance(e, smtplib.SMTPAuthenticationError):
+        return _classify_code(e.smtp_code, f"{where} refused the login of "
+                                           f"{config.username!r}: "
+                                           f"{_reply(e.smtp_code, e.smtp_error)}")
+    if isinstance(e, smtplib.SMTPSenderRefused):
+        return _classify_code(e.smtp_code, f"{where} refused sender {sender}: "
+                                           f"{_reply(e.smtp_code, e.smtp_error)}")
+    if isinstance(e, smtplib.SMTPResponseException):
+        return _classify_code(e.smtp_code, f"{where} answered "
+                                           f"{_reply(e.smtp_code, e.smtp_error)}")
+    if isinstance(e, smtplib.SMTPNotSupportedError):
+        return PermanentError(f"{where}: {e}")
+    if isinstance(e, smtplib.SMTPServerDisconnected):
+        if "timed out" in str(e):  # smtplib turns a read timeout into a disconnection
+            return TemporaryError(f"{where} timed out after {config.timeout_s:g} s")
+        return TemporaryError(f"{where} closed the connection: {e or 'no reason'}")
+    if isinstance(e, ssl.SSLCertVerificationError):
+        return TemporaryError(f"{where}: TLS certificate not trusted ({e.verify_message})")
+    if isinstance(e, TimeoutError):
+        return TemporaryError(f"{where} timed out after {config.timeout_s:g} s")
+    if isinstance(e, ConnectionRefusedError):
+        return TemporaryError(f"{where}: connection refused")
+    if isinstance(e, socket.gaierror):
+        return TemporaryError(f"{where}: host not found ({e.strerror})")
+    return TemporaryError(f"{where}: {type(e).__name__}: {e}")
+
+
+# A refusal of the message itself leaves the connection usable (smtplib sent RSET after it,
+# except after a 421, when it closed the connection); anything else leaves it in an
+# unknown state, and it is dropped.
+_REFUSALS = (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPDataError)
+
+
+class SmtpConnection:
+    """A kept-open connection to one SMTP server, for one thread at a time.
+
+    Why: opening a connection (TCP, EHLO, STARTTLS, AUTH) costs several round trips and, with
+    TLS, a handshake — more than the message itself; a burst of alarms over one connection
+    is several times faster. What keeping it open must not change: each message is still
+    its own transaction (MAIL, RCPT, DATA) with the same Message-ID and the same
+    classification of failures as `send_email`.
+
+    Before a message goes over a connection used before, it is checked: one the server
+    closed or spoke on unasked (a 421 before hanging up) is noticed without a round trip
+    (the socket is readable); after a failure, or when it was idle for `probe_after_s`, an
+    RSET must be answered 250. A connection that fails the check is replaced — once; a
+    failure to connect again is the message's failure. A refused recipient or sender leaves
+    the connection usable (RSET, checked before the next message); any other error drops
+    it. After `idle_s` without a message it is closed (`close_if_idle`, or at the next
+    message), as servers drop idle clients anyway (often after 60 s or less)."""
+
+    def __init__(self, config: SmtpConfig, *, idle_s: float = 30.0,
+                 probe_after_s: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.idle_s = idle_s
+        self.probe_after_s = probe_after_s
+        self.clock = clock
+        self.opened = 0  # connections opened so far (a figure for logs and tests)
+        self._smtp: smtplib.SMTP | None = None
+        self._used = 0.0  # clock() when the connection last carried a command
+        self._suspect = False  # the last message failed on it: check it with RSET
+
+    @property
+    def is_open(self) -> bool:
+        return self._smtp is not None
+
+    def send(self, sender: str, msg: Email) -> str:
+        """Send one e-mail (blocking) over the kept connection, opening it if needed.
+        Returns the server's answer; raises TemporaryError or PermanentError."""
+        message = build_email(msg, sender)  # a bad address fails before any connection
+        where = _where(self.config)
+        envelope_from = email.utils.parseaddr(sender)[1] or sender
+        try:
+            smtp = self._ready()
+        except Exception as e:
+            raise _delivery_error(e, self.config, sender, msg.to) from None
+        try:
             refused = smtp.send_message(message, from_addr=envelope_from, to_addrs=[msg.to])
             if refused:  # one recipient per message: only reached when some were refused
                 code, text = next(iter(refused.values()))
                 raise _classify_code(code, f"{where} refused {msg.to}: {_reply(code, text)}")
-            return f"{where} accepted {message['Message-ID']} for {msg.to}"
-    except DeliveryError:
-        raise
-    except smtplib.SMTPRecipientsRefused as e:
-        code, text = next(iter(e.recipients.values()))
-        raise _classify_code(code, f"{where} refused recipient {msg.to}: "
-                                   f"{_reply(code, text)}") from None
-    except smtplib.SMTPAuthenticationError as e:
-        raise _classify_code(e.smtp_code, f"{where} refused the login of "
-                                          f"{config.username!r}: "
-                                          f"{_reply(e.smtp_code, e.smtp_error)}") from None
-    except smtplib.SMTPSenderRefused as e:
-        raise _classify_code(e.smtp_code, f"{where} refused sender {sender}: "
-                                          f"{_reply(e.smtp_code, e.smtp_error)}") from None
-    except smtplib.SMTPResponseException as e:
-        raise _classify_code(e.smtp_code, f"{where} answered "
-                                          f"{_reply(e.smtp_code, e.smtp_error)}") from None
-    except smtplib.SMTPNotSupportedError as e:
-        raise PermanentError(f"{where}: {e}") from None
-    except smtplib.SMTPServerDisconnected as e:
-        if "timed out" in str(e):  # smtplib turns a read timeout into a disconnection
-            raise TemporaryError(f"{where} timed out after {config.timeout_s:g} s") from None
-        raise TemporaryError(f"{where} closed the connection: {e or 'no reason'}") from None
-    except ssl.SSLCertVerificationError as e:
-        raise TemporaryError(f"{where}: TLS certificate not trusted "
-                             f"({e.verify_message})") from None
-    except TimeoutError:
-        raise TemporaryError(f"{where} timed out after {config.timeout_s:g} s") from None
-    except ConnectionRefusedError:
-        raise TemporaryError(f"{where}: connection refused") from None
-    except socket.gaierror as e:
-        raise TemporaryError(f"{where}: host not found ({e.strerror})") from None
-    except (OSError, smtplib.SMTPException) as e:
-        raise TemporaryError(f"{where}: {type(e).__name__}: {e}") from None
+        except Exception as e:
+            self._used = self.clock()
+            if isinstance(e, (DeliveryError, *_REFUSALS)) and smtp.sock is not None:
+                self._suspect = True
+            else:
+                self._drop(polite=False)
+            raise _delivery_error(e, self.config, sender, msg.to) from None
+        except BaseException:  # interrupted mid-transaction: the connection is unusable
+            self._drop(polite=False)
+            raise
+        self._used = self.clock()
+        return f"{where} accepted {message['Message-ID']} for {msg.to}"
+
+    def close_if_idle(self) -> bool:
+        """Close the connection when it carried nothing for `idle_s`; True if it did."""
+        if self._smtp is not None and self.clock() - self._used >= self.idle_s:
+            self._drop(polite=True)
+            return True
+        return False
+
+    def close(self) -> None:
+        """QUIT and close (nothing to do when not open)."""
+        self._drop(polite=True)
+
+    def _drop(self, *, polite: bool) -> None:
+        smtp, self._smtp, self._suspect = self._smtp, None, False
+        if smtp is None:
+            return
+        if polite:
+            _quit(smtp)
+        else:  # the connection's state is unknown: a QUIT could read a stale reply
+            smtp.close()
+
+    def _ready(self) -> smtplib.SMTP:
+        """The connection to send on: the kept one if it passes the check, else a new one."""
+        smtp = self._smtp
+        if smtp is not None:
+            idle = self.clock() - self._used
+            if idle >= self.idle_s:
+                self._drop(polite=True)
+            elif (self._suspect or idle >= self.probe_after_s or _readable(smtp)) \
+                    and not _rset_ok(smtp):
+                self._drop(polite=False)
+            else:
+                self._suspect = False
+                return smtp
+        self._smtp = _open(self.config)
+        self.opened += 1
+        self._used = self.clock()
+        return self._smtp
+
+
+def _readable(smtp: smtplib.SMTP) -> bool:
+    """Whether the server sent something unasked (a 421 before hanging up, the end of the
+    stream, or TLS records): checked without waiting, before reusing a connection."""
+    sock = smtp.sock
+    if sock is None:
+        return True
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):  # closed underneath
+        return True
+    return bool(readable)
+
+
+def _rset_ok(smtp: smtplib.SMTP) -> bool:
+    """RSET answered 250: the connection works and no transaction is left open on it."""
+    try:
+        code, _ = smtp.rset()
+    except (smtplib.SMTPException, OSError):
+        return False
+    return code == 250
+
+
+def send_email(config: SmtpConfig, sender: str, msg: Email) -> str:
+    """Send one e-mail over a connection of its own (blocking), closed afterwards. Returns
+    the server's answer; raises TemporaryError or PermanentError. The dispatcher keeps
+    connections open instead (`SmtpConnection`)."""
+    connection = SmtpConnection(config)
+    try:
+        return connection.send(sender, msg)
+    finally:
+        connection.close()
 
 
 # --------------------------------------------------------------------------- webhooks

@@ -16,6 +16,7 @@ goes to the dead-letter topic with its reason."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -23,7 +24,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from pydantic import ValidationError
 from connectors.ack_secret import ack_secret
 from connectors.kafka import CheckedProducer, ensure_topics
 from connectors.notify.dispatcher import Dispatcher, senders_config
-from connectors.notify.outbox import Outbox
+from connectors.notify.outbox import NewMessage, Outbox
 from connectors.redis_store import alarm_handling_key
 from connectors.settings import Settings
 from contracts.ack_links import ack_url
@@ -160,6 +161,7 @@ class Notifier:
         self.redis = redis.Redis.from_url(settings.require_redis())
         self.ready = threading.Event()
         self.enqueued = 0
+        self._pending: list[NewMessage] | None = None  # while a batch is being read
 
     # -- the rules file ------------------------------------------------------------------
 
@@ -296,14 +298,30 @@ class Notifier:
                     e.model_dump(mode="json") for e in o.events]}
             sites = [e.site_id for e in o.events if e.site_id]
             worst = min((e.severity for e in o.events), key=SEVERITY_RANK.__getitem__)
-            if self.outbox.enqueue(d.dedup_key, channel=d.channel, channel_type=d.channel_type,
-                                   address=d.address, subject=subject, body=body,
-                                   now_ms=now_ms, recipient=d.recipient, payload=payload,
-                                   sites=sites, severity=worst,
-                                   event_ids=[e.event_id for e in o.events]):
-                self.enqueued += 1
-        if outgoing:
+            message = NewMessage(d.dedup_key, channel=d.channel, channel_type=d.channel_type,
+                                 address=d.address, subject=subject, body=body,
+                                 recipient=d.recipient, payload=payload, sites=sites,
+                                 severity=worst, event_ids=[e.event_id for e in o.events])
+            if self._pending is not None:
+                self._pending.append(message)
+            else:
+                self.enqueued += self.outbox.enqueue_many([message], now_ms)
+        if outgoing and self._pending is None:
             self.dispatcher.wake()
+
+    @contextlib.contextmanager
+    def batched(self, now_ms: int) -> Iterator[None]:
+        """Messages made inside go into the outbox together at the end: one commit (one
+        fsync) for a batch of records read, not one per message. Nothing is read as done
+        before they are in."""
+        self._pending = []
+        try:
+            yield
+        finally:
+            pending, self._pending = self._pending, None
+            if pending:
+                self.enqueued += self.outbox.enqueue_many(pending, now_ms)
+                self.dispatcher.wake()
 
     @staticmethod
     def _message(o: Outgoing) -> tuple[str, str]:
@@ -372,22 +390,24 @@ class Notifier:
         last_tick = 0.0
         try:
             while not stop.is_set():
-                for msg in self.consumer.consume(200, timeout=0.2):
-                    if msg.error() is not None:
-                        continue
-                    now_ms = int(self.clock() * 1000)
-                    try:
-                        events = self.topics[msg.topic() or ""](msg.value() or b"", now_ms)
-                    except ValidationError as exc:
-                        self._dead(msg, json.dumps(exc.errors()[:3], default=str)[:1500],
-                                   now_ms)
-                        continue
-                    for event in events:
-                        self.handle(event, now_ms)
-                now = self.clock()
-                if now - last_tick >= 1.0:
-                    last_tick = now
-                    self.tick(int(now * 1000))
+                batch = self.consumer.consume(200, timeout=0.2)
+                with self.batched(int(self.clock() * 1000)):
+                    for msg in batch:
+                        if msg.error() is not None:
+                            continue
+                        now_ms = int(self.clock() * 1000)
+                        try:
+                            events = self.topics[msg.topic() or ""](msg.value() or b"", now_ms)
+                        except ValidationError as exc:
+                            self._dead(msg, json.dumps(exc.errors()[:3], default=str)[:1500],
+                                       now_ms)
+                            continue
+                        for event in events:
+                            self.handle(event, now_ms)
+                    now = self.clock()
+                    if now - last_tick >= 1.0:
+                        last_tick = now
+                        self.tick(int(now * 1000))
         finally:
             stop.set()
             sender.join(15)

@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from connectors.notify.outbox import BACKOFF_MAX_MS, Outbox, backoff_ms
+from connectors.notify.outbox import (
+    BACKOFF_MAX_MS,
+    Delivered,
+    NewMessage,
+    Outbox,
+    backoff_ms,
+)
 from connectors.settings import Settings
 
 T0 = 1_780_000_000_000  # an arbitrary epoch ms
@@ -207,3 +213,56 @@ def test_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.notify_db_path == tmp_path / "notify.db"
     monkeypatch.setenv("BESSMON_NOTIFY_DB", str(tmp_path / "x.db"))
     assert Settings(run_dir=tmp_path).notify_db_path == tmp_path / "x.db"
+
+
+def test_enqueue_many_is_one_write_and_idempotent(box: Outbox) -> None:
+    add(box, "old")
+    messages = [NewMessage(f"m{i}", channel="ops-mail", channel_type="email",
+                           address="oncall@example.com", subject=f"alarm {i}", body="x",
+                           recipient="oncall", sites=("nordvik",), severity="major",
+                           event_ids=(f"ev-{i}",)) for i in range(3)]
+    # Already there ("old"), or repeated within the batch ("m1"): not added again.
+    again = [*messages, NewMessage("old", channel="c", channel_type="email", address="a@b.c",
+                                   subject="s", body="b"), messages[1]]
+    assert box.enqueue_many(again, now_ms=T0 + 5) == 3
+    assert box.enqueue_many(messages, now_ms=T0 + 6) == 0
+    assert box.enqueue_many([], now_ms=T0) == 0
+    got = box.get("m2")
+    assert got is not None and (got.created_ms, got.next_attempt_ms) == (T0 + 5, T0 + 5)
+    assert (got.sites, got.severity, got.event_ids, got.recipient) == (
+        ("nordvik",), "major", ("ev-2",), "oncall")
+    # One that cannot be sent: none of the batch is added.
+    bad = NewMessage("m9", channel="c", channel_type="pager", address="x", subject="s",
+                     body="b")
+    with pytest.raises(ValueError, match="unknown channel type 'pager'"):
+        box.enqueue_many([NewMessage("m8", channel="c", channel_type="email",
+                                     address="a@b.c", subject="s", body="b"), bad], T0)
+    assert box.get("m8") is None
+    # More than one statement's worth: all of them, in one transaction.
+    many = [NewMessage(f"n{i:04d}", channel="c", channel_type="webhook",
+                       address="https://hooks.example/x", subject="s", body="b",
+                       payload={"i": i}) for i in range(1_203)]
+    assert box.enqueue_many(many, now_ms=T0) == 1_203
+    n = box.get("n1202")
+    assert n is not None and n.payload == {"i": 1202}
+    assert box.counts()["pending"] == 1 + 3 + 1_203
+
+
+def test_sent_many_and_release(box: Outbox) -> None:
+    for i in range(4):
+        add(box, f"m{i}", now_ms=T0 + i)
+    claimed = box.claim(T0 + 10, 4, 60_000)
+    until = claimed[0].claimed_until_ms
+    box.sent_many([Delivered("m0", T0 + 20, "250 queued"), Delivered("m1", T0 + 21)])
+    m0, m1 = box.get("m0"), box.get("m1")
+    assert m0 is not None and (m0.state, m0.sent_ms, m0.detail) == ("sent", T0 + 20,
+                                                                     "250 queued")
+    assert m1 is not None and (m1.state, m1.sent_ms, m1.claimed_until_ms) == ("sent",
+                                                                             T0 + 21, 0)
+    # Given back untried: due at once, the claim not counted; not under another's lease.
+    assert box.release(["m2", "m0"], until + 1, T0 + 30) == 0  # not this lease
+    assert box.release(["m2", "m0"], until, T0 + 30) == 1  # m0 is sent: left alone
+    m2 = box.get("m2")
+    assert m2 is not None and (m2.attempts, m2.claimed_until_ms) == (0, 0)
+    assert [m.id for m in box.claim(T0 + 40, 10, 60_000)] == ["m2"]  # m3 is still leased
+    assert box.counts() == {"pending": 2, "sent": 2, "failed": 0}

@@ -47,6 +47,7 @@ from connectors.notify.senders import (
     Email,
     PermanentError,
     SendersConfig,
+    SmtpConnection,
     TemporaryError,
     message_id,
     parse_smtp_url,
@@ -274,6 +275,24 @@ def test_starttls_and_auth_login(tls: Tls,
         send_email(untrusted, FROM, mail("untrusted"))
 
 
+def test_a_kept_connection_does_starttls_and_auth_once(
+        tls: Tls, smtp_server: Callable[..., tuple[Recorder, int]]) -> None:
+    rec, port = smtp_server(tls_context=tls.server, require_starttls=True,
+                            authenticator=authenticator, auth_require_tls=True,
+                            auth_exclude_mechanism=["PLAIN"])
+    conn = SmtpConnection(parse_smtp_url(
+        f"smtp://alerts%40bessmon.test:p%40ss%3Aw%C3%B6rd@127.0.0.1:{port}"
+        f"?starttls=1&cafile={tls.cafile}&timeout=5"))
+    try:
+        for i in range(3):
+            conn.send(FROM, mail(f"kept-{i}"))
+    finally:
+        conn.close()
+    assert conn.opened == 1  # one handshake and one login for the three
+    assert [(r.tls, r.login) for r in rec.received] == [(True, USER)] * 3
+    assert rec.ids() == ["kept-0", "kept-1", "kept-2"]
+
+
 def test_starttls_required_but_not_offered_is_permanent(
         smtp_server: Callable[..., tuple[Recorder, int]]) -> None:
     rec, port = smtp_server()
@@ -393,7 +412,9 @@ from connectors.notify.senders import SendersConfig, parse_smtp_url
 box = Outbox(Path(sys.argv[1]))
 config = SendersConfig(smtp=parse_smtp_url(sys.argv[2]), smtp_from="bessmon@fleet.example",
                        http_timeout_s=1)
-Dispatcher(box, config, lease_ms=int(sys.argv[3]), poll_s=0.05).run(threading.Event())
+# One worker: the server holds the third message, so which one that is must be known.
+Dispatcher(box, config, lease_ms=int(sys.argv[3]), poll_s=0.05, workers=1).run(
+    threading.Event())
 """
 
 
