@@ -645,3 +645,24 @@ def test_teams_payload_shape() -> None:
     assert card["actions"] == [{"type": "Action.OpenUrl", "title": "Open in bessmon",
                                 "url": "https://bessmon.example/alarms/42"}]
     assert "actions" not in teams_payload("t", "b")["attachments"][0]["content"]
+
+
+def test_any_text_arrives_as_written(smtp_server: Callable[..., tuple[Recorder, int]]) -> None:
+    """The message is written by hand (the `email` package's objects were most of a busy
+    notifier's time): non-ASCII subjects and bodies, a line starting with a dot, an '='
+    in a URL, a long line and a bare CR all arrive as written; a non-ASCII recipient goes
+    the `email` package's way (SMTPUTF8)."""
+    rec, port = smtp_server()
+    config = parse_smtp_url(f"smtp://127.0.0.1:{port}?starttls=0&timeout=5")
+    body = ("Temperatur 58 °C in Växjö\n.a line with a leading dot\n"
+            "Acknowledge: http://h/api/v1/alarms/ack?token=a.b=c\r\n" + "x" * 1200 + "\rend")
+    send_email(config, FROM, Email(id="i:raised", to="oncall@example.com",
+                                   subject="ALARM Växjö-u01:\n\tüber 55 °C", body=body))
+    [got] = rec.received
+    assert got.message["Subject"] == "ALARM Växjö-u01: über 55 °C"  # one line, decoded
+    content = got.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert content.replace("\r\n", "\n") == body.replace("\r\n", "\n").replace("\r", "\n") \
+        + "\n"
+    assert got.message["Message-ID"] == message_id("i:raised")
+    send_email(config, FROM, Email(id="j", to="bö@example.com", subject="s", body="b"))
+    assert rec.received[-1].rcpt == ["bö@example.com"]  # aiosmtpd offers SMTPUTF8
