@@ -7,7 +7,8 @@ The simulator serves the fleet's last site over OPC UA (when there are several) 
 others over Modbus TCP, injects random faults at demo rates, and sends tickets for them to
 the API's Jira webhook, signed with a secret made for this run (or the one set in
 BESSMON_WEBHOOK_SECRET_JIRA) and given to both (the API starts after the simulator: the
-simulator queues and retries until it answers)."""
+simulator queues and retries until it answers). When BESSMON_TICKETING_FILE gives a
+provider a REST connection, the ticket poller (`bessmon tickets poll`) runs too."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import httpx
 
 from connectors.kafka import ensure_topics
 from connectors.settings import Settings
+from connectors.ticketing.config import TicketingSettings
 from contracts.fleet import load_fleet
 from contracts.notify import load_notify
 from infra.accounts import admin_token, ensure_users
@@ -112,6 +114,11 @@ class Stack:
         rules = self.notify_rules or run_dir / "notify-rules.yaml"
         if self.notify_rules is not None or rules.exists():
             load_notify(rules)  # a broken file is refused before anything starts
+        try:  # a broken ticketing file is refused before anything starts
+            ticketing = TicketingSettings()
+            poll_tickets = bool(ticketing.config.rest_providers())
+        except ValueError as exc:
+            raise StackError(f"ticketing configuration: {exc}") from None
         self.credentials = ensure_users(settings, load_fleet(fleet_file))
         token = admin_token(settings)
         sim_token = secrets.token_urlsafe(24)
@@ -158,6 +165,9 @@ class Stack:
         # The notifier always runs: with no rules file yet it tells nobody, and picks up
         # the rules an admin saves through the API (or edits in the file) while it runs.
         self._child("notify", [*cli, "notify", "run", "--base-url", base + "/"], env)
+        if poll_tickets:  # tickets without webhooks: a vendor's REST API is configured
+            self._child("tickets", [*cli, "tickets", "poll", "--base-url",
+                                    ticketing.public_url or base + "/"], env)
         self._child("api", [*cli, "api", "--host", settings.api_host, "--port", str(api_port)],
                     ticketing_env)
         self._wait("API", lambda: _healthy(f"{base}/api/v1/health"), 60)

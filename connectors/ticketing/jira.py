@@ -32,7 +32,7 @@ from connectors.ticketing.payload import (
     text,
     ticket_event,
 )
-from connectors.ticketing.rest import Poll, VendorClient, vendor_priority
+from connectors.ticketing.rest import Poll, VendorClient, checked_marker, vendor_priority
 from connectors.ticketing.signing import Unverified, hex_digest, hmac_sha256, same
 from contracts.events import TicketEvent, TicketRef
 
@@ -159,11 +159,28 @@ class JiraClient(VendorClient):
             if not token or dig(page, "isLast") is True:
                 return poll
 
+    def find_by_marker(self, marker: str) -> Poll:
+        """The issues labelled `marker` (what `open_ticket(marker=…)` sets), oldest first:
+        one page, a marker names one issue. Jira's search index may trail a creation by
+        a few seconds: callers wait a moment before taking "none" for an answer."""
+        fields = ",".join(SEARCH_FIELDS + ((self.asset.field,) if self.asset.field else ()))
+        page = self._call("GET", "/rest/api/3/search/jql", params={
+            "jql": f'labels = "{checked_marker(marker)}" ORDER BY created ASC',
+            "fields": fields, "maxResults": 10})
+        issues = dig(page, "issues")
+        if not isinstance(issues, list):
+            raise InvalidPayload("the search answer has no `issues` list")
+        poll = Poll()
+        for issue in issues:
+            self._collect(poll, issue, 0, lambda i: normalize_issue(i, self.config),
+                          str(dig(issue, "key")))
+        return poll
+
     def open_ticket(self, asset_id: str, summary: str, description: str,
-                    priority: str | None = None) -> TicketRef:
+                    priority: str | None = None, *, marker: str | None = None) -> TicketRef:
         """Open an issue about the asset in `create.project`, naming the asset the way the
         mapping reads it back: a label `<label_prefix><asset>` when a prefix is configured,
-        else the asset field (as text)."""
+        else the asset field (as text). `marker` is added as a label (`find_by_marker`)."""
         create = self.config.create
         if not create.project:
             raise TicketingConfigError("jira.create.project is not configured")
@@ -175,6 +192,8 @@ class JiraClient(VendorClient):
             fields["labels"] = [self.asset.label_prefix + label]
         elif self.asset.field is not None:
             fields[self.asset.field] = self.asset.vendor_value(asset_id)
+        if marker is not None:
+            fields["labels"] = [*fields.get("labels", []), checked_marker(marker)]
         wanted = vendor_priority(self.config, priority)
         if wanted is not None:
             fields["priority"] = {"name": wanted}

@@ -64,7 +64,7 @@ from connectors.ticketing.payload import (
     ticket_event,
     utc_ms,
 )
-from connectors.ticketing.rest import Poll, VendorClient, vendor_priority
+from connectors.ticketing.rest import Poll, VendorClient, checked_marker, vendor_priority
 from connectors.ticketing.signing import Unverified, b64_digest, hmac_sha256, same
 from contracts.events import TicketEvent, TicketRef
 
@@ -186,12 +186,33 @@ class ServiceNowClient(VendorClient):
                 return poll
             offset += len(records)
 
+    def find_by_marker(self, marker: str) -> Poll:
+        """The incidents whose `correlation_id` is `marker` (what `open_ticket(marker=…)`
+        sets), oldest first."""
+        fields = FIELDS + ((self.asset.field,) if self.asset.field else ())
+        page = self._call("GET", "/api/now/table/incident", params={
+            "sysparm_query": f"correlation_id={checked_marker(marker)}^ORDERBYsys_created_on",
+            "sysparm_display_value": "all", "sysparm_exclude_reference_link": "true",
+            "sysparm_fields": ",".join(dict.fromkeys(fields)), "sysparm_limit": 10})
+        records = dig(page, "result")
+        if not isinstance(records, list):
+            raise InvalidPayload("the Table API answer has no `result` list")
+        poll = Poll()
+        for record in records:
+            self._collect(poll, record, 0, lambda r: normalize_record(r, self.config),
+                          str(text(dig(record, "number"), "number")))
+        return poll
+
     def open_ticket(self, asset_id: str, summary: str, description: str,
-                    priority: str | None = None) -> TicketRef:
+                    priority: str | None = None, *, marker: str | None = None) -> TicketRef:
         """Open an incident on the asset's CI (the table's sys_id for it, else the asset id
         in the asset field). `priority` 1-5 (or a word `create.priorities` maps to one)
-        becomes the impact and urgency that yield it."""
+        becomes the impact and urgency that yield it. `marker` goes into the incident's
+        `correlation_id` (`find_by_marker`)."""
         body: dict[str, str] = {"short_description": summary, "description": description}
+        if marker is not None:
+            body["correlation_id"] = checked_marker(marker)
+            body["correlation_display"] = "bessmon"
         if self.asset.field is not None:
             body[self.asset.field] = self.asset.vendor_value(asset_id)
         if self.config.create.category:

@@ -41,7 +41,7 @@ from connectors.ticketing.payload import (
     text,
     ticket_event,
 )
-from connectors.ticketing.rest import Poll, VendorClient, vendor_priority
+from connectors.ticketing.rest import Poll, VendorClient, checked_marker, vendor_priority
 from connectors.ticketing.signing import Unverified, b64_digest, hmac_sha256, same
 from contracts.events import TicketEvent, TicketRef
 
@@ -173,11 +173,28 @@ class ZendeskClient(VendorClient):
                 return poll
             params = {"cursor": cursor, "per_page": self.page_size}
 
+    def find_by_marker(self, marker: str) -> Poll:
+        """The tickets whose `external_id` is `marker` (what `open_ticket(marker=…)` sets):
+        `GET /api/v2/tickets?external_id=…`, read from the database (no search index lag)."""
+        page = self._call("GET", "/api/v2/tickets",
+                          params={"external_id": checked_marker(marker)})
+        tickets = dig(page, "tickets")
+        if not isinstance(tickets, list):
+            raise InvalidPayload("the ticket list answer has no `tickets` list")
+        poll = Poll()
+        for ticket in tickets:
+            self._collect(poll, ticket, 0, lambda t: normalize_ticket(t, self.config),
+                          str(dig(ticket, "id")))
+        return poll
+
     def open_ticket(self, asset_id: str, summary: str, description: str,
-                    priority: str | None = None) -> TicketRef:
+                    priority: str | None = None, *, marker: str | None = None) -> TicketRef:
         """Create a ticket naming the asset by tag (`<label_prefix><asset>`) and in the
-        asset custom field, whichever the mapping has."""
+        asset custom field, whichever the mapping has. `marker` becomes the ticket's
+        `external_id` (`find_by_marker`)."""
         ticket: dict[str, Any] = {"subject": summary, "comment": {"body": description}}
+        if marker is not None:
+            ticket["external_id"] = checked_marker(marker)
         if self.asset.label_prefix is not None:
             tag = asset_id if not self.asset.table_only else self.asset.vendor_value(asset_id)
             ticket["tags"] = [self.asset.label_prefix + tag]

@@ -3,8 +3,8 @@
 Each command group is a module of this package with its `add_parsers`: `stack` (up,
 services), `sim`, `connect` (modbus, opcua), `flows` (flows, replay), `backfill`, `contracts`
 (contracts evaluate, report compliance), `users` (audit, users), `api`, `control` (the
-control loop's `run`, estop), `notify` (the notifier's `run`); `common` holds what they
-share."""
+control loop's `run`, estop), `notify` (the notifier's `run`), `tickets` (the ticket
+poller's `poll`); `common` holds what they share."""
 
 from __future__ import annotations
 
@@ -23,11 +23,13 @@ from infra.cli import (
     notify,
     sim,
     stack,
+    tickets,
     users,
 )
 
 # --help's order
-GROUPS = (stack, sim, connect, flows, backfill, contracts, users, api, control, notify)
+GROUPS = (stack, sim, connect, flows, backfill, contracts, users, api, control, notify,
+          tickets)
 
 
 def build_parser() -> argparse.ArgumentParser:
