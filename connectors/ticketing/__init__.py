@@ -7,5 +7,7 @@ tickets opened for sustained outages.
 - `jira.py`, `servicenow.py`, `zendesk.py`  per vendor: webhook check, payload →
   TicketEvent, REST client (`search_updated`, `open_ticket`)
 - `webhooks.py` the per-vendor pieces the webhook route uses
+- `poller.py`   `bessmon tickets poll`: tickets without webhooks, and tickets opened for
+  episodes that last too long without one
 - `payload.py`, `signing.py`, `rest.py`  what the vendors share
 """
