@@ -27,6 +27,7 @@ from api.routes import (
     data_quality,
     health,
     notify,
+    repair,
     sites,
     webhooks,
     ws,
@@ -75,8 +76,8 @@ def create_app(settings: Settings | None = None, *, web_dist: Path | None = None
                               "answer is limited to the caller's customers and regions.")
     app.state.ctx = ctx
     errors.install(app)
-    for module in (health, auth, sites, assets, alarms, data_quality, contracts, control,
-                   admin, notify, webhooks, ws):
+    for module in (health, auth, sites, repair, assets, alarms, data_quality, contracts,
+                   control, admin, notify, webhooks, ws):
         app.include_router(module.router, prefix="/api/v1")
 
     @app.get("/", include_in_schema=False)

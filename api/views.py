@@ -414,3 +414,87 @@ class NotifyPreferences(BaseModel):
     tz: str  # IANA time zone of quiet_hours
     email: str | None
     source: Literal["own", "rules", "default"]
+
+
+# -- repair priority: what one more hour of each open outage costs (contracts/repair.py) ---
+
+REPAIR_MONEY = ("marginal_ld_per_hour", "ld_now", "ld_after", "cap_left")
+
+
+class RepairItem(BaseModel):
+    """One open episode priced by the flows (contracts/repair.RepairPriority as JSON, in the
+    hot state's `repair_key(site)`). Money is null for a role that may not see it."""
+
+    episode_id: str
+    asset_id: str
+    unit_id: str
+    site_id: str
+    contract_id: str
+    kind: Literal["ltsa", "technical"]  # technical: the site has no LTSA, no money at stake
+    currency: str
+    state: Literal["available", "derated", "unavailable", "unknown"]  # the asset's now
+    derate_fraction: float | None
+    cause: str | None
+    since_ms: int  # the episode's start
+    lost_hours: float  # the episode's, capacity-weighted, up to as_of_ms
+    lost_mwh: float
+    as_of_ms: int  # the site's final time the episode was priced at
+    period: str  # the open measurement period
+    contract_year: int
+    hours: float  # the extra time priced: 1, or what is left of the period
+    marginal_ld_per_hour: float | None  # ld_after − ld_now
+    ld_now: float | None  # the period's LD if the asset is repaired now …
+    ld_after: float | None  # … and if it stays as it is one more hour
+    availability_now_pct: float | None  # the period-end availability of those two cases
+    availability_after_pct: float | None
+    guaranteed_pct: float
+    cap_left: float | None  # of the contract year's LD cap, after ld_now
+    # why the marginal LD is 0: technical, excluded, no_loss, no_projection,
+    # above_guarantee, cap_reached, within_step (null when it is not 0)
+    zero_reason: str | None
+
+
+class RepairSiteList(BaseModel):
+    """`repair_key(site)` as the flows write it (flows/outputs.RepairList)."""
+
+    site_id: str
+    as_of_ms: int | None
+    items: list[RepairItem]
+
+
+class RepairRow(RepairItem):
+    rank: int  # 1-based, in the whole list (before `limit`)
+    site_name: str | None
+    customer: str
+    region: str
+    stale: bool  # the site's snapshot is older than STALE_AFTER_MS (wall clock)
+    # The period's numbers as the dashboard shows them (the site's contract KPIs)
+    actual_pct: float | None
+    projected_pct: float | None
+    projected_ld: float | None
+    ld_year_to_date: float | None
+    warning_level: Literal["ok", "watch", "ld_risk"] | None
+
+
+class RepairPriorityList(BaseModel):
+    items: list[RepairRow]  # ranked; the first `limit`
+    total: int  # open episodes in all
+    currencies: list[str]  # the LTSA currency groups, in the order they are listed
+    money: bool  # false: the caller's role may not see contract money (amounts null)
+
+
+def repair_sort_key(item: RepairItem) -> tuple[int, str, float, int, str]:
+    """contracts/repair.rank_key over the fleet: LTSA episodes first, one currency group
+    after the other (alphabetical: amounts in different currencies are never compared),
+    each by marginal LD per hour, highest first, then the longer episode, then id; technical
+    sites last by lost MWh."""
+    if item.kind == "technical":
+        return (1, "", -item.lost_mwh, item.since_ms, item.episode_id)
+    return (0, item.currency, -(item.marginal_ld_per_hour or 0.0), item.since_ms,
+            item.episode_id)
+
+
+def repair_lists(values: Iterable[bytes | str | None]) -> list[RepairSiteList]:
+    """The sites' lists from their Redis values; a missing or undecodable one left out
+    (logged)."""
+    return list(_decoded(RepairSiteList, (v for v in values if v)))

@@ -38,6 +38,13 @@ def episodes_key(site_id: str) -> str:
     return f"{PREFIX}:episodes:{site_id}"
 
 
+def repair_key(site_id: str) -> str:
+    """A site's open episodes ranked by repair priority: JSON {"site_id", "as_of_ms",
+    "items": [RepairPriority as JSON, …]} (contracts/repair.py), written whole by the flows
+    at each KPI step."""
+    return f"{PREFIX}:repair:{site_id}"
+
+
 def tickets_key(site_id: str) -> str:
     """The newest version of every ticket on a site's assets: hash `provider:ticket_id` →
     TicketEvent JSON."""

@@ -18,6 +18,7 @@ from contracts.events import (
     TicketEvent,
     UnavailabilityEpisode,
 )
+from contracts.repair import RepairPriority
 from contracts.status import Status
 
 
@@ -41,6 +42,21 @@ class SiteTicket:
     ticket: TicketEvent
 
 
+@dataclass(frozen=True, slots=True)
+class RepairList:
+    """A site's open unavailability episodes ranked by what one more hour of each costs
+    under its contract (contracts/repair.py), whole, at each KPI step (empty when none is
+    open): the hot state's `repair_key(site)`."""
+
+    site_id: str
+    as_of_ms: int | None  # the site's final time the episodes were priced at
+    items: tuple[RepairPriority, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {"site_id": self.site_id, "as_of_ms": self.as_of_ms,
+                "items": [item.to_json() for item in self.items]}
+
+
 Output = (StatusChange | StatusIntervalRow | SiteAvailability | DeadLetter | LatestValues
           | BreachEvent | Alert | UnavailabilityEpisode | PeriodAvailability | AvailabilityRow
-          | TelemetryRow | SiteTicket | DeadLetterTally)
+          | TelemetryRow | SiteTicket | DeadLetterTally | RepairList)

@@ -1,9 +1,10 @@
 """Bytewax sink for the hot state in Redis: each site's latest snapshot, each unit's newest
 tag values, each site's active alarms and alerts (hashes by id; a cleared alarm takes its
 operators' handling with it, contracts/alarms.py), open unavailability episodes (a hash by
-episode id) and newest ticket versions — and every change on the live channels the API's
-feeds serve (connectors/live_log.py: `site:<id>`, `fleet`, `asset:<unit>`, `alarms`,
-`alerts`), one pipeline per batch.
+episode id), each site's repair priority list (written whole, `repair_key`) and newest ticket
+versions — and every change on the live channels the API's feeds serve
+(connectors/live_log.py: `site:<id>`, `fleet`, `asset:<unit>`, `alarms`, `alerts`), one
+pipeline per batch.
 State writes are idempotent (SET, HSET, HDEL), so an epoch replayed after a recovery leaves
 nothing twice; the live channels are a feed, at least once (a replayed epoch publishes again,
 with new sequence numbers)."""
@@ -23,6 +24,7 @@ from connectors.redis_store import (
     dead_letters_key,
     episodes_key,
     latest_key,
+    repair_key,
     site_key,
     tickets_key,
 )
@@ -34,16 +36,17 @@ from contracts.events import (
     UnavailabilityEpisode,
 )
 from contracts.live import LiveStatus, UnitLatest
-from flows.outputs import LatestValues, Output, SiteTicket
+from flows.outputs import LatestValues, Output, RepairList, SiteTicket
 from flows.sink_errors import Reporter, SinkGuard, describe_json
 
 HotState = (SiteAvailability | LatestValues | BreachEvent | Alert | UnavailabilityEpisode
-            | SiteTicket | DeadLetterTally)
+            | SiteTicket | DeadLetterTally | RepairList)
 
 
 def hot_state(item: Output) -> HotState | None:
     return item if isinstance(item, SiteAvailability | LatestValues | BreachEvent | Alert
-                              | UnavailabilityEpisode | SiteTicket | DeadLetterTally) else None
+                              | UnavailabilityEpisode | SiteTicket | DeadLetterTally
+                              | RepairList) else None
 
 
 def latest_payload(item: LatestValues) -> UnitLatest:
@@ -93,6 +96,8 @@ class _Partition(StatelessSinkPartition[HotState]):
             elif isinstance(item, DeadLetterTally):
                 pipe.hset(dead_letters_key(item.site_id),
                           json.dumps([item.device, item.reason]), item.model_dump_json())
+            elif isinstance(item, RepairList):  # whole: what is not in it is not open
+                pipe.set(repair_key(item.site_id), json.dumps(item.to_json()))
             elif isinstance(item, UnavailabilityEpisode):
                 key = episodes_key(item.site_id)
                 if item.end_ms is None:

@@ -40,11 +40,12 @@ from contracts.intervals import StatusInterval
 from contracts.kpis import contract_kpis, ld_warning
 from contracts.monitoring import AlarmsConfig, MonitoringConfig
 from contracts.periods import from_us, local_midnight_us
+from contracts.repair import AssetStatus, repair_priorities
 from contracts.rules import Rollup, Rules
 from contracts.status import COMMS_LOSS, Status, StatusRules, classify
 from flows.breaches import BreachEngine
 from flows.episodes import EpisodeTracker
-from flows.outputs import LatestValues, Output, SiteTicket
+from flows.outputs import LatestValues, Output, RepairList, SiteTicket
 from flows.quality import DeviceLimits, DeviceQuality, DlqRate, Flapping
 from flows.status_timeline import Change, Piece, UnitTimeline
 from flows.telemetry import Poll
@@ -577,6 +578,7 @@ class SiteState:
             name: None if observed == 0 else 100.0 * (1.0 - lost / observed)
             for name, (observed, lost) in live_totals.items()}
         alerts: list[Output] = alarms
+        repair: list[Output] = []
         if self._step_due(self.kpis_ms, now, self.settings.kpi_every_ms):
             # By the contract's rules on final time only (contracts/kpis.py).
             self.kpis = ({}, None) if self.accumulator is None else contract_kpis(
@@ -587,13 +589,33 @@ class SiteState:
                                                site_id=self.site.id,
                                                contract_id=self.contract.id, now_ms=now)
             alerts += raised
+            repair.append(self.repair_list())
         windows.update(self.kpis[0])
         self.published_ms = now
         return [*alerts, SiteAvailability(
             site_id=self.site.id, name=self.site.name, customer=self.site.customer,
             region=self.site.region, ts_ms=now, final_ms=self.final_ms, windows=windows,
             units_by_state=counts, units=tuple(units), contract=self.kpis[1],
-            counts=dict(self.counts))]
+            counts=dict(self.counts)), *repair]
+
+    def repair_list(self) -> RepairList:
+        """The open episodes ranked by what one more hour of each costs under the contract
+        (contracts/repair.py), priced at final time — as the KPIs are — with each asset's
+        final status now. Only computed when an episode is open."""
+        acc, final_ms = self.accumulator, self.final_ms
+        opened = self.episodes.open_episodes(final_ms) if self.episodes.open else []
+        if acc is None or final_ms is None or not opened or final_ms * 1000 <= acc.start_us:
+            return RepairList(self.site.id, final_ms, ())
+        # Every asset's final status now (what the accumulator was last given of it).
+        current = {asset_id: AssetStatus(s.state, s.derate_fraction, s.cause)
+                   for timeline in self.timelines.values()
+                   for asset_id, (_, s) in timeline.current.items()}
+        pairs = [(e, current[e.asset_id]) for e in opened
+                 if e.asset_id in current and current[e.asset_id].state != "available"]
+        # The flows book no exclusion windows (status causes only): none to look for.
+        items = repair_priorities(acc, final_ms * 1000, pairs, current=current, windows=(),
+                                  kind="technical" if self.technical else "ltsa")
+        return RepairList(self.site.id, final_ms, tuple(items))
 
 
 def _poll_json(poll: Poll) -> str:

@@ -105,6 +105,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "/api/v1/alarms/{shelved}/unshelve"),
     Endpoint("GET", "/api/v1/alerts", P.READ),
     Endpoint("GET", "/api/v1/data-quality", P.READ, "/api/v1/data-quality?site=nordvik"),
+    Endpoint("GET", "/api/v1/repair-priority", P.READ, "/api/v1/repair-priority?site=nordvik"),
     Endpoint("GET", "/api/v1/data-quality/unrouted", P.DATA_QUALITY_UNROUTED),
     Endpoint("GET", "/api/v1/contracts", P.CONTRACTS_READ),
     Endpoint("GET", "/api/v1/contracts/{contract_id}/compliance", P.CONTRACTS_READ,

@@ -318,3 +318,51 @@ def test_the_site_warning_level_is_an_alarm_as_well_as_an_alert() -> None:
     [alarm] = state.alarms_of_alerts([alert, *feed(state, [sample("u1", 0)])])
     assert alarm == alert_alarms(CONFIG.alarms, [alert])[0]
     assert (alarm.kind, alarm.asset_id, alarm.site_id) == ("alert", "s1", "s1")
+
+
+def test_a_unit_trip_is_ranked_by_repair_priority_and_leaves_the_list_when_it_runs() -> None:
+    """At each KPI step the site's open episodes are priced (contracts/repair.py) and the
+    whole list is put out for the hot state: a tripped unit is in it — at its final status,
+    with the money one more hour of it costs — and the list is empty again once the unit
+    runs; the running unit never is in it."""
+    from contracts.repair import AssetStatus, repair_priorities
+    from flows.outputs import RepairList
+    from flows.redis_sink import hot_state
+
+    c = site_contract(ld__cap_per_contract_year=10**12)
+    state = SiteState(FLEET, "s1", CONFIG, c, FAST)
+    out = feed(state, [sample(u, t, code=3 if u == "u1" and 3 <= t < 40 else 0)
+                       for t in range(60) for u in ("u1", "u2")])
+    lists = of(out, RepairList)
+    assert lists and all(hot_state(r) is r for r in lists)
+    ranked = [r for r in lists if r.items]
+    assert ranked, "no KPI step saw the trip"
+    for r in ranked:
+        [item] = r.items
+        assert (item.asset_id, item.state, item.cause, item.kind) == (
+            "u1", "unavailable", "fault", "ltsa")
+        assert item.episode_id == f"u1:{T0 + 3000}" and item.as_of_ms == r.as_of_ms
+        assert item.marginal_ld_per_hour > 0 and item.zero_reason is None
+        assert item.ld_after - item.ld_now == item.marginal_ld_per_hour
+    assert lists[-1].items == ()  # running again: nothing open
+    # what the step put out is what the module gives at the final time it priced at
+    acc = SiteState(FLEET, "s1", CONFIG, c, FAST)
+    feed(acc, [sample(u, t, code=3 if u == "u1" and 3 <= t < 40 else 0)
+               for t in range(30) for u in ("u1", "u2")])
+    [episode] = acc.episodes.open_episodes(acc.final_ms)
+    assert acc.accumulator is not None and acc.final_ms is not None
+    [again] = repair_priorities(acc.accumulator, acc.final_ms * 1000,
+                                [(episode, AssetStatus("unavailable", None, "fault"))])
+    assert again == acc.repair_list().items[0]
+
+
+def test_a_site_without_a_contract_ranks_its_outages_without_money() -> None:
+    state = SiteState(FLEET, "s1", CONFIG, None, FAST)
+    from flows.outputs import RepairList
+
+    out = feed(state, [sample(u, t, code=3 if u == "u2" and t >= 3 else 0)
+                       for t in range(30) for u in ("u1", "u2")])
+    item = [r for r in of(out, RepairList) if r.items][-1].items[0]
+    assert (item.asset_id, item.kind, item.marginal_ld_per_hour, item.zero_reason) == (
+        "u2", "technical", 0, "technical")
+    assert item.lost_mwh > 0

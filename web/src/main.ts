@@ -21,6 +21,7 @@ import { loginView } from "./views/login";
 import { notificationsView } from "./views/notifications";
 import { overviewView } from "./views/overview";
 import { qualityView } from "./views/quality";
+import { repairView } from "./views/repair";
 import { siteView } from "./views/site";
 import { wallView } from "./views/wall";
 import { WarningStore } from "./warnings";
@@ -71,6 +72,7 @@ function viewFor(app: App, route: Route): View {
     case "alarms": return alarmsView(app);
     case "quality": return qualityView(app);
     case "contracts": return contractsView(app);
+    case "repair": return repairView(app);
     case "notifications": return notificationsView(app);
     case "wall": return wallView(app, route.params);
     default: return overviewView(app);

@@ -1,11 +1,11 @@
 // Hash routes, so a wall display can be pointed at a URL:
 //   #/  #/site/<id>  #/asset/<id>  #/control/<site id>  #/alarms  #/quality  #/contracts
-//   #/notifications  #/wall  #/login
+//   #/repair  #/notifications  #/wall  #/login
 // Query parameters after "?" (#/wall?every=20). A `token=` parameter (the link `make up`
 // prints: #token=…) is taken out of the address and kept for the tab.
 
 export type RouteName = "overview" | "site" | "asset" | "control" | "alarms" | "quality"
-  | "contracts" | "notifications" | "wall" | "login";
+  | "contracts" | "repair" | "notifications" | "wall" | "login";
 
 export interface Route {
   name: RouteName;
@@ -22,7 +22,8 @@ export interface ParsedHash {
 const WITH_ID: Partial<Record<string, RouteName>> = { site: "site", asset: "asset",
   control: "control" };
 const PLAIN: Partial<Record<string, RouteName>> = { "": "overview", alarms: "alarms",
-  quality: "quality", contracts: "contracts", notifications: "notifications", wall: "wall",
+  quality: "quality", contracts: "contracts", repair: "repair", notifications: "notifications",
+  wall: "wall",
   login: "login" };
 
 export function parseHash(hash: string): ParsedHash {

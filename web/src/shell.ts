@@ -38,6 +38,7 @@ export function shell(app: App, signOut: () => void): Shell {
   const nav = h("nav", { class: "main-nav", "aria-label": "main" },
     link("overview", "#/", "Overview"), link("alarms", "#/alarms", "Alarms ", alarmCount),
     link("quality", "#/quality", "Data quality"),
+    link("repair", "#/repair", "Repair priority"),
     app.can(P.contracts) ? link("contracts", "#/contracts", "Contracts") : null,
     link("notifications", "#/notifications", "Notifications"),
     link("wall", "#/wall", "Wall"));

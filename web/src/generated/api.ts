@@ -657,6 +657,57 @@ export interface ReadyFrame {
 }
 /**
  * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "RepairPriorityList".
+ */
+export interface RepairPriorityList {
+  items: RepairRow[];
+  total: number;
+  currencies: string[];
+  money: boolean;
+}
+/**
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "RepairRow".
+ */
+export interface RepairRow {
+  episode_id: string;
+  asset_id: string;
+  unit_id: string;
+  site_id: string;
+  contract_id: string;
+  kind: "ltsa" | "technical";
+  currency: string;
+  state: "available" | "derated" | "unavailable" | "unknown";
+  derate_fraction: number | null;
+  cause: string | null;
+  since_ms: number;
+  lost_hours: number;
+  lost_mwh: number;
+  as_of_ms: number;
+  period: string;
+  contract_year: number;
+  hours: number;
+  marginal_ld_per_hour: number | null;
+  ld_now: number | null;
+  ld_after: number | null;
+  availability_now_pct: number | null;
+  availability_after_pct: number | null;
+  guaranteed_pct: number;
+  cap_left: number | null;
+  zero_reason: string | null;
+  rank: number;
+  site_name: string | null;
+  customer: string;
+  region: string;
+  stale: boolean;
+  actual_pct: number | null;
+  projected_pct: number | null;
+  projected_ld: number | null;
+  ld_year_to_date: number | null;
+  warning_level: ("ok" | "watch" | "ld_risk") | null;
+}
+/**
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
  * via the `definition` "ResumeFrame".
  */
 export interface ResumeFrame {

@@ -9,6 +9,7 @@ import { money, pct } from "../format";
 import { againstGuarantee, siteLevel } from "../status";
 import type { AssetNode } from "../types";
 import { kpiStrip, updateFreshness } from "./overview";
+import { repairTop } from "./repair";
 import { heatMap, SITE_WINDOWS } from "./site";
 
 export function wallView(app: App, params: Record<string, string>): View {
@@ -38,7 +39,7 @@ export function wallView(app: App, params: Record<string, string>): View {
       h("span", { class: "freshness" })),
     windows, contract,
     h("div", { class: "wall-main" }, heat.el,
-      h("aside", {}, h("h2", {}, "Active alarms"), alarmsBox)),
+      h("aside", {}, h("h2", {}, "Active alarms"), alarmsBox, repairTop(app, d))),
     progress);
   const el = h("div", { class: "view wall" }, kpis.el, strip, current);
 
