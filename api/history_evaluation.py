@@ -3,20 +3,28 @@ intervals from the start of the contract year through the asked periods, evaluat
 contract engine exactly as `bessmon contracts evaluate` would (availability rules §7), so the API,
 the reports and the batch command always agree. Time the flows have not made final yet (after
 their `final_ms`) counts as a data gap by the contract's policy: an open period's numbers are
-those of its final part; its projection is in the site's live KPIs."""
+those of its final part; its projection is in the site's live KPIs.
+
+The exclusion windows are the contract's approved ones (docs/exclusions.md): the callers
+pass `approved_windows(store, contract.id)` (connectors/api_store.py), so that the API's
+compliance, its reports and the revisions of an approval all evaluate the same windows."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from connectors.history import HistoryStore
 from contracts.contract import Contract
 from contracts.engine import ContractContext, Evaluation, evaluate
 from contracts.fleet import Fleet
-from contracts.intervals import StatusInterval
+from contracts.intervals import ExclusionWindow, StatusInterval
 
 
 def evaluate_history(fleet: Fleet, contract: Contract, history: HistoryStore, period: str,
-                     final_ms: int | None) -> Evaluation:
-    """InvalidInput for a period the contract does not have (the message names it)."""
+                     final_ms: int | None, windows: Sequence[ExclusionWindow] = ()
+                     ) -> Evaluation:
+    """InvalidInput for a period the contract does not have (the message names it).
+    `windows`: the exclusion windows to evaluate with (the approved ones)."""
     ctx = ContractContext(fleet, contract)
     cal = ctx.calendar
     asked = cal.parse_range(period, contract.measurement_period)
@@ -35,4 +43,4 @@ def evaluate_history(fleet: Fleet, contract: Contract, history: HistoryStore, pe
             if stop > begin:
                 intervals.append(StatusInterval(r.asset_id, begin, stop, r.state,
                                                 r.derate_fraction, r.cause))
-    return evaluate(fleet, contract, intervals, [], period)
+    return evaluate(fleet, contract, intervals, list(windows), period)

@@ -25,9 +25,11 @@ from api.routes import (
     contracts,
     control,
     data_quality,
+    exclusions,
     health,
     notify,
     repair,
+    report_archive,
     sites,
     webhooks,
     ws,
@@ -77,7 +79,7 @@ def create_app(settings: Settings | None = None, *, web_dist: Path | None = None
     app.state.ctx = ctx
     errors.install(app)
     for module in (health, auth, sites, repair, assets, alarms, data_quality, contracts,
-                   control, admin, notify, webhooks, ws):
+                   exclusions, report_archive, control, admin, notify, webhooks, ws):
         app.include_router(module.router, prefix="/api/v1")
 
     @app.get("/", include_in_schema=False)

@@ -498,3 +498,90 @@ def repair_lists(values: Iterable[bytes | str | None]) -> list[RepairSiteList]:
     """The sites' lists from their Redis values; a missing or undecodable one left out
     (logged)."""
     return list(_decoded(RepairSiteList, (v for v in values if v)))
+
+
+# exclusion windows (api/routes/exclusions.py, docs/exclusions.md)
+
+class EvidenceOut(BaseModel):
+    sha256: str  # the file is GET …/evidence/{sha256}
+    name: str  # sanitised
+    size: int  # bytes
+    content_type: str
+    uploaded_by: str
+    uploaded_ms: int
+
+
+class RevisionOut(BaseModel):
+    """A closed period's numbers before and after an approval (or a revocation)."""
+
+    period: str
+    availability_pct_before: float | None
+    availability_pct_after: float | None
+    ld_before: float
+    ld_after: float
+    bonus_before: float
+    bonus_after: float
+    text: str  # "2026-10 revised: 97.100 % → 98.300 %, LD €12,000 → €0, exclusion #17"
+
+
+class ExclusionOut(BaseModel):
+    id: int  # #17
+    contract_id: str
+    site_id: str
+    scope_id: str  # the site or one of its units
+    start_ms: int
+    end_ms: int | None  # null: open-ended (a ticket not resolved yet)
+    category: str  # a cause of the contract (availability rules §1)
+    reason: str
+    state: Literal["proposed", "approved", "rejected", "withdrawn", "revoked"]
+    proposed_by: str  # a user, or ticket:<provider>:<id>
+    proposed_ms: int
+    decided_by: str | None
+    decided_ms: int | None
+    decision_comment: str | None
+    revoked_by: str | None
+    revoked_ms: int | None
+    revoke_comment: str | None
+    source: str | None  # ticket:<provider>:<id> for a ticket's proposal
+    evidence: list[EvidenceOut]
+    revisions: list[RevisionOut]  # recorded at approval / revocation, oldest first
+
+
+# the report archive (api/routes/report_archive.py)
+
+class ArchivedFileOut(BaseModel):
+    format: Literal["pdf", "xlsx", "csv"]
+    sha256: str  # of the file as archived; the download's X-Content-SHA256 header
+    bytes: int
+    url: str  # /api/v1/reports/archive/<contract>/<period>/v<n>.<format>
+
+
+class ReportDifference(BaseModel):
+    """A figure that changed from the version before (values as printed: % to 3 decimals,
+    money to 2, hours to 6; null: no counted time)."""
+
+    scope: str  # "contract" or a unit's id
+    field: str  # availability_pct, shortfall_pct, ld, bonus, excluded_hours, lost_hours
+    before: float | None
+    after: float | None
+    text: str  # "availability 97.100 % → 98.300 %"
+
+
+class ArchivedReport(BaseModel):
+    """One version of a period's scheduled compliance report (README "Scheduled reports")."""
+
+    contract_id: str
+    site_id: str
+    period: str
+    version: int
+    created_ms: int
+    fingerprint: str  # sha256 of its inputs (contracts/reporting.py)
+    availability_pct: float | None
+    guaranteed_pct: float
+    ld: float
+    bonus: float
+    currency: str
+    files: list[ArchivedFileOut]
+    differences: list[ReportDifference]  # from version - 1; [] for version 1
+    delivered_ms: int | None  # handed to the notifier's outbox (null: not yet)
+    recipients: list[str]

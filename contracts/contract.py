@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from contracts.errors import InvalidInput
 from contracts.events import Cause
 from contracts.fleet import Fleet
+from contracts.notify import Email
 from contracts.periods import PeriodKind
 from contracts.yamltext import CURRENCY_PATTERN, IsoDate, YamlDocument, read_text, validate
 
@@ -73,6 +74,9 @@ class Contract(_Terms):
     bonus: Bonus | None = None
     early_warning_margin_pct: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False,
                                                      strict=True)]
+    # Who gets each new version of the scheduled compliance reports by e-mail
+    # (contracts/reporting.py); optional, not a term: it is left out of report fingerprints.
+    report_recipients: tuple[Email, ...] = ()
 
     @field_validator("term_years")
     @classmethod

@@ -165,6 +165,9 @@ class Stack:
         # The notifier always runs: with no rules file yet it tells nobody, and picks up
         # the rules an admin saves through the API (or edits in the file) while it runs.
         self._child("notify", [*cli, "notify", "run", "--base-url", base + "/"], env)
+        # The scheduled compliance reports: `report run-due` every 10 minutes, into
+        # <run dir>/reports/, new versions e-mailed through the notifier's outbox.
+        self._child("reports", [*cli, "report", "schedule", "--base-url", base + "/"], env)
         if poll_tickets:  # tickets without webhooks: a vendor's REST API is configured
             self._child("tickets", [*cli, "tickets", "poll", "--base-url",
                                     ticketing.public_url or base + "/"], env)

@@ -29,6 +29,12 @@ class Permission(StrEnum):
     # The notification rules (who is told of which alarm, through which channel): one file
     # for the whole fleet, naming people's addresses and webhook URLs — admins only.
     NOTIFY_MANAGE = "notify.manage"
+    # Exclusion windows (docs/exclusions.md): proposing one (and adding its evidence,
+    # withdrawing one's own) is for those who know why a unit was down; deciding — approve,
+    # reject, revoke — for contract managers, never on their own proposal (four eyes,
+    # contracts/exclusions.py). The same roles as `PROPOSER_ROLES` / `DECIDER_ROLES` there.
+    EXCLUSIONS_PROPOSE = "exclusions.propose"
+    EXCLUSIONS_DECIDE = "exclusions.decide"
 
 
 P = Permission
@@ -40,9 +46,11 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     # Service managers: alarms and the contract's KPIs and reports; no commands to the
     # equipment (that is the on-call engineer's).
     "service_manager": frozenset({P.READ, P.ALARMS_ACKNOWLEDGE, P.ALARMS_SHELVE,
-                                  P.CONTRACTS_READ, P.REPORTS_EXPORT}),
-    # LTSA contract managers: contracts, LD and reports; alarms are not theirs to handle.
-    "contract_manager": frozenset({P.READ, P.CONTRACTS_READ, P.REPORTS_EXPORT}),
+                                  P.CONTRACTS_READ, P.REPORTS_EXPORT, P.EXCLUSIONS_PROPOSE}),
+    # LTSA contract managers: contracts, LD and reports, and deciding exclusions; alarms
+    # are not theirs to handle.
+    "contract_manager": frozenset({P.READ, P.CONTRACTS_READ, P.REPORTS_EXPORT,
+                                   P.EXCLUSIONS_PROPOSE, P.EXCLUSIONS_DECIDE}),
     "admin": frozenset(Permission),
 }
 

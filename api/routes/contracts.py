@@ -27,10 +27,12 @@ from api.reports.data import build_report
 from api.reports.pdf import to_pdf
 from api.reports.xlsx import to_xlsx
 from api.views import Compliance, ContractSummary
+from connectors.api_store import approved_windows
 from connectors.redis_store import site_key
 from contracts.contract import Contract
 from contracts.errors import InvalidInput
 from contracts.events import ContractKpis
+from contracts.intervals import ExclusionWindow
 from contracts.output import evaluation_json
 from contracts.periods import PeriodError
 
@@ -62,13 +64,16 @@ async def list_contracts(ctx: CtxDep, caller: ContractReader) -> list[ContractSu
 
 
 async def _evaluate(ctx: CtxDep, redis: RedisDep, contract: Contract,
-                    period: str) -> tuple[Any, ContractKpis | None]:
+                    period: str) -> tuple[Any, ContractKpis | None, list[ExclusionWindow]]:
+    """The evaluation with the contract's approved exclusion windows (docs/exclusions.md),
+    the live KPIs of the open period, and the windows (reports list them)."""
     raw = await redis.get(site_key(contract.site))
     snapshot = json.loads(raw) if raw else None
     final_ms = snapshot.get("final_ms") if snapshot else None
+    windows = await run_in_threadpool(approved_windows, ctx.store, contract.id)
     try:
         evaluation = await run_in_threadpool(evaluate_history, ctx.fleet, contract,
-                                             ctx.history, period, final_ms)
+                                             ctx.history, period, final_ms, windows)
     except (PeriodError, InvalidInput) as exc:
         problem = exc.problem if isinstance(exc, InvalidInput) else str(exc)
         raise BadInput("query.period", problem) from None
@@ -76,14 +81,14 @@ async def _evaluate(ctx: CtxDep, redis: RedisDep, contract: Contract,
     labels = {p.period.label for p in evaluation.periods}
     open_period = ContractKpis.model_validate(live) if live and live["period"] in labels \
         else None
-    return evaluation, open_period
+    return evaluation, open_period, windows
 
 
 @router.get("/contracts/{contract_id}/compliance")
 async def compliance(contract_id: str, period: PeriodQ, ctx: CtxDep, redis: RedisDep,
                      caller: ContractReader) -> Compliance:
     contract = _contract(ctx, caller, contract_id)
-    evaluation, open_period = await _evaluate(ctx, redis, contract, period)
+    evaluation, open_period, _ = await _evaluate(ctx, redis, contract, period)
     return Compliance(evaluation=evaluation_json(evaluation), open_period=open_period)
 
 
@@ -100,10 +105,10 @@ async def compliance_report(contract_id: Annotated[str, Query(max_length=64)],
     """The monthly compliance report (the same as `bessmon report compliance`) of the final
     history; the download is in the audit log."""
     contract = _contract(ctx, caller, contract_id)
-    evaluation, _ = await _evaluate(ctx, redis, contract, period)
+    evaluation, _, windows = await _evaluate(ctx, redis, contract, period)
 
     def render() -> bytes:
-        report = build_report(evaluation, [])
+        report = build_report(evaluation, windows)
         return (to_xlsx(report) if format == "xlsx" else to_pdf(report) if format == "pdf"
                 else to_csv(report).encode("utf-8"))
 

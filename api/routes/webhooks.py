@@ -38,7 +38,10 @@ content). Redis `SET NX` marks it `pending` (60 s) while it is published and `do
 (TTL `BESSMON_WEBHOOK_DEDUPE_TTL_S`); a failed publish forgets the mark, so the vendor's retry
 goes through. The topic can still see a ticket version twice (a publish acknowledged after
 our timeout, a redelivery after the TTL): consumers keep the latest `updated_ms` per ticket
-and ignore the rest (flows/episodes.py)."""
+and ignore the rest (flows/episodes.py).
+
+A published ticket whose category maps to an exclusion category (`exclusions:` in the
+ticketing mapping) proposes an exclusion window, once per ticket (docs/exclusions.md)."""
 
 from __future__ import annotations
 
@@ -56,13 +59,16 @@ from redis.exceptions import RedisError
 
 from api.context import ApiContext
 from api.deps import CtxDep, FleetDep, RedisDep
+from api.routes.exclusions import propose_from_ticket
 from api.views import WebhookAnswer
 from connectors.kafka import CheckedProducer
 from connectors.redis_store import PREFIX
 from connectors.ticketing.config import TicketingSettings
+from connectors.ticketing.mapping import TicketMapping
 from connectors.ticketing.payload import InvalidPayload, UnmappedValue
 from connectors.ticketing.signing import Unverified
 from connectors.ticketing.webhooks import WEBHOOKS
+from contracts.events import TicketEvent
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
@@ -203,4 +209,20 @@ async def receive(provider: str, request: Request, ctx: CtxDep, fleet: FleetDep,
                             "deliveries cannot be deduplicated now; retry later") from None
     log.info("%s webhook: ticket %s (%s, asset %s) published", provider, key, event.status,
              event.asset_id)
+    await _propose_exclusion(ctx, event, ticketing.config.provider(spec.provider))
     return WebhookAnswer(status="published", key=key, asset_id=event.asset_id)
+
+
+async def _propose_exclusion(ctx: ApiContext, event: TicketEvent, mapping: TicketMapping
+                             ) -> None:
+    """A ticket whose category maps to an exclusion category proposes a window (or gives its
+    proposal its end), once per ticket (docs/exclusions.md, "Tickets"). The ticket is
+    published whatever happens here: a failure is logged, not answered to the vendor."""
+    if not mapping.exclusions or not event.category:
+        return
+    try:
+        await asyncio.to_thread(propose_from_ticket, ctx, event, mapping,
+                                int(time.time() * 1000))
+    except Exception:
+        log.exception("ticket %s:%s: the exclusion proposal failed", event.provider,
+                      event.ticket_id)

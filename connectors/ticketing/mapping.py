@@ -19,7 +19,12 @@ servicenow:
   statuses: {"4": in_progress}     # incident `state` codes (or labels) → status
 zendesk:
   asset: {field: "360012345678", label_prefix: "asset_"}   # custom field id, tag prefix
+  exclusions: {"Grid outage": grid_outage, "Customer instruction": customer_request}
 ```
+
+`exclusions` maps ticket categories (as the vendor names them, without regard to case) to
+exclusion categories: a ticket of such a category proposes an exclusion window by itself
+(api/routes/exclusions.py `propose_from_ticket`, docs/exclusions.md).
 
 An asset is looked for in the field first, then in the labels (Jira labels, Zendesk tags);
 among a source's values (in the order the vendor lists them) the first one in `table` is
@@ -37,7 +42,7 @@ from typing import Annotated, Any, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from connectors.ticketing.payload import UnmappedValue, dig, raw
-from contracts.events import TicketStatus
+from contracts.events import Cause, TicketStatus
 
 NonEmpty = Annotated[str, Field(min_length=1)]
 
@@ -91,6 +96,9 @@ class TicketMapping(_Model):
     # The ticket's page for people, `{…}` filled from the ticket (Jira/Zendesk: derived from
     # the payload when unset; ServiceNow: from the instance's base URL when one is known).
     ticket_url: str | None = None
+    # Ticket categories (as the vendor names them, matched without regard to case) → the
+    # exclusion category a ticket of that category proposes (docs/exclusions.md, "Tickets").
+    exclusions: dict[str, Cause] = Field(default_factory=dict)
 
     def merged_over(self, default: TicketMapping) -> Self:
         """This mapping on top of the vendor default: statuses added to (or overriding) the
@@ -99,7 +107,8 @@ class TicketMapping(_Model):
             "asset": self.asset or default.asset,
             "statuses": {**default.statuses, **self.statuses},
             "status_categories": {**default.status_categories, **self.status_categories},
-            "ticket_url": self.ticket_url or default.ticket_url})
+            "ticket_url": self.ticket_url or default.ticket_url,
+            "exclusions": {**default.exclusions, **self.exclusions}})
 
     def status(self, provider: str, names: Sequence[str | None], category: str | None = None
                ) -> TicketStatus:

@@ -4,7 +4,8 @@ Each command group is a module of this package with its `add_parsers`: `stack` (
 services), `sim`, `connect` (modbus, opcua), `flows` (flows, replay), `backfill`, `contracts`
 (contracts evaluate, report compliance), `users` (audit, users), `api`, `control` (the
 control loop's `run`, estop), `notify` (the notifier's `run`), `tickets` (the ticket
-poller's `poll`); `common` holds what they share."""
+poller's `poll`), `report` (report run-due, report schedule: the scheduled compliance
+reports, added to the `report` group `contracts` makes); `common` holds what they share."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from infra.cli import (
     control,
     flows,
     notify,
+    report,
     sim,
     stack,
     tickets,
@@ -28,8 +30,8 @@ from infra.cli import (
 )
 
 # --help's order
-GROUPS = (stack, sim, connect, flows, backfill, contracts, users, api, control, notify,
-          tickets)
+GROUPS = (stack, sim, connect, flows, backfill, contracts, report, users, api, control,
+          notify, tickets)
 
 
 def build_parser() -> argparse.ArgumentParser:

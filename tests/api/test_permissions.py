@@ -10,12 +10,13 @@ be placed in the matrix before it ships. Then every role is tried on every endpo
 realistic data (the example fleet, its contracts, a breach raised through the flows' Redis
 sink, an API key in the store): a role whose permissions include the endpoint's gets the
 endpoint's success status; a role without gets exactly 403 `role <role> may not <permission>`
-and nothing is done or audited — but for an operator command to the equipment, which is audited
-as refused (who tried to stop what)."""
+and nothing is done or audited — but for an operator command to the equipment and a step of the
+exclusion workflow, which are audited as refused (who tried to stop or to decide what)."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import uuid
 from collections.abc import Iterator
@@ -36,7 +37,9 @@ from api.auth.permissions import ROLE_PERMISSIONS, ROLES, Permission, Role
 from api.context import ApiContext
 from api.main import create_app
 from connectors.alarm_store import act_on_alarm
+from connectors.api_store import Evidence, ExclusionStore
 from connectors.audit import AuditLog
+from connectors.evidence import evidence_dir, store_file
 from connectors.redis_store import alarm_handling_key, alarms_key
 from connectors.settings import Settings
 from connectors.ticketing.config import TicketingSettings
@@ -49,6 +52,7 @@ JANUARY = "start=1767225600000&end=1767830400000"  # 2026-01-01 .. 2026-01-08 UT
 # Block style: the matrix fills "{x}" placeholders into request bodies.
 NOTIFY_RULES = ("channels:\n  ops:\n    type: email\n    to: [ops@example.test]\n"
                 "rules:\n  - name: all\n    notify: [ops]\n")
+EXCLUSIONS = "/api/v1/contracts/LTSA-NORDVIK/exclusions"
 JIRA_BODY = (Path(__file__).resolve().parents[1] / "fixtures" / "ticketing"
              / "jira_issue_created.json").read_bytes()
 
@@ -62,6 +66,7 @@ class Endpoint:
     ok: int = 200  # the status of a caller who may
     json: dict[str, Any] | None = None
     form: dict[str, str] = field(default_factory=dict)  # {role} filled in
+    files: dict[str, tuple[str, bytes, str]] | None = None  # a multipart upload
 
     @property
     def id(self) -> str:
@@ -112,6 +117,33 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "/api/v1/contracts/LTSA-NORDVIK/compliance?period=2026-01"),
     Endpoint("GET", "/api/v1/reports/compliance", P.REPORTS_EXPORT,
              "/api/v1/reports/compliance?contract_id=LTSA-NORDVIK&period=2026-01&format=csv"),
+    Endpoint("GET", "/api/v1/reports/archive", P.CONTRACTS_READ,
+             "/api/v1/reports/archive?contract_id=LTSA-NORDVIK"),
+    # The version `client` archives (a download is audited: tests/api/test_report_archive.py).
+    Endpoint("GET", "/api/v1/reports/archive/{contract_id}/{period}/v{version}.{fmt}",
+             P.REPORTS_EXPORT, "/api/v1/reports/archive/LTSA-NORDVIK/2026-01/v1.csv"),
+    # Exclusion windows (tests/api/test_exclusions_api.py): `values` makes fresh ones per
+    # cell — proposed by someone else (to approve / reject), by the caller (to withdraw),
+    # approved (to revoke), with an evidence file (to download).
+    Endpoint("GET", "/api/v1/contracts/{contract_id}/exclusions", P.CONTRACTS_READ,
+             f"{EXCLUSIONS}?state=proposed"),
+    Endpoint("POST", "/api/v1/contracts/{contract_id}/exclusions", P.EXCLUSIONS_PROPOSE,
+             EXCLUSIONS, ok=201, json={"scope_id": "nordvik-u01", "start_ms": 1780000000000,
+                                       "end_ms": 1780003600000, "category": "grid_outage",
+                                       "reason": "matrix check"}),
+    Endpoint("POST", "/api/v1/contracts/{contract_id}/exclusions/{n}/evidence",
+             P.EXCLUSIONS_PROPOSE, EXCLUSIONS + "/{other}/evidence", ok=201,
+             files={"file": ("notice.pdf", b"%PDF-1.7 matrix", "application/pdf")}),
+    Endpoint("GET", "/api/v1/contracts/{contract_id}/exclusions/{n}/evidence/{sha256}",
+             P.CONTRACTS_READ, EXCLUSIONS + "/{other}/evidence/{evidence}"),
+    Endpoint("POST", "/api/v1/contracts/{contract_id}/exclusions/{n}/approve",
+             P.EXCLUSIONS_DECIDE, EXCLUSIONS + "/{other}/approve", json={"comment": "ok"}),
+    Endpoint("POST", "/api/v1/contracts/{contract_id}/exclusions/{n}/reject",
+             P.EXCLUSIONS_DECIDE, EXCLUSIONS + "/{other}/reject", json={"comment": "no"}),
+    Endpoint("POST", "/api/v1/contracts/{contract_id}/exclusions/{n}/withdraw",
+             P.EXCLUSIONS_PROPOSE, EXCLUSIONS + "/{own}/withdraw"),
+    Endpoint("POST", "/api/v1/contracts/{contract_id}/exclusions/{n}/revoke",
+             P.EXCLUSIONS_DECIDE, EXCLUSIONS + "/{approved}/revoke", json={"comment": "no"}),
     Endpoint("GET", "/api/v1/audit", P.AUDIT_READ),
     Endpoint("POST", "/api/v1/api-keys", P.API_KEYS_MANAGE, ok=201,
              json={"name": "matrix-{role}", "role": "viewer", "customers": ["*"],
@@ -189,10 +221,24 @@ def client(matrix_settings: Settings,
     (web_dist / "index.html").write_text("<!doctype html><title>bessmon</title>")
     (web_dist / "assets" / "app-3f9a1c.js").write_text("console.log('bessmon')")
     app = create_app(matrix_settings, web_dist=web_dist)
+    archive_one_report(matrix_settings)
     # Webhooks enabled, so that what refuses a user's token is the missing vendor signature.
     app.state.ticketing = TicketingSettings(webhook_secret_jira=SecretStr("jira-secret-4f1e9b"))
     with TestClient(app) as c:
         yield c
+
+
+def archive_one_report(settings: Settings) -> None:
+    """Version 1 of LTSA-NORDVIK's 2026-01 report in the archive, for its download."""
+    from api.reports.archive import ReportArchive, archive_root
+
+    archive = ReportArchive(archive_root(settings.run_dir))
+    archive.add_version(contract_id="LTSA-NORDVIK", site_id="nordvik", period="2026-01",
+                        fp="0" * 64, files={"pdf": b"%PDF-1.4", "xlsx": b"PK", "csv": b"a\n"},
+                        summary={"period": "2026-01", "availability_pct": 99.0,
+                                 "guaranteed_pct": 98.5, "ld": 0.0, "bonus": 0.0},
+                        diffs=[], now_ms=1)
+    archive.close()
 
 
 def ctx_of(client: TestClient) -> ApiContext:
@@ -201,7 +247,8 @@ def ctx_of(client: TestClient) -> ApiContext:
 
 
 @pytest.fixture
-def values(client: TestClient, matrix_settings: Settings) -> dict[str, Any]:
+def values(client: TestClient, matrix_settings: Settings,
+           request: pytest.FixtureRequest) -> dict[str, Any]:
     """A fresh alarm to act on, a shelved one, and an API key to revoke."""
     url = matrix_settings.require_redis()
     raised = hot_state.breach("nordvik", "nordvik-u01-i1-b3", severity="major")
@@ -221,7 +268,30 @@ def values(client: TestClient, matrix_settings: Settings) -> dict[str, Any]:
     key, _ = ctx_of(client).auth.api_keys.create("to-revoke", "viewer", ["*"], ["*"],
                                                  created_by="setup", now_ms=now)
     return {"breach": raised.breach_id, "shelved": shelved.breach_id, "key": key.id,
-            "tomorrow": now + 86_400_000}
+            "tomorrow": now + 86_400_000, **exclusions(client, request, now)}
+
+
+def exclusions(client: TestClient, request: pytest.FixtureRequest, now: int) -> dict[str, Any]:
+    """Exclusions of LTSA-NORDVIK to act on: proposed by `setup` (with an evidence file),
+    proposed by the cell's role (its own, to withdraw), and approved."""
+    store = ExclusionStore(ctx_of(client).store)
+    callspec = getattr(request.node, "callspec", None)
+    role = callspec.params.get("role", "setup") if callspec else "setup"
+
+    def made(by: str) -> int:
+        record = store.propose(contract_id="LTSA-NORDVIK", site_id="nordvik",
+                               scope_id="nordvik-u02", start_us=1_780_000_000_000_000,
+                               end_us=1_780_003_600_000_000, category="force_majeure",
+                               reason="matrix", proposed_by=by, now_ms=now)
+        return record.exclusion.id
+
+    other, own, approved = made("setup"), made(role), made("setup")
+    store.decide("LTSA-NORDVIK", approved, expected="proposed", new="approved",
+                 by="setup-2", now_ms=now, comment=None)
+    data = b"matrix evidence"
+    sha, size = store_file(evidence_dir(ctx_of(client).settings.run_dir), io.BytesIO(data))
+    store.add_evidence(other, Evidence(sha, "e.txt", size, "text/plain", "setup", now))
+    return {"other": other, "own": own, "approved": approved, "evidence": sha}
 
 
 def fill(value: Any, values: dict[str, Any]) -> Any:
@@ -251,7 +321,8 @@ def call(client: TestClient, endpoint: Endpoint, values: dict[str, Any],
         response = client.request(
             endpoint.method, url, headers=headers,
             json=fill(endpoint.json, values) if endpoint.json is not None else None,
-            data={k: v.format(**values) for k, v in endpoint.form.items()} or None)
+            data={k: v.format(**values) for k, v in endpoint.form.items()} or None,
+            files=endpoint.files)
     try:
         return response.status_code, response.json()
     except ValueError:
@@ -340,6 +411,13 @@ def test_role_on_endpoint(client: TestClient, matrix_settings: Settings,
                 role, "refused", "control." + endpoint.route.rsplit("/", 1)[-1])
             assert entry.details == {"why": f"role {role} may not {need.value}",
                                      "reason": "matrix check"}
+        elif need in (P.EXCLUSIONS_PROPOSE, P.EXCLUSIONS_DECIDE):
+            # an attempt at the exclusion workflow is audited, as refused (who tried what)
+            assert audit_count(client) == before + 1
+            entry = last_audit(client)
+            assert (entry.actor, entry.outcome) == (role, "refused")
+            assert entry.action.startswith("exclusion.")
+            assert entry.details == {"why": f"role {role} may not {need.value}"}
         else:
             assert audit_count(client) == before, "a refused call must not act (or be audited)"
         assert alarm_handling(matrix_settings) == handling_before

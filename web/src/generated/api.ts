@@ -143,6 +143,53 @@ export interface Alert {
 }
 /**
  * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "ArchivedFileOut".
+ */
+export interface ArchivedFileOut {
+  format: "pdf" | "xlsx" | "csv";
+  sha256: string;
+  bytes: number;
+  url: string;
+}
+/**
+ * One version of a period's scheduled compliance report (README "Scheduled reports").
+ *
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "ArchivedReport".
+ */
+export interface ArchivedReport {
+  contract_id: string;
+  site_id: string;
+  period: string;
+  version: number;
+  created_ms: number;
+  fingerprint: string;
+  availability_pct: number | null;
+  guaranteed_pct: number;
+  ld: number;
+  bonus: number;
+  currency: string;
+  files: ArchivedFileOut[];
+  differences: ReportDifference[];
+  delivered_ms: number | null;
+  recipients: string[];
+}
+/**
+ * A figure that changed from the version before (values as printed: % to 3 decimals,
+ * money to 2, hours to 6; null: no counted time).
+ *
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "ReportDifference".
+ */
+export interface ReportDifference {
+  scope: string;
+  field: string;
+  before: number | null;
+  after: number | null;
+  text: string;
+}
+/**
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
  * via the `definition` "AssetDetail".
  */
 export interface AssetDetail {
@@ -456,6 +503,60 @@ export interface DeliveryOut {
 export interface ErrorFrame {
   type: "error";
   message: string;
+}
+/**
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "EvidenceOut".
+ */
+export interface EvidenceOut {
+  sha256: string;
+  name: string;
+  size: number;
+  content_type: string;
+  uploaded_by: string;
+  uploaded_ms: number;
+}
+/**
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "ExclusionOut".
+ */
+export interface ExclusionOut {
+  id: number;
+  contract_id: string;
+  site_id: string;
+  scope_id: string;
+  start_ms: number;
+  end_ms: number | null;
+  category: string;
+  reason: string;
+  state: "proposed" | "approved" | "rejected" | "withdrawn" | "revoked";
+  proposed_by: string;
+  proposed_ms: number;
+  decided_by: string | null;
+  decided_ms: number | null;
+  decision_comment: string | null;
+  revoked_by: string | null;
+  revoked_ms: number | null;
+  revoke_comment: string | null;
+  source: string | null;
+  evidence: EvidenceOut[];
+  revisions: RevisionOut[];
+}
+/**
+ * A closed period's numbers before and after an approval (or a revocation).
+ *
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "RevisionOut".
+ */
+export interface RevisionOut {
+  period: string;
+  availability_pct_before: number | null;
+  availability_pct_after: number | null;
+  ld_before: number;
+  ld_after: number;
+  bonus_before: number;
+  bonus_after: number;
+  text: string;
 }
 /**
  * This interface was referenced by `BessmonTypes`'s JSON-Schema

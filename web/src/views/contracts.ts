@@ -1,16 +1,80 @@
 // #/contracts — each LTSA of the caller's sites: actual against guaranteed availability per
 // measurement period of the contract year, LD to date, the projection of the open period,
-// and the compliance report to download (pdf, xlsx, csv).
+// the compliance report to download (pdf, xlsx, csv), and the archive of the scheduled
+// reports (`bessmon report run-due`): each period's versions, their files and what changed.
 import { ApiError } from "../api";
 import { Disposer, P, poll, type App, type View } from "../app";
 import type { ComplianceChart } from "../charts";
 import { updateWarningBadge } from "../components";
 import { h, text } from "../dom";
 import { siteContract } from "../fleet";
-import { money, pct } from "../format";
+import { dateTime, money, pct } from "../format";
+import type { ArchivedReport } from "../generated/api";
 import { contractYearPeriods, rangeLabel } from "../periods";
 import { siteHref } from "../router";
 import type { Compliance, ContractSummary, PeriodEvaluation } from "../types";
+import { exclusionsPanel } from "./exclusions";
+
+/** The archive's versions of one contract as table rows, newest period and version first
+ * (as the API lists them); a period's first row names it, v2+ list their changes. */
+export function archiveRows(items: ArchivedReport[],
+                            fileButton: ((r: ArchivedReport, format: string) => HTMLElement) | null,
+                            ): HTMLElement[] {
+  return items.map((r, i) => h("tr", { "data-period": r.period, "data-version": String(r.version) },
+    h("td", {}, i > 0 && items[i - 1].period === r.period ? "" : r.period),
+    h("td", {}, `v${r.version}`),
+    h("td", {}, dateTime(r.created_ms)),
+    h("td", {}, pct(r.availability_pct, 3)),
+    h("td", {}, money(r.ld, r.currency)),
+    h("td", { class: "files" }, ...(fileButton ? r.files.map((f) => fileButton(r, f.format))
+      : [h("span", { class: "muted" }, "–")])),
+    h("td", { class: "changes" }, r.version === 1 ? "first version"
+      : r.differences.length ? h("ul", {}, ...r.differences.map((x) => h("li", {}, x.text)))
+        : "no figure changed")));
+}
+
+function archivePanel(app: App, d: Disposer, c: ContractSummary): HTMLElement {
+  const rows = h("tbody", {});
+  const status = h("span", { class: "download-status", role: "status" });
+  const fileButton = app.can(P.reports) ? (r: ArchivedReport, format: string) => {
+    const file = r.files.find((f) => f.format === format);
+    return h("button", { type: "button", class: "download secondary", "data-format": format,
+      title: `sha256 ${file?.sha256 ?? ""}`, onclick: () => void (async () => {
+        text(status, "preparing…");
+        try {
+          const { blob, filename } = await app.api.download(
+            `/reports/archive/${encodeURIComponent(r.contract_id)}/${encodeURIComponent(r.period)}` +
+            `/v${r.version}.${format}`, {});
+          const url = URL.createObjectURL(blob);
+          const a = h("a", { href: url, download: filename, hidden: true });
+          document.body.append(a);
+          a.click();
+          a.remove();
+          setTimeout(() => URL.revokeObjectURL(url), 10_000);
+          text(status, `downloaded ${filename}`);
+        } catch (err) {
+          text(status, err instanceof ApiError ? err.detail : String(err));
+        }
+      })() }, format.toUpperCase());
+  } : null;
+  const table = h("table", { class: "periods archive-versions" },
+    h("thead", {}, h("tr", {}, ...["period", "version", "generated", "availability", "LD",
+                                   "files", "changes"].map((t) => h("th", {}, t)))), rows);
+  const empty = h("p", { class: "empty" }, "No archived reports yet: a period's report is " +
+    "generated once it has closed and its settlement delay has passed.");
+  const el = h("section", { class: "archive", "aria-label": "report archive" },
+    h("h3", {}, "Archive"), empty, table, status);
+  table.hidden = true;
+  poll(d, () => app.api.get<ArchivedReport[]>("/reports/archive", { contract_id: c.id }),
+    (items) => {
+      rows.replaceChildren(...archiveRows(items, fileButton));
+      table.hidden = items.length === 0;
+      empty.hidden = items.length > 0;
+    }, 300_000, (err) => {
+      text(empty, `Archive unavailable: ${err instanceof ApiError ? err.detail : String(err)}`);
+    });
+  return el;
+}
 
 function contractCard(app: App, d: Disposer, c: ContractSummary): HTMLElement {
   const chartEl = h("div", { class: "chart compliance", "aria-label": "compliance per period" });
@@ -67,7 +131,7 @@ function contractCard(app: App, d: Disposer, c: ContractSummary): HTMLElement {
       "has them: time the history does not cover counts by the contract's data-gap policy " +
       `(${String((c.terms.availability as { data_gap_policy?: string } | undefined)
         ?.data_gap_policy ?? "see the contract")}); the open period's live figures are above.`),
-    reports);
+    reports, exclusionsPanel(app, d, c), archivePanel(app, d, c));
 
   const drawLive = () => {
     const snap = app.fleet.get(c.site_id)?.snapshot;
