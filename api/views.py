@@ -267,6 +267,9 @@ class ContractSummary(BaseModel):
 class Compliance(BaseModel):
     evaluation: dict[str, Any]  # availability rules §7
     open_period: ContractKpis | None  # live, when the range reaches the current period
+    # When monitoring began, if within the range's contract years: earlier time has no data
+    # (not billed; a period wholly before it has no availability and no LD).
+    monitored_from_ms: int | None = None
 
 
 # the audit log and API keys (api/routes/admin.py)

@@ -70,6 +70,9 @@ class Evaluation:
     periods: tuple[PeriodResult, ...]
     # (period label, unit id) → the allowance in each contract year the period touches
     allowance: Mapping[tuple[str, str], tuple[AllowanceUse, ...]]
+    # When monitoring began, if after the start of the first period's contract year: time
+    # before it is no data — neither counted nor lost (`evaluate`'s `monitored_from_us`).
+    monitored_from_us: int | None = None
 
 
 def unit_weight(contract: Contract, unit: Unit) -> float:
@@ -146,11 +149,21 @@ def evaluate(
     period_text: str,
     *,
     contract_source: str = "<contract>",
+    monitored_from_us: int | None = None,
+    until_us: int | None = None,
 ) -> Evaluation:
     """Evaluate the periods of `period_text` (`2026-10`, `2026-01..2026-12`, `CY3`).
 
     Earlier periods of the first period's contract year are evaluated too (LD caps and the
-    maintenance allowance run from the start of the contract year) but not returned."""
+    maintenance allowance run from the start of the contract year) but not returned.
+
+    `monitored_from_us`: when the monitoring began (a live system's first record). Time
+    before it is not booked at all — no data, neither available nor a data gap — so a
+    period wholly before it has no availability and no LD ("no data"), and one it cuts
+    counts from then on: what the live flows' accumulator does from its first poll. None
+    (a batch evaluation of given intervals): every gap counts by the data-gap policy.
+    `until_us`: the end of what is known (a live system's final time): a period it cuts is
+    evaluated so far — its later part is the future, not a data gap."""
     ctx = ContractContext(fleet, contract, contract_source)
     cal = ctx.calendar
     try:
@@ -160,7 +173,11 @@ def evaluate(
     first_year = cal.period_year(asked[0])
     periods = [*cal.preceding_in_year(asked[0]), *asked]
     sweep_from = min(cal.year_bounds(first_year)[0], periods[0].start_us)
-    sweep_to = periods[-1].end_us
+    sweep_to = periods[-1].end_us if until_us is None else \
+        max(min(periods[-1].end_us, until_us), sweep_from)
+    monitored = monitored_from_us is not None and monitored_from_us > sweep_from
+    if monitored_from_us is not None:
+        sweep_from = min(max(sweep_from, monitored_from_us), sweep_to)
 
     booked: dict[str, dict[str, Totals]] = defaultdict(dict)  # unit → period label → totals
     starts: dict[str, int] = {}  # period label → start, of every period booked
@@ -178,7 +195,7 @@ def evaluate(
     allowance = {(p.label, u.id): _allowance_use(ctx, p, booked[u.id], starts)
                  for p in asked for u in ctx.site.units}
     return Evaluation(contract, ctx.site, cal, tuple(results[len(periods) - len(asked):]),
-                      allowance)
+                      allowance, sweep_from if monitored else None)
 
 
 def _allowance_use(ctx: ContractContext, period: Period, booked: Mapping[str, Totals],

@@ -89,7 +89,9 @@ async def compliance(contract_id: str, period: PeriodQ, ctx: CtxDep, redis: Redi
                      caller: ContractReader) -> Compliance:
     contract = _contract(ctx, caller, contract_id)
     evaluation, open_period, _ = await _evaluate(ctx, redis, contract, period)
-    return Compliance(evaluation=evaluation_json(evaluation), open_period=open_period)
+    since = evaluation.monitored_from_us
+    return Compliance(evaluation=evaluation_json(evaluation), open_period=open_period,
+                      monitored_from_ms=None if since is None else since // 1000)
 
 
 MEDIA = {"xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",

@@ -119,5 +119,6 @@ export interface PeriodEvaluation {
 export interface Compliance {
   evaluation: { contract_id: string; currency: string; periods: PeriodEvaluation[] };
   open_period: ContractKpis | null;
+  monitored_from_ms: number | null; // earlier time has no data, never billed
 }
 

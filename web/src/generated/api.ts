@@ -385,6 +385,7 @@ export interface Compliance {
     [k: string]: unknown;
   };
   open_period: ContractKpis | null;
+  monitored_from_ms: number | null;
 }
 /**
  * A site's contract now (availability rules §4-6): the open measurement period so far, what the

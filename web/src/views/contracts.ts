@@ -6,7 +6,7 @@ import { ApiError } from "../api";
 import { Disposer, P, poll, type App, type View } from "../app";
 import type { ComplianceChart } from "../charts";
 import { updateWarningBadge } from "../components";
-import { h, text } from "../dom";
+import { attr, h, text } from "../dom";
 import { siteContract } from "../fleet";
 import { dateTime, money, pct } from "../format";
 import type { ArchivedReport } from "../generated/api";
@@ -83,6 +83,7 @@ function contractCard(app: App, d: Disposer, c: ContractSummary): HTMLElement {
   const badge = h("span", { class: "chip warning" });
   const periodSelect = h("select", { class: "report-period", "aria-label": "report period" });
   const status = h("span", { class: "download-status", role: "status" });
+  const monitored = h("p", { class: "monitored-from", hidden: true });
   let chart: ComplianceChart | null = null;
   let periods: PeriodEvaluation[] | null = null;
   let currentRange = "";
@@ -127,10 +128,12 @@ function contractCard(app: App, d: Disposer, c: ContractSummary): HTMLElement {
       h("table", { class: "periods" },
         h("thead", {}, h("tr", {}, ...["period", "actual", "guaranteed", "shortfall", "LD",
                                        "bonus"].map((t) => h("th", {}, t)))), rows)),
+    monitored,
     h("p", { class: "chart-note" }, "Periods from the final history, as the compliance report " +
-      "has them: time the history does not cover counts by the contract's data-gap policy " +
-      `(${String((c.terms.availability as { data_gap_policy?: string } | undefined)
-        ?.data_gap_policy ?? "see the contract")}); the open period's live figures are above.`),
+      "has them: a gap in the history after monitoring began counts by the contract's " +
+      `data-gap policy (${String((c.terms.availability as { data_gap_policy?: string }
+        | undefined)?.data_gap_policy ?? "see the contract")}); the open period's live ` +
+      "figures are above."),
     reports, exclusionsPanel(app, d, c), archivePanel(app, d, c));
 
   const drawLive = () => {
@@ -172,8 +175,14 @@ function contractCard(app: App, d: Disposer, c: ContractSummary): HTMLElement {
     const list = (periods = answer.evaluation.periods);
     chart?.update(list);
     const cur = answer.evaluation.currency;
+    // Time before monitoring began is no data, never billed: say so, not "0 %".
+    const since = answer.monitored_from_ms;
+    attr(monitored, "hidden", since == null ? "" : null);
+    text(monitored, since == null ? "" : `Monitored since ${dateTime(since)}: earlier time ` +
+      "has no data and is not billed.");
     rows.replaceChildren(...list.map((p) => h("tr", { "data-period": p.period },
-      h("td", {}, p.period), h("td", {}, pct(p.availability_pct, 3)),
+      h("td", {}, p.period), h("td", { class: p.availability_pct == null ? "no-data" : null },
+        p.availability_pct == null ? "no data" : pct(p.availability_pct, 3)),
       h("td", {}, pct(p.guaranteed_pct)), h("td", {}, pct(p.shortfall_pct, 3)),
       h("td", {}, money(p.ld, cur)), h("td", {}, money(p.bonus, cur)))),
       h("tr", { class: "total" }, h("td", {}, "contract year so far"), h("td", {}), h("td", {}),

@@ -1,0 +1,82 @@
+"""One set of numbers for one contract (issue: a fresh stack showed "2026-10: 0.000 %, LD
+€400,000" in the period table — the months before the stack started, counted as data gaps —
+while the live tiles and the overview said €0).
+
+The flows book a site from their first poll (the live tiles, the overview, `bess.availability`
+periods); the API's period table and the compliance reports evaluate the final history
+(api/history_evaluation.py). Here the same polls go through the flows' site step, its status
+intervals into a real SQLite history, and both sides are compared: the closed month the
+stack started in, the months before it (no data, never billed) and the open month with the
+contract year's LD so far."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from api.history_evaluation import evaluate_history
+from connectors.history.rows import StatusIntervalRow
+from connectors.history.sqlite import SqliteHistoryStore
+from connectors.settings import EXAMPLE_MONITORING
+from contracts.events import PeriodAvailability, SiteAvailability
+from contracts.monitoring import load_monitoring
+from flows.site_state import SiteSettings, SiteState
+from flows.telemetry import Normalizer, RawRecord
+from tests.contracts.builders import contract as base_contract
+from tests.flows.timelines import FLEET, T0, sample
+
+CONFIG = load_monitoring(EXAMPLE_MONITORING)
+NORMALIZER = Normalizer(CONFIG, FLEET)
+
+
+def test_the_live_tiles_the_period_table_and_the_reports_agree(tmp_path: Path) -> None:
+    # The LTSA began on 1 April; the stack starts on 20 June and runs into July, with one
+    # unit down for two days in late June and half a day in July.
+    c = base_contract(site="s1", start="2026-04-01")
+    hourly = SiteSettings(allowed_lateness_ms=60_000, stale_after_ms=30 * 60_000,
+                          finalize_every_ms=600_000, publish_every_ms=3_600_000,
+                          kpi_every_ms=3_600_000, values_every_ms=86_400_000)
+    state = SiteState(FLEET, "s1", CONFIG, c, hourly)
+    tz = dt.timezone(dt.timedelta(hours=2))
+    start = int(dt.datetime(2026, 6, 20, 9, tzinfo=tz).timestamp())
+    end = int(dt.datetime(2026, 7, 9, 12, tzinfo=tz).timestamp())
+    june_down = (int(dt.datetime(2026, 6, 25, tzinfo=tz).timestamp()),
+                 int(dt.datetime(2026, 6, 27, tzinfo=tz).timestamp()))
+    july_down = (int(dt.datetime(2026, 7, 3, 6, tzinfo=tz).timestamp()),
+                 int(dt.datetime(2026, 7, 3, 18, tzinfo=tz).timestamp()))
+    out = []
+    for t in range(start, end, 600):
+        down = june_down[0] <= t < june_down[1] or july_down[0] <= t < july_down[1]
+        for s in (sample("u1", t - T0 / 1000, code=3 if down else 0),
+                  sample("u2", t - T0 / 1000)):
+            poll, dead = NORMALIZER.normalize(s, RawRecord(s.device_id.encode(),
+                                                           s.model_dump_json().encode()), None)
+            assert poll is not None and dead is None
+            out += state.on_poll(poll)
+    history = SqliteHistoryStore(tmp_path / "history.db")
+    history.write_status([o for o in out if isinstance(o, StatusIntervalRow)])
+    live = [o for o in out if isinstance(o, SiteAvailability)][-1]
+    kpis = live.contract
+    assert kpis is not None and live.final_ms is not None and kpis.period == "2026-07"
+
+    evaluation = evaluate_history(FLEET, c, history, "2026-04..2026-07", live.final_ms)
+    table = {p.period.label: p for p in evaluation.periods}
+    # Before the stack started: no data — not 0 %, not billed.
+    for month in ("2026-04", "2026-05"):
+        assert table[month].availability is None and table[month].ld.amount == 0
+    assert evaluation.monitored_from_us is not None
+    assert evaluation.monitored_from_us // 1000 == start * 1000
+    # The month it started in: what the flows made final, to the euro.
+    [june] = [o for o in out if isinstance(o, PeriodAvailability) and o.period == "2026-06"]
+    assert june.availability_pct is not None and june.availability_pct < 97.0  # LD is due
+    assert table["2026-06"].availability is not None
+    assert 100 * table["2026-06"].availability == pytest.approx(june.availability_pct)
+    assert float(table["2026-06"].ld.amount) == pytest.approx(june.ld) and june.ld > 0
+    # The open month so far, and the contract year's LD: the live tiles' figures.
+    assert table["2026-07"].availability is not None and kpis.actual_pct is not None
+    assert 100 * table["2026-07"].availability == pytest.approx(kpis.actual_pct)
+    year_ld = sum(float(p.ld.amount) for p in evaluation.periods)
+    assert kpis.ld_year_to_date == pytest.approx(year_ld)
+    history.close()
