@@ -513,7 +513,8 @@ class ControlLoop:
         actions.append(Audit(r.actor or "connector", "control.result", r.unit_id,
                              "ok" if ok else "failed",
                              {"command_id": r.command_id, "outcome": r.outcome,
-                              "read_back": dict(r.read_back), "detail": r.detail,
+                              "reason": r.reason, "read_back": dict(r.read_back),
+                              "detail": r.detail,
                               "attempts": r.attempts, "latency_ms": r.latency_ms}))
         if ok:
             actions += self._alert(uc, "control_command_failed", "major", now_ms, "", "cleared")

@@ -135,8 +135,11 @@ def test_no_damage_where_protected_damage_where_only_observed(rig: Rig) -> None:
     said = [(actor, action, target, json.loads(details)) for actor, action, target, _, details
             in rows if target in protected]
     stops = [d["reason"] for _, action, _, d in said if action == "control.auto.stop"]
+    how = sorted({(action, str(d.get("reason", d.get("outcome", "")))[:60]) for _, action, _, d
+                  in said})
     assert any("critical breach" in r for r in stops) or any(
-        "hard limit" in json.dumps(d) for _, action, _, d in said if action == "control.result")
+        "hard limit" in json.dumps(d) for _, action, _, d in said if action == "control.result"
+    ), f"neither a stop on a critical breach nor a hard limit among {how}"
     assert any(action == "control.auto.limits" and "interlocks:" in d["reason"]
                for _, action, _, d in said)
     results = [d for _, action, _, d in said if action == "control.result"]
