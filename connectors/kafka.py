@@ -233,15 +233,19 @@ def read_topic(
     count: int | None = None,
     timeout_s: float = 30.0,
     idle_s: float | None = None,
+    to_end: bool = False,
 ) -> list[Message]:
     """Read a topic from the beginning of every partition (no consumer group): until `count`
-    records arrived, `idle_s` passed without a new one, or `timeout_s` in all."""
+    records arrived, `idle_s` passed without a new one, every partition has been read to its
+    end once (`to_end`: all that producers which flushed before the call wrote, without
+    waiting for more), or `timeout_s` in all."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bessmon-reader",
-                         "enable.auto.commit": False})
+                         "enable.auto.commit": False, "enable.partition.eof": to_end})
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        unread = set(partitions) if to_end else set()  # (`to_end`) not at their end yet
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         out: list[Message] = []
         deadline = time.monotonic() + timeout_s
@@ -249,12 +253,15 @@ def read_topic(
         while time.monotonic() < deadline and (count is None or len(out) < count):
             if idle_s is not None and time.monotonic() - last > idle_s:
                 break
+            if to_end and not unread:
+                break
             msg = consumer.poll(0.2)
             if msg is None:
                 continue
             error = msg.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
+                    unread.discard(msg.partition() or 0)
                     continue
                 raise KafkaException(error)
             out.append(msg)

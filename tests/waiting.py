@@ -1,4 +1,4 @@
-"""Waiting on what a test is about instead of a fixed sleep: a record on a topic."""
+"""Waiting on what a test is about instead of a fixed sleep: a condition, a record on a topic."""
 
 from __future__ import annotations
 
@@ -26,3 +26,13 @@ async def until_on_topic(bootstrap: str, topic: str,
             raise AssertionError(f"nothing wanted on {topic} within {timeout_s:.0f} s "
                                  f"({len(messages)} records)")
         await asyncio.sleep(0.2)
+
+
+def wait_for(cond: Callable[[], bool], timeout_s: float = 10.0, what: str = "condition"
+             ) -> None:
+    """Poll `cond` every 20 ms until it holds; fails the test after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.02)

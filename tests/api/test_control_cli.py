@@ -49,7 +49,7 @@ def bessmon(settings: Settings, *args: str,
 def sent(settings: Settings, count: int | None = None) -> list[tuple[str, ControlCommand]]:
     out = []
     for m in read_topic(settings.require_kafka(), settings.topic_commands, count=count,
-                        timeout_s=15, idle_s=None if count else 1.5):
+                        timeout_s=15, to_end=count is None):
         key, value = m.key(), m.value()
         assert key is not None and value is not None
         out.append((key.decode(), ControlCommand.model_validate_json(value)))

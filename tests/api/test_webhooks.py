@@ -104,7 +104,7 @@ def client(webhook_env: None, redis_url: str, redis_client: redis.Redis,
 
 
 def on_topic(kafka_bootstrap: str, topic: str) -> list[tuple[str, TicketEvent]]:
-    messages = read_topic(kafka_bootstrap, topic, timeout_s=15, idle_s=1.5)
+    messages = read_topic(kafka_bootstrap, topic, timeout_s=15, to_end=True)
     return [((m.key() or b"").decode(), TicketEvent.model_validate_json(m.value() or b""))
             for m in messages]
 

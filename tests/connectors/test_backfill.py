@@ -173,7 +173,7 @@ def test_a_bad_row_refuses_the_file_before_anything_is_sent(
                   str(fleet_file)], env)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == "bessmon: " + message.format(src=source)
-    assert read_topic(settings.require_kafka(), settings.topic_telemetry, idle_s=1,
+    assert read_topic(settings.require_kafka(), settings.topic_telemetry, to_end=True,
                       timeout_s=5) == []
 
 

@@ -47,8 +47,10 @@ def test_two_gateways_several_unit_ids_one_connection_each(example_fleet: Fleet)
                 await until(lambda: all(len(out.of(m.device.id)) >= 5 for m in maps),
                             what="five samples of every device")
                 assert (connections(port_a), connections(port_b)) == (1, 1)
-            assert len(connector.gateways) == 2
-            assert [g.connect_attempts for g in connector.gateways.values()] == [1, 1]
+                # Counted while running: stopping closes the connections, and a poll that
+                # was under way may try once more before it is cancelled.
+                assert len(connector.gateways) == 2
+                assert [g.connect_attempts for g in connector.gateways.values()] == [1, 1]
         for n, (site, k) in enumerate(chosen):
             unit = site.units[k]
             samples = out.of(unit.id)

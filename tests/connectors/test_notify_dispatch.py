@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -35,23 +33,12 @@ from connectors.notify.senders import (
     TemporaryError,
     parse_smtp_url,
 )
+from infra.ports import free_port
+from tests.waiting import wait_for
 
 FROM = "bessmon <bessmon@fleet.example>"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(cond: Callable[[], bool], timeout_s: float = 10.0, what: str = "condition"
-             ) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.02)
 
 
 @dataclass

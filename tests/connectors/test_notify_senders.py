@@ -57,6 +57,8 @@ from connectors.notify.senders import (
     teams_payload,
 )
 from connectors.settings import Settings
+from infra.ports import free_port
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = b"notify-whsec-8c1e9a7d4e3b5f2b"
@@ -64,19 +66,6 @@ USER, PASSWORD = "alerts@bessmon.test", "p@ss:wörd"
 FROM = "bessmon <bessmon@fleet.example>"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(cond: Callable[[], bool], timeout_s: float = 10.0, what: str = "condition"
-             ) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.02)
 
 
 # --------------------------------------------------------------------------- SMTP server

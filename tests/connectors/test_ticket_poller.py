@@ -176,14 +176,14 @@ def poller(env: Env, config: TicketingConfig, clock: Clock | None = None,
 
 def tickets_on_topic(env: Env) -> list[tuple[str, TicketEvent]]:
     messages = read_topic(env.settings.require_kafka(), env.settings.topic_tickets,
-                          idle_s=1.0, timeout_s=20)
+                          to_end=True, timeout_s=20)
     return [((m.key() or b"").decode(), TicketEvent.model_validate_json(m.value() or b""))
             for m in messages]
 
 
 def dead_letters(env: Env) -> list[DeadLetter]:
     messages = read_topic(env.settings.require_kafka(), env.settings.topic_dlq,
-                          idle_s=1.0, timeout_s=20)
+                          to_end=True, timeout_s=20)
     return [DeadLetter.model_validate_json(m.value() or b"") for m in messages]
 
 

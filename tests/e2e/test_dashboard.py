@@ -515,12 +515,12 @@ def test_the_heap_does_not_grow_through_live_updates_and_views(stack: RunningSta
             for route in ROUTES:
                 page.evaluate("route => { location.hash = route }", route)
                 expect(page.locator("#view .view")).to_have_count(1)
-                page.wait_for_timeout(800)  # live updates meanwhile (not an assertion)
+                page.wait_for_timeout(600)  # live updates meanwhile (not an assertion)
 
         for _ in range(2):  # warm up: the charts' code loaded, caches filled
             cycle()
         samples = [heap()]
-        for _ in range(6):
+        for _ in range(4):  # (an hour on the wall: bench/wall.py)
             cycle()
             samples.append(heap())
         tiles = page.evaluate("document.querySelectorAll('.site-tile').length")

@@ -57,7 +57,7 @@ def start_flow(env: dict[str, str], *extra: str) -> subprocess.Popen[bytes]:
 
 
 def outputs(kafka: str, run: str) -> dict[str, list[bytes]]:
-    return {name: [m.value() or b"" for m in read_topic(kafka, f"{run}.{name}", idle_s=1.5,
+    return {name: [m.value() or b"" for m in read_topic(kafka, f"{run}.{name}", to_end=True,
                                                        timeout_s=60)] for name in OUTPUTS}
 
 
@@ -149,14 +149,14 @@ def test_a_killed_flow_resumes_to_the_same_final_outputs(reference: Reference) -
     killed = start_flow(env_b, "--recovery-dir", str(recovery), "--epoch-interval", "0.5")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # kill it once it is well under way
-        done = read_topic(r.kafka, "b.status", idle_s=0.3, timeout_s=5)
+        done = read_topic(r.kafka, "b.status", to_end=True, timeout_s=5)
         if len(done) >= 30:
             break
         time.sleep(0.3)
     assert killed.poll() is None, "the flow finished before it could be killed"
     killed.send_signal(signal.SIGKILL)
     assert killed.wait(30) == -signal.SIGKILL
-    partial = len(read_topic(r.kafka, "b.status", idle_s=0.5, timeout_s=10))
+    partial = len(read_topic(r.kafka, "b.status", to_end=True, timeout_s=10))
     resumed = start_flow(env_b, "--recovery-dir", str(recovery), "--epoch-interval", "0.5")
     assert resumed.wait(240) == 0, resumed.stderr.read() if resumed.stderr else ""
 

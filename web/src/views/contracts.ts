@@ -33,29 +33,33 @@ export function archiveRows(items: ArchivedReport[],
         : "no figure changed")));
 }
 
+/** Download a file of the API to the user's disk, saying how it went in `status`. */
+async function saveFile(app: App, status: HTMLElement, path: string,
+                        query: Record<string, string>): Promise<void> {
+  text(status, "preparing…");
+  try {
+    const { blob, filename } = await app.api.download(path, query);
+    const url = URL.createObjectURL(blob);
+    const a = h("a", { href: url, download: filename, hidden: true });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    text(status, `downloaded ${filename}`);
+  } catch (err) {
+    text(status, err instanceof ApiError ? err.detail : String(err));
+  }
+}
+
 function archivePanel(app: App, d: Disposer, c: ContractSummary): HTMLElement {
   const rows = h("tbody", {});
   const status = h("span", { class: "download-status", role: "status" });
   const fileButton = app.can(P.reports) ? (r: ArchivedReport, format: string) => {
     const file = r.files.find((f) => f.format === format);
     return h("button", { type: "button", class: "download secondary", "data-format": format,
-      title: `sha256 ${file?.sha256 ?? ""}`, onclick: () => void (async () => {
-        text(status, "preparing…");
-        try {
-          const { blob, filename } = await app.api.download(
-            `/reports/archive/${encodeURIComponent(r.contract_id)}/${encodeURIComponent(r.period)}` +
-            `/v${r.version}.${format}`, {});
-          const url = URL.createObjectURL(blob);
-          const a = h("a", { href: url, download: filename, hidden: true });
-          document.body.append(a);
-          a.click();
-          a.remove();
-          setTimeout(() => URL.revokeObjectURL(url), 10_000);
-          text(status, `downloaded ${filename}`);
-        } catch (err) {
-          text(status, err instanceof ApiError ? err.detail : String(err));
-        }
-      })() }, format.toUpperCase());
+      title: `sha256 ${file?.sha256 ?? ""}`, onclick: () => void saveFile(app, status,
+        `/reports/archive/${encodeURIComponent(r.contract_id)}/${encodeURIComponent(r.period)}` +
+        `/v${r.version}.${format}`, {}) }, format.toUpperCase());
   } : null;
   const table = h("table", { class: "periods archive-versions" },
     h("thead", {}, h("tr", {}, ...["period", "version", "generated", "availability", "LD",
@@ -95,22 +99,8 @@ function contractCard(app: App, d: Disposer, c: ContractSummary): HTMLElement {
     if (periods) chart.update(periods); // the figures came first
   });
 
-  const download = async (format: "pdf" | "xlsx" | "csv") => {
-    text(status, "preparing…");
-    try {
-      const { blob, filename } = await app.api.download("/reports/compliance",
-        { contract_id: c.id, period: periodSelect.value, format });
-      const url = URL.createObjectURL(blob);
-      const a = h("a", { href: url, download: filename, hidden: true });
-      document.body.append(a);
-      a.click();
-      a.remove();
-      setTimeout(() => URL.revokeObjectURL(url), 10_000);
-      text(status, `downloaded ${filename}`);
-    } catch (err) {
-      text(status, err instanceof ApiError ? err.detail : String(err));
-    }
-  };
+  const download = (format: "pdf" | "xlsx" | "csv") => saveFile(app, status,
+    "/reports/compliance", { contract_id: c.id, period: periodSelect.value, format });
 
   const reports = app.can(P.reports) ? h("div", { class: "report" },
     h("span", {}, "Compliance report"), periodSelect,
