@@ -51,7 +51,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from connectors.modbus.devices import DeviceConfig, DeviceList, dump_devices
 from connectors.modbus.profile import DeviceProfile, MappedAsset, Point, map_assets
 from contracts.fleet import Fleet, Unit
-from infra.ports import free_port
+from infra.ports import free_ports
 from infra.sim.faults import FaultProcess, FaultRates
 from infra.sim.model import (
     CONDITIONS,
@@ -661,10 +661,9 @@ async def serve(
     opcua = OpcUaSimServer(sim, opcua_site, host=host) if opcua_site else None
     servers: list[ModbusTcpServer] = []
     configs: list[DeviceConfig] = []
-    for site in sim.fleet.sites:
-        if site.id == opcua_site:
-            continue
-        port = free_port(host)
+    modbus_sites = [site for site in sim.fleet.sites if site.id != opcua_site]
+    *ports, spare = free_ports(len(modbus_sites) + 1, host)  # a gateway's each, the control's
+    for site, port in zip(modbus_sites, ports, strict=True):
         servers.append(sim.modbus_server(site.units, (host, port)))
         configs += [
             DeviceConfig(id=u.id, asset=u.id, host=host, port=port, unit_id=k + 1,
@@ -672,7 +671,7 @@ async def serve(
             for k, u in enumerate(site.units)
         ]
     devices = DeviceList(devices=tuple(configs)) if configs else None
-    control_port = control_port or free_port(host)
+    control_port = control_port or spare
     web = uvicorn.Server(uvicorn.Config(control_app(sim, token), host=host, port=control_port,
                                         log_level="warning", lifespan="off"))
     # The physics moves once per poll interval (at most once a second): a poll reads values
