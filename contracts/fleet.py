@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from contracts.yamltext import ID_PATTERN, IsoDate, YamlDocument, read_text, validate
 
@@ -48,7 +48,16 @@ class Site(_Model):
     customer: str = Field(min_length=1)
     region: str = Field(min_length=1)
     timezone: str
+    # Where the site is (WGS 84 degrees), for maps; optional, both or neither.
+    lat: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False, strict=True)] | None = None
+    lon: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False, strict=True)] | None = None
     units: tuple[Unit, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _both_coordinates(self) -> Site:
+        if (self.lat is None) != (self.lon is None):
+            raise ValueError("lat and lon go together: give both or neither")
+        return self
 
     @field_validator("timezone")
     @classmethod

@@ -8,7 +8,11 @@ others over Modbus TCP, injects random faults at demo rates, and sends tickets f
 the API's Jira webhook, signed with a secret made for this run (or the one set in
 BESSMON_WEBHOOK_SECRET_JIRA) and given to both (the API starts after the simulator: the
 simulator queues and retries until it answers). When BESSMON_TICKETING_FILE gives a
-provider a REST connection, the ticket poller (`bessmon tickets poll`) runs too."""
+provider a REST connection, the ticket poller (`bessmon tickets poll`) runs too.
+
+`--sites N` / `--fleet fleet-30` generate the fleet (infra/sim/portfolio.py, for the run's
+seed) into `<run dir>/fleet.yaml` and, from four sites on, a contract per site into
+`<run dir>/contracts/`, which every child reads as BESSMON_CONTRACTS_DIR."""
 
 from __future__ import annotations
 
@@ -29,12 +33,15 @@ import httpx
 from connectors.kafka import ensure_topics
 from connectors.settings import Settings
 from connectors.ticketing.config import TicketingSettings
+from contracts.contract import fleet_contracts, load_contracts
+from contracts.errors import InvalidInput
 from contracts.fleet import load_fleet
 from contracts.notify import load_notify
 from infra.accounts import admin_token, ensure_users
 from infra.ports import free_port, is_listening
 from infra.services import Service, ServiceError, spawn, start_broker, start_redis, stop_process
-from infra.sim.fleetgen import fleet_yaml, generate_fleet
+from infra.sim.fleetgen import fleet_yaml
+from infra.sim.portfolio import Portfolio, contract_yaml, generate_portfolio
 
 
 class StackError(RuntimeError):
@@ -58,7 +65,9 @@ class Child:
 @dataclass
 class Stack:
     settings: Settings
-    sites: int | None = None  # None: the fleet file in settings
+    # None: the fleet file and contracts of the settings; 1-3: the demo sites (and the
+    # settings' contracts); more: a generated portfolio with its own contracts (run dir).
+    sites: int | None = None
     api_port: int | None = None
     seed: int = 0
     speed: float = 1.0
@@ -102,11 +111,16 @@ class Stack:
                                   settings.topic_tickets, settings.topic_commands,
                                   settings.topic_command_results],
                       settings.topic_partitions)
-        fleet_file = settings.fleet_file
+        fleet_file, contracts_dir = settings.fleet_file, settings.contracts_dir
         if self.sites is not None:
-            fleet_file = run_dir / "fleet.yaml"
-            fleet_file.write_text(fleet_yaml(generate_fleet(self.sites)), encoding="utf-8")
-        sites = [s.id for s in load_fleet(fleet_file).sites]
+            fleet_file, own = write_portfolio(generate_portfolio(self.sites, self.seed), run_dir)
+            contracts_dir = own or contracts_dir
+        fleet = load_fleet(fleet_file)
+        sites = [s.id for s in fleet.sites]
+        try:  # every child reads these contracts: refused here before anything starts
+            contracts = fleet_contracts(load_contracts(contracts_dir), fleet)
+        except InvalidInput as exc:
+            raise StackError(f"contracts: {exc}") from None
         opcua_site = self.opcua_site if self.opcua_site is not None else \
             (sites[-1] if len(sites) > 1 else "none")
         if opcua_site != "none" and opcua_site not in sites:
@@ -119,7 +133,7 @@ class Stack:
             poll_tickets = bool(ticketing.config.rest_providers())
         except ValueError as exc:
             raise StackError(f"ticketing configuration: {exc}") from None
-        self.credentials = ensure_users(settings, load_fleet(fleet_file))
+        self.credentials = ensure_users(settings, fleet)
         token = admin_token(settings)
         sim_token = secrets.token_urlsafe(24)
         api_port = self.api_port if self.api_port is not None else 8000
@@ -133,6 +147,7 @@ class Stack:
         base = self.api_base = f"http://{settings.api_host}:{api_port}"
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
                "REDIS_URL": settings.require_redis(), "BESSMON_FLEET_FILE": str(fleet_file),
+               "BESSMON_CONTRACTS_DIR": str(contracts_dir),
                "BESSMON_RUN_DIR": str(run_dir),
                "BESSMON_SIM_TOKEN": sim_token, "PYTHONUNBUFFERED": "1",
                "BESSMON_NOTIFY_RULES": str(rules.resolve())}
@@ -176,7 +191,8 @@ class Stack:
         self._wait("API", lambda: _healthy(f"{base}/api/v1/health"), 60)
         state = {"api_url": base + "/", "sim_url": f"http://127.0.0.1:{sim_port}",
                  "sim_token": sim_token, "kafka": bootstrap, "redis": settings.require_redis(),
-                 "fleet_file": str(fleet_file), "pid": os.getpid(),
+                 "fleet_file": str(fleet_file), "contracts_dir": str(contracts_dir),
+                 "contracts": len(contracts), "pid": os.getpid(),
                  "opcua_site": None if opcua_site == "none" else opcua_site,
                  "children": {c.name: c.process.pid for c in self.children}}
         self._write_state(state)
@@ -249,6 +265,29 @@ class Stack:
             service.stop()
         self.services.clear()
         (self.run_dir / "stack.json").unlink(missing_ok=True)
+
+
+def write_portfolio(portfolio: Portfolio, run_dir: Path) -> tuple[Path, Path | None]:
+    """Write the portfolio's fleet to `<run dir>/fleet.yaml` and its contracts, one file per
+    site, to `<run dir>/contracts/` (emptied first: no contract of an earlier run is left).
+    Returns the fleet file and the contracts directory (None: the portfolio has no contracts
+    of its own, it is the demo fleet)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    contracts_dir = run_dir / "contracts"
+    for old in contracts_dir.glob("*.yaml"):
+        old.unlink()
+    fleet_file = run_dir / "fleet.yaml"
+    if not portfolio.contracts:
+        fleet_file.write_text(fleet_yaml(portfolio.fleet), encoding="utf-8")
+        return fleet_file, None
+    fleet_file.write_text(fleet_yaml(portfolio.fleet, "infra/sim/portfolio.py"),
+                          encoding="utf-8")
+    contracts_dir.mkdir(exist_ok=True)
+    names = {s["id"]: s.get("name") for s in portfolio.fleet["sites"]}
+    for site_id, contract in portfolio.contracts.items():
+        (contracts_dir / f"{site_id}.yaml").write_text(contract_yaml(contract, names[site_id]),
+                                                      encoding="utf-8")
+    return fleet_file, contracts_dir
 
 
 def _healthy(url: str) -> bool:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from connectors.settings import Settings
 from infra.cli.common import non_negative, parse_duration, positive_float, positive_int
+from infra.sim.portfolio import DEMO_SITES, FLEET_PRESETS
 
 DEMO_FAULT_RATE = 100.0  # `bessmon up`: ~250 faults a day on 3 sites, one every ~6 min
 DEMO_FAULT_DURATIONS = 0.1  # … lasting a tenth of the realistic time
@@ -18,7 +19,8 @@ DEMO_FAULT_DURATIONS = 0.1  # … lasting a tenth of the realistic time
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from infra.up import run_up
 
-    return run_up(settings, sites=args.sites, api_port=args.api_port, seed=args.seed,
+    sites = FLEET_PRESETS[args.fleet_preset] if args.fleet_preset else args.sites
+    return run_up(settings, sites=sites, api_port=args.api_port, seed=args.seed,
                   speed=args.speed, fault_rate=args.fault_rate,
                   fault_durations=args.fault_durations, opcua_site=args.opcua_site,
                   ticket_delay_s=args.ticket_delay,
@@ -43,11 +45,17 @@ def cmd_services(args: argparse.Namespace, settings: Settings) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up = sub.add_parser("up", help="run the whole local stack with the simulator")
-    up.add_argument("--sites", type=positive_int, help="simulate N generated sites instead of "
-                    "the fleet file")
+    fleet = up.add_mutually_exclusive_group()
+    fleet.add_argument("--sites", type=positive_int, metavar="N",
+                       help="simulate N generated sites instead of the fleet file: up to "
+                            f"{DEMO_SITES} the demo sites with their contracts, more a "
+                            "portfolio with an LTSA per site (deterministic for --seed)")
+    fleet.add_argument("--fleet", dest="fleet_preset", choices=sorted(FLEET_PRESETS),
+                       help="a generated portfolio preset (fleet-30: 30 sites, as --sites 30)")
     up.add_argument("--api-port", type=int, help="dashboard/API port (default 8000, or a free "
                     "one when taken; 0 = any)")
-    up.add_argument("--seed", type=int, default=0, help="simulator random seed")
+    up.add_argument("--seed", type=int, default=0, help="simulator (and generated portfolio) "
+                    "random seed")
     up.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
     up.add_argument("--fault-rate", type=non_negative, default=DEMO_FAULT_RATE,
                     help=f"random faults, times the realistic rates (default "

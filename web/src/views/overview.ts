@@ -1,14 +1,20 @@
-// #/ — every site the caller may see as a tile: live availability (today, month to date,
-// contract year to date) against its guarantee, LD exposure, warning level, units by state,
-// freshness; the fleet's KPIs on top; early warnings and the newest alarms beside.
+// #/ — every site the caller may see: for a small fleet a tile each — live availability
+// (today, month to date, contract year to date) against its guarantee, LD exposure, warning
+// level, units by state, freshness; above DENSE_ABOVE sites (or when chosen) one table row
+// each, sortable and filterable, the whole fleet on one screen. The fleet's KPIs on top;
+// early warnings and the newest alarms beside. Layout, sort and filters stay in the address
+// (#/?layout=table&sort=today&warning=ld_risk&customer=…).
 import { Disposer, P, type App, type View } from "../app";
 import { alarmList, updateWarningBadge } from "../components";
 import { attr, frameThrottle, h, reconcile, text } from "../dom";
 import { CONTRACT_NOTES, fleetKpis, siteContract, type SiteEntry } from "../fleet";
+import { DENSE_ABOVE, filterOptions, filterSites, layoutFor, LAYOUT_CHOICES, parseTableState, siteName,
+         sortSites, tableParams, toggleSort, type SortKey, type TableState,
+         type WarningFilter } from "../fleet-table";
 import { freshness } from "../freshness";
 import { ago, money, pct, words } from "../format";
-import { siteHref } from "../router";
-import { againstGuarantee, siteLevel, stateOf, STATE_LABELS } from "../status";
+import { hashOf, parseHash, siteHref } from "../router";
+import { againstGuarantee, siteLevel, stateOf, STATE_LABELS, WARNING_LABELS } from "../status";
 import type { Alert, State } from "../types";
 
 const TILE_WINDOWS = [["today", "Today"], ["month_to_date", "Month to date"],
@@ -55,6 +61,7 @@ export function kpiStrip(app: App): { el: HTMLElement; update(): void } {
     if (k.ldYearToDate) {
       const parts = Object.entries(k.ldYearToDate).map(([c, v]) => money(v, c));
       text(el.querySelector(".ld-total .value"), parts.length ? parts.join(" · ") : "–");
+      attr(el.querySelector(".ld-total .value"), "title", parts.join(" · ") || null);
     }
     const now = app.clock.now();
     const all = app.alarms.list(now);
@@ -150,27 +157,203 @@ function warningRow(a: Alert, app: App): HTMLElement {
     h("span", { class: "raised" }, ago(app.clock.now() - a.raised_ms)));
 }
 
+const COLUMNS: readonly { key: SortKey | null; label: string; cls: string; money?: true }[] = [
+  { key: null, label: "State", cls: "state" }, { key: "name", label: "Site", cls: "name" },
+  { key: null, label: "Customer · region", cls: "where" },
+  { key: "today", label: "Today", cls: "num today" },
+  { key: "mtd", label: "Month to date", cls: "num mtd" },
+  { key: null, label: "Guarantee", cls: "num guarantee" },
+  { key: null, label: "Projected", cls: "num projected" },
+  { key: "warning", label: "Warning", cls: "warning" },
+  { key: "ld", label: "LD year to date / projected", cls: "num ld", money: true },
+  { key: null, label: "Units", cls: "units" },
+  { key: null, label: "Data", cls: "freshness" },
+];
+
+const WARNING_FILTERS: readonly [WarningFilter | "", string][] = [["", "every level"],
+  ["ld_risk", WARNING_LABELS.ld_risk], ["watch", WARNING_LABELS.watch],
+  ["ok", WARNING_LABELS.ok], ["none", "no warning level"]];
+
+function siteRow(entry: SiteEntry, showMoney: boolean): HTMLElement {
+  const site = entry.site;
+  return h("tr", { class: "site-row", "data-site": site.id },
+    h("td", { class: "state" }, h("span", { class: "swatch", "aria-hidden": "true" }),
+      h("span", { class: "word" })),
+    h("th", { class: "name", scope: "row" },
+      h("a", { href: siteHref(site.id), title: `${siteName(entry)} — ${site.customer}, ` +
+        `${site.region}, ${site.units} units` }, siteName(entry))),
+    h("td", { class: "where", title: `${site.customer} · ${site.region}` },
+      `${site.customer} · ${site.region}`),
+    h("td", { class: "num today" }), h("td", { class: "num mtd" }),
+    h("td", { class: "num guarantee" }), h("td", { class: "num projected" }),
+    h("td", { class: "warning" }, h("span", { class: "chip warning" })),
+    showMoney ? h("td", { class: "num ld" }) : null,
+    h("td", { class: "units" }), h("td", { class: "freshness" }));
+}
+
+function updateRow(tr: HTMLElement, entry: SiteEntry, app: App): void {
+  const snap = entry.snapshot;
+  const sc = siteContract(snap);
+  const k = sc.kind === "contract" ? sc.kpis : null;
+  const level = snap ? siteLevel(snap.units_by_state) : "unknown";
+  attr(tr, "data-level", level);
+  attr(tr, "data-warning", k?.warning_level ?? "none");
+  text(tr.querySelector(".state .word"), STATE_LABELS[level]);
+  for (const [cls, key] of [["today", "today"], ["mtd", "month_to_date"]] as const) {
+    const cell = tr.querySelector(`.${cls}`);
+    const v = snap?.windows[key] ?? null;
+    text(cell, pct(v));
+    attr(cell, "data-vs", againstGuarantee(v, k?.guaranteed_pct) ?? "none");
+  }
+  text(tr.querySelector(".guarantee"), k ? pct(k.guaranteed_pct) : "–");
+  const projected = tr.querySelector(".projected");
+  text(projected, k ? pct(k.projected_pct) : "–");
+  attr(projected, "title", k ? `${k.period}: ${pct(k.actual_pct)} so far, projected ` +
+    `${pct(k.projected_pct)} against ${pct(k.guaranteed_pct)}` : sc.kind === "contract" ? null
+    : CONTRACT_NOTES[sc.kind] || null);
+  attr(projected, "data-vs", againstGuarantee(k?.projected_pct ?? null, k?.guaranteed_pct) ??
+    "none");
+  updateWarningBadge(tr.querySelector(".chip.warning"), sc);
+  const ld = tr.querySelector(".ld");
+  if (ld) {
+    text(ld, k ? `${money(k.ld_year_to_date, k.currency)} / ${money(k.projected_ld, k.currency)}`
+      : "–");
+    attr(ld, "data-ld", k && ((k.ld_year_to_date ?? 0) > 0 || (k.projected_ld ?? 0) > 0)
+      ? "yes" : null);
+  }
+  const units = tr.querySelector(".units");
+  if (units) {
+    const n = snap?.units_by_state ?? {};
+    reconcile(units, (["available", "derated", "unavailable", "unknown"] as State[]), (s) => s,
+      (s) => h("span", { class: "n", "data-state": s, title: STATE_LABELS[s] }),
+      (e, s) => {
+        text(e, String(n[s] ?? 0));
+        e.classList.toggle("zero", (n[s] ?? 0) === 0);
+      });
+    attr(units, "title", snap ? `${n.available ?? 0} available · ${n.derated ?? 0} derated · ` +
+      `${n.unavailable ?? 0} unavailable · ${n.unknown ?? 0} unknown` : "no data yet");
+  }
+  updateFreshness(tr, snap?.ts_ms ?? null, app);
+}
+
+/** The dense layout's controls and table. */
+function siteTable(app: App, state: () => TableState, change: (next: TableState) => void):
+    { tools: HTMLElement; el: HTMLElement; draw(entries: SiteEntry[], dense: boolean): void } {
+  const showMoney = app.can(P.contracts);
+  const layoutButtons = LAYOUT_CHOICES.map((c) => h("button", {
+    type: "button", class: "secondary", "data-layout": c,
+    onclick: () => change({ ...state(), layout: c }) }, c === "auto" ? "Auto" : c === "tiles"
+      ? "Tiles" : "Table"));
+  const select = (name: string, label: string, onchange: (v: string) => void) =>
+    h("select", { name, "aria-label": label, onchange: (ev: Event) =>
+      onchange((ev.target as HTMLSelectElement).value) });
+  const warning = select("warning", "warning level", (v) =>
+    change({ ...state(), warning: (v || null) as WarningFilter | null }));
+  warning.replaceChildren(...WARNING_FILTERS.map(([v, label]) => h("option", { value: v }, label)));
+  const customer = select("customer", "customer", (v) => change({ ...state(), customer: v || null }));
+  const region = select("region", "region", (v) => change({ ...state(), region: v || null }));
+  const shown = h("span", { class: "shown", role: "status" });
+  const filters = h("div", { class: "table-filters" }, h("span", { class: "label" }, "Show"),
+    warning, customer, region, shown);
+  const tools = h("div", { class: "overview-tools" },
+    h("div", { class: "layout-choice", role: "group", "aria-label": "layout" },
+      h("span", { class: "label" }, "Layout"), ...layoutButtons), filters);
+  const headers = new Map<SortKey, HTMLElement>();
+  const body = h("tbody", {});
+  const table = h("table", { class: "site-table" },
+    h("caption", { class: "visually-hidden" }, "Sites: sort by a column's button"),
+    h("thead", {}, h("tr", {}, ...COLUMNS.filter((c) => showMoney || !c.money).map((c) => {
+      if (!c.key) return h("th", { scope: "col", class: c.cls }, c.label);
+      const key = c.key;
+      const th = h("th", { scope: "col", class: c.cls, "aria-sort": "none" },
+        h("button", { type: "button", class: "sort", "data-sort": key,
+                      onclick: () => change(toggleSort(state(), key)) }, c.label));
+      headers.set(key, th);
+      return th;
+    }))), body);
+  const empty = h("p", { class: "empty", hidden: true }, "No site matches the filters.");
+  const el = h("section", { class: "site-table-wrap", "aria-label": "sites" }, table, empty);
+  let optionsKey = "";
+  const options = (sel: HTMLElement, all: string, values: string[], value: string | null) => {
+    sel.replaceChildren(h("option", { value: "" }, all),
+      ...values.map((v) => h("option", { value: v }, v)));
+    (sel as HTMLSelectElement).value = value && values.includes(value) ? value : "";
+  };
+  return {
+    tools, el,
+    draw(entries, dense) {
+      const s = state();
+      for (const b of layoutButtons) attr(b, "aria-pressed", b.dataset.layout === s.layout
+        ? "true" : "false");
+      attr(layoutButtons[0] ?? null, "title", `tiles up to ${DENSE_ABOVE} sites, a table above`);
+      filters.hidden = !dense;
+      if (!dense) {
+        reconcile(body, [] as SiteEntry[], (e) => e.site.id, (e) => siteRow(e, showMoney),
+          () => undefined);
+        return;
+      }
+      const opts = filterOptions(entries);
+      const key = JSON.stringify(opts);
+      if (key !== optionsKey) {
+        optionsKey = key;
+        options(customer, "every customer", opts.customers, s.customer);
+        options(region, "every region", opts.regions, s.region);
+      }
+      (warning as HTMLSelectElement).value = s.warning ?? "";
+      (customer as HTMLSelectElement).value = s.customer ?? "";
+      (region as HTMLSelectElement).value = s.region ?? "";
+      for (const [k, th] of headers) {
+        attr(th, "aria-sort", k === s.sort ? (s.descending ? "descending" : "ascending")
+          : "none");
+      }
+      const rows = sortSites(filterSites(entries, s), s.sort, s.descending);
+      reconcile(body, rows, (e) => e.site.id, (e) => siteRow(e, showMoney),
+        (tr, e) => updateRow(tr, e, app));
+      empty.hidden = rows.length > 0;
+      text(shown, rows.length === entries.length ? `${entries.length} sites`
+        : `${rows.length} of ${entries.length} sites`);
+    },
+  };
+}
+
 let firstTileMarked = false;
 
 export function overviewView(app: App): View {
   const d = new Disposer();
+  let state = parseTableState(parseHash(location.hash).route.params);
   const kpis = kpiStrip(app);
   const grid = h("section", { class: "site-grid", "aria-label": "sites" });
+  const table = siteTable(app, () => state, (next: TableState) => {
+    state = next;
+    // The address says the layout, sort and filters (a wall or a link opens them again);
+    // replaced, not pushed, and no hashchange: the view stays.
+    history.replaceState(null, "", `${location.pathname}${location.search}` +
+      hashOf({ name: "overview", id: null, params: tableParams(state) }));
+    draw.request();
+  });
   const warnings = h("div", { class: "warnings", role: "list" });
   const alarms = alarmList(app, () => true, { limit: 6, compact: true });
   d.add(alarms.destroy);
-  const el = h("div", { class: "view overview" }, kpis.el,
-    h("div", { class: "overview-body" }, grid,
+  const el = h("div", { class: "view overview" }, kpis.el, table.tools,
+    h("div", { class: "overview-body" }, h("div", { class: "sites" }, grid, table.el),
       h("aside", { class: "side" },
         h("section", { class: "panel" }, h("h2", {}, h("a", { href: "#/alarms" }, "Active alarms")),
           alarms.el),
         h("section", { class: "panel" }, h("h2", {}, "Early warnings"), warnings))));
   const draw = frameThrottle(() => {
     const entries = app.fleet.all();
-    reconcile(grid, entries, (e) => e.site.id, tile, (e, entry) => updateTile(e, entry, app));
+    const dense = layoutFor(state.layout, entries.length) === "table";
+    el.classList.toggle("dense", dense);
+    // The dense overview fits the screen: the page never scrolls (a wall cannot).
+    document.body.classList.toggle("fit-screen", dense);
+    grid.hidden = dense;
+    table.el.hidden = !dense;
+    reconcile(grid, dense ? [] : entries, (e) => e.site.id, tile,
+      (e, entry) => updateTile(e, entry, app));
+    table.draw(entries, dense);
     kpis.update();
     if (!firstTileMarked && entries.length > 0) {
-      firstTileMarked = true; // time to first render: navigation start → first tile, once
+      firstTileMarked = true; // time to first render: navigation start → first site, once
       performance.mark("bessmon:first-tile");
     }
     const list = app.warnings.list().slice(0, 12);
@@ -182,6 +365,7 @@ export function overviewView(app: App): View {
   d.add(app.alarms.changed.on(() => draw.request()));
   d.add(app.tick.on(() => draw.request()));
   d.add(() => draw.cancel());
+  d.add(() => document.body.classList.remove("fit-screen"));
   draw.request();
   return { el, destroy: () => d.dispose() };
 }

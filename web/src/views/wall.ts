@@ -23,7 +23,7 @@ export function wallView(app: App, params: Record<string, string>): View {
   let treeFor: string | null = null;
 
   const kpis = kpiStrip(app);
-  const strip = h("div", { class: "wall-sites", "aria-label": "all sites" });
+  const strip = h("div", { class: "wall-sites", role: "list", "aria-label": "all sites" });
   const name = h("h1", { class: "wall-name", id: "view-title" });
   const heat = heatMap();
   const windows = h("div", { class: "wall-windows" }, ...SITE_WINDOWS.map(([k, label]) =>
@@ -71,12 +71,16 @@ export function wallView(app: App, params: Record<string, string>): View {
     const sites = rotation();
     kpis.update();
     reconcile(strip, sites, (e) => e.site.id,
-      (e) => h("div", { class: "wall-chip", "data-site": e.site.id },
-        h("span", { class: "n" }, e.site.name ?? e.site.id), h("span", { class: "chip warning" }),
-        h("span", { class: "v" })),
+      (e) => h("div", { class: "wall-chip", "data-site": e.site.id, role: "listitem" },
+        h("span", { class: "n", title: e.site.name ?? e.site.id }, e.site.name ?? e.site.id),
+        h("span", { class: "chip warning" }), h("span", { class: "v" })),
       (chip, e) => {
         const snap = e.snapshot;
-        attr(chip, "data-level", snap ? siteLevel(snap.units_by_state) : "unknown");
+        const level = snap ? siteLevel(snap.units_by_state) : "unknown";
+        // The whole name and the state in words on hover (the chip shortens the name).
+        attr(chip, "title", `${e.site.name ?? e.site.id}: ${level}, today ` +
+          `${pct(snap?.windows.today ?? null)}`);
+        attr(chip, "data-level", level);
         attr(chip, "data-warning", snap?.contract?.warning_level ?? "none");
         attr(chip, "data-current", e.site.id === shown ? "yes" : null);
         text(chip.querySelector(".v"), pct(snap?.windows.today ?? null));
@@ -93,6 +97,7 @@ export function wallView(app: App, params: Record<string, string>): View {
     attr(current, "data-site", entry.site.id);
     attr(current, "data-level", level);
     text(name, entry.site.name ?? entry.site.id);
+    attr(name, "title", entry.site.name ?? entry.site.id);
     updateStateChip(current.querySelector(".chip.state"), level);
     updateWarningBadge(current.querySelector(".chip.warning"), sc);
     updateFreshness(current, snap?.ts_ms ?? null, app);
