@@ -40,8 +40,7 @@ from contracts.notify import load_notify
 from infra.accounts import admin_token, ensure_users
 from infra.ports import free_port, is_listening
 from infra.services import Service, ServiceError, spawn, start_broker, start_redis, stop_process
-from infra.sim.fleetgen import fleet_yaml
-from infra.sim.portfolio import Portfolio, contract_yaml, generate_portfolio
+from infra.sim.portfolio import generate_portfolio, write_portfolio
 
 
 class StackError(RuntimeError):
@@ -265,29 +264,6 @@ class Stack:
             service.stop()
         self.services.clear()
         (self.run_dir / "stack.json").unlink(missing_ok=True)
-
-
-def write_portfolio(portfolio: Portfolio, run_dir: Path) -> tuple[Path, Path | None]:
-    """Write the portfolio's fleet to `<run dir>/fleet.yaml` and its contracts, one file per
-    site, to `<run dir>/contracts/` (emptied first: no contract of an earlier run is left).
-    Returns the fleet file and the contracts directory (None: the portfolio has no contracts
-    of its own, it is the demo fleet)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    contracts_dir = run_dir / "contracts"
-    for old in contracts_dir.glob("*.yaml"):
-        old.unlink()
-    fleet_file = run_dir / "fleet.yaml"
-    if not portfolio.contracts:
-        fleet_file.write_text(fleet_yaml(portfolio.fleet), encoding="utf-8")
-        return fleet_file, None
-    fleet_file.write_text(fleet_yaml(portfolio.fleet, "infra/sim/portfolio.py"),
-                          encoding="utf-8")
-    contracts_dir.mkdir(exist_ok=True)
-    names = {s["id"]: s.get("name") for s in portfolio.fleet["sites"]}
-    for site_id, contract in portfolio.contracts.items():
-        (contracts_dir / f"{site_id}.yaml").write_text(contract_yaml(contract, names[site_id]),
-                                                      encoding="utf-8")
-    return fleet_file, contracts_dir
 
 
 def _healthy(url: str) -> bool:

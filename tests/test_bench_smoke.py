@@ -2,7 +2,7 @@
 and its last line of output is one JSON object. No figure is asserted — a smoke run on a
 shared machine measures nothing; the README's figures come from full runs.
 
-The eight together take about a minute and a half here (most of it starting brokers,
+The nine together take about two minutes here (most of it starting brokers,
 simulators, the API and a whole `bessmon up` for the dashboard)."""
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ RUNS: dict[str, list[str]] = {
     "flows": ["--sites", "1", "--units", "2", "--seconds", "5", "--live", "0"],
     "ws_fanout": ["--clients", "4", "--seconds", "3", "--sites", "1", "--units", "2"],
     "dashboard": ["--loads", "1"],  # needs web/dist (make web) and /usr/bin/chromium
+    "wall": ["--minutes", "0.1", "--every", "3", "--sites", "4"],  # the same
     "control": ["--days", "0.02", "--trials", "3"],
     "notify": ["--transitions", "40", "--sites", "2", "--rate", "50", "--drain-s", "15"],
 }
@@ -34,7 +35,7 @@ TIMEOUT_S = 120
 
 @pytest.mark.parametrize("name", list(RUNS))
 def test_benchmark_runs(name: str) -> None:
-    if name == "dashboard" and not (REPO_ROOT / "web" / "dist" / "index.html").exists():
+    if name in ("dashboard", "wall") and not (REPO_ROOT / "web" / "dist" / "index.html").exists():
         pytest.fail("web/dist is missing: build the dashboard first (make web)")
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", f"bench.{name}", *RUNS[name]],

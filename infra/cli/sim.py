@@ -56,17 +56,20 @@ def cmd_sim(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.modbus.profile import load_profiles
     from contracts.fleet import Fleet, load_fleet
     from infra.sim.faults import FaultRates
-    from infra.sim.fleetgen import fleet_yaml, generate_fleet
+    from infra.sim.portfolio import generate_portfolio, write_portfolio
     from infra.sim.server import Simulator, serve
     from infra.sim.ticket_sender import WebhookSender
     from infra.sim.tickets import TicketDesk
 
     setup_logging()
     fleet_file = args.fleet or settings.fleet_file
-    if args.sites:
-        fleet_file = settings.run_dir / "fleet.yaml"
-        fleet_file.parent.mkdir(parents=True, exist_ok=True)
-        fleet_file.write_text(fleet_yaml(generate_fleet(args.sites)), encoding="utf-8")
+    if args.sites:  # the same portfolio as `bessmon up --sites N --seed S`
+        fleet_file, contracts_dir = write_portfolio(generate_portfolio(args.sites, args.seed),
+                                                    settings.run_dir)
+        if contracts_dir is not None:
+            print(f"bessmon sim: {args.sites} generated sites in {fleet_file}, their contracts "
+                  f"in {contracts_dir} (BESSMON_FLEET_FILE and BESSMON_CONTRACTS_DIR for the "
+                  "other parts)", file=sys.stderr)
     fleet = load_fleet(fleet_file)
     if args.shard:
         index, count = args.shard
@@ -180,7 +183,8 @@ def _sim_control(args: argparse.Namespace, settings: Settings) -> int:
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sim = sub.add_parser("sim", help="run the fleet simulator, or control a running one")
     sim.add_argument("--fleet", type=Path, help="fleet file (default: BESSMON_FLEET_FILE)")
-    sim.add_argument("--sites", type=positive_int, help="generate N sites instead")
+    sim.add_argument("--sites", type=positive_int, help="generate N sites instead (the "
+                     "portfolio of `bessmon up --sites N`, for --seed)")
     sim.add_argument("--devices-out", type=Path, help="where to write the connector's "
                      "device list")
     sim.add_argument("--control-port", type=int, default=0, help="HTTP control port")

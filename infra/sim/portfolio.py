@@ -20,11 +20,12 @@ import math
 import random
 import unicodedata
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from infra.sim.fleetgen import generate_fleet, unit_data
+from infra.sim.fleetgen import fleet_yaml, generate_fleet, unit_data
 
 DEMO_SITES = 3  # up to this many: the demo fleet and its hand-written contracts
 FLEET_PRESETS = {"fleet-30": 30}  # `bessmon up --fleet NAME`: that many generated sites
@@ -279,3 +280,26 @@ def contract_yaml(contract: dict[str, Any], site_name: str | None = None) -> str
     body: str = yaml.dump(contract, Dumper=_ContractDumper, sort_keys=False, width=100,
                           allow_unicode=True)
     return header + body
+
+
+def write_portfolio(portfolio: Portfolio, run_dir: Path) -> tuple[Path, Path | None]:
+    """Write the portfolio's fleet to `<run dir>/fleet.yaml` and its contracts, one file per
+    site, to `<run dir>/contracts/` (emptied first: no contract of an earlier run is left).
+    Returns the fleet file and the contracts directory (None: the portfolio has no contracts
+    of its own, it is the demo fleet)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    contracts_dir = run_dir / "contracts"
+    for old in contracts_dir.glob("*.yaml"):
+        old.unlink()
+    fleet_file = run_dir / "fleet.yaml"
+    if not portfolio.contracts:
+        fleet_file.write_text(fleet_yaml(portfolio.fleet), encoding="utf-8")
+        return fleet_file, None
+    fleet_file.write_text(fleet_yaml(portfolio.fleet, "infra/sim/portfolio.py"),
+                          encoding="utf-8")
+    contracts_dir.mkdir(exist_ok=True)
+    names = {s["id"]: s.get("name") for s in portfolio.fleet["sites"]}
+    for site_id, contract in portfolio.contracts.items():
+        (contracts_dir / f"{site_id}.yaml").write_text(contract_yaml(contract, names[site_id]),
+                                                      encoding="utf-8")
+    return fleet_file, contracts_dir

@@ -1,7 +1,8 @@
 """A 30-site fleet on one screen (issue 16): the dense overview (a sortable, filterable table
 of every site) and wall mode fit 1920×1080 and 3840×2160 without scrolling, every site in
 view and named; a fault injected in one site's units recolours it within seconds, and
-sorting by availability today puts it first. One `bessmon up --sites 30` for the module.
+sorting by availability today puts it first; every site runs under its generated contract.
+One `bessmon up --fleet fleet-30` for the module.
 
 With BESSMON_DOCS_SCREENSHOTS=1 it also saves docs/dashboard-overview-30.png and
 docs/dashboard-wall-30.png (1920×1080) for the README."""
@@ -10,15 +11,18 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from connectors.settings import REPO_ROOT
+from contracts.fleet import load_fleet
 from tests.e2e.test_dashboard import BUILD, CHROMIUM_ARGS, CONTRACT_S, LIVE_S, api, sim
 from tests.stack import RunningStack, start_stack, wait_gone
 
@@ -41,9 +45,10 @@ NO_SCROLL = "document.documentElement.scrollHeight <= innerHeight"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    """This module's own stack: 30 sites, no random faults."""
-    running = start_stack(Path(tmp_path_factory.mktemp("stack30")), "--sites", str(SITES),
-                          "--fault-rate", "0")
+    """This module's own stack: the fleet-30 preset (30 sites, a contract each), no random
+    faults."""
+    running = start_stack(Path(tmp_path_factory.mktemp("stack30")), "--fleet", "fleet-30",
+                          "--fault-rate", "0", timeout_s=240)
     pids = {int(p) for p in running.state()["children"].values()}  # type: ignore[attr-defined]
     yield running
     assert running.stop() == 0
@@ -226,3 +231,28 @@ def save_screenshots(overview: Page, wall: Page) -> None:
     overview.wait_for_timeout(2_000)
     for page, name in ((overview, "dashboard-overview-30.png"), (wall, "dashboard-wall-30.png")):
         page.screenshot(path=DOCS / name)
+
+
+def test_every_site_runs_under_its_own_contract(stack: RunningStack) -> None:
+    """`--fleet fleet-30` end to end: the generated contracts are the API's, and every site's
+    live snapshot carries its contract's warning level in the contract's currency."""
+    headers = {"Authorization": f"Bearer {stack.token}"}  # the admin's
+    fleet = load_fleet(stack.run_dir / "fleet.yaml")
+    site_ids = [s.id for s in fleet.sites]
+    assert len(site_ids) == SITES and stack.state()["opcua_site"] == site_ids[-1]
+    contracts = httpx.get(stack.url + "api/v1/contracts", headers=headers, timeout=10).json()
+    assert sorted(c["site_id"] for c in contracts) == sorted(site_ids)
+    deadline = time.monotonic() + 240
+    levels: dict[str, dict[str, Any]] = {}
+    while time.monotonic() < deadline:
+        sites = httpx.get(stack.url + "api/v1/sites", params={"limit": 100},
+                          headers=headers, timeout=10).json()["items"]
+        levels = {s["id"]: ((s["availability"] or {}).get("contract") or {}) for s in sites}
+        if len(levels) == SITES and all(c.get("kind") == "ltsa" for c in levels.values()):
+            break
+        time.sleep(2)
+    missing = sorted(i for i in site_ids if levels.get(i, {}).get("kind") != "ltsa")
+    assert not missing, f"no contract snapshot yet for {missing}"
+    assert all(c["warning_level"] in ("ok", "watch", "ld_risk") for c in levels.values())
+    currency = {c["site_id"]: c["terms"]["ld"]["currency"] for c in contracts}
+    assert all(levels[i]["currency"] == currency[i] for i in site_ids)

@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import signal
-import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
 from connectors.settings import EXAMPLE_FLEET
@@ -21,9 +17,12 @@ from contracts.errors import InvalidInput
 from contracts.fleet import Fleet, load_fleet, parse_fleet
 from infra.cli import build_parser
 from infra.sim.fleetgen import fleet_yaml, generate_fleet
-from infra.sim.portfolio import FLEET_PRESETS, contract_yaml, generate_portfolio
-from infra.up import write_portfolio
-from tests.stack import start_stack
+from infra.sim.portfolio import (
+    FLEET_PRESETS,
+    contract_yaml,
+    generate_portfolio,
+    write_portfolio,
+)
 
 SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 CURRENCY = {"SE": "SEK", "NO": "NOK", "DK": "DKK", "FI": "EUR", "DE": "EUR", "NL": "EUR",
@@ -190,37 +189,6 @@ def test_up_takes_the_fleet_30_preset_or_a_site_count_not_both() -> None:
     for wrong in (["up", "--fleet", "fleet-31"], ["up", "--sites", "4", "--fleet", "fleet-30"]):
         with pytest.raises(SystemExit):
             build_parser().parse_args(wrong)
-
-
-@pytest.mark.e2e
-@pytest.mark.timeout(420)
-def test_the_stack_runs_fleet_30_with_a_contract_per_site(tmp_path: Path) -> None:
-    stack = start_stack(tmp_path / "run", "--fleet", "fleet-30", timeout_s=240)
-    try:
-        headers = {"Authorization": f"Bearer {stack.token}"}  # the admin's
-        fleet = load_fleet(tmp_path / "run" / "fleet.yaml")
-        site_ids = [s.id for s in fleet.sites]
-        assert len(site_ids) == 30 and stack.state()["opcua_site"] == site_ids[-1]
-        contracts = httpx.get(stack.url + "api/v1/contracts", headers=headers,
-                              timeout=10).json()
-        assert sorted(c["site_id"] for c in contracts) == sorted(site_ids)
-        deadline = time.monotonic() + 240
-        levels: dict[str, dict[str, Any]] = {}
-        while time.monotonic() < deadline:
-            sites = httpx.get(stack.url + "api/v1/sites", params={"limit": 100},
-                              headers=headers, timeout=10).json()["items"]
-            levels = {s["id"]: ((s["availability"] or {}).get("contract") or {}) for s in sites}
-            if len(levels) == 30 and all(c.get("kind") == "ltsa" for c in levels.values()):
-                break
-            time.sleep(2)
-        missing = sorted(i for i in site_ids if levels.get(i, {}).get("kind") != "ltsa")
-        assert not missing, f"no contract snapshot yet for {missing}"
-        assert all(c["warning_level"] in ("ok", "watch", "ld_risk") for c in levels.values())
-        currency = {c["site_id"]: c["terms"]["ld"]["currency"] for c in contracts}
-        assert all(levels[i]["currency"] == currency[i] for i in site_ids)
-    finally:
-        status = stack.stop(signal.SIGTERM)
-    assert status == 0
 
 
 @pytest.mark.parametrize("sites", [4, 5, 8, 13])
