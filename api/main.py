@@ -31,6 +31,7 @@ from api.routes import (
     repair,
     report_archive,
     sites,
+    stack,
     webhooks,
     ws,
 )
@@ -79,7 +80,7 @@ def create_app(settings: Settings | None = None, *, web_dist: Path | None = None
     app.state.ctx = ctx
     errors.install(app)
     for module in (health, auth, sites, repair, assets, alarms, data_quality, contracts,
-                   exclusions, report_archive, control, admin, notify, webhooks, ws):
+                   exclusions, report_archive, control, admin, stack, notify, webhooks, ws):
         app.include_router(module.router, prefix="/api/v1")
 
     @app.get("/", include_in_schema=False)

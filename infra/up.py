@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,6 +42,7 @@ from infra.accounts import admin_token, ensure_users
 from infra.ports import free_port, is_listening
 from infra.services import Service, ServiceError, spawn, start_broker, start_redis, stop_process
 from infra.sim.portfolio import generate_portfolio, write_portfolio
+from infra.supervise import Backoff, Supervised
 
 
 class StackError(RuntimeError):
@@ -55,6 +57,7 @@ class Child:
     log: IO[bytes]
     argv: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    life: Supervised = field(default_factory=lambda: Supervised(time.monotonic()))
 
     def tail(self, lines: int = 15) -> str:
         text = self.log_path.read_text(errors="replace").splitlines()
@@ -76,6 +79,7 @@ class Stack:
     opcua_site: str | None = None  # None: the last site when there are several; "none": none
     notify_rules: Path | None = None  # the notifier's rules (None: <run dir>/notify-rules.yaml)
     say: Callable[[str], None] = print
+    backoff: Backoff = field(default_factory=Backoff)  # restarting a part that died
     services: list[Service] = field(default_factory=list)
     children: list[Child] = field(default_factory=list)
     dashboard_url: str = ""
@@ -94,8 +98,9 @@ class Stack:
         for old in logs.glob("*.log"):
             old.unlink()
         settings = self.settings
+        own_broker = not settings.kafka_bootstrap_servers
         try:
-            if not settings.kafka_bootstrap_servers:
+            if own_broker:
                 self.services.append(start_broker(logs))
                 settings = settings.model_copy(
                     update={"kafka_bootstrap_servers": self.services[-1].address})
@@ -157,7 +162,8 @@ class Stack:
         ticketing_env = {**env, "BESSMON_WEBHOOK_SECRET_JIRA": jira_secret}
         cli = [sys.executable, "-m", "infra.cli"]
 
-        sim_args = [*cli, "sim", "--devices-out", str(devices_file), "--control-port",
+        sim_args = [*cli, "sim", "--keep-ports", "--devices-out", str(devices_file),
+                    "--control-port",
                     str(sim_port), "--seed", str(self.seed), "--speed", str(self.speed),
                     "--fault-rate", str(self.fault_rate),
                     "--fault-durations", str(self.fault_durations), "--tickets-url", base,
@@ -174,7 +180,14 @@ class Stack:
         if opcua_site != "none":
             self._child("opcua-connector", [*cli, "connect", "opcua", "--devices",
                                             str(opcua_file)], env)
-        self._child("flows", [*cli, "flows"], env)
+        # Bytewax recovery: a flows process that died resumes from its last snapshot (every
+        # 10 s) — nothing lost, nothing counted twice. A broker started here begins empty,
+        # so snapshots of an earlier run (offsets into its topics) are dropped; with your own
+        # broker the flows resume where the last run stopped.
+        recovery = run_dir / "recovery"
+        if own_broker:
+            shutil.rmtree(recovery, ignore_errors=True)
+        self._child("flows", [*cli, "flows", "--recovery-dir", str(recovery)], env)
         self._child("control", [*cli, "control", "run"], env)
         # The notifier always runs: with no rules file yet it tells nobody, and picks up
         # the rules an admin saves through the API (or edits in the file) while it runs.
@@ -193,7 +206,7 @@ class Stack:
                  "fleet_file": str(fleet_file), "contracts_dir": str(contracts_dir),
                  "contracts": len(contracts), "pid": os.getpid(),
                  "opcua_site": None if opcua_site == "none" else opcua_site,
-                 "children": {c.name: c.process.pid for c in self.children}}
+                 **self.parts()}
         self._write_state(state)
         self.dashboard_url = f"{base}/#token={token}"
         return self.dashboard_url
@@ -214,11 +227,10 @@ class Stack:
         stop_process(old.process, timeout_s=10)
         old.log.close()
         process, log_path, log = spawn("api", old.argv, self.run_dir / "logs", old.env)
-        self.children[index] = Child("api", process, log_path, log, old.argv, old.env)
+        self.children[index] = Child("api", process, log_path, log, old.argv, old.env,
+                                     Supervised(time.monotonic(), restarts=old.life.restarts))
         self._wait("API", lambda: _healthy(f"{self.api_base}/api/v1/health"), 60)
-        children = self.state.get("children")
-        assert isinstance(children, dict)
-        self._write_state({**self.state, "children": {**children, "api": process.pid}})
+        self._write_state({**self.state, **self.parts()})
 
     def _wait(self, what: str, ready: Callable[[], bool], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -234,8 +246,8 @@ class Stack:
 
     def watch(self, stop_requested: Callable[[], bool],
               restart_requested: Callable[[], bool] = lambda: False) -> int:
-        """Block until a stop is requested (0) or a child dies (1); restart the API when
-        asked meanwhile."""
+        """Block until a stop is requested (0); restart the API when asked meanwhile, and
+        every part that dies, with backoff (infra/supervise.py)."""
         while not stop_requested():
             if restart_requested():
                 self.say("restarting the API…")
@@ -246,13 +258,43 @@ class Stack:
                     return 1
                 self.say(f"API restarted ({self.api_base})")
                 continue
-            for child in self.children:
-                if child.process.poll() is not None:
-                    self.say(f"{child.name} exited with status {child.process.returncode}; "
-                             f"stopping.\n{child.tail()}")
-                    return 1
+            self.supervise(time.monotonic())
             time.sleep(0.2)
         return 0
+
+    def supervise(self, now_s: float) -> None:
+        """One look at every part: a part that died is logged and due again after its
+        backoff; a part that is due is started again with the same command."""
+        changed = False
+        for index, child in enumerate(self.children):
+            life = child.life
+            if life.due_s is None and (status := child.process.poll()) is not None:
+                delay = life.died(now_s, status, self.backoff)
+                self.say(f"{child.name} exited with status {status} after "
+                         f"{now_s - life.started_s:.0f} s; starting it again in {delay:.0f} s "
+                         f"(restart {life.restarts + 1}); its log ends:\n{child.tail()}")
+                changed = True
+            elif life.is_due(now_s):
+                child.log.close()
+                process, log_path, log = spawn(child.name, child.argv, self.run_dir / "logs",
+                                               child.env)
+                life.restarted(now_s)
+                self.children[index] = Child(child.name, process, log_path, log, child.argv,
+                                             child.env, life)
+                self.say(f"{child.name} started again (pid {process.pid}, restart "
+                         f"{life.restarts})")
+                changed = True
+        if changed:
+            self._write_state({**self.state, **self.parts()})
+
+    def parts(self) -> dict[str, object]:
+        """stack.json's view of the parts: their pids, and for each its restarts, state
+        and last exit status."""
+        return {"children": {c.name: c.process.pid for c in self.children},
+                "parts": {c.name: {"pid": c.process.pid, "restarts": c.life.restarts,
+                                   "state": "restarting" if c.life.due_s is not None
+                                   else "running", "last_exit": c.life.last_status}
+                          for c in self.children}}
 
     def stop(self) -> None:
         """Stop in reverse order of start: API first, broker last. Nothing is left running."""
@@ -274,11 +316,14 @@ def _healthy(url: str) -> bool:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read (it holds tokens)."""
+    """Write a file only its owner can read (it holds tokens), whole or not at all: a reader
+    never sees half of it (written aside, then renamed over it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    aside = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
+    os.replace(aside, path)
 
 
 def run_up(settings: Settings, *, sites: int | None, api_port: int | None, seed: int,

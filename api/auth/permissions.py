@@ -35,6 +35,9 @@ class Permission(StrEnum):
     # contracts/exclusions.py). The same roles as `PROPOSER_ROLES` / `DECIDER_ROLES` there.
     EXCLUSIONS_PROPOSE = "exclusions.propose"
     EXCLUSIONS_DECIDE = "exclusions.decide"
+    # The parts of the stack and their restarts (api/routes/stack.py): how bessmon itself
+    # runs is for those who run it — admins.
+    STACK_READ = "stack.read"
 
 
 P = Permission

@@ -57,7 +57,7 @@ def cmd_sim(args: argparse.Namespace, settings: Settings) -> int:
     from contracts.fleet import Fleet, load_fleet
     from infra.sim.faults import FaultRates
     from infra.sim.portfolio import generate_portfolio, write_portfolio
-    from infra.sim.server import Simulator, serve
+    from infra.sim.server import Simulator, previous_ports, serve
     from infra.sim.ticket_sender import WebhookSender
     from infra.sim.tickets import TicketDesk
 
@@ -108,11 +108,14 @@ def cmd_sim(args: argparse.Namespace, settings: Settings) -> int:
         print(f"Simulator: {where}, {len(sim.models)} units; devices in {', '.join(lists)}; "
               f"{faults}{tickets}; control http://127.0.0.1:{control_port}", flush=True)
 
+    ports, opcua_port = previous_ports(fleet, devices_out, opcua_out) if args.keep_ports \
+        else ({}, 0)
+
     async def main() -> None:
         task = asyncio.ensure_future(serve(
             sim, devices_out=devices_out, token=token, control_port=args.control_port,
             ready=ready, opcua_site=args.opcua_site, opcua_devices_out=opcua_out,
-            tickets=sender))
+            tickets=sender, ports=ports, opcua_port=opcua_port))
         stop = asyncio.Event()
         stop_on_signals(asyncio.get_running_loop(), stop)
         await asyncio.wait({task, asyncio.ensure_future(stop.wait())},
@@ -188,6 +191,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     sim.add_argument("--devices-out", type=Path, help="where to write the connector's "
                      "device list")
     sim.add_argument("--control-port", type=int, default=0, help="HTTP control port")
+    sim.add_argument("--keep-ports", action="store_true",
+                     help="serve on the ports of the device lists written before, where still "
+                          "free (a restarted simulator answers where the connectors poll)")
     sim.add_argument("--seed", type=int, default=0,
                      help="random seed: the same seed, the same physics and faults")
     sim.add_argument("--speed", type=positive_float, default=1.0,

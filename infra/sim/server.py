@@ -630,6 +630,41 @@ def control_app(sim: Simulator, token: str) -> FastAPI:
     return app
 
 
+def previous_ports(fleet: Fleet, devices: Path, opcua_devices: Path,
+                   host: str = "127.0.0.1") -> tuple[dict[str, int], int]:
+    """The gateway port of each site and the OPC UA server's port in device lists an earlier
+    run wrote (`--keep-ports`: a restarted simulator answers where the connectors poll), those
+    still free only; none from a list that is missing or unreadable."""
+    from urllib.parse import urlparse
+
+    from connectors.modbus.devices import load_devices
+    from connectors.opcua.config import load_devices as load_opcua_devices
+
+    site_of = {u.id: s.id for s in fleet.sites for u in s.units}
+    ports: dict[str, int] = {}
+    with contextlib.suppress(OSError, ValueError):
+        for d in load_devices(devices).devices:
+            if d.asset in site_of and _bindable(host, d.port):
+                ports[site_of[d.asset]] = d.port
+    opcua_port = 0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        port = urlparse(load_opcua_devices(opcua_devices).devices[0].endpoint).port
+        opcua_port = port if port and _bindable(host, port) else 0
+    return ports, opcua_port
+
+
+def _bindable(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def _write_atomically(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -649,6 +684,8 @@ async def serve(
     opcua_site: str | None = None,
     opcua_devices_out: Path | None = None,
     tickets: WebhookSender | None = None,
+    ports: Mapping[str, int] | None = None,
+    opcua_port: int = 0,
 ) -> None:
     """Run the gateways (and the OPC UA server of `opcua_site`), the physics tick, the
     ticket deliveries and the control API until cancelled.
@@ -658,12 +695,14 @@ async def serve(
     OPC UA) and the control port."""
     from infra.sim.opcua_server import OpcUaSimServer
 
-    opcua = OpcUaSimServer(sim, opcua_site, host=host) if opcua_site else None
+    opcua = OpcUaSimServer(sim, opcua_site, host=host, port=opcua_port) if opcua_site else None
     servers: list[ModbusTcpServer] = []
     configs: list[DeviceConfig] = []
     modbus_sites = [site for site in sim.fleet.sites if site.id != opcua_site]
-    *ports, spare = free_ports(len(modbus_sites) + 1, host)  # a gateway's each, the control's
-    for site, port in zip(modbus_sites, ports, strict=True):
+    *fresh, spare = free_ports(len(modbus_sites) + 1, host)  # a gateway's each, the control's
+    kept = ports or {}
+    for site, new_port in zip(modbus_sites, fresh, strict=True):
+        port = kept.get(site.id) or new_port
         servers.append(sim.modbus_server(site.units, (host, port)))
         configs += [
             DeviceConfig(id=u.id, asset=u.id, host=host, port=port, unit_id=k + 1,

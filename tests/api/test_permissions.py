@@ -145,6 +145,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "/api/v1/contracts/{contract_id}/exclusions/{n}/revoke",
              P.EXCLUSIONS_DECIDE, EXCLUSIONS + "/{approved}/revoke", json={"comment": "no"}),
     Endpoint("GET", "/api/v1/audit", P.AUDIT_READ),
+    Endpoint("GET", "/api/v1/stack", P.STACK_READ),
     Endpoint("POST", "/api/v1/api-keys", P.API_KEYS_MANAGE, ok=201,
              json={"name": "matrix-{role}", "role": "viewer", "customers": ["*"],
                    "regions": ["*"]}),

@@ -7,6 +7,7 @@ stale, and a heap that does not grow."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -352,6 +353,19 @@ def test_the_page_reconnects_after_the_api_restarts(stack: RunningStack, page: P
         sim(stack, "clear", "mesa-u03")
     expect(mesa.locator('.unit-cell[data-asset="mesa-u03"]')).to_have_attribute(
         "data-state", "available", timeout=LIVE_S)
+
+
+def test_a_part_that_dies_is_restarted_and_the_admin_sees_it(stack: RunningStack,
+                                                             page: Page) -> None:
+    open_signed_in(page, stack)
+    badge = page.locator("#stack-health")
+    expect(badge).to_be_hidden()  # every part runs as started
+    reports = int(stack.state()["children"]["reports"])  # type: ignore[index]
+    os.kill(reports, signal.SIGKILL)  # `bessmon up` starts it again (infra/supervise.py)
+    expect(badge).to_have_text("reports restarted 1×", timeout=30_000)
+    expect(badge).to_have_attribute("title", re.compile("killed by signal 9"))
+    assert stack.process.poll() is None  # the stack runs on
+    assert stack.state()["children"]["reports"] != reports  # type: ignore[index]
 
 
 def unit_state(stack: RunningStack, site_id: str, unit_id: str) -> str | None:

@@ -4,17 +4,20 @@ fleet's last site over OPC UA, polled by a connector of its own."""
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+import redis
 
 from connectors.kafka import read_topic
 from connectors.modbus.devices import load_devices
+from connectors.redis_store import site_key
 from connectors.settings import Settings
-from contracts.events import TelemetrySample
+from contracts.events import SiteAvailability, TelemetrySample
 from infra.ports import is_listening
 from infra.services import start_broker, start_redis
 from tests.stack import alive, start_stack, wait_gone
@@ -71,6 +74,58 @@ def test_sigterm_stops_the_whole_stack_and_frees_its_ports(tmp_path: Path) -> No
                    for m in messages}
     assert {d for d in devices if d.startswith("mesa-")} == {"mesa-u01", "mesa-u02",
                                                               "mesa-u03", "mesa-u04"}
+
+    # A part that dies is started again (infra/supervise.py); the rest runs on, and the
+    # restarted flows (resuming from their recovery snapshot) compute again.
+    client = redis.Redis.from_url(str(state["redis"]))
+    flows = int(children["flows"])
+    os.kill(flows, signal.SIGKILL)
+    killed_ms = int(time.time() * 1000)
+    deadline = time.monotonic() + 60
+    part: dict[str, object] = {}
+    while time.monotonic() < deadline:
+        part = stack.state()["parts"]["flows"]  # type: ignore[index]
+        if part["restarts"] == 1 and part["state"] == "running":
+            break
+        time.sleep(0.2)
+    assert part["restarts"] == 1 and part["last_exit"] == -signal.SIGKILL, part
+    assert part["pid"] != flows and alive(int(str(part["pid"])))
+    assert stack.process.poll() is None, "bessmon up stopped when one part died"
+    assert all(alive(p) for p in pids if p != flows)
+    while time.monotonic() < deadline:
+        raw = client.get(site_key("nordvik"))
+        if raw and SiteAvailability.model_validate_json(raw).ts_ms > killed_ms:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError("no site snapshot from the restarted flows within 60 s")
+    client.close()
+    pids.append(int(str(part["pid"])))
+
+    # The simulated equipment "reboots" on the same ports (`--keep-ports`): the connectors
+    # reconnect by themselves and telemetry flows again.
+    listed = (tmp_path / "run" / "devices.yaml").read_text()
+    sim = int(children["sim"])
+    os.kill(sim, signal.SIGKILL)
+    killed_ms = int(time.time() * 1000)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        part = stack.state()["parts"]["sim"]  # type: ignore[index]
+        if part["restarts"] == 1 and part["state"] == "running":
+            break
+        time.sleep(0.2)
+    assert part["restarts"] == 1, part
+    pids.append(int(str(part["pid"])))
+    fresh: set[str] = set()
+    while time.monotonic() < deadline and not {"nordvik", "mesa"} <= fresh:
+        fresh = {s.device_id.split("-")[0] for s in (
+            TelemetrySample.model_validate_json(m.value() or b"")
+            for m in read_topic(str(state["kafka"]), topic, timeout_s=5, to_end=True))
+            if s.ts_ms > killed_ms + 1000}
+        time.sleep(0.5)
+    assert {"nordvik", "mesa"} <= fresh, f"telemetry after the simulator's restart: {fresh}"
+    assert (tmp_path / "run" / "devices.yaml").read_text() == listed
+
     assert stack.stop(signal.SIGTERM) == 0
     assert wait_gone(pids) == []
     assert not any(is_listening(*p) for p in ports)

@@ -18,6 +18,7 @@ export const P = {
   reports: "reports.export",
   control: "control.command",
   notify: "notify.manage",
+  stack: "stack.read",
 } as const;
 
 export interface App {

@@ -1,11 +1,13 @@
 // The frame around every view: the top bar (navigation by role, connection state, server
 // clock, who is signed in) and the critical-alarm banner nobody can miss.
-import { Disposer, P, type App } from "./app";
+import { Disposer, P, poll, type App } from "./app";
 import { watchCriticals } from "./desktop";
 import { attr, h, text } from "./dom";
 import { clock } from "./format";
 import type { LiveState } from "./live";
 import type { RouteName } from "./router";
+import { stackBadge } from "./stack-health";
+import type { StackHealth } from "./types";
 
 const CONNECTION_TEXT: Record<LiveState, string> = {
   connecting: "connecting…", live: "live", reconnecting: "reconnecting…",
@@ -43,6 +45,8 @@ export function shell(app: App, signOut: () => void): Shell {
     link("notifications", "#/notifications", "Notifications"),
     link("wall", "#/wall", "Wall"));
   const connection = connectionBadge();
+  const stack = h("span", { id: "stack-health", class: "stack-health", role: "status",
+                            hidden: true });
   const serverClock = h("time", { class: "server-clock" });
   const banner = h("a", { id: "critical-banner", class: "critical-banner", href: "#/alarms",
                           role: "alert", hidden: true });
@@ -50,7 +54,7 @@ export function shell(app: App, signOut: () => void): Shell {
   const el = h("div", { class: "shell" },
     h("header", { class: "topbar" },
       h("a", { class: "brand", href: "#/" }, "bessmon"), nav, h("span", { class: "spacer" }),
-      serverClock, connection,
+      stack, serverClock, connection,
       h("span", { class: "who", title: app.me.permissions.join(", ") },
         `${app.me.subject} · ${app.me.role.replace("_", " ")}`),
       h("button", { type: "button", class: "sign-out secondary", onclick: signOut }, "Sign out")),
@@ -79,6 +83,15 @@ export function shell(app: App, signOut: () => void): Shell {
     drawAlarms(); // shelves run out
   }));
   drawAlarms();
+  if (app.can(P.stack)) { // admins: the parts bessmon up restarted
+    poll(d, () => app.api.get<StackHealth>("/stack"), (health) => {
+      const badge = stackBadge(health);
+      stack.hidden = badge === null;
+      attr(stack, "data-state", badge?.state ?? null);
+      attr(stack, "title", badge?.title ?? null);
+      text(stack, badge?.text ?? "");
+    }, 10_000);
+  }
   return {
     el, main,
     setConnection: (state) => setConnectionBadge(connection, state),

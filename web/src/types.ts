@@ -40,6 +40,8 @@ export type {
   SiteControl,
   SiteQuality,
   SiteSummary,
+  StackHealth,
+  StackPart,
   TicketEvent,
   TicketRef,
   UnitAvailability,

@@ -882,6 +882,25 @@ export interface UnitControlView {
 }
 /**
  * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "StackHealth".
+ */
+export interface StackHealth {
+  supervised: boolean;
+  updated_ms: number | null;
+  parts: StackPart[];
+}
+/**
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "StackPart".
+ */
+export interface StackPart {
+  name: string;
+  state: "running" | "restarting";
+  restarts: number;
+  last_exit: number | null;
+}
+/**
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
  * via the `definition` "StatusInterval".
  */
 export interface StatusInterval {
