@@ -11,9 +11,9 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, PlainTextResponse, Response
-from fastapi.staticfiles import StaticFiles
 
 from api import errors, log_redaction
+from api.build_files import BuildFiles
 from api.context import ApiContext
 from api.live import LiveHub
 from api.protections import Protections
@@ -39,14 +39,6 @@ from connectors.settings import REPO_ROOT, Settings, get_settings
 
 WEB_DIST = REPO_ROOT / "web" / "dist"
 NOT_BUILT = "dashboard not built: run make web\n"
-
-
-class BuildFiles(StaticFiles):
-    """The build's files; 404 (not a crash) while there is no build: one may be made while
-    the API runs."""
-
-    async def check_config(self) -> None:
-        return None
 
 
 def create_app(settings: Settings | None = None, *, web_dist: Path | None = None) -> FastAPI:
@@ -90,9 +82,8 @@ def create_app(settings: Settings | None = None, *, web_dist: Path | None = None
             return PlainTextResponse(NOT_BUILT, status_code=503)
         return FileResponse(index, headers={"Cache-Control": "no-cache"})
 
-    # Hashed file names: a new build is new names, never a stale cached file.
-    app.mount("/assets", BuildFiles(directory=web_dist / "assets", check_dir=False),
-              name="assets")
+    # Hashed file names: cached for good and gzipped (api/build_files.py).
+    app.mount("/assets", BuildFiles(web_dist / "assets"), name="assets")
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=["GET", "POST", "PUT", "DELETE"],

@@ -4,6 +4,8 @@ Measured:
   * the build's size: every JS and CSS file of web/dist, raw and gzip (level 9) — the
     overview needs only the entry chunk and the stylesheet; ECharts comes in its own chunk
     when a view first draws a chart;
+  * bytes on the wire: what a cold load of the page receives until its first tile (the page
+    and its files as served — the API gzips the hashed files — without the API's answers);
   * time to first render: navigation start → the first site tile rendered (the page's
     `bessmon:first-tile` performance mark, its startTime), over `--loads` cold loads (a new
     browser context each: empty cache) in headless Chromium against a `bessmon up` of its
@@ -29,7 +31,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from playwright.sync_api import Page, ViewportSize, expect, sync_playwright
+from playwright.sync_api import Page, Request, ViewportSize, expect, sync_playwright
 
 from connectors.settings import REPO_ROOT
 from tests.stack import RunningStack, start_stack
@@ -53,13 +55,18 @@ def bundle_sizes() -> list[tuple[str, int, int, bool]]:
     return out
 
 
-def first_render_ms(stack: RunningStack, loads: int) -> list[float]:
-    times = []
+def first_render_ms(stack: RunningStack, loads: int) -> tuple[list[float], list[int]]:
+    """Per cold load: navigation start → first site tile (ms), and the bytes on the wire for
+    the page and its files (response bodies as sent: compressed where the server compresses,
+    the API's JSON answers and the live feed not counted)."""
+    times, wire = [], []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         for k in range(loads + 1):  # the first load, uncounted, warms the API up
             context = browser.new_context(viewport=VIEWPORT)  # a cold cache every time
             page = context.new_page()
+            files: list[Request] = []
+            page.on("requestfinished", files.append)
             page.goto(f"{stack.url}#token={stack.token}")
             page.wait_for_selector(".site-tile", timeout=30_000)
             mark = None
@@ -68,9 +75,11 @@ def first_render_ms(stack: RunningStack, loads: int) -> list[float]:
                                      "?.startTime ?? null")
             if k:
                 times.append(float(mark))
+                wire.append(sum(r.sizes()["responseBodySize"] for r in files
+                                if "/api/" not in r.url))
             context.close()
         browser.close()
-    return times
+    return times, wire
 
 
 def sim(stack: RunningStack, *args: str) -> None:
@@ -146,10 +155,12 @@ def main() -> int:
         stack = start_stack(run_dir, "--ticket-delay", "15s")
         try:
             time.sleep(5)  # the flows' first snapshots
-            times = first_render_ms(stack, args.loads)
+            times, wire = first_render_ms(stack, args.loads)
             print(f"time to first render (navigation start → first site tile), {len(times)} "
                   f"cold loads: median {statistics.median(times):.0f} ms, "
                   f"min {min(times):.0f} ms, max {max(times):.0f} ms")
+            print(f"bytes on the wire to the first render (page, JS, CSS as served): "
+                  f"{statistics.median(wire):,.0f}")
             if args.screenshots:
                 for path in screenshots(stack, say, args.warmup):
                     print(f"saved {path.relative_to(REPO_ROOT)}")
@@ -158,6 +169,7 @@ def main() -> int:
     # The last line, for scripts: one JSON object.
     print(json.dumps({"bench": "dashboard", "first_page_bytes": first_raw,
                       "first_page_gzip_bytes": first_gz, "loads": len(times),
+                      "first_load_wire_bytes": round(statistics.median(wire)),
                       "first_render_ms": {"median": round(statistics.median(times)),
                                           "min": round(min(times)),
                                           "max": round(max(times))}}))
