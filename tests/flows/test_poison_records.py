@@ -13,23 +13,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
-import sqlite3
-import uuid
 from collections import Counter
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-import redis
 from bytewax.testing import run_main
-from confluent_kafka import Producer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.history.sqlite import SqliteHistoryStore
-from connectors.kafka import ensure_topics, read_topic
 from connectors.settings import EXAMPLE_MONITORING, Settings
 from contracts.events import DeadLetter
 from contracts.fleet import Fleet
@@ -38,6 +32,8 @@ from flows.site_state import SiteSettings
 from flows.telemetry_flow import RawMessage, build_flow
 from infra.sim.fleetgen import generate_fleet
 from infra.sim.record import record
+from tests.flows.harness import Run
+from tests.flows.harness import run_flow as run_any_flow
 from tests.flows.mutations import mutate
 
 TZ = ZoneInfo("Europe/Stockholm")
@@ -49,58 +45,7 @@ CLEAN = [(s.device_id, s.model_dump_json()) for s in
 GARBAGE_PER_EXAMPLE = 3_400
 OUTPUTS = ("status", "availability", "dlq", "breaches", "alerts")
 FAST = SiteSettings(allowed_lateness_ms=2_000, stale_after_ms=5_000, finalize_every_ms=1_000)
-
-
-@dataclass
-class Run:
-    topics: dict[str, list[dict[str, Any]]]
-    redis: dict[str, Any]
-    history: dict[str, list[tuple[Any, ...]]]
-    offsets: list[int]  # offset of each input record, in order
-
-
-def run_flow(kafka: str, redis_url: str, db: int, tmp: Path,
-             records: list[tuple[bytes | None, bytes]]) -> Run:
-    name = f"poison-{uuid.uuid4().hex[:8]}"
-    s = Settings.model_validate({
-        "KAFKA_BOOTSTRAP_SERVERS": kafka, "REDIS_URL": f"{redis_url.rsplit('/', 1)[0]}/{db}",
-        "run_dir": tmp / name, "topic_telemetry": f"{name}.raw",
-        "topic_tickets": f"{name}.tickets", **{f"topic_{o}": f"{name}.{o}" for o in OUTPUTS}})
-    ensure_topics(kafka, [s.topic_telemetry, s.topic_tickets,
-                          *(f"{name}.{o}" for o in OUTPUTS)], partitions=1)
-    producer = Producer({"bootstrap.servers": kafka, "acks": "all", "linger.ms": 20})
-    failed: list[str] = []
-    for key, value in records:  # raw bytes keys: a plain producer, every delivery checked
-        while True:
-            try:
-                producer.produce(s.topic_telemetry, key=key, value=value, on_delivery=lambda e,
-                                 m: failed.append(str(e)) if e is not None else None)
-                break
-            except BufferError:
-                producer.poll(0.1)
-    assert producer.flush(60) == 0 and not failed, failed[:3]
-    client = redis.Redis.from_url(s.require_redis())
-    client.flushdb()
-    run_main(build_flow(s, FLEET, CONFIG, {}, tail=False, now_ms=None, site_settings=FAST,
-                        finish_at_eof=True, snapshots=False))
-    topics = {o: [json.loads(m.value() or b"") for m in
-                  read_topic(kafka, f"{name}.{o}", to_end=True, timeout_s=120)]
-              for o in OUTPUTS}
-    state: dict[str, Any] = {}
-    for key in sorted(client.scan_iter("bessmon:*")):
-        if key.startswith((b"bessmon:seq:", b"bessmon:log:")):
-            continue  # the live channels: a feed
-        kind = client.type(key)
-        state[key.decode()] = (client.get(key) if kind == b"string"
-                               else dict(sorted(client.hgetall(key).items())))
-    client.close()
-    path = s.run_dir / "history.db"
-    SqliteHistoryStore(path).close()
-    with sqlite3.connect(path) as conn:
-        history = {t: sorted(conn.execute(f"SELECT * FROM {t}"))
-                   for t in ("status_intervals", "availability", "breaches", "alerts",
-                             "episodes", "telemetry")}
-    return Run(topics, state, history, list(range(len(records))))
+run_flow = partial(run_any_flow, fleet=FLEET, config=CONFIG, site_settings=FAST, prefix="poison")
 
 
 def without_refusals(run: Run) -> dict[str, Any]:
