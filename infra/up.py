@@ -44,6 +44,10 @@ from infra.services import Service, ServiceError, spawn, start_broker, start_red
 from infra.sim.portfolio import generate_portfolio, write_portfolio
 from infra.supervise import Backoff, Supervised
 
+# One Modbus connector process per this many units polled each second (one connector does
+# ~500-700 unit polls/s on one core here: bench/connectors.py); `--connectors N` overrides.
+UNITS_PER_CONNECTOR = 400
+
 
 class StackError(RuntimeError):
     """The stack could not start; the message says which part and shows its log."""
@@ -78,6 +82,7 @@ class Stack:
     ticket_delay_s: float = 300.0  # from a fault to its ticket (simulated time)
     opcua_site: str | None = None  # None: the last site when there are several; "none": none
     notify_rules: Path | None = None  # the notifier's rules (None: <run dir>/notify-rules.yaml)
+    connectors: int | None = None  # Modbus connector processes (None: by the fleet's size)
     say: Callable[[str], None] = print
     backoff: Backoff = field(default_factory=Backoff)  # restarting a part that died
     services: list[Service] = field(default_factory=list)
@@ -174,9 +179,14 @@ class Stack:
         modbus = opcua_site == "none" or len(sites) > 1  # else the one site is on OPC UA
         # The simulator writes the OPC UA list first: the Modbus one means both are there.
         self._wait("simulator", lambda: (devices_file if modbus else opcua_file).exists(), 30)
-        if modbus:
-            self._child("connector", [*cli, "connect", "modbus", "--devices",
-                                      str(devices_file)], env)
+        if modbus:  # N connectors, each polling its share of the gateways
+            units = sum(len(s.units) for s in fleet.sites if s.id != opcua_site)
+            gateways = len(sites) - (opcua_site != "none")
+            n = min(gateways, self.connectors or max(1, -(-units // UNITS_PER_CONNECTOR)))
+            for k in range(n):
+                self._child("connector" if n == 1 else f"connector-{k + 1}of{n}",
+                            [*cli, "connect", "modbus", "--devices", str(devices_file),
+                             "--shard", f"{k}/{n}"], env)
         if opcua_site != "none":
             self._child("opcua-connector", [*cli, "connect", "opcua", "--devices",
                                             str(opcua_file)], env)
@@ -329,10 +339,11 @@ def write_private(path: Path, text: str) -> None:
 def run_up(settings: Settings, *, sites: int | None, api_port: int | None, seed: int,
            speed: float, fault_rate: float = 0.0, fault_durations: float = 1.0,
            opcua_site: str | None = None, ticket_delay_s: float = 300.0,
-           notify_rules: Path | None = None) -> int:
+           notify_rules: Path | None = None, connectors: int | None = None) -> int:
     stack = Stack(settings, sites=sites, api_port=api_port, seed=seed, speed=speed,
                   fault_rate=fault_rate, fault_durations=fault_durations, opcua_site=opcua_site,
-                  ticket_delay_s=ticket_delay_s, notify_rules=notify_rules)
+                  ticket_delay_s=ticket_delay_s, notify_rules=notify_rules,
+                  connectors=connectors)
     stopping = running = restart = False
 
     def request_stop(signum: int, _frame: object) -> None:

@@ -20,8 +20,18 @@ def add_parser(
 ) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("modbus", help="poll Modbus TCP devices into Kafka")
     parser.add_argument("--devices", type=Path, required=True, help="device list (YAML)")
+    parser.add_argument("--shard", type=shard_arg, default=(0, 1), metavar="I/N",
+                        help="poll only shard I of N of the list (whole gateways; 0 ≤ I < N): "
+                             "N connectors share a fleet, each gateway polled by one")
     parser.set_defaults(run=run)
     return parser
+
+
+def shard_arg(text: str) -> tuple[int, int]:
+    index, sep, count = text.partition("/")
+    if not (sep and index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise argparse.ArgumentTypeError(f"must be I/N with 0 ≤ I < N, got {text!r}")
+    return int(index), int(count)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -39,7 +49,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run_modbus_connector(settings, args.devices, stop)
+        await run_modbus_connector(settings, args.devices, stop, part=args.shard)
 
     asyncio.run(main())
     return 0

@@ -57,3 +57,15 @@ def load_devices(path: Path) -> DeviceList:
 def dump_devices(devices: DeviceList) -> str:
     data = devices.model_dump(mode="json", exclude_defaults=True)
     return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=120))
+
+
+def shard(devices: tuple[DeviceConfig, ...], index: int, count: int
+          ) -> tuple[DeviceConfig, ...]:
+    """The devices of shard `index` of `count` (`bessmon connect modbus --shard I/N`): whole
+    gateways, dealt out in turn by their address in sorted order, so that every device is
+    polled by exactly one of N connectors and a gateway's one TCP connection stays one."""
+    if not 0 <= index < count:
+        raise ValueError(f"shard {index}/{count}: must be I/N with 0 <= I < N")
+    gateways = sorted({(d.host, d.port) for d in devices})
+    mine = set(gateways[index::count])
+    return tuple(d for d in devices if (d.host, d.port) in mine)

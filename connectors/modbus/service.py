@@ -17,12 +17,13 @@ from pathlib import Path
 
 from connectors.kafka import ensure_topics
 from connectors.modbus.commands import CommandExecutor, ResultPublisher
-from connectors.modbus.devices import load_devices
+from connectors.modbus.devices import DeviceList, load_devices, shard
 from connectors.modbus.poller import ModbusConnector
 from connectors.modbus.profile import load_profiles
 from connectors.publish import DevicePublisher
 from connectors.settings import Settings
 from contracts.control import load_control
+from contracts.errors import InvalidInput
 from contracts.fleet import load_fleet
 
 log = logging.getLogger(__name__)
@@ -30,16 +31,27 @@ log = logging.getLogger(__name__)
 
 async def run_modbus_connector(settings: Settings, devices_file: Path,
                                stop: asyncio.Event | None = None, *,
-                               commands_ready: asyncio.Event | None = None) -> None:
+                               commands_ready: asyncio.Event | None = None,
+                               part: tuple[int, int] = (0, 1)) -> None:
     """Poll until `stop` is set: samples go to the telemetry topic, health changes to the
     device health topic, refused values, answers and commands to the dead-letter topic, all
     keyed by device id; command results to the results topic, keyed by unit id.
-    `commands_ready` is set once commands are read (one produced after it is executed)."""
+    `commands_ready` is set once commands are read (one produced after it is executed).
+    `part` (I, N): only shard I of N of the device list (`devices.shard`: whole gateways);
+    commands for units of other shards are theirs."""
     fleet = load_fleet(settings.fleet_file)
     profiles = load_profiles(settings.profiles_dir)
-    devices = load_devices(devices_file)
+    index, count = part
+    listed = load_devices(devices_file).devices
+    mine = shard(listed, index, count)
+    if not mine:
+        gateways = len({(d.host, d.port) for d in listed})
+        raise InvalidInput(str(devices_file), "", f"shard {index}/{count} has no device: the "
+                           f"list has {gateways} gateway(s), one shard polls whole gateways")
+    devices = DeviceList(devices=mine)
     control = load_control(settings.control_file)
-    name = f"modbus-{devices_file.stem}"
+    # Its own spool and name per shard: N connectors never share a spool directory.
+    name = f"modbus-{devices_file.stem}" + (f"-{index + 1}of{count}" if count > 1 else "")
     bootstrap = settings.require_kafka()
     ensure_topics(bootstrap, [settings.topic_commands, settings.topic_command_results],
                   settings.topic_partitions)

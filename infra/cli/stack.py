@@ -24,7 +24,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
                   speed=args.speed, fault_rate=args.fault_rate,
                   fault_durations=args.fault_durations, opcua_site=args.opcua_site,
                   ticket_delay_s=args.ticket_delay,
-                  notify_rules=args.notify_rules or settings.notify_rules)
+                  notify_rules=args.notify_rules or settings.notify_rules,
+                  connectors=args.connectors)
 
 
 def cmd_services(args: argparse.Namespace, settings: Settings) -> int:
@@ -63,6 +64,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     up.add_argument("--fault-durations", type=positive_float, default=DEMO_FAULT_DURATIONS,
                     help=f"fault and maintenance durations, times the realistic ones (default "
                          f"{DEMO_FAULT_DURATIONS:g})")
+    up.add_argument("--connectors", type=positive_int, metavar="N",
+                    help="Modbus connector processes sharing the gateways (`bessmon connect "
+                         "modbus --shard I/N`; default one per 400 Modbus units: "
+                         "infra/up.py UNITS_PER_CONNECTOR)")
     up.add_argument("--opcua-site", help="the site served over OPC UA (default: the fleet's "
                     "last site when it has several; 'none': every site on Modbus)")
     up.add_argument("--ticket-delay", type=parse_duration, default=300.0,

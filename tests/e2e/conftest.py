@@ -9,10 +9,14 @@ from tests.stack import RunningStack, start_stack, wait_gone
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+def stack(request: pytest.FixtureRequest,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """One `bessmon up` (fresh broker, Redis, simulator, connector, flows, API) per test
-    module; tickets follow faults after 15 s (not 5 min) so tests can look for them."""
-    running = start_stack(Path(tmp_path_factory.mktemp("stack")), "--ticket-delay", "15s")
+    module, with the module's `STACK_ARGS` if it has any; tickets follow faults after 15 s
+    (not 5 min) so tests can look for them."""
+    extra: tuple[str, ...] = getattr(request.module, "STACK_ARGS", ())
+    running = start_stack(Path(tmp_path_factory.mktemp("stack")), "--ticket-delay", "15s",
+                          *extra)
     pids = {int(p) for p in running.state()["children"].values()}  # type: ignore[attr-defined]
     yield running
     # A test may have restarted the API: its new process must go too.

@@ -1,5 +1,6 @@
 """An injected fault travels the whole path: simulator registers → Modbus connector → broker
-→ Bytewax flow → Redis → API → WebSocket client."""
+→ Bytewax flow → Redis → API → WebSocket client. This module's stack polls its two Modbus
+gateways with two connector processes (`--connectors 2`: `--shard 0/2` and `1/2`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from tests.stack import RunningStack
+
+STACK_ARGS = ("--connectors", "2")
 
 
 @contextlib.contextmanager
@@ -76,6 +79,11 @@ def test_rest_shows_every_site_with_live_availability(stack: RunningStack) -> No
         time.sleep(0.5)
     assert [s["id"] for s in sites] == ["nordvik", "elbe", "mesa"]
     assert all(s["availability"]["ts_ms"] > (time.time() - 30) * 1000 for s in sites)
+    # nordvik and elbe came through two connectors, a gateway each; mesa through OPC UA.
+    children = stack.state()["children"]
+    assert isinstance(children, dict)
+    assert {"connector-1of2", "connector-2of2", "opcua-connector"} <= set(children)
+    assert "connector" not in children
     assert httpx.get(stack.url + "api/v1/sites", timeout=5).status_code == 401
 
 
