@@ -261,7 +261,10 @@ class DlqRate:
 
     Records are counted in 1-second buckets of event time; the window is the newest bucket
     and the ones before it, `ceil(window / 1 s)` in all. The window's clock is the newest
-    `ts_ms` seen: an older record (refused records are often late ones) counts at that clock.
+    trusted `ts_ms` seen (a poll's, checked): an older record (refused records are often late
+    ones) counts at that clock. A record refused whole never moves the clock — its time may
+    be anything, a device's clock in 2096 — but counts at it; before any trusted time it
+    counts at its own time, moved to the first trusted one when that comes.
     With fewer than `min_records` in the window nothing is judged, neither raise nor clear.
     Raised when the share exceeds `dlq_rate_max`, cleared when it falls below it."""
 
@@ -278,10 +281,21 @@ class DlqRate:
         self.refused = 0
         self.alert: Alert | None = None
         self.last_raised_ms: int | None = None
+        self.provisional = False  # the clock is a refused record's time, not yet a trusted one
 
-    def observe(self, ts_ms: int, accepted: bool) -> list[Alert]:
-        now = ts_ms if self.now_ms is None else max(self.now_ms, ts_ms)
-        self.now_ms = now
+    def observe(self, ts_ms: int, accepted: bool, *, trusted: bool | None = None
+                ) -> list[Alert]:
+        """One record at `ts_ms`, accepted or refused; `trusted` (default: `accepted`) says
+        whether its time may move the window's clock."""
+        trusted = accepted if trusted is None else trusted
+        if self.now_ms is None:
+            self.now_ms, self.provisional = ts_ms, not trusted
+        elif trusted and self.provisional:  # the first trusted time: the counts move to it
+            self.now_ms, self.provisional = ts_ms, False
+            self.buckets = deque([[ts_ms // DLQ_BUCKET_MS, self.total, self.refused]])
+        elif trusted and ts_ms > self.now_ms:
+            self.now_ms = ts_ms
+        now = self.now_ms
         bucket = now // DLQ_BUCKET_MS
         if not self.buckets or self.buckets[-1][0] != bucket:
             self.buckets.append([bucket, 0, 0])

@@ -164,7 +164,7 @@ class SiteState:
         """A record of this site's devices refused whole: counts against the DLQ rate."""
         self.counts["refused"] += 1
         self._count(dead)
-        return [dead, *self.dlq_rate.observe(max(dead.ts_ms, self.newest_ms or 0), False)]
+        return [dead, *self.dlq_rate.observe(dead.ts_ms, False)]  # counts at the site's clock
 
     def _count(self, dead: DeadLetter) -> None:
         """Dead letters by reason, in the snapshot's counts as `dlq.<reason>`."""
@@ -190,7 +190,7 @@ class SiteState:
         if dead is not None:
             self.counts["refused"] += 1
             self._count(dead)
-        out += self.dlq_rate.observe(poll.ts_ms, dead is None)
+        out += self.dlq_rate.observe(poll.ts_ms, dead is None, trusted=True)
         statuses = {asset_id: self._status(asset_id, tags) for asset_id, tags in poll.readings}
         refused = self.timelines[poll.unit_id].add(poll.ts_ms, statuses)
         if refused is not None:

@@ -62,11 +62,10 @@ Normalised, because they legitimately vary from run to run, and nothing else:
   of the receiving clock": the receiving clock of a replay is the record's Kafka create
   time, i.e. when the test produced it) → `<wall-clock> s`.
 
-Frozen as today's flow does it, not endorsed: the clock-skew record (a timestamp in 2096)
-is refused, but its time still moves nordvik's dead-letter-rate window there
-(`SiteState.on_dead` observes `max(dead.ts_ms, newest)`), so a `dlq_rate` alert is raised
-at 2096 and later records count in that bucket. A rewrite that fixes this changes the golden
-files on purpose.
+The clock-skew record (a timestamp in 2096) is refused and counts in nordvik's
+dead-letter rate at the window's trusted clock: a record refused whole never moves that
+clock (`flows/quality.py` DlqRate). (Until the golden files were regenerated for that fix,
+its time moved the window to 2096 and raised a `dlq_rate` alert there.)
 
 Numbers compare within 1e-9 (absolute, relative above 1), everything else exactly.
 

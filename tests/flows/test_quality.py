@@ -231,8 +231,8 @@ def test_dlq_rate_over_a_trailing_window() -> None:
     ]
     for i, (t_s, accepted, count, expected) in enumerate(steps):
         out = []
-        for _ in range(count):
-            out += rate.observe(T0 + round(t_s * S), accepted)
+        for _ in range(count):  # polls (trusted times) with or without refused values
+            out += rate.observe(T0 + round(t_s * S), accepted, trusted=True)
         assert brief(out) == expected, f"step {i}"
     assert rate.alert is not None
     assert rate.alert.severity == "major"
@@ -243,13 +243,41 @@ def test_dlq_rate_over_a_trailing_window() -> None:
 
 def test_dlq_rate_never_repeats_an_id_within_one_millisecond() -> None:
     rate = DlqRate("s1", QualityConfig(dlq_rate_window_s=10, dlq_rate_max=0.5), min_records=2)
-    flips = [rate.observe(T0, accepted)
+    flips = [rate.observe(T0, accepted, trusted=True)
              for accepted in (False, False, True, True, True, False, False)]
     # Raised at 2/2, cleared at 2/5 = 40 %; 4/7 = 57 % > 50 % in the same ms would repeat
     # the id `dlq_rate:s1:T0`: it waits for the next millisecond (5/8).
     assert [brief(o) for o in flips] == [[], [(*DLQ, "raised", 0, 0)], [], [],
                                          [(*DLQ, "cleared", 0, 0)], [], []]
-    assert brief(rate.observe(T0 + 1, False)) == [(*DLQ, "raised", 0.001, 0.001)]
+    assert brief(rate.observe(T0 + 1, False, trusted=True)) == [(*DLQ, "raised", 0.001, 0.001)]
+
+
+def test_a_refused_record_from_the_future_does_not_move_the_window() -> None:
+    """A device's clock in 2096 is refused whole (clock skew): it counts, at the window's
+    clock, and the window goes on with the trusted times — it is not stuck in 2096."""
+    rate = DlqRate("s1", QualityConfig(dlq_rate_window_s=10, dlq_rate_max=0.5), min_records=4)
+    year_2096 = 3_980_000_000_000
+    out = [a for t in range(4) for a in rate.observe(T0 + t * S, True)]
+    out += rate.observe(year_2096, False)
+    assert rate.now_ms == T0 + 3 * S and out == []  # 1 of 5 refused
+    out = [a for k in range(4) for a in rate.observe(year_2096 + k, False)]
+    assert brief(out) == [(*DLQ, "raised", 3, 3)]  # 5 of 8 refused, at the trusted clock
+    # The trusted times go on: 20 s later the refused records have left the window.
+    out = [a for t in range(20, 26) for a in rate.observe(T0 + t * S, True)]
+    assert brief(out) == [(*DLQ, "cleared", 3, 23)]  # judged again from 4 records on
+    assert rate.now_ms == T0 + 25 * S
+
+
+def test_refused_records_before_any_trusted_time_move_to_the_first() -> None:
+    rate = DlqRate("s1", QualityConfig(dlq_rate_window_s=10, dlq_rate_max=0.5), min_records=4)
+    year_2096 = 3_980_000_000_000
+    assert rate.observe(year_2096, False) == [] and rate.provisional
+    out = [a for k in range(2) for a in rate.observe(T0 + k * S, True)]
+    assert not rate.provisional and rate.now_ms == T0 + S
+    out += rate.observe(T0 + 2 * S, True)  # 1 of 4 refused, all in the window at T0
+    assert out == [] and (rate.total, rate.refused) == (4, 1)
+    out = [a for t in range(12, 16) for a in rate.observe(T0 + t * S, True)]
+    assert (rate.total, rate.refused) == (4, 0)  # the 2096 record left with T0's seconds
 
 
 def change(t_s: float, state: State, fraction: float | None = None) -> StatusChange:
