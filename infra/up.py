@@ -32,6 +32,7 @@ from typing import IO
 import httpx
 
 from connectors.kafka import ensure_topics
+from connectors.notify.outbox import Outbox
 from connectors.settings import Settings
 from connectors.ticketing.config import TicketingSettings
 from contracts.contract import fleet_contracts, load_contracts
@@ -195,8 +196,11 @@ class Stack:
         # so snapshots of an earlier run (offsets into its topics) are dropped; with your own
         # broker the flows resume where the last run stopped.
         recovery = run_dir / "recovery"
-        if own_broker:
+        if own_broker:  # and the notifier's places in the topics (of an earlier broker)
             shutil.rmtree(recovery, ignore_errors=True)
+            outbox = Outbox(settings.notify_db_path)
+            outbox.forget_consumed()
+            outbox.close()
         self._child("flows", [*cli, "flows", "--recovery-dir", str(recovery)], env)
         self._child("control", [*cli, "control", "run"], env)
         # The notifier always runs: with no rules file yet it tells nobody, and picks up

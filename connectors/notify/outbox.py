@@ -71,6 +71,12 @@ CREATE TABLE IF NOT EXISTS outbox (
     severity TEXT,                       -- the highest severity among its events
     event_ids TEXT                       -- the alarm / alert ids it tells of, comma-separated
 );
+CREATE TABLE IF NOT EXISTS consumed (  -- where the notifier goes on reading after a restart
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL,        -- the first record not yet read (its messages are in)
+    PRIMARY KEY (topic, partition)
+);
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_ms);
 CREATE INDEX IF NOT EXISTS outbox_created ON outbox (created_ms);
 """
@@ -185,17 +191,36 @@ class Outbox:
                                      recipient, payload, sites, severity, event_ids), now_ms)
         return self.connect().execute(_INSERT + _ROW, row).rowcount == 1
 
-    def enqueue_many(self, messages: Iterable[NewMessage], now_ms: int) -> int:
+    def enqueue_many(self, messages: Iterable[NewMessage], now_ms: int,
+                     consumed: Mapping[tuple[str, int], int] | None = None) -> int:
         """`enqueue` for several messages at once: one statement, one commit, one fsync —
         rather than one each. Returns how many were added (the others were there already,
         or repeat an id earlier in `messages`). All are checked before any is written: one
-        that cannot be sent raises ValueError and none is added."""
+        that cannot be sent raises ValueError and none is added. `consumed` — the next
+        offset to read per (topic, partition) — is written in the same commit: a notifier
+        that dies goes on after the last records whose messages are in, never before or
+        after them."""
         rows = [_insert_row(m, now_ms) for m in messages]
         chunks = [rows[i:i + _CHUNK] for i in range(0, len(rows), _CHUNK)]
-        if len(chunks) <= 1:
+        if len(chunks) <= 1 and not consumed:
             return sum(self._insert(chunk) for chunk in chunks)
-        with self._transaction():  # all or none, however many statements it takes
-            return sum(self._insert(chunk) for chunk in chunks)
+        with self._transaction() as conn:  # all or none, however many statements it takes
+            added = sum(self._insert(chunk) for chunk in chunks)
+            conn.executemany(
+                "INSERT INTO consumed (topic, partition, next_offset) VALUES (?, ?, ?) "
+                "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = "
+                "MAX(next_offset, excluded.next_offset)",
+                [(t, p, o) for (t, p), o in (consumed or {}).items()])
+            return added
+
+    def consumed(self) -> dict[tuple[str, int], int]:
+        """The next offset to read per (topic, partition), as the last commit left it."""
+        return {(t, p): o for t, p, o in self.connect().execute(
+            "SELECT topic, partition, next_offset FROM consumed")}
+
+    def forget_consumed(self) -> None:
+        """Read positions of another broker's topics (a new in-memory broker): dropped."""
+        self.connect().execute("DELETE FROM consumed")
 
     def claim(self, now_ms: int, limit: int, lease_ms: int) -> list[OutboxMessage]:
         """Take up to `limit` due messages (oldest due first) until `now_ms + lease_ms`.

@@ -30,7 +30,7 @@ from typing import Any
 
 import redis
 import yaml
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, Message, TopicPartition
 from pydantic import ValidationError
 
 from connectors.ack_secret import ack_secret
@@ -156,12 +156,15 @@ class Notifier:
         ensure_topics(bootstrap, [*self.topics, settings.topic_dlq], settings.topic_partitions)
         self.consumer = Consumer({"bootstrap.servers": bootstrap,
                                   "group.id": f"bessmon-notify-{uuid.uuid4().hex}",
-                                  "enable.auto.commit": False, "fetch.wait.max.ms": 50})
+                                  "enable.auto.commit": False, "fetch.wait.max.ms": 50,
+                                  "auto.offset.reset": "latest"})
         self.producer = CheckedProducer(bootstrap)
         self.redis = redis.Redis.from_url(settings.require_redis())
         self.ready = threading.Event()
         self.enqueued = 0
         self._pending: list[NewMessage] | None = None  # while a batch is being read
+        self._read: dict[tuple[str, int], int] = {}  # next offsets read, not yet saved
+        self._read_saved = 0.0
 
     # -- the rules file ------------------------------------------------------------------
 
@@ -319,8 +322,17 @@ class Notifier:
             yield
         finally:
             pending, self._pending = self._pending, None
+            # Where to go on after a restart, in the same commit as the batch's messages (on
+            # its own at most once a second: re-reading records whose messages are in adds
+            # nothing — the outbox keeps one message per id).
+            read, now = self._read, self.clock()
+            save = bool(read) and (bool(pending) or now - self._read_saved >= 1.0)
+            if pending or save:
+                self.enqueued += self.outbox.enqueue_many(pending, now_ms,
+                                                          read if save else None)
+            if save:
+                self._read, self._read_saved = {}, now
             if pending:
-                self.enqueued += self.outbox.enqueue_many(pending, now_ms)
                 self.dispatcher.wake()
 
     @staticmethod
@@ -363,12 +375,19 @@ class Notifier:
     # -- the loop ------------------------------------------------------------------------
 
     def _assign(self) -> None:
+        """Read on from where the last run's messages were committed (`Outbox.consumed`):
+        alarms raised while the notifier was down are told when it is back. The first run
+        (nothing saved) starts at the end of the topics — the world's history is not mailed —
+        and so does a partition whose saved place is out of its range (another broker's: the
+        consumer's `auto.offset.reset`; `bessmon up` forgets the places when it starts a
+        broker of its own)."""
         metadata = self.consumer.list_topics(timeout=10)
+        saved = self.outbox.consumed()
         assignment = []
         for t in self.topics:
             for p in metadata.topics[t].partitions:
-                _, high = self.consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)
-                assignment.append(TopicPartition(t, p, high))
+                at = saved.get((t, p))
+                assignment.append(TopicPartition(t, p, OFFSET_END if at is None else at))
         self.consumer.assign(assignment)
         self.ready.set()
 
@@ -395,6 +414,8 @@ class Notifier:
                     for msg in batch:
                         if msg.error() is not None:
                             continue
+                        self._read[(msg.topic() or "", msg.partition() or 0)] = \
+                            (msg.offset() or 0) + 1
                         now_ms = int(self.clock() * 1000)
                         try:
                             events = self.topics[msg.topic() or ""](msg.value() or b"", now_ms)

@@ -248,6 +248,26 @@ def test_enqueue_many_is_one_write_and_idempotent(box: Outbox) -> None:
     assert box.counts()["pending"] == 1 + 3 + 1_203
 
 
+def test_the_place_in_the_topics_is_committed_with_the_messages(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "notify.db")
+    assert box.consumed() == {}
+    message = NewMessage("m1", channel="c", channel_type="email", address="a@b.c",
+                         subject="s", body="b")
+    assert box.enqueue_many([message], T0, {("bess.breaches", 0): 41, ("bess.alerts", 1): 7}) == 1
+    assert box.enqueue_many([], T0, {("bess.breaches", 0): 45}) == 0  # a place on its own
+    assert box.enqueue_many([], T0, {("bess.breaches", 0): 40}) == 0  # never backwards
+    # A batch that cannot be written moves the place neither.
+    bad = NewMessage("m2", channel="c", channel_type="pager", address="x", subject="s", body="b")
+    with pytest.raises(ValueError):
+        box.enqueue_many([bad], T0, {("bess.alerts", 1): 99})
+    box.close()
+    again = Outbox(tmp_path / "notify.db")  # what a restarted notifier reads
+    assert again.consumed() == {("bess.breaches", 0): 45, ("bess.alerts", 1): 7}
+    again.forget_consumed()
+    assert again.consumed() == {} and again.get("m1") is not None
+    again.close()
+
+
 def test_sent_many_and_release(box: Outbox) -> None:
     for i in range(4):
         add(box, f"m{i}", now_ms=T0 + i)

@@ -145,15 +145,30 @@ def test_a_hot_cell_arrives_as_an_email_within_its_scope(rig: Rig,
 
 
 def test_a_killed_notifier_loses_nothing(rig: Rig, smtp: tuple[Inbox, int]) -> None:
+    """Neither what was in its outbox nor an alarm raised while it was down: it reads the
+    topics on from where its last committed messages were."""
     inbox, _ = smtp
     rig.kill("notify", signal.SIGKILL)
     outbox = Outbox(Path(rig.settings.notify_db_path))
+    assert outbox.consumed(), "the notifier saved no place in the topics"
     outbox.enqueue("drill-1", channel="ops-mail", channel_type="email",
                    address="ops@example.test", subject="[bessmon] drill after a kill -9",
                    body="queued while the notifier was down", now_ms=int(time.time() * 1000))
+    # An alarm while it is down: on the topic and in Redis, told to nobody yet.
+    rig.sim("POST", "/values", {"asset_id": "elbe-u04-i1-b1", "tag": "cell_temp_max_c",
+                                "value": 58.0})
+    client = redis.Redis.from_url(rig.redis_service.address)
+    until("the alarm raised meanwhile", lambda: any(
+        BreachEvent.model_validate_json(raw).asset_id == "elbe-u04-i1-b1"
+        for raw in client.hvals(alarms_key("elbe"))))
+    client.close()
+    assert not inbox.to("ops@example.test", "elbe-u04-i1-b1")
     rig.restart("notify")
     until("the queued message sent by the new notifier",
           lambda: inbox.to("ops@example.test", "drill after a kill -9"))
+    until("the alarm raised while it was down, mailed when it is back",
+          lambda: inbox.to("ops@example.test", "elbe-u04-i1-b1"))
+    rig.sim("DELETE", "/values/elbe-u04-i1-b1/cell_temp_max_c")
     # … and recorded as sent (a moment after the server accepted it)
     until("the message marked sent", lambda: (m := outbox.get("drill-1")) is not None
           and m.state == "sent")
