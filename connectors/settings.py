@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     notify_rules: Path | None = None
     notify_preferences: Path | None = None  # users' own; default <run_dir>/notify-preferences.yaml
     notify_db: Path | None = None  # default <run_dir>/notify.db
+    notify_workers: int = Field(4, ge=1, le=64)  # sender threads, each its own SMTP connection
     # Signs the e-mails' acknowledge links (connectors/ack_secret.py); unset, a key file
     # <run_dir>/auth/ack-link.key shared by the API and the notifier of one machine.
     ack_secret: str | None = None

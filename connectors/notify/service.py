@@ -146,7 +146,8 @@ class Notifier:
         self.ack_secret = ack_secret(settings)
         self.outbox = Outbox(settings.notify_db_path)
         self.dispatcher = Dispatcher(self.outbox, senders_config(
-            settings, webhook_secrets=webhook_secrets(self.config, self.rules_path)))
+            settings, webhook_secrets=webhook_secrets(self.config, self.rules_path)),
+            workers=settings.notify_workers)
         self.throttle = Throttle.of(self.config)
         self.escalation = Escalation()
         self.events: dict[str, NotifyEvent] = {}  # watched for escalation, by id

@@ -213,6 +213,12 @@ def test_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.notify_db_path == tmp_path / "notify.db"
     monkeypatch.setenv("BESSMON_NOTIFY_DB", str(tmp_path / "x.db"))
     assert Settings(run_dir=tmp_path).notify_db_path == tmp_path / "x.db"
+    assert s.notify_workers == 4
+    monkeypatch.setenv("BESSMON_NOTIFY_WORKERS", "8")
+    assert Settings(run_dir=tmp_path).notify_workers == 8
+    monkeypatch.setenv("BESSMON_NOTIFY_WORKERS", "0")
+    with pytest.raises(ValueError, match="notify_workers"):
+        Settings(run_dir=tmp_path)
 
 
 def test_enqueue_many_is_one_write_and_idempotent(box: Outbox) -> None:

@@ -134,7 +134,9 @@ def test_own_preferences_are_read_at_start_and_survive_a_rules_reload(
         notifier: Notifier, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     write(notifier.settings.notify_preferences_path,
           "preferences:\n  ana: {severities: [critical]}\n", 1)
-    n = Notifier(notifier.settings, base_url="http://bessmon.example.test/")
+    n = Notifier(notifier.settings.model_copy(update={"notify_workers": 2}),
+                 base_url="http://bessmon.example.test/")
+    assert n.dispatcher.workers == 2 and notifier.dispatcher.workers == 4  # BESSMON_NOTIFY_WORKERS
     try:
         n.handle(alarm("major-0", "major", NOON), NOON)
         assert mailed(n)["major-0"] == {"bo@rules.example.test"}
