@@ -66,7 +66,11 @@ def first_render_ms(stack: RunningStack, loads: int) -> tuple[list[float], list[
             context = browser.new_context(viewport=VIEWPORT)  # a cold cache every time
             page = context.new_page()
             files: list[Request] = []
-            page.on("requestfinished", files.append)
+
+            def keep(request: Request, into: list[Request] = files) -> None:
+                into.append(request)
+
+            page.on("requestfinished", keep)
             page.goto(f"{stack.url}#token={stack.token}")
             page.wait_for_selector(".site-tile", timeout=30_000)
             mark = None
