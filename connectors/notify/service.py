@@ -30,7 +30,7 @@ from typing import Any
 
 import redis
 import yaml
-from confluent_kafka import OFFSET_END, Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 from pydantic import ValidationError
 
 from connectors.ack_secret import ack_secret
@@ -379,17 +379,24 @@ class Notifier:
         """Read on from where the last run's messages were committed (`Outbox.consumed`):
         alarms raised while the notifier was down are told when it is back. The first run
         (nothing saved) starts at the end of the topics — the world's history is not mailed —
-        and so does a partition whose saved place is out of its range (another broker's: the
-        consumer's `auto.offset.reset`; `bessmon up` forgets the places when it starts a
-        broker of its own)."""
+        and saves that place at once; a partition whose saved place is out of its range
+        (another broker's) starts at its end (the consumer's `auto.offset.reset`; `bessmon
+        up` forgets the places when it starts a broker of its own)."""
         metadata = self.consumer.list_topics(timeout=10)
         saved = self.outbox.consumed()
-        assignment = []
+        first: dict[tuple[str, int], int] = {}
         for t in self.topics:
             for p in metadata.topics[t].partitions:
-                at = saved.get((t, p))
-                assignment.append(TopicPartition(t, p, OFFSET_END if at is None else at))
-        self.consumer.assign(assignment)
+                if (t, p) not in saved:  # the end now, saved at once: a notifier killed
+                    # before it read anything still goes on from here, losing nothing
+                    _, high = self.consumer.get_watermark_offsets(TopicPartition(t, p),
+                                                                  timeout=10)
+                    first[(t, p)] = high
+        if first:
+            self.outbox.enqueue_many([], int(self.clock() * 1000), first)
+        self.consumer.assign([TopicPartition(t, p, at)
+                              for (t, p), at in {**saved, **first}.items()
+                              if t in self.topics])
         self.ready.set()
 
     def _dead(self, msg: Message, problem: str, now_ms: int) -> None:
