@@ -18,6 +18,22 @@ from connectors.settings import EXAMPLE_FLEET, Settings
 from contracts.fleet import Fleet, load_fleet
 from infra.services import ServiceError, start_broker, start_redis
 
+# `make test` runs pytest on two workers (pytest-xdist, `--dist loadgroup`). The tests that
+# start a whole stack, a browser or a cluster of flow processes share one worker, one after
+# another ("stack"), so that two of them never compete for this machine's two cores; the
+# others spread over both. Tests marked `solo` (the protection drill: reaction times against
+# a simulator at 60× speed) run alone afterwards, in a pass of their own.
+STACK_TESTS = ("e2e/", "infra/test_stack_lifecycle.py", "test_bench_smoke.py",
+               "flows/test_recovery.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(__file__).parent
+    for item in items:
+        where = item.path.relative_to(root).as_posix()
+        if where.startswith(STACK_TESTS):
+            item.add_marker(pytest.mark.xdist_group("stack"))
+
 
 def _docker_available() -> bool:
     return shutil.which("docker") is not None and os.path.exists("/var/run/docker.sock")

@@ -37,6 +37,8 @@ from connectors.settings import EXAMPLE_CONTROL
 from contracts.control import UnitControlView
 from infra.rig import Rig
 
+pytestmark = pytest.mark.solo  # reaction times at 60× speed: nothing else on the machine
+
 SPEED = 60.0
 HOURS = 3 * 3600  # every fault outlasts the test (simulated seconds)
 PROTECTED_AND_TWINS = {
