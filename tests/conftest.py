@@ -27,6 +27,7 @@ STACK_TESTS = ("e2e/", "infra/test_stack_lifecycle.py", "test_bench_smoke.py",
                "flows/test_recovery.py")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     root = Path(__file__).parent
     for item in items:
