@@ -24,7 +24,7 @@ up: install system-deps web
 # Two workers (tests/conftest.py says which tests share one), then the `solo` tests alone;
 # `make test PYTEST_ARGS=tests/api` runs a part (exit 5 = nothing of it is `solo`).
 test: install system-deps test-deps lint web web-test
-	$(PY) -m pytest -n 2 --dist loadgroup -m "not solo" $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 -m "not solo" $(PYTEST_ARGS)
 	$(PY) -m pytest -m solo $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 web: $(WEB_BUILT)

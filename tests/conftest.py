@@ -9,6 +9,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -18,22 +19,35 @@ from connectors.settings import EXAMPLE_FLEET, Settings
 from contracts.fleet import Fleet, load_fleet
 from infra.services import ServiceError, start_broker, start_redis
 
-# `make test` runs pytest on two workers (pytest-xdist, `--dist loadgroup`). The tests that
-# start a whole stack, a browser or a cluster of flow processes share one worker, one after
-# another ("stack"), so that two of them never compete for this machine's two cores; the
-# others spread over both. Tests marked `solo` (the protection drill: reaction times against
-# a simulator at 60× speed) run alone afterwards, in a pass of their own.
-STACK_TESTS = ("e2e/", "infra/test_stack_lifecycle.py", "test_bench_smoke.py",
-               "flows/test_recovery.py")
+# `make test` runs pytest on two workers (pytest-xdist, `-n 2`). The tests that start a
+# whole stack, a browser or a cluster of flow processes take turns on one worker, in
+# collection order ("stack": two of them never compete for this machine's two cores, and a
+# module's tests stay together with its fixtures); every other test goes to whichever worker
+# is free. The stack tests are collected first so that their worker starts with them: they
+# take longest. Tests marked `solo` (the protection drill: reaction times against a
+# simulator at 60× speed) run alone afterwards, in a pass of their own.
+# (xdist's own `loadgroup` cannot do this with pytest ≥ 9.2: it renames node ids, which
+# pytest no longer reads; hence a scheduler of our own.)
+STACK_TESTS = ("tests/e2e/", "tests/infra/test_stack_lifecycle.py",
+               "tests/test_bench_smoke.py", "tests/flows/test_recovery.py")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def is_stack_test(nodeid: str) -> bool:
+    return nodeid.startswith(STACK_TESTS)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    root = Path(__file__).parent
-    for item in items:
-        where = item.path.relative_to(root).as_posix()
-        if where.startswith(STACK_TESTS):
-            item.add_marker(pytest.mark.xdist_group("stack"))
+    items.sort(key=lambda item: not is_stack_test(item.nodeid))  # stable: stack tests first
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class StackTakesTurns(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return "stack" if is_stack_test(nodeid) else nodeid
+
+    return StackTakesTurns(config, log)
 
 
 def _docker_available() -> bool:
