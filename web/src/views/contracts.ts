@@ -8,6 +8,7 @@ import type { ComplianceChart } from "../charts";
 import { updateWarningBadge } from "../components";
 import { attr, h, text } from "../dom";
 import { siteContract } from "../fleet";
+import { saveFile } from "../download";
 import { dateTime, money, pct } from "../format";
 import type { ArchivedReport } from "../generated/api";
 import { contractYearPeriods, rangeLabel } from "../periods";
@@ -34,30 +35,13 @@ export function archiveRows(items: ArchivedReport[],
 }
 
 /** Download a file of the API to the user's disk, saying how it went in `status`. */
-async function saveFile(app: App, status: HTMLElement, path: string,
-                        query: Record<string, string>): Promise<void> {
-  text(status, "preparing…");
-  try {
-    const { blob, filename } = await app.api.download(path, query);
-    const url = URL.createObjectURL(blob);
-    const a = h("a", { href: url, download: filename, hidden: true });
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 10_000);
-    text(status, `downloaded ${filename}`);
-  } catch (err) {
-    text(status, err instanceof ApiError ? err.detail : String(err));
-  }
-}
-
 function archivePanel(app: App, d: Disposer, c: ContractSummary): HTMLElement {
   const rows = h("tbody", {});
   const status = h("span", { class: "download-status", role: "status" });
   const fileButton = app.can(P.reports) ? (r: ArchivedReport, format: string) => {
     const file = r.files.find((f) => f.format === format);
     return h("button", { type: "button", class: "download secondary", "data-format": format,
-      title: `sha256 ${file?.sha256 ?? ""}`, onclick: () => void saveFile(app, status,
+      title: `sha256 ${file?.sha256 ?? ""}`, onclick: () => void saveFile(app.api, status,
         `/reports/archive/${encodeURIComponent(r.contract_id)}/${encodeURIComponent(r.period)}` +
         `/v${r.version}.${format}`, {}) }, format.toUpperCase());
   } : null;
@@ -99,7 +83,7 @@ function contractCard(app: App, d: Disposer, c: ContractSummary): HTMLElement {
     if (periods) chart.update(periods); // the figures came first
   });
 
-  const download = (format: "pdf" | "xlsx" | "csv") => saveFile(app, status,
+  const download = (format: "pdf" | "xlsx" | "csv") => saveFile(app.api, status,
     "/reports/compliance", { contract_id: c.id, period: periodSelect.value, format });
 
   const reports = app.can(P.reports) ? h("div", { class: "report" },

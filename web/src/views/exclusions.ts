@@ -7,6 +7,7 @@
 import { ApiError } from "../api";
 import type { App, Disposer } from "../app";
 import { h, text } from "../dom";
+import { saveFile } from "../download";
 import { dateTime } from "../format";
 import type { ContractSummary, EvidenceOut, ExclusionOut } from "../generated/api";
 
@@ -77,18 +78,8 @@ export function exclusionsPanel(app: App, d: Disposer, c: ContractSummary): HTML
   const fail = (err: unknown) =>
     text(status, err instanceof ApiError ? err.detail : String(err));
 
-  const download = async (e: ExclusionOut, ev: EvidenceOut) => {
-    try {
-      const { blob, filename } = await app.api.download(`${base}/${e.id}/evidence/${ev.sha256}`,
-                                                        {});
-      const url = URL.createObjectURL(blob);
-      const a = h("a", { href: url, download: filename, hidden: true });
-      document.body.append(a);
-      a.click();
-      a.remove();
-      setTimeout(() => URL.revokeObjectURL(url), 10_000);
-    } catch (err) { fail(err); }
-  };
+  const download = (e: ExclusionOut, ev: EvidenceOut) =>
+    saveFile(app.api, status, `${base}/${e.id}/evidence/${ev.sha256}`);
 
   const act = async (e: ExclusionOut, action: ExclusionAction, comment: string) => {
     if (NEEDS_COMMENT[action] && !comment.trim()) {
