@@ -13,27 +13,17 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from connectors.kafka import read_topic
 from connectors.settings import Settings
 from contracts.control import ControlCommand
-from tests.e2e.test_dashboard import BUILD, CHROMIUM_ARGS, LIVE_S, sign_in
+from tests.e2e.test_dashboard import LIVE_S, sign_in
 from tests.stack import RunningStack
 
 pytestmark = pytest.mark.e2e
 UNIT = "nordvik-u02"
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not BUILD.exists():
-        pytest.fail(f"{BUILD} is missing: build the dashboard first (make web)")
-    p: Playwright
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture

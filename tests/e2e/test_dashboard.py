@@ -21,16 +21,13 @@ from playwright.sync_api import (
     Page,
     Playwright,
     expect,
-    sync_playwright,
 )
 
 from connectors.kafka import CheckedProducer
-from connectors.settings import REPO_ROOT, Settings
+from connectors.settings import Settings
+from tests.e2e.conftest import CHROMIUM_ARGS
 from tests.stack import RunningStack
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-BUILD = REPO_ROOT / "web" / "dist" / "index.html"
 ASSET_STATE = ".view.asset .title-row .chip.state"  # the asset view's status chip
 SITES = ["Nordvik Storage", "Elbe Grid Battery", "Mesa Verde BESS"]
 LIVE_S = 20_000  # ms: the flows publish every second; a change shows within seconds
@@ -39,19 +36,6 @@ CONTRACT_S = 90_000  # ms: contract KPIs come with the first final minute (laten
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def playwright() -> Iterator[Playwright]:
-    if not BUILD.exists():
-        pytest.fail(f"{BUILD} is missing: build the dashboard first (make web)")
-    with sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    b = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-    yield b
-    b.close()
 
 
 @pytest.fixture

@@ -22,14 +22,14 @@ from pathlib import Path
 import pytest
 import redis
 import uvicorn
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from api.main import create_app
 from connectors.notify.outbox import Outbox
 from connectors.settings import Settings
 from tests.api import hot_state
 from tests.api.accounts import token, write_users
-from tests.e2e.test_dashboard import BUILD, CHROMIUM_ARGS
+from tests.e2e.conftest import BUILD
 
 pytestmark = pytest.mark.e2e
 WEB_DIST = BUILD.parent
@@ -127,15 +127,6 @@ def server(settings: Settings) -> Iterator[LiveServer]:
     yield running
     running.stop()
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not BUILD.exists():
-        pytest.fail(f"{BUILD} is missing: build the dashboard first (make web)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from contracts.notify import load_preferences
 from tests.e2e.test_notify_dashboard import (  # noqa: F401  (fixtures)
     LIVE_MS,
     LiveServer,
-    browser,
     context,
     open_page,
     page,

@@ -19,11 +19,11 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from connectors.settings import REPO_ROOT
 from contracts.fleet import load_fleet
-from tests.e2e.test_dashboard import BUILD, CHROMIUM_ARGS, CONTRACT_S, LIVE_S, api, sim
+from tests.e2e.test_dashboard import CONTRACT_S, LIVE_S, api, sim
 from tests.stack import RunningStack, start_stack, wait_gone
 
 pytestmark = pytest.mark.e2e
@@ -54,15 +54,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     assert running.stop() == 0
     assert wait_gone(sorted(pids)) == []
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not BUILD.exists():
-        pytest.fail(f"{BUILD} is missing: build the dashboard first (make web)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @contextmanager
