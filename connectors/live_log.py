@@ -4,7 +4,7 @@ Every message of a live channel (`fleet`, `site:<id>`, `asset:<unit id>`, `alarm
 `alerts`) is published by one Lua script, atomically: the channel's sequence number goes up
 by one (`bessmon:seq:<channel>`), the message is appended to the channel's short log (a
 stream whose entry ids are the sequence numbers, `bessmon:log:<channel>`, about
-`LOG_LENGTH` entries kept) and published on `bessmon:live:<channel>` as `<seq> <payload>`.
+`log_length(channel)` entries kept) and published on `bessmon:live:<channel>` as `<seq> <payload>`.
 Pub/sub fans messages out to every API process; the log lets any of them replay what a
 reconnecting client missed. Writers: the flows (redis_sink.py) and the API (alarm handling)."""
 
@@ -18,7 +18,17 @@ import redis.asyncio as aioredis
 from connectors.redis_store import PREFIX
 
 LIVE_PATTERN = f"{PREFIX}:live:*"
-LOG_LENGTH = 2_000
+LOG_LENGTH = 2_000  # fleet, alarms, alerts: events a client must not miss (fleet: every site)
+# A site's and a unit's channels carry their whole state once a second: a client away longer
+# than this many messages gets a snapshot instead, which is all it needs. Keeping 2,000 of
+# them cost 11 GB of Redis at fleet-30 (1,200 units × 2,000 × 4.5 kB); 60 — trimmed by
+# Redis in whole nodes of 100 entries, so 60 to 160 — cost 0.3–0.9 GB.
+STATE_LOG_LENGTH = 60
+
+
+def log_length(channel: str) -> int:
+    """How many messages of `channel` its log keeps for resuming clients (about)."""
+    return STATE_LOG_LENGTH if channel.startswith(("site:", "asset:")) else LOG_LENGTH
 
 _PUBLISH = """
 local seq = redis.call('INCR', KEYS[1])
@@ -46,11 +56,11 @@ def channel_of(redis_channel: str) -> str:
 
 def publish(client: redis.client.Pipeline | redis.Redis | aioredis.Redis
             | aioredis.client.Pipeline, channel: str, payload: str | bytes,
-            length: int = LOG_LENGTH) -> Any:
+            length: int | None = None) -> Any:
     """Queue (pipeline) or run the publish of one message; works on sync and async clients
     (await the result of an async client that is not a pipeline)."""
     return client.eval(_PUBLISH, 3, seq_key(channel), log_key(channel), live_channel(channel),
-                       payload, length)
+                       payload, length or log_length(channel))
 
 
 def split(message: bytes) -> tuple[int, bytes]:
