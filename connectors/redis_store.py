@@ -63,4 +63,10 @@ def control_key(site_id: str) -> str:
     return f"{PREFIX}:control:{site_id}"
 
 
+def hot_state_marker(step_id: str, worker: int) -> str:
+    """Set by each of the flows' Redis sink partitions once its hot state is in this Redis:
+    gone, Redis restarted empty and the partition writes what it holds again."""
+    return f"{PREFIX}:hot-state:{step_id}:{worker}"
+
+
 CONTROL_ALIVE_KEY = f"{PREFIX}:control:alive"  # the control loop's last beat (epoch ms)

@@ -36,11 +36,21 @@ def period_rows(item: PeriodAvailability) -> list[AvailabilityRow]:
 
 class _Partition(StatelessSinkPartition[HistoryItem]):
     """One write per kind per batch, each through the sink's guard: an item the store
-    refuses goes to the dead-letter topic, an outage is retried (flows/sink_errors.py)."""
+    refuses goes to the dead-letter topic, an outage is retried (flows/sink_errors.py).
+    The store is opened at the first write, through the guard too: a history that cannot
+    be opened (its disk read-only or full, QuestDB down) is an outage like any other —
+    alerted and retried — not a flows process that dies at every start."""
 
-    def __init__(self, store: HistoryStore, guard: SinkGuard) -> None:
-        self._store = store
+    def __init__(self, open_store: Callable[[], HistoryStore], guard: SinkGuard) -> None:
+        self._open_store = open_store
+        self._opened: HistoryStore | None = None
         self._guard = guard
+
+    @property
+    def _store(self) -> HistoryStore:
+        if self._opened is None:
+            self._opened = self._open_store()
+        return self._opened
 
     def write_batch(self, items: list[HistoryItem]) -> None:
         status: list[StatusIntervalRow] = []
@@ -64,16 +74,19 @@ class _Partition(StatelessSinkPartition[HistoryItem]):
                 alerts.append(item)
             else:
                 episodes.append(item)
-        store = self._store
         writes: list[tuple[Sequence[Any], Callable[[Sequence[Any]], None]]] = [
-            (status, store.write_status), (availability, store.write_availability),
-            (telemetry, store.write_telemetry), (breaches, store.write_breaches),
-            (alerts, store.write_alerts), (episodes, store.write_episodes)]
+            (status, lambda rows: self._store.write_status(rows)),
+            (availability, lambda rows: self._store.write_availability(rows)),
+            (telemetry, lambda rows: self._store.write_telemetry(rows)),
+            (breaches, lambda rows: self._store.write_breaches(rows)),
+            (alerts, lambda rows: self._store.write_alerts(rows)),
+            (episodes, lambda rows: self._store.write_episodes(rows))]
         for rows, write in writes:
             self._guard.write(rows, write)
 
     def close(self) -> None:
-        self._store.close()
+        if self._opened is not None:
+            self._opened.close()
 
 
 class HistorySink(DynamicSink[HistoryItem]):
@@ -82,5 +95,5 @@ class HistorySink(DynamicSink[HistoryItem]):
         self._reporter = reporter
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
-        return _Partition(open_history(self._settings),
+        return _Partition(lambda: open_history(self._settings),
                           SinkGuard("history", self._reporter, describe_json))

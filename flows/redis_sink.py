@@ -20,9 +20,11 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from connectors.alarm_store import write_alarm
 from connectors.live_log import publish
 from connectors.redis_store import (
+    alarms_key,
     alerts_key,
     dead_letters_key,
     episodes_key,
+    hot_state_marker,
     latest_key,
     repair_key,
     site_key,
@@ -62,17 +64,34 @@ def latest_payload(item: LatestValues) -> UnitLatest:
 
 class _Partition(StatelessSinkPartition[HotState]):
     """One pipeline per batch, through the sink's guard: an item Redis refuses goes to the
-    dead-letter topic, an outage is retried (flows/sink_errors.py)."""
+    dead-letter topic, an outage is retried (flows/sink_errors.py).
 
-    def __init__(self, client: redis.Redis, guard: SinkGuard) -> None:
+    A Redis that restarted empty gets the hot state back at the next batch: what is written
+    every second (site snapshots, units' newest values, repair lists) comes by itself; what
+    is written only when it changes — active alarms and alerts, open episodes, tickets,
+    dead-letter tallies — the partition holds (`_held`, the hashes it wrote: small, only
+    what is active) and writes again whole when its `marker` key is gone."""
+
+    def __init__(self, client: redis.Redis, guard: SinkGuard, marker: str) -> None:
         self._client = client
         self._guard = guard
+        self._marker = marker
+        self._held: dict[tuple[str, str], str] = {}  # (hash, field) → value
 
     def write_batch(self, items: list[HotState]) -> None:
         self._guard.write(items, self._write)
 
+    def _hset(self, pipe: redis.client.Pipeline, key: str, field: str, value: str) -> None:
+        pipe.hset(key, field, value)
+        self._held[(key, field)] = value
+
+    def _hdel(self, pipe: redis.client.Pipeline, key: str, field: str) -> None:
+        pipe.hdel(key, field)
+        self._held.pop((key, field), None)
+
     def _write(self, items: Sequence[HotState]) -> None:
         pipe = self._client.pipeline(transaction=False)
+        pipe.exists(self._marker)
         for item in items:
             if isinstance(item, SiteAvailability):
                 payload = item.model_dump_json()
@@ -81,34 +100,44 @@ class _Partition(StatelessSinkPartition[HotState]):
                 publish(pipe, "fleet", payload)
             elif isinstance(item, BreachEvent):
                 write_alarm(pipe, item)
+                key = alarms_key(item.site_id)
+                if item.state == "raised":
+                    self._held[(key, item.breach_id)] = item.model_dump_json()
+                else:
+                    self._held.pop((key, item.breach_id), None)
             elif isinstance(item, Alert):
                 payload = item.model_dump_json()
                 key = alerts_key(item.site_id or "fleet")
                 if item.state == "raised":
-                    pipe.hset(key, item.alert_id, payload)
+                    self._hset(pipe, key, item.alert_id, payload)
                 else:
-                    pipe.hdel(key, item.alert_id)
+                    self._hdel(pipe, key, item.alert_id)
                 publish(pipe, "alerts", payload)
             elif isinstance(item, SiteTicket):
                 t = item.ticket
-                pipe.hset(tickets_key(item.site_id), f"{t.provider}:{t.ticket_id}",
-                          t.model_dump_json())
+                self._hset(pipe, tickets_key(item.site_id), f"{t.provider}:{t.ticket_id}",
+                           t.model_dump_json())
             elif isinstance(item, DeadLetterTally):
-                pipe.hset(dead_letters_key(item.site_id),
-                          json.dumps([item.device, item.reason]), item.model_dump_json())
+                self._hset(pipe, dead_letters_key(item.site_id),
+                           json.dumps([item.device, item.reason]), item.model_dump_json())
             elif isinstance(item, RepairList):  # whole: what is not in it is not open
                 pipe.set(repair_key(item.site_id), json.dumps(item.to_json()))
             elif isinstance(item, UnavailabilityEpisode):
                 key = episodes_key(item.site_id)
                 if item.end_ms is None:
-                    pipe.hset(key, item.episode_id, item.model_dump_json())
+                    self._hset(pipe, key, item.episode_id, item.model_dump_json())
                 else:
-                    pipe.hdel(key, item.episode_id)
+                    self._hdel(pipe, key, item.episode_id)
             else:
                 payload = latest_payload(item).model_dump_json()
                 pipe.set(latest_key(item.unit_id), payload)
                 publish(pipe, f"asset:{item.unit_id}", payload)
-        pipe.execute()
+        if not pipe.execute()[0]:  # a Redis new to this partition: everything it holds
+            again = self._client.pipeline(transaction=False)
+            for (key, field), value in self._held.items():
+                again.hset(key, field, value)
+            again.set(self._marker, "1")
+            again.execute()
 
     def close(self) -> None:
         self._client.close()
@@ -121,4 +150,5 @@ class RedisSink(DynamicSink[HotState]):
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
         return _Partition(redis.Redis.from_url(self._url, socket_timeout=30),
-                          SinkGuard("redis", self._reporter, describe_json))
+                          SinkGuard("redis", self._reporter, describe_json),
+                          hot_state_marker(step_id, worker_index))

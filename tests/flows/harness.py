@@ -123,8 +123,8 @@ def collect(kafka: str, redis_url: str, db: int, history_db: Path, topics: Topic
     client = redis.Redis.from_url(redis_db_url(redis_url, db))
     state: dict[str, Any] = {}
     for key in sorted(client.scan_iter("bessmon:*")):
-        if key.startswith((b"bessmon:seq:", b"bessmon:log:")):
-            continue  # the live channels: a feed
+        if key.startswith((b"bessmon:seq:", b"bessmon:log:", b"bessmon:hot-state:")):
+            continue  # the live channels (a feed) and the sinks' markers
         kind = client.type(key)
         state[key.decode()] = (client.get(key) if kind == b"string"
                                else dict(sorted(client.hgetall(key).items())))

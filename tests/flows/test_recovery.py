@@ -65,8 +65,8 @@ def redis_state(url: str, db: int) -> dict[str, Any]:
     client = redis.Redis.from_url(f"{url.rsplit('/', 1)[0]}/{db}")
     out: dict[str, Any] = {}
     for key in sorted(client.scan_iter("bessmon:*")):
-        if key.startswith((b"bessmon:seq:", b"bessmon:log:")):
-            continue  # the live channels: a feed, at least once (connectors/live_log.py)
+        if key.startswith((b"bessmon:seq:", b"bessmon:log:", b"bessmon:hot-state:")):
+            continue  # the live channels (a feed, at least once) and the sinks' markers
         kind = client.type(key)
         out[key.decode()] = (client.get(key) if kind == b"string"
                              else dict(sorted(client.hgetall(key).items())))

@@ -6,9 +6,14 @@ the first success — nothing dropped."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,10 +23,10 @@ from bytewax.connectors.kafka import KafkaSinkMessage
 from connectors.history.rows import TelemetryRow
 from connectors.history.sqlite import SqliteHistoryStore
 from connectors.kafka import ensure_topics, read_topic
-from connectors.redis_store import alerts_key, site_key
+from connectors.redis_store import alarms_key, alerts_key, site_key
 from connectors.settings import Settings
 from contracts.events import Alert, DeadLetter
-from flows.history_sink import HistorySink
+from flows.history_sink import HistoryItem, HistorySink
 from flows.history_sink import _Partition as _HistoryPartition
 from flows.kafka_sink import KafkaOutSink
 from flows.redis_sink import RedisSink
@@ -79,7 +84,7 @@ def test_a_locked_history_is_an_outage_retried_until_it_is_free(tmp_path: Path) 
     worker waits), raises `store_outage`, writes everything once the lock goes, clears."""
     path = tmp_path / "history.db"
     reporter = ListReporter()
-    sink = _HistoryPartition(SqliteHistoryStore(path, busy_timeout_ms=200),
+    sink = _HistoryPartition(lambda: SqliteHistoryStore(path, busy_timeout_ms=200),
                              SinkGuard("history", reporter, describe_json))
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
@@ -105,6 +110,75 @@ def test_a_locked_history_is_an_outage_retried_until_it_is_free(tmp_path: Path) 
                                                              ("store_outage", "cleared")]
     assert not reporter.letters
     assert written(path) == ["a", "b"]
+
+
+@contextmanager
+def small_disk(where: Path, size: str = "2m") -> Iterator[Path]:
+    """A filesystem of its own (tmpfs) at `where`, to fill up or make read-only."""
+    where.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                              str(where)], capture_output=True, text=True)
+    if mounted.returncode != 0:  # not root, or in a container that may not mount
+        pytest.skip(f"cannot mount a small filesystem here: {mounted.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=True)
+
+
+@pytest.mark.parametrize("fault", ["full", "read-only"])
+@pytest.mark.timeout(120)
+def test_a_full_or_read_only_disk_is_an_outage_and_nothing_is_lost(tmp_path: Path,
+                                                                     fault: str) -> None:
+    """The history's disk fills up, or turns read-only, under a running sink: the batch waits
+    and is retried, `store_outage` (critical) is raised — and no row is taken as written that
+    was not: once the disk is writable again every row is in the database."""
+    with small_disk(tmp_path / "disk") as disk:
+        path = disk / "history.db"
+        reporter = ListReporter()
+
+        def opened() -> _HistoryPartition:
+            return _HistoryPartition(lambda: SqliteHistoryStore(path),
+                                     SinkGuard("history", reporter, describe_json))
+        sink = opened()
+        sink.write_batch([row("a", 0, 1.0)])
+        filler = disk / "filler"
+        if fault == "full":
+            fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+            with contextlib.suppress(OSError):  # ENOSPC: full
+                while os.write(fd, b"\0" * 4096):
+                    pass
+            os.close(fd)
+        else:  # as after a disk error (a file open for writing keeps Linux from it: reopen)
+            sink.close()
+            subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+            sink = opened()
+        batch: list[HistoryItem] = [row(f"b{i:03}", 1, float(i)) for i in range(200)]
+        done = threading.Event()
+
+        def write() -> None:
+            sink.write_batch(batch)
+            done.set()
+        writer = threading.Thread(target=write)
+        writer.start()
+        deadline = time.monotonic() + 60
+        while not reporter.alerts and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [(a.kind, a.state, a.severity) for a in reporter.alerts] == [
+            ("store_outage", "raised", "critical")]
+        time.sleep(1.5)  # retried meanwhile, still failing
+        assert not done.is_set()
+        if fault == "full":
+            filler.unlink()
+        else:
+            subprocess.run(["mount", "-o", "remount,rw", str(disk)], check=True)
+        assert done.wait(60)
+        writer.join()
+        sink.close()
+        assert [(a.kind, a.state) for a in reporter.alerts] == [("store_outage", "raised"),
+                                                                 ("store_outage", "cleared")]
+        assert not reporter.letters
+        assert written(path) == ["a", *(f"b{i:03}" for i in range(200))]
 
 
 @pytest.mark.timeout(120)
@@ -140,6 +214,43 @@ def test_redis_down_and_back_loses_nothing(tmp_path: Path) -> None:
         assert client.get(site_key("s9")) == snapshot.model_dump_json().encode()
         client.close()
         assert [a.state for a in reporter.alerts] == ["raised", "cleared"]
+    finally:
+        sink.close()
+        again.stop()
+
+
+@pytest.mark.timeout(120)
+def test_a_redis_restarted_empty_gets_the_hot_state_back(tmp_path: Path) -> None:
+    """Alarms, alerts (written only when they change) are in Redis again at the next batch
+    after it restarted empty; one cleared meanwhile is not; nothing else comes back."""
+    from contracts.events import SiteAvailability
+    from tests.api.hot_state import alert, breach
+
+    service = start_redis(tmp_path / "one")
+    port = int(service.address.rsplit(":", 1)[1].split("/")[0])
+    sink = RedisSink(service.address, ListReporter()).build("redis", 0, 1)
+    kept, gone = breach("s9", "s9-u01"), breach("s9", "s9-u02")
+    warning = alert("s9", "s9-u03")
+    sink.write_batch([kept, gone, warning])
+    sink.write_batch([gone.model_copy(update={"state": "cleared"})])
+    service.stop()
+    again = start_redis(tmp_path / "two", port=port)
+    try:
+        client = redis.Redis.from_url(again.address)
+        assert client.hgetall(alarms_key("s9")) == {}
+        snapshot = SiteAvailability(site_id="s9", customer="c", region="r", ts_ms=T0,
+                                    windows={}, units_by_state={}, units=())
+        sink.write_batch([snapshot])
+        assert client.hgetall(alarms_key("s9")) == {
+            kept.breach_id.encode(): kept.model_dump_json().encode()}
+        assert client.hgetall(alerts_key("s9")) == {
+            warning.alert_id.encode(): warning.model_dump_json().encode()}
+        assert client.get(site_key("s9")) == snapshot.model_dump_json().encode()
+        # Once: the next batch writes only itself.
+        client.hdel(alarms_key("s9"), kept.breach_id)
+        sink.write_batch([snapshot])
+        assert client.hgetall(alarms_key("s9")) == {}
+        client.close()
     finally:
         sink.close()
         again.stop()
