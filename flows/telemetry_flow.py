@@ -411,5 +411,10 @@ def fewer_collections() -> Iterator[None]:
 
 
 def _kafka(settings: Settings, topic: str, tail: bool) -> Source[RawMessage]:
+    """The topic's every partition from its beginning, or from the offsets of the recovery
+    snapshot. An offset the broker no longer has (a broker that restarted empty, or records
+    deleted by retention) starts the partition again from what it has, never from its end:
+    records written meanwhile are read, not skipped."""
     return cast(Source[RawMessage], KafkaSource([settings.require_kafka()], [topic],
-                                                tail=tail))
+                                                tail=tail, add_config={
+                                                    "auto.offset.reset": "earliest"}))

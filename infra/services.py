@@ -47,6 +47,9 @@ class Service:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         stop_process(self.process, timeout_s)
+        self.close_log()
+
+    def close_log(self) -> None:
         if self._log:
             self._log.close()
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+from confluent_kafka import KafkaException
 
 from connectors.kafka import ensure_topics
 from connectors.notify.outbox import Outbox
@@ -86,7 +87,9 @@ class Stack:
     connectors: int | None = None  # Modbus connector processes (None: by the fleet's size)
     say: Callable[[str], None] = print
     backoff: Backoff = field(default_factory=Backoff)  # restarting a part that died
-    services: list[Service] = field(default_factory=list)
+    services: list[Service] = field(default_factory=list)  # the broker and Redis it started
+    service_lives: dict[str, Supervised] = field(default_factory=dict)
+    topics: list[str] = field(default_factory=list)  # made again in a restarted broker
     children: list[Child] = field(default_factory=list)
     dashboard_url: str = ""
     api_base: str = ""  # http://host:port of the API
@@ -115,12 +118,12 @@ class Stack:
                 settings = settings.model_copy(update={"redis_url": self.services[-1].address})
         except ServiceError as exc:
             raise StackError(str(exc)) from None
+        self.service_lives = {s.name: Supervised(time.monotonic()) for s in self.services}
         bootstrap = settings.require_kafka()
-        ensure_topics(bootstrap, [settings.topic_telemetry, settings.topic_status,
-                                  settings.topic_availability, settings.topic_dlq,
-                                  settings.topic_tickets, settings.topic_commands,
-                                  settings.topic_command_results],
-                      settings.topic_partitions)
+        self.topics = [settings.topic_telemetry, settings.topic_status,
+                       settings.topic_availability, settings.topic_dlq, settings.topic_tickets,
+                       settings.topic_commands, settings.topic_command_results]
+        ensure_topics(bootstrap, self.topics, settings.topic_partitions)
         fleet_file, contracts_dir = settings.fleet_file, settings.contracts_dir
         if self.sites is not None:
             fleet_file, own = write_portfolio(generate_portfolio(self.sites, self.seed), run_dir)
@@ -298,8 +301,46 @@ class Stack:
                 self.say(f"{child.name} started again (pid {process.pid}, restart "
                          f"{life.restarts})")
                 changed = True
+        changed = self._supervise_services(now_s) or changed
         if changed:
             self._write_state({**self.state, **self.parts()})
+
+    def _supervise_services(self, now_s: float) -> bool:
+        """The broker and Redis this stack started: one that died is started again on its
+        port, so every part reconnects by itself. Neither keeps data on disk: Redis's hot
+        state is written again by the flows; what the broker held is gone (the topics are
+        made again, empty; the parts carry on from there — docs/operations.md)."""
+        changed = False
+        for index, service in enumerate(self.services):
+            life = self.service_lives.setdefault(service.name, Supervised(now_s))
+            if life.due_s is None and (status := service.process.poll()) is not None:
+                delay = life.died(now_s, status, self.backoff)
+                lost = (" — it kept its topics in memory: what they held is lost"
+                        if service.name == "kafka" else "")
+                self.say(f"{service.name} exited with status {status}{lost}; starting it again "
+                         f"on {service.address} in {delay:.0f} s (restart {life.restarts + 1})")
+                changed = True
+            elif life.is_due(now_s):
+                service.close_log()
+                port = int(service.address.rsplit(":", 1)[1].split("/", 1)[0])
+                try:
+                    if service.name == "kafka":
+                        again = start_broker(self.run_dir / "logs", port)
+                        ensure_topics(again.address, self.topics,
+                                      self.settings.topic_partitions)
+                    else:
+                        again = start_redis(self.run_dir / "logs", port)
+                except (ServiceError, KafkaException) as exc:
+                    delay = life.died(now_s, -1, self.backoff)
+                    self.say(f"{service.name} did not start again: {exc}; next try in "
+                             f"{delay:.0f} s")
+                    continue
+                self.services[index] = again
+                life.restarted(time.monotonic())
+                self.say(f"{service.name} started again (pid {again.process.pid}, "
+                         f"restart {life.restarts})")
+                changed = True
+        return changed
 
     def parts(self) -> dict[str, object]:
         """stack.json's view of the parts: their pids, and for each its restarts, state
@@ -308,7 +349,11 @@ class Stack:
                 "parts": {c.name: {"pid": c.process.pid, "restarts": c.life.restarts,
                                    "state": "restarting" if c.life.due_s is not None
                                    else "running", "last_exit": c.life.last_status}
-                          for c in self.children}}
+                          for c in self.children} | {
+                    s.name: {"pid": s.process.pid, "restarts": life.restarts,
+                             "state": "restarting" if life.due_s is not None else "running",
+                             "last_exit": life.last_status}
+                    for s in self.services if (life := self.service_lives.get(s.name))}}
 
     def stop(self) -> None:
         """Stop in reverse order of start: API first, broker last. Nothing is left running."""
