@@ -5,11 +5,13 @@ replayed after a recovery writes nothing twice."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from connectors import metrics
 from connectors.history import HistoryStore, open_history
 from connectors.history.rows import AvailabilityRow, StatusIntervalRow, TelemetryRow
 from connectors.settings import Settings
@@ -32,6 +34,21 @@ def period_rows(item: PeriodAvailability) -> list[AvailabilityRow]:
     return [AvailabilityRow(u.asset_id, item.site_id, item.measurement_period, item.start_ms,
                             item.end_ms, u.window_hours, u.excluded_hours, u.lost_hours,
                             u.availability_pct) for u in item.units]
+
+
+def timed(write: Callable[[Sequence[Any]], None]) -> Callable[[Sequence[Any]], None]:
+    """A store write that reports its time (bessmon_history_write_duration_seconds, by the
+    table the write method is named for: write_status → status)."""
+    seconds = metrics.HISTORY_WRITE_SECONDS.labels(write.__name__.removeprefix("write_"))
+
+    def run(rows: Sequence[Any]) -> None:
+        started = time.monotonic()
+        try:
+            write(rows)
+        finally:
+            seconds.observe(time.monotonic() - started)
+
+    return run
 
 
 class _Partition(StatelessSinkPartition[HistoryItem]):
@@ -70,7 +87,7 @@ class _Partition(StatelessSinkPartition[HistoryItem]):
             (telemetry, store.write_telemetry), (breaches, store.write_breaches),
             (alerts, store.write_alerts), (episodes, store.write_episodes)]
         for rows, write in writes:
-            self._guard.write(rows, write)
+            self._guard.write(rows, timed(write))
 
     def close(self) -> None:
         self._store.close()
