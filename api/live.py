@@ -24,9 +24,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
+from prometheus_client import Counter
 
 from api.auth.principal import ANY, Principal
 from api.views import redact
+from connectors import metrics
 from connectors.live_log import LIVE_PATTERN, channel_of, split
 from contracts.fleet import Fleet
 from contracts.live import (
@@ -116,6 +118,10 @@ class Subscription:
     last_seq: int = 0
     starting: bool = True  # snapshot or replay under way: live messages are held
     held: list[Message] = field(default_factory=list)
+    updates: Counter = field(init=False, repr=False)  # bessmon_ws_updates_total, its kind's
+
+    def __post_init__(self) -> None:
+        self.updates = metrics.WS_UPDATES.labels(self.name.partition(":")[0])
 
 
 class Subscriber:
@@ -159,6 +165,7 @@ class Subscriber:
         else:  # an asset's part of its unit's message: this client's own
             frame = update_frame(sub.name, msg.seq, data)
         self.outbox.append(((sub.name, key), frame))
+        sub.updates.inc()
         if len(self.outbox) > COALESCE_AT:
             self._coalesce()
         self.wake.set()

@@ -16,6 +16,7 @@ from api import errors, log_redaction
 from api.build_files import BuildFiles
 from api.context import ApiContext
 from api.live import LiveHub
+from api.metrics import HttpMetrics
 from api.protections import Protections
 from api.routes import (
     admin,
@@ -27,6 +28,7 @@ from api.routes import (
     data_quality,
     exclusions,
     health,
+    metrics,
     notify,
     repair,
     report_archive,
@@ -74,6 +76,7 @@ def create_app(settings: Settings | None = None, *, web_dist: Path | None = None
     for module in (health, auth, sites, repair, assets, alarms, data_quality, contracts,
                    exclusions, report_archive, control, admin, stack, notify, webhooks, ws):
         app.include_router(module.router, prefix="/api/v1")
+    app.include_router(metrics.router)  # /metrics, where Prometheus looks
 
     @app.get("/", include_in_schema=False)
     async def dashboard() -> Response:
@@ -92,4 +95,5 @@ def create_app(settings: Settings | None = None, *, web_dist: Path | None = None
                        rate_limit_per_minute=settings.rate_limit_per_minute,
                        redis=lambda: ctx.redis, production=settings.environment ==
                        "production")
+    app.add_middleware(HttpMetrics)  # outermost: refusals of the protections counted too
     return app

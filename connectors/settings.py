@@ -85,6 +85,14 @@ class Settings(BaseSettings):
     # Signs the e-mails' acknowledge links (connectors/ack_secret.py); unset, a key file
     # <run_dir>/auth/ack-link.key shared by the API and the notifier of one machine.
     ack_secret: str | None = None
+    # Prometheus metrics (connectors/metrics.py, docs/metrics.md): each part but the API (which
+    # serves /metrics itself) listens on this host and port — 0: a free port, written to
+    # <run_dir>/metrics/<part>.json — and answers only the bearer `metrics_token`; unset, a
+    # key file <run_dir>/auth/metrics.token shared by the parts of one machine.
+    metrics_enabled: bool = True
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(0, ge=0, le=65535)
+    metrics_token: str | None = None
 
     @model_validator(mode="after")
     def _oidc_complete(self) -> Settings:
@@ -94,6 +102,11 @@ class Settings(BaseSettings):
                              "BESSMON_OIDC_AUDIENCE go together: set all three or none")
         if "*" in self.cors_origins:
             raise ValueError("BESSMON_CORS_ORIGINS must list origins, not '*'")
+        if self.metrics_token is not None and (
+                self.metrics_token.strip().lower() in PLACEHOLDER_TOKENS
+                or len(self.metrics_token.strip()) < 32):
+            raise ValueError("BESSMON_METRICS_TOKEN must be a random secret of at least 32 "
+                             "characters (e.g. openssl rand -base64 32)")
         return self
 
     @property

@@ -22,6 +22,7 @@ import os
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ import redis
 from confluent_kafka import Consumer, Message, TopicPartition
 from pydantic import ValidationError
 
+from connectors import metrics
 from connectors.alarm_store import write_alarm
 from connectors.api_store import ApiStore
 from connectors.audit import AuditLog
@@ -44,11 +46,13 @@ from contracts.events import BreachEvent, TelemetrySample, dead_letter
 from contracts.fleet import load_fleet
 from contracts.monitoring import load_monitoring
 from control.loop import Action, Answer, Audit, ControlLoop, Raise, Send
+from control.state_machine import State
 
 log = logging.getLogger(__name__)
 SOURCE = "control"
 TICK_S = 0.1  # staleness, ramps, heartbeats and restarts move this often
 VIEW_S = 0.25  # the views in Redis at most this stale
+LAG_S = 5.0  # the consumer lag figures (metrics) this often
 
 
 def state_path(settings: Settings) -> Path:
@@ -122,7 +126,9 @@ class ControlService:
         return self.loop.on_command(ControlCommand.model_validate_json(value), now_ms)
 
     def _result(self, value: bytes, now_ms: int) -> list[Action]:
-        return self.loop.on_result(CommandResult.model_validate_json(value), now_ms)
+        result = CommandResult.model_validate_json(value)
+        metrics.CONTROL_RESULTS.labels(result.by, result.outcome).inc()
+        return self.loop.on_result(result, now_ms)
 
     def _handle(self, msg: Message, now_ms: int) -> list[Action]:
         topic, value = msg.topic() or "", msg.value() or b""
@@ -138,6 +144,7 @@ class ControlService:
         return []
 
     def _dead(self, msg: Message, reason: str, detail: str, now_ms: int) -> None:
+        metrics.CONTROL_DEAD_LETTERS.labels(reason).inc()
         key = msg.key()
         letter = dead_letter(source=SOURCE, reason=reason, detail=detail, ts_ms=now_ms,
                              payload=(msg.value() or b"").decode("utf-8", "replace"),
@@ -154,6 +161,7 @@ class ControlService:
             if isinstance(a, Send):
                 self.producer.produce(s.topic_commands, a.command.unit_id,
                                       a.command.model_dump_json().encode())
+                metrics.CONTROL_COMMANDS.labels(a.command.kind).inc()
             elif isinstance(a, Answer):
                 self.producer.produce(s.topic_command_results, a.result.unit_id,
                                       a.result.model_dump_json().encode())
@@ -191,6 +199,9 @@ class ControlService:
                           self.loop.view(uc, now_ms).model_dump_json())
         pipe.set(CONTROL_ALIVE_KEY, now_ms)
         pipe.execute()
+        states = Counter(uc.state.value for uc in self.loop.units.values())
+        for state in State:
+            metrics.CONTROL_UNITS.labels(state.value).set(states.get(state.value, 0))
         persisted = json.dumps(self.loop.persisted(), sort_keys=True)
         if persisted != self._persisted:
             write_state(self.state_file, self.loop.persisted())
@@ -235,7 +246,8 @@ class ControlService:
         log.info("control loop: %d units (%s)", len(self.loop.units), ", ".join(
             f"{m}: {sum(1 for u in units if self.loop.mode(u) == m)}"
             for m in sorted({self.loop.mode(u) for u in units})))
-        last_tick = last_view = 0.0
+        last_tick = last_view = last_lag = 0.0
+        read = {t: metrics.CONSUMER_RECORDS.labels(SOURCE, t) for t in self.topics}
         try:
             while not stop.is_set():
                 for msg in self.consumer.consume(500, timeout=0.02):
@@ -243,14 +255,20 @@ class ControlService:
                         log.warning("consumer: %s", msg.error())
                         continue
                     self.handled += 1
+                    if (counter := read.get(msg.topic() or "")) is not None:
+                        counter.inc()
                     self._carry_out(self._handle(msg, self._now_ms()))
                 now = self.clock()
                 if now - last_tick >= TICK_S:
                     last_tick = now
-                    self._carry_out(self.loop.tick(int(now * 1000)))
+                    with metrics.CONTROL_TICK_SECONDS.time():
+                        self._carry_out(self.loop.tick(int(now * 1000)))
                 if now - last_view >= VIEW_S:
                     last_view = now
                     self._publish_views(int(now * 1000))
+                if now - last_lag >= LAG_S:
+                    last_lag = now
+                    metrics.record_lag(self.consumer, SOURCE)
         finally:
             self._publish_views(self._now_ms(), every=True)
             self.consumer.close()

@@ -5,11 +5,13 @@ replayed after a recovery writes nothing twice."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from connectors import metrics
 from connectors.history import HistoryStore, open_history
 from connectors.history.rows import AvailabilityRow, StatusIntervalRow, TelemetryRow
 from connectors.settings import Settings
@@ -32,6 +34,20 @@ def period_rows(item: PeriodAvailability) -> list[AvailabilityRow]:
     return [AvailabilityRow(u.asset_id, item.site_id, item.measurement_period, item.start_ms,
                             item.end_ms, u.window_hours, u.excluded_hours, u.lost_hours,
                             u.availability_pct) for u in item.units]
+
+
+def timed(table: str, write: Callable[[Sequence[Any]], None]) -> Callable[[Sequence[Any]], None]:
+    """A store write that reports its time (bessmon_history_write_duration_seconds{table})."""
+    seconds = metrics.HISTORY_WRITE_SECONDS.labels(table)
+
+    def run(rows: Sequence[Any]) -> None:
+        started = time.monotonic()
+        try:
+            write(rows)
+        finally:
+            seconds.observe(time.monotonic() - started)
+
+    return run
 
 
 class _Partition(StatelessSinkPartition[HistoryItem]):
@@ -74,15 +90,15 @@ class _Partition(StatelessSinkPartition[HistoryItem]):
                 alerts.append(item)
             else:
                 episodes.append(item)
-        writes: list[tuple[Sequence[Any], Callable[[Sequence[Any]], None]]] = [
-            (status, lambda rows: self._store.write_status(rows)),
-            (availability, lambda rows: self._store.write_availability(rows)),
-            (telemetry, lambda rows: self._store.write_telemetry(rows)),
-            (breaches, lambda rows: self._store.write_breaches(rows)),
-            (alerts, lambda rows: self._store.write_alerts(rows)),
-            (episodes, lambda rows: self._store.write_episodes(rows))]
-        for rows, write in writes:
-            self._guard.write(rows, write)
+        writes: list[tuple[str, Sequence[Any], Callable[[Sequence[Any]], None]]] = [
+            ("status", status, lambda rows: self._store.write_status(rows)),
+            ("availability", availability, lambda rows: self._store.write_availability(rows)),
+            ("telemetry", telemetry, lambda rows: self._store.write_telemetry(rows)),
+            ("breaches", breaches, lambda rows: self._store.write_breaches(rows)),
+            ("alerts", alerts, lambda rows: self._store.write_alerts(rows)),
+            ("episodes", episodes, lambda rows: self._store.write_episodes(rows))]
+        for table, rows, write in writes:
+            self._guard.write(rows, timed(table, write))
 
     def close(self) -> None:
         if self._opened is not None:

@@ -8,12 +8,14 @@ timeout) and the batch waits, with a `store_outage` alert (flows/sink_errors.py)
 
 from __future__ import annotations
 
+import time
 from functools import partial
 
 from bytewax.connectors.kafka import KafkaSinkMessage
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from connectors import metrics
 from flows.sink_errors import Reporter, SinkGuard, is_item_error
 
 Out = KafkaSinkMessage[bytes, bytes]
@@ -38,8 +40,14 @@ class _Partition(StatelessSinkPartition[Out]):
                                    "message.timeout.ms": 0})  # never give up: wait
         self._guard = guard
         self._failed: list[tuple[Out, KafkaError]] = []
+        self._seconds = metrics.FLOW_SINK_SECONDS.labels("kafka")
 
     def write_batch(self, items: list[Out]) -> None:
+        started = time.monotonic()
+        self._write(items)
+        self._seconds.observe(time.monotonic() - started)
+
+    def _write(self, items: list[Out]) -> None:
         guard = self._guard
         for msg in items:
             while True:

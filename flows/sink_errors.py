@@ -33,6 +33,7 @@ from typing import Protocol, TypeVar
 import redis
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from connectors import metrics
 from connectors.live_log import publish
 from connectors.redis_store import alerts_key
 from contracts.events import Alert, DeadLetter, Severity, dead_letter
@@ -166,12 +167,15 @@ class SinkGuard:
         self.unwritable_alert: Alert | None = None
         self.last_refusal_s = 0.0
         self.refused = 0  # items sent to the DLQ since the sink started
+        self._seconds = metrics.FLOW_SINK_SECONDS.labels(sink)
+        self._outages = metrics.FLOW_SINK_OUTAGES.labels(sink)
 
     def write(self, items: Sequence[T], write: Callable[[Sequence[T]], None]) -> None:
         """Write `items` with `write` (one call for the batch when it can): returns once
         every item is written or dead-lettered."""
         if not items:
             return
+        started = time.monotonic()
         try:
             self._until_written(items, write)
         except _ItemRefused:
@@ -180,6 +184,7 @@ class SinkGuard:
                     self._until_written([item], write)
                 except _ItemRefused as refused:
                     self.refuse(item, refused.error)
+        self._seconds.observe(time.monotonic() - started)
         self.written()
 
     def _until_written(self, items: Sequence[T], write: Callable[[Sequence[T]], None]) -> None:
@@ -201,6 +206,7 @@ class SinkGuard:
         key, payload = self.describe(item)
         reason = f"unwritable: {self.sink}: {type(error).__name__}: {error}"
         self.refused += 1
+        metrics.FLOW_DEAD_LETTERS.labels(f"flows.{self.sink}", f"unwritable: {self.sink}").inc()
         self.last_refusal_s = self.clock()
         self.reporter.dead([dead_letter(
             source=f"flows.{self.sink}", reason=f"unwritable: {self.sink}", detail=reason,
@@ -214,6 +220,7 @@ class SinkGuard:
     def outage(self, error: BaseException) -> None:
         """The store failed as a whole (the caller retries): the `store_outage` alert."""
         log.error("%s: write failed, retrying: %s", self.sink, error)
+        self._outages.inc()
         if self.outage_alert is None:
             self.outage_alert = self._alert("store_outage", "critical",
                                       f"{self.sink}: cannot write ({type(error).__name__}: "

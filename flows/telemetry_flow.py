@@ -33,8 +33,10 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulLogic
 from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
 from confluent_kafka import TIMESTAMP_CREATE_TIME
+from prometheus_client import Counter
 from pydantic import ValidationError
 
+from connectors import metrics
 from connectors.settings import Settings
 from contracts.contract import Contract
 from contracts.events import (
@@ -213,7 +215,8 @@ class SiteLogic(StatefulLogic[tuple[str, Kind, RawMessage], Output, bytes]):
         # were right.
         produced = msg.timestamp[1] if msg.timestamp is not None \
             and msg.timestamp[0] == TIMESTAMP_CREATE_TIME and msg.timestamp[1] > 0 else None
-        return self.runtime.on_record(kind, record, now, produced), StatefulLogic.RETAIN
+        return counted(self.runtime.on_record(kind, record, now, produced)), \
+            StatefulLogic.RETAIN
 
     def notify_at(self) -> dt.datetime | None:
         """Live, when the step must act with no record coming: dead-letter tallies waiting
@@ -237,7 +240,7 @@ class SiteLogic(StatefulLogic[tuple[str, Kind, RawMessage], Output, bytes]):
         silence = runtime.silence_due_ms()
         if silence is not None and now >= silence:
             out += runtime.on_silence(now)
-        return out, StatefulLogic.RETAIN
+        return counted(out), StatefulLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[Output], bool]:
         if self.runtime is None:
@@ -248,13 +251,42 @@ class SiteLogic(StatefulLogic[tuple[str, Kind, RawMessage], Output, bytes]):
             finished = state.finish()
             out += finished
             out += state.alarms_of_alerts(finished)
-        return out, StatefulLogic.RETAIN
+        return counted(out), StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes:
         # Bytewax asks at every epoch, recovery or not: pickling a site is not free.
         if not self.snapshots:
             return b""
         return pickle.dumps(self.runtime, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+_OUTPUTS: dict[type, Counter] = {}  # FLOW_OUTPUTS' child per output class, bound once
+
+
+def counted(out: list[Output]) -> list[Output]:
+    """The step's outputs, counted by kind (and its dead letters by source and reason):
+    a dictionary look-up and an increment each, nothing per asset."""
+    for item in out:
+        cls = type(item)
+        counter = _OUTPUTS.get(cls)
+        if counter is None:
+            counter = _OUTPUTS[cls] = metrics.FLOW_OUTPUTS.labels(cls.__name__)
+        counter.inc()
+        if cls is DeadLetter:
+            letter = cast(DeadLetter, item)
+            metrics.FLOW_DEAD_LETTERS.labels(letter.source, letter.reason).inc()
+    return out
+
+
+def tagged_as(kind: Kind) -> Callable[[RawMessage], tuple[Kind, RawMessage]]:
+    """An input's records tagged with their kind, and counted (where they are read)."""
+    records_in = metrics.FLOW_RECORDS_IN.labels(kind)
+
+    def tag(msg: RawMessage) -> tuple[Kind, RawMessage]:
+        records_in.inc()
+        return kind, msg
+
+    return tag
 
 
 class _NullPartition(StatelessSinkPartition[Any]):
@@ -348,16 +380,16 @@ def build_flow(
     if ticket_source is None and production:
         ticket_source = _kafka(settings, settings.topic_tickets, tail)
     tagged: Stream[tuple[Kind, RawMessage]] = op.map(
-        "telemetry_in", op.input("telemetry", flow, source), lambda m: ("telemetry", m))
+        "telemetry_in", op.input("telemetry", flow, source), tagged_as("telemetry"))
     if ticket_source is not None:
         tickets = op.map("tickets_in", op.input("tickets", flow, ticket_source),
-                         lambda m: ("ticket", m))
+                         tagged_as("ticket"))
         tagged = op.merge("inputs", tagged, tickets)
     if production and tail:
         # Live: the connectors' dead letters counted with the site's (data-quality view).
         letters = op.map("dead_letters_in", op.input(
             "dead_letters", flow, _kafka(settings, settings.topic_dlq, tail)),
-            lambda m: ("dead_letter", m))
+            tagged_as("dead_letter"))
         tagged = op.merge("with_dead_letters", tagged, letters)
     keyed = op.key_on("by_site", tagged, routing(fleet))
     # The site id travels in the value too: the step's builder is not told its key.

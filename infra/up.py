@@ -32,7 +32,9 @@ from typing import IO
 import httpx
 from confluent_kafka import KafkaException
 
+from connectors import metrics
 from connectors.kafka import ensure_topics
+from connectors.metrics import metrics_token_path, read_targets
 from connectors.notify.outbox import Outbox
 from connectors.settings import Settings
 from connectors.ticketing.config import TicketingSettings
@@ -95,6 +97,7 @@ class Stack:
     api_base: str = ""  # http://host:port of the API
     credentials: Path | None = None  # the demo users' passwords, when this run made them
     state: dict[str, object] = field(default_factory=dict)  # what stack.json holds
+    _targets_read_s: float = 0.0
 
     @property
     def run_dir(self) -> Path:
@@ -104,8 +107,8 @@ class Stack:
         """Start everything; returns the dashboard URL (with the access token fragment)."""
         run_dir, logs = self.run_dir, self.run_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        for old in logs.glob("*.log"):
-            old.unlink()
+        for old in [*logs.glob("*.log"), *(run_dir / "metrics").glob("*.json")]:
+            old.unlink()  # the metrics addresses of an earlier run's parts, too
         settings = self.settings
         own_broker = not settings.kafka_bootstrap_servers
         try:
@@ -163,7 +166,9 @@ class Stack:
                "BESSMON_CONTRACTS_DIR": str(contracts_dir),
                "BESSMON_RUN_DIR": str(run_dir),
                "BESSMON_SIM_TOKEN": sim_token, "PYTHONUNBUFFERED": "1",
-               "BESSMON_NOTIFY_RULES": str(rules.resolve())}
+               "BESSMON_NOTIFY_RULES": str(rules.resolve()),
+               # Each part's metrics on a free port, written to <run dir>/metrics/<part>.json
+               "BESSMON_METRICS_PORT": "0"}
         # The Jira webhook's secret: the simulator signs with it, the API checks. One made
         # for this run, unless one is set (a real Jira sends to this API too); only these
         # two processes get it.
@@ -218,7 +223,10 @@ class Stack:
         self._child("api", [*cli, "api", "--host", settings.api_host, "--port", str(api_port)],
                     ticketing_env)
         self._wait("API", lambda: _healthy(f"{base}/api/v1/health"), 60)
-        state = {"api_url": base + "/", "sim_url": f"http://127.0.0.1:{sim_port}",
+        state = {"api_url": base + "/", "api_metrics_url": f"{base}/metrics",
+                 "metrics_token_file": None if settings.metrics_token
+                 else str(metrics_token_path(settings)),
+                 "sim_url": f"http://127.0.0.1:{sim_port}",
                  "sim_token": sim_token, "kafka": bootstrap, "redis": settings.require_redis(),
                  "fleet_file": str(fleet_file), "contracts_dir": str(contracts_dir),
                  "contracts": len(contracts), "pid": os.getpid(),
@@ -301,7 +309,11 @@ class Stack:
                 self.say(f"{child.name} started again (pid {process.pid}, restart "
                          f"{life.restarts})")
                 changed = True
+                metrics.PART_RESTARTS.labels(child.name).inc()
         changed = self._supervise_services(now_s) or changed
+        if self.state and now_s - self._targets_read_s >= 2.0:  # parts' metrics addresses
+            self._targets_read_s = now_s
+            changed = changed or read_targets(self.run_dir) != self.state.get("metrics")
         if changed:
             self._write_state({**self.state, **self.parts()})
 
@@ -339,21 +351,28 @@ class Stack:
                 life.restarted(time.monotonic())
                 self.say(f"{service.name} started again (pid {again.process.pid}, "
                          f"restart {life.restarts})")
+                metrics.PART_RESTARTS.labels(service.name).inc()
                 changed = True
         return changed
 
     def parts(self) -> dict[str, object]:
         """stack.json's view of the parts: their pids, and for each its restarts, state
-        and last exit status."""
+        and last exit status; where each part's metrics are (connectors/metrics.py)."""
+        for c in self.children:
+            metrics.PART_UP.labels(c.name).set(0 if c.life.due_s is not None else 1)
+        for name, life in self.service_lives.items():
+            metrics.PART_UP.labels(name).set(0 if life.due_s is not None else 1)
         return {"children": {c.name: c.process.pid for c in self.children},
                 "parts": {c.name: {"pid": c.process.pid, "restarts": c.life.restarts,
                                    "state": "restarting" if c.life.due_s is not None
                                    else "running", "last_exit": c.life.last_status}
                           for c in self.children} | {
-                    s.name: {"pid": s.process.pid, "restarts": life.restarts,
-                             "state": "restarting" if life.due_s is not None else "running",
-                             "last_exit": life.last_status}
-                    for s in self.services if (life := self.service_lives.get(s.name))}}
+                    s.name: {"pid": s.process.pid, "restarts": self.service_lives[s.name].restarts,
+                             "state": "restarting" if self.service_lives[s.name].due_s
+                             is not None else "running",
+                             "last_exit": self.service_lives[s.name].last_status}
+                    for s in self.services if s.name in self.service_lives},
+                "metrics": read_targets(self.run_dir)}
 
     def stop(self) -> None:
         """Stop in reverse order of start: API first, broker last. Nothing is left running."""
@@ -414,12 +433,20 @@ def run_up(settings: Settings, *, sites: int | None, api_port: int | None, seed:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGUSR1, request_restart)
     started = time.monotonic()
+    supervisor_metrics = None
     try:
-        url = stack.start()
+        url = stack.start()  # (clears the metrics addresses of an earlier run first)
+        supervisor_metrics = metrics.serve_metrics(settings, "supervisor")
         running = True
         print(f"Dashboard: {url}", flush=True)
         print(f"  ready in {time.monotonic() - started:.1f}s; logs in {stack.run_dir / 'logs'}; "
               "Ctrl-C stops everything", flush=True)
+        if supervisor_metrics is not None:
+            token = "BESSMON_METRICS_TOKEN" if settings.metrics_token \
+                else metrics_token_path(settings)
+            print(f"  metrics: {stack.api_base}/metrics and every part's in "
+                  f"{stack.run_dir / 'metrics'}/*.json (Prometheus file_sd); bearer token "
+                  f"{token}", flush=True)
         users = stack.credentials or stack.settings.users_path
         print(f"  signed in as admin; users and their passwords: {users}", flush=True)
         status = stack.watch(lambda: stopping, restart_requested)
@@ -432,3 +459,5 @@ def run_up(settings: Settings, *, sites: int | None, api_port: int | None, seed:
         return 130
     finally:
         stack.stop()
+        if supervisor_metrics is not None:
+            supervisor_metrics.close()

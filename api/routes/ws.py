@@ -42,6 +42,7 @@ from api.auth.tokens import InvalidToken
 from api.context import ApiContext
 from api.live import LiveHub, Message, Subscriber, Subscription
 from api.views import redact, shows_money
+from connectors import metrics
 from connectors.alarm_store import active_alarms
 from connectors.live_log import current_seq, since
 from connectors.redis_store import alerts_key, latest_key, site_key
@@ -123,6 +124,14 @@ async def snapshot(ctx: ApiContext, subscriber: Subscriber, sub: Subscription) -
 async def send_frame(ws: WebSocket, frame: BaseModel) -> None:
     """A server frame (contracts/live.py) as a JSON text frame."""
     await ws.send_text(frame.model_dump_json())
+    metrics.WS_FRAMES.labels(str(getattr(frame, "type", "other"))).inc()
+
+
+async def close(ws: WebSocket, code: int, reason: str) -> None:
+    """Close the socket (it may be gone already), counted by code."""
+    metrics.WS_CLOSED.labels(str(code)).inc()
+    with contextlib.suppress(Exception):
+        await ws.close(code=code, reason=reason)
 
 
 async def start(ctx: ApiContext, hub: LiveHub, ws: WebSocket, subscriber: Subscriber,
@@ -164,12 +173,10 @@ async def live(websocket: WebSocket) -> None:
             raise Closed(4401, 'the first message must be {"type": "auth", "token": ...}')
         principal = await authenticate(ctx, first.token)
     except (TimeoutError, ValidationError, WebSocketDisconnect):
-        with contextlib.suppress(Exception):
-            await websocket.close(code=4401, reason="authentication required")
+        await close(websocket, 4401, "authentication required")
         return
     except Closed as closed:
-        with contextlib.suppress(Exception):
-            await websocket.close(code=closed.code, reason=closed.reason)
+        await close(websocket, closed.code, closed.reason)
         return
     credential = first.token
     heartbeat_s = ctx.settings.ws_heartbeat_s
@@ -223,6 +230,7 @@ async def live(websocket: WebSocket) -> None:
                         await websocket.send_text(frame)
                 except TimeoutError:
                     raise Closed(4408, "too slow to keep up: reconnect and resume") from None
+                updates_sent.inc()
 
     async def heartbeat() -> None:
         while True:
@@ -230,21 +238,22 @@ async def live(websocket: WebSocket) -> None:
             await authenticate(ctx, credential)  # revoked or expired: Closed(4401)
             await send_frame(websocket, HeartbeatFrame(ts_ms=int(time.time() * 1000)))
 
+    updates_sent = metrics.WS_FRAMES.labels("update")
     tasks = [asyncio.create_task(t()) for t in (receive, send, heartbeat)]
+    metrics.WS_CLIENTS.inc()
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             exc = task.exception()
             if isinstance(exc, Closed):
-                with contextlib.suppress(Exception):
-                    await websocket.close(code=exc.code, reason=exc.reason)
+                await close(websocket, exc.code, exc.reason)
             elif exc is not None and not isinstance(exc, WebSocketDisconnect):
                 # Redis gone, a bug: closed with a code the client reconnects on, never left
                 # open with nothing serving it.
                 log.error("live feed of %s failed: %r", principal.subject, exc)
-                with contextlib.suppress(Exception):
-                    await websocket.close(code=1011, reason="internal error: reconnect")
+                await close(websocket, 1011, "internal error: reconnect")
     finally:
+        metrics.WS_CLIENTS.dec()
         hub.unsubscribe(subscriber)
         for task in tasks:
             task.cancel()

@@ -12,6 +12,7 @@ import logging
 import signal
 from pathlib import Path
 
+from connectors import metrics
 from connectors.settings import Settings
 
 
@@ -51,5 +52,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             loop.add_signal_handler(sig, stop.set)
         await run_modbus_connector(settings, args.devices, stop, part=args.shard)
 
-    asyncio.run(main())
+    index, count = args.shard
+    part = f"modbus-{args.devices.stem}" + (f"-{index + 1}of{count}" if count > 1 else "")
+    with metrics.exposed(settings, part):
+        asyncio.run(main())
     return 0

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from connectors import metrics
 from connectors.modbus.codec import RawValue, unpacker
 from connectors.modbus.devices import DeviceConfig
 from connectors.modbus.errors import (
@@ -347,25 +348,34 @@ class ModbusConnector:
         device, gateway = m.device, self.gateway(m.device)
         tracker = self.health[device.id]
         interval_ms = max(1, round(group.interval_s * 1000))
+        where = f"{device.host}:{device.port}"
+        polls = metrics.CONNECTOR_POLLS.labels("modbus", where)
+        latency = metrics.CONNECTOR_POLL_SECONDS.labels("modbus", where)
+        errors = {reason: metrics.CONNECTOR_POLL_ERRORS.labels("modbus", where, reason)
+                  for reason in ("unavailable", "refused", "garbled", "undecodable")}
         while True:
             now_ms = self._clock() * 1000
             ts_ms = (int(now_ms) // interval_ms + 1) * interval_ms
             if await _stopped(stop, (ts_ms - now_ms) / 1000):
                 return
             started = time.monotonic()
+            polls.inc()
             try:
                 registers = await gateway.read(
                     device.unit_id, group.blocks, timeout_s=device.timeout_s,
                     retries=device.retries, backoff_s=device.backoff_s,
                     backoff_max_s=device.backoff_max_s)
             except DeviceUnavailable as exc:
+                errors["unavailable"].inc()
                 self._health(tracker.failure(ts_ms, str(exc),
                                              connection_down=exc.connection_down))
                 continue
             except DeviceRefused as exc:
+                errors["refused"].inc()
                 self._health(tracker.failure(ts_ms, str(exc), connection_down=False))
                 continue
             except DeviceGarbled as exc:
+                errors["garbled"].inc()
                 self._health(tracker.failure(ts_ms, str(exc), connection_down=False))
                 self.refusals.report(device.id, [Rejection(
                     UNDECODABLE, str(exc),
@@ -373,9 +383,11 @@ class ModbusConnector:
                     ts_ms)])
                 continue
             latency_s = time.monotonic() - started
+            latency.observe(latency_s)
             try:
                 sample, rejections = m.decode_poll(group, registers, ts_ms)
             except Exception as exc:  # a bug of ours, not the device's: say so, poll on
+                errors["undecodable"].inc()
                 log.exception("device %s: group %s: cannot decode the poll", device.id,
                               group.name)
                 self._health(tracker.failure(ts_ms, f"cannot decode: {exc!r}"[:200],

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from connectors import metrics
 from connectors.notify.outbox import Outbox, OutboxMessage
 from connectors.notify.senders import (
     DeliveryError,
@@ -296,16 +297,24 @@ class Dispatcher:
                  report: DispatchReport) -> str | None:
         """Send one message and record a failure; the receiver's answer when it was
         delivered (recorded by the caller)."""
+        started = time.monotonic()
         try:
-            detail = self.send(msg)
+            try:
+                detail = self.send(msg)
+            finally:
+                metrics.NOTIFY_SEND_SECONDS.labels(msg.channel_type).observe(
+                    time.monotonic() - started)
         except DeliveryError as e:
             if e.permanent:
                 self.outbox.failed(msg.id, self._now(now_ms), str(e))
                 report.failed += 1
+                metrics.NOTIFY_MESSAGES.labels(msg.channel_type, "failed").inc()
                 log.warning("notify: %s to %s (%s %s) failed for good: %s", msg.id,
                             _who(msg), msg.channel_type, msg.channel, e)
                 return None
             state = self.outbox.retry(msg.id, self._now(now_ms), str(e))
+            metrics.NOTIFY_MESSAGES.labels(msg.channel_type, "failed" if state == "failed"
+                                           else "retried").inc()
             if state == "failed":
                 report.failed += 1
                 log.warning("notify: %s to %s (%s %s) failed for good after %d attempts: "
@@ -319,6 +328,8 @@ class Dispatcher:
             return None
         except Exception as e:  # a bug in a sender must not stop the others
             state = self.outbox.retry(msg.id, self._now(now_ms), f"{type(e).__name__}: {e}")
+            metrics.NOTIFY_MESSAGES.labels(msg.channel_type, "failed" if state == "failed"
+                                           else "retried").inc()
             if state == "failed":
                 report.failed += 1
             else:
@@ -326,6 +337,7 @@ class Dispatcher:
             log.exception("notify: %s: unexpected error while sending", msg.id)
             return None
         report.sent += 1
+        metrics.NOTIFY_MESSAGES.labels(msg.channel_type, "sent").inc()
         return detail
 
 

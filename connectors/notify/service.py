@@ -33,6 +33,7 @@ import yaml
 from confluent_kafka import Consumer, Message, TopicPartition
 from pydantic import ValidationError
 
+from connectors import metrics
 from connectors.ack_secret import ack_secret
 from connectors.kafka import CheckedProducer, ensure_topics
 from connectors.notify.dispatcher import Dispatcher, senders_config
@@ -64,6 +65,7 @@ from contracts.notify import (
 
 log = logging.getLogger(__name__)
 SOURCE = "notify"
+GAUGES_S = 5.0  # the outbox depths and consumer lag (metrics) this often
 CONTROL_KINDS = frozenset({"control_action", "control_command_failed"})
 
 
@@ -309,7 +311,7 @@ class Notifier:
             if self._pending is not None:
                 self._pending.append(message)
             else:
-                self.enqueued += self.outbox.enqueue_many([message], now_ms)
+                self._enqueued(self.outbox.enqueue_many([message], now_ms))
         if outgoing and self._pending is None:
             self.dispatcher.wake()
 
@@ -329,12 +331,23 @@ class Notifier:
             read, now = self._read, self.clock()
             save = bool(read) and (bool(pending) or now - self._read_saved >= 1.0)
             if pending or save:
-                self.enqueued += self.outbox.enqueue_many(pending, now_ms,
-                                                          read if save else None)
+                self._enqueued(self.outbox.enqueue_many(pending, now_ms,
+                                                        read if save else None))
             if save:
                 self._read, self._read_saved = {}, now
             if pending:
                 self.dispatcher.wake()
+
+    def _enqueued(self, n: int) -> None:
+        self.enqueued += n
+        metrics.NOTIFY_ENQUEUED.inc(n)
+
+    def _gauges(self) -> None:
+        """The figures read rather than counted: the outbox per state (one indexed COUNT),
+        the consumer's lag."""
+        for state, n in self.outbox.counts().items():
+            metrics.NOTIFY_OUTBOX.labels(state).set(n)
+        metrics.record_lag(self.consumer, SOURCE)
 
     @staticmethod
     def _message(o: Outgoing) -> tuple[str, str]:
@@ -414,7 +427,9 @@ class Notifier:
         rules = len(self.config.rules)
         log.info("notifier: %d rules, %d channels, %d users; outbox %s", rules,
                  len(self.config.channels), len(self.users), self.settings.notify_db_path)
-        last_tick = 0.0
+        last_tick = last_gauges = 0.0
+        read = {t: metrics.CONSUMER_RECORDS.labels(SOURCE, t) for t in self.topics}
+        self._gauges()
         try:
             while not stop.is_set():
                 batch = self.consumer.consume(200, timeout=0.2)
@@ -422,6 +437,8 @@ class Notifier:
                     for msg in batch:
                         if msg.error() is not None:
                             continue
+                        if (counter := read.get(msg.topic() or "")) is not None:
+                            counter.inc()
                         self._read[(msg.topic() or "", msg.partition() or 0)] = \
                             (msg.offset() or 0) + 1
                         now_ms = int(self.clock() * 1000)
@@ -437,6 +454,9 @@ class Notifier:
                     if now - last_tick >= 1.0:
                         last_tick = now
                         self.tick(int(now * 1000))
+                    if now - last_gauges >= GAUGES_S:
+                        last_gauges = now
+                        self._gauges()
         finally:
             stop.set()
             sender.join(15)

@@ -11,6 +11,7 @@ import logging
 import signal
 from pathlib import Path
 
+from connectors import metrics
 from connectors.settings import Settings
 
 
@@ -43,5 +44,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             loop.add_signal_handler(sig, stop.set)
         await run_opcua_connector(settings, args.devices, stop)
 
-    asyncio.run(main())
+    with metrics.exposed(settings, f"opcua-{args.devices.stem}"):
+        asyncio.run(main())
     return 0

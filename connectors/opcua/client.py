@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from asyncua import Client, ua
 from asyncua.common.subscription import Subscription
@@ -45,6 +46,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pydantic import ValidationError
 
+from connectors import metrics
 from connectors.opcua.config import NodeMapping, OpcUaDevice, parse_node_id
 from connectors.refusals import (
     IMPOSSIBLE_TIMESTAMP,
@@ -395,6 +397,7 @@ class EndpointCoordinator:
         self._refused: dict[str, list[str]] = {}  # device → nodes not monitored, with why
         self._lost: asyncio.Event | None = None
         self._lost_reason = ""
+        self._where = urlsplit(self.endpoint).netloc.rpartition("@")[2]  # host:port, no user
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -418,12 +421,14 @@ class EndpointCoordinator:
                 await self._watch(client, stop)
             except OpcUaError as exc:
                 failures += 1
+                metrics.CONNECTOR_POLL_ERRORS.labels("opcua", self._where, "session").inc()
                 if str(exc) != str(self.last_error):
                     log.warning("%s", exc)
                 self.last_error = exc
                 self._set_all("offline", str(exc), failures)
             except Exception as exc:  # a client library failure: logged whole, retried
                 failures += 1
+                metrics.CONNECTOR_POLL_ERRORS.labels("opcua", self._where, "session").inc()
                 log.exception("%s: unexpected error", self.endpoint)
                 self.last_error = OpcUaError(f"{self.endpoint}: unexpected error "
                                              f"({_describe(exc)})")
@@ -581,7 +586,10 @@ class EndpointCoordinator:
         """Publish what the builder holds; never raises (it runs in asyncua's publish
         callback)."""
         try:
-            for sample in self.builder.flush(device_id):
+            samples = self.builder.flush(device_id)
+            if samples:  # a publish cycle: the subscription's equivalent of a poll
+                metrics.CONNECTOR_POLLS.labels("opcua", self._where).inc()
+            for sample in samples:
                 self.on_sample(sample)
             for device, rejections in self.builder.take_refused(device_id).items():
                 self.refusals.report(device, rejections)

@@ -108,11 +108,13 @@ def cmd_estop(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     """The control loop until SIGINT or SIGTERM (control/service.py)."""
+    from connectors import metrics
     from control.service import run_control
     from infra.cli.common import setup_logging
 
     setup_logging()
-    return run_control(settings)
+    with metrics.exposed(settings, "control"):
+        return run_control(settings)
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

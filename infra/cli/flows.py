@@ -22,6 +22,7 @@ def cmd_flows(args: argparse.Namespace, settings: Settings) -> int:
     from bytewax.recovery import RecoveryConfig, init_db_dir
     from bytewax.run import cli_main
 
+    from connectors import metrics
     from connectors.kafka import ensure_topics
     from contracts.fleet import load_fleet
     from contracts.monitoring import load_monitoring
@@ -52,8 +53,10 @@ def cmd_flows(args: argparse.Namespace, settings: Settings) -> int:
                                                     account_from_contract_year=args.to_end),
                       finish_at_eof=args.to_end, snapshots=recovery is not None)
     # SIGTERM keeps its default (exit at once): Kafka keeps the input, and with a recovery
-    # directory the flow resumes from its last snapshot.
-    with contextlib.suppress(KeyboardInterrupt), fewer_collections():
+    # directory the flow resumes from its last snapshot. Each worker process its metrics.
+    part = "flows" if args.process_id is None else f"flows-{args.process_id}"
+    with contextlib.suppress(KeyboardInterrupt), metrics.exposed(settings, part), \
+            fewer_collections():
         cli_main(flow, process_id=args.process_id,
                  addresses=args.addresses.split(",") if args.addresses else None,
                  epoch_interval=dt.timedelta(seconds=args.epoch_interval),

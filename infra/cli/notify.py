@@ -11,11 +11,13 @@ from connectors.settings import Settings
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from connectors import metrics
     from connectors.notify.service import run_notifier
     from infra.cli.common import setup_logging
 
     setup_logging()
-    return run_notifier(settings, base_url=args.base_url)
+    with metrics.exposed(settings, "notify"):
+        return run_notifier(settings, base_url=args.base_url)
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

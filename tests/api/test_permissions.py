@@ -80,6 +80,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/", "public"),
     Endpoint("MOUNT", "/assets", "public", url="/assets/app-3f9a1c.js"),
     Endpoint("GET", "/api/v1/health", "public"),
+    # Prometheus' scrape: the metrics token (tests/api/test_metrics_api.py) or an admin.
+    Endpoint("GET", "/metrics", P.STACK_READ),
     Endpoint("POST", "/api/v1/auth/token", "public",
              form={"username": "{role}", "password": "pw-{role}"}),
     Endpoint("POST", "/api/v1/auth/refresh", "any"),

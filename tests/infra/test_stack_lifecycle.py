@@ -8,10 +8,13 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
+import httpx
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from connectors.kafka import read_topic
 from connectors.modbus.devices import load_devices
@@ -20,7 +23,7 @@ from connectors.settings import Settings
 from contracts.events import SiteAvailability, TelemetrySample
 from infra.ports import is_listening
 from infra.services import start_broker, start_redis
-from tests.stack import alive, start_stack, wait_gone
+from tests.stack import RunningStack, alive, start_stack, wait_gone
 
 
 def test_broker_and_redis_start_healthy_and_stop_completely(tmp_path: Path) -> None:
@@ -101,6 +104,7 @@ def test_sigterm_stops_the_whole_stack_and_frees_its_ports(tmp_path: Path) -> No
         raise AssertionError("no site snapshot from the restarted flows within 60 s")
     client.close()
     pids.append(int(str(part["pid"])))
+    metrics_ports = _every_part_exposes_metrics(stack)
 
     # The simulated equipment "reboots" on the same ports (`--keep-ports`): the connectors
     # reconnect by themselves and telemetry flows again.
@@ -128,8 +132,46 @@ def test_sigterm_stops_the_whole_stack_and_frees_its_ports(tmp_path: Path) -> No
 
     assert stack.stop(signal.SIGTERM) == 0
     assert wait_gone(pids) == []
-    assert not any(is_listening(*p) for p in ports)
+    assert not any(is_listening(*p) for p in ports + metrics_ports)
     assert not (tmp_path / "run" / "stack.json").exists()
+
+
+def _every_part_exposes_metrics(stack: RunningStack) -> list[tuple[str, int]]:
+    """Every part's metrics where stack.json says (docs/metrics.md), only for the machine's
+    metrics token: the supervisor counts the flows' restart, the restarted flows answer on
+    their new port and count what they read. Returns the metrics ports."""
+    want = {"supervisor", "modbus-devices", "opcua-opcua-devices", "flows", "control",
+            "notify"}
+    deadline = time.monotonic() + 30
+    state: dict[str, Any] = stack.state()
+    while time.monotonic() < deadline and not want <= set(state.get("metrics", {})):
+        time.sleep(0.5)
+        state = stack.state()
+    targets: dict[str, str] = state["metrics"]
+    assert want <= set(targets), targets
+    token = Path(state["metrics_token_file"]).read_text()
+    auth = {"Authorization": f"Bearer {token}"}
+
+    def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        answer = httpx.get(url, headers=auth, timeout=10)
+        assert answer.status_code == 200, (url, answer.status_code)
+        return {(x.name, tuple(sorted(x.labels.items()))): x.value
+                for f in text_string_to_metric_families(answer.text) for x in f.samples}
+
+    for address in [*targets.values(), state["api_metrics_url"]]:
+        url = address if address.startswith("http") else f"http://{address}/metrics"
+        assert httpx.get(url, timeout=10).status_code == 401, url
+    supervisor = scrape(f"http://{targets['supervisor']}/metrics")
+    assert supervisor[("bessmon_part_restarts_total", (("part", "flows"),))] == 1
+    assert supervisor[("bessmon_part_up", (("part", "flows"),))] == 1
+    read = 0.0
+    while time.monotonic() < deadline and not read:
+        read = scrape(f"http://{targets['flows']}/metrics").get(
+            ("bessmon_flow_records_in_total", (("input", "telemetry"),)), 0.0)
+        time.sleep(0.5)
+    assert read > 0, "the restarted flows count nothing"
+    assert scrape(state["api_metrics_url"])
+    return [("127.0.0.1", int(a.rsplit(":", 1)[1])) for a in targets.values()]
 
 
 @pytest.mark.timeout(180)
