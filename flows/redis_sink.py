@@ -20,6 +20,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from connectors.alarm_store import write_alarm
 from connectors.live_log import publish
 from connectors.redis_store import (
+    PREFIX,
     alarms_key,
     alerts_key,
     dead_letters_key,
@@ -30,6 +31,7 @@ from connectors.redis_store import (
     site_key,
     tickets_key,
 )
+from contracts.alarm_sources import ALERT_RULE
 from contracts.events import (
     Alert,
     BreachEvent,
@@ -72,11 +74,17 @@ class _Partition(StatelessSinkPartition[HotState]):
     dead-letter tallies — the partition holds (`_held`, the hashes it wrote: small, only
     what is active) and writes again whole when its `marker` key is gone."""
 
-    def __init__(self, client: redis.Redis, guard: SinkGuard, marker: str) -> None:
+    def __init__(self, client: redis.Redis, guard: SinkGuard, marker: str,
+                 seeded: dict[tuple[str, str], str] | None = None, first: bool = False) -> None:
         self._client = client
         self._guard = guard
         self._marker = marker
         self._held: dict[tuple[str, str], str] = {}  # (hash, field) → value
+        # What Redis held of the flows' hashes when this partition started (a restarted
+        # flows process): held too, once this partition writes for the hash's site (the
+        # site's state is computed on one worker) — fleet-wide hashes by the first worker.
+        self._seeded = dict(seeded or {})
+        self._sites: set[str] = {"fleet", "unrouted"} if first else set()
 
     def write_batch(self, items: list[HotState]) -> None:
         self._guard.write(items, self._write)
@@ -84,16 +92,27 @@ class _Partition(StatelessSinkPartition[HotState]):
     def _hset(self, pipe: redis.client.Pipeline, key: str, field: str, value: str) -> None:
         pipe.hset(key, field, value)
         self._held[(key, field)] = value
+        self._seeded.pop((key, field), None)
 
     def _hdel(self, pipe: redis.client.Pipeline, key: str, field: str) -> None:
         pipe.hdel(key, field)
         self._held.pop((key, field), None)
+        self._seeded.pop((key, field), None)
+
+    def _own(self, site_id: str) -> None:
+        if site_id not in self._sites:
+            self._sites.add(site_id)
+            for (key, field), value in list(self._seeded.items()):
+                if key.rsplit(":", 1)[1] == site_id:
+                    self._held.setdefault((key, field), value)
+                    del self._seeded[(key, field)]
 
     def _write(self, items: Sequence[HotState]) -> None:
         pipe = self._client.pipeline(transaction=False)
         pipe.exists(self._marker)
         for item in items:
             if isinstance(item, SiteAvailability):
+                self._own(item.site_id)
                 payload = item.model_dump_json()
                 pipe.set(site_key(item.site_id), payload)
                 publish(pipe, f"site:{item.site_id}", payload)
@@ -101,6 +120,7 @@ class _Partition(StatelessSinkPartition[HotState]):
             elif isinstance(item, BreachEvent):
                 write_alarm(pipe, item)
                 key = alarms_key(item.site_id)
+                self._seeded.pop((key, item.breach_id), None)
                 if item.state == "raised":
                     self._held[(key, item.breach_id)] = item.model_dump_json()
                 else:
@@ -149,6 +169,40 @@ class RedisSink(DynamicSink[HotState]):
         self._reporter = reporter
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
-        return _Partition(redis.Redis.from_url(self._url, socket_timeout=30),
-                          SinkGuard("redis", self._reporter, describe_json),
-                          hot_state_marker(step_id, worker_index))
+        client = redis.Redis.from_url(self._url, socket_timeout=30)
+        try:
+            seeded = flows_hashes(client)
+        except redis.RedisError:  # not there yet: nothing to take over
+            seeded = {}
+        return _Partition(client, SinkGuard("redis", self._reporter, describe_json),
+                          hot_state_marker(step_id, worker_index), seeded, worker_index == 0)
+
+
+SEEDED_HASHES = ("alarms", "alerts", "episodes", "tickets", "dead-letters")
+NOT_SEEDED = ("control_", "store_outage", "unwritable")  # written by others, or transient
+
+
+def _not_seeded(kind: str, text: str) -> bool:
+    """An alert (or an alert's alarm) of a kind the flows' hot-state outputs do not hold."""
+    try:
+        alert_kind = (Alert.model_validate_json(text).kind if kind == "alerts" else
+                      BreachEvent.model_validate_json(text).rule_id.removeprefix(ALERT_RULE))
+    except ValueError:
+        return True
+    return alert_kind.startswith(NOT_SEEDED)
+
+
+def flows_hashes(client: redis.Redis) -> dict[tuple[str, str], str]:
+    """The entries of the hashes the flows write that Redis holds now — but those the
+    control loop writes into the same hashes (its alerts and their alarms) and the sinks'
+    own outage alerts."""
+    out: dict[tuple[str, str], str] = {}
+    for kind in SEEDED_HASHES:
+        for raw_key in client.scan_iter(f"{PREFIX}:{kind}:*", count=1000):
+            key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
+            for field, value in client.hgetall(key).items():
+                text = value.decode() if isinstance(value, bytes) else str(value)
+                if kind in ("alarms", "alerts") and _not_seeded(kind, text):
+                    continue
+                out[(key, field.decode() if isinstance(field, bytes) else str(field))] = text
+    return out

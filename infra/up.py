@@ -352,8 +352,38 @@ class Stack:
                 self.say(f"{service.name} started again (pid {again.process.pid}, "
                          f"restart {life.restarts})")
                 metrics.PART_RESTARTS.labels(service.name).inc()
+                if service.name == "kafka":
+                    self._restart_producers(time.monotonic())
                 changed = True
         return changed
+
+    def _restart_producers(self, now_s: float) -> None:
+        """After a broker that restarted empty: every part that talks to it starts again.
+        Their producers are idempotent, and the new broker knows none of their producer ids
+        (it refuses their records for good); a new process gets a new one. The places kept
+        in the old broker's topics mean nothing in the new one: the flows' recovery
+        snapshots and the notifier's places are dropped, as when `bessmon up` starts its
+        own broker — the flows start afresh on the new topics (what they wrote to the
+        history stays). A connector sends what it spooled meanwhile."""
+        self.say("every part but the simulator starts again on the new broker; the flows "
+                 "start afresh (their recovery snapshots point into the old one)")
+        for index, child in enumerate(self.children):  # one by one: each down briefly
+            if child.name == "sim":
+                continue
+            stop_process(child.process, timeout_s=10)
+            child.log.close()
+            if child.name == "flows":
+                shutil.rmtree(self.run_dir / "recovery", ignore_errors=True)
+            elif child.name == "notify":
+                outbox = Outbox(self.settings.notify_db_path)
+                outbox.forget_consumed()
+                outbox.close()
+            process, log_path, log = spawn(child.name, child.argv, self.run_dir / "logs",
+                                           child.env)
+            child.life.restarted(now_s)
+            self.children[index] = Child(child.name, process, log_path, log, child.argv,
+                                         child.env, child.life)
+            metrics.PART_RESTARTS.labels(child.name).inc()
 
     def parts(self) -> dict[str, object]:
         """stack.json's view of the parts: their pids, and for each its restarts, state

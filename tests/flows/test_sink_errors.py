@@ -257,6 +257,42 @@ def test_a_redis_restarted_empty_gets_the_hot_state_back(tmp_path: Path) -> None
 
 
 @pytest.mark.timeout(120)
+def test_flows_restarted_then_redis_restarted_the_hot_state_still_comes_back(
+        tmp_path: Path) -> None:
+    """A flows process started again takes over what Redis holds of its sites' hashes (the
+    alarms it raised before); a control-loop alert in the same hash is the loop's own."""
+    from contracts.events import SiteAvailability
+    from tests.api.hot_state import alert, breach
+
+    service = start_redis(tmp_path / "one")
+    port = int(service.address.rsplit(":", 1)[1].split("/")[0])
+    before = RedisSink(service.address, ListReporter()).build("redis", 0, 1)
+    kept = breach("s9", "s9-u01")
+    before.write_batch([kept])
+    before.close()  # the flows die; Redis keeps the alarm
+    control = alert("s9", "s9-u02").model_copy(update={"kind": "control_action"})
+    client = redis.Redis.from_url(service.address)
+    client.hset(alerts_key("s9"), control.alert_id, control.model_dump_json())
+    client.close()
+    sink = RedisSink(service.address, ListReporter()).build("redis", 0, 1)
+    snapshot = SiteAvailability(site_id="s9", customer="c", region="r", ts_ms=T0,
+                                windows={}, units_by_state={}, units=())
+    sink.write_batch([snapshot])  # this worker computes s9
+    service.stop()
+    again = start_redis(tmp_path / "two", port=port)
+    try:
+        sink.write_batch([snapshot])
+        client = redis.Redis.from_url(again.address)
+        assert client.hgetall(alarms_key("s9")) == {
+            kept.breach_id.encode(): kept.model_dump_json().encode()}
+        assert client.hgetall(alerts_key("s9")) == {}  # the control loop's, not the flows'
+        client.close()
+    finally:
+        sink.close()
+        again.stop()
+
+
+@pytest.mark.timeout(120)
 def test_a_message_the_broker_refuses_goes_to_the_dlq_and_the_rest_out(
         kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> None:
     """A message larger than the broker takes (a dead letter of a huge record, say) is
