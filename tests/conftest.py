@@ -20,7 +20,7 @@ from contracts.fleet import Fleet, load_fleet
 from infra.services import ServiceError, start_broker, start_redis
 
 # `make test` runs pytest on two workers (pytest-xdist, `-n 2`). The tests that start a
-# whole stack or a browser (and the benchmarks that do) take turns on one worker, in
+# whole stack, a browser or a cluster of flow processes take turns on one worker, in
 # collection order ("stack": two of them never compete for this machine's two cores, and a
 # module's tests stay together with its fixtures); every other test goes to whichever worker
 # is free. The stack tests are collected first so that their worker starts with them: they
@@ -29,9 +29,7 @@ from infra.services import ServiceError, start_broker, start_redis
 # (xdist's own `loadgroup` cannot do this with pytest ≥ 9.2: it renames node ids, which
 # pytest no longer reads; hence a scheduler of our own.)
 STACK_TESTS = ("tests/e2e/", "tests/infra/test_stack_lifecycle.py",
-               "tests/test_bench_smoke.py::test_benchmark_runs[wall]",
-               "tests/test_bench_smoke.py::test_benchmark_runs[dashboard]",
-               "tests/test_bench_smoke.py::test_benchmark_runs[control]")
+               "tests/test_bench_smoke.py", "tests/flows/test_recovery.py")
 
 
 def is_stack_test(nodeid: str) -> bool:
