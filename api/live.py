@@ -11,7 +11,11 @@ Channels a client can subscribe to, and the key updates are coalesced by:
     asset:<id>     newest values and status of an asset         by asset
                    (its battery unit's channel, filtered)
     alarms         breaches raised / cleared, and handling      by breach id
-    alerts         early warnings raised / cleared              by alert id"""
+    alerts         early warnings raised / cleared              by alert id
+
+A client that asked for batches gets its updates once per `BATCH_TICK_S`, all that came in
+the tick in one message (contracts/live.py `BatchFrame`); any other client gets each update
+as soon as its send task runs."""
 
 from __future__ import annotations
 
@@ -43,6 +47,7 @@ from contracts.live import (
 log = logging.getLogger(__name__)
 COALESCE_AT = 1_000  # frames waiting for one client before its updates are coalesced
 OUTBOX_LIMIT = 5_000  # distinct things waiting for one client; beyond: disconnected
+BATCH_TICK_S = 0.1  # a batching client's updates go out together this often
 
 
 class Message:
@@ -119,6 +124,7 @@ class Subscription:
     starting: bool = True  # snapshot or replay under way: live messages are held
     held: list[Message] = field(default_factory=list)
     updates: Counter = field(init=False, repr=False)  # bessmon_ws_updates_total, its kind's
+    uncounted: int = 0  # updates queued since the counter was last told (told in bulk)
 
     def __post_init__(self) -> None:
         self.updates = metrics.WS_UPDATES.labels(self.name.partition(":")[0])
@@ -130,14 +136,17 @@ class Subscriber:
     them coalesced: only the newest frame of each thing (`slot`) stays, in the order of the
     newest; one with more than `OUTBOX_LIMIT` things waiting even so is dropped."""
 
-    def __init__(self, principal: Principal, fleet: Fleet, money: bool) -> None:
+    def __init__(self, principal: Principal, fleet: Fleet, money: bool, *,
+                 batch: bool = False) -> None:
         self.principal = principal
         self.money = money
+        self.batch = batch
         self.sites = principal.site_ids(fleet)
         self.everything = ANY in principal.scope.customers and ANY in principal.scope.regions
         self.subscriptions: dict[str, Subscription] = {}
         self.outbox: deque[tuple[tuple[str, str], str]] = deque()
         self.wake = asyncio.Event()
+        self.due: set[Subscriber] | None = None  # the hub's batching clients with updates
         self.overflowed = False
 
     def sees(self, site_id: str | None) -> bool:
@@ -165,10 +174,13 @@ class Subscriber:
         else:  # an asset's part of its unit's message: this client's own
             frame = update_frame(sub.name, msg.seq, data)
         self.outbox.append(((sub.name, key), frame))
-        sub.updates.inc()
+        sub.uncounted += 1
         if len(self.outbox) > COALESCE_AT:
             self._coalesce()
-        self.wake.set()
+        if self.due is None or not self.batch:
+            self.wake.set()
+        else:
+            self.due.add(self)  # woken at the hub's next tick
 
     def _coalesce(self) -> None:
         newest: OrderedDict[tuple[str, str], str] = OrderedDict()
@@ -203,6 +215,10 @@ class Subscriber:
         frames = [frame for _, frame in self.outbox]
         self.outbox.clear()
         self.wake.clear()
+        for sub in self.subscriptions.values():
+            if sub.uncounted:
+                sub.updates.inc(sub.uncounted)
+                sub.uncounted = 0
         return frames
 
 
@@ -211,18 +227,29 @@ class LiveHub:
         self._client = client
         self.fleet = fleet
         self._by_source: dict[str, set[tuple[Subscriber, Subscription]]] = defaultdict(set)
-        self._task: asyncio.Task[None] | None = None
+        self._due: set[Subscriber] = set()
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         pubsub = self._client.pubsub()
         await pubsub.psubscribe(LIVE_PATTERN)
-        self._task = asyncio.create_task(self._pump(pubsub))
+        self._tasks = [asyncio.create_task(self._pump(pubsub)), asyncio.create_task(self._tick())]
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
+
+    async def _tick(self) -> None:
+        """Wake the batching clients with updates waiting, every `BATCH_TICK_S`."""
+        while True:
+            await asyncio.sleep(BATCH_TICK_S)
+            due = list(self._due)
+            self._due.clear()
+            for subscriber in due:
+                subscriber.wake.set()
 
     async def _pump(self, pubsub: aioredis.client.PubSub) -> None:
         try:
@@ -257,6 +284,7 @@ class LiveHub:
                 log.exception("cannot deliver a message of %s", msg.channel)
 
     def subscribe(self, subscriber: Subscriber, sub: Subscription) -> None:
+        subscriber.due = self._due
         self.unsubscribe(subscriber, sub.name)
         subscriber.subscriptions[sub.name] = sub
         self._by_source[sub.source].add((subscriber, sub))

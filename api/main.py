@@ -41,6 +41,7 @@ from connectors.settings import REPO_ROOT, Settings, get_settings
 
 WEB_DIST = REPO_ROOT / "web" / "dist"
 NOT_BUILT = "dashboard not built: run make web\n"
+REDIS_CONNECTIONS = 64  # per API process; more requests wait for one
 
 
 def create_app(settings: Settings | None = None, *, web_dist: Path | None = None) -> FastAPI:
@@ -51,7 +52,11 @@ def create_app(settings: Settings | None = None, *, web_dist: Path | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ctx.redis = aioredis.Redis.from_url(settings.require_redis())
+        # A pool that waits for a free connection rather than failing: a thousand dashboards
+        # reconnecting at once (an API restart) each read a snapshot, and redis-py's default
+        # pool refuses the 101st with MaxConnectionsError (bench/ws_fanout.py found it).
+        ctx.redis = aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
+            settings.require_redis(), max_connections=REDIS_CONNECTIONS, timeout=20))
         ctx.hub = LiveHub(ctx.redis, ctx.fleet)
         await ctx.hub.start()
         try:

@@ -3,13 +3,20 @@ process, half on the `fleet` channel and half on one `site:<id>` each, while fle
 sites publish a snapshot every second each (what the flows do at fleet-30's real-time rate:
 30 snapshots/s, each with 40 units, to `site:<id>` and `fleet`).
 
+The clients behave like dashboards: each parses every frame in full, asks for batched
+updates (one message per tick, `--no-batch` for one per update), checks its sequence numbers
+for gaps (an update coalesced away or lost) and counts a close by the server (a client too
+slow to keep up) instead of dropping out silently.
+
 Measured: delivery latency (the snapshot's publish time, carried in its `ts_ms`, → the
 client has parsed it) p50 / p99 / max over every update received; updates received vs
-expected; the API process's RSS and CPU. The clients run in a process of their own (asyncio,
-`websockets`), on the same 2 cores as the API and Redis — an upper bound of what one
-API process costs, not a separate load generator's view.
+expected (`delivered_ratio`), gaps and disconnects; the API processes' RSS and CPU, also per
+1,000 clients. The clients run in processes of their own (asyncio, `websockets`), on the
+same 2 cores as the API and Redis — an upper bound of what the API costs, not a separate
+load generator's view.
 
     .venv/bin/python -m bench.ws_fanout [--clients 1000] [--seconds 30] [--fleet-share 0.5]
+        [--api-processes 1] [--client-processes 1] [--no-batch]
 """
 
 from __future__ import annotations
@@ -25,16 +32,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
+import orjson
 import redis
 import websockets
 
 from api.auth.tokens import TokenIssuer
 from api.auth.users import add_user
 from bench.connectors import cpu_seconds, rss_mib
-from connectors.live_log import publish
+from connectors.live_log import publish_site
 from connectors.redis_store import site_key
 from connectors.settings import REPO_ROOT, Settings
 from contracts.events import SiteAvailability, UnitAvailability
@@ -58,40 +67,63 @@ def site_snapshot(site: dict[str, object], now_ms: int, rng: random.Random) -> s
                         "unknown": 0}, units=tuple(units)).model_dump_json()
 
 
-async def client(url: str, token: str, channel: str, latencies: list[float],
-                 counts: list[int], ready: asyncio.Event, stop: asyncio.Event) -> None:
-    async with websockets.connect(url, open_timeout=60, max_queue=None) as ws:
-        await ws.send(json.dumps({"type": "auth", "token": token}))
+async def client(url: str, token: str, channel: str, batch: bool, tally: Tally,
+                 ready: asyncio.Event, stop: asyncio.Event) -> None:
+    """One dashboard: every frame parsed in full, as a browser does; its updates' seqs
+    checked for gaps (a coalesced or lost update); a close by the server counted."""
+    async with websockets.connect(url, open_timeout=120, max_queue=None) as ws:
+        await ws.send(json.dumps({"type": "auth", "token": token, "batch": batch}))
         assert json.loads(await ws.recv())["type"] == "ready"
         await ws.send(json.dumps({"type": "subscribe", "channel": channel}))
-        assert json.loads(await ws.recv())["type"] == "snapshot"
-        counts[1] += 1
-        if counts[1] == counts[2]:
+        first = json.loads(await ws.recv())
+        assert first["type"] == "snapshot", first
+        last_seq = int(first["seq"])
+        tally.subscribed += 1
+        if tally.subscribed == tally.clients:
             ready.set()
         while not stop.is_set():
             try:
                 raw = await asyncio.wait_for(ws.recv(), 1.0)
             except TimeoutError:
                 continue
-            # One load generator for a thousand clients: read the snapshot's time without
-            # parsing all of it (the data's first "ts_ms", its own).
-            text = raw if isinstance(raw, str) else raw.decode()
-            if text.startswith('{"type":"update"') and ready.is_set():
-                at = text.index('"ts_ms":', text.index('"data":')) + 8
-                end = text.index(",", at)
-                latencies.append(time.time() * 1000 - int(text[at:end]))
-                counts[0] += 1
+            except websockets.ConnectionClosed as closed:
+                tally.disconnected += 1
+                tally.close_codes.append(closed.rcvd.code if closed.rcvd else 1006)
+                return
+            msg = orjson.loads(raw)  # as fast as a browser's JSON.parse, near enough
+            frames = msg["frames"] if msg["type"] == "batch" else [msg]
+            now_ms = time.time() * 1000
+            for frame in frames:
+                if frame["type"] != "update":
+                    continue
+                seq = int(frame["seq"])
+                if seq > last_seq + 1:
+                    tally.skipped += seq - last_seq - 1
+                last_seq = max(last_seq, seq)
+                if ready.is_set():
+                    tally.latencies.append(now_ms - frame["data"]["ts_ms"])
+                    tally.updates += 1
 
 
-def run_clients(url: str, token: str, channels: list[str], seconds: float,
+@dataclass
+class Tally:
+    clients: int
+    subscribed: int = 0
+    updates: int = 0  # received once every client had subscribed
+    skipped: int = 0  # seqs never received: coalesced away or lost
+    disconnected: int = 0  # clients the server closed (too slow, …)
+    close_codes: list[int] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+
+
+def run_clients(url: str, token: str, channels: list[str], seconds: float, batch: bool,
                 result_file: Path) -> None:
     async def main() -> None:
-        latencies: list[float] = []
-        counts = [0, 0, len(channels)]  # updates, subscribed, expected subscriptions
+        tally = Tally(len(channels))
         ready, stop = asyncio.Event(), asyncio.Event()
         tasks = []
         for i, channel in enumerate(channels):
-            tasks.append(asyncio.create_task(client(url, token, channel, latencies, counts,
+            tasks.append(asyncio.create_task(client(url, token, channel, batch, tally,
                                                     ready, stop)))
             if i % 50 == 49:
                 await asyncio.sleep(0.05)  # do not open a thousand sockets in one instant
@@ -99,14 +131,16 @@ def run_clients(url: str, token: str, channels: list[str], seconds: float,
             await asyncio.wait_for(ready.wait(), 300)
         except TimeoutError:
             failed = [t.exception() for t in tasks if t.done() and t.exception()]
-            sys.exit(f"{counts[1]} of {len(channels)} clients subscribed; first failure: "
-                     f"{failed[0] if failed else 'none'}")
+            sys.exit(f"{tally.subscribed} of {len(channels)} clients subscribed; first "
+                     f"failure: {failed[0] if failed else 'none'}")
         Path(str(result_file) + ".ready").touch()  # noqa: ASYNC240 (once, before the run)
+        start = Path(str(result_file) + ".start")
+        while not start.exists():  # noqa: ASYNC240 (every client process starts together)
+            await asyncio.sleep(0.05)
         await asyncio.sleep(seconds)
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
-        result_file.write_text(  # noqa: ASYNC240 (once, after the run)
-            json.dumps({"latencies": latencies, "updates": counts[0]}))
+        result_file.write_text(json.dumps(asdict(tally)))  # noqa: ASYNC240 (once, at the end)
 
     asyncio.run(main())
 
@@ -118,6 +152,20 @@ def more_files() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65_536)), hard))
 
 
+def family(pid: int) -> list[int]:
+    """A process and its children (the workers of `bessmon api --workers N`)."""
+    children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                and _ppid(int(p.name)) == pid]
+    return [pid, *children]
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def main() -> None:
     more_files()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -127,11 +175,18 @@ def main() -> None:
                         help="share of the clients on the fleet channel")
     parser.add_argument("--sites", type=int, default=30)
     parser.add_argument("--units", type=int, default=40)
+    parser.add_argument("--api-processes", type=int, default=1,
+                        help="API processes sharing the port (bessmon api --workers)")
+    parser.add_argument("--client-processes", type=int, default=1,
+                        help="processes the clients are dealt out to")
+    parser.add_argument("--no-batch", action="store_true",
+                        help="clients take one message per update (no batches)")
     parser.add_argument("--run-clients", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_clients:
         url, token, channels, result = args.run_clients
-        run_clients(url, token, json.loads(channels), args.seconds, Path(result))
+        run_clients(url, token, json.loads(channels), args.seconds, not args.no_batch,
+                    Path(result))
         return
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -157,75 +212,108 @@ def main() -> None:
         env = {**os.environ, "REDIS_URL": redis_url, "BESSMON_RUN_DIR": str(run),
                "BESSMON_FLEET_FILE": str(run / "fleet.yaml"),
                "BESSMON_RATE_LIMIT_PER_MINUTE": "1000000"}
+        api_log = (run / "api.log").open("w")
         api = subprocess.Popen([sys.executable, "-m", "infra.cli", "api", "--host",
-                                "127.0.0.1", "--port", str(port)], env=env, cwd=REPO_ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                "127.0.0.1", "--port", str(port), "--workers",
+                                str(args.api_processes)], env=env, cwd=REPO_ROOT,
+                               stdout=api_log, stderr=subprocess.STDOUT)
+        clients: list[subprocess.Popen[bytes]] = []
         try:
             deadline = time.monotonic() + 60
             while True:
                 try:
-                    if httpx.get(f"http://127.0.0.1:{port}/api/v1/health").status_code == 200:
+                    if httpx.get(f"http://127.0.0.1:{port}/api/v1/health").status_code == 200 \
+                            and len(family(api.pid)) > args.api_processes - (
+                                args.api_processes == 1):
                         break
                 except httpx.HTTPError:
                     pass
-                if time.monotonic() > deadline:
-                    sys.exit("the API did not start")
+                if time.monotonic() > deadline or api.poll() is not None:
+                    sys.exit("the API did not start:\n" + (run / "api.log").read_text()[-3000:])
                 time.sleep(0.2)
             n_fleet = round(args.clients * args.fleet_share)
             channels = ["fleet"] * n_fleet + [f"site:{sites[i % len(sites)]['id']}"
                                               for i in range(args.clients - n_fleet)]
-            result = run / "clients.json"
-            rss_idle = rss_mib(api.pid)
-            clients = subprocess.Popen(
-                [sys.executable, "-m", "bench.ws_fanout", "--seconds", str(args.seconds),
-                 "--run-clients", f"ws://127.0.0.1:{port}/api/v1/ws", token,
-                 json.dumps(channels), str(result)], cwd=REPO_ROOT)
+            n_proc = max(1, args.client_processes)
+            results = [run / f"clients-{k}.json" for k in range(n_proc)]
+            pids = family(api.pid)
+            rss_idle = sum(rss_mib(p) for p in pids)
             print(f"{args.clients} clients ({n_fleet} on fleet, {args.clients - n_fleet} on "
-                  f"one site each) connecting …", flush=True)
-            while not Path(str(result) + ".ready").exists():
-                if clients.poll() is not None:
-                    sys.exit("the clients failed to connect")
-                time.sleep(0.2)
-            rss_connected = rss_mib(api.pid)
+                  f"one site each; {'no batches' if args.no_batch else 'batches'}) in {n_proc} "
+                  f"process(es), {args.api_processes} API process(es), connecting …",
+                  flush=True)
+            for k in range(n_proc):
+                clients.append(subprocess.Popen(
+                    [sys.executable, "-m", "bench.ws_fanout", "--seconds", str(args.seconds),
+                     *(["--no-batch"] if args.no_batch else []), "--run-clients",
+                     f"ws://127.0.0.1:{port}/api/v1/ws", token, json.dumps(channels[k::n_proc]),
+                     str(results[k])], cwd=REPO_ROOT))
+            for k, proc in enumerate(clients):
+                while not Path(str(results[k]) + ".ready").exists():
+                    if proc.poll() is not None:
+                        sys.exit("the clients failed to connect; the API's log ends:\n"
+                                 + (run / "api.log").read_text()[-3000:])
+                    time.sleep(0.2)
+            rss_connected = sum(rss_mib(p) for p in pids)
             print(f"all subscribed; API RSS {rss_connected:.0f} MiB (idle {rss_idle:.0f} MiB); "
                   f"publishing {len(sites)} snapshots/s for {args.seconds:.0f} s …",
                   flush=True)
-            c0, t0 = cpu_seconds(api.pid), time.monotonic()
+            for k in range(n_proc):
+                Path(str(results[k]) + ".start").touch()
+            c0, t0 = sum(cpu_seconds(p) for p in pids), time.monotonic()
             published = 0
             tick = time.monotonic()
             while time.monotonic() - t0 < args.seconds - 1:
                 for k, site in enumerate(sites):  # spread over the second, as the flows do
                     payload = site_snapshot(site, int(time.time() * 1000), rng)
                     pipe = client_redis.pipeline(transaction=False)
-                    pipe.set(site_key(str(site["id"])), payload)
-                    publish(pipe, f"site:{site['id']}", payload)
-                    publish(pipe, "fleet", payload)
+                    publish_site(pipe, str(site["id"]), payload)
                     pipe.execute()
                     published += 1
                     time.sleep(max(0.0, tick + (k + 1) / len(sites) - time.monotonic()))
                 tick += 1.0
-            cpu = (cpu_seconds(api.pid) - c0) / (time.monotonic() - t0)
-            rss_end = rss_mib(api.pid)
-            clients.wait(120)
-            data = json.loads(result.read_text())
-            lat = data["latencies"]
+            cpu = (sum(cpu_seconds(p) for p in pids) - c0) / (time.monotonic() - t0)
+            rss_end = sum(rss_mib(p) for p in pids)
+            for proc in clients:
+                proc.wait(120)
+            tallies = [json.loads(r.read_text()) for r in results]
+            lat = [x for t in tallies for x in t["latencies"]]
+            updates = sum(t["updates"] for t in tallies)
+            skipped = sum(t["skipped"] for t in tallies)
+            disconnected = sum(t["disconnected"] for t in tallies)
+            codes = sorted({c for t in tallies for c in t["close_codes"]})
             expected = published // len(sites) * (n_fleet * len(sites)
                                                   + (args.clients - n_fleet))
-            print(f"updates received {data['updates']:,} of ~{expected:,} published to "
-                  f"subscribers; API CPU {100 * cpu:.0f} % of one core; API RSS at the end "
-                  f"{rss_end:.0f} MiB", flush=True)
+            ratio = updates / expected if expected else 0.0
+            per_k = 1000 / args.clients
+            print(f"updates received {updates:,} of ~{expected:,} published to subscribers "
+                  f"({100 * ratio:.1f} %); {skipped:,} skipped (coalesced or lost); "
+                  f"{disconnected} clients disconnected by the server"
+                  f"{f' {codes}' if codes else ''}; API CPU "
+                  f"{100 * cpu:.0f} % of one core ({100 * cpu * per_k:.0f} % per 1,000 "
+                  f"clients); API RSS at the end {rss_end:.0f} MiB "
+                  f"({(rss_end - rss_idle) * per_k:.0f} MiB per 1,000 clients over idle)",
+                  flush=True)
             if lat:
                 print(f"delivery latency (publish → client parsed): p50 "
                       f"{statistics.median(lat):.0f} ms, p99 {pct(lat, 0.99):.0f} ms, max "
                       f"{max(lat):.0f} ms", flush=True)
             # The last line, for scripts: one JSON object.
             print(json.dumps({
-                "bench": "ws_fanout", "clients": args.clients, "updates": data["updates"],
-                "expected": expected, "api_cpu_pct": round(100 * cpu, 1),
-                "api_rss_mib": round(rss_end),
-                "latency_ms": {"p50": round(statistics.median(lat)),
-                               "p99": round(pct(lat, 0.99))} if lat else None}), flush=True)
+                "bench": "ws_fanout", "clients": args.clients,
+                "api_processes": args.api_processes, "batch": not args.no_batch,
+                "p50_ms": round(statistics.median(lat)) if lat else None,
+                "p99_ms": round(pct(lat, 0.99)) if lat else None,
+                "delivered_ratio": round(ratio, 4), "updates": updates, "expected": expected,
+                "skipped": skipped, "disconnected": disconnected,
+                "api_cpu_pct": round(100 * cpu, 1), "api_rss_mib": round(rss_end),
+                "api_cpu_pct_per_1000_clients": round(100 * cpu * per_k, 1),
+                "api_rss_mib_per_1000_clients": round((rss_end - rss_idle) * per_k, 1)}),
+                flush=True)
         finally:
+            for proc in clients:
+                if proc.poll() is None:
+                    proc.kill()
             api.terminate()
             api.wait(30)
             service.stop()

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import redis
 import redis.asyncio as aioredis
 
-from connectors.redis_store import PREFIX
+from connectors.redis_store import PREFIX, site_key
+from contracts.live import fleet_site
 
 LIVE_PATTERN = f"{PREFIX}:live:*"
 LOG_LENGTH = 2_000  # fleet, alarms, alerts: events a client must not miss (fleet: every site)
@@ -61,6 +63,16 @@ def publish(client: redis.client.Pipeline | redis.Redis | aioredis.Redis
     (await the result of an async client that is not a pipeline)."""
     return client.eval(_PUBLISH, 3, seq_key(channel), log_key(channel), live_channel(channel),
                        payload, length or log_length(channel))
+
+
+def publish_site(client: redis.client.Pipeline | redis.Redis, site_id: str,
+                 payload: str) -> None:
+    """A site's snapshot (SiteAvailability's JSON) into the hot state and onto its channels:
+    whole on `site:<id>`, as the fleet channel carries it (contracts/live.py FleetSite) on
+    `fleet`."""
+    client.set(site_key(site_id), payload)
+    publish(client, f"site:{site_id}", payload)
+    publish(client, "fleet", orjson.dumps(fleet_site(orjson.loads(payload))))
 
 
 def split(message: bytes) -> tuple[int, bytes]:

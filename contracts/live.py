@@ -6,7 +6,8 @@ web/src/generated/), so a field changed here is a compile error there.
 
 Channel payloads (the `data` of an update frame):
 
-    fleet, site:<id>   SiteAvailability (contracts/events.py)
+    fleet              FleetSite: a SiteAvailability with its units as rows (`fleet_site`)
+    site:<id>          SiteAvailability (contracts/events.py)
     asset:<unit>       UnitLatest in Redis; a client of asset:<id> gets its AssetLive part
     alarms             AlarmMessage: BreachMessage | HandlingMessage
     alerts             Alert (contracts/events.py)"""
@@ -14,16 +15,42 @@ Channel payloads (the `data` of an update frame):
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from contracts.alarms import AlarmHandling
-from contracts.events import BreachEvent, Cause, EpochMs, State
+from contracts.events import BreachEvent, Cause, EpochMs, SiteAvailability, State
 
 
 class _Live(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+UnitRow = tuple[str, State, Cause | None, float | None, float | None, float | None]
+UNIT_ROW = ("id", "state", "cause", "derate_fraction", "last_hour_pct", "today_pct")
+
+
+class FleetSite(SiteAvailability):
+    """A site's snapshot as the `fleet` channel carries it: every field of SiteAvailability,
+    its units as rows `[id, state, cause, derate_fraction, last_hour_pct, today_pct]` with the
+    percentages to 3 decimals. Every dashboard takes this channel, every site's snapshot each
+    second: rows are under half the bytes of the unit objects, for the API to send and for
+    each browser to parse. The `site:<id>` channel keeps the objects."""
+
+    units: tuple[UnitRow, ...]  # type: ignore[assignment]
+
+
+def fleet_site(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """A site snapshot's JSON data (SiteAvailability) → the fleet channel's (FleetSite)."""
+    return {**snapshot, "units": [
+        [u["id"], u["state"], u.get("cause"), u.get("derate_fraction"),
+         _pct(u.get("last_hour_pct")), _pct(u.get("today_pct"))]
+        for u in snapshot.get("units", ())]}
+
+
+def _pct(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 class LiveStatus(_Live):
@@ -100,6 +127,7 @@ class ReadyFrame(_Live):
     heartbeat_s: float
     subject: str
     role: str
+    batch: bool = False  # updates come in BatchFrames (the client asked for them)
 
 
 class SnapshotFrame(_Live):
@@ -128,6 +156,20 @@ def update_frame(channel: str, seq: int, data: str) -> str:
     return f'{{"type":"update","channel":{json.dumps(channel)},"seq":{seq},"data":{data}}}'
 
 
+class BatchFrame(_Live):
+    """Several update frames in one WebSocket message, for a client that asked for batches
+    (`"batch": true` in its auth message): one message per client per tick instead of one
+    per update — what a thousand dashboards cost the API is mostly messages, not bytes."""
+
+    type: Literal["batch"] = "batch"
+    frames: tuple[UpdateFrame, ...]
+
+
+def batch_frame(frames: list[str]) -> str:
+    """A BatchFrame's JSON text around update frames already JSON (never re-encoded)."""
+    return '{"type":"batch","frames":[' + ",".join(frames) + "]}"
+
+
 class UnsubscribedFrame(_Live):
     type: Literal["unsubscribed"] = "unsubscribed"
     channel: str
@@ -147,7 +189,7 @@ class ErrorFrame(_Live):
     message: str
 
 
-ServerFrame = Annotated[ReadyFrame | SnapshotFrame | ResumeFrame | UpdateFrame
+ServerFrame = Annotated[ReadyFrame | SnapshotFrame | ResumeFrame | UpdateFrame | BatchFrame
                         | UnsubscribedFrame | PongFrame | HeartbeatFrame | ErrorFrame,
                         Field(discriminator="type")]
 
@@ -159,3 +201,4 @@ class ClientFrame(BaseModel):
     channel: str | None = None
     token: str | None = None
     since: int | None = Field(None, ge=0)  # negative: no sequence number (and a Redis error)
+    batch: bool = False  # auth: send updates in BatchFrames, one message per tick

@@ -18,7 +18,7 @@ import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from connectors.alarm_store import write_alarm
-from connectors.live_log import publish
+from connectors.live_log import publish, publish_site
 from connectors.redis_store import (
     PREFIX,
     alarms_key,
@@ -28,7 +28,6 @@ from connectors.redis_store import (
     hot_state_marker,
     latest_key,
     repair_key,
-    site_key,
     tickets_key,
 )
 from contracts.alarm_sources import ALERT_RULE
@@ -113,10 +112,7 @@ class _Partition(StatelessSinkPartition[HotState]):
         for item in items:
             if isinstance(item, SiteAvailability):
                 self._own(item.site_id)
-                payload = item.model_dump_json()
-                pipe.set(site_key(item.site_id), payload)
-                publish(pipe, f"site:{item.site_id}", payload)
-                publish(pipe, "fleet", payload)
+                publish_site(pipe, item.site_id, item.model_dump_json())
             elif isinstance(item, BreachEvent):
                 write_alarm(pipe, item)
                 key = alarms_key(item.site_id)

@@ -45,11 +45,11 @@ CONSTANTS = OUT / "constants.ts"
 JSON2TS = WEB / "node_modules" / ".bin" / "json2ts"
 
 MODELS: list[type[BaseModel]] = [
-    live.LiveStatus, live.UnitLatest, live.AssetLive, live.BreachMessage,
+    live.FleetSite, live.LiveStatus, live.UnitLatest, live.AssetLive, live.BreachMessage,
     live.HandlingMessage, live.ReadyFrame, live.SnapshotFrame, live.ResumeFrame,
-    live.UpdateFrame, live.UnsubscribedFrame, live.PongFrame, live.HeartbeatFrame,
-    live.ErrorFrame, BreachEvent, AlarmHandling, Alert, SiteAvailability, ContractKpis,
-    UnitAvailability, TicketEvent, TicketRef, UnavailabilityEpisode,
+    live.UpdateFrame, live.BatchFrame, live.UnsubscribedFrame, live.PongFrame,
+    live.HeartbeatFrame, live.ErrorFrame, BreachEvent, AlarmHandling, Alert, SiteAvailability,
+    ContractKpis, UnitAvailability, TicketEvent, TicketRef, UnavailabilityEpisode,
 ]
 UNIONS: dict[str, Any] = {"AlarmMessage": live.AlarmMessage, "ServerFrame": live.ServerFrame}
 # The REST answers the dashboard reads (api/), by their names in the OpenAPI document; the

@@ -1,15 +1,17 @@
 """The live feed, `/api/v1/ws` — the protocol integrators build on (docs/websocket.md has it
 with a client example that the tests run). JSON text frames:
 
-    client → {"type": "auth", "token": "…"}          first, within 10 s (again at any time
-                                                      to hand over a refreshed token)
-    server → {"type": "ready", "heartbeat_s": 15}
+    client → {"type": "auth", "token": "…", "batch": true?}   first, within 10 s (again at
+                                                      any time to hand over a new token)
+    server → {"type": "ready", "heartbeat_s": 15, "batch": …}
     client → {"type": "subscribe", "channel": "fleet" | "site:<id>" | "asset:<id>" |
               "alarms" | "alerts", "since": <seq>?}
     server → {"type": "snapshot", "channel", "seq", "data"}   the whole state, then …
              {"type": "resume", "channel", "seq"}             … or, with `since` still in the
                                                               log, the missed updates follow
     server → {"type": "update", "channel", "seq", "data"}     every change, seq rising
+    server → {"type": "batch", "frames": [update, …]}  instead, with "batch": true: the
+                                                      updates of a tick (0.1 s) together
     client → {"type": "unsubscribe", "channel"}    server → {"type": "unsubscribed", …}
     client → {"type": "ping"}                      server → {"type": "pong"}
     server → {"type": "heartbeat", "ts_ms"}        every heartbeat_s
@@ -56,6 +58,8 @@ from contracts.live import (
     SnapshotFrame,
     UnitLatest,
     UnsubscribedFrame,
+    batch_frame,
+    fleet_site,
 )
 
 log = logging.getLogger(__name__)
@@ -102,7 +106,7 @@ async def snapshot(ctx: ApiContext, subscriber: Subscriber, sub: Subscription) -
     if sub.source == "fleet":
         sites = sorted(subscriber.sites)
         values = await redis.mget([site_key(s) for s in sites]) if sites else []
-        return [shaped(v) for v in values if v]
+        return [fleet_site(shaped(v)) for v in values if v]
     if sub.source.startswith("site:"):
         return shaped(await redis.get(site_key(sub.source.removeprefix("site:"))))
     if sub.source.startswith("asset:"):
@@ -180,9 +184,9 @@ async def live(websocket: WebSocket) -> None:
         return
     credential = first.token
     heartbeat_s = ctx.settings.ws_heartbeat_s
-    subscriber = Subscriber(principal, ctx.fleet, shows_money(principal))
+    subscriber = Subscriber(principal, ctx.fleet, shows_money(principal), batch=first.batch)
     await send_frame(websocket, ReadyFrame(heartbeat_s=heartbeat_s, subject=principal.subject,
-                                           role=principal.role))
+                                           role=principal.role, batch=subscriber.batch))
 
     async def receive() -> None:
         nonlocal credential
@@ -204,7 +208,8 @@ async def live(websocket: WebSocket) -> None:
                 credential = msg.token
                 await send_frame(websocket, ReadyFrame(heartbeat_s=heartbeat_s,
                                                        subject=renewed.subject,
-                                                       role=renewed.role))
+                                                       role=renewed.role,
+                                                       batch=subscriber.batch))
             elif msg.type in ("subscribe", "unsubscribe"):
                 sub = source_of(ctx, subscriber, msg.channel or "")
                 if sub is None:
@@ -224,13 +229,19 @@ async def live(websocket: WebSocket) -> None:
             await subscriber.wake.wait()
             if subscriber.overflowed:
                 raise Closed(4408, "too slow to keep up: reconnect and resume")
-            for frame in subscriber.take():
-                try:
-                    async with asyncio.timeout(SEND_TIMEOUT_S):
-                        await websocket.send_text(frame)
-                except TimeoutError:
-                    raise Closed(4408, "too slow to keep up: reconnect and resume") from None
-                updates_sent.inc()
+            frames = subscriber.take()
+            if not frames:
+                continue
+            try:  # what is waiting goes within SEND_TIMEOUT_S, or the client is too slow
+                async with asyncio.timeout(SEND_TIMEOUT_S):
+                    if subscriber.batch:
+                        await websocket.send_text(batch_frame(frames))
+                    else:
+                        for frame in frames:
+                            await websocket.send_text(frame)
+            except TimeoutError:
+                raise Closed(4408, "too slow to keep up: reconnect and resume") from None
+            updates_sent.inc(len(frames))
 
     async def heartbeat() -> None:
         while True:

@@ -14,10 +14,11 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from api.main import create_app
-from connectors.live_log import publish
+from connectors.live_log import publish_site
 from connectors.redis_store import site_key
 from connectors.settings import Settings
-from contracts.events import ContractKpis, SiteAvailability
+from contracts.events import ContractKpis, SiteAvailability, UnitAvailability
+from contracts.live import FleetSite
 from tests.api.accounts import auth, token
 
 
@@ -31,16 +32,17 @@ def snapshot(site_id: str, pct: float, ts_ms: int | None = None, *,
     return SiteAvailability(site_id=site_id, customer="C", region="R",
                             ts_ms=ts_ms or int(time.time() * 1000),
                             windows={"last_hour": pct, "today": pct},
-                            units_by_state={"available": 1, "derated": 0, "unavailable": 0,
-                                            "unknown": 0}, units=(), contract=contract)
+                            units_by_state={"available": 0, "derated": 1, "unavailable": 0,
+                                            "unknown": 0}, contract=contract, units=(
+                                UnitAvailability(id=f"{site_id}-u01", state="derated",
+                                                 cause="customer_request",
+                                                 derate_fraction=0.5, last_hour_pct=pct / 3,
+                                                 today_pct=None),))
 
 
 def flows_publish(client: redis.Redis, snap: SiteAvailability) -> None:
     """What the flows' Redis sink does with a site snapshot."""
-    payload = snap.model_dump_json()
-    client.set(site_key(snap.site_id), payload)
-    publish(client, f"site:{snap.site_id}", payload)
-    publish(client, "fleet", payload)
+    publish_site(client, snap.site_id, snap.model_dump_json())
 
 
 @pytest.fixture
@@ -154,6 +156,13 @@ def test_websocket_snapshot_then_live_updates(client: TestClient, api_settings: 
         assert sorted(m["channel"] for m in got) == ["fleet", "site:mesa"]
         assert all(m["data"]["windows"]["last_hour"] == 42.0 for m in got)
         assert {m["channel"]: m["seq"] for m in got} == {"fleet": 1, "site:mesa": 1}
+        # The fleet channel's units are rows (contracts/live.py FleetSite), a site's objects.
+        units = {m["channel"]: m["data"]["units"] for m in got}
+        assert units["fleet"] == [["mesa-u01", "derated", "customer_request", 0.5, 14.0, None]]
+        assert units["site:mesa"] == [{"id": "mesa-u01", "state": "derated",
+                                       "cause": "customer_request", "derate_fraction": 0.5,
+                                       "last_hour_pct": 14.0, "today_pct": None}]
+        assert FleetSite.model_validate(next(m for m in got if m["channel"] == "fleet")["data"])
 
         # Another site's update reaches the fleet channel only.
         flows_publish(redis_client, snapshot("elbe", 1.0))

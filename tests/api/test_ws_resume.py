@@ -52,11 +52,11 @@ class Api:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/api/v1/ws"
 
-    def start(self) -> None:
+    def start(self, workers: int = 1) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "infra.cli", "api", "--host", "127.0.0.1", "--port",
-             str(self.port)], env=self.env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
+             str(self.port), "--workers", str(workers)], env=self.env, cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -221,3 +221,90 @@ def test_a_client_behind_gets_the_newest_state_of_each_thing(
         subscriber.deliver(sub, Message("fleet", seq, snapshot(site, 1.0)
                                         .model_dump_json().encode()))
     assert subscriber.overflowed
+
+
+def updates_in(ws: Any, n: int, *, batch: bool) -> list[tuple[str, int, float]]:
+    """The next `n` updates of a raw socket as (channel, seq, last-hour %), each message
+    checked to be a batch (or not)."""
+    out: list[tuple[str, int, float]] = []
+    while len(out) < n:
+        msg = json.loads(ws.recv(timeout=10))
+        if msg["type"] == "heartbeat":
+            continue
+        assert msg["type"] == ("batch" if batch else "update"), msg
+        for frame in msg["frames"] if batch else [msg]:
+            assert frame["type"] == "update", frame
+            out.append((frame["channel"], frame["seq"], frame["data"]["windows"]["last_hour"]))
+    return out
+
+
+def test_a_batching_client_gets_a_ticks_updates_in_one_message(
+        api: Api, api_settings: Settings, redis_client: redis.Redis) -> None:
+    """`"batch": true`: updates of every channel come together, in order, once per tick; a
+    client that did not ask gets them one by one, as before."""
+    with connect(api.ws_url, open_timeout=10) as batched, \
+            connect(api.ws_url, open_timeout=10) as single:
+        for ws, batch in ((batched, True), (single, False)):
+            ws.send(json.dumps({"type": "auth", "token": token(api_settings, "viewer"),
+                                "batch": batch}))
+            ready = json.loads(ws.recv(timeout=10))
+            assert (ready["type"], ready["batch"]) == ("ready", batch)
+            for channel in ("site:elbe", "site:mesa"):
+                ws.send(json.dumps({"type": "subscribe", "channel": channel}))
+                assert json.loads(ws.recv(timeout=10))["type"] == "snapshot"
+        for pct in (60.0, 61.0, 62.0):
+            flows_publish(redis_client, snapshot("elbe", pct))
+            flows_publish(redis_client, snapshot("mesa", pct + 10))
+        expected = [("site:elbe", 1, 60.0), ("site:mesa", 1, 70.0), ("site:elbe", 2, 61.0),
+                    ("site:mesa", 2, 71.0), ("site:elbe", 3, 62.0), ("site:mesa", 3, 72.0)]
+        got = updates_in(batched, 6, batch=True)
+        assert sorted(got, key=lambda u: (u[1], u[0])) == sorted(expected,
+                                                                 key=lambda u: (u[1], u[0]))
+        for channel in ("site:elbe", "site:mesa"):  # in order within each channel
+            assert [u[1] for u in got if u[0] == channel] == [1, 2, 3]
+        assert updates_in(single, 6, batch=False) == got  # the same updates, one by one
+
+
+def test_api_processes_sharing_a_port_each_serve_the_feed(
+        api_settings: Settings, redis_client: redis.Redis, tmp_path: Path) -> None:
+    """`bessmon api --workers 2`: two processes on one port; clients reaching either get
+    every update, and one that reconnects resumes by sequence number across them."""
+    server = Api(api_settings)
+    server.start(workers=2)
+    try:
+        assert server.process is not None
+        workers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and (
+            p / "stat").exists() and _ppid(p) == server.process.pid]
+        assert len(workers) >= 2, "two worker processes under the supervisor"
+        sockets = [connect(server.ws_url, open_timeout=10) for _ in range(6)]
+        try:
+            for ws in sockets:
+                ws.send(json.dumps({"type": "auth", "token": token(api_settings, "viewer"),
+                                    "batch": True}))
+                assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+                ws.send(json.dumps({"type": "subscribe", "channel": "site:nordvik"}))
+                assert json.loads(ws.recv(timeout=10))["type"] == "snapshot"
+            flows_publish(redis_client, snapshot("nordvik", 50.0))
+            flows_publish(redis_client, snapshot("nordvik", 51.0))
+            for ws in sockets:
+                assert updates_in(ws, 2, batch=True) == [("site:nordvik", 1, 50.0),
+                                                         ("site:nordvik", 2, 51.0)]
+        finally:
+            for ws in sockets:
+                ws.close()
+        state = tmp_path / "seqs.json"
+        state.write_text(json.dumps({"site:nordvik": 2}))
+        flows_publish(redis_client, snapshot("nordvik", 52.0))  # while nobody listens
+        again = Client(server, api_settings, "--channel", "site:nordvik", "--state",
+                       str(state), "--updates", "1")
+        assert updates_of(again, 1) == [(3, 52.0)]  # resumed, whichever process it reached
+        assert again.finish() == 0
+    finally:
+        server.stop()
+
+
+def _ppid(proc: Path) -> int | None:
+    try:
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None

@@ -863,7 +863,7 @@ def test_the_checks_catch_mistakes(app_routes: set[str]) -> None:
     assert cli_problems(["flows", "--process-id", "0", "--adresses", "a:1"])
     assert cli_problems(["connect", "modbus", "--devices", "d.yaml", "--shard", "2/2"])
     assert cli_problems(["report", "schedule", "--every", "never"])
-    assert cli_problems(["api", "--workers", "4"])
+    assert cli_problems(["api", "--workers", "0"])
     assert env_problems({"BESSMON_FLEET_FLIE", "KAFKA_BOOTSTRAP"}) == [
         "BESSMON_FLEET_FLIE: not a setting nor a variable anything reads",
         "KAFKA_BOOTSTRAP: not a setting nor a variable anything reads"]

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { FleetStore, fleetKpis, newer, siteContract } from "./fleet";
+import { FleetStore, fleetKpis, fromFleetChannel, newer, siteContract } from "./fleet";
 import { contract, snapshot, summary } from "./fixtures.test-support";
 
 const NOW = 1_800_000_000_000;
@@ -67,5 +67,21 @@ describe("a site's contract", () => {
     const kpis = contract();
     expect(siteContract(snapshot("a", 99, 1, { contract: kpis }))).toEqual(
       { kind: "contract", kpis });
+  });
+});
+
+describe("the fleet channel's sites", () => {
+  it("turn their unit rows back into unit objects, every field in place", () => {
+    const snap = snapshot("elbe", 97, NOW, { units: [
+      { id: "elbe-u01", state: "derated", cause: "fault", derate_fraction: 0.25,
+        last_hour_pct: 81.5, today_pct: 96.125 },
+      { id: "elbe-u02", state: "available", cause: null, derate_fraction: null,
+        last_hour_pct: null, today_pct: 100 },
+    ] });
+    const row = (u: (typeof snap.units)[number]) =>
+      [u.id, u.state, u.cause ?? null, u.derate_fraction ?? null, u.last_hour_pct,
+       u.today_pct] as [unknown, unknown, unknown, unknown, unknown, unknown];
+    const wire = { ...snap, units: snap.units.map(row) };
+    expect(fromFleetChannel(wire)).toEqual(snap);
   });
 });

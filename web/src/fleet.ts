@@ -2,12 +2,21 @@
 // then kept by the `fleet` channel. One entry per visible site — nothing else is added.
 import { freshness } from "./freshness";
 import { Signal } from "./signal";
-import type { ContractKpis, FleetOverview, SiteSnapshot, SiteSummary, State,
-              WarningLevel } from "./types";
+import type { ContractKpis, FleetOverview, FleetSite, SiteSnapshot, SiteSummary, State,
+              UnitAvailability, WarningLevel } from "./types";
 
 export interface SiteEntry {
   site: SiteSummary;
   snapshot: SiteSnapshot | null;
+}
+
+/** The fleet channel's site as a snapshot: its unit rows
+ * `[id, state, cause, derate_fraction, last_hour_pct, today_pct]` as objects again. */
+export function fromFleetChannel(site: FleetSite): SiteSnapshot {
+  return { ...site, units: site.units.map(([id, state, cause, derate, lastHour, today]) => ({
+    id: id as string, state: state as State, cause: cause as UnitAvailability["cause"],
+    derate_fraction: derate as number | null, last_hour_pct: lastHour as number | null,
+    today_pct: today as number | null })) };
 }
 
 /** A snapshot replaces the one held unless it is older (a resumed feed may repeat one). */

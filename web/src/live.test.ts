@@ -85,7 +85,7 @@ describe("live client", () => {
     client.start();
     const ws = sockets[0]!;
     ws.open();
-    expect(ws.sent).toEqual([{ type: "auth", token: "tok" }]);
+    expect(ws.sent).toEqual([{ type: "auth", token: "tok", batch: true }]);
     ws.frame({ type: "ready", heartbeat_s: 15 });
     expect(ws.sent[1]).toEqual({ type: "subscribe", channel: "fleet" });
     ws.frame({ type: "snapshot", channel: "fleet", seq: 3, data: [1] });
@@ -93,6 +93,27 @@ describe("live client", () => {
     ws.frame({ type: "update", channel: "fleet", seq: 4, data: 2 });
     expect(got).toEqual([["snap", [1]], ["upd", 2]]);
     expect(states).toEqual(["live"]);
+  });
+
+  it("takes a batch's updates in order, each judged by its seq", () => {
+    const { client, sockets } = setup();
+    const got: unknown[] = [];
+    client.subscribe("fleet", { snapshot: (d) => got.push(["snap", d]),
+                                update: (d) => got.push(["upd", d]) });
+    client.subscribe("alarms", { snapshot: () => {}, update: (d) => got.push(["alarm", d]) });
+    client.start();
+    const ws = sockets[0]!;
+    ws.open();
+    ws.frame({ type: "ready", heartbeat_s: 15, batch: true });
+    ws.frame({ type: "snapshot", channel: "fleet", seq: 3, data: [] });
+    ws.frame({ type: "snapshot", channel: "alarms", seq: 9, data: [] });
+    ws.frame({ type: "batch", frames: [
+      { type: "update", channel: "fleet", seq: 3, data: "old" }, // in the snapshot already
+      { type: "update", channel: "fleet", seq: 4, data: "a" },
+      { type: "update", channel: "alarms", seq: 10, data: "x" },
+      { type: "update", channel: "fleet", seq: 5, data: "b" },
+    ] });
+    expect(got).toEqual([["snap", []], ["upd", "a"], ["alarm", "x"], ["upd", "b"]]);
   });
 
   it("reconnects with backoff after a drop and resumes from the last seq", () => {

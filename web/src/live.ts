@@ -46,7 +46,7 @@ export class Backoff {
 }
 
 type Frame = { type: string; channel?: string; seq?: number; data?: unknown;
-               heartbeat_s?: number; ts_ms?: number; message?: string };
+               heartbeat_s?: number; ts_ms?: number; message?: string; frames?: Frame[] };
 
 /** The last seq applied per channel, and what to do with each frame. */
 export class ChannelSeqs {
@@ -209,7 +209,8 @@ export class LiveClient {
         this.stop();
         return;
       }
-      ws.send(JSON.stringify({ type: "auth", token }));
+      // Updates in batches: one message per server tick (0.1 s), not one per update.
+      ws.send(JSON.stringify({ type: "auth", token, batch: true }));
     };
     ws.onmessage = (ev) => this.frame(ev.data);
     ws.onerror = () => { /* onclose follows */ };
@@ -225,6 +226,11 @@ export class LiveClient {
     } catch {
       return;
     }
+    if (msg.type === "batch") for (const f of msg.frames ?? []) this.handle(f);
+    else this.handle(msg);
+  }
+
+  private handle(msg: Frame): void {
     switch (msg.type) {
       case "ready":
         if (msg.heartbeat_s) this.silenceMs = (msg.heartbeat_s + 10) * 1000;

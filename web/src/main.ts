@@ -5,14 +5,14 @@ import { AlarmStore } from "./alarms";
 import { Api, ApiError, Session } from "./api";
 import { Disposer, type App, type View } from "./app";
 import { h } from "./dom";
-import { FleetStore } from "./fleet";
+import { FleetStore, fromFleetChannel } from "./fleet";
 import { ServerClock } from "./freshness";
 import { LiveClient } from "./live";
 import { parseHash, type Route } from "./router";
 import { shell } from "./shell";
 import { Signal } from "./signal";
 import { applyPalette } from "./status";
-import type { AlarmMessage, AlarmView, Alert, FleetOverview, SiteSnapshot } from "./types";
+import type { AlarmMessage, AlarmView, Alert, FleetOverview, FleetSite } from "./types";
 import { alarmsView } from "./views/alarms";
 import { assetView } from "./views/asset";
 import { contractsView } from "./views/contracts";
@@ -139,8 +139,9 @@ async function boot(): Promise<void> {
                      can: (p) => permissions.has(p) };
 
   d.add(live.subscribe("fleet", {
-    snapshot: (data) => fleet.replaceAll((data as SiteSnapshot[] | null) ?? []),
-    update: (data) => fleet.apply(data as SiteSnapshot),
+    snapshot: (data) => fleet.replaceAll(((data as FleetSite[] | null) ?? [])
+      .map(fromFleetChannel)),
+    update: (data) => fleet.apply(fromFleetChannel(data as FleetSite)),
   }));
   d.add(live.subscribe("alarms", {
     snapshot: (data) => app.alarms.replace((data as AlarmView[] | null) ?? []),

@@ -61,8 +61,11 @@ export const WINDOWS = ["last_hour", "today", "month_to_date", "contract_year_to
   "trailing_7d", "trailing_30d"] as const;
 export type WindowName = (typeof WINDOWS)[number];
 
-/** A site's snapshot: the `fleet` and `site:<id>` channels, `SiteSummary.availability`. */
+/** A site's snapshot: the `site:<id>` channel, `SiteSummary.availability`, and the `fleet`
+ * channel's once its units are objects again (fleet.ts `fromFleetChannel`). */
 export type SiteSnapshot = SiteAvailability;
+/** The `fleet` channel's site: a snapshot with its units as rows (contracts/live.py). */
+export type FleetSite = api.FleetSite;
 export type Episode = UnavailabilityEpisode;
 
 /** The REST models below type these fields as plain strings; the dashboard narrows them. */

@@ -10,7 +10,15 @@ export type AlarmMessage = BreachMessage | HandlingMessage;
  * via the `definition` "ServerFrame".
  */
 export type ServerFrame =
-  ReadyFrame | SnapshotFrame | ResumeFrame | UpdateFrame | UnsubscribedFrame | PongFrame | HeartbeatFrame | ErrorFrame;
+  | ReadyFrame
+  | SnapshotFrame
+  | ResumeFrame
+  | UpdateFrame
+  | BatchFrame
+  | UnsubscribedFrame
+  | PongFrame
+  | HeartbeatFrame
+  | ErrorFrame;
 
 /**
  * What the API sends the dashboard (infra/gen_types.py).
@@ -334,6 +342,28 @@ export interface AssetNode {
   last_hour_pct: number | null;
   today_pct: number | null;
   children: AssetNode[];
+}
+/**
+ * Several update frames in one WebSocket message, for a client that asked for batches
+ * (`"batch": true` in its auth message): one message per client per tick instead of one
+ * per update — what a thousand dashboards cost the API is mostly messages, not bytes.
+ *
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "BatchFrame".
+ */
+export interface BatchFrame {
+  type: "batch";
+  frames: UpdateFrame[];
+}
+/**
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "UpdateFrame".
+ */
+export interface UpdateFrame {
+  type: "update";
+  channel: string;
+  seq: number;
+  data: unknown;
 }
 /**
  * A command and, once known, what became of it.
@@ -664,6 +694,37 @@ export interface UnitAvailability {
   today_pct: number | null;
 }
 /**
+ * A site's snapshot as the `fleet` channel carries it: every field of SiteAvailability,
+ * its units as rows `[id, state, cause, derate_fraction, last_hour_pct, today_pct]` with the
+ * percentages to 3 decimals. Every dashboard takes this channel, every site's snapshot each
+ * second: rows are under half the bytes of the unit objects, for the API to send and for
+ * each browser to parse. The `site:<id>` channel keeps the objects.
+ *
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "FleetSite".
+ */
+export interface FleetSite {
+  v: 2;
+  kind: "snapshot";
+  site_id: string;
+  name: string | null;
+  customer: string;
+  region: string;
+  ts_ms: number;
+  final_ms: number | null;
+  windows: {
+    [k: string]: number | null;
+  };
+  units_by_state: {
+    [k: string]: number;
+  };
+  units: [unknown, unknown, unknown, unknown, unknown, unknown][];
+  contract: ContractKpis | null;
+  counts: {
+    [k: string]: number;
+  };
+}
+/**
  * This interface was referenced by `BessmonTypes`'s JSON-Schema
  * via the `definition` "HeartbeatFrame".
  */
@@ -756,6 +817,7 @@ export interface ReadyFrame {
   heartbeat_s: number;
   subject: string;
   role: string;
+  batch: boolean;
 }
 /**
  * This interface was referenced by `BessmonTypes`'s JSON-Schema
@@ -823,16 +885,6 @@ export interface ResumeFrame {
  */
 export interface SnapshotFrame {
   type: "snapshot";
-  channel: string;
-  seq: number;
-  data: unknown;
-}
-/**
- * This interface was referenced by `BessmonTypes`'s JSON-Schema
- * via the `definition` "UpdateFrame".
- */
-export interface UpdateFrame {
-  type: "update";
   channel: string;
   seq: number;
   data: unknown;
