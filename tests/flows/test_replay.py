@@ -45,9 +45,10 @@ def test_replayed_month_equals_the_batch_evaluation_of_its_intervals(
               PlannedFault("nordvik-u04", start + 20 * day, start + 20 * day + 4 * 3_600_000,
                            code=4)]  # scheduled maintenance, 4 h of a 48 h allowance
     recording = tmp_path / "october.jsonl"
-    write_jsonl(record(Fleet.model_validate(data), start, end, 600_000, seed=3,
+    write_jsonl(record(Fleet.model_validate(data), start, end, 1_200_000, seed=3,
                        faults=faults, fault_rate_per_day=0.3), recording)
-    # Polls every 10 minutes: silence only counts as communication loss after 30.
+    # Polls every 20 minutes (a month in half the suite's time of 10-minute polls): silence
+    # only counts as communication loss after 30.
     monitoring = tmp_path / "monitoring.yaml"
     monitoring.write_text(EXAMPLE_MONITORING.read_text().replace("stale_after_s: 10",
                                                                  "stale_after_s: 1800"))
@@ -66,7 +67,7 @@ def test_replayed_month_equals_the_batch_evaluation_of_its_intervals(
                        "--monitoring", str(monitoring), "--status-out", str(status),
                        env=env)
     assert replayed.returncode == 0, replayed.stderr
-    assert "replaying 17,880 samples" in replayed.stderr  # 4 units × 745 h × 6 polls
+    assert "replaying 8,940 samples" in replayed.stderr  # 4 units × 745 h × 3 polls
     (site,) = json.loads(replayed.stdout)
     assert site["contract_id"] == "LTSA-NORDVIK"
     (month,) = [p for p in site["periods"] if p["period"] == "2026-10"]
@@ -79,7 +80,8 @@ def test_replayed_month_equals_the_batch_evaluation_of_its_intervals(
     assert month == batch
     # Not trivially equal: the faults cost something, and maintenance was excluded.
     lost = {u["asset_id"]: u["lost_hours"] for u in month["units"]}
-    assert lost["nordvik-u02"] >= 2.0 and lost["nordvik-u03"] >= 24 * 0.25 * 0.5
+    # u03: a day of one of its blocks, less up to a poll at the fault's edges.
+    assert lost["nordvik-u02"] >= 2.0 and lost["nordvik-u03"] >= 23 * 0.25 * 0.5
     assert {u["asset_id"]: u["excluded_hours"] for u in month["units"]}["nordvik-u04"] >= 4.0
     assert month["availability_pct"] < 100.0
     assert client.get(site_key("nordvik")) == b"live snapshot"
