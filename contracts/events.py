@@ -60,6 +60,34 @@ class TelemetrySample(_Event):
     assets: tuple[AssetReading, ...] = Field(min_length=1, max_length=10_000)
 
 
+_new, _set = object.__new__, object.__setattr__
+
+
+def asset_reading(asset_id: str, tags: dict[str, TagValue]) -> AssetReading:
+    """`AssetReading.model_construct(id=…, tags=…)` at a third of its cost: a Modbus
+    connector builds ~20 of them per device poll, from its device map (valid by
+    construction). tests/contracts checks that both make the same reading."""
+    reading: AssetReading = _new(AssetReading)
+    _set(reading, "__dict__", {"id": asset_id, "tags": tags})
+    _set(reading, "__pydantic_fields_set__", {"id", "tags"})
+    _set(reading, "__pydantic_extra__", None)
+    _set(reading, "__pydantic_private__", None)
+    return reading
+
+
+def telemetry_sample(device_id: str, ts_ms: int,
+                     assets: tuple[AssetReading, ...]) -> TelemetrySample:
+    """`TelemetrySample.model_construct(device_id=…, ts_ms=…, assets=…)`, cheaper (see
+    `asset_reading`)."""
+    sample: TelemetrySample = _new(TelemetrySample)
+    _set(sample, "__dict__", {"v": 1, "device_id": device_id, "device_type": None,
+                              "ts_ms": ts_ms, "assets": assets})
+    _set(sample, "__pydantic_fields_set__", {"device_id", "ts_ms", "assets"})
+    _set(sample, "__pydantic_extra__", None)
+    _set(sample, "__pydantic_private__", None)
+    return sample
+
+
 class StatusChange(_Event):
     """`bess.status`, key = asset id: the asset's status from `ts_ms` on."""
 

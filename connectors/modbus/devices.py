@@ -25,6 +25,9 @@ class DeviceConfig(BaseModel):
     poll_groups: dict[str, Annotated[float, Field(gt=0)]] = Field(
         default_factory=dict)  # this device's interval of a profile's poll group, by name
     timeout_s: float = Field(2.0, gt=0)  # per request
+    # Requests in flight at once on its gateway's connection (the least its devices say):
+    # 1, one after another, unless the gateway is known to take pipelined requests.
+    pipeline: int = Field(1, ge=1, le=64)
     retries: int = Field(2, ge=0, le=10)  # further attempts of a failed poll
     backoff_s: float = Field(0.1, gt=0)  # first wait before a retry / reconnect; doubles
     backoff_max_s: float = Field(5.0, gt=0)  # longest wait between attempts

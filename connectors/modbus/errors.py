@@ -1,6 +1,6 @@
-"""The errors of the Modbus connector. pymodbus' own exceptions, timeouts, exception
-responses and malformed answers never leave `gateway.py`: callers see one of these, named for
-what went wrong."""
+"""The errors of the Modbus connector. The Modbus TCP client's own errors (tcp.py), timeouts,
+exception responses and malformed answers never leave `gateway.py`: callers see one of these,
+named for what went wrong."""
 
 from __future__ import annotations
 

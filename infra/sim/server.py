@@ -65,6 +65,7 @@ from infra.sim.model import (
     Limit,
     UnitModel,
 )
+from infra.sim.pipelined import PIPELINE, PipelinedModbusTcpServer
 from infra.sim.sunspec import SUNSPEC_BASE, SUNSPEC_SIZE, sunspec_image
 from infra.sim.tickets import TicketChange, TicketDesk, jira_delivery
 
@@ -455,9 +456,9 @@ class Simulator:
 
     def modbus_server(self, units: tuple[Unit, ...], address: tuple[str, int]) -> ModbusTcpServer:
         """One site's gateway (not started): unit id k+1 serves `units[k]`; a unit whose
-        communication is down gets no answer."""
-        return ModbusTcpServer(self.modbus_devices(units), address=address,
-                               ignore_missing_devices=True)
+        communication is down gets no answer. It answers pipelined requests (pipelined.py)."""
+        return PipelinedModbusTcpServer(self.modbus_devices(units), address=address,
+                                        ignore_missing_devices=True)
 
     async def _serve_read(
         self, unit_id: str, function_code: int, start: int, address: int, count: int,
@@ -706,7 +707,8 @@ async def serve(
         servers.append(sim.modbus_server(site.units, (host, port)))
         configs += [
             DeviceConfig(id=u.id, asset=u.id, host=host, port=port, unit_id=k + 1,
-                         profile=sim.maps[u.id][0].id, poll_interval_s=poll_interval_s)
+                         profile=sim.maps[u.id][0].id, poll_interval_s=poll_interval_s,
+                         pipeline=PIPELINE)
             for k, u in enumerate(site.units)
         ]
     devices = DeviceList(devices=tuple(configs)) if configs else None

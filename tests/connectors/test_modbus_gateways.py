@@ -13,6 +13,7 @@ from connectors.modbus.poller import DeviceMap, ModbusConnector
 from connectors.modbus.profile import load_profiles
 from connectors.settings import EXAMPLE_PROFILES
 from contracts.fleet import Fleet
+from infra.ports import free_port
 from infra.sim.server import Simulator
 from tests.connectors.modbus_sim import (
     HOST,
@@ -22,6 +23,7 @@ from tests.connectors.modbus_sim import (
     gateway,
     running,
     until,
+    wait_listening,
 )
 
 PROFILES = load_profiles(EXAMPLE_PROFILES)
@@ -105,3 +107,47 @@ def test_a_write_overtakes_queued_polls() -> None:
 
     asyncio.run(scenario())
     assert order == ["write", "poll0", "poll1", "poll2"]
+
+
+@pytest.mark.timeout(30)
+def test_a_pipelined_gateway_serves_every_unit_and_a_write_among_the_polls(
+        example_fleet: Fleet) -> None:
+    """The simulator's gateway takes pipelined requests (infra/sim/pipelined.py): with
+    `pipeline: 8` the units' polls are in flight together on one connection, every answer
+    reaches its own unit, and a setpoint write with its read-back goes through among them."""
+    site = example_fleet.sites[0]
+    units = site.units[:5]
+    sim = Simulator(example_fleet, PROFILES, seed=12)
+    for n, unit in enumerate(units):
+        sim.set_value(unit.id, "soc_pct", 20.0 + n)
+    port = free_port(HOST)
+
+    async def scenario() -> None:
+        out, sinks = collector()
+        server = sim.modbus_server(site.units, (HOST, port))
+        serving = asyncio.ensure_future(server.serve_forever())
+        try:
+            await wait_listening(port)
+            maps = [DeviceMap.build(device(u, port, k + 1, poll_interval_s=0.05, pipeline=8),
+                                    example_fleet, PROFILES) for k, u in enumerate(units)]
+            connector = ModbusConnector(maps, **sinks)
+            gw = connector.gateways[(HOST, port)]
+            assert gw.pipeline == 8
+            async with running(connector):
+                await until(lambda: all(len(out.of(u.id)) >= 5 for u in units),
+                            what="five samples of every unit")
+                written = await connector.write_setpoint(units[1].id, "active_power_limit_kw",
+                                                         1200.0)
+                assert written.read_back == 1200.0
+                await until(lambda: all(len(out.of(u.id)) >= 10 for u in units),
+                            what="ten samples of every unit")
+                assert gw.connect_attempts == 1  # one connection all along
+        finally:
+            await server.shutdown()
+            serving.cancel()
+        for n, unit in enumerate(units):
+            assert all(s.assets[0].tags["soc_pct"] == pytest.approx(20.0 + n)
+                       for s in out.of(unit.id))
+        assert {e.state for e in out.health} == {"online"}
+
+    asyncio.run(scenario())

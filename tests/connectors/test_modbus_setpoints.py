@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from connectors.modbus.errors import (
+    DeviceRefused,
     SetpointInvalid,
     SetpointMismatch,
     SetpointRejected,
@@ -175,11 +176,12 @@ def test_the_simulator_refuses_writes_beside_setpoints(example_fleet: Fleet) -> 
     model = sim.models[unit.id]
 
     async def body(connector: ModbusConnector, m: DeviceMap) -> None:
-        client = connector.gateway(m.device).client
-        await client.connect()
+        gateway = connector.gateway(m.device)
         for address, values in ((9, [0, 1]), (13, [0]), (14, [7]), (500, [1])):
-            result = await client.write_registers(address, values, device_id=2)
-            assert result.isError() and result.exception_code == 2, (address, values)
+            with pytest.raises(DeviceRefused) as refused:
+                async with gateway.hold(connect_now=True) as link:
+                    await link.write(2, address, values, timeout_s=1.0)
+            assert refused.value.exception_code == 2, (address, values)
         assert (model.control_mode, model.limit_kw) == (0, None)
 
     _with_connector(example_fleet, sim, body)
