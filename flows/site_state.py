@@ -99,6 +99,10 @@ class SiteSettings:
     # backfills: gives the batch numbers) rather than from the first poll (a live start,
     # where the flow has no history before it).
     account_from_contract_year: bool = False
+    # The open episodes ranked by LD at stake (contracts/repair.py), for the hot state only:
+    # a replay, which leaves the hot state alone, skips it (a third of its time at 1-minute
+    # polls, where every poll is a KPI refresh).
+    repair_list: bool = True
 
     @classmethod
     def of(cls, config: MonitoringConfig, *, account_from_contract_year: bool = False
@@ -589,7 +593,8 @@ class SiteState:
                                                site_id=self.site.id,
                                                contract_id=self.contract.id, now_ms=now)
             alerts += raised
-            repair.append(self.repair_list())
+            if self.settings.repair_list:
+                repair.append(self.repair_list())
         windows.update(self.kpis[0])
         self.published_ms = now
         return [*alerts, SiteAvailability(

@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 from bytewax.testing import run_main
@@ -92,9 +93,12 @@ def replay(settings: Settings, fleet: Fleet, config: MonitoringConfig,
         say(f"replaying {n:,} samples through {settings.topic_telemetry} …")
         # The hot state is left alone: a backfill of past months must not replace what the
         # live stack shows now (its results go to the history and the replay's topics).
+        # No recovery (a replay interrupted is run again), hence no state snapshots; no repair
+        # list (hot state only).
         flow = build_flow(settings, fleet, config, contracts, tail=False, now_ms=None,
-                          site_settings=SiteSettings.of(config, account_from_contract_year=True),
-                          finish_at_eof=True, hot_sink=NullSink())
+                          site_settings=replace(SiteSettings.of(
+                              config, account_from_contract_year=True), repair_list=False),
+                          finish_at_eof=True, hot_sink=NullSink(), snapshots=False)
         with fewer_collections():
             run_main(flow)
         say(f"done in {time.monotonic() - started:.1f} s")
