@@ -52,6 +52,7 @@ from infra.services import start_redis
 from infra.sim.fleetgen import fleet_yaml, generate_fleet
 
 DRAIN_S = 5.0  # the clients listen this much longer than the publishing lasts
+CONNECT_ATTEMPTS = 4
 
 
 def pct(values: list[float], q: float) -> float:
@@ -73,8 +74,18 @@ async def client(url: str, token: str, channel: str, batch: bool, tally: Tally,
                  ready: asyncio.Event) -> None:
     """One dashboard, until cancelled: every frame parsed in full, as a browser does; its
     updates' seqs checked for gaps (a coalesced or lost update); a close by the server
-    counted."""
-    async with websockets.connect(url, open_timeout=120, max_queue=None) as ws:
+    counted. Its connection is tried again, as the dashboard's is, when a server too busy
+    with the others' snapshots closed it before answering (counted)."""
+    for attempt in range(CONNECT_ATTEMPTS):
+        try:
+            ws = await websockets.connect(url, open_timeout=120, max_queue=None)
+            break
+        except (websockets.InvalidMessage, OSError):
+            if attempt == CONNECT_ATTEMPTS - 1:
+                raise
+            tally.connect_retries += 1
+            await asyncio.sleep(1.0 + attempt)
+    async with ws:
         await ws.send(json.dumps({"type": "auth", "token": token, "batch": batch}))
         assert json.loads(await ws.recv())["type"] == "ready"
         await ws.send(json.dumps({"type": "subscribe", "channel": channel}))
@@ -113,6 +124,7 @@ class Tally:
     updates: int = 0  # received once every client had subscribed
     skipped: int = 0  # seqs never received: coalesced away or lost
     disconnected: int = 0  # clients the server closed (too slow, …)
+    connect_retries: int = 0  # connections tried again (closed before the handshake)
     close_codes: list[int] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
 
@@ -126,8 +138,8 @@ def run_clients(url: str, token: str, channels: list[str], seconds: float, batch
         for i, channel in enumerate(channels):
             tasks.append(asyncio.create_task(client(url, token, channel, batch, tally,
                                                     ready)))
-            if i % 50 == 49:
-                await asyncio.sleep(0.05)  # do not open a thousand sockets in one instant
+            if i % 50 == 49:  # not a thousand sockets in one instant: 500 a second
+                await asyncio.sleep(0.1)
         try:
             await asyncio.wait_for(ready.wait(), 300)
         except TimeoutError:
@@ -284,6 +296,7 @@ def main() -> None:
             updates = sum(t["updates"] for t in tallies)
             skipped = sum(t["skipped"] for t in tallies)
             disconnected = sum(t["disconnected"] for t in tallies)
+            retries = sum(t["connect_retries"] for t in tallies)
             codes = sorted({c for t in tallies for c in t["close_codes"]})
             expected = published // len(sites) * (n_fleet * len(sites)
                                                   + (args.clients - n_fleet))
@@ -292,7 +305,7 @@ def main() -> None:
             print(f"updates received {updates:,} of ~{expected:,} published to subscribers "
                   f"({100 * ratio:.1f} %); {skipped:,} skipped (coalesced or lost); "
                   f"{disconnected} clients disconnected by the server"
-                  f"{f' {codes}' if codes else ''}; API CPU "
+                  f"{f' {codes}' if codes else ''}; {retries} connections tried again; API CPU "
                   f"{100 * cpu:.0f} % of one core ({100 * cpu * per_k:.0f} % per 1,000 "
                   f"clients); API RSS at the end {rss_end:.0f} MiB "
                   f"({(rss_end - rss_idle) * per_k:.0f} MiB per 1,000 clients over idle)",
@@ -308,7 +321,7 @@ def main() -> None:
                 "p50_ms": round(statistics.median(lat)) if lat else None,
                 "p99_ms": round(pct(lat, 0.99)) if lat else None,
                 "delivered_ratio": round(ratio, 4), "updates": updates, "expected": expected,
-                "skipped": skipped, "disconnected": disconnected,
+                "skipped": skipped, "disconnected": disconnected, "connect_retries": retries,
                 "api_cpu_pct": round(100 * cpu, 1), "api_rss_mib": round(rss_end),
                 "api_cpu_pct_per_1000_clients": round(100 * cpu * per_k, 1),
                 "api_rss_mib_per_1000_clients": round((rss_end - rss_idle) * per_k, 1)}),
