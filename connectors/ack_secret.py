@@ -10,11 +10,10 @@ changing the variable) invalidates every link sent."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import secrets
 from pathlib import Path
 
+from connectors.secret_file import read_or_create
 from connectors.settings import PLACEHOLDER_TOKENS, Settings
 
 KEY_BYTES = 32
@@ -37,26 +36,8 @@ def ack_secret(settings: Settings) -> bytes:
 
 
 def load_or_create_key(path: Path) -> bytes:
-    """The key in `path`, made first if there is none. Created whole or not at all: written
-    to a temporary file (mode 0600) and hard-linked to its name, which fails if another
-    process got there first — then theirs is used."""
-    try:
-        return _read(path)
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(secrets.token_bytes(KEY_BYTES))
-            f.flush()
-            os.fsync(f.fileno())
-        with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
-            os.link(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return _read(path)
+    """The key in `path`, made first if there is none (connectors/secret_file.py)."""
+    return read_or_create(path, lambda: secrets.token_bytes(KEY_BYTES), _read)
 
 
 def _read(path: Path) -> bytes:

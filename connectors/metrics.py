@@ -37,6 +37,7 @@ from wsgiref.simple_server import WSGIServer, make_server
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
 
+from connectors.secret_file import read_or_create
 from connectors.settings import PLACEHOLDER_TOKENS, Settings
 
 log = logging.getLogger(__name__)
@@ -221,26 +222,9 @@ def metrics_token(settings: Settings) -> str:
 
 
 def load_or_create_token(path: Path) -> str:
-    """The token in `path`, made first if there is none: written whole to a temporary file
-    (0600) and hard-linked to its name, which fails if another process got there first —
-    then theirs is used."""
-    try:
-        return _read_token(path)
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(secrets.token_urlsafe(32))
-            f.flush()
-            os.fsync(f.fileno())
-        with contextlib.suppress(FileExistsError):  # another process made it first
-            os.link(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return _read_token(path)
+    """The token in `path`, made first if there is none (connectors/secret_file.py)."""
+    return read_or_create(path, lambda: secrets.token_urlsafe(32).encode("ascii"),
+                          _read_token)
 
 
 def _read_token(path: Path) -> str:
