@@ -25,14 +25,27 @@ from connectors.history.sqlite import SqliteHistoryStore
 from connectors.kafka import ensure_topics, read_topic
 from connectors.redis_store import alarms_key, alerts_key, site_key
 from connectors.settings import Settings
-from contracts.events import Alert, DeadLetter
+from contracts.events import Alert, DeadLetter, SiteAvailability
 from flows.history_sink import HistoryItem, HistorySink
 from flows.history_sink import _Partition as _HistoryPartition
 from flows.kafka_sink import KafkaOutSink
 from flows.redis_sink import RedisSink
 from flows.sink_errors import KafkaReporter, ListReporter, SinkGuard, describe_json
-from infra.services import start_redis
+from infra.services import Service, start_redis
 from tests.flows.timelines import T0
+
+
+def empty_snapshot() -> SiteAvailability:
+    """Site s9's snapshot with nothing in it: a batch that tells a Redis sink it owns s9."""
+    return SiteAvailability(site_id="s9", customer="c", region="r", ts_ms=T0, windows={},
+                            units_by_state={}, units=())
+
+
+def restarted(service: Service, log_dir: Path) -> Service:
+    """Redis stopped and started again, empty, on the same port."""
+    port = int(service.address.rsplit(":", 1)[1].split("/")[0])
+    service.stop()
+    return start_redis(log_dir, port=port)
 
 
 def row(asset: str, minute: int, last: float | int) -> TelemetryRow:
@@ -185,14 +198,11 @@ def test_a_full_or_read_only_disk_is_an_outage_and_nothing_is_lost(tmp_path: Pat
 def test_redis_down_and_back_loses_nothing(tmp_path: Path) -> None:
     """Redis stopped under the sink and started again on the same port: the batch waits and
     is written once it is back; the outage alert goes out and clears."""
-    from contracts.events import SiteAvailability
-
     service = start_redis(tmp_path / "one")
     port = int(service.address.rsplit(":", 1)[1].split("/")[0])
     reporter = ListReporter()
     sink = RedisSink(service.address, reporter).build("redis", 0, 1)
-    snapshot = SiteAvailability(site_id="s9", customer="c", region="r", ts_ms=T0,
-                                windows={}, units_by_state={}, units=())
+    snapshot = empty_snapshot()
     service.stop()
     done = threading.Event()
 
@@ -223,23 +233,19 @@ def test_redis_down_and_back_loses_nothing(tmp_path: Path) -> None:
 def test_a_redis_restarted_empty_gets_the_hot_state_back(tmp_path: Path) -> None:
     """Alarms, alerts (written only when they change) are in Redis again at the next batch
     after it restarted empty; one cleared meanwhile is not; nothing else comes back."""
-    from contracts.events import SiteAvailability
     from tests.api.hot_state import alert, breach
 
     service = start_redis(tmp_path / "one")
-    port = int(service.address.rsplit(":", 1)[1].split("/")[0])
     sink = RedisSink(service.address, ListReporter()).build("redis", 0, 1)
     kept, gone = breach("s9", "s9-u01"), breach("s9", "s9-u02")
     warning = alert("s9", "s9-u03")
     sink.write_batch([kept, gone, warning])
     sink.write_batch([gone.model_copy(update={"state": "cleared"})])
-    service.stop()
-    again = start_redis(tmp_path / "two", port=port)
+    again = restarted(service, tmp_path / "two")
     try:
         client = redis.Redis.from_url(again.address)
         assert client.hgetall(alarms_key("s9")) == {}
-        snapshot = SiteAvailability(site_id="s9", customer="c", region="r", ts_ms=T0,
-                                    windows={}, units_by_state={}, units=())
+        snapshot = empty_snapshot()
         sink.write_batch([snapshot])
         assert client.hgetall(alarms_key("s9")) == {
             kept.breach_id.encode(): kept.model_dump_json().encode()}
@@ -261,11 +267,9 @@ def test_flows_restarted_then_redis_restarted_the_hot_state_still_comes_back(
         tmp_path: Path) -> None:
     """A flows process started again takes over what Redis holds of its sites' hashes (the
     alarms it raised before); a control-loop alert in the same hash is the loop's own."""
-    from contracts.events import SiteAvailability
     from tests.api.hot_state import alert, breach
 
     service = start_redis(tmp_path / "one")
-    port = int(service.address.rsplit(":", 1)[1].split("/")[0])
     before = RedisSink(service.address, ListReporter()).build("redis", 0, 1)
     kept = breach("s9", "s9-u01")
     before.write_batch([kept])
@@ -275,11 +279,9 @@ def test_flows_restarted_then_redis_restarted_the_hot_state_still_comes_back(
     client.hset(alerts_key("s9"), control.alert_id, control.model_dump_json())
     client.close()
     sink = RedisSink(service.address, ListReporter()).build("redis", 0, 1)
-    snapshot = SiteAvailability(site_id="s9", customer="c", region="r", ts_ms=T0,
-                                windows={}, units_by_state={}, units=())
+    snapshot = empty_snapshot()
     sink.write_batch([snapshot])  # this worker computes s9
-    service.stop()
-    again = start_redis(tmp_path / "two", port=port)
+    again = restarted(service, tmp_path / "two")
     try:
         sink.write_batch([snapshot])
         client = redis.Redis.from_url(again.address)
