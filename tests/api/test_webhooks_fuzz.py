@@ -54,7 +54,7 @@ servicenow:
       3f1c2a9e1b7d4c10a3b5e6f7a8b9c0d1: nordvik-u01
       5e7d0c4a2f1b4e3d9c8b7a6f5e4d3c2b: mesa-u02
 """
-EXAMPLES = 150
+EXAMPLES = 100
 REQUESTS_PER_EXAMPLE = 30  # EXAMPLES × REQUESTS_PER_EXAMPLE requests per run
 JSON_TYPES = ("application/json", "application/json; charset=utf-8", "APPLICATION/JSON",
               "application/vnd.api+json")

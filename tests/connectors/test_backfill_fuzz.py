@@ -57,7 +57,7 @@ STEP = 60_000
 MINUTES = 3
 TAGS = {"SOC": "soc_pct", "P_kW": "active_power_kw", "State": "status_code",
         "Temp": "temperature_c"}
-EXAMPLES = 800
+EXAMPLES = 500
 MONITORING = load_monitoring(EXAMPLE_MONITORING)
 
 Expected = list[tuple[str, int, tuple[tuple[str, tuple[tuple[str, float], ...]], ...]]]
