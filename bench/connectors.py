@@ -15,7 +15,10 @@ Measured:
     the part after the poll (sample `ts_ms` → topic) is reported separately.
 
     .venv/bin/python -m bench.connectors [--sites 30] [--units 40] [--seconds 60] [--changes 40]
-                                         [--sim-processes 2] [--warmup 15]
+                                         [--sim-processes 2] [--connectors 1] [--warmup 15]
+
+With `--connectors N` the device list is polled by N connector processes, each its
+`--shard I/N` (whole gateways), as `make up` runs them; the CPU figures are their sum.
 
 Uses KAFKA_BOOTSTRAP_SERVERS when set, else starts a local broker.
 """
@@ -109,6 +112,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="CPU window")
     parser.add_argument("--changes", type=int, default=40, help="register changes timed")
     parser.add_argument("--sim-processes", type=int, default=2, help="simulator processes")
+    parser.add_argument("--connectors", type=int, default=1,
+                        help="connector processes, each polling its shard of the gateways")
     parser.add_argument("--warmup", type=float, default=15.0,
                         help="seconds the connector runs before measuring")
     args = parser.parse_args()
@@ -131,14 +136,14 @@ def main() -> None:
                "BESSMON_TOPIC_TELEMETRY": TOPIC, "BESSMON_TOPIC_PARTITIONS": str(PARTITIONS)}
         cli = [sys.executable, "-m", "infra.cli"]
         logs = [(run / f"sim-{i}.log").open("w") for i in range(shards)]
-        logs.append((run / "connector.log").open("w"))
+        logs += [(run / f"connector-{i}.log").open("w") for i in range(args.connectors)]
         sims = [subprocess.Popen([*cli, "sim", "--fleet", str(fleet_file), "--devices-out",
                                   str(run / f"devices-{i}.yaml"), "--control-port",
                                   str(sim_ports[i]), "--shard", f"{i}/{shards}",
                                   "--fault-rate", "0"],
                                  env=env, stdout=logs[i], stderr=subprocess.STDOUT)
                 for i in range(shards)]
-        connector: subprocess.Popen[bytes] | None = None
+        connectors: list[subprocess.Popen[bytes]] = []
         watcher = TopicWatcher(kafka)
         try:
             deadline = time.monotonic() + 120
@@ -150,21 +155,31 @@ def main() -> None:
             merged = tuple(d for p in parts for d in load_devices(p).devices)
             devices.write_text(dump_devices(DeviceList(devices=merged)), encoding="utf-8")
             watcher.start()
-            connector = subprocess.Popen([*cli, "connect", "modbus", "--devices", str(devices)],
-                                         env=env, stdout=logs[-1], stderr=subprocess.STDOUT)
+            connectors = [subprocess.Popen(
+                [*cli, "connect", "modbus", "--devices", str(devices),
+                 "--shard", f"{i}/{args.connectors}"],
+                env=env, stdout=logs[shards + i], stderr=subprocess.STDOUT)
+                for i in range(args.connectors)]
             print(f"fleet: {args.sites} sites × {args.units} units = {len(units)} devices "
-                  f"at 1 Hz; warming up {args.warmup:g} s …", flush=True)
+                  f"at 1 Hz on {args.connectors} connector process(es); warming up "
+                  f"{args.warmup:g} s …", flush=True)
             time.sleep(args.warmup)
-            if connector.poll() is not None:
-                sys.exit(f"connector died: {(run / 'connector.log').read_text()[-2000:]}")
-            c0, s0, n0, t0 = (cpu_seconds(connector.pid), sum(cpu_seconds(p.pid) for p in sims),
-                              watcher.samples, time.monotonic())
+            for i, connector in enumerate(connectors):
+                if connector.poll() is not None:
+                    sys.exit(f"connector died: "
+                             f"{(run / f'connector-{i}.log').read_text()[-2000:]}")
+
+            def cpu() -> tuple[float, float]:
+                return (sum(cpu_seconds(c.pid) for c in connectors),
+                        sum(cpu_seconds(p.pid) for p in sims))
+
+            (c0, s0), n0, t0 = cpu(), watcher.samples, time.monotonic()
             time.sleep(args.seconds)
-            c1, s1, n1, t1 = (cpu_seconds(connector.pid), sum(cpu_seconds(p.pid) for p in sims),
-                              watcher.samples, time.monotonic())
+            (c1, s1), n1, t1 = cpu(), watcher.samples, time.monotonic()
             wall = t1 - t0
-            print(f"connector CPU: {100 * (c1 - c0) / wall:.0f} % of one core "
-                  f"(RSS {rss_mib(connector.pid):.0f} MiB, "
+            rss = sum(rss_mib(c.pid) for c in connectors)
+            print(f"connector CPU ({args.connectors} processes): {100 * (c1 - c0) / wall:.0f} % "
+                  f"of one core (RSS {rss:.0f} MiB, "
                   f"{(c1 - c0) / max(1, n1 - n0) * 1000:.3f} ms per unit poll); simulator CPU "
                   f"({shards} processes) {100 * (s1 - s0) / wall:.0f} %; samples to the topic "
                   f"{(n1 - n0) / wall:,.0f}/s (expected {len(units)}/s)", flush=True)
@@ -196,7 +211,7 @@ def main() -> None:
             # A unit poll is one sample (one poll group per device in the simulator's map).
             polls = n1 - n0
             print(json.dumps({
-                "bench": "connectors", "devices": len(units),
+                "bench": "connectors", "devices": len(units), "connectors": args.connectors,
                 "connector_cpu_pct": round(100 * (c1 - c0) / wall, 1),
                 "samples_per_s": round(polls / wall, 1),
                 "change_to_topic_ms": {"p50": round(statistics.median(total) * 1000),
@@ -208,7 +223,7 @@ def main() -> None:
                 "p99_ms": round(pct(total, 0.99) * 1000)}), flush=True)
         finally:
             watcher.running = False
-            for proc in (connector, *sims):
+            for proc in (*connectors, *sims):
                 if proc is not None:
                     proc.terminate()
                     try:

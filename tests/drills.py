@@ -156,9 +156,9 @@ def tally(topics: TopicCount, history: dict[tuple[str, int], int],
 def settled_tally(bootstrap: str, settings: Settings, history_db: Path, since_ms: int,
                   until_ms: int, timeout_s: float = 120) -> tuple[Tally, TopicCount]:
     """The tally of every minute in [since_ms, until_ms), once they are settled (the topics
-    read up to `until_ms` + SETTLED_MS: waits until then) and written (the flows may lag:
-    retried until exact or `timeout_s`, the last one returned)."""
-    topics = count_topics(bootstrap, settings, until_ms + SETTLED_MS + 1000)
+    read until the last minute's SETTLED_MS: waits until then) and written (the flows may
+    lag: retried until exact or `timeout_s`, the last one returned)."""
+    topics = count_topics(bootstrap, settings, until_ms - MINUTE_MS + SETTLED_MS + 1000)
     deadline = time.monotonic() + timeout_s
     while True:
         result = tally(topics, history_counts(history_db), since_ms, until_ms)
