@@ -18,9 +18,10 @@ from connectors.archive.query import ArchiveReader
 from connectors.archive.tables import EPISODES, STATUS, TELEMETRY, from_arrow, sort_records
 from connectors.archive.writer import ArchiveLocked, Archiver
 from connectors.history import SqliteHistoryStore, StatusIntervalRow, TelemetryRow
-from connectors.settings import EXAMPLE_FLEET
+from connectors.settings import EXAMPLE_FLEET, Settings
 from contracts.events import UnavailabilityEpisode
 from contracts.fleet import Fleet, load_fleet
+from infra.cli import main
 
 FLEET = load_fleet(EXAMPLE_FLEET)
 STOCKHOLM = FLEET.site("nordvik").tz
@@ -231,3 +232,64 @@ def test_partition_pruning_lists_only_the_days_asked(tmp_path: Path,
         [f"day={D2}"]
     assert reader.files(TELEMETRY, "elbe", [D1, D2]) == []
     assert sort_records(STATUS, []) == [] and EPISODES.key == ("episode_id",)
+
+
+@pytest.fixture
+def cli_settings(tmp_path: Path, history: SqliteHistoryStore,
+                 monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings of the `bessmon` command: the history above, no Redis (no flows to wait
+    for: the history is final as it stands)."""
+    s = Settings(run_dir=tmp_path / "run", history_path=history.path,
+                 archive_dir=tmp_path / "archive")
+    monkeypatch.setattr("infra.cli.get_settings", lambda: s)
+    return s
+
+
+def test_the_command_prints_a_line_per_day_written_and_nothing_twice(
+        cli_settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    now = dt.datetime.fromtimestamp(NOW / 1000, dt.UTC).isoformat()
+    assert main(["archive", "run", "--now", now, "--site", "nordvik", "--days", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == (f"[2/3] nordvik {D1}: telemetry 120 rows (part-000001.parquet), "
+                      "status_intervals 2 rows (part-000001.parquet), episodes 1 row "
+                      "(part-000001.parquet)")
+    assert out[1].startswith(f"[3/3] nordvik {D2}: telemetry 120 rows")
+    assert out[2] == (f"archive: 3 closed site-days looked at, 2 written, 1 unchanged "
+                      f"({cli_settings.archive_dir})")
+    assert main(["archive", "run", "--now", now, "--since", str(D1)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"archive: 6 closed site-days looked at, 0 written, 6 unchanged "
+        f"({cli_settings.archive_dir})"]  # three sites, two days each
+    assert main(["archive", "compact"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"archive: 0 days compacted ({cli_settings.archive_dir})"]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--site", "atlantis"], "bessmon: --site: no site 'atlantis' in "),
+    (["--now", "2026-03-04T12:00:00"], "needs a UTC offset"),
+    (["--since", "2026-02-30"], "not a date (YYYY-MM-DD): '2026-02-30'"),
+    (["--days", "0"], "must be a whole number ≥ 1"),
+])
+def test_the_command_refuses_bad_input_with_status_2(
+        cli_settings: Settings, capsys: pytest.CaptureFixture[str], argv: list[str],
+        message: str) -> None:
+    try:
+        code = main(["archive", "run", *argv])
+    except SystemExit as exc:  # argparse's own refusal
+        code = int(str(exc.code))
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (cli_settings.archive_dir or Path("/nonexistent")).exists()
+
+
+def test_a_bad_monitoring_file_is_named_with_its_problem(
+        cli_settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = tmp_path / "monitoring.yaml"
+    bad.write_text("tags: [soc_pct]\n", encoding="utf-8")
+    monkeypatch.setattr("infra.cli.get_settings",
+                        lambda: cli_settings.model_copy(update={"monitoring_file": bad}))
+    assert main(["archive", "run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"bessmon: {bad}") and "tags" in err
