@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import sys
 import time
 from collections.abc import Sequence
 
@@ -44,7 +45,7 @@ def _rows(n: int) -> str:
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.archive import archive_root
-    from connectors.archive.writer import Archiver, TableDay
+    from connectors.archive.writer import ArchiveLocked, Archiver, TableDay
     from connectors.history import open_history
     from contracts.monitoring import load_monitoring
 
@@ -66,6 +67,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         summary = Archiver(root, history, fleet, tags, final_ms).run(
             now_ms, site_ids, since=args.since, lookback_days=args.days, on_day=said)
+    except ArchiveLocked as exc:  # cron started one while the last still runs: say so
+        print(f"bessmon: archive run: {exc}", file=sys.stderr)
+        return 1
     finally:
         close_redis()
         history.close()
@@ -76,7 +80,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_compact(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.archive import archive_root
-    from connectors.archive.writer import Archiver
+    from connectors.archive.writer import ArchiveLocked, Archiver
     from connectors.history import open_history
 
     fleet, site_ids = _sites(settings, args.site)
@@ -84,6 +88,9 @@ def cmd_compact(args: argparse.Namespace, settings: Settings) -> int:
     history = open_history(settings)
     try:
         done = Archiver(root, history, fleet, (), lambda _site: None).compact(site_ids)
+    except ArchiveLocked as exc:
+        print(f"bessmon: archive compact: {exc}", file=sys.stderr)
+        return 1
     finally:
         history.close()
     for directory in done:

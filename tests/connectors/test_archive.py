@@ -293,3 +293,15 @@ def test_a_bad_monitoring_file_is_named_with_its_problem(
     assert main(["archive", "run"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"bessmon: {bad}") and "tags" in err
+
+
+def test_the_command_says_when_another_run_holds_the_archive(
+        cli_settings: Settings, history: SqliteHistoryStore,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_settings.archive_dir is not None
+    with archiver(cli_settings.archive_dir, history).lock():
+        assert main(["archive", "run"]) == 1
+        assert main(["archive", "compact"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"bessmon: archive {cmd}: {cli_settings.archive_dir}: another archive run "
+                   "is writing it" for cmd in ("run", "compact")]
