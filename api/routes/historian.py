@@ -53,7 +53,8 @@ HISTORIAN_MAX_SERIES = 50
 MAX_POINTS = 5_000
 MAX_LIST = 200  # ids in `assets` or `tags`
 ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-OFFSET_AS_SPACE = re.compile(r" (\d{2}:?\d{2})$")
+# A time, then a space where the offset's `+` was (a `+` unencoded in a query string).
+OFFSET_AS_SPACE = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$")
 MEDIA = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
 COLUMNS = ("time", "site_id", "asset_id", "tag", "count", "min", "max", "mean", "last")
 PARQUET_SCHEMA = pa.schema([
@@ -98,9 +99,9 @@ def id_list(text: str, loc: str) -> list[str]:
 
 def instant(text: str, loc: str) -> int:
     """An ISO-8601 time with its offset → epoch ms."""
-    text = OFFSET_AS_SPACE.sub(r"+\1", text.strip())
+    given = OFFSET_AS_SPACE.sub(r"\1+\2", text.strip())
     try:
-        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        moment = dt.datetime.fromisoformat(given.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise BadInput(loc, f"not an ISO-8601 time: {text[:64]!r}") from None
     if moment.tzinfo is None:

@@ -69,11 +69,6 @@ def key_of(table: Table, record: Record) -> Record:
     return tuple(record[names.index(k)] for k in table.key)
 
 
-def sort_records(table: Table, records: Sequence[Record]) -> list[Record]:
-    positions = [table.schema.names.index(k) for k in table.key]
-    return sorted(records, key=lambda r: tuple(r[p] for p in positions))
-
-
 def to_arrow(table: Table, records: Sequence[Record]) -> pa.Table:
     columns = list(zip(*records, strict=True)) if records else [()] * len(table.schema)
     return pa.Table.from_arrays(
@@ -87,11 +82,17 @@ def from_arrow(table: pa.Table) -> list[Record]:
     return list(zip(*columns, strict=True)) if columns else []
 
 
-def fingerprint(table: Table, records: Sequence[Record]) -> str:
-    """A day's content, whatever order it was read in: sha256 of its rows sorted by key
-    (`repr` of a float is exact, so a changed value changes the fingerprint)."""
+def sorted_by_key(table: Table, data: pa.Table) -> pa.Table:
+    return data.sort_by([(k, "ascending") for k in table.key])
+
+
+def fingerprint(table: Table, data: pa.Table) -> str:
+    """A day's content, whatever order it was read in: sha256 of its rows sorted by key, in
+    Arrow's IPC format (exact values; a pyarrow that serializes differently only makes the
+    next run compare the rows themselves, and write nothing if they are the same)."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as stream:
+        stream.write_table(sorted_by_key(table, data))
     digest = hashlib.sha256(table.name.encode())
-    for record in sort_records(table, records):
-        digest.update(repr(record).encode())
-        digest.update(b"\n")
+    digest.update(sink.getvalue().to_pybytes())
     return digest.hexdigest()

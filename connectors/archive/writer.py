@@ -32,7 +32,7 @@ from connectors.archive.tables import (
     fingerprint,
     from_arrow,
     key_of,
-    sort_records,
+    sorted_by_key,
     status_record,
     telemetry_record,
     to_arrow,
@@ -81,7 +81,7 @@ def read_parts(paths: Sequence[Path], table: Table) -> dict[tuple[object, ...], 
 
 
 def write_part(path: Path, table: Table, records: Sequence[Record]) -> None:
-    data = to_arrow(table, sort_records(table, records))
+    data = sorted_by_key(table, to_arrow(table, records))
     layout.write_atomically(path, lambda temp: pq.write_table(
         data, temp, compression="zstd", row_group_size=ROW_GROUP_ROWS))
 
@@ -152,7 +152,7 @@ class Archiver:
         one; else a part of the rows new or changed since (none: only the fingerprint)."""
         records = self.history_records(table, site, day)
         directory = layout.day_dir(self.root, table.name, site.id, day)
-        fp = fingerprint(table, records)
+        fp = fingerprint(table, to_arrow(table, records))
         fp_file = directory / layout.FINGERPRINT
         existing = layout.parts(directory)
         done = TableDay(table.name, site.id, day, len(records))
