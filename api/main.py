@@ -28,6 +28,7 @@ from api.routes import (
     data_quality,
     exclusions,
     health,
+    historian,
     metrics,
     notify,
     repair,
@@ -78,8 +79,9 @@ def create_app(settings: Settings | None = None, *, web_dist: Path | None = None
                               "answer is limited to the caller's customers and regions.")
     app.state.ctx = ctx
     errors.install(app)
-    for module in (health, auth, sites, repair, assets, alarms, data_quality, contracts,
-                   exclusions, report_archive, control, admin, stack, notify, webhooks, ws):
+    for module in (health, auth, sites, repair, assets, historian, alarms, data_quality,
+                   contracts, exclusions, report_archive, control, admin, stack, notify,
+                   webhooks, ws):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(metrics.router)  # /metrics, where Prometheus looks
 

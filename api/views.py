@@ -588,3 +588,28 @@ class ArchivedReport(BaseModel):
     differences: list[ReportDifference]  # from version - 1; [] for version 1
     delivered_ms: int | None  # handed to the notifier's outbox (null: not yet)
     recipients: list[str]
+
+
+# the historian's downsampled series (api/routes/historian.py)
+
+class HistorianPoint(BaseModel):
+    start_ms: int  # the bucket's start; buckets are `step_ms` wide
+    count: int  # samples in the bucket
+    min: float
+    avg: float  # count-weighted mean
+    max: float
+
+
+class HistorianSeries(BaseModel):
+    asset_id: str
+    site_id: str
+    tag: str
+    unit: str  # the tag's unit (the monitoring file's), "" for none
+    points: list[HistorianPoint]  # oldest first; buckets without data left out
+
+
+class HistorianAnswer(BaseModel):
+    from_ms: int
+    to_ms: int
+    step_ms: int
+    series: list[HistorianSeries]  # in the order asked: by asset, then tag

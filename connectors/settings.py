@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     control_file: Path = EXAMPLE_CONTROL  # modes, reactions, interlocks, hard limits
     history_path: Path | None = None  # embedded history store; default <run_dir>/history.db
     run_dir: Path = REPO_ROOT / ".run"
+    archive_dir: Path | None = None  # the analytics archive (Parquet); default <run_dir>/archive
     # Connectors spool here while the broker is unreachable (default <run_dir>/spool/<name>).
     spool_dir: Path | None = None
     spool_max_bytes: int = Field(1 << 30, ge=1 << 20)

@@ -5,8 +5,9 @@ services), `sim`, `connect` (modbus, opcua), `flows` (flows, replay), `backfill`
 (contracts evaluate, report compliance), `users` (audit, users), `api`, `control` (the
 control loop's `run`, estop), `notify` (the notifier's `run`), `tickets` (the ticket
 poller's `poll`), `report` (report run-due, report schedule: the scheduled compliance
-reports, added to the `report` group `contracts` makes), `backup` (backup, restore: the
-durable state); `common` holds what they share."""
+reports, added to the `report` group `contracts` makes), `archive` (archive run, archive
+compact: the analytics archive), `backup` (backup, restore: the durable state); `common`
+holds what they share."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from connectors.settings import get_settings
 from contracts.errors import InvalidInput
 from infra.cli import (
     api,
+    archive,
     backfill,
     backup,
     connect,
@@ -32,8 +34,8 @@ from infra.cli import (
 )
 
 # --help's order
-GROUPS = (stack, sim, connect, flows, backfill, contracts, report, users, api, control,
-          notify, tickets, backup)
+GROUPS = (stack, sim, connect, flows, backfill, contracts, report, archive, users, api,
+          control, notify, tickets, backup)
 
 
 def build_parser() -> argparse.ArgumentParser:

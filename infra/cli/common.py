@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import re
 import signal
+from collections.abc import Callable
+
+from connectors.settings import Settings
 
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 
@@ -59,3 +63,26 @@ def setup_logging(verbose: bool = False) -> None:
 def stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+
+
+def final_ms_reader(settings: Settings) -> tuple[Callable[[str], int | None],
+                                                 Callable[[], None]]:
+    """Each site's `final_ms` (how far the flows have made its history final) from its
+    snapshot in Redis, and a closer — what the scheduled reports and the archive wait on.
+    Without Redis configured there are no flows to wait for (an imported history): None, the
+    history is final as it stands. With Redis, a site without a snapshot (the flows have not
+    reported yet) is final nowhere: 0."""
+    if not settings.redis_url:
+        return (lambda _site: None), (lambda: None)
+    import redis
+
+    from connectors.redis_store import site_key
+
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+
+    def final_ms(site_id: str) -> int | None:
+        raw = client.get(site_key(site_id))
+        value = json.loads(raw).get("final_ms") if raw else None
+        return int(value) if value is not None else 0
+
+    return final_ms, client.close

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import signal
 import sys
@@ -22,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from connectors.settings import Settings
-from infra.cli.common import parse_duration
+from infra.cli.common import final_ms_reader, parse_duration
 
 SCHEDULE_EVERY_S = 600.0
 BASE_URL_HELP = ("the API's address for the e-mails' download links (default: the reports "
@@ -43,28 +42,6 @@ def parse_now(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} needs a UTC offset (e.g. "
                                          "2026-11-03T08:00:00+01:00 or …Z)")
     return int(moment.timestamp() * 1000)
-
-
-def _final_ms_reader(settings: Settings) -> tuple[Callable[[str], int | None],
-                                                  Callable[[], None]]:
-    """Each site's `final_ms` from its snapshot in Redis, and a closer. Without Redis
-    configured there are no flows to wait for (an imported history): None, the history is
-    final as it stands. With Redis, a site without a snapshot (the flows have not reported
-    yet) is final nowhere: 0."""
-    if not settings.redis_url:
-        return (lambda _site: None), (lambda: None)
-    import redis
-
-    from connectors.redis_store import site_key
-
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
-
-    def final_ms(site_id: str) -> int | None:
-        raw = client.get(site_key(site_id))
-        value = json.loads(raw).get("final_ms") if raw else None
-        return int(value) if value is not None else 0
-
-    return final_ms, client.close
 
 
 def _run(settings: Settings, now_ms: int | None, contract_id: str | None,
@@ -89,7 +66,7 @@ def _run(settings: Settings, now_ms: int | None, contract_id: str | None,
     archive = ReportArchive(archive_root(settings.run_dir))
     outbox = Outbox(settings.notify_db_path)
     store = ApiStore(settings.api_db_path)  # the approved exclusion windows
-    final_ms, close_redis = _final_ms_reader(settings)
+    final_ms, close_redis = final_ms_reader(settings)
     base_url = base_url or config.base_url or \
         f"http://{settings.api_host}:{settings.api_port}/"
     try:

@@ -102,6 +102,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              f"/api/v1/assets/nordvik-u01/telemetry?tag=soc_pct&{JANUARY}&step=3600000"),
     Endpoint("GET", "/api/v1/assets/{asset_id}/episodes", P.READ,
              f"/api/v1/assets/nordvik-u01/episodes?{JANUARY}"),
+    # The historian (tests/api/test_historian.py): an export is `reports.export`'s.
+    Endpoint("GET", "/api/v1/telemetry/export", P.REPORTS_EXPORT,
+             "/api/v1/telemetry/export?assets=nordvik-u01&tags=soc_pct&from=2026-01-01T00:00:00Z"
+             "&to=2026-01-08T00:00:00Z&format=csv"),
+    Endpoint("GET", "/api/v1/analytics/historian", P.READ,
+             "/api/v1/analytics/historian?assets=nordvik-u01&tags=soc_pct"
+             "&from=2026-01-01T00:00:00Z&to=2026-01-08T00:00:00Z&points=100"),
     Endpoint("GET", "/api/v1/alarms", P.READ, "/api/v1/alarms?site_id=nordvik"),
     Endpoint("POST", "/api/v1/alarms/{breach_id}/acknowledge", P.ALARMS_ACKNOWLEDGE,
              "/api/v1/alarms/{breach}/acknowledge", json={"comment": "crew on the way"}),

@@ -156,6 +156,7 @@ def other_things(site: str, world: dict[str, Any]) -> list[tuple[str, str, str, 
     contract = CONTRACT[site]
     breach = world["breaches"][site].breach_id
     span = "start=1767225600000&end=1767830400000"
+    iso_span = "from=2026-01-01T00:00:00Z&to=2026-01-08T00:00:00Z"  # the same week
     until = hot_state.now_ms() + 3_600_000
     return [
         ("GET", f"/api/v1/sites/{site}", site, None),
@@ -168,6 +169,9 @@ def other_things(site: str, world: dict[str, Any]) -> list[tuple[str, str, str, 
         ("GET", f"/api/v1/assets/{block}/status?{span}", block, None),
         ("GET", f"/api/v1/assets/{unit}/telemetry?tag=soc_pct&{span}&step=3600000", unit, None),
         ("GET", f"/api/v1/assets/{unit}/episodes?{span}", unit, None),
+        ("GET", f"/api/v1/telemetry/export?assets={unit}&tags=soc_pct&{iso_span}", unit, None),
+        ("GET", f"/api/v1/analytics/historian?assets={block}&tags=soc_pct&{iso_span}", block,
+         None),
         ("GET", f"/api/v1/contracts/{contract}/compliance?period={PERIOD[site]}", contract,
          None),
         ("GET", f"/api/v1/reports/compliance?contract_id={contract}&period={PERIOD[site]}"

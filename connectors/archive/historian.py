@@ -1,0 +1,107 @@
+"""Telemetry history for analytics, whichever place holds it: the archive (Parquet, through
+DuckDB) for the days archived, the history store's read methods for the others — the recent
+days not closed or not exported yet. A range is cut at the site's local day boundaries into
+segments of one kind each, read in time order and put together; no segment is read twice."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from connectors.archive import layout
+from connectors.archive.query import ArchiveReader
+from connectors.archive.tables import TELEMETRY
+from connectors.history.rows import TelemetryRow
+from connectors.history.store import HistoryStore
+from contracts.fleet import Fleet, Site
+
+MINUTE_MS = 60_000
+Series = tuple[str, str]  # (asset_id, tag)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """`[start_ms, end_ms)` of one site, read from the archive's `files` (when given) or
+    from the history store."""
+
+    start_ms: int
+    end_ms: int
+    files: tuple[Path, ...] = ()
+
+    @property
+    def archived(self) -> bool:
+        return bool(self.files)
+
+
+def merge_bucket(earlier: TelemetryRow, later: TelemetryRow) -> TelemetryRow:
+    """One bucket from two parts of it (a bucket across a segment boundary)."""
+    n = earlier.count + later.count
+    mean = ((earlier.mean * earlier.count + later.mean * later.count) / n if n > 0
+            else (earlier.mean + later.mean) / 2)
+    return TelemetryRow(later.asset_id, later.site_id, later.tag, earlier.start_ms, n,
+                        min(earlier.min, later.min), max(earlier.max, later.max), mean,
+                        later.last)
+
+
+class Historian:
+    def __init__(self, history: HistoryStore, reader: ArchiveReader, fleet: Fleet) -> None:
+        self.history = history
+        self.reader = reader
+        self.fleet = fleet
+
+    def segments(self, site: Site, start_ms: int, end_ms: int) -> list[Segment]:
+        days = layout.days_overlapping(start_ms, end_ms, site.tz)
+        archived = self.reader.archived_days(TELEMETRY, site.id, days)
+        out: list[Segment] = []
+        for day in days:
+            day_start, day_end = layout.day_bounds(day, site.tz)
+            s, e = max(start_ms, day_start), min(end_ms, day_end)
+            files = tuple(self.reader.files(TELEMETRY, site.id, [day])) if day in archived \
+                else ()
+            last = out[-1] if out else None
+            if last is not None and last.archived == bool(files) and last.end_ms == s:
+                out[-1] = Segment(last.start_ms, e, last.files + files)
+            else:
+                out.append(Segment(s, e, files))
+        return out
+
+    def _site(self, asset_id: str) -> Site:
+        return self.fleet.site(self.fleet.assets[asset_id].site_id)
+
+    def minute_rows(self, asset_id: str, tag: str, start_ms: int, end_ms: int
+                    ) -> Iterator[TelemetryRow]:
+        """The series' per-minute rows in `[start_ms, end_ms)`, oldest first."""
+        for seg in self.segments(self._site(asset_id), start_ms, end_ms):
+            if seg.archived:
+                yield from self.reader.telemetry(seg.files, [asset_id], [tag], seg.start_ms,
+                                                 seg.end_ms)
+            else:
+                yield from self.history.telemetry(asset_id, tag, seg.start_ms, seg.end_ms,
+                                                  MINUTE_MS)
+
+    def buckets(self, series: Sequence[Series], start_ms: int, end_ms: int, step_ms: int
+                ) -> dict[Series, list[TelemetryRow]]:
+        """Each series re-aggregated to `step_ms` (buckets on multiples of it since the
+        epoch; a multiple of a minute), oldest first; a series without data has none."""
+        out: dict[Series, dict[int, TelemetryRow]] = {s: {} for s in series}
+        by_site: dict[str, list[Series]] = {}
+        for asset_id, tag in series:
+            by_site.setdefault(self.fleet.assets[asset_id].site_id, []).append((asset_id, tag))
+        for site_id, site_series in by_site.items():
+            assets = sorted({a for a, _ in site_series})
+            tags = sorted({t for _, t in site_series})
+            for seg in self.segments(self.fleet.site(site_id), start_ms, end_ms):
+                if seg.archived:
+                    rows = [r for r in self.reader.telemetry_buckets(
+                        seg.files, assets, tags, seg.start_ms, seg.end_ms, step_ms)
+                        if (r.asset_id, r.tag) in out]
+                else:
+                    rows = [r for asset_id, tag in site_series
+                            for r in self.history.telemetry(asset_id, tag, seg.start_ms,
+                                                            seg.end_ms, step_ms)]
+                for r in rows:
+                    buckets = out[(r.asset_id, r.tag)]
+                    before = buckets.get(r.start_ms)
+                    buckets[r.start_ms] = r if before is None else merge_bucket(before, r)
+        return {s: [b[k] for k in sorted(b)] for s, b in out.items()}
