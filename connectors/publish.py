@@ -17,7 +17,7 @@ from connectors import metrics
 from connectors.kafka import SpoolingProducer, ensure_topics
 from connectors.settings import Settings
 from connectors.spool import SpoolFull
-from contracts.events import DeadLetter, DeviceHealth, TelemetrySample
+from contracts.events import DeadLetter, DeviceHealth, TelemetrySample, telemetry_json
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class DevicePublisher:
 
     def sample(self, sample: TelemetrySample) -> None:
         self._produce(self.settings.topic_telemetry, sample.device_id,
-                      sample.model_dump_json().encode(), self._samples)
+                      telemetry_json(sample), self._samples)
 
     def health(self, event: DeviceHealth) -> None:
         self._produce(self.settings.topic_device_health, event.device_id,

@@ -27,12 +27,13 @@ from connectors.modbus.errors import (
     DeviceGarbled,
     DeviceRefused,
     DeviceUnavailable,
+    ModbusError,
 )
 from connectors.modbus.tcp import (
-    ConnectionLost,
     ExceptionAnswer,
     ModbusTcpClient,
     NoAnswer,
+    TransportError,
     UnusableAnswer,
     read_answer,
     read_request,
@@ -42,6 +43,9 @@ from connectors.modbus.tcp import (
 
 log = logging.getLogger(__name__)
 WRITE, POLL = 0, 1  # lock priorities: a setpoint write goes before queued polls
+# A unit's poll in a round (`GatewayCoordinator.poll_each`): unit id, blocks, timeout, and what
+# to call with the blocks' bytes or the error of ours the poll ended with.
+Polled = Callable[["list[bytes] | ModbusError"], None]
 
 
 class _PriorityLock:
@@ -218,22 +222,77 @@ class GatewayCoordinator:
             await asyncio.sleep(min(backoff_s * 2 ** attempt, backoff_max_s))
             attempt += 1
 
-    async def exchange(self, unit_id: int, blocks: Sequence[tuple[int, int]],
-                       timeout_s: float) -> list[bytes]:
-        """FC3 reads of `blocks` on the connection (which the caller holds): the registers'
-        bytes of each, or an error of ours. Pipelined, the blocks' requests go together;
-        otherwise one after the answer of the other, and the first unusable answer ends the
-        poll before the next request (as a serial gateway is read)."""
-        if self.pipeline == 1 and len(blocks) > 1:
-            return [(await self.exchange(unit_id, (block,), timeout_s))[0] for block in blocks]
-        cached = isinstance(blocks, tuple)  # a poll group's: asked again every poll
+    async def poll_each(self, polls: Sequence[tuple[int, tuple[tuple[int, int], ...], float,
+                                                    Polled]]) -> None:
+        """One read of every `(unit_id, blocks, timeout_s, polled)` — a round of the units
+        of this gateway that poll at one instant — their requests pipelined together, each
+        as `read_blocks` reads it but without retries: `polled` is called with its blocks'
+        bytes or its `ModbusError` once it is over (its answers in, its time up, the
+        connection lost), from inside the client. Returns once the requests are sent: an
+        answer waits for nobody, and a unit that stops answering does not hold up the next
+        round of the others. (On a gateway of `pipeline` 1 its requests go one after the
+        other, but a unit's refused block does not keep its next block from being sent:
+        the poller reads such gateways unit by unit, with `read_blocks`.)"""
+        if not polls:
+            return
+        lock = self._lock
+        await lock.acquire(POLL, exclusive=False)
+        left = len(polls)
+
+        def over() -> None:  # the round holds one place on the connection until it is over
+            nonlocal left
+            left -= 1
+            if left == 0:
+                lock.release(exclusive=False)
+
+        try:
+            if not self.connected:
+                await self._connect(force=False)
+        except DeviceUnavailable as exc:
+            lock.release(exclusive=False)
+            for *_, polled in polls:
+                polled(exc)
+            return
+        except BaseException:  # cancelled: nothing was sent, nobody is told
+            lock.release(exclusive=False)
+            raise
+        client = self._client
+        assert client is not None
+
+        def answered(unit_id: int, blocks: tuple[tuple[int, int], ...],
+                     polled: Polled) -> Callable[[list[bytes] | TransportError], None]:
+            def done(outcome: list[bytes] | TransportError) -> None:
+                over()
+                try:
+                    if isinstance(outcome, TransportError):
+                        raise self._unavailable(client, outcome, lambda i: (
+                            f"unit {unit_id} read {blocks[i][0]}+{blocks[i][1]}"))
+                    self._failures = 0
+                    data = self._data(unit_id, blocks, outcome)
+                except ModbusError as exc:
+                    polled(exc)
+                    return
+                polled(data)
+            return done
+
+        client.send_each([(unit_id, self._frames_of(unit_id, blocks), timeout_s,
+                           answered(unit_id, blocks, polled))
+                          for unit_id, blocks, timeout_s, polled in polls])
+
+    def _frames_of(self, unit_id: int, blocks: Sequence[tuple[int, int]]) -> list[bytes]:
+        """The read requests of `blocks` (a poll group's, a tuple: asked again every poll,
+        built once)."""
+        cached = isinstance(blocks, tuple)
         frames = self._frames.get((unit_id, blocks)) if cached else None
         if frames is None:
             frames = [read_request(0, unit_id, address, count) for address, count in blocks]
             if cached and len(self._frames) < 4096:
                 self._frames[(unit_id, blocks)] = frames
-        answers = await self._send(unit_id, frames, timeout_s, lambda i: (
-            f"unit {unit_id} read {blocks[i][0]}+{blocks[i][1]}"))
+        return frames
+
+    def _data(self, unit_id: int, blocks: Sequence[tuple[int, int]],
+              answers: Sequence[bytes]) -> list[bytes]:
+        """The registers' bytes of each block from its answer's PDU, or an error of ours."""
         data = []
         for (address, count), pdu in zip(blocks, answers, strict=True):
             try:
@@ -245,6 +304,18 @@ class GatewayCoordinator:
                 raise DeviceGarbled(f"{self.name} unit {unit_id} read {address}+{count}: "
                                     f"{exc}", answer=exc.answer) from None
         return data
+
+    async def exchange(self, unit_id: int, blocks: Sequence[tuple[int, int]],
+                       timeout_s: float) -> list[bytes]:
+        """FC3 reads of `blocks` on the connection (which the caller holds): the registers'
+        bytes of each, or an error of ours. Pipelined, the blocks' requests go together;
+        otherwise one after the answer of the other, and the first unusable answer ends the
+        poll before the next request (as a serial gateway is read)."""
+        if self.pipeline == 1 and len(blocks) > 1:
+            return [(await self.exchange(unit_id, (block,), timeout_s))[0] for block in blocks]
+        answers = await self._send(unit_id, self._frames_of(unit_id, blocks), timeout_s,
+                                   lambda i: f"unit {unit_id} read {blocks[i][0]}+{blocks[i][1]}")
+        return self._data(unit_id, blocks, answers)
 
     async def write(self, unit_id: int, address: int, values: Sequence[int],
                     timeout_s: float) -> int:
@@ -270,19 +341,23 @@ class GatewayCoordinator:
                                     connection_down=True)
         try:
             answers = await client.send(unit_id, frames, timeout_s)
-        except NoAnswer as exc:
-            where = f"{self.name} {what(exc.index)}"
-            self._drop(client)
-            _garbled(where, str(exc), exc.received)
-            raise DeviceUnavailable(f"{where}: {exc}", connection_down=False) from None
-        except ConnectionLost as exc:
-            where = f"{self.name} {what(exc.index)}"
-            if client is self._client:
-                self._drop(client)
-            _garbled(where, str(exc), exc.received)
-            raise DeviceUnavailable(f"{where}: {exc}", connection_down=True) from None
+        except TransportError as exc:
+            raise self._unavailable(client, exc, what) from None
         self._failures = 0  # an answer, even a refusal: the connection works
         return answers
+
+    def _unavailable(self, client: ModbusTcpClient, exc: TransportError,
+                     what: Callable[[int], str]) -> DeviceUnavailable | DeviceGarbled:
+        """What a request that failed on the wire is to its caller; a timeout drops the
+        connection (see the class), a lost one is dropped if still ours."""
+        where = f"{self.name} {what(exc.index)}"
+        self._drop(client)  # unless an earlier connection's
+        try:
+            _garbled(where, str(exc), exc.received)
+        except DeviceGarbled as garbled:
+            return garbled
+        return DeviceUnavailable(f"{where}: {exc}",
+                                 connection_down=not isinstance(exc, NoAnswer))
 
     async def _connect(self, *, force: bool) -> None:
         """Connect unless connected; concurrent callers wait for one attempt."""

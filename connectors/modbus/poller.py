@@ -22,6 +22,8 @@ from decimal import Decimal
 from functools import lru_cache
 from types import CodeType
 
+from prometheus_client import Counter, Histogram
+
 from connectors import metrics
 from connectors.modbus.blocks import BlockPlan
 from connectors.modbus.codec import RawValue, shortest_float32, unpacker
@@ -409,6 +411,19 @@ def _decimal_factor(datatype: str, scale: float, value_offset: float) -> tuple[i
     return factor, divisor
 
 
+@dataclass(slots=True)
+class _Poller:
+    """One poll group of one device, as the connector polls it: its health and metrics."""
+
+    map: DeviceMap
+    group: PollGroup
+    tracker: HealthTracker
+    polls: Counter
+    latency: Histogram
+    errors: dict[str, Counter]
+    busy: bool = False  # a poll under way (a round's)
+
+
 class ModbusConnector:
     """The devices of a connector process, one `GatewayCoordinator` per host:port.
 
@@ -452,6 +467,7 @@ class ModbusConnector:
         self._clock = clock
         self.gateways: dict[tuple[str, int], GatewayCoordinator] = {}
         self._sleeping: set[asyncio.Task[object]] = set()  # pollers between polls
+        self._retries: set[asyncio.Future[None]] = set()  # polls of a round tried again
         for d in self._configs.values():
             key = (d.host, d.port)
             if key in self.gateways:
@@ -508,9 +524,19 @@ class ModbusConnector:
         stop = stop or asyncio.Event()
         try:
             async with asyncio.TaskGroup() as tasks:
+                rounds: dict[tuple[tuple[str, int], int], list[_Poller]] = {}
                 for m in self._maps.values():
+                    gateway = self.gateway(m.device)
                     for group in m.groups:
-                        tasks.create_task(self._poll(m, group, stop))
+                        if gateway.pipeline == 1:
+                            tasks.create_task(self._poll(m, group, stop))
+                        else:
+                            interval_ms = max(1, round(group.interval_s * 1000))
+                            rounds.setdefault(((m.device.host, m.device.port), interval_ms),
+                                              []).append(self._poller(m, group))
+                for (key, interval_ms), pollers in rounds.items():
+                    tasks.create_task(self._poll_rounds(self.gateways[key], interval_ms,
+                                                        pollers, stop))
                 for device in self._sunspec:
                     tasks.create_task(self._run_sunspec(device, stop))
                 tasks.create_task(self._wake_on(stop))
@@ -521,90 +547,189 @@ class ModbusConnector:
         for gateway in self.gateways.values():
             gateway.close()
 
-    async def _poll(self, m: DeviceMap, group: PollGroup, stop: asyncio.Event) -> None:
-        """Poll one group at its interval, on the interval's grid (`ts_ms` is the grid
-        instant: devices polled at the same rate carry the same timestamps). Between polls
-        it sleeps, and `stop` cancels the sleep (`_wake_on`: a wait for the stop event at
-        every poll costs more than the poll's decoding); a poll under way is finished."""
-        device, gateway = m.device, self.gateway(m.device)
-        tracker = self.health[device.id]
+    def _poller(self, m: DeviceMap, group: PollGroup) -> _Poller:
+        device = m.device
+        where = f"{device.host}:{device.port}"
+        return _Poller(m, group, self.health[device.id],
+                       metrics.CONNECTOR_POLLS.labels("modbus", where),
+                       metrics.CONNECTOR_POLL_SECONDS.labels("modbus", where),
+                       {reason: metrics.CONNECTOR_POLL_ERRORS.labels("modbus", where, reason)
+                        for reason in ("unavailable", "refused", "garbled", "undecodable")})
+
+    async def _next_tick(self, interval_ms: int, stop: asyncio.Event) -> int | None:
+        """Sleep until the next instant of the interval's grid and return it (None: `stop`
+        is set). `stop` cancels the sleep (`_wake_on`: a wait for the stop event at every
+        poll costs more than the poll's decoding)."""
         task = asyncio.current_task()
         assert task is not None
+        now_ms = self._clock() * 1000
+        ts_ms = (int(now_ms) // interval_ms + 1) * interval_ms
+        if stop.is_set():
+            return None
+        self._sleeping.add(task)
+        try:
+            await asyncio.sleep((ts_ms - now_ms) / 1000)
+        except asyncio.CancelledError:
+            if stop.is_set() and task.uncancel() == 0:  # our wake-up, not another's
+                return None
+            raise
+        finally:
+            self._sleeping.discard(task)
+        return ts_ms
+
+    async def _poll(self, m: DeviceMap, group: PollGroup, stop: asyncio.Event) -> None:
+        """Poll one group at its interval, on the interval's grid (`ts_ms` is the grid
+        instant: devices polled at the same rate carry the same timestamps); a poll under way
+        is finished when `stop` is set."""
+        device, gateway = m.device, self.gateway(m.device)
+        poller = self._poller(m, group)
         interval_ms = max(1, round(group.interval_s * 1000))
-        where = f"{device.host}:{device.port}"
-        polls = metrics.CONNECTOR_POLLS.labels("modbus", where)
-        latency = metrics.CONNECTOR_POLL_SECONDS.labels("modbus", where)
-        errors = {reason: metrics.CONNECTOR_POLL_ERRORS.labels("modbus", where, reason)
-                  for reason in ("unavailable", "refused", "garbled", "undecodable")}
-        while True:
-            now_ms = self._clock() * 1000
-            ts_ms = (int(now_ms) // interval_ms + 1) * interval_ms
-            if stop.is_set():
-                return
-            self._sleeping.add(task)
-            try:
-                await asyncio.sleep((ts_ms - now_ms) / 1000)
-            except asyncio.CancelledError:
-                if stop.is_set() and task.uncancel() == 0:  # our wake-up, not another's
-                    return
-                raise
-            finally:
-                self._sleeping.discard(task)
+        while (ts_ms := await self._next_tick(interval_ms, stop)) is not None:
             started = time.monotonic()
-            polls.inc()
+            poller.polls.inc()
+            outcome: list[bytes] | ModbusError
             try:
-                data = await gateway.read_blocks(
+                outcome = await gateway.read_blocks(
                     device.unit_id, group.blocks, timeout_s=device.timeout_s,
                     retries=device.retries, backoff_s=device.backoff_s,
                     backoff_max_s=device.backoff_max_s)
-            except DeviceUnavailable as exc:
-                errors["unavailable"].inc()
-                self._health(tracker.failure(ts_ms, str(exc),
-                                             connection_down=exc.connection_down))
-                continue
-            except DeviceRefused as exc:
-                errors["refused"].inc()
-                self._health(tracker.failure(ts_ms, str(exc), connection_down=False))
-                continue
-            except DeviceGarbled as exc:
-                errors["garbled"].inc()
-                self._health(tracker.failure(ts_ms, str(exc), connection_down=False))
-                self.refusals.report(device.id, [Rejection(
-                    UNDECODABLE, str(exc),
-                    {"blocks": group.blocks, "unit_id": device.unit_id, "answer": exc.answer},
-                    ts_ms)])
-                continue
-            latency_s = time.monotonic() - started
-            latency.observe(latency_s)
-            try:
-                sample, rejections = m.decode_blocks(group, data, ts_ms)
-            except Exception as exc:  # a bug of ours, not the device's: say so, poll on
-                errors["undecodable"].inc()
-                log.exception("device %s: group %s: cannot decode the poll", device.id,
-                              group.name)
-                self._health(tracker.failure(ts_ms, f"cannot decode: {exc!r}"[:200],
-                                             connection_down=False))
-                self.refusals.report(device.id, [Rejection(
-                    UNDECODABLE, f"group {group.name}: cannot decode ({exc!r})",
-                    {"registers": sorted(registers_of(group.blocks, data).items())}, ts_ms)])
-                continue
-            self._health(tracker.success(ts_ms, latency_s, refused=[
-                r.detail for r in rejections]))
-            if rejections:
-                self.refusals.report(device.id, rejections)
-            if self.on_sample is not None:
+            except ModbusError as exc:
+                outcome = exc
+            self._polled(poller, ts_ms, time.monotonic() - started, outcome)
+
+    async def _poll_rounds(self, gateway: GatewayCoordinator, interval_ms: int,
+                           pollers: Sequence[_Poller], stop: asyncio.Event) -> None:
+        """Poll the groups of one interval of the devices behind one pipelining gateway, in
+        rounds: at each instant of the grid one `poll_each` of them all, each answer handled
+        as it comes (`_polled`) — no task and no future per poll. A device whose poll of the
+        round before is not over yet (waiting for its answer or a retry) sits this one out,
+        as a device polled alone would. Once `stop` is set, the polls under way are
+        finished."""
+        under_way = 0
+        idle = asyncio.Event()
+        idle.set()
+
+        def answered(poller: _Poller, ts_ms: int, started: float
+                     ) -> Callable[[list[bytes] | ModbusError], None]:
+            def done(outcome: list[bytes] | ModbusError) -> None:
+                device = poller.map.device
+                if isinstance(outcome, ModbusError) and device.retries and not (
+                        isinstance(outcome, DeviceRefused) and not outcome.transient):
+                    # Tried again as `read_blocks` tries (retries after a backoff).
+                    task = asyncio.ensure_future(self._retry(gateway, poller, ts_ms, started))
+                    task.add_done_callback(lambda _: over(poller))
+                    self._retries.add(task)
+                    task.add_done_callback(self._retries.discard)
+                    return
                 try:
-                    self.on_sample(m, sample)
-                except Exception:  # a bug of ours: say so, poll on
-                    log.exception("device %s: group %s: on_sample failed", device.id,
-                                  group.name)
-            problem = device_time_problem(ts_ms)
-            if problem is not None:  # this host's clock, not the device: a sample of no time
-                self.refusals.report(device.id, [Rejection(
-                    IMPOSSIBLE_TIMESTAMP, f"group {group.name}: poll {problem} (this host's "
-                    "clock)", {"sample": sample.model_dump(mode="json")}, ts_ms)])
-                continue
-            self._publish(sample)
+                    self._polled(poller, ts_ms, time.monotonic() - started, outcome)
+                finally:
+                    over(poller)
+            return done
+
+        def over(poller: _Poller) -> None:
+            nonlocal under_way
+            poller.busy = False
+            under_way -= 1
+            if under_way == 0:
+                idle.set()
+
+        try:
+            while (ts_ms := await self._next_tick(interval_ms, stop)) is not None:
+                started = time.monotonic()
+                due = [p for p in pollers if not p.busy]
+                for p in due:
+                    p.busy = True
+                under_way += len(due)
+                if due:
+                    idle.clear()
+                    due[0].polls.inc(len(due))  # the gateway's counter, one for all
+                try:
+                    await gateway.poll_each([
+                        (p.map.device.unit_id, p.group.blocks, p.map.device.timeout_s,
+                         answered(p, ts_ms, started)) for p in due])
+                except BaseException:  # cancelled before the round was sent: none is told
+                    for p in due:
+                        over(p)
+                    raise
+        finally:
+            await idle.wait()
+
+    async def _retry(self, gateway: GatewayCoordinator, poller: _Poller, ts_ms: int,
+                     started: float) -> None:
+        device = poller.map.device
+        outcome: list[bytes] | ModbusError
+        try:
+            await asyncio.sleep(min(device.backoff_s, device.backoff_max_s))
+            outcome = await gateway.read_blocks(
+                device.unit_id, poller.group.blocks, timeout_s=device.timeout_s,
+                retries=device.retries - 1, backoff_s=device.backoff_s * 2,
+                backoff_max_s=device.backoff_max_s)
+        except ModbusError as exc:
+            outcome = exc
+        self._polled(poller, ts_ms, time.monotonic() - started, outcome)
+
+    def _polled(self, poller: _Poller, ts_ms: int, latency_s: float,
+                outcome: list[bytes] | ModbusError) -> None:
+        """One poll's end: its sample published, its values refused, the device's health
+        told. Never raises: a bug of ours is logged, and the poller polls on."""
+        try:
+            self._handle(poller, ts_ms, latency_s, outcome)
+        except Exception:
+            log.exception("device %s: group %s: cannot handle the poll",
+                          poller.map.device.id, poller.group.name)
+
+    def _handle(self, poller: _Poller, ts_ms: int, latency_s: float,
+                outcome: list[bytes] | ModbusError) -> None:
+        m, group, tracker, errors = poller.map, poller.group, poller.tracker, poller.errors
+        device = m.device
+        if isinstance(outcome, DeviceUnavailable):
+            errors["unavailable"].inc()
+            self._health(tracker.failure(ts_ms, str(outcome),
+                                         connection_down=outcome.connection_down))
+            return
+        if isinstance(outcome, DeviceRefused):
+            errors["refused"].inc()
+            self._health(tracker.failure(ts_ms, str(outcome), connection_down=False))
+            return
+        if isinstance(outcome, DeviceGarbled):
+            errors["garbled"].inc()
+            self._health(tracker.failure(ts_ms, str(outcome), connection_down=False))
+            self.refusals.report(device.id, [Rejection(
+                UNDECODABLE, str(outcome),
+                {"blocks": group.blocks, "unit_id": device.unit_id, "answer": outcome.answer},
+                ts_ms)])
+            return
+        if isinstance(outcome, ModbusError):
+            raise outcome  # no other kind is raised by a read
+        data = outcome
+        poller.latency.observe(latency_s)
+        try:
+            sample, rejections = m.decode_blocks(group, data, ts_ms)
+        except Exception as exc:  # a bug of ours, not the device's: say so, poll on
+            errors["undecodable"].inc()
+            log.exception("device %s: group %s: cannot decode the poll", device.id, group.name)
+            self._health(tracker.failure(ts_ms, f"cannot decode: {exc!r}"[:200],
+                                         connection_down=False))
+            self.refusals.report(device.id, [Rejection(
+                UNDECODABLE, f"group {group.name}: cannot decode ({exc!r})",
+                {"registers": sorted(registers_of(group.blocks, data).items())}, ts_ms)])
+            return
+        self._health(tracker.success(ts_ms, latency_s, refused=[r.detail for r in rejections]))
+        if rejections:
+            self.refusals.report(device.id, rejections)
+        if self.on_sample is not None:
+            try:
+                self.on_sample(m, sample)
+            except Exception:  # a bug of ours: say so, poll on
+                log.exception("device %s: group %s: on_sample failed", device.id, group.name)
+        problem = device_time_problem(ts_ms)
+        if problem is not None:  # this host's clock, not the device: a sample of no time
+            self.refusals.report(device.id, [Rejection(
+                IMPOSSIBLE_TIMESTAMP, f"group {group.name}: poll {problem} (this host's "
+                "clock)", {"sample": sample.model_dump(mode="json")}, ts_ms)])
+            return
+        self._publish(sample)
 
     async def _run_sunspec(self, device: DeviceConfig, stop: asyncio.Event) -> None:
         """Discover the device's SunSpec models (again and again, backing off, until it

@@ -11,7 +11,10 @@ and answers come back as PDU bytes, to be checked by the pure functions below an
 the caller.
 
 Requests travel in batches (`ModbusTcpClient.send`): a batch is one future, resolved when
-every one of its requests is answered, or failed as a whole. Nothing that arrives is taken for
+every one of its requests is answered, or failed as a whole. `send_each` sends many batches at
+once without a future each: each batch's callback is called with its answers or its error (a
+connector polling a gateway's units every second: a future per unit poll, and a task to wait
+for it, cost more than its decoding). Nothing that arrives is taken for
 an answer unless its transaction id and unit id are those of a request in flight; a frame of no
 such request (a late answer, another transaction's) is kept as *stray* bytes, and a batch that
 times out with stray or partial bytes received since it was sent says so (`NoAnswer.received`):
@@ -24,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 MBAP = struct.Struct(">HHHB")  # transaction id, protocol id (0), length (unit id + PDU), unit
@@ -143,16 +146,22 @@ def write_answer(pdu: bytes, function: int) -> None:
 
 # -- the connection --------------------------------------------------------------------------
 
+Answered = Callable[["list[bytes] | TransportError"], None]  # a batch's callback
+
+
 class _Batch:
-    """Requests sent together, answered together."""
+    """Requests sent together, answered together: the answers (or the error) go to its future,
+    or to its callback (`send_each`)."""
 
-    __slots__ = ("answers", "future", "left", "seq", "stray_mark", "tids", "timeout_s",
-                 "timer")
+    __slots__ = ("answered", "answers", "done", "future", "left", "seq", "stray_mark", "tids",
+                 "timeout_s", "timer")
 
-    def __init__(self, future: asyncio.Future[list[bytes]], size: int, seq: int,
-                 stray_mark: int, timeout_s: float) -> None:
+    def __init__(self, future: asyncio.Future[list[bytes]] | None, answered: Answered | None,
+                 size: int, seq: int, stray_mark: int, timeout_s: float) -> None:
         self.timeout_s = timeout_s
         self.future = future
+        self.answered = answered
+        self.done = False
         self.answers: list[bytes] = [b""] * size
         self.left = size
         self.tids: list[int] = []  # of its requests sent
@@ -203,14 +212,34 @@ class ModbusTcpClient(asyncio.Protocol):
         if not frames:
             future.set_result([])
             return future
+        self._queue(unit, frames, timeout_s, future, None)
+        self._pump()
+        return future
+
+    def send_each(self, batches: Sequence[tuple[int, Sequence[bytes], float, Answered]]) -> None:
+        """Send batches `(unit, frames, timeout_s, answered)` together (as `send` does each):
+        `answered` is called once per batch, with the answers' PDUs in request order or the
+        `TransportError` it failed with — from inside this client (an answer's arrival, a
+        timer, `close`), so it must not block. Not connected: each is called at once."""
+        if self._transport is None:
+            for _, _, _, answered in batches:
+                answered(ConnectionLost(self.closed_reason or "not connected"))
+            return
+        for unit, frames, timeout_s, answered in batches:
+            if frames:
+                self._queue(unit, frames, timeout_s, None, answered)
+            else:
+                answered([])
+        self._pump()
+
+    def _queue(self, unit: int, frames: Sequence[bytes], timeout_s: float,
+               future: asyncio.Future[list[bytes]] | None, answered: Answered | None) -> None:
         self._seq += 1
-        batch = _Batch(future, len(frames), self._seq, self._stray_count, timeout_s)
+        batch = _Batch(future, answered, len(frames), self._seq, self._stray_count, timeout_s)
         self._batches[batch.seq] = batch
         queued = self._queued
         for index, frame in enumerate(frames):
             queued.append((batch, index, unit, frame))
-        self._pump()
-        return future
 
     def close(self, reason: str = "closed") -> None:
         """Close the connection; every batch in flight fails as lost."""
@@ -277,7 +306,7 @@ class ModbusTcpClient(asyncio.Protocol):
         started = None
         while queued and len(pending) < self.in_flight:
             batch, index, unit, frame = queued.popleft()
-            if batch.future.done():
+            if batch.done or (batch.future is not None and batch.future.done()):
                 continue  # timed out or cancelled before it was sent
             tid = self._tid = (self._tid + 1) & 0xFFFF
             while tid in pending:  # 65536 requests in flight: not on any gateway
@@ -303,8 +332,21 @@ class ModbusTcpClient(asyncio.Protocol):
         del self._batches[batch.seq]
         if batch.timer is not None:
             batch.timer.cancel()
-        if not batch.future.done():
-            batch.future.set_result(batch.answers)
+        self._settle(batch, batch.answers)
+
+    @staticmethod
+    def _settle(batch: _Batch, outcome: list[bytes] | TransportError) -> None:
+        """A batch's end, told once: to its callback, or to its future (unless cancelled)."""
+        if batch.done:
+            return
+        batch.done = True
+        if batch.answered is not None:
+            batch.answered(outcome)
+        elif batch.future is not None and not batch.future.done():
+            if isinstance(outcome, TransportError):
+                batch.future.set_exception(outcome)
+            else:
+                batch.future.set_result(outcome)
 
     def _forget(self, batch: _Batch) -> None:
         self._batches.pop(batch.seq, None)
@@ -329,9 +371,8 @@ class ModbusTcpClient(asyncio.Protocol):
         elif self._buffer:  # part of a frame
             received = bytes(self._buffer[:MAX_ADU])
         self._forget(batch)
-        if not batch.future.done():
-            batch.future.set_exception(NoAnswer(f"no answer within {batch.timeout_s:g} s",
-                                                received=received, index=index))
+        self._settle(batch, NoAnswer(f"no answer within {batch.timeout_s:g} s",
+                                     received=received, index=index))
         self._pump()
 
     def _desync(self, received: bytes) -> None:
@@ -341,9 +382,8 @@ class ModbusTcpClient(asyncio.Protocol):
             oldest = self._batches[min(self._batches)]
             index = self._first_unanswered(oldest)
             self._forget(oldest)
-            if not oldest.future.done():
-                oldest.future.set_exception(ConnectionLost(
-                    "an answer that is no Modbus TCP frame", received=received, index=index))
+            self._settle(oldest, ConnectionLost("an answer that is no Modbus TCP frame",
+                                                received=received, index=index))
         self.close("connection dropped after bytes that are no Modbus TCP frame")
 
     def _fail_all(self, reason: str, received: bytes = b"") -> None:
@@ -355,9 +395,8 @@ class ModbusTcpClient(asyncio.Protocol):
         for n, batch in enumerate(batches):
             index = self._first_unanswered(batch)
             self._forget(batch)
-            if not batch.future.done():
-                batch.future.set_exception(ConnectionLost(
-                    reason, received=received if n == 0 else b"", index=index))
+            self._settle(batch, ConnectionLost(reason, received=received if n == 0 else b"",
+                                               index=index))
         self._pending.clear()
 
     def __repr__(self) -> str:

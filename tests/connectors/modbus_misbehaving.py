@@ -1,8 +1,9 @@
 """A Modbus device that misbehaves, served by a real pymodbus server on loopback: each request
 is answered as its `mode` says — from the device's registers, with registers of random
 contents, with an exception response, not at all, with fewer or more registers than asked,
-with another function's answer, with a frame of another transaction, or with noise. What it
-served is counted by mode, with a wait on it (no fixed sleeps)."""
+with another function's answer, with a frame of another transaction, or with noise —
+pipelined requests too (the simulator's server). What it served is counted by mode, with a
+wait on it (no fixed sleeps)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ from typing import Any, Literal
 
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import NoSuchIdException
-from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from infra.ports import free_port
+from infra.sim.pipelined import PipelinedModbusTcpServer
 from tests.connectors.modbus_sim import HOST, wait_listening
 
 Mode = Literal["ok", "random", "exception", "busy", "unknown_exception", "silent", "short",
@@ -136,7 +137,7 @@ class Misbehaving(Watched):
     async def serving(self, port: int | None = None) -> AsyncIterator[int]:
         """The server on loopback until the block ends; yields its port."""
         port = port or free_port(HOST)
-        server = ModbusTcpServer(self.devices(), address=(HOST, port),
+        server = PipelinedModbusTcpServer(self.devices(), address=(HOST, port),
                                  ignore_missing_devices=True, trace_pdu=self.trace_pdu,
                                  trace_packet=self.trace_packet)
         task = asyncio.ensure_future(server.serve_forever())
@@ -144,7 +145,7 @@ class Misbehaving(Watched):
             await wait_listening(port)
             yield port
         finally:
-            await server.shutdown()
+            await server.shutdown()  # type: ignore[no-untyped-call]
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
