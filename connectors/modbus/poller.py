@@ -438,6 +438,11 @@ class ModbusConnector:
     sample whose time is impossible (this host's clock) is not published but dead-lettered
     (`impossible_timestamp`). `refusals` counts them per device and reason.
 
+    A gateway that takes pipelined requests has its units polled in rounds (`_poll_rounds`:
+    one task per gateway and interval, every unit's requests sent together at each instant,
+    each answer handled as it arrives); one that takes a request at a time has a task per
+    device and group (`_poll`), each read after the other's answer.
+
     `on_sample`, when set, sees every decoded sample before it is published (even one whose
     time is impossible: its values are the device's), in the poller's task — it must be
     cheap and must not block; what it raises is logged and the poller polls on. It is an
