@@ -20,7 +20,7 @@ everywhere); a vendor that no asset of the caller's sites has is 422, naming the
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
@@ -46,7 +46,6 @@ router = APIRouter(tags=["analytics"], responses=ERRORS)
 FAULTS_MAX_DAYS = 400
 MS_PER_HOUR = 3_600_000
 CauseKey = Literal[Cause, "unknown"]  # "unknown": episodes without a cause
-CAUSE_KEYS: tuple[str, ...] = (*get_args(Cause), UNKNOWN)
 
 SiteQ = Annotated[str | None, Query(min_length=1, max_length=200,
                                     description="only this site (404 if the caller has none "
