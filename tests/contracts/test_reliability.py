@@ -322,7 +322,7 @@ def _down(episodes: list[Episode], asset: str, minute: int, states: tuple[str, .
                and (e.end_ms is None or t < e.end_ms) for e in episodes)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(worlds(), st.sampled_from(["cause", "vendor", "model", "level", "site"]))
 def test_a_window_split_in_two_adds_up_and_never_exceeds_its_hours(
         world: tuple[list[AssetInfo], list[Episode], int, int, int], group_by: GroupBy) -> None:

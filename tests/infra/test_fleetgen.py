@@ -26,9 +26,9 @@ def products(data: dict[str, object]) -> tuple[set[tuple[str, str]], set[tuple[s
 
 
 def test_a_generated_fleet_has_several_vendors_the_same_for_the_same_seed() -> None:
-    assert generate_fleet(12, seed=4) == generate_fleet(12, seed=4)
-    assert generate_fleet(12, seed=4) != generate_fleet(12, seed=5)
-    batteries, inverters = products(generate_fleet(12))
+    assert generate_fleet(6, seed=4) == generate_fleet(6, seed=4)
+    assert generate_fleet(6, seed=4) != generate_fleet(6, seed=5)
+    batteries, inverters = products(generate_fleet(6, units_per_site=2, blocks_per_inverter=1))
     assert batteries <= set(BATTERY_PRODUCTS) and inverters <= set(INVERTER_PRODUCTS)
     assert len({vendor for vendor, _ in batteries}) >= 2
     # The demo's three sites already have three battery makers and two inverter makers.
@@ -47,8 +47,8 @@ def test_a_sites_extension_units_are_its_extension_product() -> None:
 
 
 def test_a_portfolio_names_vendors_too() -> None:
-    batteries, inverters = products(generate_portfolio(30, 0).fleet)
-    assert len({v for v, _ in batteries}) == 3 and len({v for v, _ in inverters}) == 2
+    batteries, inverters = products(generate_portfolio(8, 0).fleet)
+    assert len({v for v, _ in batteries}) >= 2 and len({v for v, _ in inverters}) == 2
 
 
 def test_the_example_fleet_file_is_the_generators() -> None:
