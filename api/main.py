@@ -27,6 +27,7 @@ from api.routes import (
     control,
     data_quality,
     exclusions,
+    faults,
     health,
     historian,
     metrics,
@@ -79,7 +80,7 @@ def create_app(settings: Settings | None = None, *, web_dist: Path | None = None
                               "answer is limited to the caller's customers and regions.")
     app.state.ctx = ctx
     errors.install(app)
-    for module in (health, auth, sites, repair, assets, historian, alarms, data_quality,
+    for module in (health, auth, sites, repair, assets, historian, faults, alarms, data_quality,
                    contracts, exclusions, report_archive, control, admin, stack, notify,
                    webhooks, ws):
         app.include_router(module.router, prefix="/api/v1")

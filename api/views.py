@@ -20,6 +20,7 @@ from contracts.events import (
     DeadLetterTally,
     SiteAvailability,
     TicketEvent,
+    TicketRef,
     UnavailabilityEpisode,
 )
 
@@ -613,3 +614,54 @@ class HistorianAnswer(BaseModel):
     to_ms: int
     step_ms: int
     series: list[HistorianSeries]  # in the order asked: by asset, then tag
+
+
+# the faults-and-trips timeline and its reliability table (api/routes/faults.py)
+
+class FaultEpisode(BaseModel):
+    """An unavailability episode of the timeline, with what the fleet file says of its
+    asset."""
+
+    episode_id: str
+    asset_id: str
+    level: str  # unit | inverter | block
+    site_id: str
+    vendor: str | None  # the fleet file's (a block's: its unit's); null when not given
+    model: str | None
+    cause: str | None
+    state: str  # unavailable | derated | unknown: the worst it went through
+    start_ms: int
+    end_ms: int | None  # null while it lasts
+    duration_hours: float | None  # end − start; null while it lasts
+    lost_hours: float  # capacity-weighted, as stored
+    lost_mwh: float
+    tickets: list[TicketRef]  # as stored with the episode
+
+
+class ReliabilityRow(BaseModel):
+    """One group's reliability over the window (contracts/reliability.py defines each)."""
+
+    key: list[str]  # [cause] | [vendor] | [vendor, model] | [level] | [site]; [] the total
+    assets: int
+    asset_hours: float
+    operating_hours: float
+    failures: int  # unavailable outages that started in the window
+    downtime_hours: float
+    repairs: int  # outages that ended in the window
+    repair_hours: float
+    mttr_hours: float | None
+    mtbf_hours: float | None
+    open: int  # outages not ended by `to`
+    derated: int  # derated episodes that started in the window (no failures)
+    derated_hours: float
+    comms_hours: float  # no data (unknown): neither operating nor down
+
+
+class FaultsAnswer(BaseModel):
+    from_ms: int
+    to_ms: int
+    group_by: str
+    episodes: list[FaultEpisode]  # newest first, at most `limit`
+    episodes_total: int  # every episode of the window and filters
+    groups: list[ReliabilityRow]  # most failures first, then most downtime
+    total: ReliabilityRow

@@ -1,5 +1,9 @@
 """The fleet: sites → battery units → inverters → DC blocks, loaded from YAML in the layout
-of docs/availability-rules.md §1 (more keys may be added and are ignored)."""
+of docs/availability-rules.md §1 (more keys may be added and are ignored).
+
+Battery units and inverters may name their `vendor` and `model` (the reliability analytics
+group by them, contracts/reliability.py); a DC block is part of its battery unit and takes
+the unit's. Absent, they are None — "unknown" in analytics."""
 
 from __future__ import annotations
 
@@ -11,11 +15,21 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from contracts.yamltext import ID_PATTERN, IsoDate, YamlDocument, read_text, validate
+from contracts.yamltext import (
+    ID_PATTERN,
+    LABEL_PATTERN,
+    IsoDate,
+    YamlDocument,
+    read_text,
+    validate,
+)
 
 AssetId = Annotated[str, Field(pattern=ID_PATTERN)]
 PositiveNumber = Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)]  # no `yes`
 AssetKind = Literal["site", "unit", "inverter", "block"]
+# A vendor's or a product model's name, as people write it ("Nordcell", "NC-4000"); strict:
+# a YAML number (`model: 4000`) is refused, quote it.
+Label = Annotated[str, Field(pattern=LABEL_PATTERN, strict=True)]
 
 
 class _Model(BaseModel):
@@ -30,6 +44,8 @@ class Block(_Model):
 class Inverter(_Model):
     id: AssetId
     rated_power_kw: PositiveNumber
+    vendor: Label | None = None  # who made the inverter (PCS), and which product
+    model: Label | None = None
     blocks: tuple[Block, ...] = ()
 
 
@@ -39,6 +55,8 @@ class Unit(_Model):
     rated_energy_kwh: PositiveNumber
     commissioned: IsoDate
     device_profile: str | None = None  # register map of the unit's controller (connectors)
+    vendor: Label | None = None  # who made the battery system, and which product
+    model: Label | None = None
     inverters: tuple[Inverter, ...] = ()
 
 
@@ -85,6 +103,8 @@ class Asset:
     rated_power_kw: float | None
     rated_energy_kwh: float | None
     children: tuple[str, ...]
+    vendor: str | None = None  # a unit's and an inverter's own; a block's is its unit's
+    model: str | None = None
 
 
 class Fleet(_Model):
@@ -100,13 +120,15 @@ class Fleet(_Model):
             for unit in site.units:
                 out[unit.id] = Asset(unit.id, "unit", site.id, unit.id, site.id,
                                      unit.rated_power_kw, unit.rated_energy_kwh,
-                                     tuple(i.id for i in unit.inverters))
+                                     tuple(i.id for i in unit.inverters), unit.vendor, unit.model)
                 for inv in unit.inverters:
                     out[inv.id] = Asset(inv.id, "inverter", site.id, unit.id, unit.id,
-                                        inv.rated_power_kw, None, tuple(b.id for b in inv.blocks))
+                                        inv.rated_power_kw, None, tuple(b.id for b in inv.blocks),
+                                        inv.vendor, inv.model)
                     for blk in inv.blocks:
                         out[blk.id] = Asset(blk.id, "block", site.id, unit.id, inv.id,
-                                            None, blk.rated_energy_kwh, ())
+                                            None, blk.rated_energy_kwh, (), unit.vendor,
+                                            unit.model)
         return out
 
     def site(self, site_id: str) -> Site:

@@ -116,6 +116,8 @@ IsoDate = Annotated[dt.date, BeforeValidator(_iso_date)]
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
+# A name people read (a vendor, a product model): printable, no blank at either end.
+LABEL_PATTERN = r"^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]{0,62}[^\s\x00-\x1f\x7f])?$"
 
 _MESSAGES = {
     "missing": "required key is missing",
@@ -124,6 +126,7 @@ _MESSAGES = {
 _PATTERN_MESSAGES = {
     ID_PATTERN: "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
     CURRENCY_PATTERN: "must be a three-letter ISO 4217 code such as EUR",
+    LABEL_PATTERN: "must be 1-64 printable characters, not starting or ending with a blank",
 }
 
 

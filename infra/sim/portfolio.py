@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from infra.sim.fleetgen import fleet_yaml, generate_fleet, unit_data
+from infra.sim.fleetgen import SiteProducts, fleet_yaml, generate_fleet, unit_data
 
 DEMO_SITES = 3  # up to this many: the demo fleet and its hand-written contracts
 FLEET_PRESETS = {"fleet-30": 30}  # `bessmon up --fleet NAME`: that many generated sites
@@ -153,7 +153,7 @@ def generate_portfolio(sites: int, seed: int = 0) -> Portfolio:
         places = orders[customer.name]
         nth = k // len(customers)
         place, phase = places[nth % len(places)], nth // len(places) + 1
-        site, cod = _site(rng, customer, place, phase, years[k])
+        site, cod = _site(rng, customer, place, phase, years[k], seed)
         fleet_sites.append(site)
         contracts[site["id"]] = _contract(rng, site, cod, MARKETS[place.region], periods[k])
     return Portfolio({"sites": fleet_sites}, contracts)
@@ -176,8 +176,9 @@ def slug(text: str) -> str:
 
 
 def _site(rng: random.Random, customer: Customer, place: Place, phase: int,
-          year: int) -> tuple[dict[str, Any], dt.date]:
-    """A site and its date of commercial operation (its LTSA starts then)."""
+          year: int, seed: int = 0) -> tuple[dict[str, Any], dt.date]:
+    """A site and its date of commercial operation (its LTSA starts then); its vendors and
+    models are `SiteProducts.draw`'s (not drawn from `rng`: they change nothing else)."""
     site_id = slug(place.name) + (f"-{phase}" if phase > 1 else "")
     name = f"{place.name} {rng.choice(SUFFIXES)}" + (f" {phase}" if phase > 1 else "")
     first = dt.date(year, 1, 1)
@@ -192,14 +193,19 @@ def _site(rng: random.Random, customer: Customer, place: Place, phase: int,
     later = cod + dt.timedelta(days=rng.randint(180, 540))
     if later > LAST_COMMISSIONING:  # no unit of the demo is still to be commissioned
         extension = 0
+    products = SiteProducts.draw(site_id, seed)
     units = []
     for u in range(1, count + 1):
         unit_id = f"{site_id}-u{u:02d}"
         if u > count - extension:
-            units.append(unit_data(unit_id, later_power, later_power * hours, later))
+            units.append(unit_data(unit_id, later_power, later_power * hours, later,
+                                   product=products.extension,
+                                   inverter_product=products.inverter))
         else:  # energised in the weeks before commercial operation
             units.append(unit_data(unit_id, power, power * hours,
-                                   cod - dt.timedelta(days=rng.randint(0, 45))))
+                                   cod - dt.timedelta(days=rng.randint(0, 45)),
+                                   product=products.battery,
+                                   inverter_product=products.inverter))
     jitter = rng.uniform(-0.05, 0.05), rng.uniform(-0.05, 0.05)
     return {"id": site_id, "name": name, "customer": customer.name, "region": place.region,
             "timezone": MARKETS[place.region].timezone,

@@ -22,8 +22,10 @@ from api.auth.permissions import ROLE_PERMISSIONS, Permission
 from api.context import ApiContext
 from api.main import create_app
 from connectors.audit import AuditLog
+from connectors.history import open_history
 from connectors.redis_store import alarm_handling_key
 from connectors.settings import Settings
+from contracts.events import UnavailabilityEpisode
 from contracts.fleet import Fleet
 from tests.api import hot_state
 from tests.api.accounts import USERS, auth, token
@@ -148,6 +150,29 @@ def test_listings_show_only_the_callers_sites(client: TestClient, api_settings: 
         assert [c["id"] for c in contracts] == [CONTRACT[s] for s in sees]
 
 
+@pytest.mark.parametrize(("spec", "sees"), CALLERS, ids=[spec_id(c) for c, _ in CALLERS])
+def test_faults_and_their_hours_are_of_the_callers_sites_only(
+        client: TestClient, api_settings: Settings, spec: Spec, sees: list[str]) -> None:
+    """The faults timeline and its reliability table (tests/api/test_faults.py): another
+    customer's episodes are not in the timeline, their assets' hours not in the table."""
+    start = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+    history = open_history(api_settings)
+    history.write_episodes([UnavailabilityEpisode(
+        episode_id=f"{UNIT[s]}:{start + 3_600_000}", asset_id=UNIT[s], site_id=s,
+        start_ms=start + 3_600_000, end_ms=start + 7_200_000, state="unavailable",
+        cause="fault", lost_hours=1.0, lost_mwh=5.0) for s in SITES])
+    history.close()
+    credential = bearer(client, api_settings, spec)
+    body = get(client, credential, "/api/v1/analytics/faults?from=2026-01-01T00:00:00Z"
+                                   "&to=2026-01-08T00:00:00Z&group_by=site")
+    # One failure each, at the same time: by asset id, and by site id.
+    assert [e["site_id"] for e in body["episodes"]] == sorted(sees)
+    assert [g["key"] for g in body["groups"]] == [[s] for s in sorted(sees)]
+    assert body["total"]["failures"] == len(sees)
+    assert body["total"]["assets"] == sum(
+        1 for a in fleet(client).assets.values() if a.site_id in sees and a.kind != "site")
+
+
 def other_things(site: str, world: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any]
                                                                  | None]]:
     """(method, url, the id in it, body) for one site's things, each reachable by id."""
@@ -172,6 +197,7 @@ def other_things(site: str, world: dict[str, Any]) -> list[tuple[str, str, str, 
         ("GET", f"/api/v1/telemetry/export?assets={unit}&tags=soc_pct&{iso_span}", unit, None),
         ("GET", f"/api/v1/analytics/historian?assets={block}&tags=soc_pct&{iso_span}", block,
          None),
+        ("GET", f"/api/v1/analytics/faults?site={site}&{iso_span}", site, None),
         ("GET", f"/api/v1/contracts/{contract}/compliance?period={PERIOD[site]}", contract,
          None),
         ("GET", f"/api/v1/reports/compliance?contract_id={contract}&period={PERIOD[site]}"

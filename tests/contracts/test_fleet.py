@@ -47,6 +47,43 @@ def test_the_spec_layout_loads_with_its_hierarchy() -> None:
     assert str(fleet.site("nordvik").tz) == "Europe/Stockholm"
 
 
+WITH_VENDORS = VALID.replace(
+    "        commissioned: 2024-09-20\n        inverters:",
+    "        commissioned: 2024-09-20\n        vendor: Nordcell\n        model: NC-4000\n"
+    "        inverters:", 1).replace(
+    "            rated_power_kw: 2500\n            blocks:",
+    "            rated_power_kw: 2500\n            vendor: Ampyra\n            model: AP 1250\n"
+    "            blocks:", 1)
+
+
+def test_units_and_inverters_name_their_vendor_and_model() -> None:
+    assets = parse_fleet(WITH_VENDORS, "fleet.yaml").assets
+    by_id = {a: (assets[a].vendor, assets[a].model) for a in assets}
+    assert by_id == {
+        "nordvik": (None, None),
+        "nordvik-u01": ("Nordcell", "NC-4000"),
+        "nordvik-u01-i1": ("Ampyra", "AP 1250"),
+        "nordvik-u01-i1-b1": ("Nordcell", "NC-4000"),  # a DC block is its unit's
+        "nordvik-u02": (None, None),  # absent: unknown
+    }
+
+
+LABEL = "must be 1-64 printable characters, not starting or ending with a blank"
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("4000", "must be a valid string (got 4000)"),  # a YAML number: quote it
+    ("' NC-4000'", f"{LABEL} (got ' NC-4000')"),
+    ("''", f"{LABEL} (got '')"),
+    ("x" * 65, f"{LABEL} (got '{'x' * 65}')"),
+    ("\"NC\\t4000\"", f"{LABEL} (got 'NC\\t4000')"),
+])
+def test_a_model_that_is_no_name_is_refused(value: str, message: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_fleet(WITH_VENDORS.replace("model: NC-4000", f"model: {value}"), "fleet.yaml")
+    assert str(caught.value) == f"fleet.yaml:13: sites[0].units[0].model: {message}"
+
+
 def test_the_example_fleet_loads(example_fleet: object) -> None:
     from contracts.fleet import Fleet
 
