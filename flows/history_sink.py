@@ -1,7 +1,8 @@
 """Bytewax sink for the history store (connectors/history): final status intervals, final
 days and periods of availability, breaches, alerts, episodes and per-minute telemetry, one
-write per kind per batch. The store's writes are idempotent (keyed upserts), so an epoch
-replayed after a recovery writes nothing twice."""
+write per kind per batch (an episode told several times in one batch: its last). The store's
+writes are idempotent (keyed upserts), so an epoch replayed after a recovery writes nothing
+twice."""
 
 from __future__ import annotations
 
@@ -90,6 +91,9 @@ class _Partition(StatelessSinkPartition[HistoryItem]):
                 alerts.append(item)
             else:
                 episodes.append(item)
+        # An open episode is told again at each step (its lost hours grow): the store keeps
+        # the last of each (keyed upserts), so a batch writes only the last.
+        episodes = list({e.episode_id: e for e in episodes}.values())
         writes: list[tuple[str, Sequence[Any], Callable[[Sequence[Any]], None]]] = [
             ("status", status, lambda rows: self._store.write_status(rows)),
             ("availability", availability, lambda rows: self._store.write_availability(rows)),
