@@ -217,6 +217,8 @@ class Stack:
         # The scheduled compliance reports: `report run-due` every 10 minutes, into
         # <run dir>/reports/, new versions e-mailed through the notifier's outbox.
         self._child("reports", [*cli, "report", "schedule", "--base-url", base + "/"], env)
+        # The analytics archive: the closed days of the history into Parquet, every hour.
+        self._child("archive", [*cli, "archive", "schedule"], env)
         if poll_tickets:  # tickets without webhooks: a vendor's REST API is configured
             self._child("tickets", [*cli, "tickets", "poll", "--base-url",
                                     ticketing.public_url or base + "/"], env)

@@ -1,28 +1,32 @@
-"""`bessmon archive run` and `bessmon archive compact`: the analytics archive
+"""`bessmon archive run`, `schedule` and `compact`: the analytics archive
 (connectors/archive/, README "Analytics") — closed days of the history store into Parquet
 by site and local day, for DuckDB.
 
 `run` looks at the closed days of the last 7 (or `--days`, or from `--since`) of every site
 (or `--site`), prints one line per site-day it wrote, with its place in the run, and a
-summary; running it again writes nothing new unless the history changed. A day is closed
-once the flows have made it final (each site's `final_ms`, from its snapshot in Redis, as
-the scheduled reports wait on it). Configuration: the fleet, the monitoring file (the tags
-archived), the history store, Redis and `BESSMON_ARCHIVE_DIR` (default `<run dir>/archive`)
-of the usual settings."""
+summary; running it again writes nothing new unless the history changed. `schedule` runs it
+every hour (`make up` starts it). A day is closed once the flows have made it final (each
+site's `final_ms`, from its snapshot in Redis, as the scheduled reports wait on it).
+Configuration: the fleet, the monitoring file (the tags archived), the history store, Redis
+and `BESSMON_ARCHIVE_DIR` (default `<run dir>/archive`) of the usual settings."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from connectors.settings import Settings
 from contracts.errors import InvalidInput
 from contracts.fleet import Fleet, load_fleet
-from infra.cli.common import final_ms_reader, positive_int
+from infra.cli.common import final_ms_reader, parse_duration, positive_int
 from infra.cli.report import parse_now
+
+SCHEDULE_EVERY_S = 3600.0
 
 
 def parse_day(text: str) -> dt.date:
@@ -43,18 +47,20 @@ def _rows(n: int) -> str:
     return f"{n:,} row{'' if n == 1 else 's'}"
 
 
-def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+def _archive(settings: Settings, site: str | None, now_ms: int | None,
+             since: dt.date | None, days: int, say: Callable[[str], None]) -> int:
+    """One run; 1 when another run holds the archive."""
     from connectors.archive import archive_root
     from connectors.archive.writer import ArchiveLocked, Archiver, TableDay
     from connectors.history import open_history
     from contracts.monitoring import load_monitoring
 
-    fleet, site_ids = _sites(settings, args.site)
+    fleet, site_ids = _sites(settings, site)
     tags = load_monitoring(settings.monitoring_file).tags
     root = archive_root(settings)
     history = open_history(settings)
     final_ms, close_redis = final_ms_reader(settings)
-    now_ms = args.now if args.now is not None else int(time.time() * 1000)
+    now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
 
     def said(done: int, total: int, results: Sequence[TableDay]) -> None:
         written = [r for r in results if r.part is not None]
@@ -62,19 +68,48 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             r0 = results[0]
             parts = ", ".join(f"{r.table} {_rows(r.rows)} ({r.part.name})" for r in written
                               if r.part is not None)
-            print(f"[{done}/{total}] {r0.site_id} {r0.day.isoformat()}: {parts}", flush=True)
+            say(f"[{done}/{total}] {r0.site_id} {r0.day.isoformat()}: {parts}")
 
     try:
         summary = Archiver(root, history, fleet, tags, final_ms).run(
-            now_ms, site_ids, since=args.since, lookback_days=args.days, on_day=said)
+            now_ms, site_ids, since=since, lookback_days=days, on_day=said)
     except ArchiveLocked as exc:  # cron started one while the last still runs: say so
         print(f"bessmon: archive run: {exc}", file=sys.stderr)
         return 1
     finally:
         close_redis()
         history.close()
-    print(f"archive: {summary.days} closed site-days looked at, {summary.written} written, "
-          f"{summary.days - summary.written} unchanged ({root})")
+    say(f"archive: {summary.days} closed site-days looked at, {summary.written} written, "
+        f"{summary.days - summary.written} unchanged ({root})")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    return _archive(settings, args.site, args.now, args.since, args.days,
+                    lambda line: print(line, flush=True))
+
+
+def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
+    """`run` now and every `--every` until SIGINT or SIGTERM; a failed run is logged and the
+    next one tried."""
+    from infra.cli.common import setup_logging
+
+    setup_logging()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    def say(line: str) -> None:
+        print(f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')} {line}", flush=True)
+
+    say(f"archive schedule: the closed days of the last {args.days} every {args.every:g} s")
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            _archive(settings, None, None, None, args.days, say)
+        except Exception as exc:  # a bad file or a lost connection: said, tried again later
+            say(f"archive run failed: {type(exc).__name__}: {exc}")
+        stop.wait(max(1.0, args.every - (time.monotonic() - started)))
     return 0
 
 
@@ -115,6 +150,15 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     run.add_argument("--days", type=positive_int, default=7, metavar="N",
                      help="the closed days looked at without --since (default 7)")
     run.set_defaults(run=cmd_run)
+    schedule = actions.add_parser(
+        "schedule", help="run every hour (make up starts it)",
+        description="`archive run` now and every --every until stopped; a failed run is "
+                    "logged and the next one tried.")
+    schedule.add_argument("--every", type=parse_duration, default=SCHEDULE_EVERY_S,
+                          metavar="DURATION", help="between runs (default 1h)")
+    schedule.add_argument("--days", type=positive_int, default=7, metavar="N",
+                          help="the closed days each run looks at (default 7)")
+    schedule.set_defaults(run=cmd_schedule)
     compact = actions.add_parser("compact", help="merge each day's parts into one")
     compact.add_argument("--site", default=None, metavar="ID", help="only this site")
     compact.set_defaults(run=cmd_compact)

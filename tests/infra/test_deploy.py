@@ -656,7 +656,7 @@ def test_k8s_env_is_settings(k8s: list[dict[str, Any]]) -> None:
         settings = settings_of(env)
         assert settings.environment == "production", name
         assert settings.kafka_bootstrap_servers and settings.redis_url, name
-        if name in ("flows", "api", "reports"):  # the history store's users
+        if name in ("flows", "api", "reports", "archive"):  # the history store's users
             assert settings.questdb_url, name
     assert env_problems(names) == []
 
@@ -817,7 +817,7 @@ def test_k8s_workloads_are_well_formed(k8s: list[dict[str, Any]]) -> None:
             resources = container.get("resources", {})
             for kind in ("requests", "limits"):
                 assert {"cpu", "memory"} <= set(resources.get(kind, {})), (name, kind)
-    singletons = {"control", "notify", "reports"}
+    singletons = {"control", "notify", "reports", "archive"}
     deployments = by_kind(k8s, "Deployment")
     for name in singletons:
         assert deployments[name]["spec"]["replicas"] == 1

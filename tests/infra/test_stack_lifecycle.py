@@ -60,8 +60,8 @@ def test_sigterm_stops_the_whole_stack_and_frees_its_ports(tmp_path: Path) -> No
     children = state["children"]
     assert isinstance(children, dict)
     assert set(children) == {"sim", "connector", "opcua-connector", "flows", "control",
-                             "notify", "reports", "api"}
-    assert len(pids) == 8 and all(alive(p) for p in pids)
+                             "notify", "reports", "archive", "api"}
+    assert len(pids) == 9 and all(alive(p) for p in pids)
     assert all(is_listening(*p) for p in ports)
     # mesa, the last site, is on OPC UA: not in the Modbus device list, yet its units'
     # telemetry reaches the topic (through the OPC UA connector).
