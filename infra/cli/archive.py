@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 
 from connectors.settings import Settings
 from contracts.errors import InvalidInput
 from contracts.fleet import Fleet, load_fleet
-from infra.cli.common import final_ms_reader, parse_duration, positive_int
+from infra.cli.common import final_ms_reader, parse_duration, positive_int, run_every
 from infra.cli.report import parse_now
 
 SCHEDULE_EVERY_S = 3600.0
@@ -90,27 +88,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
-    """`run` now and every `--every` until SIGINT or SIGTERM; a failed run is logged and the
-    next one tried."""
-    from infra.cli.common import setup_logging
-
-    setup_logging()
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-
-    def say(line: str) -> None:
-        print(f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')} {line}", flush=True)
-
-    say(f"archive schedule: the closed days of the last {args.days} every {args.every:g} s")
-    while not stop.is_set():
-        started = time.monotonic()
-        try:
-            _archive(settings, None, None, None, args.days, say)
-        except Exception as exc:  # a bad file or a lost connection: said, tried again later
-            say(f"archive run failed: {type(exc).__name__}: {exc}")
-        stop.wait(max(1.0, args.every - (time.monotonic() - started)))
-    return 0
+    """`run` (the closed days of the last `--days`) now and every `--every` until SIGINT or
+    SIGTERM."""
+    return run_every(args.every, f"archive run (the last {args.days} days)", lambda say: _archive(
+        settings, None, None, None, args.days, say))
 
 
 def cmd_compact(args: argparse.Namespace, settings: Settings) -> int:

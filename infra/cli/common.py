@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import logging
 import re
 import signal
+import threading
+import time
 from collections.abc import Callable
 
 from connectors.settings import Settings
@@ -86,3 +89,27 @@ def final_ms_reader(settings: Settings) -> tuple[Callable[[str], int | None],
         return int(value) if value is not None else 0
 
     return final_ms, client.close
+
+
+def run_every(every_s: float, name: str, run: Callable[[Callable[[str], None]], object]) -> int:
+    """`run(say)` now and every `every_s` (from one start to the next) until SIGINT or
+    SIGTERM, each line said with its UTC time; a run that fails (a bad file, a lost
+    connection) is said, and the next one tried. The schedules `make up` starts (reports,
+    the archive)."""
+    setup_logging()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    def say(line: str) -> None:
+        print(f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')} {line}", flush=True)
+
+    say(f"{name}: every {every_s:g} s")
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            run(say)
+        except Exception as exc:
+            say(f"{name} failed: {type(exc).__name__}: {exc}")
+        stop.wait(max(1.0, every_s - (time.monotonic() - started)))
+    return 0

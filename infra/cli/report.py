@@ -13,15 +13,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import signal
 import sys
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from connectors.settings import Settings
-from infra.cli.common import final_ms_reader, parse_duration
+from infra.cli.common import final_ms_reader, parse_duration, run_every
 
 SCHEDULE_EVERY_S = 600.0
 BASE_URL_HELP = ("the API's address for the e-mails' download links (default: the reports "
@@ -92,27 +89,9 @@ def cmd_run_due(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
-    """`run-due` now and every `--every` until SIGINT or SIGTERM; a failed run is logged
-    and the next one tried."""
-    from infra.cli.common import setup_logging
-
-    setup_logging()
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-
-    def say(line: str) -> None:
-        print(f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')} {line}", flush=True)
-
-    say(f"report schedule: run-due every {args.every:g} s")
-    while not stop.is_set():
-        started = time.monotonic()
-        try:
-            _run(settings, None, None, say, args.base_url, notes=False)
-        except Exception as exc:  # a bad file or a lost connection: said, tried again later
-            say(f"report run-due failed: {type(exc).__name__}: {exc}")
-        stop.wait(max(1.0, args.every - (time.monotonic() - started)))
-    return 0
+    """`run-due` now and every `--every` until SIGINT or SIGTERM."""
+    return run_every(args.every, "report run-due", lambda say: _run(
+        settings, None, None, say, args.base_url, notes=False))
 
 
 def _report_actions(sub: argparse._SubParsersAction[argparse.ArgumentParser]
