@@ -32,7 +32,7 @@ def lines_until(process: subprocess.Popen[str], count: int, start: str,
     """Read the output until `count` lines (after the first) start as `start` after the
     time."""
     assert process.stdout is not None
-    deadline, lines = time.monotonic() + timeout_s, []
+    deadline, lines = time.monotonic() + timeout_s, list[str]()
     while sum(line[26:].startswith(start) for line in lines) < count:
         assert time.monotonic() < deadline, lines
         line = process.stdout.readline()
