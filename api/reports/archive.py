@@ -49,6 +49,7 @@ from api.reports.data import build_report
 from api.reports.pdf import to_pdf
 from api.reports.xlsx import to_xlsx
 from connectors.api_store import ThreadConnections
+from connectors.archive.layout import fsync_dir
 from connectors.history import HistoryStore, StatusIntervalRow
 from connectors.notify.outbox import NewMessage, Outbox
 from contracts.contract import Contract
@@ -260,9 +261,9 @@ class ReportArchive:
                 out.flush()
                 os.fsync(out.fileno())
             infos[fmt] = {"sha256": sha256_hex(data), "bytes": len(data)}
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         os.rename(tmp, folder / f"v{version}")
-        _fsync_dir(folder)
+        fsync_dir(folder)
         if before_commit is not None:
             before_commit()
         with self._transaction() as db:
@@ -325,14 +326,6 @@ def _period_key(label: str) -> tuple[int, int, str]:
     if label.startswith("CY") and label[2:].isdigit():
         return (1, int(label[2:]), "")
     return (0, 0, label)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _version(row: tuple[Any, ...]) -> ArchivedVersion:
