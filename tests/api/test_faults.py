@@ -27,6 +27,7 @@ from contracts.reliability import (
     reliability,
 )
 from tests.api.accounts import auth
+from tests.api.errors import assert_refused
 
 FLEET = load_fleet(Settings().fleet_file)
 H = 3_600_000
@@ -275,13 +276,7 @@ BAD: list[tuple[str, int, str]] = [
 def test_every_invalid_request_is_refused_naming_what_is_wrong(
         api: tuple[TestClient, Settings], query: str, status: int, named: str) -> None:
     client, settings = api
-    answer = client.get(f"{URL}?{query}", headers=auth(settings))
-    body: dict[str, Any] = answer.json()
-    assert answer.status_code == status, body
-    if status == 422:
-        assert named in [e["loc"] for e in body["errors"]], body
-    else:
-        assert body["detail"] == named
+    assert_refused(client.get(f"{URL}?{query}", headers=auth(settings)), status, named)
 
 
 def test_a_window_of_400_days_is_answered_and_no_credential_is_not(

@@ -11,7 +11,6 @@ import datetime as dt
 import io
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -25,6 +24,7 @@ from connectors.history import SqliteHistoryStore, TelemetryRow
 from connectors.settings import Settings
 from contracts.fleet import load_fleet
 from tests.api.accounts import auth
+from tests.api.errors import assert_refused
 
 FLEET = load_fleet(Settings().fleet_file)
 TZ = FLEET.site("nordvik").tz
@@ -223,13 +223,8 @@ def test_every_invalid_request_is_refused_naming_what_is_wrong(
         api: tuple[TestClient, Settings, SqliteHistoryStore], path: str, query: str,
         status: int, named: str) -> None:
     client, settings, _ = api
-    answer = client.get(f"{path}?{query}", headers=auth(settings, "admin"))
-    body: dict[str, Any] = answer.json()
-    assert answer.status_code == status, body
-    if status == 422:
-        assert named in [e["loc"] for e in body["errors"]], body
-    else:
-        assert body["detail"] == named
+    assert_refused(client.get(f"{path}?{query}", headers=auth(settings, "admin")), status,
+                   named)
 
 
 def test_an_unknown_tag_is_named_with_the_known_ones(
