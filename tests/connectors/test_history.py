@@ -549,13 +549,17 @@ def test_records_read_over_pg_wire_become_the_rows_written() -> None:
 class IlpEndpoint(BaseHTTPRequestHandler):
     """QuestDB's ILP/HTTP endpoint as far as the client sees it: POST /write, 204 when taken,
     400 with QuestDB's JSON error when told to refuse. Knows no /settings (404), so the
-    client falls back to text ILP (protocol 1)."""
+    client falls back to text ILP (protocol 1). Speaks HTTP/1.1 with keep-alive, as QuestDB
+    does: under HTTP/1.0 the server closes each connection after its answer while the client
+    may already be reusing it, and a write then fails with a broken pipe."""
 
+    protocol_version = "HTTP/1.1"
     bodies: list[bytes]
     refuse: bool
 
     def do_GET(self) -> None:
         self.send_response(404)
+        self.send_header("Content-Length", "0")
         self.end_headers()
 
     def do_POST(self) -> None:
