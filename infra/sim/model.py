@@ -99,6 +99,18 @@ CYCLE_FADE_PER_EFC = 0.00004  # 20 % over 5,000 equivalent full cycles
 ASSUMED_EFC_PER_DAY = 0.8  # cycling history assumed before the simulation starts
 YEAR_S = 365.25 * 86_400.0
 
+# What the controller reports of the grid and of its DC side (deterministic: no random draws,
+# so the other outputs of a seed stay as they were).
+NOMINAL_HZ = 50.0
+V_PU_DAILY_SWING = 0.015  # the feeder's voltage: highest at night, lowest at the evening peak
+V_PU_PER_LOAD = 0.02  # discharging at rated power lifts the voltage this much (per unit)
+VOLT_VAR_DROOP = 10.0  # reactive power, in rated kVA per unit of voltage off 1.0 …
+Q_MAX_SHARE = 0.3  # … within ± this share of the rated power
+DC_V_EMPTY, DC_V_FULL = 1_100.0, 1_300.0  # the string's open-circuit voltage from 0 to 100 %
+DC_RESISTANCE_OHM = 0.05
+CELL_AVG_RISE_C = 0.3  # average cell over the enclosure (the hottest is 0.5 + 2 × load)
+COOLING_IDLE, COOLING_COOLING, COOLING_HEATING, COOLING_FAULT = 0, 1, 2, 3  # cooling_status
+
 
 @dataclass(frozen=True)
 class Climate:
@@ -136,8 +148,27 @@ def initial_soh(unit: Unit, now_s: float) -> float:
     """State of health from the unit's age at `now_s` (fraction of rated energy)."""
     commissioned = dt.datetime.combine(unit.commissioned, dt.time(), dt.UTC).timestamp()
     age_s = max(0.0, now_s - commissioned)
-    cycles = ASSUMED_EFC_PER_DAY * age_s / 86_400.0
+    cycles = assumed_cycles(unit, now_s)
     return max(0.5, 1.0 - CALENDAR_FADE_PER_YEAR * age_s / YEAR_S - CYCLE_FADE_PER_EFC * cycles)
+
+
+def assumed_cycles(unit: Unit, now_s: float) -> float:
+    """Equivalent full cycles the unit is assumed to have made before `now_s`."""
+    commissioned = dt.datetime.combine(unit.commissioned, dt.time(), dt.UTC).timestamp()
+    return ASSUMED_EFC_PER_DAY * max(0.0, now_s - commissioned) / 86_400.0
+
+
+def grid_v_pu(local_hour: float, load: float) -> float:
+    """The voltage at the unit's point of connection (per unit) for a signed load (P / rated
+    power, > 0 discharging), before its own reactive power."""
+    return (1.0 + V_PU_DAILY_SWING * math.cos(2 * math.pi * (local_hour - 3.0) / 24.0)
+            + V_PU_PER_LOAD * load)
+
+
+def grid_f_hz(now_s: float) -> float:
+    """The grid frequency: a slow wander of some tens of mHz around nominal."""
+    return (NOMINAL_HZ + 0.03 * math.sin(2 * math.pi * now_s / 900.0)
+            + 0.01 * math.sin(2 * math.pi * now_s / 137.0))
 
 
 @dataclass
@@ -194,6 +225,7 @@ class UnitModel:
     damage_events: dict[str, int] = field(default_factory=dict)
     _damaging: frozenset[str] = field(default=frozenset(), init=False, repr=False)
     _soh_spread: float = field(default=0.0, init=False, repr=False)
+    _initial_efc: float | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.shift_h = self.rng.uniform(-0.25, 0.25)
@@ -215,6 +247,8 @@ class UnitModel:
         would hold the enclosure at this ambient."""
         if self.soh is None:
             self.soh = min(1.0, initial_soh(self.unit, now_s) + self._soh_spread)
+        if self._initial_efc is None:
+            self._initial_efc = assumed_cycles(self.unit, now_s)
         if self.temperature_c is None:
             self.temperature_c = min(COOL_SETPOINT_C,
                                      max(HEAT_SETPOINT_C, self.ambient_c(now_s)))
@@ -479,6 +513,40 @@ class UnitModel:
             return self.heartbeat
         raise KeyError(tag)
 
+    def cooling_status(self, now_s: float) -> int:
+        """What the HVAC is doing: idle, cooling, heating, or failed (COOLING_*)."""
+        if not self.hvac_working(now_s):
+            return COOLING_FAULT
+        assert self.temperature_c is not None
+        hvac = self.hvac_kw(self.temperature_c)
+        return COOLING_COOLING if hvac > 0 else COOLING_HEATING if hvac < 0 else COOLING_IDLE
+
+    def grid_and_dc(self, now_s: float, unit_code: int) -> dict[str, float]:
+        """The unit's grid-side (reactive power, voltage, frequency) and DC-side (string
+        voltage and current, average cell temperature, cycles, cooling) values: derived from
+        the state, consistent with the power and the state of charge."""
+        assert self.temperature_c is not None and self._initial_efc is not None
+        rated = self.unit.rated_power_kw
+        load = self.power_kw / rated
+        v_grid = grid_v_pu(self.local_hour(now_s), load)
+        # Volt-var: absorb above 1.0 pu, inject below, only while connected and running.
+        q_share = max(-Q_MAX_SHARE, min(Q_MAX_SHARE, -VOLT_VAR_DROOP * (v_grid - 1.0))) \
+            if unit_code in (RUNNING, STANDBY, DERATED) else 0.0
+        q_kvar = q_share * rated
+        # Its reactive power pulls the voltage back a little (a feeder's X/R of one).
+        v_pu = v_grid + V_PU_PER_LOAD * q_share
+        open_circuit = DC_V_EMPTY + (DC_V_FULL - DC_V_EMPTY) * self.soc
+        # The DC current (> 0 discharging) of the power at the cells.
+        cell_kw = self.power_kw / EFFICIENCY if self.power_kw > 0 \
+            else self.power_kw * EFFICIENCY
+        current = cell_kw * 1000.0 / open_circuit
+        return {"q_kvar": q_kvar, "v_pu": v_pu, "f_hz": grid_f_hz(now_s),
+                "voltage_v": open_circuit - DC_RESISTANCE_OHM * current, "current_a": current,
+                "temp_c_avg": self.temperature_c + CELL_AVG_RISE_C + abs(load),
+                "cycle_count": self._initial_efc
+                + self.throughput_kwh / (2.0 * self.unit.rated_energy_kwh),
+                "cooling_status": self.cooling_status(now_s)}
+
     def readings(self, now_s: float) -> dict[str, dict[str, float]]:
         """Tag values per asset id, in engineering units (what the registers encode)."""
         self._settle(now_s)
@@ -496,7 +564,8 @@ class UnitModel:
         out = {unit.id: {"status_code": unit_code, "active_power_kw": self.power_kw,
                          "available_power_kw": available, "soc_pct": self.soc * 100,
                          "soh_pct": self.soh * 100, "alarm_word": alarms,
-                         "load_pct": abs(self.power_kw) / unit.rated_power_kw * 100}}
+                         "load_pct": abs(self.power_kw) / unit.rated_power_kw * 100,
+                         **self.grid_and_dc(now_s, unit_code)}}
         running = [i for i in unit.inverters if self.code_of(i.id, now_s) == RUNNING]
         for inv in unit.inverters:
             code = self.code_of(inv.id, now_s) if unit_code != FAULT else FAULT
@@ -507,6 +576,8 @@ class UnitModel:
                 "status_code": code,
                 "active_power_kw": inv_power,
                 "available_power_kw": inv.rated_power_kw if code == RUNNING else 0.0,
+                # The one-way efficiency while it converts power, 0 while it does not.
+                "efficiency_pct": EFFICIENCY * 100 if inv_power != 0 else 0.0,
                 "temperature_c": (self.temperature_c + 3.0
                                   + 12.0 * abs(inv_power) / inv.rated_power_kw
                                   + self.rng.uniform(-0.05, 0.05)),

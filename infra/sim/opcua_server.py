@@ -71,6 +71,15 @@ VENDOR_TAGS: dict[str, VendorTag] = {
     "temperature_c": VendorTag("temperature_k", shift=273.15),
     "cell_temp_max_c": VendorTag("cell_temp_max_k", shift=273.15),
     "soh_pct": VendorTag("soh_pct"),
+    "q_kvar": VendorTag("q_var", factor=1000.0),
+    "v_pu": VendorTag("v_pu"),
+    "f_hz": VendorTag("f_hz"),
+    "voltage_v": VendorTag("dc_voltage_v"),
+    "current_a": VendorTag("dc_current_a"),
+    "temp_c_avg": VendorTag("cell_temp_avg_k", shift=273.15),
+    "cycle_count": VendorTag("cycle_count"),
+    "cooling_status": VendorTag("cooling_status", integer=True),
+    "efficiency_pct": VendorTag("efficiency_pct"),
 }
 
 

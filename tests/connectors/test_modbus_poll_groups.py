@@ -82,13 +82,13 @@ def test_a_device_may_set_its_own_group_intervals(grouped: DeviceProfile,
 
 
 def test_the_example_profile_keeps_one_group_and_four_requests(example_fleet: Fleet) -> None:
-    """bess-unit-v1 (with its new setpoints at 10-14) still reads in 4 requests, one sample
-    per poll."""
+    """bess-unit-v1 (with its setpoints at 10-19 and its grid and DC values at 20-30, and its
+    inverters' efficiency) still reads in 4 requests, one sample per poll."""
     profile = load_profiles(EXAMPLE_PROFILES)["bess-unit-v1"]
     unit = example_fleet.sites[0].units[0]
     m = DeviceMap.build(device(unit, 502, 1), example_fleet, {"bess-unit-v1": profile})
     assert [g.name for g in m.groups] == ["default"]
-    assert m.group().blocks == ((0, 20), (100, 26), (200, 125), (330, 25))
+    assert m.group().blocks == ((0, 31), (100, 27), (200, 125), (330, 25))
     assert list(m.group().blocks) == read_blocks(profile, m.assets)
 
 

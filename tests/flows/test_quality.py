@@ -370,10 +370,10 @@ def test_state_survives_pickling_mid_sequence() -> None:
 def test_the_example_monitoring_file_drives_the_checks() -> None:
     config = load_monitoring(EXAMPLE)
     limits = DeviceLimits.of(config, "bess-unit-v1")
-    # gap_factor 5 × poll 1 s; frozen 900 s; skew 60 s; the temperatures marked moving
-    # (an idle unit's power and charge may rightly stand still).
+    # gap_factor 5 × poll 1 s; frozen 900 s; skew 60 s; the temperatures and the grid
+    # frequency marked moving (an idle unit's power and charge may rightly stand still).
     assert limits == DeviceLimits(1.0, 5_000, 900_000, 60_000,
-                                  ("cell_temp_max_c", "temperature_c"))
+                                  ("cell_temp_max_c", "f_hz", "temperature_c"))
     quality = DeviceQuality("u01", limits)
     assert quality.observe(T0, T0, {"u01": {"temperature_c": 25.0, "soc_pct": 50.0}}) == []
     assert brief(quality.tick(T0 + 5_001)) == [("telemetry_gap", "u01", "raised", 5, 5)]

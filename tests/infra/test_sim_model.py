@@ -18,12 +18,17 @@ from infra.sim.model import (
     AUTO_SOC,
     CALENDAR_FADE_PER_YEAR,
     CYCLE_FADE_PER_EFC,
+    DC_RESISTANCE_OHM,
+    DC_V_EMPTY,
+    DC_V_FULL,
     DERATED,
     EFFICIENCY,
     ENVELOPE_TAU_S,
     FOLLOW_SETPOINT,
     HARD_SOC,
     LOSS_HEAT_SHARE,
+    NOMINAL_HZ,
+    Q_MAX_SHARE,
     STANDBY,
     STOP,
     YEAR_S,
@@ -194,3 +199,53 @@ def test_state_of_health_fades_with_throughput_and_age() -> None:
                         random.Random(1), tz=MESA.tz)
     younger.step(T0, 0.0)
     assert younger.soh is not None and younger.soh > start
+
+
+def test_grid_and_dc_values_agree_with_the_power_and_the_state_of_charge() -> None:
+    """The controller's grid side (reactive power by volt-var droop, voltage, frequency) and
+    DC side (string voltage and current, average cell temperature, cycles, cooling) over a
+    day of dispatch: the DC power is the power at the cells, cycles count the throughput, the
+    average cell is cooler than the hottest, the HVAC's state is what it does."""
+    m = model(seed=3)
+    t, cycles0 = T0, None
+    seen_cooling: set[int] = set()
+    for _ in range(24 * 60):
+        t += MINUTE
+        m.step(t, MINUTE)
+        r = m.readings(t)
+        power, temperature = m.power_kw, m.temperature_c
+        assert temperature is not None
+        unit, inverter = r[UNIT.id], r[UNIT.inverters[0].id]
+        cell_kw = power / EFFICIENCY if power > 0 else power * EFFICIENCY
+        dc_kw = unit["current_a"] * (unit["voltage_v"] + DC_RESISTANCE_OHM * unit["current_a"])
+        assert dc_kw / 1000 == pytest.approx(cell_kw, abs=1e-6)
+        assert DC_V_EMPTY - 200 < unit["voltage_v"] < DC_V_FULL + 200
+        assert math.copysign(1, unit["current_a"]) == math.copysign(1, power) or power == 0
+        assert abs(unit["q_kvar"]) <= Q_MAX_SHARE * UNIT.rated_power_kw + 1e-9
+        assert 0.95 < unit["v_pu"] < 1.05 and abs(unit["f_hz"] - NOMINAL_HZ) < 0.05
+        # Volt-var: reactive power pulls the voltage towards 1.0 pu.
+        assert unit["q_kvar"] * (unit["v_pu"] - 1.0) <= 1e-9
+        assert unit["temp_c_avg"] < m.cell_temp_max_c()
+        assert unit["temp_c_avg"] > temperature
+        hvac = m.hvac_kw(temperature)
+        assert unit["cooling_status"] == (1 if hvac > 0 else 2 if hvac < 0 else 0)
+        seen_cooling.add(int(unit["cooling_status"]))
+        assert inverter["efficiency_pct"] == (EFFICIENCY * 100 if power != 0 else 0.0)
+        if cycles0 is None:
+            cycles0 = unit["cycle_count"] - m.throughput_kwh / (2 * UNIT.rated_energy_kwh)
+        assert unit["cycle_count"] == pytest.approx(
+            cycles0 + m.throughput_kwh / (2 * UNIT.rated_energy_kwh))
+    assert m.throughput_kwh > UNIT.rated_energy_kwh  # a day of real cycling was checked
+    assert cycles0 is not None and cycles0 > 100  # the assumed history since commissioning
+    assert len(seen_cooling) >= 2
+    m.limits["hvac_failure"] = Limit(0.5, t + 3600)
+    assert m.readings(t)[UNIT.id]["cooling_status"] == 3
+
+
+def test_the_new_values_draw_nothing_from_the_random_stream() -> None:
+    """A seed's other outputs stay what they were: the grid and DC values are derived."""
+    m = model(seed=5)
+    run(m, T0, 1)
+    state = m.rng.getstate()
+    m.grid_and_dc(T0 + 3600, 0)
+    assert m.rng.getstate() == state
