@@ -30,6 +30,11 @@ describe("formatting", () => {
     expect(tagValue("cell_temp_max_c", 50)).toBe("50.0 °C");
     expect(tagValue("active_power_kw", 2500)).toBe("2500 kW");
     expect(tagValue("status_code", 3)).toBe("3");
+    expect(tagValue("v_pu", 1.0123)).toBe("1.012 pu");
+    expect(tagValue("f_hz", 49.987)).toBe("49.987 Hz");
+    expect(tagValue("cooling_status", 2)).toBe("heating");
+    expect(tagValue("cooling_status", 7)).toBe("7");
+    expect(tagLabel("q_kvar")).toBe("reactive power");
     expect(words("scheduled_maintenance")).toBe("scheduled maintenance");
   });
 });

@@ -64,14 +64,28 @@ export function words(text: string | null | undefined): string {
 
 const UNITS: Record<string, string> = {
   active_power_kw: "kW", available_power_kw: "kW", available_energy_kwh: "kWh",
-  soc_pct: "%", soh_pct: "%", temperature_c: "°C", cell_temp_max_c: "°C",
+  soc_pct: "%", soh_pct: "%", load_pct: "%", temperature_c: "°C", cell_temp_max_c: "°C",
+  q_kvar: "kvar", v_pu: "pu", f_hz: "Hz", voltage_v: "V", current_a: "A", temp_c_avg: "°C",
+  efficiency_pct: "%",
+};
+
+/** Decimals where one is too few to see the value move. */
+const DIGITS: Record<string, number> = { v_pu: 3, f_hz: 3 };
+
+/** Codes shown as words. */
+const CODES: Record<string, readonly string[]> = {
+  cooling_status: ["idle", "cooling", "heating", "failed"],
 };
 
 const LABELS: Record<string, string> = {
   status_code: "status code", active_power_kw: "active power",
   available_power_kw: "available power", available_energy_kwh: "available energy",
   soc_pct: "state of charge", soh_pct: "state of health", alarm_word: "alarm word",
-  temperature_c: "temperature", cell_temp_max_c: "max cell temperature",
+  temperature_c: "temperature", cell_temp_max_c: "max cell temperature", load_pct: "load",
+  q_kvar: "reactive power", v_pu: "grid voltage", f_hz: "grid frequency",
+  voltage_v: "DC voltage", current_a: "DC current", temp_c_avg: "average cell temperature",
+  cycle_count: "equivalent full cycles", cooling_status: "cooling",
+  efficiency_pct: "efficiency",
 };
 
 export function tagLabel(tag: string): string {
@@ -80,7 +94,9 @@ export function tagLabel(tag: string): string {
 
 export function tagValue(tag: string, value: number): string {
   if (tag === "status_code" || tag === "alarm_word") return String(Math.round(value));
+  const names = CODES[tag];
+  if (names) return names[Math.round(value)] ?? String(Math.round(value));
   const unit = UNITS[tag];
-  const digits = Math.abs(value) >= 1000 ? 0 : 1;
+  const digits = DIGITS[tag] ?? (Math.abs(value) >= 1000 ? 0 : 1);
   return unit ? `${value.toFixed(digits)} ${unit}` : value.toFixed(digits);
 }
