@@ -222,9 +222,12 @@ def fit_fade(samples: Sequence[Sample]) -> FadeFit | NoFit:
     per_efc = _rate(-1000 * c, 1000 * math.sqrt(var_c), q)
     var_duty = max(0.0, var_b + efc_per_year ** 2 * var_c + 2 * efc_per_year * cov)
     at_duty = _rate(-(b + c * efc_per_year), math.sqrt(var_duty), q)
-    r2 = ste * ste / (stt * see)
+    # Uncertain apart: either rate's band (a year's worth at the duty seen) wider than half
+    # the total fade.
+    apart = max(q * math.sqrt(var_b), q * math.sqrt(var_c) * abs(efc_per_year))
     note = ("cycles grew almost in step with time: calendar and cycle fade are uncertain "
-            "each (wide bands), their sum at the duty seen is not" if r2 > 0.99 else "")
+            "each (wide bands), their sum at the duty seen is not"
+            if apart > 0.5 * abs(at_duty.value) else "")
     return FadeFit("time_and_cycles", n, first, last, per_year, per_efc, efc, efc_per_year,
                    at_duty, fitted[i_last], math.sqrt(rss / n), note)
 
