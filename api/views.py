@@ -736,7 +736,8 @@ class UnitHealth(BaseModel):
     commissioned: str  # ISO date
     soh: list[SohPoint]  # oldest first, at most `points`; buckets without data left out
     soh_step_ms: int
-    fit_step_ms: int  # the buckets of the fit and the exposure
+    fit_step_ms: int  # the buckets of the fit and the temperature exposure
+    power_step_ms: int  # the buckets of the cycles and the C-rate exposure
     efc: float  # equivalent full cycles in the window (grid-side throughput / 2 × rated)
     fit: FadeFitOut | None  # null: too little data (no_fit_reason says)
     no_fit_reason: str

@@ -5,10 +5,11 @@ historian's, connectors/archive/historian.py), the rated energy and the threshol
 
 - **Equivalent full cycles** (EFC) = energy throughput / (2 × rated energy): one full charge
   and one full discharge is one cycle. The throughput of a bucket is |mean power| × its
-  width — exact while the power keeps one sign within the bucket (a dispatch rarely turns
-  from charging to discharging inside one) and measured at the grid side (the cells see
-  1/η more when discharging and η less when charging: over balanced cycles of η = 0.94 the
-  two differ by 0.2 %).
+  width — exact while the power keeps one sign within the bucket (an arbitrage dispatch
+  turns from charging to discharging a few times a day, through idle time; a duty that
+  flips sign within minutes, such as frequency response, is undercounted, and its fade per
+  cycle overstated) and measured at the grid side (the cells see 1/η more when discharging
+  and η less when charging: over balanced cycles of η = 0.94 the two differ by 0.2 %).
 - **The fit**: SOH (% of rated energy) against calendar time (years) and cumulative EFC by
   least squares with both regressors, SOH = a + b·t + c·EFC. Calendar fade is −b
   (percentage points a year), cycle fade −1000·c (points per 1,000 EFC). Each has a 95 %
@@ -36,6 +37,7 @@ historian's, connectors/archive/historian.py), the rated energy and the threshol
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import itertools
 import math
@@ -155,15 +157,27 @@ def equivalent_full_cycles(throughput_kwh: float, rated_energy_kwh: float) -> fl
     return throughput_kwh / (2.0 * rated_energy_kwh)
 
 
-def cumulative_efc(power: Sequence[Bucket], rated_energy_kwh: float) -> list[float]:
-    """The cycles done by the *middle* of each power bucket (oldest first), from 0 at the
-    first bucket's start: the time an SOH bucket's mean stands for."""
-    out: list[float] = []
+def efc_at(power: Sequence[Bucket], rated_energy_kwh: float, times_ms: Sequence[int]
+           ) -> list[float]:
+    """The cycles done by each of `times_ms`, from 0 at the first power bucket's start: the
+    buckets' throughput (sorted by start, not overlapping) summed up to the instant, a
+    bucket's spread evenly over its width; a gap between buckets adds nothing."""
+    starts = [b.start_ms for b in power]
+    before: list[float] = []  # cycles done before each bucket
     done = 0.0
     for b in power:
-        half = equivalent_full_cycles(abs(b.mean) * b.width_ms / HOUR_MS / 2, rated_energy_kwh)
-        out.append(done + half)
-        done += 2 * half
+        before.append(done)
+        done += equivalent_full_cycles(abs(b.mean) * b.width_ms / HOUR_MS, rated_energy_kwh)
+    out: list[float] = []
+    for t in times_ms:
+        i = bisect.bisect_right(starts, t) - 1
+        if i < 0:
+            out.append(0.0)
+            continue
+        b = power[i]
+        share = min(1.0, (t - b.start_ms) / b.width_ms) if b.width_ms > 0 else 1.0
+        out.append(before[i] + share * equivalent_full_cycles(
+            abs(b.mean) * b.width_ms / HOUR_MS, rated_energy_kwh))
     return out
 
 

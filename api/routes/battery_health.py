@@ -11,8 +11,10 @@ planning warranty claims and augmentation:
 The numbers are contracts/battery_health.py's, on the historian's buckets
 (connectors/archive/historian.py: the archive's closed days, the history store's others) of
 each unit's `soh_pct` and `active_power_kw` and its blocks' `cell_temp_max_c` (the unit's
-temperature: the hottest block's mean in each bucket). The fit and the exposure use buckets
-of `FIT_STEP_MS` or wider (at most `FIT_BUCKETS` over the window); the SOH series shown is
+temperature: the hottest block's mean in each bucket). The fit and the temperatures use
+buckets of `FIT_STEP_MS` or wider (at most `FIT_BUCKETS` over the window); the power — the
+cycles and the C-rate — finer ones (at most `POWER_BUCKETS`: a sign change inside a bucket
+loses throughput, and a long bucket smooths the C-rate's peaks); the SOH series shown is
 downsampled to at most `points`. The end-of-life threshold is the site contract's
 `warranty.end_of_life_soh_pct`, else 70 %; the augmentation's horizon is the contract's
 end (no contract: no hint).
@@ -24,6 +26,7 @@ asset that is not a battery unit, or a unit outside `site`, is 422."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -54,7 +57,7 @@ from contracts.battery_health import (
     Sample,
     augmentation,
     c_rate_exposure,
-    cumulative_efc,
+    efc_at,
     fit_fade,
     project,
     temperature_exposure,
@@ -65,8 +68,9 @@ from contracts.fleet import Site, Unit
 router = APIRouter(tags=["analytics"], responses=ERRORS)
 
 HEALTH_MAX_DAYS = 400
-FIT_STEP_MS = 15 * 60_000  # the fit's and the exposure's buckets: at least 15 minutes …
+FIT_STEP_MS = 15 * 60_000  # the fit's and the temperatures' buckets: at least 15 minutes …
 FIT_BUCKETS = 2_000  # … and at most this many over the window (400 days: 5 h)
+POWER_BUCKETS = 20_000  # the power's: whole minutes, at most this many (a year: 27 min)
 SOH, POWER, CELL_TEMP = "soh_pct", "active_power_kw", "cell_temp_max_c"
 
 UnitQ = Annotated[str | None, Query(min_length=1, max_length=200,
@@ -101,18 +105,10 @@ def samples(soh: list[TelemetryRow], power: list[Bucket], rated_energy_kwh: floa
             start_ms: int, end_ms: int, step: int) -> list[Sample]:
     """Each SOH bucket's mean at the middle of its part of the window, with the cycles done
     by then (the power buckets' throughput, from the window's start)."""
-    efc_mid = cumulative_efc(power, rated_energy_kwh)
-    starts = [b.start_ms for b in power]
-    out: list[Sample] = []
-    i = 0
-    done = 0.0  # cycles of the power buckets before the SOH bucket's
-    for b in clipped(soh, start_ms, end_ms, step):
-        while i < len(starts) and starts[i] < b.start_ms:
-            done = 2 * efc_mid[i] - done  # the end of bucket i
-            i += 1
-        efc = efc_mid[i] if i < len(starts) and starts[i] == b.start_ms else done
-        out.append(Sample(b.start_ms + b.width_ms // 2, b.mean, efc))
-    return out
+    buckets = clipped(soh, start_ms, end_ms, step)
+    middles = [b.start_ms + b.width_ms // 2 for b in buckets]
+    return [Sample(t, b.mean, efc) for t, b, efc in zip(
+        middles, buckets, efc_at(power, rated_energy_kwh, middles), strict=True)]
 
 
 def rate_out(r: Rate | None) -> FadeRate | None:
@@ -145,16 +141,25 @@ def horizon_of(contract: Contract | None) -> dt.date | None:
 
 def series_of(unit: Unit) -> list[Series]:
     blocks = [b.id for inv in unit.inverters for b in inv.blocks]
-    return [(unit.id, SOH), (unit.id, POWER), *((b, CELL_TEMP) for b in blocks)]
+    return [(unit.id, SOH), *((b, CELL_TEMP) for b in blocks)]
+
+
+@dataclass(frozen=True)
+class Steps:
+    fit: int
+    power: int
+    shown: int
 
 
 def unit_health(site: Site, unit: Unit, contract: Contract | None,
-                rows: dict[Series, list[TelemetryRow]], shown: list[TelemetryRow],
-                start_ms: int, end_ms: int, step: int, shown_step: int) -> UnitHealth:
-    """One unit's answer from its buckets: `rows` at the fit's `step`, `shown` (its SOH) at
-    the series' `shown_step`."""
+                rows: dict[Series, list[TelemetryRow]], power_rows: list[TelemetryRow],
+                shown: list[TelemetryRow], start_ms: int, end_ms: int, steps: Steps
+                ) -> UnitHealth:
+    """One unit's answer from its buckets: `rows` (SOH, cell temperatures) at the fit's
+    step, `power_rows` at the power's, `shown` (its SOH) at the series'."""
+    step = steps.fit
     blocks = [b.id for inv in unit.inverters for b in inv.blocks]
-    power = clipped(rows[(unit.id, POWER)], start_ms, end_ms, step)
+    power = clipped(power_rows, start_ms, end_ms, steps.power)
     rated = unit.rated_energy_kwh
     found = fit_fade(samples(rows[(unit.id, SOH)], power, rated, start_ms, end_ms, step))
     threshold, source = threshold_of(contract)
@@ -183,7 +188,7 @@ def unit_health(site: Site, unit: Unit, contract: Contract | None,
         unit_id=unit.id, site_id=site.id, vendor=unit.vendor, model=unit.model,
         rated_energy_mwh=rated / 1000, commissioned=unit.commissioned.isoformat(),
         soh=[SohPoint(start_ms=r.start_ms, min=r.min, avg=r.mean, max=r.max) for r in shown],
-        soh_step_ms=shown_step, fit_step_ms=step,
+        soh_step_ms=steps.shown, fit_step_ms=step, power_step_ms=steps.power,
         efc=sum(abs(b.mean) * b.width_ms / 3_600_000 for b in power) / (2 * rated),
         fit=fit, no_fit_reason=reason, projection=projection, augmentation=hint,
         threshold_pct=threshold, threshold_source=source,
@@ -198,11 +203,13 @@ def fleet_health(h: Historian, units: list[tuple[Site, Unit]],
                  ) -> list[UnitHealth]:
     """Every unit's answer; the buckets of all of them read at once (one archive query per
     site and segment)."""
-    step, shown_step = fit_step(start_ms, end_ms), bucket_step(start_ms, end_ms, points)
-    rows = h.buckets([s for _, u in units for s in series_of(u)], start_ms, end_ms, step)
-    shown = h.buckets([(u.id, SOH) for _, u in units], start_ms, end_ms, shown_step)
-    return [unit_health(site, u, contracts.get(site.id), rows, shown[(u.id, SOH)], start_ms,
-                        end_ms, step, shown_step) for site, u in units]
+    steps = Steps(fit_step(start_ms, end_ms), bucket_step(start_ms, end_ms, POWER_BUCKETS),
+                  bucket_step(start_ms, end_ms, points))
+    rows = h.buckets([s for _, u in units for s in series_of(u)], start_ms, end_ms, steps.fit)
+    power = h.buckets([(u.id, POWER) for _, u in units], start_ms, end_ms, steps.power)
+    shown = h.buckets([(u.id, SOH) for _, u in units], start_ms, end_ms, steps.shown)
+    return [unit_health(site, u, contracts.get(site.id), rows, power[(u.id, POWER)],
+                        shown[(u.id, SOH)], start_ms, end_ms, steps) for site, u in units]
 
 
 @router.get("/analytics/battery-health")

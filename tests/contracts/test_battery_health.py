@@ -6,6 +6,7 @@ hours add up — and the contract file's warranty section is read or refused."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 import random
 
@@ -22,7 +23,7 @@ from contracts.battery_health import (
     Sample,
     augmentation,
     c_rate_exposure,
-    cumulative_efc,
+    efc_at,
     equivalent_full_cycles,
     exposure,
     fit_fade,
@@ -163,9 +164,29 @@ def test_efc_is_throughput_over_twice_the_rated_energy() -> None:
     with pytest.raises(ValueError, match="positive"):
         equivalent_full_cycles(1.0, 0.0)
     hour = 3_600_000
-    # 1 MW for an hour on a 2 MWh unit, charging then discharging: half a cycle in all.
-    power = [Bucket(0, hour, -1_000.0), Bucket(hour, hour, 1_000.0)]
-    assert cumulative_efc(power, 2_000.0) == [0.125, 0.375]
+    # 1 MW for an hour on a 2 MWh unit, charging then discharging: half a cycle in all;
+    # then a gap of an hour, and an idle hour.
+    power = [Bucket(0, hour, -1_000.0), Bucket(hour, hour, 1_000.0),
+             Bucket(3 * hour, hour, 0.0)]
+    times = [-1, 0, hour // 2, hour, 3 * hour // 2, 2 * hour, 5 * hour // 2, 4 * hour]
+    assert efc_at(power, 2_000.0, times) == [0.0, 0.0, 0.125, 0.25, 0.375, 0.5, 0.5, 0.5]
+    assert efc_at([], 2_000.0, [0, hour]) == [0.0, 0.0]
+
+
+@given(st.lists(st.tuples(st.integers(0, 3_600_000), st.integers(1, 3_600_000),
+                          st.floats(-5_000.0, 5_000.0)), max_size=30),
+       st.lists(st.integers(-1, 200_000_000), max_size=30))
+def test_cycles_grow_with_time_to_the_whole_throughput(
+        parts: list[tuple[int, int, float]], times: list[int]) -> None:
+    power, t = [], 0
+    for gap, width, kw in parts:
+        power.append(Bucket(t + gap, width, kw))
+        t += gap + width
+    got = efc_at(power, 1_000.0, sorted(times))
+    assert all(a <= b + 1e-12 for a, b in itertools.pairwise(got))
+    total = sum(abs(b.mean) * b.width_ms / 3_600_000 for b in power) / 2_000.0
+    assert efc_at(power, 1_000.0, [t])[0] == pytest.approx(total)
+    assert all(0.0 <= e <= total + 1e-9 for e in got)
 
 
 def fixed_fit(soh_now: float = 90.0, rate: float = 2.0, band: float = 0.5) -> FadeFit:
