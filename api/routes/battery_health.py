@@ -231,8 +231,7 @@ async def battery_health(
             raise BadInput("query.unit", f"{unit!r} is a {asset.kind}, not a battery unit")
         if site is not None and asset.site_id != site:
             raise BadInput("query.unit", f"{unit!r} is not a unit of site {site!r}")
-        units = [(s, u) for s, u in units if u.id == unit] or [
-            (s, u) for s in caller.sites(ctx.fleet) for u in s.units if u.id == unit]
+        units = [(s, u) for s, u in units if u.id == unit]
     out = await run_in_threadpool(fleet_health, historian(ctx), units, ctx.contracts,
                                   start_ms, end_ms, points)
     return BatteryHealthAnswer(
