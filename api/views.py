@@ -665,3 +665,93 @@ class FaultsAnswer(BaseModel):
     episodes_total: int  # every episode of the window and filters
     groups: list[ReliabilityRow]  # most failures first, then most downtime
     total: ReliabilityRow
+
+
+# battery health: fade, end of life, exposure (api/routes/battery_health.py)
+
+class SohPoint(BaseModel):
+    start_ms: int  # the bucket's start; buckets are `soh_step_ms` wide
+    min: float
+    avg: float
+    max: float
+
+
+class FadeRate(BaseModel):
+    """Percentage points of SOH lost (> 0: a loss) per year or per 1,000 EFC, with its 95 %
+    band."""
+
+    value: float
+    low: float
+    high: float
+    std_error: float
+
+
+class FadeFitOut(BaseModel):
+    """SOH = a + b·years + c·EFC by least squares (contracts/battery_health.py)."""
+
+    method: Literal["time_and_cycles", "time_only"]  # time_only: no rate per cycle (note says)
+    samples: int
+    first_ms: int
+    last_ms: int
+    per_year: FadeRate | None  # calendar fade (time_only: all fade at the duty seen)
+    per_1000_efc: FadeRate | None
+    efc: float  # equivalent full cycles between the first and the last sample
+    efc_per_year: float
+    at_duty_per_year: FadeRate | None  # calendar + cycle fade at the duty seen
+    soh_now_pct: float  # fitted, at the last sample
+    rmse_pct: float
+    note: str
+
+
+class ProjectionOut(BaseModel):
+    threshold_pct: float
+    threshold_source: Literal["contract", "default"]
+    reached: bool
+    date: str | None  # (ISO dates) when the fitted SOH reaches the threshold at the fade measured
+    earliest: str | None  # … at the band's fastest fade
+    latest: str | None  # … at its slowest (null: the band includes no fade)
+    note: str
+
+
+class AugmentationOut(BaseModel):
+    add_mwh: float
+    by: str  # ISO date
+    horizon: str  # ISO date: the contract's end
+    text: str
+
+
+class ExposureBand(BaseModel):
+    label: str
+    low: float | None  # inclusive; null: unbounded
+    high: float | None  # exclusive; null: unbounded
+    hours: float
+
+
+class UnitHealth(BaseModel):
+    unit_id: str
+    site_id: str
+    vendor: str | None
+    model: str | None
+    rated_energy_mwh: float
+    commissioned: str  # ISO date
+    soh: list[SohPoint]  # oldest first, at most `points`; buckets without data left out
+    soh_step_ms: int
+    fit_step_ms: int  # the buckets of the fit and the temperature exposure
+    power_step_ms: int  # the buckets of the cycles and the C-rate exposure
+    efc: float  # equivalent full cycles in the window (grid-side throughput / 2 × rated)
+    fit: FadeFitOut | None  # null: too little data (no_fit_reason says)
+    no_fit_reason: str
+    projection: ProjectionOut | None
+    augmentation: AugmentationOut | None  # null: no fit, no contract, or no need
+    threshold_pct: float
+    threshold_source: Literal["contract", "default"]
+    data_to_ms: int | None  # the end of the last SOH bucket with data (null: none)
+    temperature_hours: list[ExposureBand]  # the hottest block's cell temperature, °C
+    c_rate_hours: list[ExposureBand]  # |P| / rated energy, 1/h
+
+
+class BatteryHealthAnswer(BaseModel):
+    from_ms: int
+    to_ms: int
+    units: list[UnitHealth]  # by site, then unit, as in the fleet file
+    data_to_ms: int | None  # the freshest unit's

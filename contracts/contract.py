@@ -62,6 +62,13 @@ class Bonus(_Terms):
     cap_per_contract_year: Money
 
 
+class Warranty(_Terms):
+    """The battery warranty's terms that the health analytics read (contracts/battery_health.py):
+    the state of health (% of rated energy) at which the battery has reached its end of life."""
+
+    end_of_life_soh_pct: Annotated[float, Field(gt=0, lt=100, allow_inf_nan=False, strict=True)]
+
+
 class Contract(_Terms):
     id: Annotated[str, Field(min_length=1)]
     site: Annotated[str, Field(min_length=1)]
@@ -77,6 +84,9 @@ class Contract(_Terms):
     # Who gets each new version of the scheduled compliance reports by e-mail
     # (contracts/reporting.py); optional, not a term: it is left out of report fingerprints.
     report_recipients: tuple[Email, ...] = ()
+    # The battery warranty (optional, not an availability term: left out of report
+    # fingerprints); without it the health analytics use DEFAULT_END_OF_LIFE_SOH_PCT.
+    warranty: Warranty | None = None
 
     @field_validator("term_years")
     @classmethod

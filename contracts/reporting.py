@@ -148,8 +148,9 @@ def sha256_hex(data: bytes) -> str:
 
 def terms_hash(contract: Contract) -> str:
     """The hash of what the contract says about availability and money: every term but who
-    receives the reports (a new recipient does not make a new version)."""
-    terms = contract.model_dump(mode="json", exclude={"report_recipients"})
+    receives the reports (a new recipient does not make a new version) and the battery
+    warranty (no availability term)."""
+    terms = contract.model_dump(mode="json", exclude={"report_recipients", "warranty"})
     return sha256_hex(canonical_json(terms))
 
 

@@ -17,7 +17,9 @@ faults.
   `THERMAL_DERATE_C` the controller derates linearly to nothing at `THERMAL_TRIP_C` (a
   protection).
 - **State of health** starts from the unit's age (calendar and an assumed cycling history)
-  and fades with time and with every equivalent full cycle. It is reported (`soh_pct`) and
+  and fades with time and with every equivalent full cycle, at the unit's `fade` rates
+  (settable per unit, for tests of the health analytics; default `CALENDAR_FADE_PER_YEAR`
+  and `CYCLE_FADE_PER_EFC`). It is reported (`soh_pct`) and
   shrinks the usable capacity; it is *not* an availability derate: the blocks' available
   energy stays their rated energy, as LTSAs treat capacity fade apart from availability
   (and the status rules would call any block below 99.5 % of its rating derated).
@@ -144,12 +146,25 @@ def dispatch_signal(price: float) -> float:
     return 0.0
 
 
-def initial_soh(unit: Unit, now_s: float) -> float:
+@dataclass(frozen=True)
+class Fade:
+    """How fast a unit's state of health fades (fractions of rated energy): a year of
+    calendar time, and an equivalent full cycle (cell throughput / (2 × rated energy))."""
+
+    calendar_per_year: float = CALENDAR_FADE_PER_YEAR
+    cycle_per_efc: float = CYCLE_FADE_PER_EFC
+
+
+DEFAULT_FADE = Fade()
+
+
+def initial_soh(unit: Unit, now_s: float, fade: Fade = DEFAULT_FADE) -> float:
     """State of health from the unit's age at `now_s` (fraction of rated energy)."""
     commissioned = dt.datetime.combine(unit.commissioned, dt.time(), dt.UTC).timestamp()
     age_s = max(0.0, now_s - commissioned)
     cycles = assumed_cycles(unit, now_s)
-    return max(0.5, 1.0 - CALENDAR_FADE_PER_YEAR * age_s / YEAR_S - CYCLE_FADE_PER_EFC * cycles)
+    return max(0.5, 1.0 - fade.calendar_per_year * age_s / YEAR_S
+               - fade.cycle_per_efc * cycles)
 
 
 def assumed_cycles(unit: Unit, now_s: float) -> float:
@@ -223,6 +238,7 @@ class UnitModel:
     # Simulated seconds spent damaging the equipment, and how often each kind began.
     damage: dict[str, float] = field(default_factory=dict)
     damage_events: dict[str, int] = field(default_factory=dict)
+    fade: Fade = DEFAULT_FADE  # the default: CALENDAR_FADE_PER_YEAR, CYCLE_FADE_PER_EFC
     _damaging: frozenset[str] = field(default=frozenset(), init=False, repr=False)
     _soh_spread: float = field(default=0.0, init=False, repr=False)
     _initial_efc: float | None = field(default=None, init=False, repr=False)
@@ -246,7 +262,7 @@ class UnitModel:
         """First values that depend on time: health from age, temperature where the HVAC
         would hold the enclosure at this ambient."""
         if self.soh is None:
-            self.soh = min(1.0, initial_soh(self.unit, now_s) + self._soh_spread)
+            self.soh = min(1.0, initial_soh(self.unit, now_s, self.fade) + self._soh_spread)
         if self._initial_efc is None:
             self._initial_efc = assumed_cycles(self.unit, now_s)
         if self.temperature_c is None:
@@ -386,8 +402,8 @@ class UnitModel:
         self.soc = min(1.0, max(0.0, unclamped))
         self.throughput_kwh += abs(cell_kwh)
         assert self.soh is not None
-        self.soh -= (CALENDAR_FADE_PER_YEAR * dt_s / YEAR_S
-                     + CYCLE_FADE_PER_EFC * abs(cell_kwh) / (2.0 * rated_kwh))
+        self.soh -= (self.fade.calendar_per_year * dt_s / YEAR_S
+                     + self.fade.cycle_per_efc * abs(cell_kwh) / (2.0 * rated_kwh))
         self.power_kw = power
         loss_kw = abs(power) * ((1.0 / EFFICIENCY - 1.0) if power > 0 else (1.0 - EFFICIENCY))
         heat_kw = LOSS_HEAT_SHARE * loss_kw

@@ -13,7 +13,7 @@ from pathlib import Path
 from contracts.events import AssetReading, TelemetrySample
 from contracts.fleet import Fleet
 from contracts.textfiles import text_lines
-from infra.sim.model import FAULT, MAINTENANCE, Fault, UnitModel
+from infra.sim.model import DEFAULT_FADE, FAULT, MAINTENANCE, Fade, Fault, UnitModel
 
 
 @dataclass(frozen=True)
@@ -26,14 +26,17 @@ class PlannedFault:
 
 def record(fleet: Fleet, start_ms: int, end_ms: int, step_ms: int, *, seed: int = 0,
            faults: Sequence[PlannedFault] = (), fault_rate_per_day: float = 0.0,
-           device_type: str | None = "bess-unit-v1") -> Iterator[TelemetrySample]:
+           device_type: str | None = "bess-unit-v1", fade: Fade = DEFAULT_FADE
+           ) -> Iterator[TelemetrySample]:
     """Every unit's poll every `step_ms` in `[start_ms, end_ms)`, in time order. Besides the
     planned faults, each unit trips (or goes to maintenance) at random, `fault_rate_per_day`
-    times a day on average, for 10 min to 4 h."""
+    times a day on average, for 10 min to 4 h. Every unit's state of health fades at
+    `fade`'s rates (default: the model's)."""
     rng = random.Random(seed)
     units = [u for s in fleet.sites for u in s.units]
     zones = {u.id: s.tz for s in fleet.sites for u in s.units}
-    models = {u.id: UnitModel(u, random.Random(rng.random()), tz=zones[u.id]) for u in units}
+    models = {u.id: UnitModel(u, random.Random(rng.random()), tz=zones[u.id], fade=fade)
+              for u in units}
     assets_of = {u.id: [u.id, *(a for inv in u.inverters for a in (inv.id, *(b.id for b in
                                                                             inv.blocks)))]
                  for u in units}
