@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { CAUSES, NO_FILTERS, episodeBars, faultsQuery, groupLabel, hours, keysOf,
-         ticketLabel } from "./faults";
+import { CAUSES, NO_FILTERS, episodeBars, faultsQuery, groupLabel, hours, keysOf } from "./faults";
 import type { FaultEpisode, ReliabilityRow } from "./generated/api";
 
 const H = 3_600_000;
@@ -66,7 +65,7 @@ describe("the timeline", () => {
 });
 
 describe("the table", () => {
-  it("reads keys, hours and tickets", () => {
+  it("reads keys and hours", () => {
     expect(groupLabel([])).toBe("all");
     expect(groupLabel(["scheduled_maintenance"])).toBe("scheduled maintenance");
     expect(groupLabel(["Voltara", "VX-3"])).toBe("Voltara · VX-3");
@@ -75,7 +74,5 @@ describe("the table", () => {
     expect(hours(13664.8)).toBe("13,665 h");
     expect(keysOf([row(["Voltara"]), row(["unknown"]), row(["Ampere", "A1"]),
                    row(["Voltara", "VX-3"])])).toEqual(["Ampere", "Voltara", "unknown"]);
-    expect(ticketLabel({ provider: "jira", ticket_id: "OPS-1", status: "in_progress",
-                         summary: "", url: null })).toBe("jira OPS-1 · in progress");
   });
 });

@@ -1,8 +1,7 @@
 // The faults-and-trips page's pure parts: the filters as GET /analytics/faults's query, the
 // episodes as timeline bars (one lane per asset), and how the reliability table reads.
 import { num, words } from "./format";
-import type { FaultEpisode, ReliabilityRow, TicketRef,
-              UnavailabilityEpisode } from "./generated/api";
+import type { FaultEpisode, ReliabilityRow, UnavailabilityEpisode } from "./generated/api";
 import { isoUtc, type Range } from "./historian";
 import type { Segment } from "./timeline";
 import type { State } from "./types";
@@ -73,9 +72,4 @@ export function episodeBars(episodes: readonly FaultEpisode[], r: Range, nowMs: 
 /** The distinct values of a group's first key part (vendors from a by-vendor table). */
 export function keysOf(rows: readonly ReliabilityRow[]): string[] {
   return [...new Set(rows.map((r) => r.key[0]).filter((k): k is string => !!k))].sort();
-}
-
-/** A ticket as a link's text: "jira OPS-1 · resolved". */
-export function ticketLabel(t: TicketRef): string {
-  return `${t.provider} ${t.ticket_id} · ${words(t.status)}`;
 }

@@ -74,6 +74,9 @@ const LABELS: Record<string, string> = {
   temperature_c: "temperature", cell_temp_max_c: "max cell temperature",
 };
 
+/** The tags the dashboard has words for: the explorer offers them before an asset says more. */
+export const COMMON_TAGS: readonly string[] = Object.keys(LABELS);
+
 export function tagLabel(tag: string): string {
   return LABELS[tag] ?? words(tag);
 }

@@ -41,6 +41,8 @@ export function shell(app: App, signOut: () => void): Shell {
     link("overview", "#/", "Overview"), link("alarms", "#/alarms", "Alarms ", alarmCount),
     link("quality", "#/quality", "Data quality"),
     link("repair", "#/repair", "Repair priority"),
+    link("faults", "#/analytics/faults", "Faults"),
+    link("historian", "#/analytics/historian", "Historian"),
     app.can(P.contracts) ? link("contracts", "#/contracts", "Contracts") : null,
     link("notifications", "#/notifications", "Notifications"),
     link("wall", "#/wall", "Wall"));
