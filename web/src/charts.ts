@@ -256,8 +256,20 @@ export function historianChart(el: HTMLElement,
                                           lineStyle: { color: m.colour, type: "dashed" } })) } },
         ];
       });
+      // The value axis spans the bands (stacked series would stretch it otherwise).
+      let lo = Infinity;
+      let hi = -Infinity;
+      for (const l of lines) {
+        for (const [, min, max] of l.band) {
+          if (min < lo) lo = min;
+          if (max > hi) hi = max;
+        }
+      }
+      if (!(hi >= lo)) [lo, hi] = [0, 1];
+      const pad = Math.max((hi - lo) * 0.05, Math.abs(hi) * 0.001, 0.5);
       chart.setOption({
         xAxis: { min: range[0], max: range[1] },
+        yAxis: { min: Math.floor(lo - pad), max: Math.ceil(hi + pad) },
         legend: { data: lines.map((l) => l.name) },
         dataZoom: [{ start: 0, end: 100 }],
         series,

@@ -68,9 +68,9 @@ export function historianView(app: App): View {
       () => setRange(lastRange(span, app.clock.now())))),
     button("pan-back", "◀", "back in time by half the range",
       () => setRange(pan(range, -0.5, app.clock.now()))),
-    button("zoom-in", "＋ zoom in", "a quarter of the range, about its middle",
+    button("zoom-in", "+ zoom in", "a quarter of the range, about its middle",
       () => setRange(zoom(range, 0.25, app.clock.now()))),
-    button("zoom-out", "－ zoom out", "four times the range",
+    button("zoom-out", "− zoom out", "four times the range",
       () => setRange(zoom(range, 4, app.clock.now()))),
     button("pan-forward", "▶", "forward in time by half the range",
       () => setRange(pan(range, 0.5, app.clock.now()))),
@@ -174,8 +174,9 @@ export function historianView(app: App): View {
       b.disabled = reason !== null;
       attr(b, "title", reason);
     }
-    text(exportNote, reason ?? `Exports the ${chosen.length * tags.size} series on screen, ` +
-      "one row per minute, over exactly the range shown.");
+    const n = chosen.length * tags.size;
+    text(exportNote, reason ?? `Exports what is on screen: ${n} series, one row per minute, ` +
+      "over exactly the range shown.");
   };
 
   const drawRange = () => {
