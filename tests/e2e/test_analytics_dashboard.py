@@ -6,9 +6,10 @@ state of charge of two Nordvik units, a few unavailability episodes with a ticke
 The historian explorer: an asset and a tag picked, the chart drawn from the server's
 buckets; zooming in asks again for exactly the narrower range on screen at a finer step and
 draws that answer; the CSV export holds exactly the history's rows of the range on screen;
-a viewer (no `reports.export`) gets no export buttons, and is told why. The faults page:
-the episodes of the window with their ticket links, the reliability table by cause, a
-filter narrowing both."""
+a drag across the chart zooms to the part it spans, the mouse wheel zooms too; a viewer (no
+`reports.export`) gets no export buttons, and is told why. The faults page: the episodes of
+the window with their ticket links, the reliability table by cause, a filter narrowing
+both."""
 
 from __future__ import annotations
 
@@ -192,6 +193,23 @@ def test_the_explorer_zooms_and_exports_what_is_on_screen(
     assert {(r["asset_id"], r["tag"]) for r in records} == {("nordvik-u01", "soc_pct")}
     assert page.locator("button.export-parquet").is_enabled()
 
+    # A drag across the middle half of the plot zooms to that half, asked again.
+    box = page.locator(".chart.historian").bounding_box()
+    assert box is not None
+    left, plot = box["x"] + 150, box["width"] - 170  # the chart's plot margins (PLOT)
+    page.mouse.move(left + 0.25 * plot, box["y"] + 100)
+    page.mouse.down()
+    page.mouse.move(left + 0.5 * plot, box["y"] + 100, steps=4)
+    expect(page.locator(".drag-select")).to_be_visible()
+    page.mouse.move(left + 0.75 * plot, box["y"] + 100, steps=4)
+    page.mouse.up()
+    expect(page.locator(".range-text")).to_contain_text("(21 h)")
+    drag_from, drag_to, _, drag_points = drawn(page)
+    assert abs(drag_from - (zoom_from + (zoom_to - zoom_from) // 4)) <= 2 * MINUTE
+    assert drag_to - drag_from == (zoom_to - zoom_from) // 2 and drag_points > 0
+    assert (ms(asked(requests[-1])["from"]), ms(asked(requests[-1])["to"])) == (drag_from,
+                                                                                 drag_to)
+
     # The status overlay drew the asset's lane.
     expect(page.locator(".historian-status canvas").first).to_be_attached()
 
@@ -201,8 +219,16 @@ def test_a_viewer_sees_the_explorer_without_export(server: LiveServer, settings:
     open_page(page, server, settings, "viewer", "#/analytics/historian")
     page.select_option("select.site-pick", "nordvik")
     page.locator('.asset-pick label[data-asset="nordvik-u02"] input').check()
-    _, _, _, points = drawn(page)
-    assert points > 0
+    day_from, day_to, _, points = drawn(page)
+    assert points > 0 and day_to - day_from == DAY
+    # The mouse wheel zooms in too: once it rests, the narrower range is asked for.
+    box = page.locator(".chart.historian").bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(0, -400)
+    expect(page.locator(".chart.historian")).not_to_have_attribute("data-from", str(day_from))
+    wheel_from, wheel_to, _, _ = drawn(page)
+    assert day_from < wheel_from < wheel_to < day_to
     expect(page.locator("button.export")).to_have_count(0)
     expect(page.locator(".export-note")).to_contain_text("reports.export")
 

@@ -9,7 +9,7 @@ import { graphic, init, use, type ECharts } from "echarts/core";
 import { CanvasRenderer } from "echarts/renderers";
 import { dateTime, duration, pct, words } from "./format";
 import { STATE_COLOURS, THEME, WARNING_COLOURS, againstGuarantee } from "./status";
-import type { Line } from "./historian";
+import { PLOT, type Line } from "./historian";
 import type { Bucket, Segment } from "./timeline";
 import type { PeriodEvaluation } from "./types";
 
@@ -202,10 +202,10 @@ const PALETTE = ["#4ea1ff", "#f5a623", "#7ed321", "#bd10e0", "#50e3c2", "#e86a92
                  "#9b9bff"];
 
 /** The historian's series: each bucket's mean as a line over a band from its min to its
- * max; alarms as vertical markers. Mouse wheel zooms and dragging pans the range on screen;
- * `onZoom` gets the part of it now shown (percent from, to) once the gesture rests, for the
- * caller to ask the server for that range at a finer step. Left margin as the status
- * timeline's, so the two line up. */
+ * max; alarms as vertical markers. The mouse wheel zooms about the pointer; `onZoom` gets the
+ * part of the range now shown (percent from, to) once the wheel rests, for the caller to ask
+ * the server for that range at a finer step. (A drag to select a range is the caller's:
+ * the chart does not pan on a drag.) */
 export function historianChart(el: HTMLElement,
                                onZoom: (startPct: number, endPct: number) => void
                                ): HistorianChart {
@@ -213,13 +213,14 @@ export function historianChart(el: HTMLElement,
   let rest: ReturnType<typeof setTimeout> | null = null;
   chart.setOption({
     animation: false,
-    grid: { left: 150, right: 20, top: 36, bottom: 28 },
+    grid: { ...PLOT, top: 36, bottom: 28 },
     legend: { top: 0, right: 0, textStyle: { color: THEME.muted, fontSize: 13 }, data: [] },
     tooltip: { trigger: "axis", ...TOOLTIP,
                valueFormatter: (v: unknown) => typeof v === "number" ? v.toFixed(2) : "–" },
     xAxis: { type: "time", ...AXIS, splitLine: { show: false } },
     yAxis: { type: "value", scale: true, ...AXIS },
-    dataZoom: [{ type: "inside", xAxisIndex: 0, filterMode: "none", start: 0, end: 100 }],
+    dataZoom: [{ type: "inside", xAxisIndex: 0, filterMode: "none", start: 0, end: 100,
+                 moveOnMouseMove: false, moveOnMouseWheel: false, zoomOnMouseWheel: true }],
     series: [],
   });
   chart.on("datazoom", () => {

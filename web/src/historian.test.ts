@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { HistorianAnswer } from "./generated/api";
 import { DAY_MS, HOUR_MS, MAX_SPAN_MS, MIN_SPAN_MS, MINUTE_MS, chartBlocked, exportBlocked,
          exportQuery, exportRows, historianQuery, horizon, lastRange, lines, newestPoint, pan,
-         pointsFor, subRange, zoom, type Range } from "./historian";
+         plotPct, pointsFor, subRange, zoom, type Range } from "./historian";
 
 const NOW = Date.UTC(2026, 2, 10, 12, 0, 30); // 12:00:30: the minute 12:00 is under way
 const END = Date.UTC(2026, 2, 10, 12, 1); // the horizon
@@ -62,6 +62,14 @@ describe("the visible range", () => {
     const tiny = subRange(r, 50, 50.001, NOW);
     expect(tiny.to - tiny.from).toBe(MIN_SPAN_MS);
     expect(minutes(tiny)).toEqual([0, 0]);
+  });
+
+  it("reads a drag on the plot as percentages of it", () => {
+    expect(plotPct(150, 150, 1000)).toBe(0);
+    expect(plotPct(400, 150, 1000)).toBe(25);
+    expect(plotPct(2000, 150, 1000)).toBe(100);
+    expect(plotPct(10, 150, 1000)).toBe(0);
+    expect(plotPct(10, 150, 0)).toBe(0);
   });
 });
 

@@ -19,6 +19,10 @@ export const MAX_POINTS = 5_000;
 export const EXPORT_MAX_MS = 31 * DAY_MS;
 export const EXPORT_MAX_SERIES = 100;
 
+/** The chart's plot area: its horizontal margins (px); the left one as the status
+ * timeline's, so the two line up. */
+export const PLOT = { left: 150, right: 20 };
+
 export interface Range {
   from: number; // epoch ms, inclusive
   to: number; // epoch ms, exclusive
@@ -85,6 +89,12 @@ export function subRange(r: Range, startPct: number, endPct: number, nowMs: numb
   const centre = (from + to) / 2;
   const width = clampSpan(to - from);
   return place(centre - width / 2, width, nowMs);
+}
+
+/** A horizontal position on the chart as a percentage of its plot area (clamped 0–100). */
+export function plotPct(x: number, plotLeft: number, plotWidth: number): number {
+  if (!(plotWidth > 0)) return 0;
+  return Math.min(100, Math.max(0, (100 * (x - plotLeft)) / plotWidth));
 }
 
 /** Buckets to ask for: about one per pixel of the chart. */

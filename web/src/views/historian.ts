@@ -1,9 +1,10 @@
 // #/analytics/historian — the historian explorer: pick assets (site by site, from the fleet
 // the caller sees) and tags, see each series over a time range from a year down to minutes,
 // downsampled by the server to about one bucket per pixel (GET /analytics/historian: every
-// zoom or pan asks again for the range on screen, so zooming in shows finer data), the
-// assets' status below on the same time axis and their active alarms as markers; export
-// exactly what is on screen as CSV or Parquet (GET /telemetry/export, `reports.export`).
+// zoom — buttons, mouse wheel, a drag across the chart — or pan asks again for the range on
+// screen, so zooming in shows finer data), the assets' status below on the same time axis
+// and their active alarms as markers; export exactly what is on screen as CSV or Parquet
+// (GET /telemetry/export, `reports.export`).
 import { ApiError } from "../api";
 import { Disposer, P, type App, type View } from "../app";
 import type { HistorianChart, Marker, TimelineChart } from "../charts";
@@ -12,7 +13,7 @@ import { saveFile } from "../download";
 import { COMMON_TAGS, ago, dateTime, duration, tagLabel } from "../format";
 import type { AssetDetail, AssetNode, HistorianAnswer } from "../generated/api";
 import { DAY_MS, PRESETS, chartBlocked, exportBlocked, exportQuery, historianQuery,
-         lastRange, lines, newestPoint, pan, stepLabel, subRange, zoom, type ExportFormat,
+         lastRange, lines, newestPoint, pan, plotPct, PLOT, stepLabel, subRange, zoom, type ExportFormat,
          type Range, type Selection } from "../historian";
 import { SEVERITY_COLOURS } from "../status";
 import { segments } from "../timeline";
@@ -21,7 +22,7 @@ import { analyticsHeader } from "./analytics-header";
 import { statusHistory } from "./history-panel";
 
 const DEFAULT_SPAN_MS = DAY_MS;
-const CHART_MARGIN_PX = 170; // the chart's left and right grid margins
+const DRAG_MIN_PX = 8; // a shorter drag is a click
 
 /** The battery units, inverters and DC blocks of a site's tree, in tree order. */
 function assetsOf(node: AssetNode, depth = 0): { id: string; kind: string; depth: number }[] {
@@ -86,6 +87,9 @@ export function historianView(app: App): View {
   // Charts.
   const chartEl = h("div", { class: "chart historian", "aria-label": "historian chart",
                              "data-state": "idle" });
+  const dragBox = h("div", { class: "drag-select", hidden: true });
+  const chartWrap = h("div", { class: "chart-wrap", title: "drag across the chart to zoom to " +
+                               "that range; the mouse wheel zooms too" }, chartEl, dragBox);
   const note = h("p", { class: "chart-note historian-note", role: "status" });
   const timelineEl = h("div", { class: "chart timeline historian-status",
                                 "aria-label": "status timeline" });
@@ -95,7 +99,7 @@ export function historianView(app: App): View {
     h("section", { class: "panel pickers" },
       h("div", { class: "picker" }, h("h2", {}, "Assets"), siteSelect, assetList, chosenList),
       h("div", { class: "picker" }, h("h2", {}, "Tags"), tagList)),
-    h("section", { class: "panel" }, toolbar, chartEl, note,
+    h("section", { class: "panel" }, toolbar, chartWrap, note,
       h("div", { class: "export-bar" }, ...(canExport ? exports : []), exportStatus),
       exportNote),
     h("section", { class: "panel" }, h("h2", {}, "Status and alarms"), timelineEl, statusNote));
@@ -210,7 +214,7 @@ export function historianView(app: App): View {
     if (!chart) return; // drawn when the charts have loaded
     attr(chartEl, "data-state", "loading");
     text(note, "loading…");
-    const points = Math.max(2, chartEl.clientWidth - CHART_MARGIN_PX);
+    const points = Math.max(2, chartEl.clientWidth - PLOT.left - PLOT.right);
     const asked = range;
     app.api.get<HistorianAnswer>("/analytics/historian", historianQuery(selection(), asked,
                                                                        points))
@@ -256,6 +260,38 @@ export function historianView(app: App): View {
     drawPickers(null);
     load();
   };
+
+  // Drag across the plot to zoom to that part of the range.
+  let dragFrom: number | null = null;
+  const xOf = (ev: PointerEvent) => ev.clientX - chartWrap.getBoundingClientRect().left;
+  const plotWidth = () => chartWrap.clientWidth - PLOT.left - PLOT.right;
+  const drawDrag = (x: number) => {
+    if (dragFrom === null) return;
+    const a = Math.max(PLOT.left, Math.min(dragFrom, x));
+    const b = Math.min(chartWrap.clientWidth - PLOT.right, Math.max(dragFrom, x));
+    dragBox.hidden = b - a < DRAG_MIN_PX;
+    dragBox.style.left = `${a}px`;
+    dragBox.style.width = `${Math.max(0, b - a)}px`;
+  };
+  chartWrap.addEventListener("pointerdown", (ev) => {
+    if (ev.button !== 0) return;
+    dragFrom = xOf(ev);
+    chartWrap.setPointerCapture?.(ev.pointerId);
+  });
+  chartWrap.addEventListener("pointermove", (ev) => drawDrag(xOf(ev)));
+  chartWrap.addEventListener("pointerup", (ev) => {
+    const from = dragFrom;
+    dragFrom = null;
+    dragBox.hidden = true;
+    const to = xOf(ev);
+    if (from === null || Math.abs(to - from) < DRAG_MIN_PX) return;
+    setRange(subRange(range, plotPct(from, PLOT.left, plotWidth()),
+                      plotPct(to, PLOT.left, plotWidth()), app.clock.now()));
+  });
+  chartWrap.addEventListener("pointercancel", () => {
+    dragFrom = null;
+    dragBox.hidden = true;
+  });
 
   void import("../charts").then((charts) => {
     if (d.disposed) return;
