@@ -214,11 +214,12 @@ def test_the_explorer_zooms_and_exports_what_is_on_screen(
     expect(page.locator(".historian-status canvas").first).to_be_attached()
 
 
-def test_a_viewer_sees_the_explorer_without_export(server: LiveServer, settings: Settings,
-                                                   page: Page) -> None:
-    open_page(page, server, settings, "viewer", "#/analytics/historian")
-    page.select_option("select.site-pick", "nordvik")
-    page.locator('.asset-pick label[data-asset="nordvik-u02"] input').check()
+def test_a_linked_explorer_zooms_on_the_wheel_and_a_viewer_has_no_export(
+        server: LiveServer, settings: Settings, page: Page) -> None:
+    # The asset page's link: the selection in the address.
+    open_page(page, server, settings, "viewer",
+              "#/analytics/historian?assets=nordvik-u02&tags=soc_pct")
+    expect(page.locator(".chosen-asset")).to_have_text(["nordvik-u02 ×"])
     day_from, day_to, _, points = drawn(page)
     assert points > 0 and day_to - day_from == DAY
     # The mouse wheel zooms in too: once it rests, the narrower range is asked for.

@@ -1,8 +1,9 @@
 import { describe, expect, it } from "vitest";
 import type { HistorianAnswer } from "./generated/api";
+import { parseHash } from "./router";
 import { DAY_MS, HOUR_MS, MAX_SPAN_MS, MIN_SPAN_MS, MINUTE_MS, chartBlocked, exportBlocked,
-         exportQuery, exportRows, historianQuery, horizon, lastRange, lines, newestPoint, pan,
-         plotPct, pointsFor, subRange, zoom, type Range } from "./historian";
+         exportQuery, exportRows, historianHref, historianQuery, horizon, lastRange, lines, newestPoint, pan,
+         plotPct, pointsFor, selectionFromParams, subRange, zoom, type Range } from "./historian";
 
 const NOW = Date.UTC(2026, 2, 10, 12, 0, 30); // 12:00:30: the minute 12:00 is under way
 const END = Date.UTC(2026, 2, 10, 12, 1); // the horizon
@@ -105,6 +106,21 @@ describe("the queries", () => {
     const wide = { assets: Array.from({ length: 26 }, (_, i) => `a${i}`),
                    tags: ["soc_pct", "temperature_c", "active_power_kw", "soh_pct"] };
     expect(exportBlocked(wide, r, true)).toContain("50"); // the chart's limit comes first
+  });
+});
+
+describe("a selection in the address", () => {
+  it("round-trips and keeps only well-formed ids, once each", () => {
+    const href = historianHref({ assets: ["nordvik-u01", "elbe-u01"], tags: ["soc_pct"] });
+    expect(href).toBe("#/analytics/historian?assets=nordvik-u01,elbe-u01&tags=soc_pct");
+    expect(parseHash(href).route.params).toEqual({ assets: "nordvik-u01,elbe-u01",
+                                                  tags: "soc_pct" });
+    expect(selectionFromParams(parseHash(href).route.params))
+      .toEqual({ assets: ["nordvik-u01", "elbe-u01"], tags: ["soc_pct"] });
+    expect(selectionFromParams({ assets: "a,,a, b ,<x>", tags: "" }))
+      .toEqual({ assets: ["a", "b"], tags: [] });
+    expect(selectionFromParams({})).toEqual({ assets: [], tags: [] });
+    expect(historianHref({ assets: [], tags: [] })).toBe("#/analytics/historian");
   });
 });
 

@@ -124,6 +124,26 @@ export function exportQuery(sel: Selection, r: Range, format: ExportFormat
   return { ...common(sel, r), format };
 }
 
+const ID = /^[A-Za-z0-9_.:-]{1,128}$/; // the API's ids
+
+/** A selection given in the address (`#/analytics/historian?assets=a,b&tags=soc_pct`): its
+ * well-formed ids, each once, at most the chart's series. */
+export function selectionFromParams(params: Record<string, string>): Selection {
+  const ids = (text: string | undefined) =>
+    [...new Set((text ?? "").split(",").map((s) => s.trim()).filter((s) => ID.test(s)))];
+  const assets = ids(params.assets).slice(0, CHART_MAX_SERIES);
+  const tags = ids(params.tags).slice(0, CHART_MAX_SERIES);
+  return { assets, tags };
+}
+
+/** The explorer's address for a selection (the asset page links to it). */
+export function historianHref(sel: Selection): string {
+  const q = [["assets", sel.assets], ["tags", sel.tags]] as const;
+  const query = q.filter(([, v]) => v.length)
+    .map(([k, v]) => `${k}=${v.map(encodeURIComponent).join(",")}`).join("&");
+  return `#/analytics/historian${query ? `?${query}` : ""}`;
+}
+
 /** Why the chart cannot be drawn for this selection, or null. */
 export function chartBlocked(sel: Selection): string | null {
   if (sel.assets.length === 0 || sel.tags.length === 0) return "Pick at least one asset and one tag.";

@@ -77,7 +77,7 @@ function viewFor(app: App, route: Route): View {
     case "repair": return repairView(app);
     case "notifications": return notificationsView(app);
     case "wall": return wallView(app, route.params);
-    case "historian": return historianView(app);
+    case "historian": return historianView(app, route.params);
     case "faults": return faultsView(app);
     default: return overviewView(app);
   }

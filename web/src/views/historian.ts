@@ -13,7 +13,8 @@ import { saveFile } from "../download";
 import { COMMON_TAGS, ago, dateTime, duration, tagLabel } from "../format";
 import type { AssetDetail, AssetNode, HistorianAnswer } from "../generated/api";
 import { DAY_MS, PRESETS, chartBlocked, exportBlocked, exportQuery, historianQuery,
-         lastRange, lines, newestPoint, pan, plotPct, PLOT, stepLabel, subRange, zoom, type ExportFormat,
+         lastRange, lines, newestPoint, pan, plotPct, PLOT, selectionFromParams, stepLabel,
+         subRange, zoom, type ExportFormat,
          type Range, type Selection } from "../historian";
 import { SEVERITY_COLOURS } from "../status";
 import { segments } from "../timeline";
@@ -31,11 +32,12 @@ function assetsOf(node: AssetNode, depth = 0): { id: string; kind: string; depth
     : depth + 1))];
 }
 
-export function historianView(app: App): View {
+export function historianView(app: App, params: Record<string, string> = {}): View {
   const d = new Disposer();
-  const chosen: string[] = []; // assets, in the order picked
-  const tags = new Set<string>(["soc_pct"]);
-  const tagChoices = new Set<string>(COMMON_TAGS);
+  const given = selectionFromParams(params); // a link's selection (the asset page's)
+  const chosen: string[] = [...given.assets]; // assets, in the order picked
+  const tags = new Set<string>(given.tags.length ? given.tags : ["soc_pct"]);
+  const tagChoices = new Set<string>([...COMMON_TAGS, ...tags]);
   let range: Range = lastRange(DEFAULT_SPAN_MS, app.clock.now());
   let seq = 0;
   let chart: HistorianChart | null = null;
@@ -308,6 +310,7 @@ export function historianView(app: App): View {
   d.add(app.alarms.changed.on(() => {
     if (answer) chart?.update(lines(answer), [range.from, range.to], markers());
   }));
+  for (const id of chosen) void learnTags(id);
   drawPickers(null);
   load();
   return { el, destroy: () => d.dispose() };
