@@ -24,13 +24,14 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 import redis
-from playwright.sync_api import Browser, BrowserContext, Page, Request, expect
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Request, expect
 
 from connectors.history import SqliteHistoryStore, TelemetryRow
 from connectors.history.rows import StatusIntervalRow
 from connectors.settings import Settings
 from contracts.events import TicketRef, UnavailabilityEpisode
 from tests.api.accounts import token, write_users
+from tests.e2e.conftest import CHROMIUM_ARGS
 from tests.e2e.test_notify_dashboard import LiveServer
 
 pytestmark = pytest.mark.e2e
@@ -256,3 +257,50 @@ def test_the_faults_page_shows_the_episodes_and_their_tickets(
     expect(rows).to_have_count(1)
     expect(rows.nth(0)).to_have_attribute("data-cause", "grid_outage")
     expect(page.locator('.reliability-cause tr[data-key="fault"]')).to_have_count(0)
+
+
+def test_the_pages_leave_nothing_behind(server: LiveServer, settings: Settings,
+                                        playwright: Playwright) -> None:
+    """Both pages opened and closed again and again, the explorer zoomed each time: after a
+    full GC the heap and the DOM stay where they were (charts, timers and listeners go with
+    their view)."""
+    b = playwright.chromium.launch(executable_path="/usr/bin/chromium",
+                                   args=[*CHROMIUM_ARGS, "--js-flags=--expose-gc"])
+    try:
+        page = b.new_page(viewport={"width": 1600, "height": 1000})
+        open_page(page, server, settings, "admin", "#/")
+        cdp = page.context.new_cdp_session(page)
+
+        def heap() -> tuple[float, int]:
+            page.evaluate("gc()")
+            page.evaluate("gc()")
+            used = cdp.send("Runtime.getHeapUsage")["usedSize"]
+            return used / 1e6, int(page.evaluate("document.getElementsByTagName('*').length"))
+
+        def cycle() -> None:
+            page.evaluate("route => { location.hash = route }",
+                          "#/analytics/historian?assets=nordvik-u01,nordvik-u02&tags=soc_pct")
+            drawn(page)
+            page.click("button.zoom-in")
+            expect(page.locator(".range-text")).to_contain_text("(6 h)")
+            drawn(page)
+            page.evaluate("route => { location.hash = route }", "#/analytics/faults")
+            expect(page.locator("table.fault-episodes tr.episode")).to_have_count(2)
+            page.evaluate("route => { location.hash = route }", "#/alarms")
+            expect(page.locator("#view .view")).to_have_count(1)
+
+        for _ in range(3):  # warm up: the charts' code loaded, caches filled
+            cycle()
+        samples = [heap()]
+        for _ in range(4):
+            for _ in range(3):
+                cycle()
+            samples.append(heap())
+    finally:
+        b.close()
+    mb = [s[0] for s in samples]
+    nodes = [s[1] for s in samples]
+    print(f"heap after GC (MB): {[round(m, 2) for m in mb]}; DOM elements: {nodes}")
+    assert max(mb[-3:]) < mb[0] * 1.3 + 1.5, f"the heap grows: {mb}"
+    assert mb != sorted(mb) or mb[-1] - mb[0] < 1.0, f"the heap only ever grows: {mb}"
+    assert max(nodes) < nodes[0] * 1.2 + 50, f"the DOM grows: {nodes}"
