@@ -237,7 +237,13 @@ def test_a_linked_explorer_zooms_on_the_wheel_and_a_viewer_has_no_export(
 
 def test_the_faults_page_shows_the_episodes_and_their_tickets(
         server: LiveServer, settings: Settings, page: Page) -> None:
-    open_page(page, server, settings, "admin", "#/analytics/faults")
+    open_page(page, server, settings, "admin", "#/")
+    page.click(".main-nav a:text-is('Analytics')")  # the explorer, then its tab to this page
+    expect(page.locator(".analytics-tabs a[aria-current=page]")).to_have_text(
+        "Historian explorer")
+    page.click(".analytics-tabs a[data-page=faults]")
+    expect(page.locator("#view-title")).to_have_text("Faults and trips")
+    expect(page.locator(".main-nav a[aria-current=page]")).to_have_text("Analytics")
     expect(page.locator(".analytics-about .who")).to_contain_text("Service managers")
     rows = page.locator("table.fault-episodes tr.episode")
     expect(rows).to_have_count(2, timeout=LIVE_MS)

@@ -28,6 +28,7 @@ const PLAIN: Partial<Record<string, RouteName>> = { "": "overview", alarms: "ala
 // The analytics pages, under #/analytics/<page>.
 const ANALYTICS: Partial<Record<string, RouteName>> = { historian: "historian",
   faults: "faults" };
+export const ANALYTICS_ROUTES: readonly RouteName[] = ["historian", "faults"];
 
 export function parseHash(hash: string): ParsedHash {
   let text = hash.startsWith("#") ? hash.slice(1) : hash;

@@ -99,7 +99,7 @@ export function faultsView(app: App): View {
   let last: FaultsAnswer | null = null;
   const vendors = new Set<string>();
 
-  const head = analyticsHeader("Faults and trips", {
+  const head = analyticsHeader("faults", "Faults and trips", {
     who: "Service managers and reliability engineers.",
     decision: "Where reliability work pays: which cause, vendor, model, asset level or site " +
       "fails most often, stays down longest and takes longest to fix — and what each " +

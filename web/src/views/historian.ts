@@ -45,7 +45,7 @@ export function historianView(app: App, params: Record<string, string> = {}): Vi
   let answer: HistorianAnswer | null = null;
   const canExport = app.can(P.reports);
 
-  const head = analyticsHeader("Historian explorer", {
+  const head = analyticsHeader("historian", "Historian explorer", {
     who: "Engineers and service managers.",
     decision: "What did these tags do, and when — find where a fault began, compare units " +
       "and sites, and take the data away for a deeper analysis.",
