@@ -9,7 +9,7 @@ import { graphic, init, use, type ECharts } from "echarts/core";
 import { CanvasRenderer } from "echarts/renderers";
 import { dateTime, duration, pct, words } from "./format";
 import { STATE_COLOURS, THEME, WARNING_COLOURS, againstGuarantee } from "./status";
-import { PLOT, type Line } from "./historian";
+import { PLOT, niceBounds, type Line } from "./historian";
 import type { Bucket, Segment } from "./timeline";
 import type { PeriodEvaluation } from "./types";
 
@@ -266,11 +266,10 @@ export function historianChart(el: HTMLElement,
           if (max > hi) hi = max;
         }
       }
-      if (!(hi >= lo)) [lo, hi] = [0, 1];
-      const pad = Math.max((hi - lo) * 0.05, Math.abs(hi) * 0.001, 0.5);
+      const [yMin, yMax] = niceBounds(lo, hi);
       chart.setOption({
         xAxis: { min: range[0], max: range[1] },
-        yAxis: { min: Math.floor(lo - pad), max: Math.ceil(hi + pad) },
+        yAxis: { min: yMin, max: yMax },
         legend: { data: lines.map((l) => l.name) },
         dataZoom: [{ start: 0, end: 100 }],
         series,

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { HistorianAnswer } from "./generated/api";
 import { parseHash } from "./router";
 import { DAY_MS, HOUR_MS, MAX_SPAN_MS, MIN_SPAN_MS, MINUTE_MS, chartBlocked, exportBlocked,
-         exportQuery, exportRows, historianHref, historianQuery, horizon, lastRange, lines, newestPoint, pan,
+         exportQuery, exportRows, historianHref, historianQuery, horizon, lastRange, lines, newestPoint, niceBounds, pan,
          plotPct, pointsFor, selectionFromParams, subRange, zoom, type Range } from "./historian";
 
 const NOW = Date.UTC(2026, 2, 10, 12, 0, 30); // 12:00:30: the minute 12:00 is under way
@@ -138,6 +138,16 @@ describe("the answer", () => {
       { name: "nordvik-u01 · state of charge", unit: "%", avg: [[0, 41], [240_000, 45]],
         band: [[0, 40, 42], [240_000, 45, 45]], count: 3 },
       { name: "nordvik-u02 · state of charge", unit: "%", avg: [], band: [], count: 0 }]);
+  });
+
+  it("gets a value axis with round ends", () => {
+    expect(niceBounds(40, 100)).toEqual([40, 100]);
+    expect(niceBounds(37.2, 102.9)).toEqual([20, 120]);
+    expect(niceBounds(-3.1, 7.4)).toEqual([-5, 10]); // steps of 5
+    expect(niceBounds(0.11, 0.29)).toEqual([0.1, 0.3]);
+    expect(niceBounds(1234, 1234)).toEqual([1150, 1300]); // ± 5 %, steps of 50
+    expect(niceBounds(0, 0)).toEqual([-1, 1]);
+    expect(niceBounds(Infinity, -Infinity)).toEqual([0, 1]);
   });
 
   it("says how fresh it is", () => {

@@ -205,6 +205,21 @@ export function newestPoint(answer: HistorianAnswer): number | null {
   return newest;
 }
 
+/** A value axis from `lo` to `hi` widened to whole steps of 1, 2 or 5 × 10^n (about five of
+ * them), so its first and last labels are round numbers. */
+export function niceBounds(lo: number, hi: number): [number, number] {
+  if (!Number.isFinite(lo) || !Number.isFinite(hi) || hi < lo) return [0, 1];
+  if (hi === lo) {
+    const pad = Math.abs(hi) * 0.05 || 1;
+    [lo, hi] = [lo - pad, hi + pad];
+  }
+  const raw = (hi - lo) / 5;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const step = ([1, 2, 5, 10].find((m) => m * power >= raw) ?? 10) * power;
+  const round = (v: number) => Number(v.toPrecision(12)); // 0.30000000000000004 → 0.3
+  return [round(Math.floor(lo / step) * step), round(Math.ceil(hi / step) * step)];
+}
+
 /** "1 min buckets", "2 h buckets". */
 export function stepLabel(stepMs: number): string {
   return `${duration(stepMs)} buckets`;
