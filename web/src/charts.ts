@@ -1,19 +1,20 @@
 // The charts (ECharts, only the parts used: line, bar and custom series on a canvas):
-// availability trend, status timeline, compliance per period. Loaded when a view needs
+// availability trend, status timeline, compliance per period, the historian's series. Loaded when a view needs
 // them, so the overview's first render does not wait for them. Each chart keeps only the
 // data it is given (bounded by the caller) and is disposed with its view.
 import { BarChart, CustomChart, LineChart } from "echarts/charts";
-import { GridComponent, LegendComponent, MarkLineComponent,
+import { DataZoomInsideComponent, GridComponent, LegendComponent, MarkLineComponent,
          TooltipComponent } from "echarts/components";
 import { graphic, init, use, type ECharts } from "echarts/core";
 import { CanvasRenderer } from "echarts/renderers";
 import { dateTime, duration, pct, words } from "./format";
 import { STATE_COLOURS, THEME, WARNING_COLOURS, againstGuarantee } from "./status";
+import { PLOT, niceBounds, type Line } from "./historian";
 import type { Bucket, Segment } from "./timeline";
 import type { PeriodEvaluation } from "./types";
 
 use([LineChart, BarChart, CustomChart, GridComponent, TooltipComponent, LegendComponent,
-     MarkLineComponent, CanvasRenderer]);
+     MarkLineComponent, DataZoomInsideComponent, CanvasRenderer]);
 
 export interface Chart {
   dispose(): void;
@@ -184,5 +185,99 @@ export function complianceChart(el: HTMLElement): ComplianceChart {
       });
     },
     dispose,
+  };
+}
+
+export interface Marker {
+  atMs: number;
+  label: string;
+  colour: string;
+}
+
+export interface HistorianChart extends Chart {
+  update(lines: Line[], range: [number, number], markers: Marker[]): void;
+}
+
+const PALETTE = ["#4ea1ff", "#f5a623", "#7ed321", "#bd10e0", "#50e3c2", "#e86a92", "#c9c95a",
+                 "#9b9bff"];
+
+/** The historian's series: each bucket's mean as a line over a band from its min to its
+ * max; alarms as vertical markers. The mouse wheel zooms about the pointer; `onZoom` gets the
+ * part of the range now shown (percent from, to) once the wheel rests, for the caller to ask
+ * the server for that range at a finer step. (A drag to select a range is the caller's:
+ * the chart does not pan on a drag.) */
+export function historianChart(el: HTMLElement,
+                               onZoom: (startPct: number, endPct: number) => void
+                               ): HistorianChart {
+  const { chart, dispose } = mount(el);
+  let rest: ReturnType<typeof setTimeout> | null = null;
+  chart.setOption({
+    animation: false,
+    grid: { ...PLOT, top: 36, bottom: 28 },
+    legend: { top: 0, right: 0, textStyle: { color: THEME.muted, fontSize: 13 }, data: [] },
+    tooltip: { trigger: "axis", ...TOOLTIP,
+               valueFormatter: (v: unknown) => typeof v === "number" ? v.toFixed(2) : "–" },
+    xAxis: { type: "time", ...AXIS, splitLine: { show: false } },
+    yAxis: { type: "value", scale: true, ...AXIS },
+    dataZoom: [{ type: "inside", xAxisIndex: 0, filterMode: "none", start: 0, end: 100,
+                 moveOnMouseMove: false, moveOnMouseWheel: false, zoomOnMouseWheel: true }],
+    series: [],
+  });
+  chart.on("datazoom", () => {
+    const zoom = (chart.getOption() as { dataZoom?: { start?: number; end?: number }[] })
+      .dataZoom?.[0];
+    if (rest) clearTimeout(rest);
+    rest = setTimeout(() => {
+      const start = zoom?.start ?? 0;
+      const end = zoom?.end ?? 100;
+      if (start > 0.01 || end < 99.99) onZoom(start, end);
+    }, 400);
+  });
+  return {
+    update(lines, range, markers) {
+      const series = lines.flatMap((l, i) => {
+        const colour = PALETTE[i % PALETTE.length]!;
+        const stack = `band-${i}`;
+        return [
+          { name: `${l.name} min`, type: "line", stack, symbol: "none", silent: true,
+            lineStyle: { opacity: 0 }, tooltip: { show: false },
+            data: l.band.map(([t, lo]) => [t, lo]) },
+          { name: `${l.name} range`, type: "line", stack, symbol: "none", silent: true,
+            lineStyle: { opacity: 0 }, areaStyle: { color: colour, opacity: 0.15 },
+            tooltip: { show: false }, data: l.band.map(([t, lo, hi]) => [t, hi - lo]) },
+          { name: l.name, type: "line", symbol: l.avg.length < 60 ? "circle" : "none",
+            symbolSize: 4, showSymbol: l.avg.length < 60,
+            lineStyle: { width: 2, color: colour }, itemStyle: { color: colour },
+            data: l.avg,
+            markLine: i > 0 || markers.length === 0 ? { data: [] } : {
+              symbol: "none", silent: true,
+              label: { color: THEME.muted, formatter: (p: { name: string }) => p.name,
+                       position: "insideEndTop" },
+              data: markers.map((m) => ({ xAxis: m.atMs, name: m.label,
+                                          lineStyle: { color: m.colour, type: "dashed" } })) } },
+        ];
+      });
+      // The value axis spans the bands (stacked series would stretch it otherwise).
+      let lo = Infinity;
+      let hi = -Infinity;
+      for (const l of lines) {
+        for (const [, min, max] of l.band) {
+          if (min < lo) lo = min;
+          if (max > hi) hi = max;
+        }
+      }
+      const [yMin, yMax] = niceBounds(lo, hi);
+      chart.setOption({
+        xAxis: { min: range[0], max: range[1] },
+        yAxis: { min: yMin, max: yMax },
+        legend: { data: lines.map((l) => l.name) },
+        dataZoom: [{ start: 0, end: 100 }],
+        series,
+      }, { replaceMerge: ["series"] });
+    },
+    dispose() {
+      if (rest) clearTimeout(rest);
+      dispose();
+    },
   };
 }

@@ -179,7 +179,7 @@ export function alarmList(app: App, filter: (a: AlarmView) => boolean,
   return { el, destroy: () => d.dispose() };
 }
 
-function ticketLink(t: TicketRef): HTMLElement {
+export function ticketLink(t: TicketRef): HTMLElement {
   const label = `${t.ticket_id}`;
   return t.url
     ? h("a", { class: "ticket-link", href: t.url, target: "_blank", rel: "noopener noreferrer",
@@ -187,7 +187,7 @@ function ticketLink(t: TicketRef): HTMLElement {
     : h("span", { class: "ticket-link", "data-ticket": t.ticket_id }, label);
 }
 
-function ticketStatus(status: string): HTMLElement {
+export function ticketStatus(status: string): HTMLElement {
   return h("span", { class: "chip ticket-status", "data-status": status }, words(status));
 }
 

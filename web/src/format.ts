@@ -88,6 +88,9 @@ const LABELS: Record<string, string> = {
   efficiency_pct: "efficiency",
 };
 
+/** The tags the dashboard has words for: the explorer offers them before an asset says more. */
+export const COMMON_TAGS: readonly string[] = Object.keys(LABELS);
+
 export function tagLabel(tag: string): string {
   return LABELS[tag] ?? words(tag);
 }

@@ -17,6 +17,8 @@ import { alarmsView } from "./views/alarms";
 import { assetView } from "./views/asset";
 import { contractsView } from "./views/contracts";
 import { controlView } from "./views/control";
+import { faultsView } from "./views/faults";
+import { historianView } from "./views/historian";
 import { loginView } from "./views/login";
 import { notificationsView } from "./views/notifications";
 import { overviewView } from "./views/overview";
@@ -75,6 +77,8 @@ function viewFor(app: App, route: Route): View {
     case "repair": return repairView(app);
     case "notifications": return notificationsView(app);
     case "wall": return wallView(app, route.params);
+    case "historian": return historianView(app, route.params);
+    case "faults": return faultsView(app);
     default: return overviewView(app);
   }
 }

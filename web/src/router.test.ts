@@ -17,6 +17,11 @@ describe("hash routes", () => {
     ["#/login", "login", null],
     ["#/nonsense/x/y", "overview", null],
     ["#/site", "overview", null],
+    ["#/analytics/historian", "historian", null],
+    ["#/analytics/faults", "faults", null],
+    ["#/analytics/nonsense", "overview", null],
+    ["#/analytics", "overview", null],
+    ["#/historian", "overview", null],
   ])("%s is %s", (hash, name, id) => {
     const { route, token } = parseHash(hash);
     expect(route.name).toBe(name);
@@ -41,5 +46,7 @@ describe("hash routes", () => {
     expect(hashOf({ name: "site", id: "a b", params: {} })).toBe("#/site/a%20b");
     expect(parseHash(hashOf({ name: "site", id: "a b", params: {} })).route.id).toBe("a b");
     expect(assetHref("x-u1")).toBe("#/asset/x-u1");
+    expect(hashOf({ name: "faults", id: null, params: {} })).toBe("#/analytics/faults");
+    expect(parseHash("#/analytics/historian?x=1").clean).toBe("#/analytics/historian?x=1");
   });
 });

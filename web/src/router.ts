@@ -1,11 +1,11 @@
 // Hash routes, so a wall display can be pointed at a URL:
 //   #/  #/site/<id>  #/asset/<id>  #/control/<site id>  #/alarms  #/quality  #/contracts
-//   #/repair  #/notifications  #/wall  #/login
+//   #/repair  #/notifications  #/wall  #/login  #/analytics/historian  #/analytics/faults
 // Query parameters after "?" (#/wall?every=20). A `token=` parameter (the link `make up`
 // prints: #token=…) is taken out of the address and kept for the tab.
 
 export type RouteName = "overview" | "site" | "asset" | "control" | "alarms" | "quality"
-  | "contracts" | "repair" | "notifications" | "wall" | "login";
+  | "contracts" | "repair" | "notifications" | "wall" | "login" | "historian" | "faults";
 
 export interface Route {
   name: RouteName;
@@ -25,6 +25,10 @@ const PLAIN: Partial<Record<string, RouteName>> = { "": "overview", alarms: "ala
   quality: "quality", contracts: "contracts", repair: "repair", notifications: "notifications",
   wall: "wall",
   login: "login" };
+// The analytics pages, under #/analytics/<page>.
+const ANALYTICS: Partial<Record<string, RouteName>> = { historian: "historian",
+  faults: "faults" };
+export const ANALYTICS_ROUTES: readonly RouteName[] = ["historian", "faults"];
 
 export function parseHash(hash: string): ParsedHash {
   let text = hash.startsWith("#") ? hash.slice(1) : hash;
@@ -45,7 +49,10 @@ export function parseHash(hash: string): ParsedHash {
   const head = parts[0] ?? "";
   const withId = WITH_ID[head];
   const plain = PLAIN[head];
-  if (withId && parts[1]) route = { name: withId, id: parts[1], params };
+  const analytics = head === "analytics" && parts.length === 2 ? ANALYTICS[parts[1] ?? ""]
+    : undefined;
+  if (analytics) route = { name: analytics, id: null, params };
+  else if (withId && parts[1]) route = { name: withId, id: parts[1], params };
   else if (plain && parts.length <= 1) route = { name: plain, id: null, params };
   text = hashOf(route);
   return { route, token, clean: text };
@@ -53,7 +60,8 @@ export function parseHash(hash: string): ParsedHash {
 
 export function hashOf(route: Route): string {
   const path = route.id !== null ? `#/${route.name}/${encodeURIComponent(route.id)}`
-    : route.name === "overview" ? "#/" : `#/${route.name}`;
+    : route.name === "overview" ? "#/"
+    : ANALYTICS[route.name] ? `#/analytics/${route.name}` : `#/${route.name}`;
   const query = Object.entries(route.params)
     .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join("&");
   return query ? `${path}?${query}` : path;

@@ -5,7 +5,7 @@ import { watchCriticals } from "./desktop";
 import { attr, h, text } from "./dom";
 import { clock } from "./format";
 import type { LiveState } from "./live";
-import type { RouteName } from "./router";
+import { ANALYTICS_ROUTES, type RouteName } from "./router";
 import { stackBadge } from "./stack-health";
 import type { StackHealth } from "./types";
 
@@ -41,6 +41,9 @@ export function shell(app: App, signOut: () => void): Shell {
     link("overview", "#/", "Overview"), link("alarms", "#/alarms", "Alarms ", alarmCount),
     link("quality", "#/quality", "Data quality"),
     link("repair", "#/repair", "Repair priority"),
+    // One entry for the analytics pages (each page links to the others).
+    h("a", { href: "#/analytics/historian", "data-route": "historian",
+             "data-routes": ANALYTICS_ROUTES.join(" ") }, "Analytics"),
     app.can(P.contracts) ? link("contracts", "#/contracts", "Contracts") : null,
     link("notifications", "#/notifications", "Notifications"),
     link("wall", "#/wall", "Wall"));
@@ -97,7 +100,8 @@ export function shell(app: App, signOut: () => void): Shell {
     setConnection: (state) => setConnectionBadge(connection, state),
     setActive(route) {
       for (const a of nav.querySelectorAll("a")) {
-        attr(a, "aria-current", a.dataset.route === route ? "page" : null);
+        const routes = a.dataset.routes?.split(" ") ?? [a.dataset.route];
+        attr(a, "aria-current", routes.includes(route) ? "page" : null);
       }
     },
     destroy: () => d.dispose(),

@@ -590,6 +590,64 @@ export interface RevisionOut {
   text: string;
 }
 /**
+ * An unavailability episode of the timeline, with what the fleet file says of its
+ * asset.
+ *
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "FaultEpisode".
+ */
+export interface FaultEpisode {
+  episode_id: string;
+  asset_id: string;
+  level: string;
+  site_id: string;
+  vendor: string | null;
+  model: string | null;
+  cause: string | null;
+  state: string;
+  start_ms: number;
+  end_ms: number | null;
+  duration_hours: number | null;
+  lost_hours: number;
+  lost_mwh: number;
+  tickets: TicketRef[];
+}
+/**
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "FaultsAnswer".
+ */
+export interface FaultsAnswer {
+  from_ms: number;
+  to_ms: number;
+  group_by: string;
+  episodes: FaultEpisode[];
+  episodes_total: number;
+  groups: ReliabilityRow[];
+  total: ReliabilityRow;
+}
+/**
+ * One group's reliability over the window (contracts/reliability.py defines each).
+ *
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "ReliabilityRow".
+ */
+export interface ReliabilityRow {
+  key: string[];
+  assets: number;
+  asset_hours: number;
+  operating_hours: number;
+  failures: number;
+  downtime_hours: number;
+  repairs: number;
+  repair_hours: number;
+  mttr_hours: number | null;
+  mtbf_hours: number | null;
+  open: number;
+  derated: number;
+  derated_hours: number;
+  comms_hours: number;
+}
+/**
  * This interface was referenced by `BessmonTypes`'s JSON-Schema
  * via the `definition` "FleetKpis".
  */
@@ -731,6 +789,38 @@ export interface FleetSite {
 export interface HeartbeatFrame {
   type: "heartbeat";
   ts_ms: number;
+}
+/**
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "HistorianAnswer".
+ */
+export interface HistorianAnswer {
+  from_ms: number;
+  to_ms: number;
+  step_ms: number;
+  series: HistorianSeries[];
+}
+/**
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "HistorianSeries".
+ */
+export interface HistorianSeries {
+  asset_id: string;
+  site_id: string;
+  tag: string;
+  unit: string;
+  points: HistorianPoint[];
+}
+/**
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "HistorianPoint".
+ */
+export interface HistorianPoint {
+  start_ms: number;
+  count: number;
+  min: number;
+  avg: number;
+  max: number;
 }
 /**
  * This interface was referenced by `BessmonTypes`'s JSON-Schema

@@ -6,6 +6,7 @@ import { alarmList, episodeTable, section, stateChip, ticketTable, updateStateCh
          valuesList } from "../components";
 import { attr, frameThrottle, h, reconcile, text } from "../dom";
 import { ago, pct, words } from "../format";
+import { historianHref } from "../historian";
 import { assetHref, siteHref } from "../router";
 import { dropsToShow, stateOf } from "../status";
 import type { AssetDetail, AssetLive, AssetNode, Episode, LiveStatus, Page } from "../types";
@@ -48,7 +49,9 @@ export function assetView(app: App, assetId: string): View {
     h("a", { href: "#/" }, "Fleet"));
   const header = h("header", { class: "view-head" }, crumbs,
     h("div", { class: "title-row" }, h("h1", { id: "view-title" }, assetId), stateChip(null),
-      h("span", { class: "kind" }), h("span", { class: "freshness" })),
+      h("span", { class: "kind" }), h("span", { class: "freshness" }),
+      h("a", { class: "to-historian", href: historianHref({ assets: [assetId], tags: [] }) },
+        "history in the explorer →")),
     h("div", { class: "meta" }));
   const windows = h("section", { class: "kpis asset-kpis" },
     h("div", { class: "kpi", "data-window": "last_hour" }, h("span", { class: "value" }, "–"),
