@@ -44,6 +44,16 @@ TELEMETRY_BUCKETS = f"""
     GROUP BY asset_id, tag, bucket_ms
     ORDER BY asset_id, tag, bucket_ms"""
 
+# Per asset: the energy charged and discharged, each minute moving mean/60 kWh (a negative
+# mean charging), and the latest minute (contracts/benchmarking.py `integrate_minutes`).
+TELEMETRY_ENERGY = f"""
+    WITH latest AS ({TELEMETRY_ROWS.replace("ORDER BY asset_id, tag, start_ms", "")})
+    SELECT asset_id, sum(greatest(-"mean", 0)) / 60, sum(greatest("mean", 0)) / 60,
+           max(start_ms)
+    FROM latest
+    GROUP BY asset_id
+    ORDER BY asset_id"""
+
 
 def row(record: tuple[Any, ...]) -> TelemetryRow:
     """A result row (the archive's column order: site first) as the history store's row."""
@@ -103,3 +113,12 @@ class ArchiveReader:
         return {"files": [str(p) for p in files], "assets": list(asset_ids),
                 "tags": list(tags), "start": start_ms, "end": end_ms}
 
+    def energy(self, files: Sequence[Path], asset_ids: Sequence[str], tag: str,
+               start_ms: int, end_ms: int) -> dict[str, tuple[float, float, int]]:
+        """Per asset with rows of the power `tag` (kW, > 0 discharging) in `[start_ms,
+        end_ms)`: (charged kWh, discharged kWh, start of its latest minute)."""
+        if not files or not asset_ids:
+            return {}
+        params = self._params(files, asset_ids, [tag], start_ms, end_ms)
+        return {str(a): (float(c), float(d), int(t))
+                for a, c, d, t in self._run(TELEMETRY_ENERGY, params)}
