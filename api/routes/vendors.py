@@ -22,12 +22,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 
-from api.context import ApiContext
 from api.deps import CtxDep, Reader, visible_site
 from api.errors import ERRORS
 from api.routes.faults import SiteQ, row
 from api.routes.historian import FromQ, ToQ, historian, time_range
 from api.views import DataSource, VendorBenchRow, VendorsAnswer
+from connectors.archive.historian import Historian
+from connectors.history.store import HistoryStore
 from contracts.benchmarking import (
     AssetFigures,
     BenchAsset,
@@ -39,6 +40,7 @@ from contracts.benchmarking import (
     fleet_bench_assets,
     time_availability,
 )
+from contracts.fleet import Fleet
 from contracts.intervals import StatusInterval
 from contracts.reliability import Episode
 
@@ -71,10 +73,10 @@ def _latest(times: list[int]) -> int | None:
     return max(times) if times else None
 
 
-def vendor_table(ctx: ApiContext, assets: list[BenchAsset], level: BenchLevel,
-                 start_ms: int, end_ms: int) -> VendorsAnswer:
-    """The reads and the computation (blocking: run in a worker thread)."""
-    fleet = ctx.fleet
+def vendor_table(fleet: Fleet, history: HistoryStore, h: Historian, assets: list[BenchAsset],
+                 level: BenchLevel, start_ms: int, end_ms: int) -> VendorsAnswer:
+    """The reads and the computation (blocking: run in a worker thread; bench/analytics.py
+    times it)."""
     owner: dict[str, str] = {}  # every asset of a benchmarked one's subtree → that one
     for a in assets:
         stack = [a.asset_id]
@@ -83,18 +85,17 @@ def vendor_table(ctx: ApiContext, assets: list[BenchAsset], level: BenchLevel,
             owner[asset_id] = a.asset_id
             stack.extend(fleet.assets[asset_id].children)
     ids = [a.asset_id for a in assets]
-    statuses = ctx.history.status_intervals(list(owner), start_ms, end_ms) if owner else []
+    statuses = history.status_intervals(list(owner), start_ms, end_ms) if owner else []
     intervals: dict[str, list[StatusInterval]] = {a: [] for a in ids}
     for s in statuses:
         intervals[owner[s.asset_id]].append(StatusInterval(
             s.asset_id, s.start_ms * US_PER_MS,
             (end_ms if s.end_ms is None else s.end_ms) * US_PER_MS, s.state,
             s.derate_fraction, s.cause))
-    stored = ctx.history.episodes(ids, start_ms, end_ms) if ids else []
+    stored = history.episodes(ids, start_ms, end_ms) if ids else []
     energy: dict[str, tuple[Energy, int]] = {}
     soh: dict[str, list[tuple[int, float]]] = {}
     if level == "unit" and ids:
-        h = historian(ctx)
         energy = h.energy(ids, POWER_TAG, start_ms, end_ms)
         buckets = h.buckets([(a, SOH_TAG) for a in ids], start_ms, end_ms, DAY_MS)
         soh = {a: [(b.start_ms, b.mean) for b in buckets[(a, SOH_TAG)]] for a in ids}
@@ -144,4 +145,5 @@ async def vendors(ctx: CtxDep, caller: Reader, start: FromQ, end: ToQ, site: Sit
     sites = [visible_site(ctx.fleet, caller, site)] if site is not None \
         else caller.sites(ctx.fleet)
     assets = fleet_bench_assets(ctx.fleet, [s.id for s in sites], level)
-    return await run_in_threadpool(vendor_table, ctx, assets, level, start_ms, end_ms)
+    return await run_in_threadpool(vendor_table, ctx.fleet, ctx.history, historian(ctx),
+                                   assets, level, start_ms, end_ms)
