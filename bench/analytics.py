@@ -52,6 +52,7 @@ from connectors.archive import layout
 from connectors.archive.historian import Historian
 from connectors.archive.query import ArchiveReader
 from connectors.archive.tables import TELEMETRY
+from connectors.archive.writer import ROW_GROUP_ROWS
 from connectors.history import SqliteHistoryStore, StatusIntervalRow
 from contracts.benchmarking import fleet_bench_assets
 from contracts.events import Cause, UnavailabilityEpisode
@@ -131,7 +132,8 @@ def write_site_day(root: Path, site: Site, day: dt.date, window: tuple[int, int]
         pa.array(mean + 0.5), pa.array(mean), pa.array(mean)], schema=TELEMETRY.schema)
     directory = layout.day_dir(root, TELEMETRY.name, site.id, day)
     directory.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, directory / "part-000001.parquet", compression="zstd")
+    pq.write_table(table, directory / "part-000001.parquet", compression="zstd",
+                   row_group_size=ROW_GROUP_ROWS)  # as the archiver writes
     return n
 
 
