@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from contracts.engine import UnitResult, contract_availability
@@ -218,11 +218,6 @@ class Benchmark:
     vendors: tuple[VendorRow, ...]  # by vendor name
     models: tuple[VendorRow, ...]  # by vendor, then model
     total: VendorRow
-
-
-@dataclass
-class _Group:
-    figures: list[AssetFigures] = field(default_factory=list)
 
 
 def _row(key: tuple[str, ...], figures: Sequence[AssetFigures], rel: Reliability,

@@ -69,8 +69,9 @@ def bench_row(r: VendorRow) -> VendorBenchRow:
         assets_with_fade=r.assets_with_fade)
 
 
-def _latest(times: list[int]) -> int | None:
-    return max(times) if times else None
+def _latest(times: list[int], end_ms: int) -> int | None:
+    """The newest of these times, within the window (an interval may end after it)."""
+    return min(max(times), end_ms) if times else None
 
 
 def vendor_table(fleet: Fleet, history: HistoryStore, h: Historian, assets: list[BenchAsset],
@@ -112,19 +113,19 @@ def vendor_table(fleet: Fleet, history: HistoryStore, h: Historian, assets: list
     sources = [
         DataSource(name="history store: status intervals",
                    feeds=["availability_pct", "lost_mwh"],
-                   latest_ms=_latest([s.end_ms or s.start_ms for s in statuses])),
+                   latest_ms=_latest([s.end_ms or s.start_ms for s in statuses], end_ms)),
         DataSource(name="history store: unavailability episodes",
                    feeds=["reliability", "failures_per_mw_year"],
-                   latest_ms=_latest([e.end_ms or e.start_ms for e in stored])),
+                   latest_ms=_latest([e.end_ms or e.start_ms for e in stored], end_ms)),
     ]
     if level == "unit":
         sources += [
             DataSource(name=f"archive and history store: telemetry {POWER_TAG}",
                        feeds=["charge_mwh", "discharge_mwh", "efficiency_pct", "cycles"],
-                       latest_ms=_latest([t for _, t in energy.values()])),
+                       latest_ms=_latest([t for _, t in energy.values()], end_ms)),
             DataSource(name=f"archive and history store: telemetry {SOH_TAG}, daily means",
                        feeds=["fade_pct_per_year"],
-                       latest_ms=_latest([p[-1][0] for p in soh.values() if p])),
+                       latest_ms=_latest([p[-1][0] for p in soh.values() if p], end_ms)),
         ]
     return VendorsAnswer(
         from_ms=start_ms, to_ms=end_ms, level=level,
