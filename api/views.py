@@ -755,3 +755,43 @@ class BatteryHealthAnswer(BaseModel):
     to_ms: int
     units: list[UnitHealth]  # by site, then unit, as in the fleet file
     data_to_ms: int | None  # the freshest unit's
+# -- api/routes/vendors.py ----------------------------------------------------------------
+
+
+class VendorBenchRow(BaseModel):
+    """One vendor's (or one vendor and model's) figures over the window
+    (contracts/benchmarking.py defines each)."""
+
+    key: list[str]  # [vendor] | [vendor, model]; [] the total
+    assets: int  # battery units or inverters (the `level`)
+    installed_mw: float
+    installed_mwh: float
+    availability_pct: float | None  # time-based, power-weighted; None: no data
+    lost_mwh: float  # rated MW × lost hours
+    lost_mwh_per_mwh: float | None
+    failures_per_mw_year: float | None
+    reliability: ReliabilityRow  # failures, downtime, MTBF, MTTR (as /analytics/faults)
+    charge_mwh: float
+    discharge_mwh: float
+    efficiency_pct: float | None  # round-trip, discharged / charged; None at inverter level
+    cycles: float | None  # equivalent full cycles: discharged MWh / installed MWh
+    fade_pct_per_year: float | None  # SOH points lost per year, energy-weighted mean
+    assets_with_fade: int
+
+
+class DataSource(BaseModel):
+    """Where figures of a view come from, and how fresh what was found is."""
+
+    name: str
+    feeds: list[str]  # the figures it feeds
+    latest_ms: int | None  # the newest time of its data in the window; None: none found
+
+
+class VendorsAnswer(BaseModel):
+    from_ms: int
+    to_ms: int
+    level: str  # "unit" (battery vendors) | "inverter" (PCS vendors)
+    vendors: list[VendorBenchRow]  # by vendor
+    models: list[VendorBenchRow]  # by vendor, then model
+    total: VendorBenchRow
+    sources: list[DataSource]

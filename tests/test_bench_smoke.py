@@ -2,7 +2,7 @@
 and its last line of output is one JSON object. No figure is asserted — a smoke run on a
 shared machine measures nothing; the README's figures come from full runs.
 
-The ten together take about three minutes here (most of it starting brokers,
+The eleven together take about three minutes here (most of it starting brokers,
 simulators, the API and a whole `bessmon up` for the dashboard)."""
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ RUNS: dict[str, list[str]] = {
     "control": ["--days", "0.02", "--trials", "3"],
     "notify": ["--transitions", "40", "--sites", "2", "--rate", "50", "--drain-s", "15"],
     "replay": ["--days", "0.02", "--units", "1"],
+    "analytics": ["--sites", "1", "--units", "2", "--days", "2"],
 }
 TIMEOUT_S = 120
 

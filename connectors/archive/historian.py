@@ -14,6 +14,7 @@ from connectors.archive.query import ArchiveReader
 from connectors.archive.tables import TELEMETRY
 from connectors.history.rows import TelemetryRow
 from connectors.history.store import HistoryStore
+from contracts.benchmarking import Energy, integrate_minutes
 from contracts.fleet import Fleet, Site
 
 MINUTE_MS = 60_000
@@ -105,3 +106,33 @@ class Historian:
                     before = buckets.get(r.start_ms)
                     buckets[r.start_ms] = r if before is None else merge_bucket(before, r)
         return {s: [b[k] for k in sorted(b)] for s, b in out.items()}
+
+    def energy(self, asset_ids: Sequence[str], tag: str, start_ms: int, end_ms: int
+               ) -> dict[str, tuple[Energy, int]]:
+        """Per asset with data, the energy its power `tag` (kW, > 0 discharging) moved in
+        `[start_ms, end_ms)` — summed in the archive for the days archived, integrated here
+        from the history store's minutes for the others — and its latest minute."""
+        out: dict[str, tuple[Energy, int]] = {}
+
+        def add(asset_id: str, energy: Energy, latest_ms: int) -> None:
+            before = out.get(asset_id)
+            out[asset_id] = (energy, latest_ms) if before is None else (
+                before[0] + energy, max(before[1], latest_ms))
+
+        by_site: dict[str, list[str]] = {}
+        for asset_id in asset_ids:
+            by_site.setdefault(self.fleet.assets[asset_id].site_id, []).append(asset_id)
+        for site_id, assets in by_site.items():
+            for seg in self.segments(self.fleet.site(site_id), start_ms, end_ms):
+                if seg.archived:
+                    for asset_id, (charge, discharge, latest) in self.reader.energy(
+                            seg.files, assets, tag, seg.start_ms, seg.end_ms).items():
+                        add(asset_id, Energy(charge, discharge), latest)
+                    continue
+                for asset_id in assets:
+                    rows = self.history.telemetry(asset_id, tag, seg.start_ms, seg.end_ms,
+                                                  MINUTE_MS)
+                    if rows:
+                        add(asset_id, integrate_minutes(r.mean for r in rows),
+                            rows[-1].start_ms)
+        return out

@@ -29,6 +29,8 @@ TELEMETRY_ROWS = """
       AND start_ms >= $start AND start_ms < $end
     QUALIFY row_number() OVER (PARTITION BY asset_id, tag, start_ms ORDER BY filename DESC) = 1
     ORDER BY asset_id, tag, start_ms"""
+LATEST_ONLY = """
+    QUALIFY row_number() OVER (PARTITION BY asset_id, tag, start_ms ORDER BY filename DESC) = 1"""
 
 # Re-aggregated to `$step` (buckets aligned on its multiples since the epoch), as the
 # history store's `telemetry` does: counts summed, min of mins, max of maxes, count-weighted
@@ -43,6 +45,16 @@ TELEMETRY_BUCKETS = f"""
     FROM latest
     GROUP BY asset_id, tag, bucket_ms
     ORDER BY asset_id, tag, bucket_ms"""
+
+# Per asset: the energy charged and discharged, each minute moving mean/60 kWh (a negative
+# mean charging), and the latest minute (contracts/benchmarking.py `integrate_minutes`).
+TELEMETRY_ENERGY = f"""
+    WITH latest AS ({TELEMETRY_ROWS.replace("ORDER BY asset_id, tag, start_ms", "")})
+    SELECT asset_id, sum(greatest(-"mean", 0)) / 60, sum(greatest("mean", 0)) / 60,
+           max(start_ms)
+    FROM latest
+    GROUP BY asset_id
+    ORDER BY asset_id"""
 
 
 def row(record: tuple[Any, ...]) -> TelemetryRow:
@@ -70,6 +82,15 @@ class ArchiveReader:
         return {day for day in days
                 if layout.parts(layout.day_dir(self.root, table.name, site_id, day))}
 
+    @staticmethod
+    def _one_version(sql: str, files: Sequence[Path]) -> str:
+        """`sql` without the search for each row's latest version when no day has two
+        parts (a compacted archive, mostly): a key is unique within a part, and that search
+        is most of a query's time."""
+        if len({p.parent for p in files}) == len(files):
+            return sql.replace(LATEST_ONLY, "")
+        return sql
+
     def _connect(self) -> duckdb.DuckDBPyConnection:
         return duckdb.connect(":memory:", config={"threads": self.threads})
 
@@ -83,8 +104,8 @@ class ArchiveReader:
         time."""
         if not files or not asset_ids or not tags:
             return []
-        records = self._run(TELEMETRY_ROWS, self._params(files, asset_ids, tags, start_ms,
-                                                         end_ms))
+        params = self._params(files, asset_ids, tags, start_ms, end_ms)
+        records = self._run(self._one_version(TELEMETRY_ROWS, files), params)
         return [row(r) for r in records]
 
     def telemetry_buckets(self, files: Sequence[Path], asset_ids: Sequence[str],
@@ -95,7 +116,8 @@ class ArchiveReader:
         if not files or not asset_ids or not tags:
             return []
         params = {**self._params(files, asset_ids, tags, start_ms, end_ms), "step": step_ms}
-        return [row(r) for r in self._run(TELEMETRY_BUCKETS, params)]
+        return [row(r) for r in self._run(self._one_version(TELEMETRY_BUCKETS, files),
+                                          params)]
 
     @staticmethod
     def _params(files: Sequence[Path], asset_ids: Sequence[str], tags: Sequence[str],
@@ -103,3 +125,13 @@ class ArchiveReader:
         return {"files": [str(p) for p in files], "assets": list(asset_ids),
                 "tags": list(tags), "start": start_ms, "end": end_ms}
 
+    def energy(self, files: Sequence[Path], asset_ids: Sequence[str], tag: str,
+               start_ms: int, end_ms: int) -> dict[str, tuple[float, float, int]]:
+        """Per asset with rows of the power `tag` (kW, > 0 discharging) in `[start_ms,
+        end_ms)`: (charged kWh, discharged kWh, start of its latest minute)."""
+        if not files or not asset_ids:
+            return {}
+        params = self._params(files, asset_ids, [tag], start_ms, end_ms)
+        return {str(a): (float(c), float(d), int(t))
+                for a, c, d, t in self._run(self._one_version(TELEMETRY_ENERGY, files),
+                                            params)}

@@ -173,6 +173,20 @@ def test_faults_and_their_hours_are_of_the_callers_sites_only(
         1 for a in fleet(client).assets.values() if a.site_id in sees and a.kind != "site")
 
 
+@pytest.mark.parametrize(("spec", "sees"), CALLERS, ids=[spec_id(c) for c, _ in CALLERS])
+def test_the_vendor_table_is_of_the_callers_sites_only(
+        client: TestClient, api_settings: Settings, spec: Spec, sees: list[str]) -> None:
+    """Vendor benchmarking (tests/api/test_vendors.py): another customer's units are neither
+    in a vendor's row nor in the total."""
+    credential = bearer(client, api_settings, spec)
+    body = get(client, credential, "/api/v1/analytics/vendors?from=2026-01-01T00:00:00Z"
+                                   "&to=2026-01-08T00:00:00Z")
+    units = [a for a in fleet(client).assets.values() if a.site_id in sees and a.kind == "unit"]
+    assert body["total"]["assets"] == len(units)
+    assert sorted(v["key"][0] for v in body["vendors"]) == \
+        sorted({a.vendor or "unknown" for a in units})
+
+
 def other_things(site: str, world: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any]
                                                                  | None]]:
     """(method, url, the id in it, body) for one site's things, each reachable by id."""
@@ -198,6 +212,7 @@ def other_things(site: str, world: dict[str, Any]) -> list[tuple[str, str, str, 
         ("GET", f"/api/v1/analytics/historian?assets={block}&tags=soc_pct&{iso_span}", block,
          None),
         ("GET", f"/api/v1/analytics/faults?site={site}&{iso_span}", site, None),
+        ("GET", f"/api/v1/analytics/vendors?site={site}&{iso_span}", site, None),
         ("GET", f"/api/v1/contracts/{contract}/compliance?period={PERIOD[site]}", contract,
          None),
         ("GET", f"/api/v1/reports/compliance?contract_id={contract}&period={PERIOD[site]}"
