@@ -33,7 +33,14 @@ from connectors.history.store import (
     check_step,
     id_list,
 )
-from contracts.events import Alert, BreachEvent, UnavailabilityEpisode
+from contracts.events import (
+    Alert,
+    BreachEvent,
+    DeviceHealth,
+    DeviceStats,
+    UnavailabilityEpisode,
+    device_health_event,
+)
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -105,6 +112,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID""",
         "CREATE INDEX episodes_by_asset_start ON episodes (asset_id, start_ms)",
     ),
+    (  # 2: device health — connectors' state changes and poll figures (contracts/comms.py)
+        """CREATE TABLE device_health (
+            device_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            ts_ms INTEGER NOT NULL,
+            site_id TEXT NOT NULL,
+            event TEXT NOT NULL,
+            PRIMARY KEY (device_id, kind, ts_ms)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX device_health_by_site ON device_health (site_id, kind, ts_ms)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -143,6 +161,10 @@ UPSERT_ALERT = upsert_sql(
     "alerts",
     ("alert_id", "state", "ts_ms", "scope_id", "site_id", "event"),
     ("alert_id", "state"),
+)
+UPSERT_DEVICE_HEALTH = upsert_sql(
+    "device_health", ("device_id", "kind", "ts_ms", "site_id", "event"),
+    ("device_id", "kind", "ts_ms"),
 )
 UPSERT_EPISODE = upsert_sql(
     "episodes",
@@ -194,6 +216,19 @@ SELECT_ALERTS_OF_SCOPES = """
     SELECT event FROM alerts
     WHERE scope_id IN (SELECT value FROM json_each(?)) AND ts_ms >= ? AND ts_ms < ?
     ORDER BY ts_ms, alert_id, state"""
+# The events in the range, and each device's last state change before it (its state then).
+SELECT_DEVICE_HEALTH = """
+    SELECT ts_ms, device_id, kind, event FROM device_health
+    WHERE site_id IN (SELECT value FROM json_each(:sites)) AND ts_ms >= :start AND ts_ms < :end
+    UNION ALL
+    SELECT ts_ms, device_id, kind, event FROM (
+        SELECT ts_ms, device_id, kind, event,
+               row_number() OVER (PARTITION BY device_id ORDER BY ts_ms DESC) AS rn
+        FROM device_health
+        WHERE site_id IN (SELECT value FROM json_each(:sites)) AND kind = 'state'
+          AND ts_ms < :start)
+    WHERE rn = 1
+    ORDER BY ts_ms, device_id, kind"""
 SELECT_EPISODES = """
     SELECT event FROM episodes
     WHERE asset_id IN (SELECT value FROM json_each(?))
@@ -337,6 +372,13 @@ class SqliteHistoryStore:
             for e in episodes
         ))
 
+    def write_device_health(self, events: Sequence[DeviceHealth | DeviceStats]) -> None:
+        self._write(UPSERT_DEVICE_HEALTH, (
+            (e.device_id, e.kind, e.ts_ms if isinstance(e, DeviceHealth) else e.start_ms,
+             e.site_id, e.model_dump_json())
+            for e in events if e.site_id is not None
+        ))
+
     # Queries
 
     def status_intervals(
@@ -404,6 +446,16 @@ class SqliteHistoryStore:
             return []
         records = self._query(SELECT_EPISODES, (json.dumps(ids), end_ms, start_ms))
         return [UnavailabilityEpisode.model_validate_json(event) for (event,) in records]
+
+    def device_health(self, site_ids: Iterable[str], start_ms: int,
+                      end_ms: int) -> list[DeviceHealth | DeviceStats]:
+        ids = id_list(site_ids, "site_ids")
+        check_range(start_ms, end_ms)
+        if not ids:
+            return []
+        records = self._query(SELECT_DEVICE_HEALTH,
+                              {"sites": json.dumps(ids), "start": start_ms, "end": end_ms})
+        return [device_health_event(event) for *_, event in records]
 
     def close(self) -> None:
         with self._lock:

@@ -18,7 +18,7 @@ from connectors.history.rows import (
     StatusIntervalRow,
     TelemetryRow,
 )
-from contracts.events import Alert, BreachEvent, UnavailabilityEpisode
+from contracts.events import Alert, BreachEvent, DeviceHealth, DeviceStats, UnavailabilityEpisode
 
 
 class HistoryStoreError(RuntimeError):
@@ -44,6 +44,10 @@ class HistoryStore(Protocol):
 
     def write_episodes(self, episodes: Sequence[UnavailabilityEpisode]) -> None:
         """[episode_id]"""
+
+    def write_device_health(self, events: Sequence[DeviceHealth | DeviceStats]) -> None:
+        """[device_id, kind, ts_ms (a stats window's start_ms)]; events without a site are
+        not kept (the flows place every event before it gets here)."""
 
     # Queries
     def status_intervals(
@@ -75,6 +79,12 @@ class HistoryStore(Protocol):
         self, asset_ids: Iterable[str], start_ms: int, end_ms: int
     ) -> list[UnavailabilityEpisode]:
         """Episodes of these assets overlapping the range (ongoing ones included), by start."""
+
+    def device_health(self, site_ids: Iterable[str], start_ms: int,
+                      end_ms: int) -> list[DeviceHealth | DeviceStats]:
+        """Device-health events of these sites in the range (state changes by `ts_ms`,
+        stats windows by `start_ms`) and each device's last state change before it, by
+        time."""
 
     def close(self) -> None: ...
 
