@@ -23,6 +23,7 @@ from api.routes import (
     alarms,
     assets,
     auth,
+    comms,
     contracts,
     control,
     data_quality,
@@ -82,7 +83,8 @@ def create_app(settings: Settings | None = None, *, web_dist: Path | None = None
     errors.install(app)
     for module in (health, auth, sites, repair, assets, historian, faults, alarms, data_quality,
                    contracts, exclusions, report_archive, control, admin, stack, notify,
-                   webhooks, ws):
+                   webhooks, ws,
+                   comms):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(metrics.router)  # /metrics, where Prometheus looks
 
