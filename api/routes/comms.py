@@ -153,8 +153,9 @@ async def comms(ctx: CtxDep, caller: Reader, start: FromQ, end: ToQ,
                                      }.values())),
             devices=members))
     gateways.sort(key=lambda g: (WORST_FIRST[g.state], g.gateway))
-    newest_hot = max((_time(e) for e in (*current, *last_windows)), default=None)
-    newest_stored = max((_time(e) for e in stored), default=None)
+    hot_events: list[DeviceHealth | DeviceStats] = [*current, *last_windows]
+    newest_hot = max(map(_time, hot_events), default=None)
+    newest_stored = max(map(_time, stored), default=None)
     newest = max((t for t in (newest_hot, newest_stored) if t is not None), default=None)
     return CommsAnswer(
         about=CommsAbout(view="controller health and comms", audience=ABOUT[0],
