@@ -118,15 +118,15 @@ async def comms(ctx: CtxDep, caller: Reader, start: FromQ, end: ToQ,
             latest[e.device_id] = e
     now_of = {e.device_id: e for e in current}
     devices: list[CommsDevice] = []
-    for device_id, newest in sorted(latest.items()):
+    for device_id, named in sorted(latest.items()):
         # The last window is in Redis and in the history: once each (by its start).
         mine = list({w.start_ms: w for w in windows.get(device_id, [])}.values())
         told = sorted({e.ts_ms: e for e in changes.get(device_id, [])}.values(),
                       key=lambda e: e.ts_ms)
         state_now = now_of.get(device_id) or (told[-1] if told else None)
         devices.append(CommsDevice(
-            device_id=device_id, site_id=newest.site_id or "", connector=newest.connector,
-            gateway=newest.gateway,
+            device_id=device_id, site_id=named.site_id or "", connector=named.connector,
+            gateway=named.gateway,
             state=state_now.state if state_now else None,
             since_ms=state_now.ts_ms if state_now else None,
             reason=state_now.reason if state_now else None,
