@@ -369,7 +369,7 @@ def build_flow(
 ) -> Dataflow:
     """Production reads and writes Kafka, Redis and the history store; tests pass
     `TestingSource`/`TestingSink` (no ticket or device-health input unless `ticket_source`
-    or `health_source` is given).
+    or `health_source` is given; live, the device-health topic is read unless given).
 
     `contracts` maps a site id to its LTSA (a site without one gets technical availability).
     `now_ms` is the receiving clock for the clock-skew check; None in replays (old data is
@@ -413,7 +413,8 @@ def build_flow(
 
     outputs = op.stateful("site", stamped, builder)
     results: Stream[Output] = op.key_rm("unkey", outputs)
-    if health_source is None and production:
+    if health_source is None and production and tail:
+        # Live, as the connectors' dead letters: a replay leaves device health alone.
         health_source = _kafka(settings, settings.topic_device_health, tail)
     if health_source is not None:
         # Not keyed: each record is checked and placed on its own (flows/device_health.py).
