@@ -86,12 +86,12 @@ def api(kafka_bootstrap: str, redis_url: str, accounts: tuple[Path, Path],
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Settings]]:
     users, key = accounts
     suffix = uuid.uuid4().hex[:8]
-    settings = Settings(
-        KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, REDIS_URL=redis_db_url(redis_url, REDIS_DB),
-        run_dir=tmp_path_factory.mktemp("comms"), users_file=users, jwt_key_file=key,
-        topic_device_health=f"t-{suffix}.device.health", topic_dlq=f"t-{suffix}.dlq",
-        **{f"topic_{t}": f"t-{suffix}.{t}" for t in ("status", "availability", "breaches",
-                                                      "alerts")})
+    settings = Settings.model_validate({
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "REDIS_URL": redis_db_url(redis_url, REDIS_DB),
+        "run_dir": tmp_path_factory.mktemp("comms"), "users_file": users, "jwt_key_file": key,
+        **{f"topic_{t}": f"t-{suffix}.{t}" for t in ("device_health", "dlq", "status",
+                                                      "availability", "breaches", "alerts")}})
     ensure_topics(kafka_bootstrap, [settings.topic_device_health, settings.topic_dlq], 2)
     client = redis.Redis.from_url(settings.require_redis())
     client.flushdb()
