@@ -36,7 +36,15 @@ from connectors.history import (
 from connectors.history import questdb as qdb
 from connectors.history.sqlite import SCHEMA_VERSION
 from connectors.settings import Settings
-from contracts.events import Alert, BreachEvent, TicketRef, UnavailabilityEpisode
+from contracts.events import (
+    Alert,
+    BreachEvent,
+    DeviceHealth,
+    DeviceStats,
+    HealthState,
+    TicketRef,
+    UnavailabilityEpisode,
+)
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z: a multiple of every step used below
 MIN = 60_000
@@ -161,9 +169,44 @@ def test_writing_the_same_batches_again_leaves_no_duplicates(store: SqliteHistor
     once = table_counts(store.path)
     write_everything(store)  # a flow replaying an epoch after crash recovery
     assert table_counts(store.path) == once == {
-        "alerts": 2, "availability": 4, "breaches": 2, "episodes": 2, "status_intervals": 4,
-        "telemetry": 3}
+        "alerts": 2, "availability": 4, "breaches": 2, "device_health": 0, "episodes": 2,
+        "status_intervals": 4, "telemetry": 3}
     assert read_everything(store) == EXPECTED
+
+
+def health(device: str, at_ms: int, state: HealthState, site: str = "s1") -> DeviceHealth:
+    return DeviceHealth(device_id=device, connector="modbus", state=state, ts_ms=at_ms,
+                        site_id=site, gateway="10.0.0.1:502")
+
+
+def stats(device: str, start_ms: int, polls: int = 60, site: str = "s1") -> DeviceStats:
+    return DeviceStats(device_id=device, connector="modbus", site_id=site,
+                       gateway="10.0.0.1:502", start_ms=start_ms, end_ms=start_ms + MIN,
+                       polls=polls, failed=0, retries=1, latency_p50_ms=5.0,
+                       latency_p95_ms=9.0, latency_max_ms=12.0)
+
+
+def test_device_health_is_the_ranges_events_and_each_devices_state_before_it(
+        store: SqliteHistoryStore) -> None:
+    events: list[DeviceHealth | DeviceStats] = [
+        health("s1-u1", T0 - 2 * HOUR, "online"), health("s1-u1", T0 - HOUR, "degraded"),
+        stats("s1-u1", T0 - HOUR), health("s1-u1", T0 + HOUR, "offline"),
+        stats("s1-u1", T0 + HOUR), health("s1-u2", T0 + 2 * HOUR, "online"),
+        stats("s1-u2", T0 + DAY),  # at the range's end: not in it
+        health("s2-u1", T0 + HOUR, "online", site="s2"),
+        health("s1-u3", T0 - HOUR, "online", site="s1")]
+    store.write_device_health(events)
+    store.write_device_health(events[:5])  # a replayed epoch: no duplicate
+    store.write_device_health([stats("s1-u1", T0 + HOUR, polls=30)])  # the last write wins
+    assert store.device_health(["s1"], T0, T0 + DAY) == [
+        events[1], events[8],  # their last changes before the range (by time, device)
+        events[3], stats("s1-u1", T0 + HOUR, polls=30), events[5]]
+    assert store.device_health(["s2"], T0, T0 + DAY) == [events[7]]
+    assert store.device_health([], T0, T0 + DAY) == []
+    with pytest.raises(TypeError):
+        store.device_health("s1", T0, T0 + DAY)
+    with pytest.raises(ValueError, match="empty range"):
+        store.device_health(["s1"], T0, T0 - 1)
 
 
 def test_a_later_write_fills_in_an_open_intervals_end(store: SqliteHistoryStore) -> None:
