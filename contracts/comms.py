@@ -4,7 +4,8 @@
   their retries, retries, latencies of the answered ones), closed into one `DeviceStats`
   per window of `every_ms` on the epoch's grid — the first poll (or retry) of a later window
   closes it; a poll counts in the window of its scheduled time `ts_ms`.
-- `combine`: the figures of many windows (a device's over a report range, a gateway's).
+- `PollTotals`, `combine`: the figures of many windows (a device's over a report range, a
+  gateway's) — sums a store can add up in its query, and the figures that follow.
 - `state_hours`: the hours a device spent in each health state over a range, from its state
   changes.
 - `gateway_state`: a gateway's state from its devices'."""
@@ -107,29 +108,50 @@ class CommsFigures:
     latency_max_ms: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class PollTotals:
+    """Sums of stats windows, from which `CommsFigures` follow: what a store can add up in
+    its query, and what adds up again (a gateway's devices)."""
+
+    windows: int = 0
+    polls: int = 0
+    failed: int = 0
+    retries: int = 0
+    answered: int = 0  # polls with a latency
+    p50_sum: float = 0.0  # each window's p50 × its answered polls
+    p95_sum: float = 0.0
+    latency_max_ms: float | None = None
+
+    def __add__(self, other: PollTotals) -> PollTotals:
+        maxes = [m for m in (self.latency_max_ms, other.latency_max_ms) if m is not None]
+        return PollTotals(self.windows + other.windows, self.polls + other.polls,
+                          self.failed + other.failed, self.retries + other.retries,
+                          self.answered + other.answered, self.p50_sum + other.p50_sum,
+                          self.p95_sum + other.p95_sum, max(maxes) if maxes else None)
+
+    @classmethod
+    def of(cls, s: DeviceStats) -> PollTotals:
+        n = s.polls - s.failed if s.latency_p50_ms is not None else 0
+        return cls(1, s.polls, s.failed, s.retries, n, (s.latency_p50_ms or 0.0) * n,
+                   (s.latency_p95_ms or 0.0) * n, s.latency_max_ms)
+
+    def figures(self) -> CommsFigures:
+        n, polls = self.answered, self.polls
+        return CommsFigures(
+            windows=self.windows, polls=polls, failed=self.failed, retries=self.retries,
+            drop_rate=self.failed / polls if polls else None,
+            retry_rate=self.retries / polls if polls else None,
+            latency_p50_ms=self.p50_sum / n if n else None,
+            latency_p95_ms=self.p95_sum / n if n else None,
+            latency_max_ms=self.latency_max_ms)
+
+
+def totals(stats: Iterable[DeviceStats]) -> PollTotals:
+    return sum((PollTotals.of(s) for s in stats), PollTotals())
+
+
 def combine(stats: Iterable[DeviceStats]) -> CommsFigures:
-    windows = polls = failed = retries = answered = 0
-    p50 = p95 = 0.0
-    longest: float | None = None
-    for s in stats:
-        windows += 1
-        polls += s.polls
-        failed += s.failed
-        retries += s.retries
-        n = s.polls - s.failed
-        if n and s.latency_p50_ms is not None and s.latency_p95_ms is not None \
-                and s.latency_max_ms is not None:
-            answered += n
-            p50 += s.latency_p50_ms * n
-            p95 += s.latency_p95_ms * n
-            longest = s.latency_max_ms if longest is None else max(longest, s.latency_max_ms)
-    return CommsFigures(
-        windows=windows, polls=polls, failed=failed, retries=retries,
-        drop_rate=failed / polls if polls else None,
-        retry_rate=retries / polls if polls else None,
-        latency_p50_ms=p50 / answered if answered else None,
-        latency_p95_ms=p95 / answered if answered else None,
-        latency_max_ms=longest)
+    return totals(stats).figures()
 
 
 def state_hours(changes: Iterable[tuple[int, HealthState]], start_ms: int,

@@ -9,13 +9,14 @@ NOC:
 The data are the connectors' device-health events (`bess.device.health`: state changes, and
 one poll-figures window per device every `stats_every_s`), placed at their sites by the
 flows: each device's current state and last window in Redis (`comms_state_key`,
-`comms_stats_key`), every change and window in the history store (`device_health`). The
+`comms_stats_key`), every change and window in the history store (`device_states`,
+`device_stats`). The
 answer's `newest_ms` is its newest event: a connector that stopped publishing shows as an
 old `newest_ms` (and its devices' last windows long past), not as offline devices.
 
 `from` and `to` as the historian's (ISO-8601 with a UTC offset, `[from, to)`), at most 31
-days: the history is read window by window (one row per device per `stats_every_s`). A site
-the caller may not see is 404 alike with one that does not exist (as everywhere)."""
+days (one window per device per `stats_every_s`, added up by the store's query). A site the
+caller may not see is 404 alike with one that does not exist (as everywhere)."""
 
 from __future__ import annotations
 
@@ -39,8 +40,10 @@ from api.views import (
     CommsSource,
     CommsStateChange,
 )
+from connectors.history import HistoryStore
+from connectors.history.rows import DeviceStatsTotal
 from connectors.redis_store import comms_state_key, comms_stats_key
-from contracts.comms import CommsFigures, combine, gateway_state, state_hours
+from contracts.comms import CommsFigures, PollTotals, gateway_state, state_hours
 from contracts.events import DeviceHealth, DeviceStats, device_health_event
 
 router = APIRouter(tags=["analytics"], responses=ERRORS)
@@ -79,6 +82,14 @@ def _time(e: DeviceHealth | DeviceStats) -> int:
     return e.ts_ms if isinstance(e, DeviceHealth) else e.end_ms
 
 
+def _history(history: HistoryStore, site_ids: list[str], start_ms: int,
+             end_ms: int) -> tuple[list[DeviceHealth], list[DeviceStatsTotal]]:
+    """The range's state changes (and each device's before it) and its windows added up
+    by the store: a month of one-minute windows is ~43,000 rows per device."""
+    return (history.device_states(site_ids, start_ms, end_ms),
+            history.device_stats(site_ids, start_ms, end_ms))
+
+
 @router.get("/analytics/comms")
 async def comms(ctx: CtxDep, caller: Reader, start: FromQ, end: ToQ,
                 site: SiteQ = None) -> CommsAnswer:
@@ -101,38 +112,41 @@ async def comms(ctx: CtxDep, caller: Reader, start: FromQ, end: ToQ,
                if isinstance(e, DeviceHealth)]
     last_windows = [e for values in hot[1::2] for e in _events(values)
                     if isinstance(e, DeviceStats)]
-    stored = await run_in_threadpool(ctx.history.device_health, site_ids, start_ms,
-                                     end_ms) if site_ids else []
+    states, sums = await run_in_threadpool(_history, ctx.history, site_ids, start_ms,
+                                           end_ms) if site_ids else ([], [])
     now_ms = int(time.time() * 1000)
 
     changes: dict[str, list[DeviceHealth]] = defaultdict(list)
-    windows: dict[str, list[DeviceStats]] = defaultdict(list)
-    latest: dict[str, DeviceHealth | DeviceStats] = {}  # the newest event naming a gateway
-    for e in (*stored, *last_windows, *current):
-        if isinstance(e, DeviceHealth):
-            changes[e.device_id].append(e)
-        elif start_ms <= e.start_ms < end_ms:
-            windows[e.device_id].append(e)
-        before = latest.get(e.device_id)
-        if before is None or (e.gateway is not None and _time(e) >= _time(before)):
-            latest[e.device_id] = e
+    for e in (*states, *current):
+        changes[e.device_id].append(e)
+    polled: dict[str, PollTotals] = {t.device_id: t.totals for t in sums}
+    stored_until = {t.device_id: t.newest_start_ms for t in sums}
+    for w in last_windows:  # not in the history yet (or no history kept): counted here
+        if start_ms <= w.start_ms < end_ms and w.start_ms > stored_until.get(w.device_id, -1):
+            polled[w.device_id] = polled.get(w.device_id, PollTotals()) + PollTotals.of(w)
+    # Where each device is: what its newest event naming a gateway says (else its newest).
+    seen: dict[str, list[tuple[bool, int, str, str, str | None]]] = defaultdict(list)
+    told_all: list[DeviceHealth | DeviceStats] = [*states, *current, *last_windows]
+    for event in told_all:
+        seen[event.device_id].append((event.gateway is not None, _time(event),
+                                      event.site_id or "", event.connector, event.gateway))
+    for t in sums:
+        seen[t.device_id].append((True, t.newest_end_ms, t.site_id, t.connector, t.gateway))
     now_of = {e.device_id: e for e in current}
     devices: list[CommsDevice] = []
-    for device_id, named in sorted(latest.items()):
-        # The last window is in Redis and in the history: once each (by its start).
-        mine = list({w.start_ms: w for w in windows.get(device_id, [])}.values())
+    for device_id, candidates in sorted(seen.items()):
+        _, _, site_id, connector, gateway = max(candidates)
         told = sorted({e.ts_ms: e for e in changes.get(device_id, [])}.values(),
                       key=lambda e: e.ts_ms)
         state_now = now_of.get(device_id) or (told[-1] if told else None)
         devices.append(CommsDevice(
-            device_id=device_id, site_id=named.site_id or "", connector=named.connector,
-            gateway=named.gateway,
+            device_id=device_id, site_id=site_id, connector=connector, gateway=gateway,
             state=state_now.state if state_now else None,
             since_ms=state_now.ts_ms if state_now else None,
             reason=state_now.reason if state_now else None,
             hours=dict(state_hours(((e.ts_ms, e.state) for e in told), start_ms,
                                    min(end_ms, now_ms))),
-            figures=figures(combine(mine)),
+            figures=figures(polled.get(device_id, PollTotals()).figures()),
             changes=[CommsStateChange(ts_ms=e.ts_ms, state=e.state, previous=e.previous,
                                       reason=e.reason,
                                       consecutive_failures=e.consecutive_failures)
@@ -145,17 +159,16 @@ async def comms(ctx: CtxDep, caller: Reader, start: FromQ, end: ToQ,
         counts: dict[str, int] = defaultdict(int)
         for d in members:
             counts[d.state or "unknown"] += 1
+        together = sum((polled.get(d.device_id, PollTotals()) for d in members), PollTotals())
         gateways.append(CommsGateway(
             gateway=name, site_ids=sorted({d.site_id for d in members}),
             state=gateway_state(d.state for d in members), devices_by_state=dict(counts),
-            figures=figures(combine(w for d in members for w in
-                                    {x.start_ms: x for x in windows.get(d.device_id, [])
-                                     }.values())),
-            devices=members))
+            figures=figures(together.figures()), devices=members))
     gateways.sort(key=lambda g: (WORST_FIRST[g.state], g.gateway))
     hot_events: list[DeviceHealth | DeviceStats] = [*current, *last_windows]
     newest_hot = max(map(_time, hot_events), default=None)
-    newest_stored = max(map(_time, stored), default=None)
+    newest_stored = max((*(e.ts_ms for e in states), *(t.newest_end_ms for t in sums)),
+                        default=None)
     newest = max((t for t in (newest_hot, newest_stored) if t is not None), default=None)
     return CommsAnswer(
         about=CommsAbout(view="controller health and comms", audience=ABOUT[0],
@@ -164,6 +177,7 @@ async def comms(ctx: CtxDep, caller: Reader, start: FromQ, end: ToQ,
                                          "last stats window (the connectors' device-health "
                                          "events, through the flows)", newest_ms=newest_hot),
                              CommsSource(name="history", what="state changes and stats "
-                                         "windows of the range (history store, device_health)",
+                                         "windows of the range (history store: "
+                                         "device_states, device_stats)",
                                          newest_ms=newest_stored)]),
         from_ms=start_ms, to_ms=end_ms, newest_ms=newest, gateways=gateways)

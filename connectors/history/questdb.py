@@ -47,7 +47,13 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import psycopg
 from questdb import QuestDBError, Sender, TimestampNanos
 
-from connectors.history.rows import AvailabilityRow, Bucket, StatusIntervalRow, TelemetryRow
+from connectors.history.rows import (
+    AvailabilityRow,
+    Bucket,
+    DeviceStatsTotal,
+    StatusIntervalRow,
+    TelemetryRow,
+)
 from connectors.history.store import (
     HistoryStoreError,
     check_bucket,
@@ -698,8 +704,14 @@ class QuestDBHistoryStore:
             return []
         return self._read(episodes_query(self.tables, ids, start_ms, end_ms), episode_from)
 
-    def device_health(self, site_ids: Iterable[str], start_ms: int,
-                      end_ms: int) -> list[DeviceHealth | DeviceStats]:
+    def device_states(self, site_ids: Iterable[str], start_ms: int,
+                      end_ms: int) -> list[DeviceHealth]:
+        id_list(site_ids, "site_ids")
+        check_range(start_ms, end_ms)
+        return []  # not kept in QuestDB yet (write_device_health)
+
+    def device_stats(self, site_ids: Iterable[str], start_ms: int,
+                     end_ms: int) -> list[DeviceStatsTotal]:
         id_list(site_ids, "site_ids")
         check_range(start_ms, end_ms)
         return []  # not kept in QuestDB yet (write_device_health)

@@ -25,7 +25,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from connectors.history.rows import AvailabilityRow, Bucket, StatusIntervalRow, TelemetryRow
+from connectors.history.rows import (
+    AvailabilityRow,
+    Bucket,
+    DeviceStatsTotal,
+    StatusIntervalRow,
+    TelemetryRow,
+)
 from connectors.history.store import (
     HistoryStoreError,
     check_bucket,
@@ -33,13 +39,13 @@ from connectors.history.store import (
     check_step,
     id_list,
 )
+from contracts.comms import PollTotals
 from contracts.events import (
     Alert,
     BreachEvent,
     DeviceHealth,
     DeviceStats,
     UnavailabilityEpisode,
-    device_health_event,
 )
 
 BUSY_TIMEOUT_MS = 30_000
@@ -113,15 +119,30 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX episodes_by_asset_start ON episodes (asset_id, start_ms)",
     ),
     (  # 2: device health — connectors' state changes and poll figures (contracts/comms.py)
-        """CREATE TABLE device_health (
+        """CREATE TABLE device_states (
             device_id TEXT NOT NULL,
-            kind TEXT NOT NULL,
             ts_ms INTEGER NOT NULL,
             site_id TEXT NOT NULL,
             event TEXT NOT NULL,
-            PRIMARY KEY (device_id, kind, ts_ms)
+            PRIMARY KEY (device_id, ts_ms)
         ) WITHOUT ROWID""",
-        "CREATE INDEX device_health_by_site ON device_health (site_id, kind, ts_ms)",
+        "CREATE INDEX device_states_by_site ON device_states (site_id, ts_ms)",
+        """CREATE TABLE device_stats (
+            device_id TEXT NOT NULL,
+            start_ms INTEGER NOT NULL,
+            site_id TEXT NOT NULL,
+            end_ms INTEGER NOT NULL,
+            connector TEXT NOT NULL,
+            gateway TEXT NOT NULL,
+            polls INTEGER NOT NULL,
+            failed INTEGER NOT NULL,
+            retries INTEGER NOT NULL,
+            p50 REAL,
+            p95 REAL,
+            pmax REAL,
+            PRIMARY KEY (device_id, start_ms)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX device_stats_by_site ON device_stats (site_id, start_ms)",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -162,10 +183,12 @@ UPSERT_ALERT = upsert_sql(
     ("alert_id", "state", "ts_ms", "scope_id", "site_id", "event"),
     ("alert_id", "state"),
 )
-UPSERT_DEVICE_HEALTH = upsert_sql(
-    "device_health", ("device_id", "kind", "ts_ms", "site_id", "event"),
-    ("device_id", "kind", "ts_ms"),
-)
+UPSERT_DEVICE_STATE = upsert_sql(
+    "device_states", ("device_id", "ts_ms", "site_id", "event"), ("device_id", "ts_ms"))
+UPSERT_DEVICE_STATS = upsert_sql(
+    "device_stats", ("device_id", "start_ms", "site_id", "end_ms", "connector", "gateway",
+                     "polls", "failed", "retries", "p50", "p95", "pmax"),
+    ("device_id", "start_ms"))
 UPSERT_EPISODE = upsert_sql(
     "episodes",
     ("episode_id", "asset_id", "site_id", "start_ms", "end_ms", "event"),
@@ -216,19 +239,36 @@ SELECT_ALERTS_OF_SCOPES = """
     SELECT event FROM alerts
     WHERE scope_id IN (SELECT value FROM json_each(?)) AND ts_ms >= ? AND ts_ms < ?
     ORDER BY ts_ms, alert_id, state"""
-# The events in the range, and each device's last state change before it (its state then).
-SELECT_DEVICE_HEALTH = """
-    SELECT ts_ms, device_id, kind, event FROM device_health
+# The changes in the range, and each device's last change before it (its state then).
+SELECT_DEVICE_STATES = """
+    SELECT ts_ms, device_id, event FROM device_states
     WHERE site_id IN (SELECT value FROM json_each(:sites)) AND ts_ms >= :start AND ts_ms < :end
     UNION ALL
-    SELECT ts_ms, device_id, kind, event FROM (
-        SELECT ts_ms, device_id, kind, event,
+    SELECT ts_ms, device_id, event FROM (
+        SELECT ts_ms, device_id, event,
                row_number() OVER (PARTITION BY device_id ORDER BY ts_ms DESC) AS rn
-        FROM device_health
-        WHERE site_id IN (SELECT value FROM json_each(:sites)) AND kind = 'state'
-          AND ts_ms < :start)
+        FROM device_states
+        WHERE site_id IN (SELECT value FROM json_each(:sites)) AND ts_ms < :start)
     WHERE rn = 1
-    ORDER BY ts_ms, device_id, kind"""
+    ORDER BY ts_ms, device_id"""
+# Each device's windows starting in the range added up (contracts/comms.py `PollTotals.of`,
+# the oracle of the tests); the newest window (rn = 1) names its site, connector, gateway.
+SELECT_DEVICE_STATS = """
+    WITH w AS (
+        SELECT *, CASE WHEN p50 IS NULL THEN 0 ELSE polls - failed END AS answered,
+               row_number() OVER (PARTITION BY device_id ORDER BY start_ms DESC) AS rn
+        FROM device_stats
+        WHERE site_id IN (SELECT value FROM json_each(:sites))
+          AND start_ms >= :start AND start_ms < :end
+    )
+    SELECT device_id, max(CASE WHEN rn = 1 THEN site_id END),
+           max(CASE WHEN rn = 1 THEN connector END), max(CASE WHEN rn = 1 THEN gateway END),
+           max(start_ms), max(CASE WHEN rn = 1 THEN end_ms END),
+           count(*), sum(polls), sum(failed), sum(retries), sum(answered),
+           total(coalesce(p50, 0) * answered), total(coalesce(p95, 0) * answered), max(pmax)
+    FROM w
+    GROUP BY device_id
+    ORDER BY device_id"""
 SELECT_EPISODES = """
     SELECT event FROM episodes
     WHERE asset_id IN (SELECT value FROM json_each(?))
@@ -373,11 +413,14 @@ class SqliteHistoryStore:
         ))
 
     def write_device_health(self, events: Sequence[DeviceHealth | DeviceStats]) -> None:
-        self._write(UPSERT_DEVICE_HEALTH, (
-            (e.device_id, e.kind, e.ts_ms if isinstance(e, DeviceHealth) else e.start_ms,
-             e.site_id, e.model_dump_json())
-            for e in events if e.site_id is not None
-        ))
+        states = [e for e in events if isinstance(e, DeviceHealth) and e.site_id is not None]
+        stats = [e for e in events if isinstance(e, DeviceStats) and e.site_id is not None]
+        self._write(UPSERT_DEVICE_STATE, (
+            (e.device_id, e.ts_ms, e.site_id, e.model_dump_json()) for e in states))
+        self._write(UPSERT_DEVICE_STATS, (
+            (e.device_id, e.start_ms, e.site_id, e.end_ms, e.connector, e.gateway, e.polls,
+             e.failed, e.retries, e.latency_p50_ms, e.latency_p95_ms, e.latency_max_ms)
+            for e in stats))
 
     # Queries
 
@@ -447,15 +490,28 @@ class SqliteHistoryStore:
         records = self._query(SELECT_EPISODES, (json.dumps(ids), end_ms, start_ms))
         return [UnavailabilityEpisode.model_validate_json(event) for (event,) in records]
 
-    def device_health(self, site_ids: Iterable[str], start_ms: int,
-                      end_ms: int) -> list[DeviceHealth | DeviceStats]:
+    def device_states(self, site_ids: Iterable[str], start_ms: int,
+                      end_ms: int) -> list[DeviceHealth]:
         ids = id_list(site_ids, "site_ids")
         check_range(start_ms, end_ms)
         if not ids:
             return []
-        records = self._query(SELECT_DEVICE_HEALTH,
+        records = self._query(SELECT_DEVICE_STATES,
                               {"sites": json.dumps(ids), "start": start_ms, "end": end_ms})
-        return [device_health_event(event) for *_, event in records]
+        return [DeviceHealth.model_validate_json(event) for *_, event in records]
+
+    def device_stats(self, site_ids: Iterable[str], start_ms: int,
+                     end_ms: int) -> list[DeviceStatsTotal]:
+        ids = id_list(site_ids, "site_ids")
+        check_range(start_ms, end_ms)
+        if not ids:
+            return []
+        records = self._query(SELECT_DEVICE_STATS,
+                              {"sites": json.dumps(ids), "start": start_ms, "end": end_ms})
+        return [DeviceStatsTotal(device, site, connector, gateway, newest_start, newest_end,
+                                 PollTotals(*sums))
+                for device, site, connector, gateway, newest_start, newest_end, *sums
+                in records]
 
     def close(self) -> None:
         with self._lock:

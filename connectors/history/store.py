@@ -15,6 +15,7 @@ from connectors.history.rows import (
     BUCKETS,
     AvailabilityRow,
     Bucket,
+    DeviceStatsTotal,
     StatusIntervalRow,
     TelemetryRow,
 )
@@ -46,8 +47,8 @@ class HistoryStore(Protocol):
         """[episode_id]"""
 
     def write_device_health(self, events: Sequence[DeviceHealth | DeviceStats]) -> None:
-        """[device_id, kind, ts_ms (a stats window's start_ms)]; events without a site are
-        not kept (the flows place every event before it gets here)."""
+        """State changes [device_id, ts_ms], stats windows [device_id, start_ms]; events
+        without a site are not kept (the flows place every event before it gets here)."""
 
     # Queries
     def status_intervals(
@@ -80,11 +81,15 @@ class HistoryStore(Protocol):
     ) -> list[UnavailabilityEpisode]:
         """Episodes of these assets overlapping the range (ongoing ones included), by start."""
 
-    def device_health(self, site_ids: Iterable[str], start_ms: int,
-                      end_ms: int) -> list[DeviceHealth | DeviceStats]:
-        """Device-health events of these sites in the range (state changes by `ts_ms`,
-        stats windows by `start_ms`) and each device's last state change before it, by
-        time."""
+    def device_states(self, site_ids: Iterable[str], start_ms: int,
+                      end_ms: int) -> list[DeviceHealth]:
+        """State changes of these sites' devices in the range and each device's last one
+        before it, by time (then device)."""
+
+    def device_stats(self, site_ids: Iterable[str], start_ms: int,
+                     end_ms: int) -> list[DeviceStatsTotal]:
+        """Per device of these sites, its stats windows starting in the range added up, by
+        device id."""
 
     def close(self) -> None: ...
 

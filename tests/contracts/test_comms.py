@@ -20,6 +20,7 @@ from contracts.comms import (
     gateway_state,
     nearest_rank,
     state_hours,
+    totals,
 )
 from contracts.events import DeviceHealth, DeviceStats, HealthState, device_health_event
 
@@ -157,3 +158,21 @@ def test_the_topic_holds_state_changes_old_and_new_and_stats() -> None:
         device_health_event(b"[1]")
     with pytest.raises(ValidationError):
         device_health_event(orjson.dumps(old | {"kind": "gossip"}))
+
+
+window_draws = st.lists(st.tuples(st.integers(0, 60), st.integers(0, 60), st.integers(0, 90),
+                                  st.lists(st.integers(0, 5_000), min_size=3, max_size=3)),
+                        max_size=20)
+
+
+@given(window_draws, st.integers(0, 20))
+def test_totals_add_up_in_any_split(drawn: list[tuple[int, int, int, list[int]]],
+                                    cut: int) -> None:
+    """A gateway's figures are its devices' totals added: the same as all windows at once."""
+    made = [stats(polls, min(failed, polls), retries,
+                  tuple(sorted(lat)) if polls > min(failed, polls) else None,  # type: ignore[arg-type]
+                  start=k * 60_000)
+            for k, (polls, failed, retries, lat) in enumerate(drawn)]
+    assert totals(made[:cut]) + totals(made[cut:]) == totals(made)
+    assert totals(made).figures() == combine(made)
+    assert totals(made).answered == sum(w.polls - w.failed for w in made)
