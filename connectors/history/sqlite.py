@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -124,9 +125,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             ts_ms INTEGER NOT NULL,
             site_id TEXT NOT NULL,
             event TEXT NOT NULL,
-            PRIMARY KEY (device_id, ts_ms)
+            PRIMARY KEY (site_id, device_id, ts_ms)
         ) WITHOUT ROWID""",
-        "CREATE INDEX device_states_by_site ON device_states (site_id, ts_ms)",
         """CREATE TABLE device_stats (
             device_id TEXT NOT NULL,
             start_ms INTEGER NOT NULL,
@@ -140,9 +140,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             p50 REAL,
             p95 REAL,
             pmax REAL,
-            PRIMARY KEY (device_id, start_ms)
+            PRIMARY KEY (site_id, device_id, start_ms)
         ) WITHOUT ROWID""",
-        "CREATE INDEX device_stats_by_site ON device_stats (site_id, start_ms)",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -183,12 +182,14 @@ UPSERT_ALERT = upsert_sql(
     ("alert_id", "state", "ts_ms", "scope_id", "site_id", "event"),
     ("alert_id", "state"),
 )
+# Keyed by site first: the view reads a site's devices, a primary-key range.
 UPSERT_DEVICE_STATE = upsert_sql(
-    "device_states", ("device_id", "ts_ms", "site_id", "event"), ("device_id", "ts_ms"))
+    "device_states", ("site_id", "device_id", "ts_ms", "event"),
+    ("site_id", "device_id", "ts_ms"))
 UPSERT_DEVICE_STATS = upsert_sql(
-    "device_stats", ("device_id", "start_ms", "site_id", "end_ms", "connector", "gateway",
+    "device_stats", ("site_id", "device_id", "start_ms", "end_ms", "connector", "gateway",
                      "polls", "failed", "retries", "p50", "p95", "pmax"),
-    ("device_id", "start_ms"))
+    ("site_id", "device_id", "start_ms"))
 UPSERT_EPISODE = upsert_sql(
     "episodes",
     ("episode_id", "asset_id", "site_id", "start_ms", "end_ms", "event"),
@@ -252,23 +253,20 @@ SELECT_DEVICE_STATES = """
     WHERE rn = 1
     ORDER BY ts_ms, device_id"""
 # Each device's windows starting in the range added up (contracts/comms.py `PollTotals.of`,
-# the oracle of the tests); the newest window (rn = 1) names its site, connector, gateway.
+# the oracle of the tests) — one pass along the primary key, no sort…
 SELECT_DEVICE_STATS = """
-    WITH w AS (
-        SELECT *, CASE WHEN p50 IS NULL THEN 0 ELSE polls - failed END AS answered,
-               row_number() OVER (PARTITION BY device_id ORDER BY start_ms DESC) AS rn
-        FROM device_stats
-        WHERE site_id IN (SELECT value FROM json_each(:sites))
-          AND start_ms >= :start AND start_ms < :end
-    )
-    SELECT device_id, max(CASE WHEN rn = 1 THEN site_id END),
-           max(CASE WHEN rn = 1 THEN connector END), max(CASE WHEN rn = 1 THEN gateway END),
-           max(start_ms), max(CASE WHEN rn = 1 THEN end_ms END),
-           count(*), sum(polls), sum(failed), sum(retries), sum(answered),
-           total(coalesce(p50, 0) * answered), total(coalesce(p95, 0) * answered), max(pmax)
-    FROM w
-    GROUP BY device_id
-    ORDER BY device_id"""
+    SELECT site_id, device_id, max(start_ms), count(*), sum(polls), sum(failed), sum(retries),
+           sum(CASE WHEN p50 IS NULL THEN 0 ELSE polls - failed END),
+           total(coalesce(p50, 0) * (polls - failed)), total(coalesce(p95, 0) * (polls - failed)),
+           max(pmax)
+    FROM device_stats
+    WHERE site_id IN (SELECT value FROM json_each(:sites))
+      AND start_ms >= :start AND start_ms < :end
+    GROUP BY site_id, device_id"""
+# … then what its newest window says, by its key.
+SELECT_NEWEST_STATS = """
+    SELECT end_ms, connector, gateway FROM device_stats
+    WHERE site_id = ? AND device_id = ? AND start_ms = ?"""
 SELECT_EPISODES = """
     SELECT event FROM episodes
     WHERE asset_id IN (SELECT value FROM json_each(?))
@@ -416,9 +414,9 @@ class SqliteHistoryStore:
         states = [e for e in events if isinstance(e, DeviceHealth) and e.site_id is not None]
         stats = [e for e in events if isinstance(e, DeviceStats) and e.site_id is not None]
         self._write(UPSERT_DEVICE_STATE, (
-            (e.device_id, e.ts_ms, e.site_id, e.model_dump_json()) for e in states))
+            (e.site_id, e.device_id, e.ts_ms, e.model_dump_json()) for e in states))
         self._write(UPSERT_DEVICE_STATS, (
-            (e.device_id, e.start_ms, e.site_id, e.end_ms, e.connector, e.gateway, e.polls,
+            (e.site_id, e.device_id, e.start_ms, e.end_ms, e.connector, e.gateway, e.polls,
              e.failed, e.retries, e.latency_p50_ms, e.latency_p95_ms, e.latency_max_ms)
             for e in stats))
 
@@ -506,12 +504,20 @@ class SqliteHistoryStore:
         check_range(start_ms, end_ms)
         if not ids:
             return []
-        records = self._query(SELECT_DEVICE_STATS,
-                              {"sites": json.dumps(ids), "start": start_ms, "end": end_ms})
-        return [DeviceStatsTotal(device, site, connector, gateway, newest_start, newest_end,
-                                 PollTotals(*sums))
-                for device, site, connector, gateway, newest_start, newest_end, *sums
-                in records]
+        params = {"sites": json.dumps(ids), "start": start_ms, "end": end_ms}
+        out = []
+        for site, device, newest, *figures in self._query(SELECT_DEVICE_STATS, params):
+            ((end, connector, gateway),) = self._query(SELECT_NEWEST_STATS,
+                                                       (site, device, newest))
+            out.append(DeviceStatsTotal(device, site, connector, gateway, newest, end,
+                                        PollTotals(*figures)))
+        # A device that moved to another site: one total, named by its newest window.
+        merged: dict[str, DeviceStatsTotal] = {}
+        for t in sorted(out, key=lambda t: t.newest_start_ms):
+            before = merged.get(t.device_id)
+            merged[t.device_id] = t if before is None else replace(
+                t, totals=before.totals + t.totals)
+        return [merged[d] for d in sorted(merged)]
 
     def close(self) -> None:
         with self._lock:

@@ -47,8 +47,9 @@ class HistoryStore(Protocol):
         """[episode_id]"""
 
     def write_device_health(self, events: Sequence[DeviceHealth | DeviceStats]) -> None:
-        """State changes [device_id, ts_ms], stats windows [device_id, start_ms]; events
-        without a site are not kept (the flows place every event before it gets here)."""
+        """State changes [site_id, device_id, ts_ms], stats windows [site_id, device_id,
+        start_ms]; events without a site are not kept (the flows place every event before
+        it gets here)."""
 
     # Queries
     def status_intervals(
