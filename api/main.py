@@ -24,6 +24,7 @@ from api.routes import (
     assets,
     auth,
     battery_health,
+    comms,
     contracts,
     control,
     data_quality,
@@ -84,7 +85,7 @@ def create_app(settings: Settings | None = None, *, web_dist: Path | None = None
     errors.install(app)
     for module in (health, auth, sites, repair, assets, historian, faults, alarms, data_quality,
                    contracts, exclusions, report_archive, control, admin, stack, notify,
-                   webhooks, ws, battery_health, vendors):
+                   webhooks, ws, battery_health, vendors, comms):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(metrics.router)  # /metrics, where Prometheus looks
 

@@ -795,3 +795,74 @@ class VendorsAnswer(BaseModel):
     models: list[VendorBenchRow]  # by vendor, then model
     total: VendorBenchRow
     sources: list[DataSource]
+# --- api/routes/comms.py: controller health and comms ---
+
+
+class CommsSource(BaseModel):
+    """One data source of an analytics view and how fresh it is."""
+
+    name: str
+    what: str
+    newest_ms: int | None  # its newest record the answer used; None: it had none
+
+
+class CommsAbout(BaseModel):
+    """An analytics view's header: who it is for, the decision it supports, its sources."""
+
+    view: str
+    audience: str
+    decision: str
+    sources: list[CommsSource]
+
+
+class CommsFiguresView(BaseModel):
+    """Poll figures over the window (contracts/comms.py `combine`): p50 and p95 are the
+    stats windows' own weighted by the polls each answered, max the largest."""
+
+    windows: int  # stats windows in the range
+    polls: int
+    failed: int  # dropped after their retries
+    retries: int
+    drop_rate: float | None  # failed / polls
+    retry_rate: float | None  # retries / polls
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_max_ms: float | None
+
+
+class CommsStateChange(BaseModel):
+    ts_ms: int
+    state: Literal["online", "degraded", "offline"]
+    previous: Literal["online", "degraded", "offline"] | None
+    reason: str
+    consecutive_failures: int
+
+
+class CommsDevice(BaseModel):
+    device_id: str
+    site_id: str
+    connector: str
+    gateway: str | None
+    state: Literal["online", "degraded", "offline"] | None  # now (None: none reported)
+    since_ms: int | None  # when it took that state
+    reason: str | None  # of the last change
+    hours: dict[str, float]  # online / degraded / offline within [from, min(to, now))
+    figures: CommsFiguresView
+    changes: list[CommsStateChange]  # in [from, to), oldest first
+
+
+class CommsGateway(BaseModel):
+    gateway: str  # host:port, or an OPC UA endpoint; "unknown" for devices that named none
+    site_ids: list[str]
+    state: Literal["online", "degraded", "offline"] | None  # from its devices' states now
+    devices_by_state: dict[str, int]
+    figures: CommsFiguresView  # all its devices' windows together
+    devices: list[CommsDevice]
+
+
+class CommsAnswer(BaseModel):
+    about: CommsAbout
+    from_ms: int
+    to_ms: int
+    newest_ms: int | None  # the newest device-health event the answer used: its freshness
+    gateways: list[CommsGateway]  # worst state first, then by name

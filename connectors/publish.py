@@ -1,5 +1,6 @@
 """Where the device connectors (Modbus, OPC UA) put what they read: samples on the telemetry
-topic and device-health changes on the device-health topic, both keyed by device id, and
+topic and device-health changes and poll figures on the device-health topic, both keyed by
+device id, and
 what they refuse on the dead-letter topic (connectors/refusals.py; keyed by source, the
 device id in the dead letter's `key`), through a spooling producer — nothing is lost while
 the broker is away, or when the connector stops while it is (the spool is sent first by the
@@ -17,7 +18,13 @@ from connectors import metrics
 from connectors.kafka import SpoolingProducer, ensure_topics
 from connectors.settings import Settings
 from connectors.spool import SpoolFull
-from contracts.events import DeadLetter, DeviceHealth, TelemetrySample, telemetry_json
+from contracts.events import (
+    DeadLetter,
+    DeviceHealth,
+    DeviceStats,
+    TelemetrySample,
+    telemetry_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +60,11 @@ class DevicePublisher:
     def health(self, event: DeviceHealth) -> None:
         self._produce(self.settings.topic_device_health, event.device_id,
                       event.model_dump_json().encode(), self._health)
+
+    def stats(self, stats: DeviceStats) -> None:
+        """A device's poll figures of one window, on the health topic beside its changes."""
+        self._produce(self.settings.topic_device_health, stats.device_id,
+                      stats.model_dump_json().encode(), self._health)
 
     def dead(self, letter: DeadLetter) -> None:
         """A refused value or answer; its `key` names the device that sent it, the message

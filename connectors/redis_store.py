@@ -57,6 +57,18 @@ def dead_letters_key(site_id: str | None) -> str:
     return f"{PREFIX}:dead-letters:{site_id or 'unrouted'}"
 
 
+def comms_state_key(site_id: str) -> str:
+    """Each device's current health at a site: hash device id → its last `DeviceHealth`
+    (state change) JSON, written by the flows' device-health input."""
+    return f"{PREFIX}:comms-state:{site_id}"
+
+
+def comms_stats_key(site_id: str) -> str:
+    """Each device's last poll-figures window at a site: hash device id → `DeviceStats`
+    JSON."""
+    return f"{PREFIX}:comms-stats:{site_id}"
+
+
 def control_key(site_id: str) -> str:
     """What the control loop holds of a site's units: hash unit id → UnitControlView JSON
     (contracts/control.py; written by the control loop, read by the API)."""

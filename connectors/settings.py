@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     topic_commands: str = "bess.commands"
     topic_command_results: str = "bess.command.results"
     topic_partitions: int = Field(4, ge=1)
+    # Device connectors: each device's poll figures (latency, drops, retries) published on
+    # the device-health topic once per this many seconds (contracts/comms.py). Health
+    # states themselves follow each device's own settings (health_window, offline_after,
+    # latency_budget_s in its devices file).
+    stats_every_s: float = Field(60.0, ge=1.0, le=3600.0)
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=0, le=65535)

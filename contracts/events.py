@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 State = Literal["available", "derated", "unavailable", "unknown"]
 Cause = Literal[
@@ -369,16 +369,81 @@ class UnavailabilityEpisode(_Event):
     tickets: tuple[TicketRef, ...] = ()
 
 
+HealthState = Literal["online", "degraded", "offline"]
+
+
 class DeviceHealth(_Event):
-    """`bess.device.health`, key = device id: a connector's view of one device, published
-    when it changes — online (answering), degraded (some polls failing or slow), offline
-    (not answering)."""
+    """`bess.device.health`, key = device id, kind "state": a connector's view of one device,
+    published when it changes — online (answering), degraded (some polls failing or slow),
+    offline (not answering). `site_id` and `gateway` (host:port, or an OPC UA endpoint) were
+    added later: an event without them is still valid, its device then placed by the fleet
+    (its id as a battery unit's)."""
 
     v: Literal[1] = 1
-    device_id: str
-    connector: str  # modbus | opcua | …
-    state: Literal["online", "degraded", "offline"]
-    previous: Literal["online", "degraded", "offline"] | None = None
+    kind: Literal["state"] = "state"
+    device_id: Name
+    connector: Name  # modbus | opcua | …
+    state: HealthState
+    previous: HealthState | None = None
     ts_ms: EpochMs
-    reason: str = ""
-    consecutive_failures: int = 0
+    reason: str = Field(default="", max_length=2_000)
+    consecutive_failures: int = Field(default=0, ge=0)
+    site_id: Name | None = None
+    gateway: Name | None = None
+
+
+Millis = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class DeviceStats(_Event):
+    """`bess.device.health`, key = device id, kind "stats": one device's polls over one
+    window `[start_ms, end_ms)` (a connector's `stats_every_s`): polls attempted, polls failed
+    (dropped after their retries), retries, and the latency of the polls answered — p50 and
+    p95 by nearest rank, and the longest — in milliseconds (None when none was answered)."""
+
+    v: Literal[1] = 1
+    kind: Literal["stats"] = "stats"
+    device_id: Name
+    connector: Name
+    site_id: Name | None = None  # None: the device placed by the fleet, as for DeviceHealth
+    gateway: Name
+    start_ms: EpochMs
+    end_ms: EpochMs
+    polls: int = Field(ge=0)
+    failed: int = Field(ge=0)
+    retries: int = Field(ge=0)
+    latency_p50_ms: Millis | None = None
+    latency_p95_ms: Millis | None = None
+    latency_max_ms: Millis | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DeviceStats:
+        if self.end_ms <= self.start_ms:
+            raise ValueError("end_ms must be after start_ms")
+        if self.failed > self.polls:
+            raise ValueError(f"{self.failed} polls failed of {self.polls} attempted")
+        latencies = (self.latency_p50_ms, self.latency_p95_ms, self.latency_max_ms)
+        answered = self.polls - self.failed
+        if answered and None in latencies:
+            raise ValueError(f"{answered} polls answered: their latencies are required")
+        if not answered and latencies != (None, None, None):
+            raise ValueError("no poll answered: no latency")
+        if answered and not (self.latency_p50_ms or 0) <= (self.latency_p95_ms or 0) \
+                <= (self.latency_max_ms or 0):
+            raise ValueError("latencies must be p50 <= p95 <= max")
+        return self
+
+
+def device_health_event(value: bytes | str | None) -> DeviceHealth | DeviceStats:
+    """A record of `bess.device.health`: a state change (kind "state", or no kind: the
+    first version) or a stats window (kind "stats"). Raises ValueError (pydantic's
+    ValidationError is one) for anything else."""
+    try:
+        data = orjson.loads(value or b"")
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    if data.get("kind") == "stats":
+        return DeviceStats.model_validate(data)
+    return DeviceHealth.model_validate(data)

@@ -16,18 +16,25 @@ from connectors import metrics
 from connectors.history import HistoryStore, open_history
 from connectors.history.rows import AvailabilityRow, StatusIntervalRow, TelemetryRow
 from connectors.settings import Settings
-from contracts.events import Alert, BreachEvent, PeriodAvailability, UnavailabilityEpisode
+from contracts.events import (
+    Alert,
+    BreachEvent,
+    DeviceHealth,
+    DeviceStats,
+    PeriodAvailability,
+    UnavailabilityEpisode,
+)
 from flows.outputs import Output
 from flows.sink_errors import Reporter, SinkGuard, describe_json
 
 HistoryItem = (StatusIntervalRow | AvailabilityRow | TelemetryRow | PeriodAvailability
-               | BreachEvent | Alert | UnavailabilityEpisode)
+               | BreachEvent | Alert | UnavailabilityEpisode | DeviceHealth | DeviceStats)
 
 
 def history_item(item: Output) -> HistoryItem | None:
     return item if isinstance(item, StatusIntervalRow | AvailabilityRow | TelemetryRow
                               | PeriodAvailability | BreachEvent | Alert
-                              | UnavailabilityEpisode) else None
+                              | UnavailabilityEpisode | DeviceHealth | DeviceStats) else None
 
 
 def period_rows(item: PeriodAvailability) -> list[AvailabilityRow]:
@@ -76,6 +83,7 @@ class _Partition(StatelessSinkPartition[HistoryItem]):
         breaches: list[BreachEvent] = []
         alerts: list[Alert] = []
         episodes: list[UnavailabilityEpisode] = []
+        device_health: list[DeviceHealth | DeviceStats] = []
         for item in items:
             if isinstance(item, StatusIntervalRow):
                 status.append(item)
@@ -89,6 +97,8 @@ class _Partition(StatelessSinkPartition[HistoryItem]):
                 breaches.append(item)
             elif isinstance(item, Alert):
                 alerts.append(item)
+            elif isinstance(item, DeviceHealth | DeviceStats):
+                device_health.append(item)
             else:
                 episodes.append(item)
         # An open episode is told again at each step (its lost hours grow): the store keeps
@@ -100,7 +110,9 @@ class _Partition(StatelessSinkPartition[HistoryItem]):
             ("telemetry", telemetry, lambda rows: self._store.write_telemetry(rows)),
             ("breaches", breaches, lambda rows: self._store.write_breaches(rows)),
             ("alerts", alerts, lambda rows: self._store.write_alerts(rows)),
-            ("episodes", episodes, lambda rows: self._store.write_episodes(rows))]
+            ("episodes", episodes, lambda rows: self._store.write_episodes(rows)),
+            ("device_health", device_health,
+             lambda rows: self._store.write_device_health(rows))]
         for table, rows, write in writes:
             self._guard.write(rows, timed(table, write))
 

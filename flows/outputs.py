@@ -12,6 +12,8 @@ from contracts.events import (
     BreachEvent,
     DeadLetter,
     DeadLetterTally,
+    DeviceHealth,
+    DeviceStats,
     PeriodAvailability,
     SiteAvailability,
     StatusChange,
@@ -59,4 +61,5 @@ class RepairList:
 
 Output = (StatusChange | StatusIntervalRow | SiteAvailability | DeadLetter | LatestValues
           | BreachEvent | Alert | UnavailabilityEpisode | PeriodAvailability | AvailabilityRow
-          | TelemetryRow | SiteTicket | DeadLetterTally | RepairList)
+          | TelemetryRow | SiteTicket | DeadLetterTally | RepairList
+          | DeviceHealth | DeviceStats)  # the last two: the device-health input's

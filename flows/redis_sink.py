@@ -23,6 +23,8 @@ from connectors.redis_store import (
     PREFIX,
     alarms_key,
     alerts_key,
+    comms_state_key,
+    comms_stats_key,
     dead_letters_key,
     episodes_key,
     hot_state_marker,
@@ -35,6 +37,8 @@ from contracts.events import (
     Alert,
     BreachEvent,
     DeadLetterTally,
+    DeviceHealth,
+    DeviceStats,
     SiteAvailability,
     UnavailabilityEpisode,
 )
@@ -43,13 +47,13 @@ from flows.outputs import LatestValues, Output, RepairList, SiteTicket
 from flows.sink_errors import Reporter, SinkGuard, describe_json
 
 HotState = (SiteAvailability | LatestValues | BreachEvent | Alert | UnavailabilityEpisode
-            | SiteTicket | DeadLetterTally | RepairList)
+            | SiteTicket | DeadLetterTally | RepairList | DeviceHealth | DeviceStats)
 
 
 def hot_state(item: Output) -> HotState | None:
     return item if isinstance(item, SiteAvailability | LatestValues | BreachEvent | Alert
                               | UnavailabilityEpisode | SiteTicket | DeadLetterTally
-                              | RepairList) else None
+                              | RepairList | DeviceHealth | DeviceStats) else None
 
 
 def latest_payload(item: LatestValues) -> UnitLatest:
@@ -138,6 +142,10 @@ class _Partition(StatelessSinkPartition[HotState]):
                            json.dumps([item.device, item.reason]), item.model_dump_json())
             elif isinstance(item, RepairList):  # whole: what is not in it is not open
                 pipe.set(repair_key(item.site_id), json.dumps(item.to_json()))
+            elif isinstance(item, DeviceHealth | DeviceStats):  # placed: site_id is set
+                key = (comms_state_key if isinstance(item, DeviceHealth) else
+                       comms_stats_key)(item.site_id or "unrouted")
+                self._hset(pipe, key, item.device_id, item.model_dump_json())
             elif isinstance(item, UnavailabilityEpisode):
                 key = episodes_key(item.site_id)
                 if item.end_ms is None:

@@ -11,6 +11,9 @@
                                        ├ status intervals, days, minutes → history
                                        ├ LatestValues        → Redis
                                        └ DeadLetter          → bess.dlq
+    bess.device.health ─ check, place at its site (flows/device_health.py, not keyed)
+                                       ├ DeviceHealth, DeviceStats → Redis, history
+                                       └ DeadLetter          → bess.dlq
 
 Records are keyed by site before they are decoded (the device id on a record's key names its
 battery unit) and decoded inside the stateful step: the fewer items cross the dataflow, the
@@ -52,6 +55,7 @@ from contracts.events import (
 from contracts.fleet import Fleet
 from contracts.monitoring import MonitoringConfig
 from flows.dead_letters import FLUSH_EVERY_MS, DeadLetterCounts
+from flows.device_health import HealthOut, health_decoder
 from flows.episodes import ticket_site
 from flows.history_sink import HistoryItem, HistorySink, history_item
 from flows.kafka_sink import KafkaOutSink
@@ -353,6 +357,7 @@ def build_flow(
     *,
     source: Source[RawMessage] | None = None,
     ticket_source: Source[RawMessage] | None = None,
+    health_source: Source[RawMessage] | None = None,
     kafka_sink: Sink[Out] | None = None,
     hot_sink: DynamicSink[HotState] | None = None,
     history_sink: DynamicSink[HistoryItem] | None = None,
@@ -363,7 +368,8 @@ def build_flow(
     snapshots: bool = True,
 ) -> Dataflow:
     """Production reads and writes Kafka, Redis and the history store; tests pass
-    `TestingSource`/`TestingSink` (no ticket input unless `ticket_source` is given).
+    `TestingSource`/`TestingSink` (no ticket or device-health input unless `ticket_source`
+    or `health_source` is given; live, the device-health topic is read unless given).
 
     `contracts` maps a site id to its LTSA (a site without one gets technical availability).
     `now_ms` is the receiving clock for the clock-skew check; None in replays (old data is
@@ -406,7 +412,24 @@ def build_flow(
         return SiteLogic(runtime, make, now_ms, finish_at_eof, snapshots)
 
     outputs = op.stateful("site", stamped, builder)
-    results = op.key_rm("unkey", outputs)
+    results: Stream[Output] = op.key_rm("unkey", outputs)
+    if health_source is None and production and tail:
+        # Live, as the connectors' dead letters: a replay leaves device health alone.
+        health_source = _kafka(settings, settings.topic_device_health, tail)
+    if health_source is not None:
+        # Not keyed: each record is checked and placed on its own (flows/device_health.py).
+        decode = health_decoder(fleet, now_ms)
+        health_in = metrics.FLOW_RECORDS_IN.labels("device_health")
+
+        def health(msg: RawMessage) -> HealthOut:
+            health_in.inc()
+            out = decode(RawRecord(msg.key, msg.value, msg.topic, msg.partition, msg.offset))
+            counted([out])
+            return out
+
+        health_items = op.map("device_health_in", op.input(
+            "device_health", flow, health_source), health)
+        results = op.merge("with_device_health", results, health_items)
     # What a sink cannot write goes to the dead-letter topic; an outage raises an alert.
     reporter = KafkaReporter(settings.kafka_bootstrap_servers, topics.dlq, topics.alerts,
                              settings.redis_url)

@@ -125,7 +125,8 @@ class Stack:
         bootstrap = settings.require_kafka()
         self.topics = [settings.topic_telemetry, settings.topic_status,
                        settings.topic_availability, settings.topic_dlq, settings.topic_tickets,
-                       settings.topic_commands, settings.topic_command_results]
+                       settings.topic_commands, settings.topic_command_results,
+                       settings.topic_device_health]
         ensure_topics(bootstrap, self.topics, settings.topic_partitions)
         fleet_file, contracts_dir = settings.fleet_file, settings.contracts_dir
         if self.sites is not None:

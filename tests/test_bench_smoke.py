@@ -31,6 +31,7 @@ RUNS: dict[str, list[str]] = {
     "notify": ["--transitions", "40", "--sites", "2", "--rate", "50", "--drain-s", "15"],
     "replay": ["--days", "0.02", "--units", "1"],
     "analytics": ["--sites", "1", "--units", "2", "--days", "2"],
+    "comms": ["--devices", "2", "--days", "0.1", "--polls", "1000", "--repeat", "1"],
 }
 TIMEOUT_S = 120
 

@@ -34,6 +34,7 @@ milliseconds later (`wait_applied` waits for it)."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -46,7 +47,13 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import psycopg
 from questdb import QuestDBError, Sender, TimestampNanos
 
-from connectors.history.rows import AvailabilityRow, Bucket, StatusIntervalRow, TelemetryRow
+from connectors.history.rows import (
+    AvailabilityRow,
+    Bucket,
+    DeviceStatsTotal,
+    StatusIntervalRow,
+    TelemetryRow,
+)
 from connectors.history.store import (
     HistoryStoreError,
     check_bucket,
@@ -54,7 +61,16 @@ from connectors.history.store import (
     check_step,
     id_list,
 )
-from contracts.events import Alert, BreachEvent, TicketRef, UnavailabilityEpisode
+from contracts.events import (
+    Alert,
+    BreachEvent,
+    DeviceHealth,
+    DeviceStats,
+    TicketRef,
+    UnavailabilityEpisode,
+)
+
+log = logging.getLogger(__name__)
 
 DEFAULT_HTTP_PORT = 9000
 DEFAULT_PG_PORT = 8812
@@ -550,6 +566,7 @@ class QuestDBHistoryStore:
         self.config = config
         self.tables = Tables(config.prefix)
         self._lock = threading.Lock()
+        self._warned_device_health = False
         try:
             self._pg = psycopg.connect(**config.pg_params(), autocommit=True,
                                        connect_timeout=connect_timeout_s)
@@ -621,6 +638,14 @@ class QuestDBHistoryStore:
     def write_episodes(self, episodes: Sequence[UnavailabilityEpisode]) -> None:
         self._ilp.send(episode_ilp(e, self.tables) for e in episodes)
 
+    def write_device_health(self, events: Sequence[DeviceHealth | DeviceStats]) -> None:
+        """Not kept in QuestDB yet: the comms view then shows each device's current state
+        and last window (Redis) with no history. Said once per process."""
+        if events and not self._warned_device_health:
+            self._warned_device_health = True
+            log.warning("device-health history is kept by the embedded (SQLite) history store "
+                        "only; with QuestDB the comms view has no history")
+
     # Queries
 
     def status_intervals(
@@ -678,6 +703,18 @@ class QuestDBHistoryStore:
         if not ids:
             return []
         return self._read(episodes_query(self.tables, ids, start_ms, end_ms), episode_from)
+
+    def device_states(self, site_ids: Iterable[str], start_ms: int,
+                      end_ms: int) -> list[DeviceHealth]:
+        id_list(site_ids, "site_ids")
+        check_range(start_ms, end_ms)
+        return []  # not kept in QuestDB yet (write_device_health)
+
+    def device_stats(self, site_ids: Iterable[str], start_ms: int,
+                     end_ms: int) -> list[DeviceStatsTotal]:
+        id_list(site_ids, "site_ids")
+        check_range(start_ms, end_ms)
+        return []  # not kept in QuestDB yet (write_device_health)
 
     def close(self) -> None:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from contracts.comms import PollTotals
 from contracts.events import Cause, State
 
 # "hour" and "day" are the flows' own buckets; the others are contract measurement periods
@@ -67,3 +68,17 @@ class TelemetryRow:
     max: float
     mean: float
     last: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatsTotal:
+    """One device's stats windows starting in a range, added up (`PollTotals`), with what
+    its newest window says: site, connector, gateway, and when it ended."""
+
+    device_id: str
+    site_id: str
+    connector: str
+    gateway: str
+    newest_start_ms: int
+    newest_end_ms: int
+    totals: PollTotals

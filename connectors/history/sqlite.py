@@ -21,11 +21,18 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from connectors.history.rows import AvailabilityRow, Bucket, StatusIntervalRow, TelemetryRow
+from connectors.history.rows import (
+    AvailabilityRow,
+    Bucket,
+    DeviceStatsTotal,
+    StatusIntervalRow,
+    TelemetryRow,
+)
 from connectors.history.store import (
     HistoryStoreError,
     check_bucket,
@@ -33,7 +40,14 @@ from connectors.history.store import (
     check_step,
     id_list,
 )
-from contracts.events import Alert, BreachEvent, UnavailabilityEpisode
+from contracts.comms import PollTotals
+from contracts.events import (
+    Alert,
+    BreachEvent,
+    DeviceHealth,
+    DeviceStats,
+    UnavailabilityEpisode,
+)
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -105,6 +119,30 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID""",
         "CREATE INDEX episodes_by_asset_start ON episodes (asset_id, start_ms)",
     ),
+    (  # 2: device health — connectors' state changes and poll figures (contracts/comms.py)
+        """CREATE TABLE device_states (
+            device_id TEXT NOT NULL,
+            ts_ms INTEGER NOT NULL,
+            site_id TEXT NOT NULL,
+            event TEXT NOT NULL,
+            PRIMARY KEY (site_id, device_id, ts_ms)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE device_stats (
+            device_id TEXT NOT NULL,
+            start_ms INTEGER NOT NULL,
+            site_id TEXT NOT NULL,
+            end_ms INTEGER NOT NULL,
+            connector TEXT NOT NULL,
+            gateway TEXT NOT NULL,
+            polls INTEGER NOT NULL,
+            failed INTEGER NOT NULL,
+            retries INTEGER NOT NULL,
+            p50 REAL,
+            p95 REAL,
+            pmax REAL,
+            PRIMARY KEY (site_id, device_id, start_ms)
+        ) WITHOUT ROWID""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -144,6 +182,14 @@ UPSERT_ALERT = upsert_sql(
     ("alert_id", "state", "ts_ms", "scope_id", "site_id", "event"),
     ("alert_id", "state"),
 )
+# Keyed by site first: the view reads a site's devices, a primary-key range.
+UPSERT_DEVICE_STATE = upsert_sql(
+    "device_states", ("site_id", "device_id", "ts_ms", "event"),
+    ("site_id", "device_id", "ts_ms"))
+UPSERT_DEVICE_STATS = upsert_sql(
+    "device_stats", ("site_id", "device_id", "start_ms", "end_ms", "connector", "gateway",
+                     "polls", "failed", "retries", "p50", "p95", "pmax"),
+    ("site_id", "device_id", "start_ms"))
 UPSERT_EPISODE = upsert_sql(
     "episodes",
     ("episode_id", "asset_id", "site_id", "start_ms", "end_ms", "event"),
@@ -194,6 +240,33 @@ SELECT_ALERTS_OF_SCOPES = """
     SELECT event FROM alerts
     WHERE scope_id IN (SELECT value FROM json_each(?)) AND ts_ms >= ? AND ts_ms < ?
     ORDER BY ts_ms, alert_id, state"""
+# The changes in the range, and each device's last change before it (its state then).
+SELECT_DEVICE_STATES = """
+    SELECT ts_ms, device_id, event FROM device_states
+    WHERE site_id IN (SELECT value FROM json_each(:sites)) AND ts_ms >= :start AND ts_ms < :end
+    UNION ALL
+    SELECT ts_ms, device_id, event FROM (
+        SELECT ts_ms, device_id, event,
+               row_number() OVER (PARTITION BY device_id ORDER BY ts_ms DESC) AS rn
+        FROM device_states
+        WHERE site_id IN (SELECT value FROM json_each(:sites)) AND ts_ms < :start)
+    WHERE rn = 1
+    ORDER BY ts_ms, device_id"""
+# Each device's windows starting in the range added up (contracts/comms.py `PollTotals.of`,
+# the oracle of the tests) — one pass along the primary key, no sort…
+SELECT_DEVICE_STATS = """
+    SELECT site_id, device_id, max(start_ms), count(*), sum(polls), sum(failed), sum(retries),
+           sum(CASE WHEN p50 IS NULL THEN 0 ELSE polls - failed END),
+           total(coalesce(p50, 0) * (polls - failed)), total(coalesce(p95, 0) * (polls - failed)),
+           max(pmax)
+    FROM device_stats
+    WHERE site_id IN (SELECT value FROM json_each(:sites))
+      AND start_ms >= :start AND start_ms < :end
+    GROUP BY site_id, device_id"""
+# … then what its newest window says, by its key.
+SELECT_NEWEST_STATS = """
+    SELECT end_ms, connector, gateway FROM device_stats
+    WHERE site_id = ? AND device_id = ? AND start_ms = ?"""
 SELECT_EPISODES = """
     SELECT event FROM episodes
     WHERE asset_id IN (SELECT value FROM json_each(?))
@@ -337,6 +410,16 @@ class SqliteHistoryStore:
             for e in episodes
         ))
 
+    def write_device_health(self, events: Sequence[DeviceHealth | DeviceStats]) -> None:
+        states = [e for e in events if isinstance(e, DeviceHealth) and e.site_id is not None]
+        stats = [e for e in events if isinstance(e, DeviceStats) and e.site_id is not None]
+        self._write(UPSERT_DEVICE_STATE, (
+            (e.site_id, e.device_id, e.ts_ms, e.model_dump_json()) for e in states))
+        self._write(UPSERT_DEVICE_STATS, (
+            (e.site_id, e.device_id, e.start_ms, e.end_ms, e.connector, e.gateway, e.polls,
+             e.failed, e.retries, e.latency_p50_ms, e.latency_p95_ms, e.latency_max_ms)
+            for e in stats))
+
     # Queries
 
     def status_intervals(
@@ -404,6 +487,37 @@ class SqliteHistoryStore:
             return []
         records = self._query(SELECT_EPISODES, (json.dumps(ids), end_ms, start_ms))
         return [UnavailabilityEpisode.model_validate_json(event) for (event,) in records]
+
+    def device_states(self, site_ids: Iterable[str], start_ms: int,
+                      end_ms: int) -> list[DeviceHealth]:
+        ids = id_list(site_ids, "site_ids")
+        check_range(start_ms, end_ms)
+        if not ids:
+            return []
+        records = self._query(SELECT_DEVICE_STATES,
+                              {"sites": json.dumps(ids), "start": start_ms, "end": end_ms})
+        return [DeviceHealth.model_validate_json(event) for *_, event in records]
+
+    def device_stats(self, site_ids: Iterable[str], start_ms: int,
+                     end_ms: int) -> list[DeviceStatsTotal]:
+        ids = id_list(site_ids, "site_ids")
+        check_range(start_ms, end_ms)
+        if not ids:
+            return []
+        params = {"sites": json.dumps(ids), "start": start_ms, "end": end_ms}
+        out = []
+        for site, device, newest, *figures in self._query(SELECT_DEVICE_STATS, params):
+            ((end, connector, gateway),) = self._query(SELECT_NEWEST_STATS,
+                                                       (site, device, newest))
+            out.append(DeviceStatsTotal(device, site, connector, gateway, newest, end,
+                                        PollTotals(*figures)))
+        # A device that moved to another site: one total, named by its newest window.
+        merged: dict[str, DeviceStatsTotal] = {}
+        for t in sorted(out, key=lambda t: t.newest_start_ms):
+            before = merged.get(t.device_id)
+            merged[t.device_id] = t if before is None else replace(
+                t, totals=before.totals + t.totals)
+        return [merged[d] for d in sorted(merged)]
 
     def close(self) -> None:
         with self._lock:

@@ -15,10 +15,11 @@ from connectors.history.rows import (
     BUCKETS,
     AvailabilityRow,
     Bucket,
+    DeviceStatsTotal,
     StatusIntervalRow,
     TelemetryRow,
 )
-from contracts.events import Alert, BreachEvent, UnavailabilityEpisode
+from contracts.events import Alert, BreachEvent, DeviceHealth, DeviceStats, UnavailabilityEpisode
 
 
 class HistoryStoreError(RuntimeError):
@@ -44,6 +45,11 @@ class HistoryStore(Protocol):
 
     def write_episodes(self, episodes: Sequence[UnavailabilityEpisode]) -> None:
         """[episode_id]"""
+
+    def write_device_health(self, events: Sequence[DeviceHealth | DeviceStats]) -> None:
+        """State changes [site_id, device_id, ts_ms], stats windows [site_id, device_id,
+        start_ms]; events without a site are not kept (the flows place every event before
+        it gets here)."""
 
     # Queries
     def status_intervals(
@@ -75,6 +81,16 @@ class HistoryStore(Protocol):
         self, asset_ids: Iterable[str], start_ms: int, end_ms: int
     ) -> list[UnavailabilityEpisode]:
         """Episodes of these assets overlapping the range (ongoing ones included), by start."""
+
+    def device_states(self, site_ids: Iterable[str], start_ms: int,
+                      end_ms: int) -> list[DeviceHealth]:
+        """State changes of these sites' devices in the range and each device's last one
+        before it, by time (then device)."""
+
+    def device_stats(self, site_ids: Iterable[str], start_ms: int,
+                     end_ms: int) -> list[DeviceStatsTotal]:
+        """Per device of these sites, its stats windows starting in the range added up, by
+        device id."""
 
     def close(self) -> None: ...
 

@@ -197,11 +197,12 @@ class GatewayCoordinator:
 
     async def read_blocks(self, unit_id: int, blocks: Sequence[tuple[int, int]], *,
                           timeout_s: float, retries: int = 0, backoff_s: float = 0.1,
-                          backoff_max_s: float = 5.0) -> list[bytes]:
+                          backoff_max_s: float = 5.0,
+                          on_retry: Callable[[], None] | None = None) -> list[bytes]:
         """Read every `(address, count)` block of one poll, its requests sent together (one
         consistent snapshot), beside other polls; each block's registers as big-endian bytes.
         On failure try again up to `retries` times, waiting `backoff_s · 2^attempt` (at most
-        `backoff_max_s`) without a place on the connection."""
+        `backoff_max_s`) without a place on the connection; `on_retry` is told of each retry."""
         attempt = 0
         lock = self._lock
         while True:
@@ -221,6 +222,8 @@ class GatewayCoordinator:
                     raise
             await asyncio.sleep(min(backoff_s * 2 ** attempt, backoff_max_s))
             attempt += 1
+            if on_retry is not None:
+                on_retry()
 
     async def poll_each(self, polls: Sequence[tuple[int, tuple[tuple[int, int], ...], float,
                                                     Polled]]) -> None:

@@ -8,7 +8,8 @@
 - `online`: the last `window` polls all answered within the budget.
 
 A device coming back therefore goes offline → degraded → online: it is trusted again only
-after `window` clean polls. Every change is one `DeviceHealth` event."""
+after `window` clean polls. Every change is one `DeviceHealth` event. The figures of its
+polls over time (latency, drops, retries) are counted apart, by `contracts.comms.PollWindow`."""
 
 from __future__ import annotations
 
@@ -23,11 +24,13 @@ HealthState = Literal["online", "degraded", "offline"]
 
 class HealthTracker:
     def __init__(self, device_id: str, *, window: int = 10, offline_after: int = 3,
-                 latency_budget_s: float = 1.0, connector: str = "modbus") -> None:
+                 latency_budget_s: float = 1.0, connector: str = "modbus",
+                 site_id: str | None = None, gateway: str | None = None) -> None:
         if window < 1 or offline_after < 1:
             raise ValueError("window and offline_after must be at least 1")
         self.device_id = device_id
         self.connector = connector
+        self.site_id, self.gateway = site_id, gateway  # told in its events
         self.latency_budget_s = latency_budget_s
         self.offline_after = offline_after
         self.state: HealthState | None = None
@@ -73,4 +76,5 @@ class HealthTracker:
         previous, self.state = self.state, state
         return DeviceHealth(device_id=self.device_id, connector=self.connector, state=state,
                             previous=previous, ts_ms=ts_ms, reason=reason[:500],
-                            consecutive_failures=self.consecutive_failures)
+                            consecutive_failures=self.consecutive_failures,
+                            site_id=self.site_id, gateway=self.gateway)

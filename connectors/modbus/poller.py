@@ -55,10 +55,12 @@ from connectors.refusals import (
     Rejection,
     device_time_problem,
 )
+from contracts.comms import PollWindow
 from contracts.events import (
     AssetReading,
     DeadLetter,
     DeviceHealth,
+    DeviceStats,
     TagValue,
     TelemetrySample,
     asset_reading,
@@ -418,6 +420,7 @@ class _Poller:
     map: DeviceMap
     group: PollGroup
     tracker: HealthTracker
+    window: PollWindow  # the device's (shared by its groups' pollers)
     polls: Counter
     latency: Histogram
     errors: dict[str, Counter]
@@ -457,8 +460,11 @@ class ModbusConnector:
         publish: Callable[[TelemetrySample], None],
         publish_health: Callable[[DeviceHealth], None] | None = None,
         publish_dead: Callable[[DeadLetter], None] | None = None,
+        publish_stats: Callable[[DeviceStats], None] | None = None,
         on_sample: Callable[[DeviceMap, TelemetrySample], None] | None = None,
         clock: Callable[[], float] = time.time,
+        sites: Mapping[str, str] | None = None,
+        stats_every_s: float = 60.0,
     ) -> None:
         self._maps = {m.device.id: m for m in maps}
         self._sunspec = tuple(sunspec)
@@ -467,6 +473,7 @@ class ModbusConnector:
             raise ValueError("device ids must be unique")
         self._publish = publish
         self._publish_health = publish_health
+        self._publish_stats = publish_stats
         self.on_sample = on_sample
         self.refusals = Refusals(SOURCE, publish_dead)
         self._clock = clock
@@ -482,10 +489,17 @@ class ModbusConnector:
                 d.host, d.port, timeout_s=max(c.timeout_s for c in sharing),
                 backoff_s=d.backoff_s, backoff_max_s=d.backoff_max_s,
                 pipeline=min(c.pipeline for c in sharing))
+        sites = sites or {}
         self.health = {d.id: HealthTracker(d.id, window=d.health_window,
                                            offline_after=d.offline_after,
-                                           latency_budget_s=d.latency_budget_s)
+                                           latency_budget_s=d.latency_budget_s,
+                                           site_id=sites.get(d.id), gateway=f"{d.host}:{d.port}")
                        for d in self._configs.values()}
+        # Each device's poll figures, one `DeviceStats` per `stats_every_s` (contracts/comms.py)
+        every_ms = max(1, round(stats_every_s * 1000))
+        self.windows = {d.id: PollWindow(d.id, connector="modbus", site_id=sites.get(d.id),
+                                         gateway=f"{d.host}:{d.port}", every_ms=every_ms)
+                        for d in self._configs.values()}
 
     @classmethod
     def from_devices(cls, devices: Sequence[DeviceConfig], fleet: Fleet,
@@ -493,16 +507,20 @@ class ModbusConnector:
                      publish: Callable[[TelemetrySample], None],
                      publish_health: Callable[[DeviceHealth], None] | None = None,
                      publish_dead: Callable[[DeadLetter], None] | None = None,
+                     publish_stats: Callable[[DeviceStats], None] | None = None,
                      on_sample: Callable[[DeviceMap, TelemetrySample], None] | None = None,
-                     clock: Callable[[], float] = time.time) -> ModbusConnector:
+                     clock: Callable[[], float] = time.time,
+                     stats_every_s: float = 60.0) -> ModbusConnector:
         """Devices with a profile are mapped now (a bad list fails at start); SunSpec devices
         once their models are discovered."""
         sunspec = [d for d in devices if d.profile == SUNSPEC]
         for d in sunspec:
             fleet.unit(d.asset)  # the asset must exist
         maps = [DeviceMap.build(d, fleet, profiles) for d in devices if d.profile != SUNSPEC]
+        sites = {d.id: fleet.assets[fleet.unit(d.asset).id].site_id for d in devices}
         return cls(maps, sunspec=sunspec, publish=publish, publish_health=publish_health,
-                   publish_dead=publish_dead, on_sample=on_sample, clock=clock)
+                   publish_dead=publish_dead, publish_stats=publish_stats,
+                   on_sample=on_sample, clock=clock, sites=sites, stats_every_s=stats_every_s)
 
     @property
     def devices(self) -> tuple[DeviceConfig, ...]:
@@ -555,7 +573,7 @@ class ModbusConnector:
     def _poller(self, m: DeviceMap, group: PollGroup) -> _Poller:
         device = m.device
         where = f"{device.host}:{device.port}"
-        return _Poller(m, group, self.health[device.id],
+        return _Poller(m, group, self.health[device.id], self.windows[device.id],
                        metrics.CONNECTOR_POLLS.labels("modbus", where),
                        metrics.CONNECTOR_POLL_SECONDS.labels("modbus", where),
                        {reason: metrics.CONNECTOR_POLL_ERRORS.labels("modbus", where, reason)
@@ -597,7 +615,8 @@ class ModbusConnector:
                 outcome = await gateway.read_blocks(
                     device.unit_id, group.blocks, timeout_s=device.timeout_s,
                     retries=device.retries, backoff_s=device.backoff_s,
-                    backoff_max_s=device.backoff_max_s)
+                    backoff_max_s=device.backoff_max_s,
+                    on_retry=self._retried(poller, ts_ms))
             except ModbusError as exc:
                 outcome = exc
             self._polled(poller, ts_ms, time.monotonic() - started, outcome)
@@ -663,22 +682,34 @@ class ModbusConnector:
     async def _retry(self, gateway: GatewayCoordinator, poller: _Poller, ts_ms: int,
                      started: float) -> None:
         device = poller.map.device
+        on_retry = self._retried(poller, ts_ms)
         outcome: list[bytes] | ModbusError
         try:
             await asyncio.sleep(min(device.backoff_s, device.backoff_max_s))
+            on_retry()
             outcome = await gateway.read_blocks(
                 device.unit_id, poller.group.blocks, timeout_s=device.timeout_s,
                 retries=device.retries - 1, backoff_s=device.backoff_s * 2,
-                backoff_max_s=device.backoff_max_s)
+                backoff_max_s=device.backoff_max_s, on_retry=on_retry)
         except ModbusError as exc:
             outcome = exc
         self._polled(poller, ts_ms, time.monotonic() - started, outcome)
 
+    def _retried(self, poller: _Poller, ts_ms: int) -> Callable[[], None]:
+        """What a poll's retry tells: one more retry in the device's poll figures."""
+        def retried() -> None:
+            self._stats(poller.window.retried(ts_ms))
+        return retried
+
     def _polled(self, poller: _Poller, ts_ms: int, latency_s: float,
                 outcome: list[bytes] | ModbusError) -> None:
         """One poll's end: its sample published, its values refused, the device's health
-        told. Never raises: a bug of ours is logged, and the poller polls on."""
+        and poll figures told. Never raises: a bug of ours is logged, and the poller polls
+        on."""
         try:
+            window = poller.window
+            self._stats(window.failed(ts_ms) if isinstance(outcome, ModbusError)
+                        else window.answered(ts_ms, latency_s))
             self._handle(poller, ts_ms, latency_s, outcome)
         except Exception:
             log.exception("device %s: group %s: cannot handle the poll",
@@ -768,6 +799,10 @@ class ModbusConnector:
         await stop.wait()
         for task in list(self._sleeping):
             task.cancel()
+
+    def _stats(self, stats: DeviceStats | None) -> None:
+        if stats is not None and self._publish_stats is not None:
+            self._publish_stats(stats)
 
     def _health(self, event: DeviceHealth | None) -> None:
         if event is None:

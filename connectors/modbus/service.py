@@ -61,7 +61,9 @@ async def run_modbus_connector(settings: Settings, devices_file: Path,
     connector = ModbusConnector.from_devices(devices.devices, fleet, profiles,
                                              publish=publisher.sample,
                                              publish_health=publisher.health,
-                                             publish_dead=publisher.dead)
+                                             publish_dead=publisher.dead,
+                                             publish_stats=publisher.stats,
+                                             stats_every_s=settings.stats_every_s)
     executor = CommandExecutor(connector, control, fleet, publish_result=results)
     log.info("polling %d devices into %s", len(devices.devices), settings.topic_telemetry)
     stop = stop or asyncio.Event()

@@ -294,6 +294,7 @@ class HealthTracker:
     clock: Callable[[], float] = time.time
     state: HealthState | None = None
     reason: str = ""
+    gateway: str | None = None  # the endpoint's host:port, told in its events
 
     def update(self, state: HealthState, reason: str = "",
                failures: int = 0) -> DeviceHealth | None:
@@ -302,7 +303,7 @@ class HealthTracker:
             return None
         event = DeviceHealth(device_id=self.device_id, connector=CONNECTOR, state=state,
                              previous=self.state, ts_ms=int(self.clock() * 1000), reason=reason,
-                             consecutive_failures=failures)
+                             consecutive_failures=failures, gateway=self.gateway)
         self.state, self.reason = state, reason
         return event
 
@@ -391,7 +392,9 @@ class EndpointCoordinator:
         self.builder = SampleBuilder(self.devices, clock)
         self.refusals = Refusals(SOURCE, on_dead)
         self._up = False  # a session is up: health follows the nodes' values
-        self.health = {d.id: HealthTracker(d.id, clock) for d in self.devices}
+        url = urlsplit(self.endpoint)
+        gateway = f"opc.tcp://{url.netloc.rpartition('@')[2]}{url.path}"  # no user in it
+        self.health = {d.id: HealthTracker(d.id, clock, gateway=gateway) for d in self.devices}
         self.last_error: OpcUaError | None = None  # of the last attempt; None once connected
         self.sessions = 0  # sessions established (1 + the reconnects)
         self._refused: dict[str, list[str]] = {}  # device → nodes not monitored, with why

@@ -39,7 +39,7 @@ def cmd_flows(args: argparse.Namespace, settings: Settings) -> int:
         ensure_topics(settings.require_kafka(), [
             settings.topic_telemetry, settings.topic_tickets, settings.topic_status,
             settings.topic_availability, settings.topic_dlq, settings.topic_breaches,
-            settings.topic_alerts], settings.topic_partitions)
+            settings.topic_alerts, settings.topic_device_health], settings.topic_partitions)
         if args.recovery_dir and not any(args.recovery_dir.glob("*")):
             args.recovery_dir.mkdir(parents=True, exist_ok=True)
             # One recovery partition per process: a cluster resumes with as many processes.

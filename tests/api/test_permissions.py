@@ -121,6 +121,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/api/v1/analytics/vendors", P.READ,
              "/api/v1/analytics/vendors?from=2026-01-01T00:00:00Z&to=2026-01-08T00:00:00Z"
              "&site=nordvik"),
+    # Controller health and comms (tests/api/test_comms.py).
+    Endpoint("GET", "/api/v1/analytics/comms", P.READ,
+             "/api/v1/analytics/comms?from=2026-01-01T00:00:00Z&to=2026-01-08T00:00:00Z"
+             "&site=nordvik"),
     Endpoint("GET", "/api/v1/alarms", P.READ, "/api/v1/alarms?site_id=nordvik"),
     Endpoint("POST", "/api/v1/alarms/{breach_id}/acknowledge", P.ALARMS_ACKNOWLEDGE,
              "/api/v1/alarms/{breach}/acknowledge", json={"comment": "crew on the way"}),

@@ -213,6 +213,7 @@ def other_things(site: str, world: dict[str, Any]) -> list[tuple[str, str, str, 
          None),
         ("GET", f"/api/v1/analytics/faults?site={site}&{iso_span}", site, None),
         ("GET", f"/api/v1/analytics/vendors?site={site}&{iso_span}", site, None),
+        ("GET", f"/api/v1/analytics/comms?site={site}&{iso_span}", site, None),
         ("GET", f"/api/v1/contracts/{contract}/compliance?period={PERIOD[site]}", contract,
          None),
         ("GET", f"/api/v1/reports/compliance?contract_id={contract}&period={PERIOD[site]}"

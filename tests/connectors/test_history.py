@@ -22,6 +22,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from questdb import Sender, TimestampNanos
 
 from connectors.history import (
@@ -34,9 +37,19 @@ from connectors.history import (
     open_history,
 )
 from connectors.history import questdb as qdb
+from connectors.history.rows import DeviceStatsTotal
 from connectors.history.sqlite import SCHEMA_VERSION
 from connectors.settings import Settings
-from contracts.events import Alert, BreachEvent, TicketRef, UnavailabilityEpisode
+from contracts.comms import totals
+from contracts.events import (
+    Alert,
+    BreachEvent,
+    DeviceHealth,
+    DeviceStats,
+    HealthState,
+    TicketRef,
+    UnavailabilityEpisode,
+)
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z: a multiple of every step used below
 MIN = 60_000
@@ -161,9 +174,79 @@ def test_writing_the_same_batches_again_leaves_no_duplicates(store: SqliteHistor
     once = table_counts(store.path)
     write_everything(store)  # a flow replaying an epoch after crash recovery
     assert table_counts(store.path) == once == {
-        "alerts": 2, "availability": 4, "breaches": 2, "episodes": 2, "status_intervals": 4,
-        "telemetry": 3}
+        "alerts": 2, "availability": 4, "breaches": 2, "device_states": 0, "device_stats": 0,
+        "episodes": 2, "status_intervals": 4, "telemetry": 3}
     assert read_everything(store) == EXPECTED
+
+
+def health(device: str, at_ms: int, state: HealthState, site: str = "s1") -> DeviceHealth:
+    return DeviceHealth(device_id=device, connector="modbus", state=state, ts_ms=at_ms,
+                        site_id=site, gateway="10.0.0.1:502")
+
+
+def test_device_states_are_the_ranges_changes_and_each_devices_state_before_it(
+        store: SqliteHistoryStore) -> None:
+    events = [
+        health("s1-u1", T0 - 2 * HOUR, "online"), health("s1-u1", T0 - HOUR, "degraded"),
+        health("s1-u1", T0 + HOUR, "offline"), health("s1-u2", T0 + 2 * HOUR, "online"),
+        health("s1-u2", T0 + DAY, "offline"),  # at the range's end: not in it
+        health("s2-u1", T0 + HOUR, "online", site="s2"),
+        health("s1-u3", T0 - HOUR, "online", site="s1")]
+    store.write_device_health(events)
+    store.write_device_health(events[:3])  # a replayed epoch: no duplicate
+    assert table_counts(store.path)["device_states"] == len(events)
+    assert store.device_states(["s1"], T0, T0 + DAY) == [
+        events[1], events[6],  # their last changes before the range (by time, device)
+        events[2], events[3]]
+    assert store.device_states(["s2"], T0, T0 + DAY) == [events[5]]
+    assert store.device_states([], T0, T0 + DAY) == []
+    with pytest.raises(TypeError):
+        store.device_states("s1", T0, T0 + DAY)
+    with pytest.raises(ValueError, match="empty range"):
+        store.device_stats(["s1"], T0, T0 - 1)
+
+
+windows = st.lists(st.tuples(
+    st.sampled_from(["s1-u1", "s1-u2", "s2-u1"]), st.integers(-3, 30),  # device, minute
+    st.integers(0, 60), st.integers(0, 60), st.integers(0, 90),  # polls, failed, retries
+    st.lists(st.integers(0, 5_000), min_size=3, max_size=3)), max_size=40)
+
+
+@hypothesis_settings(max_examples=40,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(windows)
+def test_device_stats_are_the_windows_of_the_range_added_up(
+        tmp_path: Path, drawn: list[tuple[str, int, int, int, int, list[int]]]) -> None:
+    """The store's sums are `PollTotals.of` added up (contracts/comms.py): the oracle."""
+    with SqliteHistoryStore(tmp_path / f"{uuid.uuid4().hex}.db") as store:
+        check_stats_sums(store, drawn)
+
+
+def check_stats_sums(store: SqliteHistoryStore,
+                     drawn: list[tuple[str, int, int, int, int, list[int]]]) -> None:
+    written: dict[tuple[str, int], DeviceStats] = {}
+    for device, minute, polls, failed, retries, latencies in drawn:
+        failed = min(failed, polls)
+        p50, p95, most = sorted(latencies)
+        answered = polls > failed
+        w = DeviceStats(
+            device_id=device, connector="modbus", site_id=device[:2],
+            gateway=f"gw-{minute % 2}", start_ms=T0 + minute * MIN,
+            end_ms=T0 + (minute + 1) * MIN, polls=polls, failed=failed, retries=retries,
+            latency_p50_ms=p50 if answered else None, latency_p95_ms=p95 if answered else None,
+            latency_max_ms=most if answered else None)
+        written[(device, w.start_ms)] = w  # the last write wins
+        store.write_device_health([w])
+    start, end = T0, T0 + 30 * MIN
+    got = store.device_stats(["s1"], start, end)
+    mine = sorted((w for w in written.values() if w.site_id == "s1"
+                   and start <= w.start_ms < end), key=lambda w: (w.device_id, w.start_ms))
+    expected = []
+    for device in sorted({w.device_id for w in mine}):
+        of = [w for w in mine if w.device_id == device]
+        expected.append(DeviceStatsTotal(device, "s1", "modbus", of[-1].gateway,
+                                         of[-1].start_ms, of[-1].end_ms, totals(of)))
+    assert got == expected
 
 
 def test_a_later_write_fills_in_an_open_intervals_end(store: SqliteHistoryStore) -> None:

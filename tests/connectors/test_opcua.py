@@ -520,6 +520,7 @@ def test_username_and_password_are_enforced(example_fleet: Fleet) -> None:
     assert str(bad.last_error) == message
     assert wrong.health[0].reason == message
     assert wrong.health[0].consecutive_failures == 1
+    assert wrong.health[0].gateway == server.endpoint  # the comms view's gateway
     assert not anonymous.samples and anonymous.states == ["offline"]
     assert str(anon.last_error) == (f"{server.endpoint}: anonymous login refused by the server "
                                     "(BadIdentityTokenRejected): check the user name and "

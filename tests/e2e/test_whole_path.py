@@ -94,3 +94,28 @@ def test_sim_cli_errors_are_precise(stack: RunningStack) -> None:
     assert unknown.stderr.strip() == "bessmon sim: unknown asset id 'atlantis-u01'"
     bad = stack.bessmon("sim", "fault", "elbe-u01", "--for", "soon")
     assert bad.returncode == 2 and "not a duration: 'soon'" in bad.stderr
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(120)
+def test_every_controller_shows_in_the_comms_view(stack: RunningStack) -> None:
+    """The connectors' health events reach the comms view through the live flow: each
+    site's controllers under their gateway — two Modbus gateways, one OPC UA server."""
+    headers = {"Authorization": f"Bearer {stack.token}"}
+    now = time.time()
+    span = {"from": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 3600)),
+            "to": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 3600))}
+    deadline = time.monotonic() + 60
+    while True:
+        body = httpx.get(stack.url + "api/v1/analytics/comms", params=span, headers=headers,
+                         timeout=10).json()
+        devices = [d for g in body["gateways"] for d in g["devices"]]
+        sites = {d["site_id"] for d in devices if d["state"] == "online"}
+        if sites == {"nordvik", "elbe", "mesa"} or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert sites == {"nordvik", "elbe", "mesa"}, body
+    by_gateway = {g["gateway"]: g["site_ids"] for g in body["gateways"]}
+    assert sorted(by_gateway.values()) == [["elbe"], ["mesa"], ["nordvik"]], by_gateway
+    assert sum(name.startswith("opc.tcp://") for name in by_gateway) == 1
+    assert body["newest_ms"] > (now - 60) * 1000
