@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 import redis
-from hypothesis import settings
 
 from connectors.kafka import ensure_topics
 from connectors.settings import EXAMPLE_FLEET, Settings
@@ -22,8 +22,8 @@ from infra.services import ServiceError, start_broker, start_redis
 
 # Property tests have no deadline: how fast an example runs is a benchmark's business, and
 # on two shared cores a slow example (a worker busy with a stack) failed a property that held.
-settings.register_profile("bessmon", deadline=None)
-settings.load_profile("bessmon")
+hypothesis.settings.register_profile("bessmon", deadline=None)
+hypothesis.settings.load_profile("bessmon")
 
 # `make test` runs pytest on two workers (pytest-xdist, `-n 2`). The tests that start a
 # whole stack, a browser or a cluster of flow processes take turns on one worker, in
