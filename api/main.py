@@ -37,6 +37,7 @@ from api.routes import (
     report_archive,
     sites,
     stack,
+    warranty,
     webhooks,
     ws,
 )
@@ -83,7 +84,7 @@ def create_app(settings: Settings | None = None, *, web_dist: Path | None = None
     errors.install(app)
     for module in (health, auth, sites, repair, assets, historian, faults, alarms, data_quality,
                    contracts, exclusions, report_archive, control, admin, stack, notify,
-                   webhooks, ws, battery_health):
+                   webhooks, ws, battery_health, warranty):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(metrics.router)  # /metrics, where Prometheus looks
 
