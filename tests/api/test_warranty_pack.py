@@ -116,7 +116,8 @@ def download(client: TestClient, settings: Settings, fmt: str,
              user: str = "nordvik-manager") -> bytes:
     answer = client.get(f"{URL}&format={fmt}", headers=auth(settings, user))
     assert answer.status_code == 200, answer.text
-    return answer.content
+    content: bytes = answer.content
+    return content
 
 
 def sheet_rows(wb: Any, name: str) -> list[tuple[Any, ...]]:
