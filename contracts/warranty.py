@@ -217,10 +217,11 @@ def _excursion_figures(key: str, title: str, unit: str, values: Sequence[Bucket]
     term = f"{_g(allowed.min)}–{_g(allowed.max)} {unit}"
     verdict: Verdict = "no_data" if not values else \
         "within" if not found.episodes else "exceeded"
-    extremes = [e.extreme for e in found.episodes]
-    detail = (f"{found.hours_with_data:g} h with data" + (
-        f"; lowest {min(extremes):.1f} {unit}, highest {max(extremes):.1f} {unit} outside"
-        if extremes else ""))
+    below = [e.extreme for e in found.episodes if e.side == "below"]
+    above = [e.extreme for e in found.episodes if e.side == "above"]
+    detail = "; ".join([f"{found.hours_with_data:g} h with data",
+                        *([f"lowest {min(below):.1f} {unit}"] if below else []),
+                        *([f"highest {max(above):.1f} {unit}"] if above else [])])
     return [
         Figure(f"{key}_outside_h", f"{title}: time outside the allowed range",
                found.hours_outside if values else None, "h", term, verdict, detail),

@@ -30,7 +30,7 @@ METHOD = (
     "(exclusions, the contract year's maintenance allowance, the data-gap policy), over the "
     "unit's status intervals; its term is the guarantee of the contract year holding the "
     "period's start.",
-    "Throughput is Σ |mean power| × width of the power buckets at the grid side (a sign "
+    "Throughput is ∑ |mean power| × width of the power buckets at the grid side (a sign "
     "change inside a bucket loses throughput); equivalent full cycles = throughput / (2 × "
     "rated energy), annualised over the time with power data.",
     "The average C-rate is the time-weighted mean of |P| / rated energy over the buckets at "

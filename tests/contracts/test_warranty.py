@@ -125,6 +125,8 @@ def test_the_figures_of_a_hand_computed_period() -> None:
         "soc_outside_h": "within", "soc_excursions": "within", "soc_longest_h": "within"}
     assert a.figure("soh_end_pct").term == "≥ 96 % (year of service 2, listed year 2)"
     assert a.figure("temperature_outside_h").term == "5–40 °C"
+    assert a.figure("temperature_outside_h").detail == \
+        "4 h with data; lowest 4.0 °C; highest 41.0 °C"
 
 
 @pytest.mark.parametrize(("changes", "key", "verdict"), [
