@@ -150,6 +150,35 @@ def test_each_verdict(changes: dict[str, object], key: str, verdict: str) -> Non
     assert assess(period(**changes), WARRANTY).figure(key).verdict == verdict
 
 
+@given(st.lists(st.floats(-3000, 3000), max_size=30), st.floats(1, 1000),
+       st.floats(0.01, 2))
+def test_the_power_figures_hold_together(means: list[float], max_efc: float,
+                                         max_c: float) -> None:
+    """Throughput is discharged + charged, the cycles run up to the total, and each verdict
+    is the comparison of the figure with its term."""
+    w = Warranty(max_efc_per_year=max_efc, max_average_c_rate=max_c)
+    a = assess(period(power=buckets(means, width=15 * 60_000)), w)
+    v = {f.key: f for f in a.figures}
+    if not means:
+        assert v["throughput_mwh"].value is None and v["efc_per_year"].verdict == "no_data"
+        return
+    total, out, back = (v[k].value for k in ("throughput_mwh", "discharged_mwh", "charged_mwh"))
+    assert total is not None and out is not None and back is not None
+    assert total == pytest.approx(out + back)
+    assert total == pytest.approx(sum(abs(m) for m in means) / 4 / 1000)
+    assert a.efc_cumulative[-1] == pytest.approx(v["efc"].value)
+    assert list(a.efc_cumulative) == sorted(a.efc_cumulative)
+    per_year = v["efc_per_year"].value
+    assert per_year is not None
+    assert v["efc_per_year"].verdict == ("within" if per_year <= max_efc else "exceeded")
+    c_rate = v["average_c_rate"].value
+    if c_rate is None:
+        assert all(abs(m) / RATED < 0.05 for m in means)
+    else:
+        assert 0.05 <= c_rate <= max(abs(m) for m in means) / RATED + 1e-12
+        assert v["average_c_rate"].verdict == ("within" if c_rate <= max_c else "exceeded")
+
+
 def test_without_a_warranty_every_term_is_missing_and_the_figures_remain() -> None:
     a = assess(period(), None)
     assert {f.verdict for f in a.figures} == {"no_term"}
