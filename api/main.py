@@ -39,6 +39,7 @@ from api.routes import (
     sites,
     stack,
     vendors,
+    warranty,
     webhooks,
     ws,
 )
@@ -85,7 +86,7 @@ def create_app(settings: Settings | None = None, *, web_dist: Path | None = None
     errors.install(app)
     for module in (health, auth, sites, repair, assets, historian, faults, alarms, data_quality,
                    contracts, exclusions, report_archive, control, admin, stack, notify,
-                   webhooks, ws, battery_health, vendors, comms):
+                   webhooks, ws, battery_health, vendors, comms, warranty):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(metrics.router)  # /metrics, where Prometheus looks
 

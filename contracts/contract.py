@@ -3,6 +3,7 @@ keys are refused: in a contract a misspelt key must never silently fall back to 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -62,11 +63,72 @@ class Bonus(_Terms):
     cap_per_contract_year: Money
 
 
-class Warranty(_Terms):
-    """The battery warranty's terms that the health analytics read (contracts/battery_health.py):
-    the state of health (% of rated energy) at which the battery has reached its end of life."""
+class Range(_Terms):
+    """Allowed values `min ≤ x ≤ max` (both inclusive)."""
 
-    end_of_life_soh_pct: Annotated[float, Field(gt=0, lt=100, allow_inf_nan=False, strict=True)]
+    min: Annotated[float, Field(allow_inf_nan=False, strict=True)]
+    max: Annotated[float, Field(allow_inf_nan=False, strict=True)]
+
+    @field_validator("max")
+    @classmethod
+    def _above_min(cls, high: float, info: ValidationInfo) -> float:
+        low = info.data.get("min")
+        if low is not None and not high > low:
+            raise ValueError(f"must be greater than min (got {high:g} ≤ {low:g})")
+        return high
+
+
+class TemperatureRange(Range):
+    min: Annotated[float, Field(ge=-60, le=100, allow_inf_nan=False, strict=True)]
+    max: Annotated[float, Field(ge=-60, le=100, allow_inf_nan=False, strict=True)]
+
+
+class PctRange(Range):
+    min: Pct
+    max: Pct
+
+
+SohPct = Annotated[float, Field(gt=0, le=100, allow_inf_nan=False, strict=True)]
+
+
+class Warranty(_Terms):
+    """The battery warranty's terms (each optional): what the health analytics
+    (contracts/battery_health.py) and the warranty evidence pack (contracts/warranty.py)
+    measure the unit against."""
+
+    # The state of health (% of rated energy) at which the battery has reached its end of life.
+    end_of_life_soh_pct: Annotated[float | None, Field(gt=0, lt=100, allow_inf_nan=False,
+                                                       strict=True)] = None
+    # Equivalent full cycles a year at most (throughput / 2 × rated energy, annualised).
+    max_efc_per_year: Annotated[float | None, Field(gt=0, allow_inf_nan=False,
+                                                    strict=True)] = None
+    # The mean C-rate (|P| / rated energy) while operating, at most.
+    max_average_c_rate: Annotated[float | None, Field(gt=0, allow_inf_nan=False,
+                                                      strict=True)] = None
+    # The hottest cell's allowed range, °C.
+    operating_temperature_c: TemperatureRange | None = None
+    # The allowed state of charge, % (outside it the warranty may be void).
+    soc_window_pct: PctRange | None = None
+    # The guaranteed SOH at the end of each year of service (from the unit's commissioning):
+    # year → min SOH %; a year not listed takes the latest listed year before it.
+    min_soh_pct_by_year: dict[Annotated[int, Field(ge=1, le=60, strict=True)], SohPct] = Field(
+        default_factory=dict)
+
+    @field_validator("min_soh_pct_by_year")
+    @classmethod
+    def _not_rising(cls, table: dict[int, float]) -> dict[int, float]:
+        years = sorted(table)
+        for a, b in itertools.pairwise(years):
+            if table[b] > table[a]:
+                raise ValueError(f"year {b} guarantees more than year {a} "
+                                 f"({table[b]:g} > {table[a]:g}): a guarantee never rises")
+        return dict(sorted(table.items()))
+
+    def min_soh_pct(self, service_year: int) -> tuple[int, float] | None:
+        """(the year listed, its min SOH %) that holds in `service_year`; None before the
+        first year listed."""
+        listed = [y for y in self.min_soh_pct_by_year if y <= service_year]
+        return None if not listed else (max(listed), self.min_soh_pct_by_year[max(listed)])
 
 
 class Contract(_Terms):

@@ -125,7 +125,8 @@ def iso_date(day: dt.date | None) -> str | None:
 
 
 def threshold_of(contract: Contract | None) -> tuple[float, str]:
-    if contract is not None and contract.warranty is not None:
+    if contract is not None and contract.warranty is not None \
+            and contract.warranty.end_of_life_soh_pct is not None:
         return contract.warranty.end_of_life_soh_pct, "contract"
     return DEFAULT_END_OF_LIFE_SOH_PCT, "default"
 

@@ -125,6 +125,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/api/v1/analytics/comms", P.READ,
              "/api/v1/analytics/comms?from=2026-01-01T00:00:00Z&to=2026-01-08T00:00:00Z"
              "&site=nordvik"),
+    # The warranty evidence pack (audited: tests/api/test_warranty_pack.py).
+    Endpoint("GET", "/api/v1/analytics/warranty-pack", P.REPORTS_EXPORT,
+             "/api/v1/analytics/warranty-pack?unit=nordvik-u01&from=2026-01-01T00:00:00Z"
+             "&to=2026-01-08T00:00:00Z&format=xlsx"),
     Endpoint("GET", "/api/v1/alarms", P.READ, "/api/v1/alarms?site_id=nordvik"),
     Endpoint("POST", "/api/v1/alarms/{breach_id}/acknowledge", P.ALARMS_ACKNOWLEDGE,
              "/api/v1/alarms/{breach}/acknowledge", json={"comment": "crew on the way"}),

@@ -271,7 +271,7 @@ def test_the_warranty_threshold_is_read_from_the_contract_file() -> None:
                                  "than 0 (got 0)"),
     ({"end_of_life_soh_pct": "70"}, "C.yaml:25: warranty.end_of_life_soh_pct: must be a "
                                     "valid number (got '70')"),
-    ({"eol": 70}, "C.yaml:24: warranty.end_of_life_soh_pct: required key is missing"),
+    ({"eol": 70}, "C.yaml:25: warranty.eol: extra inputs are not permitted (got 70)"),
 ])
 def test_a_broken_warranty_is_refused_with_file_key_and_problem(warranty: object,
                                                                 message: str) -> None:
