@@ -267,9 +267,9 @@ def test_the_faults_page_shows_the_episodes_and_their_tickets(
 
 def test_the_pages_leave_nothing_behind(server: LiveServer, settings: Settings,
                                         playwright: Playwright) -> None:
-    """Both pages opened and closed again and again, the explorer zoomed each time: after a
-    full GC the heap and the DOM stay where they were (charts, timers and listeners go with
-    their view)."""
+    """The pages opened and closed again and again, the explorer zoomed each time, the
+    battery-health page with a unit's detail: after a full GC the heap and the DOM stay where
+    they were (charts, timers and listeners go with their view)."""
     b = playwright.chromium.launch(executable_path="/usr/bin/chromium",
                                    args=[*CHROMIUM_ARGS, "--js-flags=--expose-gc"])
     try:
@@ -292,6 +292,9 @@ def test_the_pages_leave_nothing_behind(server: LiveServer, settings: Settings,
             drawn(page)
             page.evaluate("route => { location.hash = route }", "#/analytics/faults")
             expect(page.locator("table.fault-episodes tr.episode")).to_have_count(2)
+            page.evaluate("route => { location.hash = route }",
+                          "#/analytics/battery-health?site=nordvik&unit=nordvik-u01")
+            expect(page.locator(".unit-detail")).to_have_attribute("data-unit", "nordvik-u01")
             page.evaluate("route => { location.hash = route }", "#/alarms")
             expect(page.locator("#view .view")).to_have_count(1)
 

@@ -1,7 +1,8 @@
 // The charts (ECharts, only the parts used: line, bar and custom series on a canvas):
-// availability trend, status timeline, compliance per period, the historian's series. Loaded when a view needs
-// them, so the overview's first render does not wait for them. Each chart keeps only the
-// data it is given (bounded by the caller) and is disposed with its view.
+// availability trend, status timeline, compliance per period, the historian's series, a
+// battery unit's state of health. Loaded when a view needs them, so the overview's first
+// render does not wait for them. Each chart keeps only the data it is given (bounded by the
+// caller) and is disposed with its view.
 import { BarChart, CustomChart, LineChart } from "echarts/charts";
 import { DataZoomInsideComponent, GridComponent, LegendComponent, MarkLineComponent,
          TooltipComponent } from "echarts/components";
@@ -279,5 +280,69 @@ export function historianChart(el: HTMLElement,
       if (rest) clearTimeout(rest);
       dispose();
     },
+  };
+}
+
+export interface SohChart extends Chart {
+  update(soh: { startMs: number; min: number; avg: number; max: number }[],
+         fitted: [number, number][], thresholdPct: number, range: [number, number]): void;
+}
+
+/** A battery unit's state of health: each bucket's mean over a band from its min to its max,
+ * the fitted fade as a dashed line, the end-of-life threshold as a line of its own when it is
+ * near enough to be seen. */
+export function sohChart(el: HTMLElement): SohChart {
+  const { chart, dispose } = mount(el);
+  const colour = PALETTE[0]!;
+  chart.setOption({
+    animation: false,
+    grid: { left: 56, right: 20, top: 36, bottom: 28 },
+    legend: { top: 0, right: 0, textStyle: { color: THEME.muted, fontSize: 13 },
+              data: ["SOH", "fit"] },
+    tooltip: { trigger: "axis", ...TOOLTIP,
+               valueFormatter: (v: unknown) => pct(typeof v === "number" ? v : null) },
+    xAxis: { type: "time", ...AXIS, splitLine: { show: false } },
+    yAxis: { type: "value", scale: true, ...AXIS,
+             axisLabel: { ...AXIS.axisLabel, formatter: "{value} %" } },
+    series: [
+      { name: "SOH min", type: "line", stack: "band", symbol: "none", silent: true,
+        lineStyle: { opacity: 0 }, tooltip: { show: false }, data: [] },
+      { name: "SOH range", type: "line", stack: "band", symbol: "none", silent: true,
+        lineStyle: { opacity: 0 }, areaStyle: { color: colour, opacity: 0.15 },
+        tooltip: { show: false }, data: [] },
+      { name: "SOH", type: "line", symbol: "none", lineStyle: { width: 2, color: colour },
+        itemStyle: { color: colour }, data: [] },
+      { name: "fit", type: "line", symbol: "none",
+        lineStyle: { width: 2, type: "dashed", color: PALETTE[1] },
+        itemStyle: { color: PALETTE[1] }, data: [] },
+    ],
+  });
+  return {
+    update(soh, fitted, thresholdPct, range) {
+      let lo = Math.min(...soh.map((p) => p.min), ...fitted.map(([, v]) => v));
+      let hi = Math.max(...soh.map((p) => p.max), ...fitted.map(([, v]) => v));
+      if (!Number.isFinite(lo)) [lo, hi] = [thresholdPct, 100];
+      // The threshold is drawn when it is within a few points of the data.
+      const showThreshold = lo - thresholdPct <= 5;
+      if (showThreshold) lo = Math.min(lo, thresholdPct);
+      const [yMin, yMax] = niceBounds(lo, hi);
+      chart.setOption({
+        xAxis: { min: range[0], max: range[1] },
+        yAxis: { min: yMin, max: yMax },
+        series: [
+          { data: soh.map((p) => [p.startMs, p.min]) },
+          { data: soh.map((p) => [p.startMs, p.max - p.min]) },
+          { data: soh.map((p) => [p.startMs, p.avg]),
+            markLine: !showThreshold ? { data: [] } : {
+              symbol: "none", silent: true,
+              lineStyle: { color: WARNING_COLOURS.ld_risk, type: "dashed", width: 2 },
+              label: { color: WARNING_COLOURS.ld_risk, position: "insideStartTop",
+                       formatter: `end of life ${pct(thresholdPct, 0)}` },
+              data: [{ yAxis: thresholdPct }] } },
+          { data: fitted },
+        ],
+      });
+    },
+    dispose,
   };
 }

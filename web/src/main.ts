@@ -15,6 +15,7 @@ import { applyPalette } from "./status";
 import type { AlarmMessage, AlarmView, Alert, FleetOverview, FleetSite } from "./types";
 import { alarmsView } from "./views/alarms";
 import { assetView } from "./views/asset";
+import { batteryHealthView } from "./views/battery-health";
 import { contractsView } from "./views/contracts";
 import { controlView } from "./views/control";
 import { faultsView } from "./views/faults";
@@ -79,6 +80,7 @@ function viewFor(app: App, route: Route): View {
     case "wall": return wallView(app, route.params);
     case "historian": return historianView(app, route.params);
     case "faults": return faultsView(app);
+    case "battery-health": return batteryHealthView(app, route.params);
     default: return overviewView(app);
   }
 }

@@ -19,6 +19,7 @@ describe("hash routes", () => {
     ["#/site", "overview", null],
     ["#/analytics/historian", "historian", null],
     ["#/analytics/faults", "faults", null],
+    ["#/analytics/battery-health", "battery-health", null],
     ["#/analytics/nonsense", "overview", null],
     ["#/analytics", "overview", null],
     ["#/historian", "overview", null],
@@ -47,6 +48,8 @@ describe("hash routes", () => {
     expect(parseHash(hashOf({ name: "site", id: "a b", params: {} })).route.id).toBe("a b");
     expect(assetHref("x-u1")).toBe("#/asset/x-u1");
     expect(hashOf({ name: "faults", id: null, params: {} })).toBe("#/analytics/faults");
+    expect(hashOf({ name: "battery-health", id: null, params: { site: "elbe" } })).toBe(
+      "#/analytics/battery-health?site=elbe");
     expect(parseHash("#/analytics/historian?x=1").clean).toBe("#/analytics/historian?x=1");
   });
 });

@@ -344,6 +344,16 @@ export interface AssetNode {
   children: AssetNode[];
 }
 /**
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "AugmentationOut".
+ */
+export interface AugmentationOut {
+  add_mwh: number;
+  by: string;
+  horizon: string;
+  text: string;
+}
+/**
  * Several update frames in one WebSocket message, for a client that asked for batches
  * (`"batch": true` in its auth message): one message per client per tick instead of one
  * per update — what a thousand dashboards cost the API is mostly messages, not bytes.
@@ -364,6 +374,108 @@ export interface UpdateFrame {
   channel: string;
   seq: number;
   data: unknown;
+}
+/**
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "BatteryHealthAnswer".
+ */
+export interface BatteryHealthAnswer {
+  from_ms: number;
+  to_ms: number;
+  units: UnitHealth[];
+  data_to_ms: number | null;
+}
+/**
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "UnitHealth".
+ */
+export interface UnitHealth {
+  unit_id: string;
+  site_id: string;
+  vendor: string | null;
+  model: string | null;
+  rated_energy_mwh: number;
+  commissioned: string;
+  soh: SohPoint[];
+  soh_step_ms: number;
+  fit_step_ms: number;
+  power_step_ms: number;
+  efc: number;
+  fit: FadeFitOut | null;
+  no_fit_reason: string;
+  projection: ProjectionOut | null;
+  augmentation: AugmentationOut | null;
+  threshold_pct: number;
+  threshold_source: "contract" | "default";
+  data_to_ms: number | null;
+  temperature_hours: ExposureBand[];
+  c_rate_hours: ExposureBand[];
+}
+/**
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "SohPoint".
+ */
+export interface SohPoint {
+  start_ms: number;
+  min: number;
+  avg: number;
+  max: number;
+}
+/**
+ * SOH = a + b·years + c·EFC by least squares (contracts/battery_health.py).
+ *
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "FadeFitOut".
+ */
+export interface FadeFitOut {
+  method: "time_and_cycles" | "time_only";
+  samples: number;
+  first_ms: number;
+  last_ms: number;
+  per_year: FadeRate | null;
+  per_1000_efc: FadeRate | null;
+  efc: number;
+  efc_per_year: number;
+  at_duty_per_year: FadeRate | null;
+  soh_now_pct: number;
+  rmse_pct: number;
+  note: string;
+}
+/**
+ * Percentage points of SOH lost (> 0: a loss) per year or per 1,000 EFC, with its 95 %
+ * band.
+ *
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "FadeRate".
+ */
+export interface FadeRate {
+  value: number;
+  low: number;
+  high: number;
+  std_error: number;
+}
+/**
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "ProjectionOut".
+ */
+export interface ProjectionOut {
+  threshold_pct: number;
+  threshold_source: "contract" | "default";
+  reached: boolean;
+  date: string | null;
+  earliest: string | null;
+  latest: string | null;
+  note: string;
+}
+/**
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "ExposureBand".
+ */
+export interface ExposureBand {
+  label: string;
+  low: number | null;
+  high: number | null;
+  hours: number;
 }
 /**
  * A command and, once known, what became of it.

@@ -6,7 +6,7 @@ import { hashOf, type RouteName } from "../router";
 
 /** The analytics pages, as the tabs above each. */
 const PAGES: readonly [RouteName, string][] = [["historian", "Historian explorer"],
-  ["faults", "Faults and trips"]];
+  ["faults", "Faults and trips"], ["battery-health", "Battery health"]];
 
 export interface AnalyticsHeader {
   el: HTMLElement;
