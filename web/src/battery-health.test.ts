@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { DEFAULT_SORT, WINDOWS, YEAR_MS, eolRange, eolText, exposureRows, fitNotes, fittedLine,
          healthQuery, rateText, sortUnits, stateFromParams, stateParams, toggleSort,
-         windowRange } from "./battery-health";
+         warrantyBlocked, warrantyQuery, windowRange } from "./battery-health";
 import type { FadeFitOut, ProjectionOut, UnitHealth } from "./generated/api";
 import { hashOf } from "./router";
 
@@ -158,5 +158,19 @@ describe("the exposure", () => {
                                { label: "0.05–0.25 C", low: 0.05, high: 0.25, hours: 0 }]);
     expect(rows.map((r) => r.share)).toEqual([0.75, 0.25, 0]);
     expect(exposureRows([{ label: "x", low: null, high: null, hours: 0 }])[0]?.share).toBe(0);
+  });
+});
+
+describe("the warranty pack", () => {
+  it("asks for the unit over the page's window, in the format chosen", () => {
+    const r = { from: Date.UTC(2026, 0, 1), to: Date.UTC(2026, 3, 1) };
+    expect(warrantyQuery("nordvik-u01", r, "pdf")).toEqual({ unit: "nordvik-u01",
+      from: "2026-01-01T00:00:00.000Z", to: "2026-04-01T00:00:00.000Z", format: "pdf" });
+    expect(warrantyQuery("elbe-u02", r, "xlsx").format).toBe("xlsx");
+  });
+
+  it("says why a role without reports.export has no buttons", () => {
+    expect(warrantyBlocked(true)).toBeNull();
+    expect(warrantyBlocked(false)).toContain("reports.export");
   });
 });

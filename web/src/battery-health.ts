@@ -172,3 +172,18 @@ export function exposureRows(bands: readonly ExposureBand[]): ExposureRow[] {
   return bands.map((b) => ({ label: b.label, hours: b.hours,
                              share: total > 0 ? b.hours / total : 0 }));
 }
+
+export type PackFormat = "pdf" | "xlsx";
+
+/** GET /analytics/warranty-pack's query: the unit and the page's window (at most 400 days,
+ * as the windows offered). */
+export function warrantyQuery(unit: string, r: Range, format: PackFormat
+                              ): Record<string, string> {
+  return { unit, from: isoUtc(r.from), to: isoUtc(r.to), format };
+}
+
+/** Why the warranty pack cannot be downloaded, or null when it can. */
+export function warrantyBlocked(allowed: boolean): string | null {
+  return allowed ? null
+    : "Warranty packs need the reports.export permission, which your role lacks.";
+}

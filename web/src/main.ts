@@ -16,6 +16,8 @@ import type { AlarmMessage, AlarmView, Alert, FleetOverview, FleetSite } from ".
 import { alarmsView } from "./views/alarms";
 import { assetView } from "./views/asset";
 import { batteryHealthView } from "./views/battery-health";
+import { commsView } from "./views/comms";
+import { vendorsView } from "./views/vendors";
 import { contractsView } from "./views/contracts";
 import { controlView } from "./views/control";
 import { faultsView } from "./views/faults";
@@ -81,6 +83,8 @@ function viewFor(app: App, route: Route): View {
     case "historian": return historianView(app, route.params);
     case "faults": return faultsView(app);
     case "battery-health": return batteryHealthView(app, route.params);
+    case "comms": return commsView(app, route.params);
+    case "vendors": return vendorsView(app, route.params);
     default: return overviewView(app);
   }
 }

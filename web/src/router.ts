@@ -1,13 +1,13 @@
 // Hash routes, so a wall display can be pointed at a URL:
 //   #/  #/site/<id>  #/asset/<id>  #/control/<site id>  #/alarms  #/quality  #/contracts
 //   #/repair  #/notifications  #/wall  #/login  #/analytics/historian  #/analytics/faults
-//   #/analytics/battery-health
+//   #/analytics/battery-health  #/analytics/comms  #/analytics/vendors
 // Query parameters after "?" (#/wall?every=20). A `token=` parameter (the link `make up`
 // prints: #token=…) is taken out of the address and kept for the tab.
 
 export type RouteName = "overview" | "site" | "asset" | "control" | "alarms" | "quality"
   | "contracts" | "repair" | "notifications" | "wall" | "login" | "historian" | "faults"
-  | "battery-health";
+  | "battery-health" | "comms" | "vendors";
 
 export interface Route {
   name: RouteName;
@@ -29,8 +29,9 @@ const PLAIN: Partial<Record<string, RouteName>> = { "": "overview", alarms: "ala
   login: "login" };
 // The analytics pages, under #/analytics/<page>.
 const ANALYTICS: Partial<Record<string, RouteName>> = { historian: "historian",
-  faults: "faults", "battery-health": "battery-health" };
-export const ANALYTICS_ROUTES: readonly RouteName[] = ["historian", "faults", "battery-health"];
+  faults: "faults", "battery-health": "battery-health", comms: "comms", vendors: "vendors" };
+export const ANALYTICS_ROUTES: readonly RouteName[] = ["historian", "faults", "battery-health",
+  "comms", "vendors"];
 
 export function parseHash(hash: string): ParsedHash {
   let text = hash.startsWith("#") ? hash.slice(1) : hash;

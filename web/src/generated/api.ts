@@ -519,6 +519,101 @@ export interface CommandsAccepted {
   unit_ids: string[];
 }
 /**
+ * An analytics view's header: who it is for, the decision it supports, its sources.
+ *
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "CommsAbout".
+ */
+export interface CommsAbout {
+  view: string;
+  audience: string;
+  decision: string;
+  sources: CommsSource[];
+}
+/**
+ * One data source of an analytics view and how fresh it is.
+ *
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "CommsSource".
+ */
+export interface CommsSource {
+  name: string;
+  what: string;
+  newest_ms: number | null;
+}
+/**
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "CommsAnswer".
+ */
+export interface CommsAnswer {
+  about: CommsAbout;
+  from_ms: number;
+  to_ms: number;
+  newest_ms: number | null;
+  gateways: CommsGateway[];
+}
+/**
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "CommsGateway".
+ */
+export interface CommsGateway {
+  gateway: string;
+  site_ids: string[];
+  state: ("online" | "degraded" | "offline") | null;
+  devices_by_state: {
+    [k: string]: number;
+  };
+  figures: CommsFiguresView;
+  devices: CommsDevice[];
+}
+/**
+ * Poll figures over the window (contracts/comms.py `combine`): p50 and p95 are the
+ * stats windows' own weighted by the polls each answered, max the largest.
+ *
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "CommsFiguresView".
+ */
+export interface CommsFiguresView {
+  windows: number;
+  polls: number;
+  failed: number;
+  retries: number;
+  drop_rate: number | null;
+  retry_rate: number | null;
+  latency_p50_ms: number | null;
+  latency_p95_ms: number | null;
+  latency_max_ms: number | null;
+}
+/**
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "CommsDevice".
+ */
+export interface CommsDevice {
+  device_id: string;
+  site_id: string;
+  connector: string;
+  gateway: string | null;
+  state: ("online" | "degraded" | "offline") | null;
+  since_ms: number | null;
+  reason: string | null;
+  hours: {
+    [k: string]: number;
+  };
+  figures: CommsFiguresView;
+  changes: CommsStateChange[];
+}
+/**
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "CommsStateChange".
+ */
+export interface CommsStateChange {
+  ts_ms: number;
+  state: "online" | "degraded" | "offline";
+  previous: ("online" | "degraded" | "offline") | null;
+  reason: string;
+  consecutive_failures: number;
+}
+/**
  * This interface was referenced by `BessmonTypes`'s JSON-Schema
  * via the `definition` "Compliance".
  */
@@ -613,6 +708,17 @@ export interface QualityTotals {
   pairs: number;
   tallies: DeadLetterRow[];
   alerts: Alert[];
+}
+/**
+ * Where figures of a view come from, and how fresh what was found is.
+ *
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "DataSource".
+ */
+export interface DataSource {
+  name: string;
+  feeds: string[];
+  latest_ms: number | null;
 }
 /**
  * One message of the notifier's outbox: what went to whom, on which channel, when, and
@@ -1196,4 +1302,41 @@ export interface UnitLatest {
   status: {
     [k: string]: LiveStatus;
   };
+}
+/**
+ * One vendor's (or one vendor and model's) figures over the window
+ * (contracts/benchmarking.py defines each).
+ *
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "VendorBenchRow".
+ */
+export interface VendorBenchRow {
+  key: string[];
+  assets: number;
+  installed_mw: number;
+  installed_mwh: number;
+  availability_pct: number | null;
+  lost_mwh: number;
+  lost_mwh_per_mwh: number | null;
+  failures_per_mw_year: number | null;
+  reliability: ReliabilityRow;
+  charge_mwh: number;
+  discharge_mwh: number;
+  efficiency_pct: number | null;
+  cycles: number | null;
+  fade_pct_per_year: number | null;
+  assets_with_fade: number;
+}
+/**
+ * This interface was referenced by `BessmonTypes`'s JSON-Schema
+ * via the `definition` "VendorsAnswer".
+ */
+export interface VendorsAnswer {
+  from_ms: number;
+  to_ms: number;
+  level: string;
+  vendors: VendorBenchRow[];
+  models: VendorBenchRow[];
+  total: VendorBenchRow;
+  sources: DataSource[];
 }

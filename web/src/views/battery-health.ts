@@ -6,13 +6,17 @@
 // first; a click shows one's detail: its SOH series with the fitted line, its figures, its
 // exposure, or why there is no fit. Over REST (GET /analytics/battery-health), again on every
 // change and every 15 minutes (SOH moves by hundredths a day). The site, unit and window are
-// in the address (#/analytics/battery-health?site=nordvik&unit=nordvik-u01&window=1 y).
+// in the address (#/analytics/battery-health?site=nordvik&unit=nordvik-u01&window=1 y). The
+// detail downloads the unit's warranty evidence pack for the window, as PDF or XLSX (GET
+// /analytics/warranty-pack, `reports.export`).
 import { ApiError } from "../api";
-import { Disposer, type App, type View } from "../app";
+import { Disposer, P, type App, type View } from "../app";
 import { DEFAULT_SORT, WINDOWS, eolRange, eolText, exposureRows, fitNotes, fittedLine,
          healthQuery, rateText, sortUnits, stateFromParams, stateParams, toggleSort,
-         windowRange, type HealthState, type Sort, type SortKey } from "../battery-health";
+         warrantyBlocked, warrantyQuery, windowRange, type HealthState, type PackFormat,
+         type Sort, type SortKey } from "../battery-health";
 import type { SohChart } from "../charts";
+import { saveFile } from "../download";
 import { attr, h, reconcile, text } from "../dom";
 import { clock, dateTime, num, pct } from "../format";
 import type { BatteryHealthAnswer, ExposureBand, UnitHealth } from "../generated/api";
@@ -87,6 +91,7 @@ export function batteryHealthView(app: App, params: Record<string, string> = {})
   let seq = 0;
   let chart: SohChart | null = null;
   let last: BatteryHealthAnswer | null = null;
+  const canExport = app.can(P.reports);
 
   const head = analyticsHeader("battery-health", "Battery health", {
     who: "Asset owners and contract managers (and the service managers who support them).",
@@ -147,7 +152,22 @@ export function batteryHealthView(app: App, params: Record<string, string> = {})
   const hint = h("p", { class: "augmentation" });
   const temperature = exposureTable("Temperature", "temperature");
   const cRate = exposureTable("C-rate", "c-rate");
+  // The warranty evidence pack of the unit shown, over the page's window.
+  const packStatus = h("span", { class: "export-status", role: "status" });
+  const packButton = (format: PackFormat, label: string) => h("button", {
+    type: "button", class: `warranty-pack warranty-${format}`, "data-format": format,
+    onclick: () => {
+      if (state.unit) void saveFile(app.api, packStatus, "/analytics/warranty-pack",
+                                    warrantyQuery(state.unit, range, format));
+    } }, label);
+  const packs = [packButton("pdf", "Warranty pack (PDF)"), packButton("xlsx", "(XLSX)")];
+  const packNote = h("p", { class: "export-note meta warranty-note" },
+    warrantyBlocked(canExport) ?? "The unit's availability, throughput, cycles, SOH, " +
+    "temperature and SOC excursions over the window shown, against the contract's warranty " +
+    "terms — the workbook with the data behind each figure.");
   const detailBody = h("div", { class: "detail-body", hidden: true },
+    h("div", { class: "export-bar warranty-bar" }, ...(canExport ? packs : []), packStatus),
+    packNote,
     chartEl, chartNote, reasons, figures, hint,
     h("div", { class: "exposures" },
       h("div", {}, h("h3", {}, "Hours per temperature band"), temperature.el),
