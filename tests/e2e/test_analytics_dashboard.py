@@ -268,7 +268,7 @@ def test_the_faults_page_shows_the_episodes_and_their_tickets(
 def test_the_pages_leave_nothing_behind(server: LiveServer, settings: Settings,
                                         playwright: Playwright) -> None:
     """The pages opened and closed again and again, the explorer zoomed each time, the
-    battery-health page with a unit's detail: after a full GC the heap and the DOM stay where
+    battery-health page with a unit's detail, the comms and vendors pages: after a full GC the heap and the DOM stay where
     they were (charts, timers and listeners go with their view)."""
     b = playwright.chromium.launch(executable_path="/usr/bin/chromium",
                                    args=[*CHROMIUM_ARGS, "--js-flags=--expose-gc"])
@@ -295,6 +295,10 @@ def test_the_pages_leave_nothing_behind(server: LiveServer, settings: Settings,
             page.evaluate("route => { location.hash = route }",
                           "#/analytics/battery-health?site=nordvik&unit=nordvik-u01")
             expect(page.locator(".unit-detail")).to_have_attribute("data-unit", "nordvik-u01")
+            page.evaluate("route => { location.hash = route }", "#/analytics/comms?window=7%20d")
+            expect(page.locator(".view.comms")).to_have_attribute("data-gateways", "0")
+            page.evaluate("route => { location.hash = route }", "#/analytics/vendors?by=model")
+            expect(page.locator("table.vendor-table")).to_have_attribute("data-by", "model")
             page.evaluate("route => { location.hash = route }", "#/alarms")
             expect(page.locator("#view .view")).to_have_count(1)
 

@@ -204,6 +204,7 @@ export function batteryHealthView(app: App, params: Record<string, string> = {})
   const drawDetail = (u: UnitHealth | undefined) => {
     detailBody.hidden = u === undefined;
     detailHint.hidden = u !== undefined;
+    if (detail.dataset.unit !== u?.unit_id) text(packStatus, ""); // another unit's download
     attr(detail, "data-unit", u?.unit_id ?? null);
     if (!u) {
       text(detailTitle, "Unit");
