@@ -268,8 +268,9 @@ def test_the_faults_page_shows_the_episodes_and_their_tickets(
 def test_the_pages_leave_nothing_behind(server: LiveServer, settings: Settings,
                                         playwright: Playwright) -> None:
     """The pages opened and closed again and again, the explorer zoomed each time, the
-    battery-health page with a unit's detail, the comms and vendors pages: after a full GC the heap and the DOM stay where
-    they were (charts, timers and listeners go with their view)."""
+    battery-health page with a unit's detail, the comms and vendors pages: after a full GC the
+    heap and the DOM stay where they were (charts, timers and listeners go with their
+    view)."""
     b = playwright.chromium.launch(executable_path="/usr/bin/chromium",
                                    args=[*CHROMIUM_ARGS, "--js-flags=--expose-gc"])
     try:
