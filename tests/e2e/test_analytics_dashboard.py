@@ -17,25 +17,22 @@ import csv
 import datetime as dt
 import io
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
-import redis
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Request, expect
+from playwright.sync_api import Page, Playwright, Request, expect
 
 from connectors.history import SqliteHistoryStore, TelemetryRow
 from connectors.history.rows import StatusIntervalRow
 from connectors.settings import Settings
 from contracts.events import TicketRef, UnavailabilityEpisode
-from tests.api.accounts import token, write_users
-from tests.e2e.conftest import CHROMIUM_ARGS
-from tests.e2e.test_notify_dashboard import LiveServer
+from tests.api.accounts import token
+from tests.e2e.conftest import CHROMIUM_ARGS, LIVE_MS, LiveServer, fresh_settings, open_page
 
 pytestmark = pytest.mark.e2e
-LIVE_MS = 20_000
+VIEWPORT = {"width": 1600, "height": 1000}
 MINUTE = 60_000
 HOUR = 3_600_000
 DAY = 86_400_000
@@ -67,15 +64,7 @@ EPISODES = [
 
 @pytest.fixture(scope="module")
 def settings(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    client: redis.Redis = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter("bessmon:*"):
-        client.delete(key)
-    client.close()
-    base = tmp_path_factory.mktemp("analytics")
-    settings = Settings(REDIS_URL=redis_url, run_dir=base / "run",
-                        users_file=base / "users.yaml", jwt_key_file=base / "jwt.pem")
-    write_users(settings)
-    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    settings = fresh_settings(redis_url, tmp_path_factory.mktemp("analytics"))
     history = SqliteHistoryStore(settings.run_dir / "history.db")
     history.write_telemetry(history_rows())
     history.write_episodes(EPISODES)
@@ -86,36 +75,6 @@ def settings(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settin
         StatusIntervalRow("nordvik-u01", "nordvik", NOW - 26 * HOUR, None, "available")])
     history.close()
     return settings
-
-
-@pytest.fixture(scope="module")
-def server(settings: Settings) -> Iterator[LiveServer]:
-    running = LiveServer(settings)
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    ctx = browser.new_context(viewport={"width": 1600, "height": 1000}, accept_downloads=True)
-    yield ctx
-    ctx.close()
-
-
-@pytest.fixture
-def page(context: BrowserContext) -> Iterator[Page]:
-    p = context.new_page()
-    errors: list[str] = []
-    p.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield p
-    assert errors == [], f"errors in the page: {errors}"
-
-
-def open_page(page: Page, server: LiveServer, settings: Settings, user: str,
-              route: str) -> None:
-    page.goto(f"{server.url}#token={token(settings, user)}")
-    expect(page.locator("#connection")).to_have_text("live", timeout=LIVE_MS)
-    page.evaluate("route => { location.hash = route }", route)
 
 
 def ms(iso: str) -> int:

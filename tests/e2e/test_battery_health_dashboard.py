@@ -15,22 +15,20 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import redis
-from playwright.sync_api import Browser, BrowserContext, Page, Request, expect
+from playwright.sync_api import Page, Request, expect
 
 from connectors.history import SqliteHistoryStore, TelemetryRow
 from connectors.settings import Settings
-from tests.api.accounts import token, write_users
-from tests.e2e.test_analytics_dashboard import asked, open_page
-from tests.e2e.test_notify_dashboard import LiveServer
+from tests.api.accounts import token
+from tests.e2e.conftest import LIVE_MS, LiveServer, fresh_settings, open_page
+from tests.e2e.test_analytics_dashboard import asked
 
 pytestmark = pytest.mark.e2e
-LIVE_MS = 20_000
+VIEWPORT = {"width": 1600, "height": 1000}
 MINUTE = 60_000
 HOUR = 3_600_000
 DAY = 86_400_000
@@ -84,42 +82,11 @@ def history_rows() -> list[TelemetryRow]:
 
 @pytest.fixture(scope="module")
 def settings(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    client: redis.Redis = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter("bessmon:*"):
-        client.delete(key)
-    client.close()
-    base = tmp_path_factory.mktemp("battery-health-page")
-    settings = Settings(REDIS_URL=redis_url, run_dir=base / "run",
-                        users_file=base / "users.yaml", jwt_key_file=base / "jwt.pem")
-    write_users(settings)
-    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    settings = fresh_settings(redis_url, tmp_path_factory.mktemp("battery-health-page"))
     history = SqliteHistoryStore(settings.run_dir / "history.db")
     history.write_telemetry(history_rows())
     history.close()
     return settings
-
-
-@pytest.fixture(scope="module")
-def server(settings: Settings) -> Iterator[LiveServer]:
-    running = LiveServer(settings)
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    ctx = browser.new_context(viewport={"width": 1600, "height": 1000})
-    yield ctx
-    ctx.close()
-
-
-@pytest.fixture
-def page(context: BrowserContext) -> Iterator[Page]:
-    p = context.new_page()
-    errors: list[str] = []
-    p.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield p
-    assert errors == [], f"errors in the page: {errors}"
 
 
 def rate_text(r: dict[str, float]) -> str:

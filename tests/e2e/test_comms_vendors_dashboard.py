@@ -20,7 +20,6 @@ from __future__ import annotations
 import io
 import math
 import time
-from collections.abc import Iterator
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from playwright.sync_api import Browser, BrowserContext, Locator, Page, Request, expect
+from playwright.sync_api import Locator, Page, Request, expect
 from pypdf import PdfReader
 
 from connectors.history import SqliteHistoryStore, StatusIntervalRow, TelemetryRow
@@ -42,12 +41,12 @@ from contracts.events import (
     State,
     UnavailabilityEpisode,
 )
-from tests.api.accounts import token, write_users
-from tests.e2e.test_analytics_dashboard import asked, ms, open_page
-from tests.e2e.test_notify_dashboard import LiveServer
+from tests.api.accounts import token
+from tests.e2e.conftest import LIVE_MS, LiveServer, fresh_settings, open_page
+from tests.e2e.test_analytics_dashboard import asked, ms
 
 pytestmark = pytest.mark.e2e
-LIVE_MS = 20_000
+VIEWPORT = {"width": 1600, "height": 1000}
 MINUTE = 60_000
 HOUR = 3_600_000
 DAY = 86_400_000
@@ -138,9 +137,8 @@ TELEMETRY = [
 
 @pytest.fixture(scope="module")
 def settings(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    settings = fresh_settings(redis_url, tmp_path_factory.mktemp("comms-vendors-pages"))
     client: redis.Redis = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter("bessmon:*"):
-        client.delete(key)
     # Each device's current state and last window, as the flows' Redis sink keeps them.
     for e in sorted(HEALTH, key=lambda e: e.ts_ms if isinstance(e, DeviceHealth)
                     else e.start_ms):
@@ -148,11 +146,6 @@ def settings(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settin
             e.site_id or "unrouted")
         client.hset(key, e.device_id, e.model_dump_json())
     client.close()
-    base = tmp_path_factory.mktemp("comms-vendors-pages")
-    settings = Settings(REDIS_URL=redis_url, run_dir=base / "run",
-                        users_file=base / "users.yaml", jwt_key_file=base / "jwt.pem")
-    write_users(settings)
-    settings.run_dir.mkdir(parents=True, exist_ok=True)
     history = SqliteHistoryStore(settings.run_dir / "history.db")
     history.write_device_health(HEALTH)
     history.write_status(STATUS)
@@ -160,29 +153,6 @@ def settings(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settin
     history.write_telemetry(TELEMETRY)
     history.close()
     return settings
-
-
-@pytest.fixture(scope="module")
-def server(settings: Settings) -> Iterator[LiveServer]:
-    running = LiveServer(settings)
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    ctx = browser.new_context(viewport={"width": 1600, "height": 1000}, accept_downloads=True)
-    yield ctx
-    ctx.close()
-
-
-@pytest.fixture
-def page(context: BrowserContext) -> Iterator[Page]:
-    p = context.new_page()
-    errors: list[str] = []
-    p.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield p
-    assert errors == [], f"errors in the page: {errors}"
 
 
 def answer(server: LiveServer, settings: Settings, path: str, request: Request,

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Page, expect
 
 from connectors.kafka import read_topic
 from connectors.settings import Settings
@@ -23,23 +22,6 @@ from tests.stack import RunningStack
 
 pytestmark = pytest.mark.e2e
 UNIT = "nordvik-u02"
-
-
-
-@pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    ctx = browser.new_context(viewport={"width": 1600, "height": 900})
-    yield ctx
-    ctx.close()
-
-
-@pytest.fixture
-def page(context: BrowserContext) -> Iterator[Page]:
-    p = context.new_page()
-    errors: list[str] = []
-    p.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield p
-    assert errors == [], f"errors in the page: {errors}"
 
 
 def commands_on_topic(stack: RunningStack) -> list[tuple[str, ControlCommand]]:

@@ -10,13 +10,11 @@ import os
 import re
 import signal
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from playwright.sync_api import (
-    Browser,
     BrowserContext,
     Page,
     Playwright,
@@ -34,24 +32,6 @@ LIVE_S = 20_000  # ms: the flows publish every second; a change shows within sec
 CONTRACT_S = 90_000  # ms: contract KPIs come with the first final minute (lateness 30 s)
 
 pytestmark = pytest.mark.e2e
-
-
-
-
-@pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    ctx = browser.new_context(viewport={"width": 1600, "height": 900}, accept_downloads=True)
-    yield ctx
-    ctx.close()
-
-
-@pytest.fixture
-def page(context: BrowserContext) -> Iterator[Page]:
-    p = context.new_page()
-    errors: list[str] = []
-    p.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield p
-    assert errors == [], f"errors in the page: {errors}"
 
 
 def credentials(stack: RunningStack) -> dict[str, str]:

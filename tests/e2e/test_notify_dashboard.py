@@ -13,28 +13,21 @@ only — the page's code, the API, Redis and the live feed are the real ones."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
-import uvicorn
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import BrowserContext, Page, expect
 
-from api.main import create_app
 from connectors.notify.outbox import Outbox
 from connectors.settings import Settings
 from tests.api import hot_state
-from tests.api.accounts import token, write_users
-from tests.e2e.conftest import BUILD
+from tests.api.accounts import write_users
+from tests.e2e.conftest import LIVE_MS, LiveServer, open_page
 
 pytestmark = pytest.mark.e2e
-WEB_DIST = BUILD.parent
 SECRET = "T0123/B0456/s3cr3t-w3bh00k-t0k3n"
-LIVE_MS = 20_000
 GOOD_RULES = """\
 channels:
   ops-mail: {type: email, to: [ops@example.test]}
@@ -80,28 +73,6 @@ window.Notification = RecordingNotification;
 """
 
 
-class LiveServer:
-    """The app under uvicorn on a loopback port, in a thread of this process."""
-
-    def __init__(self, settings: Settings) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}/"
-        app = create_app(settings, web_dist=WEB_DIST)
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws="auto"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]},
-                                       daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "uvicorn did not start"
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
-
-
 @pytest.fixture(scope="module")
 def users(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("accounts")
@@ -123,33 +94,10 @@ def settings(redis_url: str, tmp_path: Path, users: tuple[Path, Path]) -> Settin
 
 @pytest.fixture
 def server(settings: Settings) -> Iterator[LiveServer]:
+    """A server per test (conftest's is per module): each test has settings of its own."""
     running = LiveServer(settings)
     yield running
     running.stop()
-
-
-
-@pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    ctx = browser.new_context(viewport={"width": 1600, "height": 900})
-    yield ctx
-    ctx.close()
-
-
-@pytest.fixture
-def page(context: BrowserContext) -> Iterator[Page]:
-    p = context.new_page()
-    errors: list[str] = []
-    p.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield p
-    assert errors == [], f"errors in the page: {errors}"
-
-
-def open_page(page: Page, server: LiveServer, settings: Settings, user: str,
-              route: str) -> None:
-    page.goto(f"{server.url}#token={token(settings, user)}")
-    expect(page.locator("#connection")).to_have_text("live", timeout=LIVE_MS)
-    page.evaluate("route => { location.hash = route }", route)
 
 
 def seed(settings: Settings) -> None:

@@ -11,22 +11,14 @@ from playwright.sync_api import BrowserContext, Page, expect
 
 from connectors.settings import Settings
 from contracts.notify import load_preferences
-from tests.e2e.test_notify_dashboard import (  # noqa: F401  (fixtures)
-    LIVE_MS,
-    LiveServer,
-    context,
-    open_page,
-    page,
-    server,
-    settings,
-    users,
-)
+from tests.e2e.conftest import LIVE_MS, LiveServer, open_page
+from tests.e2e.test_notify_dashboard import server, settings, users  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.e2e
 
 
-def test_a_user_narrows_what_reaches_them(server: LiveServer, settings: Settings,  # noqa: F811
-                                          page: Page, context: BrowserContext  # noqa: F811
+def test_a_user_narrows_what_reaches_them(server: LiveServer, settings: Settings,  # noqa: F811  # noqa: F811
+                                          page: Page, context: BrowserContext
                                           ) -> None:
     path = settings.notify_preferences_path
     open_page(page, server, settings, "engineer", "#/notifications")
