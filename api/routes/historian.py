@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
@@ -38,7 +39,6 @@ from api.views import HistorianAnswer, HistorianPoint, HistorianSeries
 from connectors.archive import archive_root
 from connectors.archive.historian import MINUTE_MS, Historian
 from connectors.archive.query import ArchiveReader
-from connectors.history.rows import TelemetryRow
 from contracts.errors import InvalidInput
 from contracts.monitoring import TagSpec, load_monitoring
 
@@ -149,40 +149,44 @@ def iso(ms: int) -> str:
         timespec="milliseconds").replace("+00:00", "Z")
 
 
+CSV_BATCH_ROWS = 20_000
+
+
 def csv_lines(h: Historian, asset_ids: list[str], tags: list[str], start_ms: int,
               end_ms: int) -> Iterator[str]:
-    """The CSV a series at a time (floats as Python writes them: read back, the same)."""
+    """The CSV, a batch of rows at a time, from one read of every series (floats as Python
+    writes them: read back, the same)."""
     buffer = io.StringIO()
     out = csv.writer(buffer, lineterminator="\n")
     out.writerow(COLUMNS)
-    for asset_id in asset_ids:
-        for tag in tags:
-            for r in h.minute_rows(asset_id, tag, start_ms, end_ms):
-                out.writerow((iso(r.start_ms), r.site_id, r.asset_id, r.tag, r.count,
-                              repr(r.min), repr(r.max), repr(r.mean), repr(r.last)))
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
     yield buffer.getvalue()
+    table = h.minute_table(asset_ids, tags, start_ms, end_ms)
+    for batch in table.to_batches(max_chunksize=CSV_BATCH_ROWS):
+        buffer.seek(0)
+        buffer.truncate()
+        times = pc.strftime(batch.column("start_ms").cast(pa.timestamp("ms", tz="UTC")),
+                            format="%Y-%m-%dT%H:%M:%SZ")  # %S of ms: seconds with 3 decimals
+        out.writerows(zip(times.to_pylist(), *(batch.column(c).to_pylist() for c in (
+            "site_id", "asset_id", "tag", "count")), *(map(repr, batch.column(c).to_pylist())
+                                                      for c in ("min", "max", "mean", "last")),
+                          strict=True))
+        yield buffer.getvalue()
+
+
+def export_table(h: Historian, asset_ids: list[str], tags: list[str], start_ms: int,
+                 end_ms: int) -> pa.Table:
+    """The rows as the export's Parquet columns (`time` a UTC timestamp)."""
+    table = h.minute_table(asset_ids, tags, start_ms, end_ms)
+    return pa.Table.from_arrays(
+        [table["start_ms"].cast(pa.timestamp("ms", tz="UTC")),
+         *(table[name] for name in PARQUET_SCHEMA.names[1:])], schema=PARQUET_SCHEMA)
 
 
 def parquet_bytes(h: Historian, asset_ids: list[str], tags: list[str], start_ms: int,
                   end_ms: int) -> bytes:
-    rows: list[TelemetryRow] = [r for asset_id in asset_ids for tag in tags
-                                for r in h.minute_rows(asset_id, tag, start_ms, end_ms)]
-    table = pa.Table.from_arrays([
-        pa.array([r.start_ms for r in rows], pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
-        pa.array([r.site_id for r in rows], pa.string()),
-        pa.array([r.asset_id for r in rows], pa.string()),
-        pa.array([r.tag for r in rows], pa.string()),
-        pa.array([r.count for r in rows], pa.int64()),
-        pa.array([r.min for r in rows], pa.float64()),
-        pa.array([r.max for r in rows], pa.float64()),
-        pa.array([r.mean for r in rows], pa.float64()),
-        pa.array([r.last for r in rows], pa.float64()),
-    ], schema=PARQUET_SCHEMA)
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
+    pq.write_table(export_table(h, asset_ids, tags, start_ms, end_ms), sink,
+                   compression="zstd")
     return sink.getvalue()
 
 

@@ -14,9 +14,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from connectors.archive import layout
 from connectors.archive.query import ArchiveReader
-from connectors.archive.tables import DAILY, TELEMETRY
+from connectors.archive.tables import DAILY, TELEMETRY, telemetry_record, to_arrow
 from connectors.history.rows import TelemetryRow
 from connectors.history.store import HistoryStore
 from contracts.benchmarking import Energy, integrate_minutes
@@ -101,6 +104,36 @@ class Historian:
             else:
                 yield from self.history.telemetry(asset_id, tag, seg.start_ms, seg.end_ms,
                                                   MINUTE_MS)
+
+    def minute_table(self, asset_ids: Sequence[str], tags: Sequence[str], start_ms: int,
+                     end_ms: int) -> pa.Table:
+        """The per-minute rows of every series of `asset_ids` × `tags` in `[start_ms,
+        end_ms)` as one Arrow table (the archive's telemetry columns), by series — assets and
+        tags in the order given — then time: one archive query per site and run of archived
+        days, the history store's minutes for the rest."""
+        parts: list[pa.Table] = []
+        by_site: dict[str, list[str]] = {}
+        for asset_id in asset_ids:
+            by_site.setdefault(self.fleet.assets[asset_id].site_id, []).append(asset_id)
+        for site_id, assets in by_site.items():
+            for seg in self.segments(self.fleet.site(site_id), start_ms, end_ms):
+                if seg.archived:
+                    parts.append(self.reader.telemetry_table(seg.files, assets, tags,
+                                                             seg.start_ms, seg.end_ms))
+                else:
+                    parts.append(to_arrow(TELEMETRY, [
+                        telemetry_record(r) for asset_id in assets for tag in tags
+                        for r in self.history.telemetry(asset_id, tag, seg.start_ms,
+                                                        seg.end_ms, MINUTE_MS)]))
+        if not parts:
+            return TELEMETRY.schema.empty_table()
+        table = pa.concat_tables(parts)
+        order = pc.sort_indices(pa.table({
+            "a": pc.index_in(table["asset_id"], value_set=pa.array(list(asset_ids))),
+            "t": pc.index_in(table["tag"], value_set=pa.array(list(tags))),
+            "s": table["start_ms"]}), sort_keys=[("a", "ascending"), ("t", "ascending"),
+                                                 ("s", "ascending")])
+        return table.take(order)
 
     def buckets(self, series: Sequence[Series], start_ms: int, end_ms: int, step_ms: int
                 ) -> dict[Series, list[TelemetryRow]]:
