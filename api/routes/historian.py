@@ -221,10 +221,12 @@ async def telemetry_export(
 def bucket_step(start_ms: int, end_ms: int, points: int) -> int:
     """The narrowest whole-minute bucket width at which `[start_ms, end_ms)` touches at most
     `points` buckets aligned on multiples of it since the epoch (the history store's
-    alignment): a range of s ms touches at most ⌈s / step⌉ + 1 of them."""
+    alignment): a range of s ms touches at most ⌈s / step⌉ + 1 of them. Wider than a day,
+    whole days: buckets of UTC days, read from the archive's daily roll-ups."""
     span = end_ms - start_ms
     step = max(MINUTE_MS, -(-span // (points - 1)))
-    return -(-step // MINUTE_MS) * MINUTE_MS
+    unit = DAY_MS if step > DAY_MS else MINUTE_MS
+    return -(-step // unit) * unit
 
 
 @router.get("/analytics/historian")
