@@ -161,7 +161,7 @@ def float_texts(values: pa.Array) -> pa.Array:
     text = pc.cast(values, pa.string())
     magnitude = pc.abs(values)
     fixed = pc.and_kleene(
-        pc.invert(pc.match_substring_regex(text, "[eni]")),
+        pc.and_kleene(pc.is_finite(values), pc.invert(pc.match_substring(text, "e"))),
         pc.or_kleene(pc.equal(values, 0.0), pc.and_kleene(
             pc.greater_equal(magnitude, 1e-4), pc.less(magnitude, 1e16))))
     text = pc.if_else(pc.match_substring(text, "."), text,
@@ -177,6 +177,8 @@ def csv_text(batch: pa.RecordBatch) -> str:
     """The rows of `batch` (the archive's telemetry columns) as the csv module writes
     `COLUMNS` — time as `iso`, floats as `repr` — by Arrow's compute functions; a batch with
     a field the csv module would quote is written by it."""
+    if batch.num_rows == 0:
+        return ""
     ids = [batch.column(c) for c in ("site_id", "asset_id", "tag")]
     starts = batch.column("start_ms")
     distinct = pc.unique(starts)  # a few thousand minutes shared by every series
@@ -184,13 +186,15 @@ def csv_text(batch: pa.RecordBatch) -> str:
                         format="%Y-%m-%dT%H:%M:%SZ").take(pc.index_in(starts, distinct))
     fields = [times, *ids, pc.cast(batch.column("count"), pa.string()),
               *(float_texts(batch.column(c)) for c in ("min", "max", "mean", "last"))]
-    if any(pc.any(pc.match_substring_regex(f, NEEDS_QUOTES)).as_py() for f in ids):
+    if any(pc.any(pc.match_substring_regex(pc.unique(f), NEEDS_QUOTES)).as_py()
+           for f in ids):
         buffer = io.StringIO()
         csv.writer(buffer, lineterminator="\n").writerows(
             zip(*(f.to_pylist() for f in fields), strict=True))
         return buffer.getvalue()
     lines = pc.binary_join_element_wise(*fields, ",")
-    return "".join(line + "\n" for line in lines.to_pylist())
+    whole = pa.ListArray.from_arrays(pa.array([0, len(lines)], pa.int32()), lines)
+    return str(pc.binary_join(whole, "\n")[0].as_py()) + "\n"
 
 
 def csv_lines(h: Historian, asset_ids: list[str], tags: list[str], start_ms: int,
