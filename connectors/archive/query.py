@@ -9,6 +9,7 @@ key, so a day read halfway through a compaction gives the same rows as before an
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -136,8 +137,15 @@ class ArchiveReader:
 
     def archived_days(self, table: Table, site_id: str, days: Iterable[dt.date]
                       ) -> set[dt.date]:
-        return {day for day in days
-                if layout.parts(layout.day_dir(self.root, table.name, site_id, day))}
+        """Those of `days` with a part (the site's directory listed once: a year of days
+        not archived costs one listing)."""
+        site_dir = layout.day_dir(self.root, table.name, site_id, dt.date.min).parent
+        try:
+            present = set(os.listdir(site_dir))
+        except FileNotFoundError:
+            return set()
+        return {day for day in days if f"day={day.isoformat()}" in present
+                and layout.parts(site_dir / f"day={day.isoformat()}")}
 
     @staticmethod
     def _one_version(sql: str, files: Sequence[Path]) -> str:
