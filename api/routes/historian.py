@@ -200,11 +200,13 @@ def csv_text(batch: pa.RecordBatch) -> str:
 def csv_lines(h: Historian, asset_ids: list[str], tags: list[str], start_ms: int,
               end_ms: int) -> Iterator[str]:
     """The CSV (`COLUMNS`, time as `iso` writes it, floats as `repr`: read back, the same),
-    from one read of every series, streamed a batch of rows at a time."""
+    streamed a batch of rows at a time from one read of every tag of an asset after the
+    other (held in memory: one asset's rows, not the whole export's)."""
     yield ",".join(COLUMNS) + "\n"
-    table = h.minute_table(asset_ids, tags, start_ms, end_ms)
-    for batch in table.to_batches(max_chunksize=CSV_BATCH_ROWS):
-        yield csv_text(batch)
+    for asset_id in asset_ids:
+        table = h.minute_table([asset_id], tags, start_ms, end_ms)
+        for batch in table.to_batches(max_chunksize=CSV_BATCH_ROWS):
+            yield csv_text(batch)
 
 
 def export_table(h: Historian, asset_ids: list[str], tags: list[str], start_ms: int,
