@@ -71,6 +71,8 @@ class Historian:
         — and with `rollups`, archived days lying whole in the range that have roll-ups."""
         days = layout.days_overlapping(start_ms, end_ms, site.tz)
         archived = self.reader.archived_days(TELEMETRY, site.id, days)
+        if not archived:
+            return [Segment(start_ms, end_ms)] if days else []
         rolled = self.reader.archived_days(DAILY, site.id, archived) if rollups else set()
         out: list[Segment] = []
         for day in days:
