@@ -10,7 +10,8 @@ The data is synthetic and written straight in the archive's layout (numpy and py
 through Kafka and the flows; not timed): per battery unit and minute the monitoring file's 10
 canonical tags (`active_power_kw` a daily charge/discharge cycle at a vendor's round-trip
 efficiency, `soh_pct` fading at a vendor's rate, …), one part per site and local day, rows
-sorted by asset, tag and time as the archiver writes them. Status intervals and
+sorted by asset, tag and time as the archiver writes them; then each site-day's daily
+roll-ups, by the archiver's own `rollup_day` (timed: `rollups_s`). Status intervals and
 unavailability episodes (about `--faults-per-month` trips per unit, hours long) go to an
 embedded history store, where the views read them. Timed, each once, in this process:
 
@@ -19,7 +20,9 @@ embedded history store, where the views read them. Timed, each once, in this pro
 - `vendors_s`: /analytics/vendors' (api/routes/vendors.py `vendor_table`) over the whole
   window, every site, battery units.
 - `historian_s`: /analytics/historian's: one unit's 10 tags over the whole window, at most
-  1,000 points each.
+  1,000 points each (buckets under a day: read from the minutes).
+- `historian_whole_days_s`: the same at most `days / 2` points each (buckets of whole days:
+  read from the daily roll-ups).
 - `export_month_10_tags_csv_s` / `…_parquet_s`: /telemetry/export's: one unit's 10 tags over
   the window's last 31 days, the whole file made.
 
@@ -52,8 +55,8 @@ from api.routes.vendors import vendor_table
 from connectors.archive import layout
 from connectors.archive.historian import Historian
 from connectors.archive.query import ArchiveReader
-from connectors.archive.tables import TELEMETRY
-from connectors.archive.writer import ROW_GROUP_ROWS
+from connectors.archive.tables import DAILY, TELEMETRY
+from connectors.archive.writer import ROW_GROUP_ROWS, rollup_day
 from connectors.history import SqliteHistoryStore, StatusIntervalRow
 from contracts.benchmarking import fleet_bench_assets
 from contracts.events import Cause, UnavailabilityEpisode
@@ -204,7 +207,14 @@ def main() -> None:
         for site in fleet.sites[:args.archive_sites]:
             for day in layout.days_overlapping(*window, site.tz):
                 rows += write_site_day(root, site, day, window, rng)
+        made_s = time.monotonic() - made
+        rolled = time.monotonic()
+        for site in fleet.sites[:args.archive_sites]:  # as `bessmon archive run` does
+            for day in layout.days_overlapping(*window, site.tz):
+                rollup_day(root, site, day)
+        rollups_s = time.monotonic() - rolled
         archive_mb = size_mb(root)
+        rollups_mb = size_mb(root / DAILY.name)
         history = SqliteHistoryStore(work / "history.db")
         statuses, episodes = status_and_episodes(fleet, window, args.faults_per_month, rng)
         history.write_status(statuses)
@@ -212,7 +222,8 @@ def main() -> None:
         print(f"archive: {rows:,} telemetry rows of {args.sites} sites × {args.units} units "
               f"× {len(TAGS)} tags × {args.days} days, {archive_mb:,.1f} MB; "
               f"{len(statuses):,} status intervals and {len(episodes):,} episodes in the "
-              f"history store; made in {time.monotonic() - made:.1f} s", flush=True)
+              f"history store; made in {made_s:.1f} s; daily roll-ups {rollups_mb:,.1f} MB "
+              f"in {rollups_s:.1f} s", flush=True)
 
         site_ids = [s.id for s in fleet.sites]
         h = Historian(history, ArchiveReader(root), fleet)
@@ -234,6 +245,11 @@ def main() -> None:
         step = bucket_step(*window, 1_000)
         historian_s, _ = timed("historian, 10 series × 1,000 points",
                                lambda: h.buckets(series, *window, step))
+        few = max(2, args.days // 2)
+        daily = bucket_step(*window, few)  # whole days: from the roll-ups
+        historian_days_s, _ = timed(f"historian, 10 series × {few} points "
+                                    f"({daily // DAY_MS}-day buckets)",
+                                    lambda: h.buckets(series, *window, daily))
         month = (max(window[0], window[1] - 31 * DAY_MS), window[1])
         csv_s, csv_chars = timed("export one month × 10 tags, CSV", lambda: sum(
             len(chunk) for chunk in csv_lines(h, [unit], list(TAGS), *month)))
@@ -257,10 +273,12 @@ def main() -> None:
         "days": args.days, "archived_sites": archived_sites, "tags": len(TAGS),
         "telemetry_rows": rows,
         "episodes": len(episodes), "status_intervals": len(statuses),
-        "archive_mb": round(archive_mb, 1),
+        "archive_mb": round(archive_mb, 1), "rollups_mb": round(rollups_mb, 1),
+        "rollups_s": round(rollups_s, 1),
         "archive_mb_full": round(archive_mb * scale) if not math.isclose(scale, 1) else None,
         "faults_s": round(faults_s, 3), "vendors_s": round(vendors_s, 3),
         "historian_s": round(historian_s, 3),
+        "historian_whole_days_s": round(historian_days_s, 3),
         "export_month_10_tags_s": round(max(csv_s, parquet_s), 3),
         "export_month_10_tags_csv_s": round(csv_s, 3),
         "export_month_10_tags_parquet_s": round(parquet_s, 3),

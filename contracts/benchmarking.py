@@ -264,11 +264,11 @@ def benchmark(figures: Sequence[AssetFigures], episodes: Iterable[Episode], star
     population = [AssetInfo(f.asset.asset_id, f.asset.level, f.asset.site_id, f.asset.vendor,
                             f.asset.model, f.asset.in_service_ms) for f in figures]
     stored = list(episodes)
-    by_vendor = {r.key: r for r in reliability(stored, population, start_ms, end_ms,
-                                               "vendor").groups}
+    vendors = reliability(stored, population, start_ms, end_ms, "vendor")
+    by_vendor = {r.key: r for r in vendors.groups}
     by_model = {r.key: r for r in reliability(stored, population, start_ms, end_ms,
                                               "model").groups}
-    total = reliability(stored, population, start_ms, end_ms, "vendor").total
+    total = vendors.total
 
     def grouped(key_of: Callable[[BenchAsset], tuple[str, ...]],
                 table: Mapping[tuple[str, ...], Reliability]) -> tuple[VendorRow, ...]:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
@@ -38,7 +39,6 @@ from api.views import HistorianAnswer, HistorianPoint, HistorianSeries
 from connectors.archive import archive_root
 from connectors.archive.historian import MINUTE_MS, Historian
 from connectors.archive.query import ArchiveReader
-from connectors.history.rows import TelemetryRow
 from contracts.errors import InvalidInput
 from contracts.monitoring import TagSpec, load_monitoring
 
@@ -149,40 +149,80 @@ def iso(ms: int) -> str:
         timespec="milliseconds").replace("+00:00", "Z")
 
 
+CSV_BATCH_ROWS = 50_000
+NEEDS_QUOTES = r'[",\r\n]'  # what makes the csv module quote a field
+
+
+def float_texts(values: pa.Array) -> pa.Array:
+    """Each float as Python's `repr` writes it, made by Arrow: its shortest round-trip
+    digits are Python's, and in fixed notation (Python's for 1e-4 ≤ |x| < 1e16 and 0) the
+    text is the same but for the `.0` Python gives a whole number; every other value (an
+    exponent, nan, inf) is written by `repr` itself."""
+    text = pc.cast(values, pa.string())
+    magnitude = pc.abs(values)
+    fixed = pc.and_kleene(
+        pc.and_kleene(pc.is_finite(values), pc.invert(pc.match_substring(text, "e"))),
+        pc.or_kleene(pc.equal(values, 0.0), pc.and_kleene(
+            pc.greater_equal(magnitude, 1e-4), pc.less(magnitude, 1e16))))
+    text = pc.if_else(pc.match_substring(text, "."), text,
+                      pc.binary_join_element_wise(text, ".0", ""))
+    if pc.all(fixed).as_py():
+        return text
+    python = [t if ok else repr(v) for t, ok, v in zip(
+        text.to_pylist(), fixed.to_pylist(), values.to_pylist(), strict=True)]
+    return pa.array(python, pa.string())
+
+
+def csv_text(batch: pa.RecordBatch) -> str:
+    """The rows of `batch` (the archive's telemetry columns) as the csv module writes
+    `COLUMNS` — time as `iso`, floats as `repr` — by Arrow's compute functions; a batch with
+    a field the csv module would quote is written by it."""
+    if batch.num_rows == 0:
+        return ""
+    ids = [batch.column(c) for c in ("site_id", "asset_id", "tag")]
+    starts = batch.column("start_ms")
+    distinct = pc.unique(starts)  # a few thousand minutes shared by every series
+    times = pc.strftime(distinct.cast(pa.timestamp("ms", tz="UTC")),
+                        format="%Y-%m-%dT%H:%M:%SZ").take(pc.index_in(starts, distinct))
+    fields = [times, *ids, pc.cast(batch.column("count"), pa.string()),
+              *(float_texts(batch.column(c)) for c in ("min", "max", "mean", "last"))]
+    if any(pc.any(pc.match_substring_regex(pc.unique(f), NEEDS_QUOTES)).as_py()
+           for f in ids):
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows(
+            zip(*(f.to_pylist() for f in fields), strict=True))
+        return buffer.getvalue()
+    lines = pc.binary_join_element_wise(*fields, ",")
+    whole = pa.ListArray.from_arrays(pa.array([0, len(lines)], pa.int32()), lines)
+    return str(pc.binary_join(whole, "\n")[0].as_py()) + "\n"
+
+
 def csv_lines(h: Historian, asset_ids: list[str], tags: list[str], start_ms: int,
               end_ms: int) -> Iterator[str]:
-    """The CSV a series at a time (floats as Python writes them: read back, the same)."""
-    buffer = io.StringIO()
-    out = csv.writer(buffer, lineterminator="\n")
-    out.writerow(COLUMNS)
+    """The CSV (`COLUMNS`, time as `iso` writes it, floats as `repr`: read back, the same),
+    streamed a batch of rows at a time from one read of every tag of an asset after the
+    other (held in memory: one asset's rows, not the whole export's)."""
+    yield ",".join(COLUMNS) + "\n"
     for asset_id in asset_ids:
-        for tag in tags:
-            for r in h.minute_rows(asset_id, tag, start_ms, end_ms):
-                out.writerow((iso(r.start_ms), r.site_id, r.asset_id, r.tag, r.count,
-                              repr(r.min), repr(r.max), repr(r.mean), repr(r.last)))
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()
+        table = h.minute_table([asset_id], tags, start_ms, end_ms)
+        for batch in table.to_batches(max_chunksize=CSV_BATCH_ROWS):
+            yield csv_text(batch)
+
+
+def export_table(h: Historian, asset_ids: list[str], tags: list[str], start_ms: int,
+                 end_ms: int) -> pa.Table:
+    """The rows as the export's Parquet columns (`time` a UTC timestamp)."""
+    table = h.minute_table(asset_ids, tags, start_ms, end_ms)
+    return pa.Table.from_arrays(
+        [table["start_ms"].cast(pa.timestamp("ms", tz="UTC")),
+         *(table[name] for name in PARQUET_SCHEMA.names[1:])], schema=PARQUET_SCHEMA)
 
 
 def parquet_bytes(h: Historian, asset_ids: list[str], tags: list[str], start_ms: int,
                   end_ms: int) -> bytes:
-    rows: list[TelemetryRow] = [r for asset_id in asset_ids for tag in tags
-                                for r in h.minute_rows(asset_id, tag, start_ms, end_ms)]
-    table = pa.Table.from_arrays([
-        pa.array([r.start_ms for r in rows], pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
-        pa.array([r.site_id for r in rows], pa.string()),
-        pa.array([r.asset_id for r in rows], pa.string()),
-        pa.array([r.tag for r in rows], pa.string()),
-        pa.array([r.count for r in rows], pa.int64()),
-        pa.array([r.min for r in rows], pa.float64()),
-        pa.array([r.max for r in rows], pa.float64()),
-        pa.array([r.mean for r in rows], pa.float64()),
-        pa.array([r.last for r in rows], pa.float64()),
-    ], schema=PARQUET_SCHEMA)
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
+    pq.write_table(export_table(h, asset_ids, tags, start_ms, end_ms), sink,
+                   compression="zstd")
     return sink.getvalue()
 
 
@@ -217,10 +257,12 @@ async def telemetry_export(
 def bucket_step(start_ms: int, end_ms: int, points: int) -> int:
     """The narrowest whole-minute bucket width at which `[start_ms, end_ms)` touches at most
     `points` buckets aligned on multiples of it since the epoch (the history store's
-    alignment): a range of s ms touches at most ⌈s / step⌉ + 1 of them."""
+    alignment): a range of s ms touches at most ⌈s / step⌉ + 1 of them. Wider than a day,
+    whole days: buckets of UTC days, read from the archive's daily roll-ups."""
     span = end_ms - start_ms
     step = max(MINUTE_MS, -(-span // (points - 1)))
-    return -(-step // MINUTE_MS) * MINUTE_MS
+    unit = DAY_MS if step > DAY_MS else MINUTE_MS
+    return -(-step // unit) * unit
 
 
 @router.get("/analytics/historian")

@@ -12,7 +12,8 @@ battery system's vendor) or the inverters (`level=inverter`, the PCS vendor) of 
 sites or of `site`, each counted from its unit's commissioning. Sources: the history store's
 status intervals (availability) and episodes (failures, MTBF, MTTR — the same as
 /analytics/faults); telemetry `active_power_kw` (efficiency, cycles) and `soh_pct` (fade)
-from the analytics archive for the days archived and the history store for the others
+from the analytics archive for the days archived — its daily roll-ups for the whole days,
+its minutes for a window's partial first and last — and the history store for the others
 (connectors/archive/historian.py). `from` and `to` as the historian's (at most 400 days)."""
 
 from __future__ import annotations

@@ -1,7 +1,12 @@
 """Telemetry history for analytics, whichever place holds it: the archive (Parquet, through
 DuckDB) for the days archived, the history store's read methods for the others — the recent
 days not closed or not exported yet. A range is cut at the site's local day boundaries into
-segments of one kind each, read in time order and put together; no segment is read twice."""
+segments of one kind each, read in time order and put together; no segment is read twice.
+
+Figures of whole days — the energy a power tag moved, buckets of whole days (count, min, max,
+mean combine exactly) — are read from the archive's daily roll-ups (tables.py `DAILY`) for
+the archived days that have them and lie whole in the range; the minutes are read only for
+the rest (a range's partial first and last days, days not archived or not rolled up)."""
 
 from __future__ import annotations
 
@@ -9,15 +14,19 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from connectors.archive import layout
 from connectors.archive.query import ArchiveReader
-from connectors.archive.tables import TELEMETRY
+from connectors.archive.tables import DAILY, TELEMETRY, telemetry_record, to_arrow
 from connectors.history.rows import TelemetryRow
 from connectors.history.store import HistoryStore
 from contracts.benchmarking import Energy, integrate_minutes
 from contracts.fleet import Fleet, Site
 
 MINUTE_MS = 60_000
+DAY_MS = 86_400_000
 Series = tuple[str, str]  # (asset_id, tag)
 
 
@@ -29,10 +38,15 @@ class Segment:
     start_ms: int
     end_ms: int
     files: tuple[Path, ...] = ()
+    rollups: tuple[Path, ...] = ()  # whole days: their daily roll-ups, read instead
 
     @property
     def archived(self) -> bool:
         return bool(self.files)
+
+    @property
+    def rolled_up(self) -> bool:
+        return bool(self.rollups)
 
 
 def merge_bucket(earlier: TelemetryRow, later: TelemetryRow) -> TelemetryRow:
@@ -51,20 +65,32 @@ class Historian:
         self.reader = reader
         self.fleet = fleet
 
-    def segments(self, site: Site, start_ms: int, end_ms: int) -> list[Segment]:
+    def segments(self, site: Site, start_ms: int, end_ms: int, *, rollups: bool = False
+                 ) -> list[Segment]:
+        """The range cut into runs of days of one kind: archived, in the history store only
+        — and with `rollups`, archived days lying whole in the range that have roll-ups."""
         days = layout.days_overlapping(start_ms, end_ms, site.tz)
         archived = self.reader.archived_days(TELEMETRY, site.id, days)
+        if not archived:
+            return [Segment(start_ms, end_ms)] if days else []
+        rolled = self.reader.archived_days(DAILY, site.id, archived) if rollups else set()
         out: list[Segment] = []
         for day in days:
             day_start, day_end = layout.day_bounds(day, site.tz)
             s, e = max(start_ms, day_start), min(end_ms, day_end)
-            files = tuple(self.reader.files(TELEMETRY, site.id, [day])) if day in archived \
-                else ()
+            whole = (s, e) == (day_start, day_end)
+            seg = Segment(s, e)
+            if day in rolled and whole:
+                seg = Segment(s, e, rollups=tuple(self.reader.files(DAILY, site.id, [day])))
+            elif day in archived:
+                seg = Segment(s, e, tuple(self.reader.files(TELEMETRY, site.id, [day])))
             last = out[-1] if out else None
-            if last is not None and last.archived == bool(files) and last.end_ms == s:
-                out[-1] = Segment(last.start_ms, e, last.files + files)
+            if last is not None and (last.archived, last.rolled_up) == (
+                    seg.archived, seg.rolled_up) and last.end_ms == s:
+                out[-1] = Segment(last.start_ms, e, last.files + seg.files,
+                                  last.rollups + seg.rollups)
             else:
-                out.append(Segment(s, e, files))
+                out.append(seg)
         return out
 
     def _site(self, asset_id: str) -> Site:
@@ -81,10 +107,42 @@ class Historian:
                 yield from self.history.telemetry(asset_id, tag, seg.start_ms, seg.end_ms,
                                                   MINUTE_MS)
 
+    def minute_table(self, asset_ids: Sequence[str], tags: Sequence[str], start_ms: int,
+                     end_ms: int) -> pa.Table:
+        """The per-minute rows of every series of `asset_ids` × `tags` in `[start_ms,
+        end_ms)` as one Arrow table (the archive's telemetry columns), by series — assets and
+        tags in the order given — then time: one archive query per site and run of archived
+        days, the history store's minutes for the rest."""
+        parts: list[pa.Table] = []
+        by_site: dict[str, list[str]] = {}
+        for asset_id in asset_ids:
+            by_site.setdefault(self.fleet.assets[asset_id].site_id, []).append(asset_id)
+        for site_id, assets in by_site.items():
+            for seg in self.segments(self.fleet.site(site_id), start_ms, end_ms):
+                if seg.archived:
+                    parts.append(self.reader.telemetry_table(seg.files, assets, tags,
+                                                             seg.start_ms, seg.end_ms))
+                else:
+                    parts.append(to_arrow(TELEMETRY, [
+                        telemetry_record(r) for asset_id in assets for tag in tags
+                        for r in self.history.telemetry(asset_id, tag, seg.start_ms,
+                                                        seg.end_ms, MINUTE_MS)]))
+        if not parts:
+            return TELEMETRY.schema.empty_table()
+        table = pa.concat_tables(parts)
+        order = pc.sort_indices(pa.table({
+            "a": pc.index_in(table["asset_id"], value_set=pa.array(list(asset_ids))),
+            "t": pc.index_in(table["tag"], value_set=pa.array(list(tags))),
+            "s": table["start_ms"]}), sort_keys=[("a", "ascending"), ("t", "ascending"),
+                                                 ("s", "ascending")])
+        return table.take(order)
+
     def buckets(self, series: Sequence[Series], start_ms: int, end_ms: int, step_ms: int
                 ) -> dict[Series, list[TelemetryRow]]:
         """Each series re-aggregated to `step_ms` (buckets on multiples of it since the
-        epoch; a multiple of a minute), oldest first; a series without data has none."""
+        epoch; a multiple of a minute), oldest first; a series without data has none. With
+        `step_ms` whole days, the days rolled up are read from their roll-ups."""
+        whole_days = step_ms % DAY_MS == 0
         out: dict[Series, dict[int, TelemetryRow]] = {s: {} for s in series}
         by_site: dict[str, list[Series]] = {}
         for asset_id, tag in series:
@@ -92,8 +150,13 @@ class Historian:
         for site_id, site_series in by_site.items():
             assets = sorted({a for a, _ in site_series})
             tags = sorted({t for _, t in site_series})
-            for seg in self.segments(self.fleet.site(site_id), start_ms, end_ms):
-                if seg.archived:
+            for seg in self.segments(self.fleet.site(site_id), start_ms, end_ms,
+                                     rollups=whole_days):
+                if seg.rolled_up:
+                    rows = [r for r in self.reader.daily_buckets(
+                        seg.rollups, assets, tags, seg.start_ms, seg.end_ms, step_ms)
+                        if (r.asset_id, r.tag) in out]
+                elif seg.archived:
                     rows = [r for r in self.reader.telemetry_buckets(
                         seg.files, assets, tags, seg.start_ms, seg.end_ms, step_ms)
                         if (r.asset_id, r.tag) in out]
@@ -110,8 +173,9 @@ class Historian:
     def energy(self, asset_ids: Sequence[str], tag: str, start_ms: int, end_ms: int
                ) -> dict[str, tuple[Energy, int]]:
         """Per asset with data, the energy its power `tag` (kW, > 0 discharging) moved in
-        `[start_ms, end_ms)` — summed in the archive for the days archived, integrated here
-        from the history store's minutes for the others — and its latest minute."""
+        `[start_ms, end_ms)` — from the roll-ups of the whole days rolled up, summed from
+        the minutes in the archive for the other days archived, integrated here from the
+        history store's minutes for the rest — and its latest minute."""
         out: dict[str, tuple[Energy, int]] = {}
 
         def add(asset_id: str, energy: Energy, latest_ms: int) -> None:
@@ -123,7 +187,13 @@ class Historian:
         for asset_id in asset_ids:
             by_site.setdefault(self.fleet.assets[asset_id].site_id, []).append(asset_id)
         for site_id, assets in by_site.items():
-            for seg in self.segments(self.fleet.site(site_id), start_ms, end_ms):
+            for seg in self.segments(self.fleet.site(site_id), start_ms, end_ms,
+                                     rollups=True):
+                if seg.rolled_up:
+                    for asset_id, (charge, discharge, latest) in self.reader.daily_energy(
+                            seg.rollups, assets, tag, seg.start_ms, seg.end_ms).items():
+                        add(asset_id, Energy(charge, discharge), latest)
+                    continue
                 if seg.archived:
                     for asset_id, (charge, discharge, latest) in self.reader.energy(
                             seg.files, assets, tag, seg.start_ms, seg.end_ms).items():

@@ -9,16 +9,19 @@ key, so a day read halfway through a compaction gives the same rows as before an
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from connectors.archive import layout
-from connectors.archive.tables import Table
+from connectors.archive.tables import TELEMETRY, Table
 from connectors.history.rows import TelemetryRow
 
+DAY_MS = 86_400_000
 THREADS = 2  # analytics share the machine with the live path: never every core
 
 # $files: the partitions' parts; the latest version of each (asset, tag, minute).
@@ -56,6 +59,61 @@ TELEMETRY_ENERGY = f"""
     GROUP BY asset_id
     ORDER BY asset_id"""
 
+# The daily roll-ups (tables.py `DAILY`) of one day's telemetry parts: $start/$end the local
+# day, pieces cut at UTC midnights. Sums in time order: the same rows give the same bits
+# however they lie in the parts (before and after a compaction), so an unchanged day has an
+# unchanged fingerprint.
+DAILY_OF_DAY = f"""
+    WITH latest AS (
+        SELECT site_id, asset_id, tag, start_ms, "count", "min", "max", "mean", "last",
+               (start_ms // {DAY_MS}) * {DAY_MS} AS utc_day
+        FROM read_parquet($files, filename = true, hive_partitioning = false)
+        WHERE start_ms >= $start AND start_ms < $end
+        {LATEST_ONLY})
+    SELECT any_value(site_id), asset_id, tag, greatest(utc_day, $start) AS piece_ms,
+           least(utc_day + {DAY_MS}, $end), count(*), sum("count")::BIGINT, min("min"),
+           max("max"), sum("mean" * "count" ORDER BY start_ms),
+           sum("mean" ORDER BY start_ms), sum(greatest(-"mean", 0) ORDER BY start_ms) / 60,
+           sum(greatest("mean", 0) ORDER BY start_ms) / 60, min(start_ms),
+           arg_min("mean", start_ms),
+           max(start_ms), arg_max("last", start_ms)
+    FROM latest
+    GROUP BY asset_id, tag, utc_day
+    ORDER BY asset_id, tag, piece_ms"""
+
+# $files: daily parts; the latest version of each (asset, tag, piece).
+DAILY_ROWS = f"""
+    SELECT * FROM read_parquet($files, filename = true, hive_partitioning = false)
+    WHERE list_contains($assets, asset_id) AND list_contains($tags, tag)
+      AND start_ms >= $start AND start_ms < $end
+    {LATEST_ONLY}"""
+
+# Whole-day buckets (`$step` a multiple of a day: a piece lies in one bucket) from the
+# pieces, exactly as TELEMETRY_BUCKETS makes them from the minutes.
+DAILY_BUCKETS = f"""
+    WITH latest AS ({DAILY_ROWS})
+    SELECT any_value(site_id), asset_id, tag, (start_ms // $step) * $step AS bucket_ms,
+           sum("count"), min("min"), max("max"),
+           CASE WHEN sum("count") > 0 THEN sum(mean_sum) / sum("count")
+                ELSE sum(plain_sum) / sum(minutes) END,
+           arg_max("last", last_ms)
+    FROM latest
+    GROUP BY asset_id, tag, bucket_ms
+    ORDER BY asset_id, tag, bucket_ms"""
+
+DAILY_ENERGY = f"""
+    WITH latest AS ({DAILY_ROWS})
+    SELECT asset_id, sum(charge_kwh), sum(discharge_kwh), max(last_ms)
+    FROM latest
+    GROUP BY asset_id
+    ORDER BY asset_id"""
+
+# For the export: the minutes of several series at once, as Arrow, by series (in the order
+# asked) and time.
+TELEMETRY_TABLE = TELEMETRY_ROWS.replace(
+    "ORDER BY asset_id, tag, start_ms",
+    "ORDER BY list_position($assets, asset_id), list_position($tags, tag), start_ms")
+
 
 def row(record: tuple[Any, ...]) -> TelemetryRow:
     """A result row (the archive's column order: site first) as the history store's row."""
@@ -79,8 +137,15 @@ class ArchiveReader:
 
     def archived_days(self, table: Table, site_id: str, days: Iterable[dt.date]
                       ) -> set[dt.date]:
-        return {day for day in days
-                if layout.parts(layout.day_dir(self.root, table.name, site_id, day))}
+        """Those of `days` with a part (the site's directory listed once: a year of days
+        not archived costs one listing)."""
+        site_dir = layout.day_dir(self.root, table.name, site_id, dt.date.min).parent
+        try:
+            present = set(os.listdir(site_dir))
+        except FileNotFoundError:
+            return set()
+        return {day for day in days if f"day={day.isoformat()}" in present
+                and layout.parts(site_dir / f"day={day.isoformat()}")}
 
     @staticmethod
     def _one_version(sql: str, files: Sequence[Path]) -> str:
@@ -118,6 +183,49 @@ class ArchiveReader:
         params = {**self._params(files, asset_ids, tags, start_ms, end_ms), "step": step_ms}
         return [row(r) for r in self._run(self._one_version(TELEMETRY_BUCKETS, files),
                                           params)]
+
+    def telemetry_table(self, files: Sequence[Path], asset_ids: Sequence[str],
+                        tags: Sequence[str], start_ms: int, end_ms: int) -> pa.Table:
+        """The per-minute rows of these series in `[start_ms, end_ms)` as one Arrow table
+        (the archive's columns), by series in the order of `asset_ids` and `tags`, then
+        time."""
+        if not files or not asset_ids or not tags:
+            return TELEMETRY.schema.empty_table()
+        params = self._params(files, asset_ids, tags, start_ms, end_ms)
+        with self._connect() as db:
+            out = db.sql(self._one_version(TELEMETRY_TABLE, files),
+                         params=params).to_arrow_table()
+        return pa.table(out).cast(TELEMETRY.schema)
+
+    def daily_of_day(self, files: Sequence[Path], start_ms: int, end_ms: int
+                     ) -> list[tuple[Any, ...]]:
+        """The roll-up records (tables.py `DAILY`, its column order) of one day's telemetry
+        parts, the day being `[start_ms, end_ms)`; sorted by key."""
+        if not files:
+            return []
+        return self._run(self._one_version(DAILY_OF_DAY, files),
+                         {"files": [str(p) for p in files], "start": start_ms, "end": end_ms})
+
+    def daily_buckets(self, files: Sequence[Path], asset_ids: Sequence[str],
+                      tags: Sequence[str], start_ms: int, end_ms: int, step_ms: int
+                      ) -> list[TelemetryRow]:
+        """As `telemetry_buckets`, from the daily parts `files` (`step_ms` a multiple of a
+        day; the pieces starting in `[start_ms, end_ms)`)."""
+        if step_ms % DAY_MS:
+            raise ValueError(f"a step of {step_ms} ms is not whole days")
+        if not files or not asset_ids or not tags:
+            return []
+        params = {**self._params(files, asset_ids, tags, start_ms, end_ms), "step": step_ms}
+        return [row(r) for r in self._run(self._one_version(DAILY_BUCKETS, files), params)]
+
+    def daily_energy(self, files: Sequence[Path], asset_ids: Sequence[str], tag: str,
+                     start_ms: int, end_ms: int) -> dict[str, tuple[float, float, int]]:
+        """As `energy`, from the daily parts `files` (the pieces starting in the range)."""
+        if not files or not asset_ids:
+            return {}
+        params = self._params(files, asset_ids, [tag], start_ms, end_ms)
+        return {str(a): (float(c), float(d), int(t))
+                for a, c, d, t in self._run(self._one_version(DAILY_ENERGY, files), params)}
 
     @staticmethod
     def _params(files: Sequence[Path], asset_ids: Sequence[str], tags: Sequence[str],

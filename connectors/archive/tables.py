@@ -46,7 +46,27 @@ EPISODES = Table("episodes", pa.schema([
     ("event", pa.string()),
 ]), ("episode_id",))
 
-TABLES: tuple[Table, ...] = (TELEMETRY, STATUS, EPISODES)
+# Daily roll-ups of the telemetry (derived: written from the day's telemetry parts, after
+# them). One row per series and *piece*: the site's local day cut at each UTC midnight inside
+# it, so that a local day is the sum of its pieces and so is a UTC day (the historian's
+# buckets of whole days are aligned on UTC midnights) — both combine exactly. Per piece: the
+# minute rows (`minutes`), their samples (`count`), min of mins, max of maxes, the sums that
+# make the count-weighted mean (`mean_sum` = Σ mean × count) and the plain one (`plain_sum`
+# = Σ mean, for minutes without samples), the value integrated as kW over each minute
+# (`charge_kwh` = Σ max(−mean, 0) / 60, `discharge_kwh` = Σ max(mean, 0) / 60: the energy of
+# a power tag, > 0 discharging; meaningless for other tags), and the first and last minutes
+# (`first` that minute's mean, `last` the last minute's last value).
+DAILY = Table("daily", pa.schema([
+    ("site_id", pa.string()), ("asset_id", pa.string()), ("tag", pa.string()),
+    ("start_ms", pa.int64()), ("end_ms", pa.int64()), ("minutes", pa.int64()),
+    ("count", pa.int64()), ("min", pa.float64()), ("max", pa.float64()),
+    ("mean_sum", pa.float64()), ("plain_sum", pa.float64()), ("charge_kwh", pa.float64()),
+    ("discharge_kwh", pa.float64()), ("first_ms", pa.int64()), ("first", pa.float64()),
+    ("last_ms", pa.int64()), ("last", pa.float64()),
+]), ("asset_id", "tag", "start_ms"))
+
+TABLES: tuple[Table, ...] = (TELEMETRY, STATUS, EPISODES)  # exported from the history store
+DERIVED: tuple[Table, ...] = (DAILY,)  # made from the archive's own telemetry
 
 Record = tuple[Any, ...]  # one row, in its table's column order
 

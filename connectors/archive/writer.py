@@ -6,7 +6,10 @@ before the site's `final_ms`, the rule the scheduled reports wait on (api/report
 — and it is over. Each run looks at the closed days of a look-back window (7 days unless told
 `since`): a day whose content fingerprint is the one archived writes nothing; one that
 changed (late data, a backfill) gets a part holding only its new and changed rows; a day of
-more than `MAX_PARTS` parts is compacted into one. The live history is only read, never
+more than `MAX_PARTS` parts is compacted into one. After a day's telemetry, its daily
+roll-ups (tables.py `DAILY`) are made from the archived telemetry parts and written by the
+same rules; a run also back-fills the roll-ups of every archived day of its sites that has
+none (an archive written before them). The live history is only read, never
 written or locked for long: each query is one short read of the store."""
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from connectors.archive import layout
+from connectors.archive.query import ArchiveReader
 from connectors.archive.tables import (
+    DAILY,
+    DERIVED,
     EPISODES,
     STATUS,
     TABLES,
@@ -43,7 +49,7 @@ from contracts.fleet import Fleet, Site
 MINUTE_MS = 60_000
 LOOKBACK_DAYS = 7
 MAX_PARTS = 4  # a day with more is compacted into one
-ROW_GROUP_ROWS = 128 * 1024
+ROW_GROUP_ROWS = 16 * 1024  # about one battery unit-day of 10 tags: a series read skips the rest
 
 
 class ArchiveLocked(RuntimeError):
@@ -69,6 +75,7 @@ class RunSummary:
     written: int = 0  # site-days with a part written
     results: list[TableDay] = field(default_factory=list)
     removed_temp_files: int = 0
+    rollups: list[TableDay] = field(default_factory=list)  # each site-day's `DAILY`
 
 
 def read_parts(paths: Sequence[Path], table: Table) -> dict[tuple[object, ...], Record]:
@@ -150,29 +157,8 @@ class Archiver:
     def export_table_day(self, table: Table, site: Site, day: dt.date) -> TableDay:
         """One table's day into the archive: nothing when its fingerprint is the archived
         one; else a part of the rows new or changed since (none: only the fingerprint)."""
-        records = self.history_records(table, site, day)
-        directory = layout.day_dir(self.root, table.name, site.id, day)
-        fp = fingerprint(table, to_arrow(table, records))
-        fp_file = directory / layout.FINGERPRINT
-        existing = layout.parts(directory)
-        done = TableDay(table.name, site.id, day, len(records))
-        if not records and not existing:
-            return done  # nothing of the day anywhere: no empty directories
-        if fp_file.is_file() and fp_file.read_text(encoding="ascii").strip() == fp:
-            return done
-        archived = read_parts(existing, table)
-        new = [r for r in records if archived.get(key_of(table, r)) != r]
-        part = None
-        if new:
-            part = layout.next_part(directory)
-            write_part(part, table, new)
-        layout.write_atomically(fp_file, lambda temp: temp.write_text(fp + "\n",
-                                                                      encoding="ascii"))
-        compacted = False
-        if len(layout.parts(directory)) > MAX_PARTS:
-            compact_day(directory, table)
-            compacted = True
-        return TableDay(table.name, site.id, day, len(records), len(new), part, compacted)
+        return write_table_day(self.root, table, site.id, day,
+                               self.history_records(table, site, day))
 
     def run(self, now_ms: int, site_ids: Sequence[str] | None = None,
             since: dt.date | None = None, lookback_days: int = LOOKBACK_DAYS,
@@ -187,12 +173,16 @@ class Archiver:
                     for day in self.closed_days(site, now_ms, since, lookback_days)]
             for i, (site, day) in enumerate(plan, 1):
                 results = [self.export_table_day(table, site, day) for table in TABLES]
+                summary.rollups.append(rollup_day(self.root, site, day))
                 summary.days += 1
                 summary.results.extend(results)
                 if any(r.part is not None for r in results):
                     summary.written += 1
                 if on_day is not None:
                     on_day(i, len(plan), results)
+            for site in sites:  # days archived before there were roll-ups
+                summary.rollups.extend(rollup_day(self.root, site, day)
+                                       for day in days_without_rollups(self.root, site.id))
         return summary
 
     def compact(self, site_ids: Sequence[str] | None = None) -> list[Path]:
@@ -200,7 +190,7 @@ class Archiver:
         done = []
         with self.lock():
             remove_temp_files(self.root)
-            for table in TABLES:
+            for table in (*TABLES, *DERIVED):
                 for directory in sorted((self.root / table.name).glob("site=*/day=*")):
                     site_id = directory.parent.name.removeprefix("site=")
                     if site_ids is not None and site_id not in site_ids:
@@ -223,6 +213,58 @@ class Archiver:
                 yield
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def write_table_day(root: Path, table: Table, site_id: str, day: dt.date,
+                    records: Sequence[Record]) -> TableDay:
+    """`records`, the whole of a table's day, into the archive: nothing when their
+    fingerprint is the archived one; else a part of the rows new or changed since (none: only
+    the fingerprint); a day of more than `MAX_PARTS` parts compacted."""
+    directory = layout.day_dir(root, table.name, site_id, day)
+    fp = fingerprint(table, to_arrow(table, records))
+    fp_file = directory / layout.FINGERPRINT
+    existing = layout.parts(directory)
+    done = TableDay(table.name, site_id, day, len(records))
+    if not records and not existing:
+        return done  # nothing of the day anywhere: no empty directories
+    if fp_file.is_file() and fp_file.read_text(encoding="ascii").strip() == fp:
+        return done
+    archived = read_parts(existing, table)
+    new = [r for r in records if archived.get(key_of(table, r)) != r]
+    part = None
+    if new:
+        part = layout.next_part(directory)
+        write_part(part, table, new)
+    layout.write_atomically(fp_file, lambda temp: temp.write_text(fp + "\n", encoding="ascii"))
+    compacted = False
+    if len(layout.parts(directory)) > MAX_PARTS:
+        compact_day(directory, table)
+        compacted = True
+    return TableDay(table.name, site_id, day, len(records), len(new), part, compacted)
+
+
+def rollup_day(root: Path, site: Site, day: dt.date) -> TableDay:
+    """The day's roll-ups (tables.py `DAILY`) made from its archived telemetry parts and
+    written as any table's day (fingerprint, changed rows only, compaction). DuckDB on one
+    thread: the same parts give the same sums to the bit, so an unchanged day writes
+    nothing."""
+    start_ms, end_ms = layout.day_bounds(day, site.tz)
+    reader = ArchiveReader(root, threads=1)
+    records = [tuple(r) for r in reader.daily_of_day(
+        reader.files(TELEMETRY, site.id, [day]), start_ms, end_ms)]
+    return write_table_day(root, DAILY, site.id, day, records)
+
+
+def days_without_rollups(root: Path, site_id: str) -> list[dt.date]:
+    """The days of a site whose telemetry is archived and whose roll-ups were never written
+    (an archive older than them): what a run back-fills."""
+    out = []
+    for directory in sorted((root / TELEMETRY.name / f"site={site_id}").glob("day=*")):
+        day = dt.date.fromisoformat(directory.name.removeprefix("day="))
+        rollups = layout.day_dir(root, DAILY.name, site_id, day)
+        if layout.parts(directory) and not (rollups / layout.FINGERPRINT).is_file():
+            out.append(day)
+    return out
 
 
 def compact_day(directory: Path, table: Table) -> Path:
