@@ -50,6 +50,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from api.routes.battery_health import fleet_health
 from api.routes.historian import bucket_step, csv_lines, parquet_bytes
 from api.routes.vendors import vendor_table
 from connectors.archive import layout
@@ -250,6 +251,10 @@ def main() -> None:
         historian_days_s, _ = timed(f"historian, 10 series × {few} points "
                                     f"({daily // DAY_MS}-day buckets)",
                                     lambda: h.buckets(series, *window, daily))
+        first = fleet.sites[0]  # an archived site: the battery-health view of one site
+        health_s, health = timed(f"battery health, {len(first.units)} units",
+                                 lambda: fleet_health(h, [(first, u) for u in first.units],
+                                                      {}, *window, 500))
         month = (max(window[0], window[1] - 31 * DAY_MS), window[1])
         csv_s, csv_chars = timed("export one month × 10 tags, CSV", lambda: sum(
             len(chunk) for chunk in csv_lines(h, [unit], list(TAGS), *month)))
@@ -262,6 +267,11 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
     archived_sites = min(args.sites, args.archive_sites or args.sites)
     scale = FULL_UNITS * FULL_DAYS / (archived_sites * args.units * args.days)
+    # The fitted fade at the duty seen against the vendor's set one (VENDOR_TRAITS).
+    fitted = [(u.vendor, VENDOR_TRAITS.get(u.vendor or "", (0, 2.5))[1],
+               None if u.fit is None or u.fit.at_duty_per_year is None
+               else round(u.fit.at_duty_per_year.value, 2)) for u in health[:3]]
+    print(f"battery health (vendor, fade set, fitted %/year): {fitted}", flush=True)
     vendors = [(v.key[0], None if v.efficiency_pct is None else round(v.efficiency_pct, 1),
                 None if v.fade_pct_per_year is None else round(v.fade_pct_per_year, 2))
                for v in answer.vendors]
@@ -283,9 +293,8 @@ def main() -> None:
         "export_month_10_tags_csv_s": round(csv_s, 3),
         "export_month_10_tags_parquet_s": round(parquet_s, 3),
         "export_rows": export_rows,
-        # The battery-health fit (contracts/battery_health.py) lands from another branch
-        # and is timed there.
-        "health_fit_s": None}), flush=True)
+        # The battery-health view of one site (its units' buckets read, fitted, projected).
+        "health_fit_s": round(health_s, 3), "health_units": len(health)}), flush=True)
 
 
 if __name__ == "__main__":
