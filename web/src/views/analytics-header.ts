@@ -1,7 +1,9 @@
 // The header of an analytics page: tabs to the others, then who it is for, which decision
 // it supports, where its data comes from and how fresh that is — the last as an element the
 // page keeps current.
-import { h } from "../dom";
+import { ApiError } from "../api";
+import type { Disposer } from "../app";
+import { attr, h, text } from "../dom";
 import { hashOf, type RouteName } from "../router";
 
 /** The analytics pages, as the tabs above each. */
@@ -37,4 +39,27 @@ export function analyticsHeader(page: RouteName, title: string,
       h("dt", {}, "Data"), sources,
       h("dt", {}, "Freshness"), h("dd", { class: "freshness", role: "status" }, freshness)));
   return { el, freshness, who, decision, sources };
+}
+
+/** The asking of a page's answers: `ask(request, shown, take)` says "loading…" in
+ * `stateLine`, hands the answer to `take` and then shows `shown` (the range asked) — or says
+ * why the page was not updated. Only the newest request counts: an answer that comes after
+ * a newer request was made, or after the page closed, is dropped. */
+export function answers(d: Disposer, stateLine: HTMLElement
+                        ): <T>(request: Promise<T>, shown: string, take: (got: T) => void) => void {
+  let seq = 0;
+  return (request, shown, take) => {
+    const mine = ++seq;
+    attr(stateLine, "data-error", null);
+    text(stateLine, "loading…");
+    request.then((got) => {
+      if (d.disposed || mine !== seq) return;
+      take(got);
+      text(stateLine, shown);
+    }).catch((err) => {
+      if (d.disposed || mine !== seq) return;
+      text(stateLine, `Not updated: ${err instanceof ApiError ? err.detail : String(err)}`);
+      attr(stateLine, "data-error", "true");
+    });
+  };
 }

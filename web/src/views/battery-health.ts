@@ -9,7 +9,6 @@
 // in the address (#/analytics/battery-health?site=nordvik&unit=nordvik-u01&window=1 y). The
 // detail downloads the unit's warranty evidence pack for the window, as PDF or XLSX (GET
 // /analytics/warranty-pack, `reports.export`).
-import { ApiError } from "../api";
 import { Disposer, P, type App, type View } from "../app";
 import { DEFAULT_SORT, WINDOWS, eolRange, eolText, exposureRows, fitNotes, fittedLine,
          healthQuery, rateText, sortUnits, stateFromParams, stateParams, toggleSort,
@@ -22,7 +21,7 @@ import { clock, dateTime, num, pct } from "../format";
 import type { BatteryHealthAnswer, ExposureBand, UnitHealth } from "../generated/api";
 import type { Range } from "../historian";
 import { assetHref, hashOf, siteHref } from "../router";
-import { analyticsHeader } from "./analytics-header";
+import { analyticsHeader, answers } from "./analytics-header";
 
 export const HEALTH_REFRESH_MS = 15 * 60_000;
 
@@ -88,7 +87,6 @@ export function batteryHealthView(app: App, params: Record<string, string> = {})
   const state: HealthState = stateFromParams(params);
   let sort: Sort = DEFAULT_SORT;
   let range: Range = windowRange(state.window, app.clock.now());
-  let seq = 0;
   let chart: SohChart | null = null;
   let last: BatteryHealthAnswer | null = null;
   const canExport = app.can(P.reports);
@@ -123,6 +121,7 @@ export function batteryHealthView(app: App, params: Record<string, string> = {})
       load();
     } }, `last ${label}`));
   const stateLine = h("p", { class: "meta refresh", role: "status" }, "loading…");
+  const ask = answers(d, stateLine);
 
   const headers = new Map<SortKey, HTMLElement>();
   const body = h("tbody", {});
@@ -278,27 +277,20 @@ export function batteryHealthView(app: App, params: Record<string, string> = {})
 
   const load = () => {
     range = windowRange(state.window, app.clock.now());
-    const mine = ++seq;
-    attr(stateLine, "data-error", null);
-    text(stateLine, "loading…");
+    const asked = range;
+    const request = app.api.get<BatteryHealthAnswer>("/analytics/battery-health",
+                                                     healthQuery(state, asked));
+    ask(request, `${dateTime(asked.from)} – ${dateTime(asked.to)}`, (got) => {
+      last = got;
+      draw();
+      text(head.freshness, `as of ${clock(app.clock.now())}, again every ` +
+        `${HEALTH_REFRESH_MS / 60_000} min; ` + (got.data_to_ms === null
+        ? "no SOH data in this window"
+        : `newest SOH data up to ${dateTime(got.data_to_ms)}`));
+    });
     draw();
-    app.api.get<BatteryHealthAnswer>("/analytics/battery-health", healthQuery(state, range))
-      .then((got) => {
-        if (d.disposed || mine !== seq) return;
-        last = got;
-        draw();
-        text(stateLine, `${dateTime(range.from)} – ${dateTime(range.to)}`);
-        text(head.freshness, `as of ${clock(app.clock.now())}, again every ` +
-          `${HEALTH_REFRESH_MS / 60_000} min; ` + (got.data_to_ms === null
-          ? "no SOH data in this window"
-          : `newest SOH data up to ${dateTime(got.data_to_ms)}`));
-      })
-      .catch((err) => {
-        if (d.disposed || mine !== seq) return;
-        text(stateLine, `Not updated: ${err instanceof ApiError ? err.detail : String(err)}`);
-        attr(stateLine, "data-error", "true");
-      });
   };
+
 
   void import("../charts").then((charts) => {
     if (d.disposed) return;

@@ -5,7 +5,6 @@
 // decision, the sources and how fresh each is) is the answer's own `about`. Over REST (GET
 // /analytics/comms), again on every change and every minute (a stats window a minute per
 // device). The site and window are in the address (#/analytics/comms?site=nordvik&window=7 d).
-import { ApiError } from "../api";
 import { Disposer, type App, type View } from "../app";
 import { WINDOWS, commsQuery, commsRange, devicesText, hoursText, latencyText, millis,
          pageFromParams, pageParams, pollsText, rate, sourcesFreshness, stateSpans,
@@ -15,7 +14,7 @@ import { clock, dateTime, duration } from "../format";
 import type { CommsAnswer, CommsDevice, CommsGateway } from "../generated/api";
 import type { Range } from "../historian";
 import { assetHref, hashOf, siteHref } from "../router";
-import { analyticsHeader } from "./analytics-header";
+import { analyticsHeader, answers } from "./analytics-header";
 
 export const COMMS_REFRESH_MS = 60_000;
 
@@ -107,7 +106,6 @@ export function commsView(app: App, params: Record<string, string> = {}): View {
   const d = new Disposer();
   const page: CommsPage = pageFromParams(params);
   let range: Range = commsRange(page.window, app.clock.now());
-  let seq = 0;
   let last: CommsAnswer | null = null;
 
   // Until the answer says otherwise (its `about` is the header's text).
@@ -134,6 +132,7 @@ export function commsView(app: App, params: Record<string, string> = {}): View {
       load();
     } }, `last ${label}`));
   const stateLine = h("p", { class: "meta refresh", role: "status" }, "loading…");
+  const ask = answers(d, stateLine);
   const gateways = h("div", { class: "comms-gateways" });
   const summary = h("p", { class: "meta gateway-count" });
 
@@ -170,30 +169,22 @@ export function commsView(app: App, params: Record<string, string> = {}): View {
 
   const load = () => {
     range = commsRange(page.window, app.clock.now());
-    const mine = ++seq;
-    attr(stateLine, "data-error", null);
-    text(stateLine, "loading…");
+    const asked = range;
+    const request = app.api.get<CommsAnswer>("/analytics/comms", commsQuery(page, asked));
+    ask(request, `${dateTime(asked.from)} – ${dateTime(asked.to)}`, (got) => {
+      last = got;
+      draw();
+      text(head.who, got.about.audience);
+      text(head.decision, got.about.decision);
+      head.sources.replaceChildren(h("ul", { class: "about-sources" },
+        ...got.about.sources.map((s) => h("li", { "data-source": s.name },
+          h("strong", {}, s.name), `: ${s.what}`))));
+      text(head.freshness, `as of ${clock(app.clock.now())}, again every ` +
+        `${COMMS_REFRESH_MS / 1000} s; ${sourcesFreshness(got.about.sources)}`);
+    });
     draw();
-    app.api.get<CommsAnswer>("/analytics/comms", commsQuery(page, range))
-      .then((got) => {
-        if (d.disposed || mine !== seq) return;
-        last = got;
-        draw();
-        text(stateLine, `${dateTime(range.from)} – ${dateTime(range.to)}`);
-        text(head.who, got.about.audience);
-        text(head.decision, got.about.decision);
-        head.sources.replaceChildren(h("ul", { class: "about-sources" },
-          ...got.about.sources.map((s) => h("li", { "data-source": s.name },
-            h("strong", {}, s.name), `: ${s.what}`))));
-        text(head.freshness, `as of ${clock(app.clock.now())}, again every ` +
-          `${COMMS_REFRESH_MS / 1000} s; ${sourcesFreshness(got.about.sources)}`);
-      })
-      .catch((err) => {
-        if (d.disposed || mine !== seq) return;
-        text(stateLine, `Not updated: ${err instanceof ApiError ? err.detail : String(err)}`);
-        attr(stateLine, "data-error", "true");
-      });
   };
+
 
   d.interval(load, COMMS_REFRESH_MS);
   load();

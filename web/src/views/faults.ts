@@ -3,7 +3,6 @@
 // reliability table — failures, downtime, MTTR, MTBF — by cause and by vendor (or model,
 // level, site); each episode with its tickets. Over REST (GET /analytics/faults), again on
 // every change and every minute.
-import { ApiError } from "../api";
 import { Disposer, type App, type View } from "../app";
 import type { TimelineChart } from "../charts";
 import { stateChip, ticketLink, ticketStatus } from "../components";
@@ -15,7 +14,7 @@ import type { FaultEpisode, FaultsAnswer, ReliabilityRow } from "../generated/ap
 import { DAY_MS, lastRange, type Range } from "../historian";
 import { assetHref, siteHref } from "../router";
 import { stateOf } from "../status";
-import { analyticsHeader } from "./analytics-header";
+import { analyticsHeader, answers } from "./analytics-header";
 
 export const FAULTS_REFRESH_MS = 60_000;
 const SPANS: readonly [string, number][] = [["7 d", 7 * DAY_MS], ["30 d", 30 * DAY_MS],
@@ -94,7 +93,6 @@ export function faultsView(app: App): View {
   let span = 30 * DAY_MS;
   let range: Range = lastRange(span, app.clock.now());
   let groupBy: GroupBy = "vendor";
-  let seq = 0;
   let timeline: TimelineChart | null = null;
   let last: FaultsAnswer | null = null;
   const vendors = new Set<string>();
@@ -124,6 +122,7 @@ export function faultsView(app: App): View {
       load();
     } }, `last ${label}`));
   const stateLine = h("p", { class: "meta refresh", role: "status" }, "loading…");
+  const ask = answers(d, stateLine);
 
   const timelineEl = h("div", { class: "chart timeline faults-timeline",
                                 "aria-label": "episodes timeline" });
@@ -187,13 +186,12 @@ export function faultsView(app: App): View {
 
   const load = () => {
     range = lastRange(span, app.clock.now());
-    const mine = ++seq;
-    attr(stateLine, "data-error", null);
-    Promise.all([
-      app.api.get<FaultsAnswer>("/analytics/faults", faultsQuery(filters, range, "cause")),
-      app.api.get<FaultsAnswer>("/analytics/faults", faultsQuery(filters, range, groupBy, 1)),
-    ]).then(([main, grouped]) => {
-      if (d.disposed || mine !== seq) return;
+    const asked = range;
+    const request = Promise.all([
+      app.api.get<FaultsAnswer>("/analytics/faults", faultsQuery(filters, asked, "cause")),
+      app.api.get<FaultsAnswer>("/analytics/faults", faultsQuery(filters, asked, groupBy, 1)),
+    ]);
+    ask(request, `${dateTime(asked.from)} – ${dateTime(asked.to)}`, ([main, grouped]) => {
       last = main;
       fillTable(byCause, main.groups, main.total);
       fillTable(byGroup, grouped.groups, grouped.total);
@@ -201,15 +199,11 @@ export function faultsView(app: App): View {
       for (const e of main.episodes) vendors.add(e.vendor ?? "unknown");
       drawVendors();
       draw();
-      text(stateLine, `${dateTime(range.from)} – ${dateTime(range.to)}`);
       text(head.freshness, `as of ${clock(app.clock.now())}, again every ` +
         `${FAULTS_REFRESH_MS / 1000} s; the episodes are as fresh as the flows' last write`);
-    }).catch((err) => {
-      if (d.disposed || mine !== seq) return;
-      text(stateLine, `Not updated: ${err instanceof ApiError ? err.detail : String(err)}`);
-      attr(stateLine, "data-error", "true");
     });
   };
+
 
   void import("../charts").then((charts) => {
     if (d.disposed) return;

@@ -5,7 +5,6 @@
 // below; each data source's newest data in the header. Over REST (GET /analytics/vendors),
 // again on every change and every 15 minutes (a benchmark is about months). The site, level,
 // grouping and window are in the address (#/analytics/vendors?level=inverter&by=model).
-import { ApiError } from "../api";
 import { Disposer, type App, type View } from "../app";
 import { attr, h, reconcile, text } from "../dom";
 import { clock, dateTime } from "../format";
@@ -14,7 +13,7 @@ import type { Range } from "../historian";
 import { hashOf } from "../router";
 import { COLUMNS, LEVELS, WINDOWS, pageFromParams, pageParams, rowCells, sourcesFreshness,
          vendorsQuery, windowRange, type By, type VendorsPage } from "../vendors";
-import { analyticsHeader } from "./analytics-header";
+import { analyticsHeader, answers } from "./analytics-header";
 
 export const VENDORS_REFRESH_MS = 15 * 60_000;
 
@@ -32,7 +31,6 @@ export function vendorsView(app: App, params: Record<string, string> = {}): View
   const d = new Disposer();
   const page: VendorsPage = pageFromParams(params);
   let range: Range = windowRange(page.window, app.clock.now());
-  let seq = 0;
   let last: VendorsAnswer | null = null;
 
   const head = analyticsHeader("vendors", "Vendor benchmarking", {
@@ -78,6 +76,7 @@ export function vendorsView(app: App, params: Record<string, string> = {}): View
       load();
     } }, `last ${label}`));
   const stateLine = h("p", { class: "meta refresh", role: "status" }, "loading…");
+  const ask = answers(d, stateLine);
 
   const keyHead = h("th", { scope: "col" }, "Vendor");
   const body = h("tbody", {});
@@ -122,25 +121,17 @@ export function vendorsView(app: App, params: Record<string, string> = {}): View
 
   const load = () => {
     range = windowRange(page.window, app.clock.now());
-    const mine = ++seq;
-    attr(stateLine, "data-error", null);
-    text(stateLine, "loading…");
+    const asked = range;
+    const request = app.api.get<VendorsAnswer>("/analytics/vendors", vendorsQuery(page, asked));
+    ask(request, `${dateTime(asked.from)} – ${dateTime(asked.to)}`, (got) => {
+      last = got;
+      draw();
+      text(head.freshness, `as of ${clock(app.clock.now())}, again every ` +
+        `${VENDORS_REFRESH_MS / 60_000} min; ${sourcesFreshness(got.sources)}`);
+    });
     draw();
-    app.api.get<VendorsAnswer>("/analytics/vendors", vendorsQuery(page, range))
-      .then((got) => {
-        if (d.disposed || mine !== seq) return;
-        last = got;
-        draw();
-        text(stateLine, `${dateTime(range.from)} – ${dateTime(range.to)}`);
-        text(head.freshness, `as of ${clock(app.clock.now())}, again every ` +
-          `${VENDORS_REFRESH_MS / 60_000} min; ${sourcesFreshness(got.sources)}`);
-      })
-      .catch((err) => {
-        if (d.disposed || mine !== seq) return;
-        text(stateLine, `Not updated: ${err instanceof ApiError ? err.detail : String(err)}`);
-        attr(stateLine, "data-error", "true");
-      });
   };
+
 
   d.interval(load, VENDORS_REFRESH_MS);
   load();
