@@ -2,7 +2,7 @@
 // it supports, where its data comes from and how fresh that is — the last as an element the
 // page keeps current.
 import { ApiError } from "../api";
-import type { Disposer } from "../app";
+import type { App, Disposer } from "../app";
 import { attr, h, text } from "../dom";
 import { hashOf, type RouteName } from "../router";
 
@@ -62,4 +62,16 @@ export function answers(d: Disposer, stateLine: HTMLElement
       attr(stateLine, "data-error", "true");
     });
   };
+}
+
+/** An analytics page's site filter: "every site" ("") or one of the caller's sites, by
+ * name; `changed` gets the one chosen. */
+export function siteFilter(app: App, value: string,
+                           changed: (site: string) => void): HTMLSelectElement {
+  const el = h("select", { class: "filter site", "aria-label": "site" },
+    h("option", { value: "" }, "every site"),
+    ...app.fleet.all().map(({ site }) => h("option", { value: site.id }, site.name ?? site.id)));
+  el.value = value;
+  el.addEventListener("change", () => changed(el.value));
+  return el;
 }

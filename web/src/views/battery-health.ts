@@ -21,7 +21,7 @@ import { clock, dateTime, num, pct } from "../format";
 import type { BatteryHealthAnswer, ExposureBand, UnitHealth } from "../generated/api";
 import type { Range } from "../historian";
 import { assetHref, hashOf, siteHref } from "../router";
-import { analyticsHeader, answers } from "./analytics-header";
+import { analyticsHeader, answers, siteFilter } from "./analytics-header";
 
 export const HEALTH_REFRESH_MS = 15 * 60_000;
 
@@ -103,12 +103,8 @@ export function batteryHealthView(app: App, params: Record<string, string> = {})
       "end-of-life threshold from the site's contract (warranty), else 70 %.",
   });
 
-  const siteFilter = h("select", { class: "filter site", "aria-label": "site" },
-    h("option", { value: "" }, "every site"),
-    ...app.fleet.all().map(({ site }) => h("option", { value: site.id }, site.name ?? site.id)));
-  siteFilter.value = state.site;
-  siteFilter.addEventListener("change", () => {
-    state.site = siteFilter.value;
+  const sites = siteFilter(app, state.site, (site) => {
+    state.site = site;
     if (state.site && last?.units.find((u) => u.unit_id === state.unit)?.site_id !==
         state.site) state.unit = "";
     remember();
@@ -178,7 +174,7 @@ export function batteryHealthView(app: App, params: Record<string, string> = {})
     detailTitle, detailHint, detailBody);
 
   const el = h("div", { class: "view analytics battery-health" }, head.el,
-    h("section", { class: "panel filters table-filters" }, siteFilter, ...windowButtons,
+    h("section", { class: "panel filters table-filters" }, sites, ...windowButtons,
       stateLine),
     h("section", { class: "panel" }, h("h2", {}, "Units by projected end of life"), table,
       tableNote),

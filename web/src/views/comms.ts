@@ -14,7 +14,7 @@ import { clock, dateTime, duration } from "../format";
 import type { CommsAnswer, CommsDevice, CommsGateway } from "../generated/api";
 import type { Range } from "../historian";
 import { assetHref, hashOf, siteHref } from "../router";
-import { analyticsHeader, answers } from "./analytics-header";
+import { analyticsHeader, answers, siteFilter } from "./analytics-header";
 
 export const COMMS_REFRESH_MS = 60_000;
 
@@ -116,12 +116,8 @@ export function commsView(app: App, params: Record<string, string> = {}): View {
       "its state changes and poll statistics in the history store.",
   });
 
-  const siteFilter = h("select", { class: "filter site", "aria-label": "site" },
-    h("option", { value: "" }, "every site"),
-    ...app.fleet.all().map(({ site }) => h("option", { value: site.id }, site.name ?? site.id)));
-  siteFilter.value = page.site;
-  siteFilter.addEventListener("change", () => {
-    page.site = siteFilter.value;
+  const sites = siteFilter(app, page.site, (site) => {
+    page.site = site;
     remember();
     load();
   });
@@ -137,7 +133,7 @@ export function commsView(app: App, params: Record<string, string> = {}): View {
   const summary = h("p", { class: "meta gateway-count" });
 
   const el = h("div", { class: "view analytics comms" }, head.el,
-    h("section", { class: "panel filters table-filters" }, siteFilter, ...windowButtons,
+    h("section", { class: "panel filters table-filters" }, sites, ...windowButtons,
       stateLine),
     h("p", { class: "meta legend" }, "offline: the last polls all failed or the gateway's " +
       "connection is down; degraded: some recent polls failed, were slow or answered " +

@@ -13,7 +13,7 @@ import type { Range } from "../historian";
 import { hashOf } from "../router";
 import { COLUMNS, LEVELS, WINDOWS, pageFromParams, pageParams, rowCells, sourcesFreshness,
          vendorsQuery, windowRange, type By, type VendorsPage } from "../vendors";
-import { analyticsHeader, answers } from "./analytics-header";
+import { analyticsHeader, answers, siteFilter } from "./analytics-header";
 
 export const VENDORS_REFRESH_MS = 15 * 60_000;
 
@@ -45,12 +45,8 @@ export function vendorsView(app: App, params: Record<string, string> = {}): View
       "vendor, model and ratings. Worked out by the server.",
   });
 
-  const siteFilter = h("select", { class: "filter site", "aria-label": "site" },
-    h("option", { value: "" }, "every site"),
-    ...app.fleet.all().map(({ site }) => h("option", { value: site.id }, site.name ?? site.id)));
-  siteFilter.value = page.site;
-  siteFilter.addEventListener("change", () => {
-    page.site = siteFilter.value;
+  const sites = siteFilter(app, page.site, (site) => {
+    page.site = site;
     remember();
     load();
   });
@@ -87,7 +83,7 @@ export function vendorsView(app: App, params: Record<string, string> = {}): View
   const note = h("p", { class: "meta vendor-note" });
 
   const el = h("div", { class: "view analytics vendors" }, head.el,
-    h("section", { class: "panel filters table-filters" }, siteFilter, levelFilter,
+    h("section", { class: "panel filters table-filters" }, sites, levelFilter,
       ...byButtons, ...windowButtons, stateLine),
     h("section", { class: "panel" }, h("h2", {}, "Vendors compared"), table, note));
 
