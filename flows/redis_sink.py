@@ -74,8 +74,9 @@ class _Partition(StatelessSinkPartition[HotState]):
     A Redis that restarted empty gets the hot state back at the next batch: what is written
     every second (site snapshots, units' newest values, repair lists) comes by itself; what
     is written only when it changes — active alarms and alerts, open episodes, tickets,
-    dead-letter tallies — the partition holds (`_held`, the hashes it wrote: small, only
-    what is active) and writes again whole when its `marker` key is gone."""
+    dead-letter tallies, devices' comms states and last stats windows — the partition holds
+    (`_held`, the hashes it wrote: small, only what is active) and writes again whole when
+    its `marker` key is gone."""
 
     def __init__(self, client: redis.Redis, guard: SinkGuard, marker: str,
                  seeded: dict[tuple[str, str], str] | None = None, first: bool = False) -> None:
@@ -182,7 +183,8 @@ class RedisSink(DynamicSink[HotState]):
                           hot_state_marker(step_id, worker_index), seeded, worker_index == 0)
 
 
-SEEDED_HASHES = ("alarms", "alerts", "episodes", "tickets", "dead-letters")
+SEEDED_HASHES = ("alarms", "alerts", "episodes", "tickets", "dead-letters", "comms-state",
+                 "comms-stats")
 NOT_SEEDED = ("control_", "store_outage", "unwritable")  # written by others, or transient
 
 

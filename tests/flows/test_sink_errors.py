@@ -23,9 +23,9 @@ from bytewax.connectors.kafka import KafkaSinkMessage
 from connectors.history.rows import TelemetryRow
 from connectors.history.sqlite import SqliteHistoryStore
 from connectors.kafka import ensure_topics, read_topic
-from connectors.redis_store import alarms_key, alerts_key, site_key
+from connectors.redis_store import alarms_key, alerts_key, comms_state_key, site_key
 from connectors.settings import Settings
-from contracts.events import Alert, DeadLetter, SiteAvailability
+from contracts.events import Alert, DeadLetter, DeviceHealth, SiteAvailability
 from flows.history_sink import HistoryItem, HistorySink
 from flows.history_sink import _Partition as _HistoryPartition
 from flows.kafka_sink import KafkaOutSink
@@ -266,13 +266,16 @@ def test_a_redis_restarted_empty_gets_the_hot_state_back(tmp_path: Path) -> None
 def test_flows_restarted_then_redis_restarted_the_hot_state_still_comes_back(
         tmp_path: Path) -> None:
     """A flows process started again takes over what Redis holds of its sites' hashes (the
-    alarms it raised before); a control-loop alert in the same hash is the loop's own."""
+    alarms it raised before, a device's comms state: written only when they change); a
+    control-loop alert in the same hash is the loop's own."""
     from tests.api.hot_state import alert, breach
 
     service = start_redis(tmp_path / "one")
     before = RedisSink(service.address, ListReporter()).build("redis", 0, 1)
     kept = breach("s9", "s9-u01")
-    before.write_batch([kept])
+    device = DeviceHealth(device_id="s9-u01", connector="modbus", state="offline",
+                          previous="online", ts_ms=1_000, site_id="s9", gateway="gw:502")
+    before.write_batch([kept, device])
     before.close()  # the flows die; Redis keeps the alarm
     control = alert("s9", "s9-u02").model_copy(update={"kind": "control_action"})
     client = redis.Redis.from_url(service.address)
@@ -288,6 +291,8 @@ def test_flows_restarted_then_redis_restarted_the_hot_state_still_comes_back(
         assert client.hgetall(alarms_key("s9")) == {
             kept.breach_id.encode(): kept.model_dump_json().encode()}
         assert client.hgetall(alerts_key("s9")) == {}  # the control loop's, not the flows'
+        assert client.hgetall(comms_state_key("s9")) == {
+            b"s9-u01": device.model_dump_json().encode()}
         client.close()
     finally:
         sink.close()
