@@ -5,10 +5,10 @@ historian's, connectors/archive/historian.py), the rated energy and the threshol
 
 - **Equivalent full cycles** (EFC) = energy throughput / (2 × rated energy): one full charge
   and one full discharge is one cycle. The throughput of a bucket is |mean power| × its
-  width — exact while the power keeps one sign within the bucket (an arbitrage dispatch
-  turns from charging to discharging a few times a day, through idle time; a duty that
-  flips sign within minutes, such as frequency response, is undercounted, and its fade per
-  cycle overstated) and measured at the grid side (the cells see 1/η more when discharging
+  width (the historian sums it minute by minute: a bucket's mean is the power that moves
+  those minutes' energy either way) — exact while the power keeps one sign within a minute
+  (a duty that flips sign within seconds is undercounted, and its fade per cycle
+  overstated) and measured at the grid side (the cells see 1/η more when discharging
   and η less when charging: over balanced cycles of η = 0.94 the two differ by 0.2 %).
 - **The fit**: SOH (% of rated energy) against calendar time (years) and cumulative EFC by
   least squares with both regressors, SOH = a + b·t + c·EFC. Calendar fade is −b
@@ -32,7 +32,8 @@ historian's, connectors/archive/historian.py), the rated energy and the threshol
   modules by the projected end-of-life date — the new modules' own fade left out (add a
   margin). None when the unit stays above the threshold until the horizon.
 - **Exposure**: hours per temperature band (the hottest cell of the unit's blocks) and per
-  C-rate band (|P| / rated energy, per hour).
+  C-rate band (|P| / rated energy, per hour) — from buckets (`exposure`), or from the
+  minutes counted per band where the history is (`temperature_bands`, `c_rate_bands`).
 """
 
 from __future__ import annotations
@@ -40,10 +41,13 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import itertools
+import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+from contracts.fleet import Unit
 
 DEFAULT_END_OF_LIFE_SOH_PCT = 70.0  # when the contract file names no warranty threshold
 MIN_SAMPLES = 4  # three coefficients and one degree of freedom
@@ -305,19 +309,28 @@ def _label(low: float | None, high: float | None, unit: str) -> str:
     return f"{low:g}–{high:g}{unit}"
 
 
-def exposure(values: Sequence[Bucket], edges: Sequence[float], unit: str = "",
-             scale: float = 1.0) -> list[Band]:
-    """Hours per band of `mean × scale` (bands between consecutive `edges`, plus one below
-    the first and one from the last up); each bucket counts its whole width."""
+def band_of(value: float, edges: Sequence[float]) -> int:
+    """The band of `value`: i when i of the (ascending) `edges` lie at or below it — 0
+    below the first edge, len(edges) from the last up."""
+    return sum(1 for edge in edges if value >= edge)
+
+
+def banded(hours: Sequence[float], edges: Sequence[float], unit: str = "") -> list[Band]:
+    """The bands of `edges` (one below the first, one between each two, one from the last
+    up) with the hours spent in each (`hours[i]`: band i, as `band_of`)."""
     bounds: list[tuple[float | None, float | None]] = [
         (None, edges[0]), *itertools.pairwise(edges), (edges[-1], None)]
-    hours = [0.0] * len(bounds)
-    for b in values:
-        v = b.mean * scale
-        i = sum(1 for edge in edges if v >= edge)
-        hours[i] += b.width_ms / HOUR_MS
     return [Band(_label(low, high, unit), low, high, h)
             for (low, high), h in zip(bounds, hours, strict=True)]
+
+
+def exposure(values: Sequence[Bucket], edges: Sequence[float], unit: str = "",
+             scale: float = 1.0) -> list[Band]:
+    """Hours per band of `mean × scale` (`banded`); each bucket counts its whole width."""
+    hours = [0.0] * (len(edges) + 1)
+    for b in values:
+        hours[band_of(b.mean * scale, edges)] += b.width_ms / HOUR_MS
+    return banded(hours, edges, unit)
 
 
 def temperature_exposure(values: Sequence[Bucket]) -> list[Band]:
@@ -328,3 +341,68 @@ def c_rate_exposure(power: Sequence[Bucket], rated_energy_kwh: float) -> list[Ba
     """|P| / rated energy (1/h): a C-rate of 0.5 empties the unit in two hours."""
     return exposure([Bucket(b.start_ms, b.width_ms, abs(b.mean)) for b in power],
                     C_RATE_EDGES, " C", 1.0 / rated_energy_kwh)
+
+
+POWER_TAG, CELL_TEMP_TAG = "active_power_kw", "cell_temp_max_c"
+
+
+@dataclass(frozen=True, slots=True)
+class BandSpec:
+    """What to count minutes of, per band of `edges` (`band_of`): at each minute the
+    largest of the `assets`' `tag` — of its magnitude with `magnitude` — times `scale`."""
+
+    tag: str
+    edges: tuple[float, ...]
+    assets: tuple[str, ...]
+    scale: float = 1.0
+    magnitude: bool = False
+
+    @property
+    def key(self) -> str:
+        """The spec as one exact text (floats by repr): the archive's exposure roll-ups are
+        used for a spec only where they were made for this very one."""
+        return json.dumps([self.tag, [repr(e) for e in self.edges], list(self.assets),
+                           repr(self.scale), self.magnitude])
+
+
+def c_rate_spec(unit: Unit) -> BandSpec:
+    """A unit's C-rate: |P| / rated energy."""
+    return BandSpec(POWER_TAG, C_RATE_EDGES, (unit.id,), 1.0 / unit.rated_energy_kwh,
+                    magnitude=True)
+
+
+def temperature_spec(unit: Unit) -> BandSpec:
+    """A unit's hottest cell: the largest `cell_temp_max_c` of the unit (as its BMS reports
+    it, if it does) and its blocks."""
+    return BandSpec(CELL_TEMP_TAG, TEMPERATURE_EDGES_C,
+                    (unit.id, *(b.id for inv in unit.inverters for b in inv.blocks)))
+
+
+def unit_band_specs(unit: Unit) -> tuple[BandSpec, ...]:
+    """What the battery-health view counts of a unit: what the archive rolls up per day."""
+    return (c_rate_spec(unit), temperature_spec(unit))
+
+
+def temperature_bands(minutes: Sequence[int]) -> list[Band]:
+    """`temperature_exposure` from the minutes counted in each band of `TEMPERATURE_EDGES_C`
+    (the hottest block's mean at each minute, `band_of`)."""
+    return banded([m / 60 for m in minutes], TEMPERATURE_EDGES_C, " °C")
+
+
+def c_rate_bands(minutes: Sequence[int]) -> list[Band]:
+    """`c_rate_exposure` from the minutes counted in each band of `C_RATE_EDGES` (each
+    minute's |P| / rated energy, `band_of`)."""
+    return banded([m / 60 for m in minutes], C_RATE_EDGES, " C")
+
+
+def throughput_buckets(kwh: Mapping[int, float], step_ms: int, start_ms: int, end_ms: int
+                       ) -> list[Bucket]:
+    """Buckets of `step_ms` (keyed by start, aligned on its multiples) of the energy moved
+    either way in each, as power buckets for `efc_at`: each clipped to `[start_ms, end_ms)`,
+    its mean the power that moves its energy over its width."""
+    out: list[Bucket] = []
+    for bucket_ms in sorted(kwh):
+        s, e = max(bucket_ms, start_ms), min(bucket_ms + step_ms, end_ms)
+        if e > s:
+            out.append(Bucket(s, e - s, kwh[bucket_ms] * HOUR_MS / (e - s)))
+    return out

@@ -8,16 +8,24 @@ planning warranty claims and augmentation:
                                    an augmentation hint, temperature and C-rate exposure
                                    (`read`)
 
-The numbers are contracts/battery_health.py's, on the historian's buckets
+The numbers are contracts/battery_health.py's, from the historian
 (connectors/archive/historian.py: the archive's closed days, the history store's others) of
-each unit's `soh_pct` and `active_power_kw` and its blocks' `cell_temp_max_c` (the unit's
-temperature: the hottest block's mean in each bucket). The fit and the temperatures use
-buckets of `FIT_STEP_MS` or wider (at most `FIT_BUCKETS` over the window); the power — the
-cycles and the C-rate — finer ones (at most `POWER_BUCKETS`: a sign change inside a bucket
-loses throughput, and a long bucket smooths the C-rate's peaks); the SOH series shown is
-downsampled to at most `points`. The end-of-life threshold is the site contract's
-`warranty.end_of_life_soh_pct`, else 70 %; the augmentation's horizon is the contract's
-end (no contract: no hint).
+each unit's `soh_pct` and `active_power_kw` and its blocks' `cell_temp_max_c`:
+
+- the fit's samples are the SOH's means in buckets of `FIT_STEP_MS` — or of whole days when
+  the window holds more than `FIT_BUCKETS` of those (about 21 days): read from the archive's
+  daily roll-ups then, so a year costs no more than a month;
+- the cycles by each sample are the energy the unit's power moved either way, summed minute
+  by minute, per bucket of the same width (the roll-ups' charged and discharged energy for
+  whole days);
+- the exposure is counted minute by minute in the store that holds the minutes (DuckDB for
+  the archive), or read from the archive's exposure roll-ups for whole days: the C-rate of
+  each minute's |P|; the temperature of the unit's hottest cell (the largest
+  `cell_temp_max_c` of the unit, if its BMS reports one, and its blocks at each minute);
+- the SOH series shown is in buckets of the fit's width or wider, at most `points`.
+
+The end-of-life threshold is the site contract's `warranty.end_of_life_soh_pct`, else 70 %;
+the augmentation's horizon is the contract's end (no contract: no hint).
 
 `from` and `to` as the historian's (ISO-8601 with a UTC offset, `[from, to)`, at most 400
 days). A site or unit the caller may not see is 404 alike with one that does not exist; an
@@ -46,21 +54,27 @@ from api.views import (
     SohPoint,
     UnitHealth,
 )
-from connectors.archive.historian import Historian, Series
+from connectors.archive.historian import DAY_MS, MINUTE_MS, Historian, Series
 from connectors.history.rows import TelemetryRow
 from contracts.battery_health import (
+    C_RATE_EDGES,
     DEFAULT_END_OF_LIFE_SOH_PCT,
+    TEMPERATURE_EDGES_C,
     Band,
     Bucket,
     FadeFit,
     Rate,
     Sample,
     augmentation,
-    c_rate_exposure,
+    c_rate_bands,
+    c_rate_spec,
     efc_at,
+    equivalent_full_cycles,
     fit_fade,
     project,
-    temperature_exposure,
+    temperature_bands,
+    temperature_spec,
+    throughput_buckets,
 )
 from contracts.contract import Contract
 from contracts.fleet import Site, Unit
@@ -68,9 +82,8 @@ from contracts.fleet import Site, Unit
 router = APIRouter(tags=["analytics"], responses=ERRORS)
 
 HEALTH_MAX_DAYS = 400
-FIT_STEP_MS = 15 * 60_000  # the fit's and the temperatures' buckets: at least 15 minutes …
-FIT_BUCKETS = 2_000  # … and at most this many over the window (400 days: 5 h)
-POWER_BUCKETS = 20_000  # the power's: whole minutes, at most this many (a year: 27 min)
+FIT_STEP_MS = 15 * 60_000  # the fit's buckets: 15 minutes …
+FIT_BUCKETS = 2_000  # … while the window holds at most this many of them; whole days beyond
 SOH, POWER, CELL_TEMP = "soh_pct", "active_power_kw", "cell_temp_max_c"
 
 UnitQ = Annotated[str | None, Query(min_length=1, max_length=200,
@@ -81,7 +94,8 @@ PointsQ = Annotated[int, Query(ge=2, le=5_000, description="at most this many po
 
 
 def fit_step(start_ms: int, end_ms: int) -> int:
-    return max(FIT_STEP_MS, bucket_step(start_ms, end_ms, FIT_BUCKETS))
+    step = max(FIT_STEP_MS, bucket_step(start_ms, end_ms, FIT_BUCKETS))
+    return step if step == FIT_STEP_MS else -(-step // DAY_MS) * DAY_MS
 
 
 def clipped(rows: list[TelemetryRow], start_ms: int, end_ms: int, step: int) -> list[Bucket]:
@@ -148,21 +162,27 @@ def series_of(unit: Unit) -> list[Series]:
 @dataclass(frozen=True)
 class Steps:
     fit: int
-    power: int
     shown: int
 
 
-def unit_health(site: Site, unit: Unit, contract: Contract | None,
-                rows: dict[Series, list[TelemetryRow]], power_rows: list[TelemetryRow],
-                shown: list[TelemetryRow], start_ms: int, end_ms: int, steps: Steps
-                ) -> UnitHealth:
-    """One unit's answer from its buckets: `rows` (SOH, cell temperatures) at the fit's
-    step, `power_rows` at the power's, `shown` (its SOH) at the series'."""
+@dataclass(frozen=True)
+class Inputs:
+    """What the historian gave for one unit (`Historian` methods, `fleet_health`)."""
+
+    soh: list[TelemetryRow]  # buckets of the fit's step
+    shown: list[TelemetryRow]  # buckets of the series' step
+    throughput: dict[int, float]  # kWh moved either way per bucket of the fit's step
+    c_rate: list[int]  # minutes per band of C_RATE_EDGES
+    temperature: list[int]  # minutes per band of TEMPERATURE_EDGES_C
+
+
+def unit_health(site: Site, unit: Unit, contract: Contract | None, data: Inputs,
+                start_ms: int, end_ms: int, steps: Steps) -> UnitHealth:
+    """One unit's answer from what the historian gave for it."""
     step = steps.fit
-    blocks = [b.id for inv in unit.inverters for b in inv.blocks]
-    power = clipped(power_rows, start_ms, end_ms, steps.power)
+    power = throughput_buckets(data.throughput, step, start_ms, end_ms)
     rated = unit.rated_energy_kwh
-    found = fit_fade(samples(rows[(unit.id, SOH)], power, rated, start_ms, end_ms, step))
+    found = fit_fade(samples(data.soh, power, rated, start_ms, end_ms, step))
     threshold, source = threshold_of(contract)
     fit = projection = hint = None
     reason = ""
@@ -184,33 +204,39 @@ def unit_health(site: Site, unit: Unit, contract: Contract | None,
                                                       text=a.text)
     else:
         reason = found.reason
-    latest = max((r.start_ms + step for r in rows[(unit.id, SOH)]), default=None)
+    latest = max((r.start_ms + step for r in data.soh), default=None)
     return UnitHealth(
         unit_id=unit.id, site_id=site.id, vendor=unit.vendor, model=unit.model,
         rated_energy_mwh=rated / 1000, commissioned=unit.commissioned.isoformat(),
-        soh=[SohPoint(start_ms=r.start_ms, min=r.min, avg=r.mean, max=r.max) for r in shown],
-        soh_step_ms=steps.shown, fit_step_ms=step, power_step_ms=steps.power,
-        efc=sum(abs(b.mean) * b.width_ms / 3_600_000 for b in power) / (2 * rated),
+        soh=[SohPoint(start_ms=r.start_ms, min=r.min, avg=r.mean, max=r.max)
+             for r in data.shown],
+        soh_step_ms=steps.shown, fit_step_ms=step, power_step_ms=MINUTE_MS,
+        efc=equivalent_full_cycles(sum(data.throughput.values()), rated),
         fit=fit, no_fit_reason=reason, projection=projection, augmentation=hint,
         threshold_pct=threshold, threshold_source=source,
         data_to_ms=None if latest is None else min(latest, end_ms),
-        temperature_hours=bands_out(temperature_exposure(hottest(
-            [rows[(b, CELL_TEMP)] for b in blocks], start_ms, end_ms, step))),
-        c_rate_hours=bands_out(c_rate_exposure(power, rated)))
+        temperature_hours=bands_out(temperature_bands(data.temperature)),
+        c_rate_hours=bands_out(c_rate_bands(data.c_rate)))
 
 
 def fleet_health(h: Historian, units: list[tuple[Site, Unit]],
                  contracts: dict[str, Contract], start_ms: int, end_ms: int, points: int
                  ) -> list[UnitHealth]:
-    """Every unit's answer; the buckets of all of them read at once (one archive query per
-    site and segment)."""
-    steps = Steps(fit_step(start_ms, end_ms), bucket_step(start_ms, end_ms, POWER_BUCKETS),
-                  bucket_step(start_ms, end_ms, points))
-    rows = h.buckets([s for _, u in units for s in series_of(u)], start_ms, end_ms, steps.fit)
-    power = h.buckets([(u.id, POWER) for _, u in units], start_ms, end_ms, steps.power)
-    shown = h.buckets([(u.id, SOH) for _, u in units], start_ms, end_ms, steps.shown)
-    return [unit_health(site, u, contracts.get(site.id), rows, power[(u.id, POWER)],
-                        shown[(u.id, SOH)], start_ms, end_ms, steps) for site, u in units]
+    """Every unit's answer; what it needs read for all of them at once (one archive query
+    per site, segment and kind)."""
+    fit = fit_step(start_ms, end_ms)
+    steps = Steps(fit, max(fit, bucket_step(start_ms, end_ms, points)))
+    soh = h.buckets([(u.id, SOH) for _, u in units], start_ms, end_ms, steps.fit)
+    shown = soh if steps.shown == steps.fit else h.buckets(
+        [(u.id, SOH) for _, u in units], start_ms, end_ms, steps.shown)
+    moved = h.throughput([u.id for _, u in units], POWER, start_ms, end_ms, steps.fit)
+    c_rate = h.band_minutes({u.id: c_rate_spec(u) for _, u in units}, start_ms, end_ms)
+    temperature = h.band_minutes({u.id: temperature_spec(u) for _, u in units},
+                                 start_ms, end_ms)
+    none_c, none_t = [0] * (len(C_RATE_EDGES) + 1), [0] * (len(TEMPERATURE_EDGES_C) + 1)
+    return [unit_health(site, u, contracts.get(site.id), Inputs(
+        soh[(u.id, SOH)], shown[(u.id, SOH)], moved.get(u.id, {}), c_rate.get(u.id, none_c),
+        temperature.get(u.id, none_t)), start_ms, end_ms, steps) for site, u in units]
 
 
 @router.get("/analytics/battery-health")

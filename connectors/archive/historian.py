@@ -10,7 +10,7 @@ the rest (a range's partial first and last days, days not archived or not rolled
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +18,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.archive import layout
-from connectors.archive.query import ArchiveReader
-from connectors.archive.tables import DAILY, TELEMETRY, telemetry_record, to_arrow
+from connectors.archive.query import ArchiveReader, one_kind
+from connectors.archive.tables import DAILY, EXPOSURE, TELEMETRY, telemetry_record, to_arrow
 from connectors.history.rows import TelemetryRow
 from connectors.history.store import HistoryStore
+from contracts.battery_health import BandSpec, band_of
 from contracts.benchmarking import Energy, integrate_minutes
 from contracts.fleet import Fleet, Site
 
@@ -169,6 +170,108 @@ class Historian:
                     before = buckets.get(r.start_ms)
                     buckets[r.start_ms] = r if before is None else merge_bucket(before, r)
         return {s: [b[k] for k in sorted(b)] for s, b in out.items()}
+
+    def _by_site(self, asset_ids: Iterable[str]) -> dict[str, list[str]]:
+        by_site: dict[str, list[str]] = {}
+        for asset_id in asset_ids:
+            by_site.setdefault(self.fleet.assets[asset_id].site_id, []).append(asset_id)
+        return by_site
+
+    def throughput(self, asset_ids: Sequence[str], tag: str, start_ms: int, end_ms: int,
+                   step_ms: int) -> dict[str, dict[int, float]]:
+        """Per asset with data, the energy its power `tag` (kW) moved either way (kWh,
+        charged plus discharged) in each bucket of `step_ms` (aligned as `buckets`') in
+        `[start_ms, end_ms)`: from the roll-ups for whole days rolled up (`step_ms` whole
+        days), the archived minutes for other archived days, the history store's minutes for
+        the rest."""
+        out: dict[str, dict[int, float]] = {}
+
+        def add(asset_id: str, bucket_ms: int, kwh: float) -> None:
+            buckets = out.setdefault(asset_id, {})
+            buckets[bucket_ms] = buckets.get(bucket_ms, 0.0) + kwh
+
+        for site_id, assets in self._by_site(asset_ids).items():
+            for seg in self.segments(self.fleet.site(site_id), start_ms, end_ms,
+                                     rollups=step_ms % DAY_MS == 0):
+                if seg.archived or seg.rolled_up:
+                    for asset_id, bucket_ms, kwh in self.reader.throughput(
+                            seg.rollups or seg.files, assets, tag, seg.start_ms, seg.end_ms,
+                            step_ms, daily=seg.rolled_up):
+                        add(asset_id, bucket_ms, kwh)
+                    continue
+                for asset_id in assets:
+                    for r in self.history.telemetry(asset_id, tag, seg.start_ms, seg.end_ms,
+                                                    MINUTE_MS):
+                        add(asset_id, r.start_ms // step_ms * step_ms, abs(r.mean) / 60)
+        return out
+
+    def band_minutes(self, specs: Mapping[str, BandSpec], start_ms: int, end_ms: int
+                     ) -> dict[str, list[int]]:
+        """Per owner with data, the minutes in `[start_ms, end_ms)` in each band of its spec
+        (`specs`: owner → its spec, contracts/battery_health.py `BandSpec`: one tag, edges
+        and magnitude for all; the assets and scale each its own): at each minute the
+        largest of its assets' values. The whole days whose exposure roll-ups (tables.py
+        `EXPOSURE`) hold every owner's very spec are read from them; the rest is counted
+        from the minutes — in DuckDB for the days archived, here from the history store's
+        for the others."""
+        if not specs:
+            return {}
+        tag, edges, magnitude = one_kind(specs.values())
+        out: dict[str, list[int]] = {}
+
+        def add(owner: str, minutes: Sequence[int]) -> None:
+            total = out.setdefault(owner, [0] * (len(edges) + 1))
+            for i, n in enumerate(minutes):
+                total[i] += n
+
+        for site_id, owners in self._by_site(specs).items():
+            site = self.fleet.site(site_id)
+            mine = {o: specs[o] for o in owners}
+            ranges: list[tuple[int, int]] = []  # what is counted from the minutes
+            for s, e, rolled in self._exposure_days(site, mine, start_ms, end_ms):
+                if rolled is not None:
+                    for owner, minutes in rolled.items():
+                        add(owner, minutes)
+                elif ranges and ranges[-1][1] == s:
+                    ranges[-1] = (ranges[-1][0], e)
+                else:
+                    ranges.append((s, e))
+            for s, e in ranges:
+                for seg in self.segments(site, s, e):
+                    if seg.archived:
+                        for owner, minutes in self.reader.band_minutes(
+                                seg.files, mine, seg.start_ms, seg.end_ms).items():
+                            add(owner, minutes)
+                        continue
+                    values: dict[tuple[str, int], float] = {}  # (owner, minute) → largest
+                    for owner, spec in mine.items():
+                        for asset_id in spec.assets:
+                            for r in self.history.telemetry(asset_id, tag, seg.start_ms,
+                                                            seg.end_ms, MINUTE_MS):
+                                v = (abs(r.mean) if magnitude else r.mean) * spec.scale
+                                key = (owner, r.start_ms)
+                                values[key] = max(v, values.get(key, v))
+                    for (owner, _), v in values.items():
+                        out.setdefault(owner, [0] * (len(edges) + 1))[band_of(v, edges)] += 1
+        return {o: m for o, m in out.items() if any(m)}
+
+    def _exposure_days(self, site: Site, specs: Mapping[str, BandSpec], start_ms: int,
+                       end_ms: int) -> Iterator[tuple[int, int, dict[str, list[int]] | None]]:
+        """Each local day's part of `[start_ms, end_ms)` with, for a whole day whose
+        exposure roll-ups hold every owner's spec, their minutes per band by owner (else
+        None)."""
+        days = layout.days_overlapping(start_ms, end_ms, site.tz)
+        whole = [d for d in self.reader.archived_days(EXPOSURE, site.id, days)
+                 if start_ms <= layout.day_bounds(d, site.tz)[0]
+                 and layout.day_bounds(d, site.tz)[1] <= end_ms]
+        rows = self.reader.exposure(self.reader.files(EXPOSURE, site.id, whole), specs,
+                                    start_ms, end_ms)
+        for day in days:
+            day_start, day_end = layout.day_bounds(day, site.tz)
+            rolled = {o: rows.get((o, day_start)) for o in specs}
+            yield (max(start_ms, day_start), min(end_ms, day_end),
+                   None if any(m is None for m in rolled.values())
+                   else {o: m for o, m in rolled.items() if m is not None})
 
     def energy(self, asset_ids: Sequence[str], tag: str, start_ms: int, end_ms: int
                ) -> dict[str, tuple[Energy, int]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import pyarrow as pa
 from connectors.archive import layout
 from connectors.archive.tables import TELEMETRY, Table
 from connectors.history.rows import TelemetryRow
+from contracts.battery_health import BandSpec
 
 DAY_MS = 86_400_000
 THREADS = 2  # analytics share the machine with the live path: never every core
@@ -107,6 +108,76 @@ DAILY_ENERGY = f"""
     FROM latest
     GROUP BY asset_id
     ORDER BY asset_id"""
+
+# Per asset and bucket of `$step`: the energy its power moved either way (kWh, each minute
+# |mean| / 60: charged plus discharged, the throughput cycles are counted from).
+TELEMETRY_THROUGHPUT = f"""
+    WITH latest AS ({TELEMETRY_ROWS.replace("ORDER BY asset_id, tag, start_ms", "")})
+    SELECT asset_id, (start_ms // $step) * $step AS bucket_ms, sum(abs("mean")) / 60
+    FROM latest
+    GROUP BY asset_id, bucket_ms
+    ORDER BY asset_id, bucket_ms"""
+
+# The same from the daily roll-ups (`$step` whole days).
+DAILY_THROUGHPUT = f"""
+    WITH latest AS ({DAILY_ROWS})
+    SELECT asset_id, (start_ms // $step) * $step AS bucket_ms,
+           sum(charge_kwh + discharge_kwh)
+    FROM latest
+    GROUP BY asset_id, bucket_ms
+    ORDER BY asset_id, bucket_ms"""
+
+
+def bands_sql(edges: int, grouped: bool) -> str:
+    """Per owner, the minutes of its value and how many of them lie at or above each edge
+    (`$e0` … ascending): at each minute the largest of its assets' means (or of their
+    magnitudes, with `$magnitude`) times its `scale` — `grouped` when an owner has several
+    assets, else each asset's own. `$assets[k]` belongs to `$owners[k]`, scaled by
+    `$scales[k]`. (Counts at or above each edge, not a band per minute: one group per owner
+    is several times faster.)"""
+    value = 'CASE WHEN $magnitude THEN abs("mean") ELSE "mean" END'
+    rows = TELEMETRY_ROWS.replace("ORDER BY asset_id, tag, start_ms", "")
+    per_minute = (f"""SELECT owner, max({value}) * any_value(scale) AS v
+        FROM latest JOIN owned USING (asset_id)
+        GROUP BY owner, start_ms""" if grouped else f"""SELECT owner, {value} * scale AS v
+        FROM latest JOIN owned USING (asset_id)""")
+    at_or_above = "".join(f", count_if(v >= $e{i})" for i in range(edges))
+    return f"""
+    WITH latest AS ({rows}),
+    owned AS (SELECT unnest($assets) AS asset_id, unnest($owners) AS owner,
+                     unnest($scales) AS scale),
+    per_minute AS ({per_minute})
+    SELECT owner, count(*){at_or_above}
+    FROM per_minute
+    GROUP BY owner
+    ORDER BY owner"""
+
+
+# The exposure roll-ups of `$assets[k]` for spec `$specs[k]` (tables.py `EXPOSURE`).
+EXPOSURE_ROWS = """
+    WITH wanted AS (SELECT unnest($assets) AS asset_id, unnest($specs) AS spec)
+    SELECT asset_id, start_ms, minutes
+    FROM read_parquet($files, filename = true, hive_partitioning = false)
+         JOIN wanted USING (asset_id, spec)
+    WHERE start_ms >= $start AND start_ms < $end
+    QUALIFY row_number() OVER (PARTITION BY asset_id, tag, start_ms, spec
+                               ORDER BY filename DESC) = 1"""
+
+
+def bands_from_counts(counts: Sequence[int]) -> list[int]:
+    """Minutes per band from `bands_sql`'s counts: all minutes, then those at or above each
+    edge."""
+    above = [*counts, 0]
+    return [above[i] - above[i + 1] for i in range(len(counts))]
+
+
+def one_kind(specs: Iterable[BandSpec]) -> tuple[str, tuple[float, ...], bool]:
+    """The tag, edges and magnitude that all of `specs` share (their scales may differ)."""
+    kinds = {(s.tag, s.edges, s.magnitude) for s in specs}
+    if len(kinds) != 1:
+        raise ValueError(f"band specs of {len(kinds)} kinds in one count: {sorted(kinds)}")
+    return kinds.pop()
+
 
 # For the export: the minutes of several series at once, as Arrow, by series (in the order
 # asked) and time.
@@ -226,6 +297,54 @@ class ArchiveReader:
         params = self._params(files, asset_ids, [tag], start_ms, end_ms)
         return {str(a): (float(c), float(d), int(t))
                 for a, c, d, t in self._run(self._one_version(DAILY_ENERGY, files), params)}
+
+    def throughput(self, files: Sequence[Path], asset_ids: Sequence[str], tag: str,
+                   start_ms: int, end_ms: int, step_ms: int, *, daily: bool = False
+                   ) -> list[tuple[str, int, float]]:
+        """(asset, bucket start, kWh) per asset and bucket of `step_ms` with rows of the
+        power `tag` in `[start_ms, end_ms)`: the energy it moved either way — from the
+        minutes, or with `daily` from the daily parts `files` (`step_ms` whole days)."""
+        if daily and step_ms % DAY_MS:
+            raise ValueError(f"a step of {step_ms} ms is not whole days")
+        if not files or not asset_ids:
+            return []
+        params = {**self._params(files, asset_ids, [tag], start_ms, end_ms), "step": step_ms}
+        sql = DAILY_THROUGHPUT if daily else TELEMETRY_THROUGHPUT
+        return [(str(a), int(b), float(kwh))
+                for a, b, kwh in self._run(self._one_version(sql, files), params)]
+
+    def band_minutes(self, files: Sequence[Path], specs: Mapping[str, BandSpec],
+                     start_ms: int, end_ms: int) -> dict[str, list[int]]:
+        """Per owner (`specs`: owner → its spec, contracts/battery_health.py `BandSpec`:
+        one tag, edges and magnitude for all, the assets and scale each its own) with rows,
+        the minutes in `[start_ms, end_ms)` in each band, as `bands_sql` counts them."""
+        owners = {a: o for o, spec in specs.items() for a in spec.assets}
+        if not files or not owners:
+            return {}
+        tag, edges, magnitude = one_kind(specs.values())
+        params: dict[str, object] = {
+            **self._params(files, list(owners), [tag], start_ms, end_ms),
+            "owners": list(owners.values()),
+            "scales": [float(specs[o].scale) for o in owners.values()],
+            "magnitude": magnitude, **{f"e{i}": float(e) for i, e in enumerate(edges)}}
+        grouped = len(owners) > len(specs)
+        out: dict[str, list[int]] = {}
+        for owner, *counts in self._run(
+                self._one_version(bands_sql(len(edges), grouped), files), params):
+            out[str(owner)] = bands_from_counts([int(n) for n in counts])
+        return out
+
+    def exposure(self, files: Sequence[Path], specs: Mapping[str, BandSpec], start_ms: int,
+                 end_ms: int) -> dict[tuple[str, int], list[int]]:
+        """The exposure roll-ups (tables.py `EXPOSURE`, the parts `files`) of each owner's
+        spec (`specs`: owner → spec) for the days starting in `[start_ms, end_ms)`: minutes
+        per band by (owner, day start)."""
+        if not files or not specs:
+            return {}
+        params = {"files": [str(p) for p in files], "assets": list(specs),
+                  "specs": [s.key for s in specs.values()], "start": start_ms, "end": end_ms}
+        return {(str(a), int(t)): [int(n) for n in minutes]
+                for a, t, minutes in self._run(EXPOSURE_ROWS, params)}
 
     @staticmethod
     def _params(files: Sequence[Path], asset_ids: Sequence[str], tags: Sequence[str],

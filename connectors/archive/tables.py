@@ -65,8 +65,19 @@ DAILY = Table("daily", pa.schema([
     ("last_ms", pa.int64()), ("last", pa.float64()),
 ]), ("asset_id", "tag", "start_ms"))
 
+# Exposure roll-ups (derived, with the daily ones): per series, local day and band spec
+# (contracts/battery_health.py `BandSpec`, its exact `key`), the minutes of the day in each
+# band — what the battery-health view counts of each unit (`unit_band_specs`), so that a
+# year of it reads no minutes. A unit without data that day has a row of zeros; a spec not
+# rolled up (another rated energy) is counted from the minutes.
+EXPOSURE = Table("exposure", pa.schema([
+    ("site_id", pa.string()), ("asset_id", pa.string()), ("tag", pa.string()),
+    ("start_ms", pa.int64()), ("end_ms", pa.int64()), ("spec", pa.string()),
+    ("minutes", pa.list_(pa.int64())),
+]), ("asset_id", "tag", "start_ms", "spec"))
+
 TABLES: tuple[Table, ...] = (TELEMETRY, STATUS, EPISODES)  # exported from the history store
-DERIVED: tuple[Table, ...] = (DAILY,)  # made from the archive's own telemetry
+DERIVED: tuple[Table, ...] = (DAILY, EXPOSURE)  # made from the archive's own telemetry
 
 Record = tuple[Any, ...]  # one row, in its table's column order
 

@@ -29,6 +29,7 @@ from connectors.archive.tables import (
     DAILY,
     DERIVED,
     EPISODES,
+    EXPOSURE,
     STATUS,
     TABLES,
     TELEMETRY,
@@ -44,6 +45,7 @@ from connectors.archive.tables import (
     to_arrow,
 )
 from connectors.history.store import HistoryStore
+from contracts.battery_health import BandSpec, unit_band_specs
 from contracts.fleet import Fleet, Site
 
 MINUTE_MS = 60_000
@@ -75,7 +77,7 @@ class RunSummary:
     written: int = 0  # site-days with a part written
     results: list[TableDay] = field(default_factory=list)
     removed_temp_files: int = 0
-    rollups: list[TableDay] = field(default_factory=list)  # each site-day's `DAILY`
+    rollups: list[TableDay] = field(default_factory=list)  # `DAILY`, `EXPOSURE`
 
 
 def read_parts(paths: Sequence[Path], table: Table) -> dict[tuple[object, ...], Record]:
@@ -173,7 +175,7 @@ class Archiver:
                     for day in self.closed_days(site, now_ms, since, lookback_days)]
             for i, (site, day) in enumerate(plan, 1):
                 results = [self.export_table_day(table, site, day) for table in TABLES]
-                summary.rollups.append(rollup_day(self.root, site, day))
+                summary.rollups.extend(rollup_day(self.root, site, day))
                 summary.days += 1
                 summary.results.extend(results)
                 if any(r.part is not None for r in results):
@@ -181,8 +183,8 @@ class Archiver:
                 if on_day is not None:
                     on_day(i, len(plan), results)
             for site in sites:  # days archived before there were roll-ups
-                summary.rollups.extend(rollup_day(self.root, site, day)
-                                       for day in days_without_rollups(self.root, site.id))
+                for day in days_without_rollups(self.root, site.id):
+                    summary.rollups.extend(rollup_day(self.root, site, day))
         return summary
 
     def compact(self, site_ids: Sequence[str] | None = None) -> list[Path]:
@@ -243,26 +245,49 @@ def write_table_day(root: Path, table: Table, site_id: str, day: dt.date,
     return TableDay(table.name, site_id, day, len(records), len(new), part, compacted)
 
 
-def rollup_day(root: Path, site: Site, day: dt.date) -> TableDay:
-    """The day's roll-ups (tables.py `DAILY`) made from its archived telemetry parts and
-    written as any table's day (fingerprint, changed rows only, compaction). DuckDB on one
-    thread: the same parts give the same sums to the bit, so an unchanged day writes
-    nothing."""
+def rollup_day(root: Path, site: Site, day: dt.date) -> list[TableDay]:
+    """The day's roll-ups (tables.py `DAILY` and `EXPOSURE`) made from its archived
+    telemetry parts and written as any table's day (fingerprint, changed rows only,
+    compaction). DuckDB on one thread: the same parts give the same sums to the bit, so an
+    unchanged day writes nothing."""
     start_ms, end_ms = layout.day_bounds(day, site.tz)
     reader = ArchiveReader(root, threads=1)
-    records = [tuple(r) for r in reader.daily_of_day(
-        reader.files(TELEMETRY, site.id, [day]), start_ms, end_ms)]
-    return write_table_day(root, DAILY, site.id, day, records)
+    files = reader.files(TELEMETRY, site.id, [day])
+    records = [tuple(r) for r in reader.daily_of_day(files, start_ms, end_ms)]
+    return [write_table_day(root, DAILY, site.id, day, records),
+            write_table_day(root, EXPOSURE, site.id, day,
+                            exposure_records(reader, files, site, start_ms, end_ms))]
+
+
+def exposure_records(reader: ArchiveReader, files: Sequence[Path], site: Site, start_ms: int,
+                     end_ms: int) -> list[Record]:
+    """Each unit's exposure (contracts/battery_health.py `unit_band_specs`) over the day
+    `[start_ms, end_ms)` from its telemetry parts `files`; zeros for a unit without data
+    (none at all without parts)."""
+    if not files:
+        return []
+    out: list[Record] = []
+    by_kind: dict[tuple[str, tuple[float, ...], bool], dict[str, BandSpec]] = {}
+    for unit in site.units:
+        for spec in unit_band_specs(unit):
+            by_kind.setdefault((spec.tag, spec.edges, spec.magnitude), {})[unit.id] = spec
+    for (tag, edges, _), specs in by_kind.items():
+        counted = reader.band_minutes(files, specs, start_ms, end_ms)
+        out.extend((site.id, unit_id, tag, start_ms, end_ms, spec.key,
+                    counted.get(unit_id, [0] * (len(edges) + 1)))
+                   for unit_id, spec in specs.items())
+    return out
 
 
 def days_without_rollups(root: Path, site_id: str) -> list[dt.date]:
-    """The days of a site whose telemetry is archived and whose roll-ups were never written
-    (an archive older than them): what a run back-fills."""
+    """The days of a site whose telemetry is archived and whose roll-ups (either kind) were
+    never written (an archive older than them): what a run back-fills."""
     out = []
     for directory in sorted((root / TELEMETRY.name / f"site={site_id}").glob("day=*")):
         day = dt.date.fromisoformat(directory.name.removeprefix("day="))
-        rollups = layout.day_dir(root, DAILY.name, site_id, day)
-        if layout.parts(directory) and not (rollups / layout.FINGERPRINT).is_file():
+        if layout.parts(directory) and not all(
+                (layout.day_dir(root, t.name, site_id, day) / layout.FINGERPRINT).is_file()
+                for t in DERIVED):
             out.append(day)
     return out
 

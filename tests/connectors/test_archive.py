@@ -94,7 +94,7 @@ def test_closed_days_are_archived_once_and_read_back_equal(
     assert (first.days, first.written) == (2, 2)  # D1 and D2; D3 is not over
     files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.parquet"))
     assert files == [f"{t}/site=nordvik/day={d}/part-000001.parquet"
-                     for t in ("daily", "episodes", "status_intervals", "telemetry")
+                     for t in ("daily", "episodes", "exposure", "status_intervals", "telemetry")
                      for d in (D1, D2)]
     for day in (D1, D2):
         start, end = layout.day_bounds(day, STOCKHOLM)
