@@ -10,7 +10,7 @@ The data are the connectors' device-health events (`bess.device.health`: state c
 one poll-figures window per device every `stats_every_s`), placed at their sites by the
 flows: each device's current state and last window in Redis (`comms_state_key`,
 `comms_stats_key`), every change and window in the history store (`device_states`,
-`device_stats`). The
+`device_stats`, in SQLite or QuestDB alike). The
 answer's `newest_ms` is its newest event: a connector that stopped publishing shows as an
 old `newest_ms` (and its devices' last windows long past), not as offline devices.
 
@@ -121,7 +121,7 @@ async def comms(ctx: CtxDep, caller: Reader, start: FromQ, end: ToQ,
         changes[e.device_id].append(e)
     polled: dict[str, PollTotals] = {t.device_id: t.totals for t in sums}
     stored_until = {t.device_id: t.newest_start_ms for t in sums}
-    for w in last_windows:  # not in the history yet (or no history kept): counted here
+    for w in last_windows:  # not in the history yet: counted here
         if start_ms <= w.start_ms < end_ms and w.start_ms > stored_until.get(w.device_id, -1):
             polled[w.device_id] = polled.get(w.device_id, PollTotals()) + PollTotals.of(w)
     # Where each device is: what its newest event naming a gateway says (else its newest).

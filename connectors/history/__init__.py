@@ -1,6 +1,6 @@
 """The history store: what charts and reports read — status intervals, availability per
-asset per bucket, downsampled telemetry, breaches, alerts and unavailability episodes
-(docs/architecture.md, "The data path").
+asset per bucket, downsampled telemetry, breaches, alerts, unavailability episodes and the
+devices' health (state changes, poll-stats windows) (docs/architecture.md, "The data path").
 
 One interface (`HistoryStore`), two engines chosen by configuration: QuestDB when
 `QUESTDB_URL` is set (scale-out), else an embedded SQLite file at `BESSMON_HISTORY_PATH`

@@ -24,7 +24,8 @@ after a flow's crash recovery writes nothing twice. The designated timestamp (`t
 one of the keys; each table's `ts` is a time fixed by the rest of its key (an interval's
 start, an event's raise time), so the keys mean exactly the store's dedup keys
 (`connectors.history.store`). Breaches and alerts are therefore placed at their `raised_ms`
-and carry their own event time in `event_ts`.
+and carry their own event time in `event_ts`; devices' state changes at their time and their
+stats windows at their start, keyed by site and device like the SQLite tables.
 
 The ILP rows are built by small pure functions (`status_ilp`, …) and the SQL by `ddl()` and
 the `*_query` functions, so both are tested without a server. ILP/HTTP answers once rows are
@@ -34,7 +35,6 @@ milliseconds later (`wait_applied` waits for it)."""
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -60,7 +60,9 @@ from connectors.history.store import (
     check_range,
     check_step,
     id_list,
+    per_device,
 )
+from contracts.comms import PollTotals
 from contracts.events import (
     Alert,
     BreachEvent,
@@ -69,8 +71,6 @@ from contracts.events import (
     TicketRef,
     UnavailabilityEpisode,
 )
-
-log = logging.getLogger(__name__)
 
 DEFAULT_HTTP_PORT = 9000
 DEFAULT_PG_PORT = 8812
@@ -202,9 +202,17 @@ class Tables:
     def episodes(self) -> str:
         return f"{self.prefix}episodes"
 
+    @property
+    def device_states(self) -> str:
+        return f"{self.prefix}device_states"
+
+    @property
+    def device_stats(self) -> str:
+        return f"{self.prefix}device_stats"
+
     def all(self) -> tuple[str, ...]:
         return (self.status, self.availability, self.telemetry, self.breaches, self.alerts,
-                self.episodes)
+                self.episodes, self.device_states, self.device_stats)
 
 
 TABLES = Tables()
@@ -252,6 +260,22 @@ SCHEMA: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "tickets VARCHAR",
         "MONTH",
         ("ts", "episode_id"),
+    ),
+    # Device health (contracts/comms.py): a state change at its time, a stats window at its
+    # start; keyed by site first like the SQLite tables, so a device that moved keeps both.
+    "device_states": (
+        "ts TIMESTAMP, site_id SYMBOL, device_id SYMBOL CAPACITY 65536, connector SYMBOL, "
+        "state SYMBOL, previous_state SYMBOL, reason VARCHAR, consecutive_failures LONG, "
+        "gateway SYMBOL",
+        "DAY",
+        ("ts", "site_id", "device_id"),
+    ),
+    "device_stats": (
+        "ts TIMESTAMP, site_id SYMBOL, device_id SYMBOL CAPACITY 65536, end_ts TIMESTAMP, "
+        "connector SYMBOL, gateway SYMBOL, polls LONG, failed LONG, retries LONG, "
+        "p50 DOUBLE, p95 DOUBLE, pmax DOUBLE",
+        "DAY",
+        ("ts", "site_id", "device_id"),
     ),
 }
 
@@ -374,6 +398,36 @@ def episode_ilp(episode: UnavailabilityEpisode, tables: Tables = TABLES) -> IlpR
     )
 
 
+def _placed(event: DeviceHealth | DeviceStats) -> str:
+    if event.site_id is None:
+        raise ValueError(f"device {event.device_id}: an event without a site is not kept "
+                         "(the flows place every event before it is stored)")
+    return event.site_id
+
+
+def device_state_ilp(event: DeviceHealth, tables: Tables = TABLES) -> IlpRow:
+    return IlpRow(
+        tables.device_states,
+        {"site_id": _placed(event), "device_id": event.device_id,
+         "connector": event.connector, "state": event.state, "previous_state": event.previous,
+         "gateway": event.gateway},
+        {"reason": event.reason, "consecutive_failures": int(event.consecutive_failures)},
+        event.ts_ms,
+    )
+
+
+def device_stats_ilp(event: DeviceStats, tables: Tables = TABLES) -> IlpRow:
+    return IlpRow(
+        tables.device_stats,
+        {"site_id": _placed(event), "device_id": event.device_id,
+         "connector": event.connector, "gateway": event.gateway},
+        {"end_ts": utc(event.end_ms), "polls": int(event.polls), "failed": int(event.failed),
+         "retries": int(event.retries), "p50": _f(event.latency_p50_ms),
+         "p95": _f(event.latency_p95_ms), "pmax": _f(event.latency_max_ms)},
+        event.start_ms,
+    )
+
+
 # --- queries (pure) ----------------------------------------------------------------------
 
 Query = tuple[str, list[Any]]
@@ -467,6 +521,53 @@ def episodes_query(tables: Tables, asset_ids: Sequence[str], start_ms: int, end_
     return sql, [*asset_ids, naive_utc(end_ms), naive_utc(start_ms)]
 
 
+_DEVICE_STATE_COLUMNS = ("ts, site_id, device_id, connector, state, previous_state, reason, "
+                         "consecutive_failures, gateway")
+
+
+def device_changes_query(tables: Tables, site_ids: Sequence[str], start_ms: int,
+                         end_ms: int) -> Query:
+    """The state changes of these sites' devices in the range."""
+    sql = (
+        f"SELECT {_DEVICE_STATE_COLUMNS} FROM {tables.device_states} "
+        f"WHERE {_in('site_id', site_ids)} AND ts >= %s AND ts < %s "
+        "ORDER BY ts, device_id"
+    )
+    return sql, [*site_ids, naive_utc(start_ms), naive_utc(end_ms)]
+
+
+def device_states_before_query(tables: Tables, site_ids: Sequence[str],
+                               start_ms: int) -> Query:
+    """Each device's last change before the range among these sites (its state at the
+    start). The WHERE applies before LATEST ON: the latest of the rows it keeps."""
+    sql = (
+        f"SELECT {_DEVICE_STATE_COLUMNS} FROM {tables.device_states} "
+        f"WHERE {_in('site_id', site_ids)} AND ts < %s "
+        "LATEST ON ts PARTITION BY device_id"
+    )
+    return sql, [*site_ids, naive_utc(start_ms)]
+
+
+def device_stats_query(tables: Tables, site_ids: Sequence[str], start_ms: int,
+                       end_ms: int) -> Query:
+    """Per site and device, its windows starting in the range added up as
+    `contracts.comms.PollTotals.of` adds them (the SQLite store's sums), and what its newest
+    window says: `last()` is the row with the latest designated timestamp."""
+    sql = (
+        "SELECT site_id, device_id, max(ts) AS newest_ts, last(end_ts) AS newest_end_ts, "
+        "last(connector) AS newest_connector, last(gateway) AS newest_gateway, "
+        "count() AS windows, sum(polls) AS polls_sum, sum(failed) AS failed_sum, "
+        "sum(retries) AS retries_sum, "
+        "sum(CASE WHEN p50 IS NULL THEN 0 ELSE polls - failed END) AS answered, "
+        "sum(coalesce(p50, 0.0) * (polls - failed)) AS p50_sum, "
+        "sum(coalesce(p95, 0.0) * (polls - failed)) AS p95_sum, max(pmax) AS latency_max "
+        f"FROM {tables.device_stats} "
+        f"WHERE {_in('site_id', site_ids)} AND ts >= %s AND ts < %s "
+        "GROUP BY site_id, device_id"
+    )
+    return sql, [*site_ids, naive_utc(start_ms), naive_utc(end_ms)]
+
+
 WAL_STATUS_SQL = "SELECT name, suspended, writerTxn, sequencerTxn FROM wal_tables()"
 
 
@@ -511,6 +612,30 @@ def episode_from(r: Sequence[Any]) -> UnavailabilityEpisode:
         end_ms=None if end_ts is None else epoch_ms(end_ts), state=state, cause=cause,
         lost_hours=lost_hours, lost_mwh=lost_mwh,
         tickets=tuple(TicketRef.model_validate(t) for t in json.loads(tickets or "[]")),
+    )
+
+
+def _double(value: float | None) -> float | None:
+    # QuestDB's DOUBLE NULL is NaN; over PG wire it is NULL, but never trust a NaN through.
+    return None if value is None or value != value else float(value)
+
+
+def device_state_from(r: Sequence[Any]) -> DeviceHealth:
+    ts, site_id, device_id, connector, state, previous, reason, failures, gateway = r
+    return DeviceHealth(
+        device_id=device_id, connector=connector, state=state, previous=previous,
+        ts_ms=epoch_ms(ts), reason=reason or "", consecutive_failures=failures or 0,
+        site_id=site_id, gateway=gateway,
+    )
+
+
+def device_stats_total_from(r: Sequence[Any]) -> DeviceStatsTotal:
+    (site_id, device_id, newest, newest_end, connector, gateway, windows, polls, failed,
+     retries, answered, p50_sum, p95_sum, pmax) = r
+    return DeviceStatsTotal(
+        device_id, site_id, connector, gateway, epoch_ms(newest), epoch_ms(newest_end),
+        PollTotals(int(windows), int(polls), int(failed), int(retries), int(answered),
+                   float(p50_sum or 0.0), float(p95_sum or 0.0), _double(pmax)),
     )
 
 
@@ -566,7 +691,6 @@ class QuestDBHistoryStore:
         self.config = config
         self.tables = Tables(config.prefix)
         self._lock = threading.Lock()
-        self._warned_device_health = False
         try:
             self._pg = psycopg.connect(**config.pg_params(), autocommit=True,
                                        connect_timeout=connect_timeout_s)
@@ -639,12 +763,10 @@ class QuestDBHistoryStore:
         self._ilp.send(episode_ilp(e, self.tables) for e in episodes)
 
     def write_device_health(self, events: Sequence[DeviceHealth | DeviceStats]) -> None:
-        """Not kept in QuestDB yet: the comms view then shows each device's current state
-        and last window (Redis) with no history. Said once per process."""
-        if events and not self._warned_device_health:
-            self._warned_device_health = True
-            log.warning("device-health history is kept by the embedded (SQLite) history store "
-                        "only; with QuestDB the comms view has no history")
+        self._ilp.send(
+            device_state_ilp(e, self.tables) if isinstance(e, DeviceHealth)
+            else device_stats_ilp(e, self.tables)
+            for e in events if e.site_id is not None)
 
     # Queries
 
@@ -706,15 +828,24 @@ class QuestDBHistoryStore:
 
     def device_states(self, site_ids: Iterable[str], start_ms: int,
                       end_ms: int) -> list[DeviceHealth]:
-        id_list(site_ids, "site_ids")
+        ids = id_list(site_ids, "site_ids")
         check_range(start_ms, end_ms)
-        return []  # not kept in QuestDB yet (write_device_health)
+        if not ids:
+            return []
+        before = self._read(device_states_before_query(self.tables, ids, start_ms),
+                            device_state_from)
+        changes = self._read(device_changes_query(self.tables, ids, start_ms, end_ms),
+                             device_state_from)
+        return sorted([*before, *changes], key=lambda e: (e.ts_ms, e.device_id))
 
     def device_stats(self, site_ids: Iterable[str], start_ms: int,
                      end_ms: int) -> list[DeviceStatsTotal]:
-        id_list(site_ids, "site_ids")
+        ids = id_list(site_ids, "site_ids")
         check_range(start_ms, end_ms)
-        return []  # not kept in QuestDB yet (write_device_health)
+        if not ids:
+            return []
+        return per_device(self._read(device_stats_query(self.tables, ids, start_ms, end_ms),
+                                     device_stats_total_from))
 
     def close(self) -> None:
         try:

@@ -21,7 +21,6 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -39,6 +38,7 @@ from connectors.history.store import (
     check_range,
     check_step,
     id_list,
+    per_device,
 )
 from contracts.comms import PollTotals
 from contracts.events import (
@@ -511,13 +511,7 @@ class SqliteHistoryStore:
                                                        (site, device, newest))
             out.append(DeviceStatsTotal(device, site, connector, gateway, newest, end,
                                         PollTotals(*figures)))
-        # A device that moved to another site: one total, named by its newest window.
-        merged: dict[str, DeviceStatsTotal] = {}
-        for t in sorted(out, key=lambda t: t.newest_start_ms):
-            before = merged.get(t.device_id)
-            merged[t.device_id] = t if before is None else replace(
-                t, totals=before.totals + t.totals)
-        return [merged[d] for d in sorted(merged)]
+        return per_device(out)  # a device that moved to another site: one total
 
     def close(self) -> None:
         with self._lock:

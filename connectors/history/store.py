@@ -9,6 +9,7 @@ time."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Protocol
 
 from connectors.history.rows import (
@@ -101,6 +102,18 @@ def id_list(ids: Iterable[str], what: str = "ids") -> list[str]:
     if isinstance(ids, str):
         raise TypeError(f"{what} must be a collection of strings, not one string")
     return list(dict.fromkeys(ids))
+
+
+def per_device(totals: Iterable[DeviceStatsTotal]) -> list[DeviceStatsTotal]:
+    """Totals per (site, device) → one per device, by device id: a device that moved to
+    another site has one per site, added up and named by its newest window (on a tie of
+    start, the greater site id's)."""
+    merged: dict[str, DeviceStatsTotal] = {}
+    for t in sorted(totals, key=lambda t: (t.newest_start_ms, t.site_id)):
+        before = merged.get(t.device_id)
+        merged[t.device_id] = t if before is None else replace(
+            t, totals=before.totals + t.totals)
+    return [merged[d] for d in sorted(merged)]
 
 
 def check_range(start_ms: int, end_ms: int) -> None:

@@ -14,6 +14,7 @@ import uuid
 import warnings
 from collections.abc import Iterator
 from contextlib import closing
+from dataclasses import replace
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from multiprocessing.synchronize import Barrier
@@ -39,8 +40,9 @@ from connectors.history import (
 from connectors.history import questdb as qdb
 from connectors.history.rows import DeviceStatsTotal
 from connectors.history.sqlite import SCHEMA_VERSION
+from connectors.history.store import per_device
 from connectors.settings import Settings
-from contracts.comms import totals
+from contracts.comms import PollTotals, totals
 from contracts.events import (
     Alert,
     BreachEvent,
@@ -111,6 +113,40 @@ ALERTS = [alert(), alert(state="cleared", ts_ms=T0 + 30 * MIN)]
 EPISODES = [episode(tickets=(TICKET,)), episode("s1-u2", T0 + 2 * HOUR, T0 + 3 * HOUR, 1.0)]
 
 
+def health(device: str, at_ms: int, state: HealthState, site: str | None = "s1",
+           **more: Any) -> DeviceHealth:
+    return DeviceHealth(device_id=device, connector="modbus", state=state, ts_ms=at_ms,
+                        site_id=site, gateway=more.pop("gateway", "10.0.0.1:502"), **more)
+
+
+def window(device: str, minute: int, polls: int = 60, failed: int = 0, retries: int = 0,
+           latencies: tuple[float, float, float] | None = (12.0, 40.0, 95.5),
+           site: str | None = "s1", gateway: str = "10.0.0.1:502") -> DeviceStats:
+    p50, p95, most = latencies or (None, None, None)
+    return DeviceStats(device_id=device, connector="modbus", site_id=site, gateway=gateway,
+                       start_ms=T0 + minute * MIN, end_ms=T0 + (minute + 1) * MIN,
+                       polls=polls, failed=failed, retries=retries, latency_p50_ms=p50,
+                       latency_p95_ms=p95, latency_max_ms=most)
+
+
+DEVICE_STATES = [
+    health("s1-u1", T0 - 2 * DAY, "online"),  # before read_everything's range: its state then
+    health("s1-u1", T0 + HOUR, "degraded", previous="online", consecutive_failures=3,
+           reason="3 of the last 10 polls failed"),
+    health("s1-u2", T0 + 2 * HOUR, "offline", site="s2", gateway=None),
+]
+DEVICE_STATS = [
+    window("s1-u1", 0, failed=2, retries=3),
+    window("s1-u1", 1, latencies=(10.0, 30.0, 50.25), gateway="10.0.0.2:502"),  # names it
+    window("s1-u2", 0, failed=60, latencies=None),  # nothing answered: no latency
+    window("s1-u3", 0, site="s2"),  # a device moved from s2 to s1: one total, named by s1
+    window("s1-u3", 1, polls=30, latencies=(5.0, 6.0, 7.0)),
+]
+UNPLACED: list[DeviceHealth | DeviceStats] = [  # without a site: not kept
+    health("x-u1", T0, "online", site=None), window("x-u1", 0, site=None)]
+HEALTH: list[DeviceHealth | DeviceStats] = [*DEVICE_STATES, *DEVICE_STATS, *UNPLACED]
+
+
 def write_everything(store: HistoryStore) -> None:
     store.write_status(STATUS)
     store.write_availability(AVAILABILITY)
@@ -118,6 +154,7 @@ def write_everything(store: HistoryStore) -> None:
     store.write_breaches(BREACHES)
     store.write_alerts(ALERTS)
     store.write_episodes(EPISODES)
+    store.write_device_health(HEALTH)
 
 
 def read_everything(store: HistoryStore) -> dict[str, list[Any]]:
@@ -132,6 +169,8 @@ def read_everything(store: HistoryStore) -> dict[str, list[Any]]:
         "breaches": store.breaches(["s1"], start, end),
         "alerts": store.alerts(None, start, end),
         "episodes": store.episodes(assets, start, end),
+        "device_states": store.device_states(["s1", "s2"], start, end),
+        "device_stats": store.device_stats(["s1", "s2"], start, end),
     }
 
 
@@ -145,6 +184,15 @@ EXPECTED: dict[str, list[Any]] = {
     "breaches": BREACHES,
     "alerts": ALERTS,
     "episodes": EPISODES,
+    "device_states": DEVICE_STATES,
+    "device_stats": [  # PollTotals.of added up (contracts/comms.py): the oracle
+        DeviceStatsTotal("s1-u1", "s1", "modbus", "10.0.0.2:502", T0 + MIN, T0 + 2 * MIN,
+                         totals(DEVICE_STATS[:2])),
+        DeviceStatsTotal("s1-u2", "s1", "modbus", "10.0.0.1:502", T0, T0 + MIN,
+                         totals(DEVICE_STATS[2:3])),
+        DeviceStatsTotal("s1-u3", "s1", "modbus", "10.0.0.1:502", T0 + MIN, T0 + 2 * MIN,
+                         totals(DEVICE_STATS[3:])),
+    ],
 }
 
 
@@ -174,14 +222,9 @@ def test_writing_the_same_batches_again_leaves_no_duplicates(store: SqliteHistor
     once = table_counts(store.path)
     write_everything(store)  # a flow replaying an epoch after crash recovery
     assert table_counts(store.path) == once == {
-        "alerts": 2, "availability": 4, "breaches": 2, "device_states": 0, "device_stats": 0,
+        "alerts": 2, "availability": 4, "breaches": 2, "device_states": 3, "device_stats": 5,
         "episodes": 2, "status_intervals": 4, "telemetry": 3}
     assert read_everything(store) == EXPECTED
-
-
-def health(device: str, at_ms: int, state: HealthState, site: str = "s1") -> DeviceHealth:
-    return DeviceHealth(device_id=device, connector="modbus", state=state, ts_ms=at_ms,
-                        site_id=site, gateway="10.0.0.1:502")
 
 
 def test_device_states_are_the_ranges_changes_and_each_devices_state_before_it(
@@ -506,6 +549,36 @@ def test_ilp_rows_of_every_kind() -> None:
          "tickets": '[{"provider": "jira", "ticket_id": "OPS-42", "status": "in_progress", '
                     '"summary": "inverter trip", "url": "https://example.invalid/OPS-42"}]'},
         T0 + HOUR)
+    # Device health: keyed (ts, site_id, device_id) like SQLite's (site_id, device_id, ts_ms).
+    assert qdb.device_state_ilp(DEVICE_STATES[1], t) == qdb.IlpRow(
+        "x_device_states",
+        {"site_id": "s1", "device_id": "s1-u1", "connector": "modbus", "state": "degraded",
+         "previous_state": "online", "gateway": "10.0.0.1:502"},
+        {"reason": "3 of the last 10 polls failed", "consecutive_failures": 3},
+        T0 + HOUR)
+    assert qdb.device_state_ilp(DEVICE_STATES[2], t).symbols == {  # no gateway, no previous
+        "site_id": "s2", "device_id": "s1-u2", "connector": "modbus", "state": "offline",
+        "previous_state": None, "gateway": None}
+    assert qdb.device_stats_ilp(DEVICE_STATS[0], t) == qdb.IlpRow(
+        "x_device_stats",
+        {"site_id": "s1", "device_id": "s1-u1", "connector": "modbus",
+         "gateway": "10.0.0.1:502"},
+        {"end_ts": utc(T0 + MIN), "polls": 60, "failed": 2, "retries": 3, "p50": 12.0,
+         "p95": 40.0, "pmax": 95.5},
+        T0)  # placed at the window's start
+    assert qdb.device_stats_ilp(DEVICE_STATS[2], t).columns == {
+        "end_ts": utc(T0 + MIN), "polls": 60, "failed": 60, "retries": 0, "p50": None,
+        "p95": None, "pmax": None}
+
+
+@pytest.mark.parametrize("event", UNPLACED, ids=["state", "stats"])
+def test_device_health_without_a_site_is_refused_by_the_ilp_rows(
+        event: DeviceHealth | DeviceStats) -> None:
+    with pytest.raises(ValueError, match="x-u1: an event without a site is not kept"):
+        if isinstance(event, DeviceHealth):
+            qdb.device_state_ilp(event)
+        else:
+            qdb.device_stats_ilp(event)
 
 
 def test_integers_are_sent_as_doubles_where_the_column_is_double() -> None:
@@ -513,6 +586,9 @@ def test_integers_are_sent_as_doubles_where_the_column_is_double() -> None:
     line = qdb.availability_ilp(row)
     assert all(type(line.columns[c]) is float
                for c in ("window_h", "excluded_h", "lost_h", "availability_pct"))
+    stats = qdb.device_stats_ilp(window("u1", 0, latencies=(1, 2, 3)))
+    assert all(type(stats.columns[c]) is float for c in ("p50", "p95", "pmax"))
+    assert all(type(stats.columns[c]) is int for c in ("polls", "failed", "retries"))
 
 
 def test_ilp_text_built_by_the_questdb_client() -> None:
@@ -522,7 +598,9 @@ def test_ilp_text_built_by_the_questdb_client() -> None:
 
     buffer = Buffer(protocol_version=1)  # text ILP; servers negotiate v2 (binary doubles)
     for line in (qdb.status_ilp(STATUS[1]), qdb.status_ilp(STATUS[3]),
-                 qdb.breach_ilp(BREACHES[0])):
+                 qdb.breach_ilp(BREACHES[0]), qdb.device_state_ilp(DEVICE_STATES[1]),
+                 qdb.device_state_ilp(DEVICE_STATES[2]), qdb.device_stats_ilp(DEVICE_STATS[0]),
+                 qdb.device_stats_ilp(DEVICE_STATS[2])):
         buffer.row(line.table, symbols=line.symbols, columns=dict(line.columns),
                    at=TimestampNanos(line.ts_ms * 1_000_000))
     ns = 1_000_000
@@ -535,6 +613,18 @@ def test_ilp_text_built_by_the_questdb_client() -> None:
         "site_id=s1,tag=cell_temp_max,severity=major "
         f'breach_id="b1",event_ts={(T0 + 5 * MIN) * 1000}t,value=61.5,threshold=60.0,'
         f'message="cell temperature above 60 °C" {(T0 + 5 * MIN) * ns}',
+        "bessmon_device_states,site_id=s1,device_id=s1-u1,connector=modbus,state=degraded,"
+        "previous_state=online,gateway=10.0.0.1:502 "
+        f'reason="3 of the last 10 polls failed",consecutive_failures=3i {(T0 + HOUR) * ns}',
+        # no previous state, no gateway: left out (NULL)
+        "bessmon_device_states,site_id=s2,device_id=s1-u2,connector=modbus,state=offline "
+        f'reason="",consecutive_failures=0i {(T0 + 2 * HOUR) * ns}',
+        "bessmon_device_stats,site_id=s1,device_id=s1-u1,connector=modbus,gateway=10.0.0.1:502 "
+        f"end_ts={(T0 + MIN) * 1000}t,polls=60i,failed=2i,retries=3i,p50=12.0,p95=40.0,"
+        f"pmax=95.5 {T0 * ns}",
+        # nothing answered: NULL latencies
+        "bessmon_device_stats,site_id=s1,device_id=s1-u2,connector=modbus,gateway=10.0.0.1:502 "
+        f"end_ts={(T0 + MIN) * 1000}t,polls=60i,failed=60i,retries=0i {T0 * ns}",
     ]
 
 
@@ -548,6 +638,8 @@ def test_ddl_makes_wal_tables_deduplicated_on_the_store_keys() -> None:
         "p_breaches": "DEDUP UPSERT KEYS(ts, breach_id, state)",
         "p_alerts": "DEDUP UPSERT KEYS(ts, alert_id, state)",
         "p_episodes": "DEDUP UPSERT KEYS(ts, episode_id)",
+        "p_device_states": "DEDUP UPSERT KEYS(ts, site_id, device_id)",
+        "p_device_stats": "DEDUP UPSERT KEYS(ts, site_id, device_id)",
     }
     for s in statements:
         assert s.startswith("CREATE TABLE IF NOT EXISTS p_")
@@ -555,6 +647,18 @@ def test_ddl_makes_wal_tables_deduplicated_on_the_store_keys() -> None:
         # Dedup keys must be fixed-size or VARCHAR columns (STRING is refused).
         assert "STRING" not in s
     assert "PARTITION BY DAY" in statements[2]  # telemetry: the big one
+    by_table = {s.split()[5]: s for s in statements}
+    assert by_table["p_device_states"] == (
+        "CREATE TABLE IF NOT EXISTS p_device_states (ts TIMESTAMP, site_id SYMBOL, "
+        "device_id SYMBOL CAPACITY 65536, connector SYMBOL, state SYMBOL, previous_state SYMBOL, "
+        "reason VARCHAR, consecutive_failures LONG, gateway SYMBOL) TIMESTAMP(ts) "
+        "PARTITION BY DAY WAL DEDUP UPSERT KEYS(ts, site_id, device_id)")
+    assert by_table["p_device_stats"] == (
+        "CREATE TABLE IF NOT EXISTS p_device_stats (ts TIMESTAMP, site_id SYMBOL, "
+        "device_id SYMBOL CAPACITY 65536, end_ts TIMESTAMP, connector SYMBOL, gateway SYMBOL, "
+        "polls LONG, failed LONG, retries LONG, p50 DOUBLE, p95 DOUBLE, pmax DOUBLE) "
+        "TIMESTAMP(ts) PARTITION BY DAY WAL DEDUP UPSERT KEYS(ts, site_id, device_id)")
+    assert set(by_table) == set(qdb.Tables("p_").all())  # wait_applied watches every table
 
 
 def test_query_sql_and_parameters() -> None:
@@ -592,6 +696,33 @@ def test_query_sql_and_parameters() -> None:
     sql, _ = qdb.episodes_query(t, ["u1"], T0, T0 + DAY)
     assert "FROM p_episodes WHERE asset_id IN (%s) AND ts < %s AND (end_ts IS NULL" in sql
 
+    columns = ("ts, site_id, device_id, connector, state, previous_state, reason, "
+               "consecutive_failures, gateway")
+    sql, params = qdb.device_changes_query(t, ["s1", "s2"], T0, T0 + DAY)
+    assert sql == (
+        f"SELECT {columns} FROM p_device_states WHERE site_id IN (%s, %s) AND ts >= %s "
+        "AND ts < %s ORDER BY ts, device_id")
+    assert params == ["s1", "s2", datetime(2024, 1, 1), datetime(2024, 1, 2)]
+    # Each device's state at the start: its latest change before it, among these sites.
+    sql, params = qdb.device_states_before_query(t, ["s1"], T0)
+    assert sql == (
+        f"SELECT {columns} FROM p_device_states WHERE site_id IN (%s) AND ts < %s "
+        "LATEST ON ts PARTITION BY device_id")
+    assert params == ["s1", datetime(2024, 1, 1)]
+
+    sql, params = qdb.device_stats_query(t, ["s1"], T0, T0 + HOUR)
+    assert sql == (
+        "SELECT site_id, device_id, max(ts) AS newest_ts, last(end_ts) AS newest_end_ts, "
+        "last(connector) AS newest_connector, last(gateway) AS newest_gateway, "
+        "count() AS windows, sum(polls) AS polls_sum, sum(failed) AS failed_sum, "
+        "sum(retries) AS retries_sum, "
+        "sum(CASE WHEN p50 IS NULL THEN 0 ELSE polls - failed END) AS answered, "
+        "sum(coalesce(p50, 0.0) * (polls - failed)) AS p50_sum, "
+        "sum(coalesce(p95, 0.0) * (polls - failed)) AS p95_sum, max(pmax) AS latency_max "
+        "FROM p_device_stats WHERE site_id IN (%s) AND ts >= %s AND ts < %s "
+        "GROUP BY site_id, device_id")
+    assert params == ["s1", datetime(2024, 1, 1), datetime(2024, 1, 1, 1)]
+
 
 @pytest.mark.parametrize(("step_ms", "stride"), [
     (MIN, "1m"), (15 * MIN, "15m"), (HOUR, "1h"), (DAY, "1d"), (90 * 1000, "90s"),
@@ -627,6 +758,57 @@ def test_records_read_over_pg_wire_become_the_rows_written() -> None:
                   e.cause, e.lost_hours, e.lost_mwh, line.columns["tickets"])
         assert qdb.episode_from(record) == e
     assert qdb.epoch_ms(datetime(2024, 1, 1, 0, 0, 0, 123000)) == T0 + 123
+
+    for h in DEVICE_STATES:
+        record = (ts(h.ts_ms), h.site_id, h.device_id, h.connector, h.state, h.previous,
+                  h.reason, h.consecutive_failures, h.gateway)
+        assert qdb.device_state_from(record) == h
+    # An empty VARCHAR or a missing LONG read back as NULL are the event's defaults.
+    assert qdb.device_state_from(
+        (ts(T0), "s1", "u1", "modbus", "online", None, None, None, None)) == health(
+            "u1", T0, "online", gateway=None)
+
+
+def device_stats_records(windows: list[DeviceStats]) -> list[tuple[Any, ...]]:
+    """What `device_stats_query` answers for these windows, one record per site and device:
+    sums as `PollTotals.of` adds them, the newest window's end, connector and gateway."""
+    records = []
+    for site, device in sorted({(w.site_id, w.device_id) for w in windows}):
+        of = sorted((w for w in windows if (w.site_id, w.device_id) == (site, device)),
+                    key=lambda w: w.start_ms)
+        t = totals(of)
+        records.append((site, device, qdb.naive_utc(of[-1].start_ms),
+                        qdb.naive_utc(of[-1].end_ms), of[-1].connector, of[-1].gateway,
+                        t.windows, t.polls, t.failed, t.retries, t.answered, t.p50_sum,
+                        t.p95_sum, t.latency_max_ms))
+    return records
+
+
+def test_device_stats_records_become_one_total_per_device() -> None:
+    records = device_stats_records(DEVICE_STATS)
+    assert len(records) == 4  # s1-u3 in two sites: two records …
+    assert per_device(map(qdb.device_stats_total_from, records)) == EXPECTED["device_stats"]
+    # … and QuestDB's NULL DOUBLE (NaN) is no latency.
+    nan = (*records[0][:-1], float("nan"))
+    assert qdb.device_stats_total_from(nan).totals.latency_max_ms is None
+
+
+def test_per_device_adds_a_moved_devices_totals_under_its_newest_window() -> None:
+    def total(site: str, start_ms: int, polls: int) -> DeviceStatsTotal:
+        return DeviceStatsTotal("u1", site, "modbus", f"gw-{site}", start_ms, start_ms + MIN,
+                                PollTotals(windows=1, polls=polls))
+
+    moved = [total("s2", T0 + MIN, 5), total("s1", T0, 7), total("s3", T0 - MIN, 11)]
+    [one] = per_device(moved)
+    assert (one.site_id, one.gateway, one.newest_start_ms) == ("s2", "gw-s2", T0 + MIN)
+    assert (one.totals.windows, one.totals.polls) == (3, 23)
+    # Newest windows starting at once (a device in two sites): the greater site id names it,
+    # whatever the order the engine answered in.
+    tie = [total("s1", T0, 1), total("s2", T0, 2)]
+    assert per_device(tie) == per_device(tie[::-1])
+    assert per_device(tie)[0].site_id == "s2"
+    assert [t.device_id for t in per_device([*moved, replace(moved[0], device_id="a0")])] == [
+        "a0", "u1"]
 
 
 class IlpEndpoint(BaseHTTPRequestHandler):
@@ -689,6 +871,22 @@ def test_the_ilp_writer_sends_rows_in_requests_of_at_most_flush_every(
         f"bessmon_telemetry,asset_id=u1,site_id=s1,tag=soc n=60i,vmin=1.0,vmax=2.0,vmean=1.5,"
         f"vlast={i}.0 {(T0 + i * MIN) * 1_000_000}"
         for i in range(5)]
+
+
+def test_the_questdb_store_writes_device_health_it_can_place(
+        ilp_endpoint: tuple[type[IlpEndpoint], str]) -> None:
+    endpoint, conf = ilp_endpoint
+    # Writing needs only the ILP sender: a store without its PG wire connection.
+    store = qdb.QuestDBHistoryStore.__new__(qdb.QuestDBHistoryStore)
+    store.tables, store._ilp = qdb.Tables("x_"), qdb.IlpWriter(conf)
+    store.write_device_health(HEALTH)
+    store.write_device_health([])
+    store._ilp.close()
+    lines = [line for body in endpoint.bodies for line in body.decode().splitlines()]
+    assert [line.split(",")[0] for line in lines] == (
+        ["x_device_states"] * len(DEVICE_STATES) + ["x_device_stats"] * len(DEVICE_STATS))
+    assert not any("x-u1" in line for line in lines)  # without a site: not kept (as SQLite)
+    assert "device_id=s1-u3,connector=modbus,gateway=10.0.0.1:502 end_ts=" in lines[-1]
 
 
 def test_a_refused_ilp_write_raises_and_leaves_nothing_behind(
@@ -757,11 +955,47 @@ def questdb_url() -> Iterator[str]:
         yield f"questdb://{host}:{http}?pg_port={pg}&prefix={prefix}"
 
 
-def test_questdb_round_trip_and_replay_without_duplicates(questdb_url: str) -> None:
-    with qdb.QuestDBHistoryStore.from_url(questdb_url) as store:
+def device_health_reads(store: HistoryStore) -> dict[str, list[Any]]:
+    """Device health read back over ranges and site sets that cut through the examples:
+    before, inside and after the changes and windows, a moved device seen from each site."""
+    reads: dict[str, list[Any]] = {}
+    for sites in (["s1"], ["s2"], ["s1", "s2"], ["nobody"]):
+        for start, end in ((T0 - 3 * DAY, T0 + DAY), (T0, T0 + MIN), (T0 + MIN, T0 + HOUR),
+                           (T0 + 90 * MIN, T0 + 3 * HOUR), (T0 + DAY, T0 + DAY)):
+            key = f"{'+'.join(sites)} [{start - T0}, {end - T0})"
+            reads[f"states {key}"] = store.device_states(sites, start, end)
+            reads[f"stats {key}"] = store.device_stats(sites, start, end)
+    return reads
+
+
+def test_device_health_reads_cover_the_cases(store: SqliteHistoryStore) -> None:
+    """The reads the QuestDB store must answer like SQLite are not trivially equal."""
+    write_everything(store)
+    reads = device_health_reads(store)
+    assert reads["states s1 [0, 60000)"] == [DEVICE_STATES[0]]  # the state before it only
+    assert reads["stats s2 [0, 60000)"][0].totals.polls == 60  # s1-u3 while in s2
+    assert reads["stats s1+s2 [0, 60000)"] == [
+        replace(t, newest_start_ms=T0, newest_end_ms=T0 + MIN, gateway="10.0.0.1:502",
+                totals=totals([w for w in DEVICE_STATS if w.device_id == t.device_id
+                               and w.start_ms == T0]))
+        for t in EXPECTED["device_stats"][:2]] + [
+        DeviceStatsTotal("s1-u3", "s2", "modbus", "10.0.0.1:502", T0, T0 + MIN,
+                         totals(DEVICE_STATS[3:4]))]
+    # An empty range still has each device's state at its start; no window starts in it.
+    assert reads["states s1+s2 [86400000, 86400000)"] == DEVICE_STATES[1:]
+    assert reads["stats s1+s2 [86400000, 86400000)"] == []
+    assert reads["states s2 [60000, 3600000)"] == []  # s1-u2's first change is later
+
+
+def test_questdb_round_trip_and_replay_without_duplicates(questdb_url: str,
+                                                         tmp_path: Path) -> None:
+    with qdb.QuestDBHistoryStore.from_url(questdb_url) as store, \
+            SqliteHistoryStore(tmp_path / "history.db") as embedded:
         write_everything(store)
+        write_everything(embedded)
         store.wait_applied()
         assert read_everything(store) == EXPECTED
+        assert device_health_reads(store) == device_health_reads(embedded)
 
         write_everything(store)  # the replay
         closed = StatusIntervalRow("s1-u1", "s1", T0 + HOUR + 15 * MIN, T0 + 3 * HOUR,
@@ -774,9 +1008,21 @@ def test_questdb_round_trip_and_replay_without_duplicates(questdb_url: str) -> N
                                    for r in EXPECTED["status"]]
         assert {k: v for k, v in again.items() if k != "status"} == {
             k: v for k, v in EXPECTED.items() if k != "status"}
+
+        # A state change and a window written again with other values replace the stored.
+        rewritten: list[DeviceHealth | DeviceStats] = [
+            health("s1-u1", T0 + HOUR, "offline", previous="online", reason="timed out"),
+            window("s1-u1", 1, polls=10, failed=4, retries=7, latencies=(1.5, 2.5, 3.5))]
+        before = device_health_reads(embedded)
+        for s in (store, embedded):
+            s.write_device_health(rewritten)
+        store.wait_applied()
+        assert device_health_reads(store) == device_health_reads(embedded) != before
+
         with psycopg.connect(**store.config.pg_params(), autocommit=True) as db:
             counts = {table: db.execute(f"SELECT count() FROM {table}").fetchone()[0]  # type: ignore[index]
                       for table in store.tables.all()}
         assert counts == {store.tables.status: 4, store.tables.availability: 4,
                           store.tables.telemetry: 3, store.tables.breaches: 2,
-                          store.tables.alerts: 2, store.tables.episodes: 2}
+                          store.tables.alerts: 2, store.tables.episodes: 2,
+                          store.tables.device_states: 3, store.tables.device_stats: 5}
