@@ -45,6 +45,7 @@ from connectors.settings import EXAMPLE_PROFILES, Settings
 from contracts.errors import InvalidInput
 from contracts.events import DeviceHealth, DeviceStats, TelemetrySample, device_health_event
 from contracts.fleet import Fleet
+from infra.ports import free_port
 from infra.sim.opcua_server import OpcUaSimServer, make_certificate, serve_opcua
 from infra.sim.server import Simulator
 from tests.waiting import until_on_topic
@@ -89,11 +90,15 @@ class Recorder:
     def __init__(self) -> None:
         self.samples: list[TelemetrySample] = []
         self.health: list[DeviceHealth] = []
+        self.stats: list[DeviceStats] = []
 
-    def coordinator(self, devices: list[OpcUaDevice], password: str | None = None
+    def coordinator(self, devices: list[OpcUaDevice], password: str | None = None, *,
+                    watchdog_s: float = 0.5, stats_every_s: float = 60.0
                     ) -> EndpointCoordinator:
         return EndpointCoordinator(devices, password=password, on_sample=self.samples.append,
-                                   on_health=self.health.append, backoff=FAST, watchdog_s=0.5)
+                                   on_health=self.health.append, on_stats=self.stats.append,
+                                   backoff=FAST, watchdog_s=watchdog_s,
+                                   stats_every_s=stats_every_s)
 
     @property
     def states(self) -> list[str]:
@@ -573,6 +578,29 @@ def test_liveness_checks_are_published_as_comms_windows_dropped_while_the_server
     figures = {(w.start_ms, w.polls, w.failed, w.retries) for w in stats}
     assert all(sum(1 for w in stats if (w.start_ms, w.polls, w.failed, w.retries) == f)
                == len(units) for f in figures)
+
+
+@pytest.mark.timeout(60)
+def test_an_endpoint_never_reached_drops_every_check_and_retries() -> None:
+    """No session ever: every check that falls due is a failed poll (a drop rate of 1, not
+    an empty window), every reconnect attempt a retry; the device is offline."""
+    endpoint = f"opc.tcp://127.0.0.1:{free_port()}"
+    [device] = parse_devices(f"""
+devices:
+- id: u1
+  endpoint: {endpoint}
+  nodes:
+    "ns=2;s=a": {{asset: u1, tag: soc_pct}}
+""", "t.yaml").devices
+    out = Recorder()
+    coordinator = out.coordinator([device], watchdog_s=0.2, stats_every_s=1.0)
+    asyncio.run(run_until([coordinator], lambda: sum(w.retries for w in out.stats) >= 2))
+    assert out.stats and all(
+        (w.device_id, w.connector, w.site_id, w.gateway) == ("u1", "opcua", None, endpoint)
+        for w in out.stats)
+    assert all(w.polls > 0 and w.failed == w.polls and w.latency_p50_ms is None
+               and w.latency_max_ms is None for w in out.stats)
+    assert out.states == ["offline"] and not out.samples
 
 
 @pytest.mark.timeout(60)
