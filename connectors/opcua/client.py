@@ -23,7 +23,31 @@ few errors of ours. What becomes a sample is decided by `SampleBuilder`, a plain
 Health (`DeviceHealth`, connector "opcua"), published when a device's state changes:
 online — session up, every mapped node monitored and reporting good values; degraded — session
 up, but some nodes could not be monitored, report a bad/uncertain status or a refused value
-(judged again at every publish cycle); offline — no session (unreachable, refused, lost)."""
+(judged again at every publish cycle); offline — no session (unreachable, refused, lost).
+
+Comms figures (`DeviceStats`, connector "opcua", one per device every `stats_every_s`, counted
+by `contracts.comms.PollWindow` as the Modbus connector's are). A subscription has no polls:
+the server sends changes when it has them, so a quiet device and a dead link look alike from
+the data. What is counted instead is the session's liveness check — the read the coordinator
+makes every `watchdog_s` (default 1 s) of the server's `Server_ServerStatus_State` node to
+find a dead session (the check asyncua's own watchdog makes, taken over here so that it can
+be timed; the library's is set to its longest interval):
+
+- a "poll" is one such check; its latency is the read's round trip (request to answer, on
+  this host's monotonic clock) — the server's and the network's responsiveness, not the age
+  of the data, which the subscription's sampling and publishing intervals decide;
+- a failed poll is a check that failed or timed out (`timeout_s`), which also ends the session
+  as before (health offline, reason "connection lost"); while there is no session (the
+  server unreachable, the coordinator waiting to reconnect or reconnecting) every check that
+  falls due is a failed poll, so a dead endpoint shows a drop rate of 1, not no figures;
+- a retry is one reconnect attempt (each attempt to open a session after a failed one or a
+  lost one); the first connection of a run is not one, and no check counts while it is
+  being made.
+
+Every device of one session (same endpoint, security and user) therefore has the same
+figures: what is measured is the session, not the device behind it. Unlike a Modbus poll, a
+check carries no data, is one small request whatever the number of nodes, and runs at the
+coordinator's pace, not at the devices' sampling intervals."""
 
 from __future__ import annotations
 
@@ -34,7 +58,7 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -57,10 +81,12 @@ from connectors.refusals import (
     Rejection,
     device_time_problem,
 )
+from contracts.comms import PollWindow
 from contracts.events import (
     AssetReading,
     DeadLetter,
     DeviceHealth,
+    DeviceStats,
     TagValue,
     TelemetrySample,
 )
@@ -71,6 +97,9 @@ SOURCE = "connectors.opcua"  # of its dead letters
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 MS = dt.timedelta(milliseconds=1)
 HealthState = Literal["online", "degraded", "offline"]
+# asyncua's own watchdog reads the server's state every `watchdog_intervall` (at most every
+# half session timeout: 30 min by default); the coordinator makes that check itself, timed.
+LIBRARY_WATCHDOG_S = 3600.0
 
 
 class OpcUaError(RuntimeError):
@@ -371,12 +400,20 @@ class EndpointCoordinator:
         on_sample: Callable[[TelemetrySample], None],
         on_health: Callable[[DeviceHealth], None],
         on_dead: Callable[[DeadLetter], None] | None = None,
+        on_stats: Callable[[DeviceStats], None] | None = None,
         clock: Callable[[], float] = time.time,
         backoff: Backoff = DEFAULT_BACKOFF,
         watchdog_s: float = 1.0,
+        stats_every_s: float = 60.0,
+        sites: Mapping[str, str] | None = None,
     ) -> None:
+        """`watchdog_s`: seconds between liveness checks of the session; `stats_every_s`:
+        the length of a comms-figures window; `sites`: device id → site id, told in those
+        windows (a device not in it: None, placed by the fleet as its health events are)."""
         if not devices:
             raise ValueError("a coordinator needs at least one device")
+        if watchdog_s <= 0:
+            raise ValueError("watchdog_s must be above 0")
         self.devices = tuple(devices)
         first = self.devices[0]
         self.endpoint = first.endpoint
@@ -386,6 +423,7 @@ class EndpointCoordinator:
         self.timeout_s = first.timeout_s
         self.on_sample = on_sample
         self.on_health = on_health
+        self.on_stats = on_stats
         self.clock = clock
         self.backoff = backoff
         self.watchdog_s = watchdog_s
@@ -395,6 +433,13 @@ class EndpointCoordinator:
         url = urlsplit(self.endpoint)
         gateway = f"opc.tcp://{url.netloc.rpartition('@')[2]}{url.path}"  # no user in it
         self.health = {d.id: HealthTracker(d.id, clock, gateway=gateway) for d in self.devices}
+        every_ms = max(1, round(stats_every_s * 1000))
+        sites = sites or {}
+        self.windows = {d.id: PollWindow(d.id, connector=CONNECTOR, site_id=sites.get(d.id),
+                                         gateway=gateway, every_ms=every_ms)
+                        for d in self.devices}
+        self._session: Client | None = None  # connected: the liveness check reads through it
+        self._attempted = False  # the run's first connection attempt is over
         self.last_error: OpcUaError | None = None  # of the last attempt; None once connected
         self.sessions = 0  # sessions established (1 + the reconnects)
         self._refused: dict[str, list[str]] = {}  # device → nodes not monitored, with why
@@ -405,16 +450,30 @@ class EndpointCoordinator:
     # -- the loop ------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Stay subscribed until `stop` is set, reconnecting with backoff."""
+        """Stay subscribed until `stop` is set, reconnecting with backoff; the session
+        checked every `watchdog_s` meanwhile."""
+        checks = asyncio.create_task(self._check_session(stop))
+        try:
+            await self._stay_subscribed(stop)
+        finally:
+            checks.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await checks
+
+    async def _stay_subscribed(self, stop: asyncio.Event) -> None:
         failures = 0
+        self._attempted = False
         while not stop.is_set():
             client = Client(self.endpoint, timeout=self.timeout_s,
-                            watchdog_intervall=self.watchdog_s)
+                            watchdog_intervall=LIBRARY_WATCHDOG_S)
             self._lost = asyncio.Event()
             connected = False
+            if self._attempted:  # a reconnect attempt: a retry in the comms figures
+                self._count("retried", int(self.clock() * 1000))
             try:
                 await self._connect(client)
                 connected = True
+                self._session = client
                 failures = 0
                 self.last_error = None
                 self.sessions += 1
@@ -438,6 +497,8 @@ class EndpointCoordinator:
                 self._set_all("offline", str(self.last_error), failures)
             finally:
                 self._up = False
+                self._session = None
+                self._attempted = True
                 self._flush()
                 await self._close(client, connected)
             if not stop.is_set():
@@ -448,6 +509,49 @@ class EndpointCoordinator:
         self._lost_reason = reason
         if self._lost is not None:
             self._lost.set()
+
+    async def _check_session(self, stop: asyncio.Event) -> None:
+        """The liveness check (module docstring): every `watchdog_s`, read the server's state
+        through the session and count the outcome in every device's comms figures. A check
+        that fails ends the session, as asyncua's watchdog did; with no session, a check
+        that falls due fails (except while the run's first connection is being made)."""
+        node = ua.NodeId(ua.ObjectIds.Server_ServerStatus_State)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.watchdog_s)
+            if stop.is_set():
+                return
+            ts_ms = int(self.clock() * 1000)
+            client = self._session
+            if client is None:
+                if self._attempted:
+                    self._count("failed", ts_ms)
+                continue
+            started = time.monotonic()
+            try:
+                await asyncio.wait_for(client.get_node(node).read_value(), self.timeout_s)
+            except Exception as exc:  # the session broke, or the server did not answer
+                if stop.is_set():
+                    return  # the session closed under the check: no failure of the link
+                self._count("failed", ts_ms)
+                if client is self._session:
+                    self.subscription_lost(f"connection lost ({_describe(exc)})")
+            else:
+                latency_s = time.monotonic() - started
+                self._count("answered", ts_ms, latency_s)
+
+    def _count(self, outcome: Literal["answered", "failed", "retried"], ts_ms: int,
+               latency_s: float = 0.0) -> None:
+        """One check's outcome (or a reconnect attempt) in each device's window; a window it
+        closes is published. Never raises."""
+        for window in self.windows.values():
+            try:
+                stats = window.answered(ts_ms, latency_s) if outcome == "answered" \
+                    else window.failed(ts_ms) if outcome == "failed" else window.retried(ts_ms)
+                if stats is not None and self.on_stats is not None:
+                    self.on_stats(stats)
+            except Exception:
+                log.exception("%s: cannot count a liveness check", self.endpoint)
 
     async def _watch(self, client: Client, stop: asyncio.Event) -> None:
         """Return when `stop` is set; raise `ConnectionLost` when the session breaks."""

@@ -1,5 +1,6 @@
-"""The OPC UA connector process: subscribe to the configured servers, publish every sample
-and every change of a device's health."""
+"""The OPC UA connector process: subscribe to the configured servers, publish every sample,
+every change of a device's health and, every `stats_every_s` (`BESSMON_STATS_EVERY_S`), each
+device's comms figures — its session's liveness checks (connectors/opcua/client.py)."""
 
 from __future__ import annotations
 
@@ -33,19 +34,23 @@ async def run_opcua_connector(
     watchdog_s: float = 1.0,
 ) -> list[EndpointCoordinator]:
     """Stay subscribed until `stop` is set: samples go to the telemetry topic, health
-    changes to the device-health topic and refused values to the dead-letter topic, all
-    keyed by device id. Returns the coordinators
-    (their counters and last errors) once stopped."""
+    changes and comms figures to the device-health topic and refused values to the
+    dead-letter topic, all keyed by device id. `watchdog_s`: seconds between liveness checks
+    of each session. Returns the coordinators (their counters and last errors) once
+    stopped."""
     stop = stop or asyncio.Event()
-    devices = load_devices(devices_file, load_fleet(settings.fleet_file))
+    fleet = load_fleet(settings.fleet_file)
+    devices = load_devices(devices_file, fleet)  # every device a battery unit of the fleet
+    sites = {d.id: fleet.assets[d.id].site_id for d in devices.devices}
     secrets = passwords(devices, os.environ if environ is None else environ, str(devices_file))
     publisher = DevicePublisher(settings, f"opcua-{devices_file.stem}")
 
     coordinators = [
         EndpointCoordinator(group, password=secrets.get(group[0].id),
                             on_sample=publisher.sample, on_health=publisher.health,
-                            on_dead=publisher.dead,
-                            backoff=backoff, watchdog_s=watchdog_s)
+                            on_dead=publisher.dead, on_stats=publisher.stats,
+                            backoff=backoff, watchdog_s=watchdog_s,
+                            stats_every_s=settings.stats_every_s, sites=sites)
         for group in group_by_connection(devices.devices)
     ]
     log.info("subscribing to %d devices on %d OPC UA endpoints into %s",

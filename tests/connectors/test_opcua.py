@@ -1,8 +1,9 @@
 """OPC UA ingestion against a real asyncua server on loopback: the simulator's OPC UA vendor
 (one site's units, power in W and temperatures in kelvin) and the connector subscribing to it.
 What is set in the simulator arrives scaled, at its source timestamp, on the real broker; a
-server restart is survived without repeating a value; credentials and certificates are
-enforced; bad device lists are refused with their line."""
+server restart is survived without repeating a value; each session's liveness checks are
+published as its devices' comms figures, dropped and retried while the server is stopped;
+credentials and certificates are enforced; bad device lists are refused with their line."""
 
 from __future__ import annotations
 
@@ -42,8 +43,9 @@ from connectors.opcua.config import (
 from connectors.opcua.service import run_opcua_connector
 from connectors.settings import EXAMPLE_PROFILES, Settings
 from contracts.errors import InvalidInput
-from contracts.events import DeviceHealth, TelemetrySample
+from contracts.events import DeviceHealth, DeviceStats, TelemetrySample, device_health_event
 from contracts.fleet import Fleet
+from infra.ports import free_port
 from infra.sim.opcua_server import OpcUaSimServer, make_certificate, serve_opcua
 from infra.sim.server import Simulator
 from tests.waiting import until_on_topic
@@ -88,11 +90,15 @@ class Recorder:
     def __init__(self) -> None:
         self.samples: list[TelemetrySample] = []
         self.health: list[DeviceHealth] = []
+        self.stats: list[DeviceStats] = []
 
-    def coordinator(self, devices: list[OpcUaDevice], password: str | None = None
+    def coordinator(self, devices: list[OpcUaDevice], password: str | None = None, *,
+                    watchdog_s: float = 0.5, stats_every_s: float = 60.0
                     ) -> EndpointCoordinator:
         return EndpointCoordinator(devices, password=password, on_sample=self.samples.append,
-                                   on_health=self.health.append, backoff=FAST, watchdog_s=0.5)
+                                   on_health=self.health.append, on_stats=self.stats.append,
+                                   backoff=FAST, watchdog_s=watchdog_s,
+                                   stats_every_s=stats_every_s)
 
     @property
     def states(self) -> list[str]:
@@ -118,9 +124,20 @@ def read_samples(settings: Settings) -> list[TelemetrySample]:
     return samples
 
 
+def health_events(messages: list[Message]) -> list[DeviceHealth | DeviceStats]:
+    events = [device_health_event(m.value()) for m in messages]
+    assert all(m.key() == e.device_id.encode() for m, e in zip(messages, events, strict=True))
+    return events
+
+
 def read_health(settings: Settings) -> list[DeviceHealth]:
+    """The state changes on the device-health topic (its comms windows left out)."""
     messages = read_topic(settings.require_kafka(), settings.topic_device_health, idle_s=1.0)
-    return [DeviceHealth.model_validate_json(m.value() or b"") for m in messages]
+    return [e for e in health_events(messages) if isinstance(e, DeviceHealth)]
+
+
+def stats_of(messages: list[Message]) -> list[DeviceStats]:
+    return [e for e in health_events(messages) if isinstance(e, DeviceStats)]
 
 
 def keys_of(samples: list[TelemetrySample]) -> list[tuple[str, str, int]]:
@@ -485,6 +502,105 @@ def test_a_server_restart_is_survived_without_repeating_a_value(
         assert events[1].consecutive_failures == 1
     assert [c.sessions for c in coordinators] == [2]  # one session for the site's server
     assert coordinators[0].builder.repeats_dropped > 0  # the resubscription's repeats
+
+
+@pytest.mark.timeout(90)
+def test_liveness_checks_are_published_as_comms_windows_dropped_while_the_server_is_down(
+        settings: Settings, example_fleet: Fleet, tmp_path: Path) -> None:
+    """Every `watchdog_s` the session is checked (a read of the server's state): while the
+    server runs, each unit's window counts answered checks with their latency; while it is
+    stopped, failed checks and reconnect attempts (retries). The windows name the unit, its
+    site and the endpoint its health events name."""
+    settings = with_health_topic(settings).model_copy(update={"stats_every_s": 1.0})
+    site = example_fleet.site(SITE)
+    units = {u.id for u in site.units}
+    server = OpcUaSimServer(simulator(example_fleet, seed=7), SITE)
+    devices_file = tmp_path / "opcua-devices.yaml"
+
+    def windows(wanted: Callable[[DeviceStats], bool], count: int = 1
+                ) -> Callable[[list[Message]], bool]:
+        """At least `count` windows of every unit are `wanted`."""
+        return lambda ms: all(sum(1 for w in stats_of(ms) if w.device_id == u and wanted(w))
+                              >= count for u in units)
+
+    async def scenario() -> list[DeviceStats]:
+        ticker: asyncio.Future[None] | None = None
+        await server.start()
+        try:
+            server.write_device_list(devices_file, sampling_interval_ms=100)
+            ticker = asyncio.ensure_future(server.run(0.2))
+            stop = asyncio.Event()
+            connector = asyncio.ensure_future(run_opcua_connector(
+                settings, devices_file, stop, backoff=FAST, watchdog_s=0.5))
+            bootstrap, topic = settings.require_kafka(), settings.topic_device_health
+            try:
+                running = await until_on_topic(bootstrap, topic,
+                                               windows(lambda w: w.polls > 0, count=2))
+                await server.stop()
+                await until_on_topic(bootstrap, topic, windows(lambda w: w.failed > 0))
+                await until_on_topic(bootstrap, topic, windows(lambda w: w.retries > 0))
+            finally:
+                stop.set()
+                await connector
+            return stats_of(running)
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+            await server.stop()
+
+    running = asyncio.run(scenario())
+    # While the server ran: every check answered, in time, none retried.
+    assert {w.device_id for w in running} == units
+    assert all(w.polls > 0 and w.failed == 0 and w.retries == 0 for w in running)
+    assert all(w.latency_p50_ms is not None and w.latency_p95_ms is not None
+               and w.latency_max_ms is not None and w.latency_max_ms < 4000 for w in running)
+
+    events = health_events(read_topic(settings.require_kafka(), settings.topic_device_health,
+                                      idle_s=1.0))
+    stats = [e for e in events if isinstance(e, DeviceStats)]
+    health = [e for e in events if isinstance(e, DeviceHealth)]
+    assert {(w.device_id, w.connector, w.site_id, w.gateway) for w in stats} == {
+        (u, "opcua", SITE, server.endpoint) for u in units}
+    assert {h.gateway for h in health} == {server.endpoint}  # the same gateway as the states
+    for u in units:
+        mine = [w for w in stats if w.device_id == u]
+        assert all(w.end_ms - w.start_ms == 1000 and w.start_ms % 1000 == 0 for w in mine)
+        starts = [w.start_ms for w in mine]
+        assert starts == sorted(set(starts))  # one window each, in time order
+        assert [h.state for h in health if h.device_id == u][:2] == ["online", "offline"]
+    # Stopped: checks failed (none answered in a window of failures only), reconnects retried.
+    failing = [w for w in stats if w.failed > 0]
+    assert {w.device_id for w in failing} == units
+    assert all(w.failed <= w.polls for w in failing)
+    assert all(w.latency_max_ms is None for w in failing if w.failed == w.polls)
+    assert {w.device_id for w in stats if w.retries > 0} == units
+    # One session for the site's units: they share its figures, window by window.
+    figures = {(w.start_ms, w.polls, w.failed, w.retries) for w in stats}
+    assert all(sum(1 for w in stats if (w.start_ms, w.polls, w.failed, w.retries) == f)
+               == len(units) for f in figures)
+
+
+@pytest.mark.timeout(60)
+def test_an_endpoint_never_reached_drops_every_check_and_retries() -> None:
+    """No session ever: every check that falls due is a failed poll (a drop rate of 1, not
+    an empty window), every reconnect attempt a retry; the device is offline."""
+    endpoint = f"opc.tcp://127.0.0.1:{free_port()}"
+    [device] = parse_devices(f"""
+devices:
+- id: u1
+  endpoint: {endpoint}
+  nodes:
+    "ns=2;s=a": {{asset: u1, tag: soc_pct}}
+""", "t.yaml").devices
+    out = Recorder()
+    coordinator = out.coordinator([device], watchdog_s=0.2, stats_every_s=1.0)
+    asyncio.run(run_until([coordinator], lambda: sum(w.retries for w in out.stats) >= 2))
+    assert out.stats and all(
+        (w.device_id, w.connector, w.site_id, w.gateway) == ("u1", "opcua", None, endpoint)
+        for w in out.stats)
+    assert all(w.polls > 0 and w.failed == w.polls and w.latency_p50_ms is None
+               and w.latency_max_ms is None for w in out.stats)
+    assert out.states == ["offline"] and not out.samples
 
 
 @pytest.mark.timeout(60)

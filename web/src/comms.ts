@@ -71,8 +71,8 @@ export function latencyText(f: CommsFiguresView): string {
     .join(" · ")} ms`;
 }
 
-/** The polls behind the rates: "180 polls, 30 dropped, 51 retries"; "no polls" (the OPC UA
- * connector subscribes: it reports states, no stats windows). */
+/** The polls behind the rates: "180 polls, 30 dropped, 51 retries"; "no polls" (no stats
+ * window in the range). An OPC UA device's polls are its session's liveness checks. */
 export function pollsText(f: CommsFiguresView): string {
   if (f.polls === 0) return "no polls";
   return `${f.polls.toLocaleString("en-US")} polls, ${f.failed.toLocaleString("en-US")} ` +
