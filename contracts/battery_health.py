@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import hashlib
 import itertools
 import json
 import math
@@ -359,10 +360,12 @@ class BandSpec:
 
     @property
     def key(self) -> str:
-        """The spec as one exact text (floats by repr): the archive's exposure roll-ups are
-        used for a spec only where they were made for this very one."""
-        return json.dumps([self.tag, [repr(e) for e in self.edges], list(self.assets),
-                           repr(self.scale), self.magnitude])
+        """The spec in a short exact text — its tag and a digest of all of it (floats by
+        repr): the archive's exposure roll-ups are used for a spec only where they were made
+        for this very one."""
+        whole = json.dumps([self.tag, [repr(e) for e in self.edges], list(self.assets),
+                            repr(self.scale), self.magnitude])
+        return f"{self.tag}:{hashlib.sha256(whole.encode()).hexdigest()[:32]}"
 
 
 def c_rate_spec(unit: Unit) -> BandSpec:

@@ -208,7 +208,7 @@ def unit_health(site: Site, unit: Unit, contract: Contract | None, data: Inputs,
     return UnitHealth(
         unit_id=unit.id, site_id=site.id, vendor=unit.vendor, model=unit.model,
         rated_energy_mwh=rated / 1000, commissioned=unit.commissioned.isoformat(),
-        soh=[SohPoint(start_ms=r.start_ms, min=r.min, avg=r.mean, max=r.max)
+        soh=[SohPoint.model_construct(start_ms=r.start_ms, min=r.min, avg=r.mean, max=r.max)
              for r in data.shown],
         soh_step_ms=steps.shown, fit_step_ms=step, power_step_ms=MINUTE_MS,
         efc=equivalent_full_cycles(sum(data.throughput.values()), rated),
@@ -230,9 +230,9 @@ def fleet_health(h: Historian, units: list[tuple[Site, Unit]],
     shown = soh if steps.shown == steps.fit else h.buckets(
         [(u.id, SOH) for _, u in units], start_ms, end_ms, steps.shown)
     moved = h.throughput([u.id for _, u in units], POWER, start_ms, end_ms, steps.fit)
-    c_rate = h.band_minutes({u.id: c_rate_spec(u) for _, u in units}, start_ms, end_ms)
-    temperature = h.band_minutes({u.id: temperature_spec(u) for _, u in units},
-                                 start_ms, end_ms)
+    c_rate, temperature = h.band_minutes([{u.id: c_rate_spec(u) for _, u in units},
+                                          {u.id: temperature_spec(u) for _, u in units}],
+                                         start_ms, end_ms)
     none_c, none_t = [0] * (len(C_RATE_EDGES) + 1), [0] * (len(TEMPERATURE_EDGES_C) + 1)
     return [unit_health(site, u, contracts.get(site.id), Inputs(
         soh[(u.id, SOH)], shown[(u.id, SOH)], moved.get(u.id, {}), c_rate.get(u.id, none_c),

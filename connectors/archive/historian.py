@@ -205,73 +205,91 @@ class Historian:
                         add(asset_id, r.start_ms // step_ms * step_ms, abs(r.mean) / 60)
         return out
 
-    def band_minutes(self, specs: Mapping[str, BandSpec], start_ms: int, end_ms: int
-                     ) -> dict[str, list[int]]:
-        """Per owner with data, the minutes in `[start_ms, end_ms)` in each band of its spec
-        (`specs`: owner → its spec, contracts/battery_health.py `BandSpec`: one tag, edges
-        and magnitude for all; the assets and scale each its own): at each minute the
-        largest of its assets' values. The whole days whose exposure roll-ups (tables.py
-        `EXPOSURE`) hold every owner's very spec are read from them; the rest is counted
-        from the minutes — in DuckDB for the days archived, here from the history store's
-        for the others."""
-        if not specs:
-            return {}
+    def band_minutes(self, kinds: Sequence[Mapping[str, BandSpec]], start_ms: int,
+                     end_ms: int) -> list[dict[str, list[int]]]:
+        """For each of `kinds` (owner → its spec, contracts/battery_health.py `BandSpec`:
+        one tag, edges and magnitude for all of a kind; the assets and scale each its own),
+        per owner with data, the minutes in `[start_ms, end_ms)` in each band of its spec:
+        at each minute the largest of its assets' values. The whole days whose exposure
+        roll-ups (tables.py `EXPOSURE`) hold every owner's very spec of a kind are read
+        from them (for every kind in one query); the rest is counted from the minutes — in
+        DuckDB for the days archived, here from the history store's for the others."""
+        results: list[dict[str, list[int]]] = [{} for _ in kinds]
+        owners = {o for specs in kinds for o in specs}
+        for site_id, site_owners in self._by_site(sorted(owners)).items():
+            site = self.fleet.site(site_id)
+            mine = [{o: specs[o] for o in site_owners if o in specs} for specs in kinds]
+            rolled = self._exposure_days(site, mine, start_ms, end_ms)
+            for out, specs, days in zip(results, mine, rolled, strict=True):
+                if specs:
+                    self._count_bands(site, specs, days, start_ms, end_ms, out)
+        return [{o: m for o, m in out.items() if any(m)} for out in results]
+
+    def _count_bands(self, site: Site, specs: Mapping[str, BandSpec],
+                     rolled: Mapping[int, dict[str, list[int]]], start_ms: int, end_ms: int,
+                     out: dict[str, list[int]]) -> None:
+        """`band_minutes` of one kind at one site into `out`: the days `rolled` up (by day
+        start) from their roll-ups, the others from the minutes."""
         tag, edges, magnitude = one_kind(specs.values())
-        out: dict[str, list[int]] = {}
 
         def add(owner: str, minutes: Sequence[int]) -> None:
             total = out.setdefault(owner, [0] * (len(edges) + 1))
             for i, n in enumerate(minutes):
                 total[i] += n
 
-        for site_id, owners in self._by_site(specs).items():
-            site = self.fleet.site(site_id)
-            mine = {o: specs[o] for o in owners}
-            ranges: list[tuple[int, int]] = []  # what is counted from the minutes
-            for s, e, rolled in self._exposure_days(site, mine, start_ms, end_ms):
-                if rolled is not None:
-                    for owner, minutes in rolled.items():
+        ranges: list[tuple[int, int]] = []  # what is counted from the minutes
+        for day in layout.days_overlapping(start_ms, end_ms, site.tz):
+            day_start, day_end = layout.day_bounds(day, site.tz)
+            if day_start in rolled:
+                for owner, minutes in rolled[day_start].items():
+                    add(owner, minutes)
+                continue
+            s, e = max(start_ms, day_start), min(end_ms, day_end)
+            if ranges and ranges[-1][1] == s:
+                ranges[-1] = (ranges[-1][0], e)
+            else:
+                ranges.append((s, e))
+        for s, e in ranges:
+            for seg in self.segments(site, s, e):
+                if seg.archived:
+                    for owner, minutes in self.reader.band_minutes(
+                            seg.files, specs, seg.start_ms, seg.end_ms).items():
                         add(owner, minutes)
-                elif ranges and ranges[-1][1] == s:
-                    ranges[-1] = (ranges[-1][0], e)
-                else:
-                    ranges.append((s, e))
-            for s, e in ranges:
-                for seg in self.segments(site, s, e):
-                    if seg.archived:
-                        for owner, minutes in self.reader.band_minutes(
-                                seg.files, mine, seg.start_ms, seg.end_ms).items():
-                            add(owner, minutes)
-                        continue
-                    values: dict[tuple[str, int], float] = {}  # (owner, minute) → largest
-                    for owner, spec in mine.items():
-                        for asset_id in spec.assets:
-                            for r in self.history.telemetry(asset_id, tag, seg.start_ms,
-                                                            seg.end_ms, MINUTE_MS):
-                                v = (abs(r.mean) if magnitude else r.mean) * spec.scale
-                                key = (owner, r.start_ms)
-                                values[key] = max(v, values.get(key, v))
-                    for (owner, _), v in values.items():
-                        out.setdefault(owner, [0] * (len(edges) + 1))[band_of(v, edges)] += 1
-        return {o: m for o, m in out.items() if any(m)}
+                    continue
+                values: dict[tuple[str, int], float] = {}  # (owner, minute) → largest
+                for owner, spec in specs.items():
+                    for asset_id in spec.assets:
+                        for r in self.history.telemetry(asset_id, tag, seg.start_ms,
+                                                        seg.end_ms, MINUTE_MS):
+                            v = (abs(r.mean) if magnitude else r.mean) * spec.scale
+                            key = (owner, r.start_ms)
+                            values[key] = max(v, values.get(key, v))
+                for (owner, _), v in values.items():
+                    out.setdefault(owner, [0] * (len(edges) + 1))[band_of(v, edges)] += 1
 
-    def _exposure_days(self, site: Site, specs: Mapping[str, BandSpec], start_ms: int,
-                       end_ms: int) -> Iterator[tuple[int, int, dict[str, list[int]] | None]]:
-        """Each local day's part of `[start_ms, end_ms)` with, for a whole day whose
-        exposure roll-ups hold every owner's spec, their minutes per band by owner (else
-        None)."""
+    def _exposure_days(self, site: Site, kinds: Sequence[Mapping[str, BandSpec]],
+                       start_ms: int, end_ms: int) -> list[dict[int, dict[str, list[int]]]]:
+        """Per kind, the whole days of `[start_ms, end_ms)` (by start) whose exposure
+        roll-ups hold every owner's spec of the kind, with their minutes per band by
+        owner — read in one query for all kinds."""
         days = layout.days_overlapping(start_ms, end_ms, site.tz)
         whole = [d for d in self.reader.archived_days(EXPOSURE, site.id, days)
                  if start_ms <= layout.day_bounds(d, site.tz)[0]
                  and layout.day_bounds(d, site.tz)[1] <= end_ms]
-        rows = self.reader.exposure(self.reader.files(EXPOSURE, site.id, whole), specs,
+        rows = self.reader.exposure(self.reader.files(EXPOSURE, site.id, whole),
+                                    [(o, s) for specs in kinds for o, s in specs.items()],
                                     start_ms, end_ms)
-        for day in days:
-            day_start, day_end = layout.day_bounds(day, site.tz)
-            rolled = {o: rows.get((o, day_start)) for o in specs}
-            yield (max(start_ms, day_start), min(end_ms, day_end),
-                   None if any(m is None for m in rolled.values())
-                   else {o: m for o, m in rolled.items() if m is not None})
+        out: list[dict[int, dict[str, list[int]]]] = []
+        for specs in kinds:
+            keys = {o: s.key for o, s in specs.items()}
+            rolled: dict[int, dict[str, list[int]]] = {}
+            for day in whole:
+                day_start = layout.day_bounds(day, site.tz)[0]
+                got = {o: rows.get((o, key, day_start)) for o, key in keys.items()}
+                if specs and all(m is not None for m in got.values()):
+                    rolled[day_start] = {o: m for o, m in got.items() if m is not None}
+            out.append(rolled)
+        return out
 
     def energy(self, asset_ids: Sequence[str], tag: str, start_ms: int, end_ms: int
                ) -> dict[str, tuple[Energy, int]]:

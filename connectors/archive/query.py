@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -156,12 +158,13 @@ def bands_sql(edges: int, grouped: bool) -> str:
 # The exposure roll-ups of `$assets[k]` for spec `$specs[k]` (tables.py `EXPOSURE`).
 EXPOSURE_ROWS = """
     WITH wanted AS (SELECT unnest($assets) AS asset_id, unnest($specs) AS spec)
-    SELECT asset_id, start_ms, minutes
+    SELECT asset_id, spec, start_ms, minutes
     FROM read_parquet($files, filename = true, hive_partitioning = false)
          JOIN wanted USING (asset_id, spec)
     WHERE start_ms >= $start AND start_ms < $end
     QUALIFY row_number() OVER (PARTITION BY asset_id, tag, start_ms, spec
                                ORDER BY filename DESC) = 1"""
+EXPOSURE_LATEST = EXPOSURE_ROWS[EXPOSURE_ROWS.index("\n    QUALIFY"):]
 
 
 def bands_from_counts(counts: Sequence[int]) -> list[int]:
@@ -200,6 +203,8 @@ class ArchiveReader:
     def __init__(self, root: Path, *, threads: int = THREADS) -> None:
         self.root = root
         self.threads = threads
+        self._db: duckdb.DuckDBPyConnection | None = None
+        self._lock = threading.Lock()
 
     def files(self, table: Table, site_id: str, days: Iterable[dt.date]) -> list[Path]:
         """The parts of these days of one site (partition pruning: no other file is read)."""
@@ -224,11 +229,18 @@ class ArchiveReader:
         parts (a compacted archive, mostly): a key is unique within a part, and that search
         is most of a query's time."""
         if len({p.parent for p in files}) == len(files):
-            return sql.replace(LATEST_ONLY, "")
+            return sql.replace(LATEST_ONLY, "").replace(EXPOSURE_LATEST, "")
         return sql
 
-    def _connect(self) -> duckdb.DuckDBPyConnection:
-        return duckdb.connect(":memory:", config={"threads": self.threads})
+    @contextmanager
+    def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The reader's one in-memory DuckDB (made at its first query — a connection costs
+        ~15 ms, a view's queries are many), one query at a time."""
+        with self._lock:
+            if self._db is None:
+                self._db = duckdb.connect(":memory:", config={
+                    "threads": self.threads})
+            yield self._db
 
     def _run(self, sql: str, params: dict[str, object]) -> list[tuple[Any, ...]]:
         with self._connect() as db:
@@ -334,17 +346,18 @@ class ArchiveReader:
             out[str(owner)] = bands_from_counts([int(n) for n in counts])
         return out
 
-    def exposure(self, files: Sequence[Path], specs: Mapping[str, BandSpec], start_ms: int,
-                 end_ms: int) -> dict[tuple[str, int], list[int]]:
-        """The exposure roll-ups (tables.py `EXPOSURE`, the parts `files`) of each owner's
-        spec (`specs`: owner → spec) for the days starting in `[start_ms, end_ms)`: minutes
-        per band by (owner, day start)."""
-        if not files or not specs:
+    def exposure(self, files: Sequence[Path], wanted: Sequence[tuple[str, BandSpec]],
+                 start_ms: int, end_ms: int) -> dict[tuple[str, str, int], list[int]]:
+        """The exposure roll-ups (tables.py `EXPOSURE`, the parts `files`) of the `wanted`
+        (owner, spec) pairs for the days starting in `[start_ms, end_ms)`: minutes per band
+        by (owner, spec key, day start)."""
+        if not files or not wanted:
             return {}
-        params = {"files": [str(p) for p in files], "assets": list(specs),
-                  "specs": [s.key for s in specs.values()], "start": start_ms, "end": end_ms}
-        return {(str(a), int(t)): [int(n) for n in minutes]
-                for a, t, minutes in self._run(EXPOSURE_ROWS, params)}
+        params = {"files": [str(p) for p in files], "assets": [o for o, _ in wanted],
+                  "specs": [s.key for _, s in wanted], "start": start_ms, "end": end_ms}
+        return {(str(a), str(k), int(t)): [int(n) for n in minutes]
+                for a, k, t, minutes in self._run(self._one_version(EXPOSURE_ROWS, files),
+                                                  params)}
 
     @staticmethod
     def _params(files: Sequence[Path], asset_ids: Sequence[str], tags: Sequence[str],

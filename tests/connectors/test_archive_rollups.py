@@ -116,7 +116,7 @@ def test_whole_day_figures_from_the_rollups_equal_those_from_the_minutes(
     vendors = vendor_table(FLEET, history, h, units, "unit", start, end)
     moved = {step: h.throughput(list(ASSETS), "active_power_kw", start, end, step)
              for step in (DAY, 2 * DAY, 15 * MINUTE)}
-    exposure = h.band_minutes(SPECS, start, end)
+    exposure = h.band_minutes([SPECS], start, end)[0]
 
     shutil.rmtree(root / DAILY.name)  # the same archive, read from its minutes only
     shutil.rmtree(root / EXPOSURE.name)
@@ -136,8 +136,8 @@ def test_whole_day_figures_from_the_rollups_equal_those_from_the_minutes(
                 assert list(kwh.values()) == pytest.approx(list(other[asset].values()),
                                                            rel=1e-12)
     assert sum(exposure[ASSETS[0]]) > 0
-    assert exposure == h.band_minutes(SPECS, start, end) == \
-        nothing.band_minutes(SPECS, start, end) == oracle_exposure
+    assert exposure == h.band_minutes([SPECS], start, end)[0] == \
+        nothing.band_minutes([SPECS], start, end)[0] == oracle_exposure
     assert energy.keys() == h.energy(list(ASSETS), "active_power_kw", start, end).keys()
     for asset, (e, latest) in h.energy(list(ASSETS), "active_power_kw", start, end).items():
         assert energy[asset][1] == latest
@@ -214,15 +214,15 @@ def test_the_hottest_cell_is_counted_minute_by_minute(tmp_path: Path) -> None:
     assert sum(1 for n in want if n) >= 3
     specs = {unit.id: spec}
     nothing = Historian(store, ArchiveReader(tmp_path / "none"), FLEET)
-    assert nothing.band_minutes(specs, day_start, day_end) == {unit.id: want}
+    assert nothing.band_minutes([specs], day_start, day_end) == [{unit.id: want}]
     root = tmp_path / "archive"
     Archiver(root, store, FLEET, ["cell_temp_max_c"], lambda _site: None).run(
         NOW, [SITE.id], since=DAYS[0])
     assert ArchiveReader(root).archived_days(EXPOSURE, SITE.id, DAYS) == {DAYS[0]}
     archived = Historian(store, ArchiveReader(root), FLEET)
-    assert archived.band_minutes(specs, day_start, day_end) == {unit.id: want}
+    assert archived.band_minutes([specs], day_start, day_end) == [{unit.id: want}]
     shutil.rmtree(root / EXPOSURE.name)  # the archive's minutes
-    assert archived.band_minutes(specs, day_start, day_end) == {unit.id: want}
+    assert archived.band_minutes([specs], day_start, day_end) == [{unit.id: want}]
     store.close()
 
 
