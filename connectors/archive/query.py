@@ -234,13 +234,17 @@ class ArchiveReader:
 
     @contextmanager
     def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """The reader's one in-memory DuckDB (made at its first query — a connection costs
-        ~15 ms, a view's queries are many), one query at a time."""
+        """A cursor of the reader's one in-memory DuckDB (made at its first query: a
+        database costs ~15 ms, a view's queries are many; a cursor is cheap, and one per
+        query lets a view run several at once from its threads)."""
         with self._lock:
             if self._db is None:
-                self._db = duckdb.connect(":memory:", config={
-                    "threads": self.threads})
-            yield self._db
+                self._db = duckdb.connect(":memory:", config={"threads": self.threads})
+            cursor = self._db.cursor()
+        try:
+            yield cursor
+        finally:
+            cursor.close()
 
     def _run(self, sql: str, params: dict[str, object]) -> list[tuple[Any, ...]]:
         with self._connect() as db:

@@ -5,6 +5,7 @@ hours add up — and the contract file's warranty section is read or refused."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import math
@@ -14,7 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from connectors.settings import EXAMPLE_FLEET
 from contracts.battery_health import (
+    C_RATE_EDGES,
+    TEMPERATURE_EDGES_C,
     YEAR_MS,
     Bucket,
     FadeFit,
@@ -22,20 +26,30 @@ from contracts.battery_health import (
     Rate,
     Sample,
     augmentation,
+    band_of,
+    banded,
+    c_rate_bands,
     c_rate_exposure,
+    c_rate_spec,
     efc_at,
     equivalent_full_cycles,
     exposure,
     fit_fade,
     project,
     t95,
+    temperature_bands,
     temperature_exposure,
+    temperature_spec,
+    throughput_buckets,
+    unit_band_specs,
 )
 from contracts.contract import parse_contract
 from contracts.errors import InvalidInput
+from contracts.fleet import load_fleet
 from contracts.reporting import terms_hash
 from tests.contracts.test_invalid_inputs import contract_text
 
+FLEET = load_fleet(EXAMPLE_FLEET)
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 DAY = 86_400_000
 
@@ -254,6 +268,51 @@ def test_c_rate_is_power_over_rated_energy_either_way() -> None:
     assert {b.label: b.hours for b in bands} == {
         "< 0.05 C": 2.0, "0.05–0.25 C": 0.0, "0.25–0.5 C": 3.0, "0.5–1 C": 0.0, "≥ 1 C": 0.0}
     assert exposure([Bucket(0, hour, 1.0)], (1.0,))[1].hours == 1.0  # low edges inclusive
+
+
+@given(st.lists(st.floats(-3_000.0, 3_000.0), max_size=120), st.sampled_from([
+    (C_RATE_EDGES, 1 / 4_000.0, True), (TEMPERATURE_EDGES_C, 1.0, False)]))
+def test_minutes_counted_per_band_are_the_exposure_of_minute_buckets(
+        values: list[float], kind: tuple[tuple[float, ...], float, bool]) -> None:
+    """What the historian counts per minute (`band_of` of each minute's value), in hours, is
+    `exposure` of the same minutes as buckets: one rule of bands in both."""
+    edges, scale, magnitude = kind
+    minutes = [0] * (len(edges) + 1)
+    for v in values:
+        minutes[band_of((abs(v) if magnitude else v) * scale, edges)] += 1
+    from_buckets = exposure([Bucket(i * 60_000, 60_000, abs(v) if magnitude else v)
+                             for i, v in enumerate(values)], edges, "", scale)
+    assert [b.hours for b in banded([m / 60 for m in minutes], edges)] == \
+        pytest.approx([b.hours for b in from_buckets])
+    bands = (c_rate_bands if magnitude else temperature_bands)(minutes)
+    assert [b.hours for b in bands] == [m / 60 for m in minutes]
+
+
+def test_throughput_buckets_spread_each_buckets_energy_over_its_part_of_the_window() -> None:
+    hour = 3_600_000
+    # Buckets of 4 h, the energy of the minutes inside the window [2 h, 10 h) in each.
+    kwh = {0: 500.0, 4 * hour: 1_000.0, 8 * hour: 250.0}
+    got = throughput_buckets(kwh, 4 * hour, 2 * hour, 10 * hour)  # clipped at both ends
+    assert got == [Bucket(2 * hour, 2 * hour, 250.0), Bucket(4 * hour, 4 * hour, 250.0),
+                   Bucket(8 * hour, 2 * hour, 125.0)]
+    # The cycles by any instant: the energy moved by then (at 2,000 kWh rated: 4,000 a cycle).
+    assert efc_at(got, 2_000.0, [2 * hour, 4 * hour, 6 * hour, 9 * hour, 10 * hour]) == \
+        pytest.approx([0.0, 500 / 4_000, 1_000 / 4_000, 1_625 / 4_000, 1_750 / 4_000])
+    assert throughput_buckets({12 * hour: 5.0}, hour, 0, 12 * hour) == []  # outside
+
+
+def test_a_band_specs_key_is_its_whole_content() -> None:
+    unit = FLEET.sites[0].units[0]
+    spec = c_rate_spec(unit)
+    assert spec.key == c_rate_spec(unit).key and spec.key.startswith("active_power_kw:")
+    others = [dataclasses.replace(spec, scale=spec.scale * 2),
+              dataclasses.replace(spec, edges=(*spec.edges, 2.0)),
+              dataclasses.replace(spec, assets=("other",)),
+              dataclasses.replace(spec, magnitude=False), temperature_spec(unit)]
+    assert len({spec.key, *(o.key for o in others)}) == len(others) + 1
+    hottest = temperature_spec(unit)
+    assert hottest.assets == (unit.id, *(b.id for inv in unit.inverters for b in inv.blocks))
+    assert unit_band_specs(unit) == (spec, hottest)
 
 
 def test_the_warranty_threshold_is_read_from_the_contract_file() -> None:
