@@ -132,6 +132,12 @@ class Settings(BaseSettings):
         return self.notify_db or self.run_dir / "notify.db"
 
     @property
+    def report_archive_dir(self) -> Path:
+        """The archived compliance reports (`bessmon report run-due` writes them; the API
+        serves them, the notifier attaches them to report e-mails)."""
+        return report_archive_dir(self.run_dir)
+
+    @property
     def notify_rules_path(self) -> Path:
         """The rules file the notifier reads and the API's rule management writes."""
         return self.notify_rules or self.run_dir / "notify-rules.yaml"
@@ -159,3 +165,8 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def report_archive_dir(run_dir: Path) -> Path:
+    """`<run dir>/reports`: the report archive of the run directory."""
+    return run_dir / "reports"

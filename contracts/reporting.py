@@ -46,6 +46,9 @@ ENGINE_VERSION = "availability-rules/1"
 US_PER_HOUR = 3_600_000_000
 DEFAULT_SETTLEMENT_H = 48.0
 DEFAULT_SUMMARY_AT = "07:00"
+MIB = 1024 * 1024
+DEFAULT_ATTACH_MAX_BYTES = 10 * MIB
+ATTACH_MAX_BYTES_LIMIT = 100 * MIB  # no mail server takes more (most refuse above 25 MB)
 
 
 # -- configuration -----------------------------------------------------------------------------
@@ -59,7 +62,10 @@ class ReportsConfig(BaseModel):
         (default: the contract year the first run is in, remembered by the archive).
     daily_summary: addresses that get the fleet's daily availability summary.
     daily_summary_at / daily_summary_tz: when it is sent (HH:MM in that zone).
-    base_url: the API's address for the download links (default the notifier's)."""
+    base_url: the API's address for the download links (default the notifier's).
+    attach_max_bytes: the most a report e-mail's attachments (PDF, XLSX, CSV) may weigh
+        together, in bytes (default 10 MiB; base64 makes it a third more on the wire);
+        above it they are not attached and the e-mail says so. 0: never attach."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -71,6 +77,8 @@ class ReportsConfig(BaseModel):
         DEFAULT_SUMMARY_AT
     daily_summary_tz: Zone = "UTC"
     base_url: Annotated[str, Field(pattern=r"^https?://[^\s]+/$", max_length=2000)] | None = None
+    attach_max_bytes: Annotated[int, Field(strict=True, ge=0, le=ATTACH_MAX_BYTES_LIMIT)] = \
+        DEFAULT_ATTACH_MAX_BYTES
 
     @property
     def settlement_delay_us(self) -> int:
@@ -247,11 +255,30 @@ def differences_line(diffs: Sequence[Difference], limit: int = 6) -> str:
 # -- e-mail texts ------------------------------------------------------------------------------
 
 
+def attachments_fit(total_bytes: int, max_bytes: int) -> bool:
+    """Whether a report's files, `total_bytes` together, may ride along in its e-mail."""
+    return 0 < total_bytes <= max_bytes
+
+
+def too_large_line(total_bytes: int, max_bytes: int) -> str:
+    """What a report e-mail says when its files are not attached for their size."""
+    if max_bytes == 0:
+        return ("The report's files are not attached (attach_max_bytes is 0): download "
+                "them below.")
+    return (f"The report's files are not attached: together {_mib(total_bytes)}, more than "
+            f"the {_mib(max_bytes)} a report e-mail may carry (attach_max_bytes). Download "
+            "them below.")
+
+
+def _mib(n: int) -> str:
+    return f"{n / MIB:.1f} MiB" if n >= MIB // 10 else f"{n:,} bytes"
+
+
 def version_email(contract_id: str, site_name: str, summary: Mapping[str, Any],
                   currency: str, version: int, diffs: Sequence[Difference],
-                  links: Mapping[str, str]) -> tuple[str, str]:
+                  links: Mapping[str, str], note: str | None = None) -> tuple[str, str]:
     """(subject, plain-text body) of the e-mail announcing a new version of a period's
-    report."""
+    report; `note` (why the files are not attached) goes before the download links."""
     period = summary["period"]
     subject = (f"Compliance report {contract_id} {period}"
                + (f" (version {version})" if version > 1 else ""))
@@ -268,6 +295,8 @@ def version_email(contract_id: str, site_name: str, summary: Mapping[str, Any],
     if version > 1:
         lines += ["", "Changes from the previous version:"]
         lines += [f"  - {d.text}" for d in diffs] or ["  - no figure changed"]
+    if note:
+        lines += ["", note]
     lines += ["", "Download (sign in to the dashboard first):"]
     lines += [f"  {name.upper() if len(name) <= 4 else name.capitalize()}: {url}"
               for name, url in links.items()]

@@ -21,7 +21,9 @@ exactly those of version N (the CSV, which holds every figure, is byte for byte 
 e.g. an interval split in two), in which case the fingerprint is only remembered as
 version N's. (Inputs back to an older version's — an exclusion revoked — make a new
 version too: the latest must be of the inputs as they are.)
-Then every version not yet handed to the outbox is: one e-mail per recipient, dedup id
+Then every version not yet handed to the outbox is: one e-mail per recipient, with the
+version's files attached (by reference: the sender reads them and checks their SHA-256
+when it sends; none when together above `attach_max_bytes`), dedup id
 `report:<contract>:<period>:v<N>:<address>`, so running it twice sends nothing twice (and
 a crash between the outbox and the index's mark is repaired by the next run, the outbox
 dropping the repeats). The whole run holds an exclusive lock on `<root>/.lock`: two runs at
@@ -51,7 +53,8 @@ from api.reports.xlsx import to_xlsx
 from connectors.api_store import ThreadConnections
 from connectors.archive.layout import fsync_dir
 from connectors.history import HistoryStore, StatusIntervalRow
-from connectors.notify.outbox import NewMessage, Outbox
+from connectors.notify.outbox import AttachmentRef, NewMessage, Outbox
+from connectors.settings import report_archive_dir
 from contracts.contract import Contract
 from contracts.engine import ContractContext, Evaluation
 from contracts.fleet import Fleet
@@ -62,6 +65,7 @@ from contracts.reporting import (
     Difference,
     ReportsConfig,
     SummaryLine,
+    attachments_fit,
     daily_summary_email,
     default_archive_start,
     differences,
@@ -70,12 +74,16 @@ from contracts.reporting import (
     fingerprint,
     sha256_hex,
     summary_day_due,
+    too_large_line,
     version_email,
 )
 from contracts.yamltext import ID_PATTERN
 
 Format = Literal["pdf", "xlsx", "csv"]
 FORMATS: tuple[Format, ...] = ("pdf", "xlsx", "csv")
+MEDIA_TYPES: dict[str, str] = {  # download and attachment MIME types (order: as in the API)
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "csv": "text/csv; charset=utf-8", "pdf": "application/pdf"}
 REPORT_CHANNEL = "contract-reports"  # the outbox's channel name of report e-mails
 SUMMARY_CHANNEL = "daily-summary"
 
@@ -117,7 +125,7 @@ _COLUMNS = ("contract_id, period, version, site_id, created_ms, fingerprint, fil
 
 
 def archive_root(run_dir: Path) -> Path:
-    return run_dir / "reports"
+    return report_archive_dir(run_dir)
 
 
 @dataclass(frozen=True)
@@ -394,6 +402,30 @@ def render(evaluation: Evaluation, windows: Sequence[ExclusionWindow] = ()
             "csv": to_csv(report).encode("utf-8")}
 
 
+def file_name(v: ArchivedVersion, fmt: str) -> str:
+    """The name a version's file goes by outside the archive (download, attachment)."""
+    return f"{v.contract_id}-{v.period}-v{v.version}.{fmt}"
+
+
+def attachment_refs(archive: ReportArchive, v: ArchivedVersion, max_bytes: int
+                    ) -> tuple[tuple[AttachmentRef, ...], str | None]:
+    """The version's files as the outbox's references (path in the archive, name, MIME
+    type, archived SHA-256) — or none, and what the e-mail says instead, when together
+    they weigh more than `max_bytes` (reports.yaml `attach_max_bytes`)."""
+    formats = [fmt for fmt in FORMATS if fmt in v.files]
+    total = sum(v.files[fmt].bytes for fmt in formats)
+    if not formats:
+        return (), None
+    if not attachments_fit(total, max_bytes):
+        return (), too_large_line(total, max_bytes)
+    refs = tuple(AttachmentRef(
+        archive.path(v.contract_id, v.period, v.version, fmt).relative_to(
+            archive.root).as_posix(),
+        file_name(v, fmt), MEDIA_TYPES[fmt], v.files[fmt].sha256, v.files[fmt].bytes)
+        for fmt in formats)
+    return refs, None
+
+
 def download_links(base_url: str, v: ArchivedVersion) -> dict[str, str]:
     return {fmt: f"{base_url}api/v1/reports/archive/{v.contract_id}/{v.period}/"
                  f"v{v.version}.{fmt}" for fmt in FORMATS}
@@ -516,15 +548,17 @@ class Scheduler:
             site = self.fleet.site(contract.site)
             diffs = [Difference(str(d["scope"]), str(d["field"]), d["before"], d["after"],
                                 str(d["text"])) for d in v.differences]
+            refs, note = attachment_refs(self.archive, v, self.config.attach_max_bytes)
             subject, body = version_email(
                 contract.id, site.name or site.id, v.summary, contract.ld.currency, v.version,
                 diffs, {"dashboard": f"{self.base_url}#/contracts",
-                        **download_links(self.base_url, v)})
+                        **download_links(self.base_url, v)}, note)
             messages = [NewMessage(
                 f"report:{v.contract_id}:{v.period}:v{v.version}:{address}",
                 channel=REPORT_CHANNEL, channel_type="email", address=address,
                 subject=subject, body=body, recipient=address, sites=(contract.site,),
-                event_ids=(f"report:{v.contract_id}:{v.period}:v{v.version}",))
+                event_ids=(f"report:{v.contract_id}:{v.period}:v{v.version}",),
+                attachments=refs)
                 for address in contract.report_recipients]
             stamp = self.now_ms()
             if messages:

@@ -26,7 +26,13 @@ from api.auth.permissions import Permission
 from api.auth.principal import Principal
 from api.deps import CtxDep, require
 from api.errors import ERRORS
-from api.reports.archive import ArchivedVersion, ReportArchive, archive_root
+from api.reports.archive import (
+    MEDIA_TYPES,
+    ArchivedVersion,
+    ReportArchive,
+    archive_root,
+    file_name,
+)
 from api.views import ArchivedFileOut, ArchivedReport, ReportDifference
 from contracts.contract import Contract
 
@@ -37,8 +43,6 @@ ContractQ = Annotated[str | None, Query(min_length=1, max_length=64)]
 PeriodQ = Annotated[str | None, Query(min_length=2, max_length=12,
                                       pattern=r"^(\d{4}-\d{2}|\d{4}-Q[1-4]|CY\d{1,3})$",
                                       description="2026-10, 2026-Q2 or CY3")]
-MEDIA = {"xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-         "csv": "text/csv; charset=utf-8", "pdf": "application/pdf"}
 
 _archives: dict[Path, ReportArchive] = {}
 _lock = threading.Lock()
@@ -69,7 +73,7 @@ def _out(v: ArchivedVersion, contract: Contract) -> ArchivedReport:
         ld=s["ld"], bonus=s["bonus"], currency=contract.ld.currency,
         files=[ArchivedFileOut(format=fmt, sha256=f.sha256, bytes=f.bytes,
                                url=f"{base}.{fmt}")
-               for fmt, f in v.files.items() if fmt in MEDIA],
+               for fmt, f in v.files.items() if fmt in MEDIA_TYPES],
         differences=[ReportDifference.model_validate(d) for d in v.differences],
         delivered_ms=v.delivered_ms, recipients=list(v.recipients))
 
@@ -90,7 +94,7 @@ async def archive_list(ctx: CtxDep, caller: ContractReader, contract_id: Contrac
 
 
 @router.get("/reports/archive/{contract_id}/{period}/v{version}.{fmt}", response_class=Response,
-            responses={200: {"content": {m: {} for m in MEDIA.values()},
+            responses={200: {"content": {m: {} for m in MEDIA_TYPES.values()},
                              "description": "the archived report file",
                              "headers": {"X-Content-SHA256": {
                                  "description": "the file's sha256 (hex), as archived",
@@ -124,7 +128,7 @@ async def archive_file(contract_id: str, period: str,
                                 "period": period, "format": fmt, "version": version,
                                 "archived": True, "sha256": digest, "bytes": len(data)},
                             now_ms=int(time.time() * 1000))
-    name = f"{contract_id}-{period}-v{version}.{fmt}"
-    return Response(data, media_type=MEDIA[fmt],
+    name = file_name(v, fmt)
+    return Response(data, media_type=MEDIA_TYPES[fmt],
                     headers={"Content-Disposition": f'attachment; filename="{name}"',
                              "X-Content-SHA256": digest, "ETag": f'"{digest}"'})

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import httpx
 
 from connectors import metrics
+from connectors.notify.attachments import load_attachments, with_attachments_text
 from connectors.notify.outbox import Outbox, OutboxMessage
 from connectors.notify.senders import (
     DeliveryError,
@@ -84,10 +85,12 @@ class DispatchReport:
 def senders_config(settings: Settings, *,
                    webhook_secrets: dict[str, bytes] | None = None) -> SendersConfig:
     """The senders' configuration from the process settings (BESSMON_SMTP_URL,
-    BESSMON_SMTP_FROM); webhook keys come from the notification rules' channels."""
+    BESSMON_SMTP_FROM, the report archive for attachments); webhook keys come from the
+    notification rules' channels."""
     smtp = parse_smtp_url(settings.smtp_url) if settings.smtp_url else None
     return SendersConfig(smtp=smtp, smtp_from=settings.smtp_from,
-                         webhook_secrets=webhook_secrets)
+                         webhook_secrets=webhook_secrets,
+                         attachments_root=settings.report_archive_dir)
 
 
 class Dispatcher:
@@ -194,8 +197,20 @@ class Dispatcher:
         if msg.channel_type == "email":
             if cfg.smtp is None:
                 raise PermanentError("no SMTP server configured (BESSMON_SMTP_URL)")
-            return self._smtp(cfg.smtp).send(cfg.smtp_from, Email(msg.id, msg.address,
-                                                                  msg.subject, msg.body))
+            if not msg.attachments:
+                return self._smtp(cfg.smtp).send(cfg.smtp_from, Email(
+                    msg.id, msg.address, msg.subject, msg.body))
+            # Read now, not when enqueued (the outbox holds references): a file missing or
+            # changed is left out and the text says so — never a failed delivery for it.
+            attached, left_out = load_attachments(cfg.attachments_root, msg.attachments)
+            answer = self._smtp(cfg.smtp).send(cfg.smtp_from, Email(
+                msg.id, msg.address, msg.subject,
+                with_attachments_text(msg.body, attached, left_out), attached))
+            if left_out:
+                answer += "; not attached: " + ", ".join(
+                    f"{u.name} ({u.reason})" for u in left_out)
+            return answer
+        # Other channels ignore `msg.attachments`: the text and its links are what they carry.
         if msg.channel_type == "webhook":
             payload = msg.payload if msg.payload is not None else default_webhook_payload(
                 msg.id, msg.channel, msg.recipient, msg.subject, msg.body, msg.created_ms)

@@ -15,7 +15,9 @@ repeat (Message-ID, Idempotency-Key). Every claim counts as an attempt (so a mes
 kills its dispatcher does not loop forever); temporary failures back off 1 s, 2 s, 4 s …
 up to 5 min; after `max_attempts` a message is `failed` for good, as is one whose failure is
 permanent (a refused recipient, a 404 endpoint). Secrets never go in here: webhook signing
-keys stay in the sender configuration.
+keys stay in the sender configuration. Nor do files: an e-mail's attachments are references
+(`AttachmentRef`: a path in the report archive and its SHA-256) that the sender reads when
+it sends.
 
 Every write is one statement where it can be (a claim is one UPDATE … RETURNING): while a
 transaction is open, each statement gives up the interpreter lock and waits to get it back,
@@ -69,7 +71,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     updated_ms INTEGER NOT NULL,
     sites TEXT,                          -- the sites its events are of, comma-separated
     severity TEXT,                       -- the highest severity among its events
-    event_ids TEXT                       -- the alarm / alert ids it tells of, comma-separated
+    event_ids TEXT,                      -- the alarm / alert ids it tells of, comma-separated
+    attachments TEXT                     -- e-mail: JSON list of files to attach, by reference
 );
 CREATE TABLE IF NOT EXISTS consumed (  -- where the notifier goes on reading after a restart
     topic TEXT NOT NULL,
@@ -83,9 +86,33 @@ CREATE INDEX IF NOT EXISTS outbox_created ON outbox (created_ms);
 
 _COLUMNS = ("id, channel, channel_type, address, recipient, subject, body, payload, "
             "created_ms, attempts, next_attempt_ms, claimed_until_ms, state, last_error, "
-            "sent_ms, detail, updated_ms, sites, severity, event_ids")
+            "sent_ms, detail, updated_ms, sites, severity, event_ids, attachments")
 # Columns added after the first release: added to an older file when it is opened.
-_ADDED = (("sites", "TEXT"), ("severity", "TEXT"), ("event_ids", "TEXT"))
+_ADDED = (("sites", "TEXT"), ("severity", "TEXT"), ("event_ids", "TEXT"),
+          ("attachments", "TEXT"))
+
+
+@dataclass(frozen=True)
+class AttachmentRef:
+    """A file an e-mail carries, by reference: the outbox never holds its bytes (a report
+    e-mail to ten recipients would store its PDF ten times, and the outbox is synced on
+    every enqueue). The sender reads `path` — relative to the report archive's root — when
+    it sends, and attaches it only if its SHA-256 is still `sha256`."""
+
+    path: str  # relative to the report archive's root, '/'-separated
+    name: str  # the attachment's file name as the recipient sees it
+    content_type: str  # MIME type, parameters allowed ("text/csv; charset=utf-8")
+    sha256: str  # hex, as archived
+    bytes: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"path": self.path, "name": self.name, "content_type": self.content_type,
+                "sha256": self.sha256, "bytes": self.bytes}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AttachmentRef:
+        return cls(str(data["path"]), str(data["name"]), str(data["content_type"]),
+                   str(data["sha256"]), int(data["bytes"]))
 
 
 @dataclass(frozen=True)
@@ -110,6 +137,7 @@ class OutboxMessage:
     sites: tuple[str, ...] = ()  # the sites its events are of (none: fleet-wide)
     severity: str | None = None
     event_ids: tuple[str, ...] = ()
+    attachments: tuple[AttachmentRef, ...] = ()  # e-mail only; other channels ignore them
 
 
 @dataclass(frozen=True)
@@ -127,6 +155,7 @@ class NewMessage:
     sites: Sequence[str] = ()
     severity: str | None = None
     event_ids: Sequence[str] = ()
+    attachments: Sequence[AttachmentRef] = ()  # e-mail only; other channels ignore them
 
 
 class Delivered(NamedTuple):
@@ -183,12 +212,15 @@ class Outbox:
                 subject: str, body: str, now_ms: int, recipient: str | None = None,
                 payload: Mapping[str, Any] | list[Any] | None = None,
                 sites: Sequence[str] = (), severity: str | None = None,
-                event_ids: Sequence[str] = ()) -> bool:
+                event_ids: Sequence[str] = (),
+                attachments: Sequence[AttachmentRef] = ()) -> bool:
         """Add a message, due at once. False when a message with this id is already there
         (whatever its state): the same transition is never sent twice. `sites`,
-        `severity` and `event_ids` describe it for the delivery log (and its scope)."""
+        `severity` and `event_ids` describe it for the delivery log (and its scope);
+        `attachments` are files an e-mail carries, by reference."""
         row = _insert_row(NewMessage(id, channel, channel_type, address, subject, body,
-                                     recipient, payload, sites, severity, event_ids), now_ms)
+                                     recipient, payload, sites, severity, event_ids,
+                                     attachments), now_ms)
         return self.connect().execute(_INSERT + _ROW, row).rowcount == 1
 
     def enqueue_many(self, messages: Iterable[NewMessage], now_ms: int,
@@ -419,9 +451,9 @@ class Outbox:
 
 _INSERT = ("INSERT OR IGNORE INTO outbox (id, channel, channel_type, address, recipient, "
            "subject, body, payload, created_ms, next_attempt_ms, updated_ms, sites, "
-           "severity, event_ids)")
-_ROW = " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_CHUNK = 500  # rows per statement (14 parameters each: far below SQLite's 32 766)
+           "severity, event_ids, attachments)")
+_ROW = " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_CHUNK = 500  # rows per statement (15 parameters each: far below SQLite's 32 766)
 
 
 def _insert_row(m: NewMessage, now_ms: int) -> tuple[Any, ...]:
@@ -436,9 +468,11 @@ def _insert_row(m: NewMessage, now_ms: int) -> tuple[Any, ...]:
         raise ValueError(f"message {m.id!r} has no address")
     payload_json = None if m.payload is None else json.dumps(
         m.payload, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+    attachments_json = json.dumps([a.as_json() for a in m.attachments], separators=(",", ":"),
+                                  ensure_ascii=False) if m.attachments else None
     return (m.id, m.channel, m.channel_type, m.address, m.recipient, m.subject, m.body,
             payload_json, now_ms, now_ms, now_ms, _joined(m.sites), m.severity,
-            _joined(m.event_ids))
+            _joined(m.event_ids), attachments_json)
 
 
 def _clip(text: str | None) -> str | None:
@@ -458,9 +492,11 @@ def _split(text: str | None) -> tuple[str, ...]:
 def _message(row: tuple[Any, ...]) -> OutboxMessage:
     (id, channel, channel_type, address, recipient, subject, body, payload, created_ms,
      attempts, next_attempt_ms, claimed_until_ms, state, last_error, sent_ms, detail,
-     updated_ms, sites, severity, event_ids) = row
+     updated_ms, sites, severity, event_ids, attachments) = row
     return OutboxMessage(id, channel, channel_type, address, recipient, subject, body,
                          None if payload is None else json.loads(payload), created_ms,
                          attempts, next_attempt_ms, claimed_until_ms, state, last_error,
                          sent_ms, detail, updated_ms, _split(sites), severity,
-                         _split(event_ids))
+                         _split(event_ids),
+                         tuple(AttachmentRef.from_json(a) for a in json.loads(attachments))
+                         if attachments else ())

@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -167,11 +168,21 @@ def parse_smtp_url(url: str) -> SmtpConfig:
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file an e-mail carries, its bytes read (connectors/notify/attachments.py)."""
+
+    name: str  # the file name the recipient sees
+    content_type: str  # MIME type, parameters allowed ("text/csv; charset=utf-8")
+    data: bytes
+
+
+@dataclass(frozen=True)
 class Email:
     id: str  # the outbox id: becomes the Message-ID
     to: str
     subject: str
     body: str
+    attachments: tuple[Attachment, ...] = ()
 
 
 _ATEXT = re.compile(r"[A-Za-z0-9!#$%&'*+\-/?^_`{|}~.]")
@@ -193,10 +204,12 @@ def email_bytes(msg: Email, sender: str) -> tuple[bytes, str] | None:
     """The message as it goes on the wire (CRLF lines; smtplib dot-stuffs it) and its
     Message-ID, written by hand: the `email` package's objects cost about 1.4 ms a message,
     this a few µs — most of a busy notifier's time went there. None when an address is
-    not plain ASCII (`build_email` and SMTPUTF8 handle those)."""
+    not plain ASCII (`build_email` and SMTPUTF8 handle those) or the message has
+    attachments (`build_email` makes the multipart message)."""
     if not _ADDRESS.match(msg.to):
         raise PermanentError(f"not an e-mail address: {msg.to!r}")
-    if not (msg.to.isascii() and sender.isascii()) or any(c in sender for c in "\r\n"):
+    if not (msg.to.isascii() and sender.isascii()) or any(c in sender for c in "\r\n") \
+            or msg.attachments:
         return None
     mid = message_id(msg.id)
     subject = " ".join(msg.subject.split())  # no line breaks: no header injection
@@ -231,7 +244,29 @@ def build_email(msg: Email, sender: str) -> EmailMessage:
     out["X-Bessmon-Event-Id"] = " ".join(msg.id.split())
     out["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
     out.set_content(msg.body)
+    for attachment in msg.attachments:
+        maintype, subtype, params = mime_type(attachment.content_type)
+        out.add_attachment(attachment.data, maintype=maintype, subtype=subtype,
+                           filename=attachment.name, params=params)
     return out
+
+
+_TOKEN = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+$")  # RFC 2045 token characters, less some
+
+
+def mime_type(content_type: str) -> tuple[str, str, dict[str, str]]:
+    """`type/subtype; key=value …` as (maintype, subtype, parameters); a value that is
+    not one falls back to application/octet-stream (the file still arrives)."""
+    kind, *rest = content_type.split(";")
+    maintype, _, subtype = kind.strip().lower().partition("/")
+    if not (_TOKEN.match(maintype) and _TOKEN.match(subtype)):
+        return "application", "octet-stream", {}
+    params: dict[str, str] = {}
+    for part in rest:
+        key, eq, value = part.strip().partition("=")
+        if eq and _TOKEN.match(key.strip()) and _TOKEN.match(value.strip().strip('"')):
+            params[key.strip().lower()] = value.strip().strip('"')
+    return maintype, subtype, params
 
 
 def _tls_context(config: SmtpConfig) -> ssl.SSLContext:
@@ -635,6 +670,9 @@ class SendersConfig:
     webhook_secrets: Mapping[str, bytes] | None = None  # channel name → HMAC key
     default_webhook_secret: bytes | None = None
     http_timeout_s: float = 10.0
+    # Where e-mail attachments' paths lead (the report archive, `<run dir>/reports`); None:
+    # no file can be attached, and the e-mail says so.
+    attachments_root: Path | None = None
 
     def secret_for(self, channel: str) -> bytes | None:
         if self.webhook_secrets and channel in self.webhook_secrets:

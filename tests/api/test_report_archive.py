@@ -43,7 +43,7 @@ from connectors.notify.senders import SendersConfig, parse_smtp_url
 from connectors.settings import EXAMPLE_CONTRACTS, EXAMPLE_FLEET, Settings
 from contracts.contract import fleet_contracts, load_contracts
 from contracts.fleet import load_fleet
-from contracts.reporting import ReportsConfig
+from contracts.reporting import ReportsConfig, too_large_line
 from infra.cli import main
 from infra.ports import free_port
 from tests.api.accounts import auth
@@ -388,7 +388,8 @@ def smtp() -> Iterator[tuple[Inbox, int]]:
 
 def dispatch(settings: Settings, port: int) -> int:
     config = SendersConfig(smtp=parse_smtp_url(f"smtp://127.0.0.1:{port}?timeout=5"),
-                           smtp_from="bessmon@example.test", http_timeout_s=5)
+                           smtp_from="bessmon@example.test", http_timeout_s=5,
+                           attachments_root=archive_root(settings.run_dir))
     dispatcher = Dispatcher(Outbox(settings.notify_db_path), config, lease_ms=10_000)
     try:
         return dispatcher.dispatch_once().sent
@@ -411,9 +412,16 @@ def test_new_versions_are_e_mailed_to_the_recipients_once(
     mail = by_to[RECIPIENTS[0]]
     assert mail["Subject"] == "Compliance report LTSA-NORDVIK 2026-10"
     assert mail["X-Bessmon-Event-Id"] == f"report:LTSA-NORDVIK:2026-10:v1:{RECIPIENTS[0]}"
-    body = mail.get_content().replace("\r\n", "\n")
+    body = text(mail)
     v1 = ReportArchive(archive_root(settings.run_dir)).latest("LTSA-NORDVIK", "2026-10")
     assert v1 is not None
+    # the report itself rides along: each file exactly as archived, by the archive's name
+    assert attachments(mail) == archived(settings, "v1")
+    for rcpt, other in inbox.received:
+        if rcpt[0] in RECIPIENTS:
+            assert attachments(other) == archived(settings, "v1")
+    assert ("Attached: LTSA-NORDVIK-2026-10-v1.pdf, LTSA-NORDVIK-2026-10-v1.xlsx, "
+            "LTSA-NORDVIK-2026-10-v1.csv.\n") in body and "Not attached" not in body
     assert f"Availability: {v1.summary['availability_pct']:.3f} % (guaranteed 98.000 %)" in body
     assert f"Liquidated damages: EUR {v1.summary['ld']:,.2f}" in body
     assert ("  PDF: https://bessmon.example/api/v1/reports/archive/LTSA-NORDVIK/2026-10/"
@@ -422,6 +430,7 @@ def test_new_versions_are_e_mailed_to_the_recipients_once(
     summary = by_to["service@example.test"]
     assert summary["Subject"] == "Fleet availability summary 2026-11-05"
     assert "LTSA-NORDVIK (nordvik) 2026-11:" in summary.get_content()
+    assert attachments(summary) == {}
     # twice: nothing more in the outbox, nothing more sent
     assert run_due(capsys) == []
     assert dispatch(settings, port) == 0 and len(inbox.received) == 3
@@ -431,11 +440,105 @@ def test_new_versions_are_e_mailed_to_the_recipients_once(
     assert dispatch(settings, port) == 2
     v2_mail = inbox.received[-1][1]
     assert v2_mail["Subject"] == "Compliance report LTSA-NORDVIK 2026-10 (version 2)"
-    assert "Changes from the previous version:\n  - availability " in \
-        v2_mail.get_content().replace("\r\n", "\n")
+    assert "Changes from the previous version:\n  - availability " in text(v2_mail)
+    assert attachments(v2_mail) == archived(settings, "v2") != archived(settings, "v1")
     # the delivery log shows them, of Nordvik's scope
     sent = [m for m in Outbox(settings.notify_db_path).log() if m.id.startswith("report:")]
     assert len(sent) == 4 and all(m.state == "sent" and m.sites == ("nordvik",) for m in sent)
+
+
+def text(mail: EmailMessage) -> str:
+    body = mail.get_body(("plain",))
+    assert body is not None
+    content = body.get_content()
+    assert isinstance(content, str)
+    return content.replace("\r\n", "\n")
+
+
+def attachments(mail: EmailMessage) -> dict[str, tuple[str, bytes]]:
+    """file name → (MIME type, bytes) of the message's attachments."""
+    out = {}
+    for part in mail.iter_attachments():
+        assert isinstance(part, EmailMessage)
+        data = part.get_payload(decode=True)
+        assert isinstance(data, bytes) and part.get_filename() is not None
+        out[str(part.get_filename())] = (part.get_content_type(), data)
+    return out
+
+
+def archived(settings: Settings, version: str) -> dict[str, tuple[str, bytes]]:
+    """What the archive holds of Nordvik's October report `version`, as attachments."""
+    folder = archive_root(settings.run_dir) / "LTSA-NORDVIK" / "2026-10" / version
+    types = {"pdf": "application/pdf", "csv": "text/csv",
+             "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+    return {f"LTSA-NORDVIK-2026-10-{version}.{fmt}": (kind, (folder / f"report.{fmt}")
+                                                         .read_bytes())
+            for fmt, kind in types.items()}
+
+
+def test_a_file_changed_after_archiving_is_not_attached_and_the_e_mail_says_so(
+        settings: Settings, smtp: tuple[Inbox, int],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The version is archived and handed to the outbox; then its XLSX is changed on disk
+    and its CSV removed before the notifier sends: the PDF goes, the others do not, the
+    text says which and why, and the message is delivered (no retries)."""
+    inbox, port = smtp
+    run_due(capsys, "--contract", "LTSA-NORDVIK")
+    folder = archive_root(settings.run_dir) / "LTSA-NORDVIK" / "2026-10" / "v1"
+    pdf = (folder / "report.pdf").read_bytes()
+    (folder / "report.xlsx").write_bytes((folder / "report.xlsx").read_bytes() + b"\0")
+    (folder / "report.csv").unlink()
+    assert dispatch(settings, port) == len(RECIPIENTS)
+    mail = inbox.received[0][1]
+    assert attachments(mail) == {"LTSA-NORDVIK-2026-10-v1.pdf": ("application/pdf", pdf)}
+    body = text(mail)
+    assert ("Attached: LTSA-NORDVIK-2026-10-v1.pdf.\n"
+            "Not attached: LTSA-NORDVIK-2026-10-v1.xlsx: the archived file changed after the "
+            "report was made (its SHA-256 differs). Use its download link above.\n"
+            "Not attached: LTSA-NORDVIK-2026-10-v1.csv: the archived file is missing. Use its "
+            "download link above.\n") in body
+    assert "/api/v1/reports/archive/LTSA-NORDVIK/2026-10/v1.xlsx\n" in body
+    sent = [m for m in Outbox(settings.notify_db_path).log() if m.id.startswith("report:")]
+    assert [(m.state, m.attempts) for m in sent] == [("sent", 1)] * len(RECIPIENTS)
+    assert all(m.detail is not None and "not attached: LTSA-NORDVIK-2026-10-v1.xlsx"
+               in m.detail for m in sent)
+    assert dispatch(settings, port) == 0
+
+
+def test_files_above_the_cap_are_not_attached_and_the_e_mail_gives_the_links(
+        settings: Settings, smtp: tuple[Inbox, int],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    inbox, port = smtp
+    reports_yaml = settings.run_dir / "reports.yaml"
+    reports_yaml.write_text("base_url: https://bessmon.example/\nattach_max_bytes: 1000\n")
+    run_due(capsys, "--contract", "LTSA-NORDVIK")
+    v1 = ReportArchive(archive_root(settings.run_dir)).latest("LTSA-NORDVIK", "2026-10")
+    assert v1 is not None
+    total = sum(f.bytes for f in v1.files.values())
+    assert total > 1000
+    assert dispatch(settings, port) == len(RECIPIENTS)
+    mail = inbox.received[0][1]
+    assert attachments(mail) == {}
+    body = text(mail)
+    line = too_large_line(total, 1000)
+    assert line.startswith("The report's files are not attached: together ")
+    assert f"{line}\n\nDownload (sign in to the dashboard first):\n" in body
+    assert ("  PDF: https://bessmon.example/api/v1/reports/archive/LTSA-NORDVIK/2026-10/"
+            "v1.pdf\n") in body
+    assert all(m.attachments == () for m in Outbox(settings.notify_db_path).log())
+    # the cap raised, version 2 rides along; a bad cap is refused, saying where and why
+    late_data(settings.run_dir / "history.db")
+    reports_yaml.write_text(f"attach_max_bytes: {10 * 1024 * 1024}\n")
+    run_due(capsys, "--contract", "LTSA-NORDVIK")
+    v2 = ReportArchive(archive_root(settings.run_dir)).latest("LTSA-NORDVIK", "2026-10")
+    assert v2 is not None and v2.version == 2
+    reports_yaml.write_text("attach_max_bytes: -5\n")
+    capsys.readouterr()
+    assert main(["report", "run-due", "--now", NOW]) == 2
+    assert f"{reports_yaml}:1: attach_max_bytes: must be greater than or equal to 0" in \
+        capsys.readouterr().err
+    assert dispatch(settings, port) == len(RECIPIENTS)
+    assert attachments(inbox.received[-1][1]) == archived(settings, "v2")
 
 
 # -- the API -----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import pytest
 
 from connectors.notify.outbox import (
     BACKOFF_MAX_MS,
+    AttachmentRef,
     Delivered,
     NewMessage,
     Outbox,
@@ -65,6 +66,60 @@ def test_enqueue_refuses_what_cannot_be_sent(box: Outbox) -> None:
                        payload=payload, now_ms=T0)
     got = box.get("c")
     assert got is not None and got.payload == payload and got.recipient is None
+
+
+PDF = AttachmentRef("LTSA-NORDVIK/2026-10/v1/report.pdf", "LTSA-NORDVIK-2026-10-v1.pdf",
+                    "application/pdf", "ab" * 32, 52_311)
+CSV = AttachmentRef("LTSA-NORDVIK/2026-10/v1/report.csv", "LTSA-NORDVIK-2026-10-v1.csv",
+                    "text/csv; charset=utf-8", "cd" * 32, 4_410)
+
+
+def test_attachments_are_kept_as_references_never_bytes(box: Outbox) -> None:
+    assert box.enqueue("r1", channel="contract-reports", channel_type="email",
+                       address="finance@nordvik.example", subject="s", body="b", now_ms=T0,
+                       attachments=[PDF, CSV])
+    box.enqueue_many([NewMessage("r2", "contract-reports", "email", "owner@nordvik.example",
+                                 "s", "b", attachments=(PDF,))], T0)
+    add(box, "plain")
+    got = {m.id: m for m in box.claim(T0, 10, 60_000)}
+    assert got["r1"].attachments == (PDF, CSV)
+    assert got["r2"].attachments == (PDF,)
+    assert got["plain"].attachments == ()
+    stored = box.connect().execute("SELECT attachments FROM outbox WHERE id = 'r1'").fetchone()
+    assert "52311" in stored[0] and len(stored[0]) < 500  # a reference: path, hash, size
+    assert box.connect().execute(
+        "SELECT attachments FROM outbox WHERE id = 'plain'").fetchone()[0] is None
+
+
+def test_an_outbox_written_before_attachments_opens_and_keeps_working(tmp_path: Path) -> None:
+    """A notify.db of the release before (no `attachments` column): its messages are read
+    as they were, new ones may carry attachments."""
+    path = tmp_path / "notify.db"
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE outbox (
+            id TEXT PRIMARY KEY, channel TEXT NOT NULL, channel_type TEXT NOT NULL,
+            address TEXT NOT NULL, recipient TEXT, subject TEXT NOT NULL, body TEXT NOT NULL,
+            payload TEXT, created_ms INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_ms INTEGER NOT NULL, claimed_until_ms INTEGER NOT NULL DEFAULT 0,
+            state TEXT NOT NULL DEFAULT 'pending', last_error TEXT, sent_ms INTEGER,
+            detail TEXT, updated_ms INTEGER NOT NULL, sites TEXT, severity TEXT,
+            event_ids TEXT);
+        INSERT INTO outbox (id, channel, channel_type, address, subject, body, created_ms,
+                            next_attempt_ms, updated_ms, sites)
+        VALUES ('before', 'ops-mail', 'email', 'oncall@example.com', 'alarm', 'SOC low',
+                1, 1, 1, 'nordvik');
+    """)
+    old.commit()
+    old.close()
+    box = Outbox(path)
+    assert box.enqueue("after", channel="contract-reports", channel_type="email",
+                       address="finance@nordvik.example", subject="s", body="b", now_ms=T0,
+                       attachments=[PDF])
+    got = {m.id: m for m in box.claim(T0, 10, 60_000)}
+    assert got["before"].attachments == () and got["before"].sites == ("nordvik",)
+    assert got["before"].body == "SOC low"
+    assert got["after"].attachments == (PDF,)
 
 
 def test_claim_leases_and_an_expired_lease_is_claimable_again(box: Outbox) -> None:

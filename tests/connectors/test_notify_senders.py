@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from connectors.notify.dispatcher import Dispatcher, senders_config
-from connectors.notify.outbox import Outbox
+from connectors.notify.outbox import AttachmentRef, Outbox
 from connectors.notify.senders import (
     Email,
     PermanentError,
@@ -573,10 +573,15 @@ def test_dispatcher_drives_webhook_slack_and_teams(
         caplog: pytest.LogCaptureFixture) -> None:
     box = Outbox(tmp_path / "notify.db")
     common = {"subject": "ALARM nordvik-u01", "body": "SOC <5 % & falling", "now_ms": 1_000}
+    # attachments are for e-mail: other channels carry the text alone, and send it
+    files = [AttachmentRef("R/2026-10/v1/report.pdf", "R-2026-10-v1.pdf", "application/pdf",
+                           "00" * 32, 1)]
     box.enqueue("w1", channel="scada-hook", channel_type="webhook",
-                address=f"{receiver.url}/signed", recipient="scada", **common)  # type: ignore[arg-type]
+                address=f"{receiver.url}/signed", recipient="scada", attachments=files,
+                **common)  # type: ignore[arg-type]
     box.enqueue("s1", channel="ops-slack", channel_type="slack",
-                address=f"{receiver.url}/slack", **common)  # type: ignore[arg-type]
+                address=f"{receiver.url}/slack", attachments=files,
+                **common)  # type: ignore[arg-type]
     box.enqueue("t1", channel="ops-teams", channel_type="teams",
                 address=f"{receiver.url}/teams", **common)  # type: ignore[arg-type]
     secret_path = "/status/503/T024BE7LD/B08Q4RD9Z6Y/sQ1v2ZbN7kPq0wXyZ3aB4cD5"

@@ -14,8 +14,10 @@ from contracts.errors import InvalidInput
 from contracts.intervals import ExclusionWindow, StatusInterval
 from contracts.periods import ContractCalendar, PeriodKind, to_us
 from contracts.reporting import (
+    DEFAULT_ATTACH_MAX_BYTES,
     ENGINE_VERSION,
     ReportsConfig,
+    attachments_fit,
     default_archive_start,
     differences,
     differences_line,
@@ -23,6 +25,7 @@ from contracts.reporting import (
     fingerprint,
     parse_reports_config,
     summary_day_due,
+    too_large_line,
     version_email,
 )
 
@@ -249,6 +252,24 @@ def test_the_version_email_has_the_figures_the_changes_and_the_links() -> None:
     assert "Changes" not in body
 
 
+def test_the_files_ride_along_up_to_the_cap_and_the_e_mail_says_when_not() -> None:
+    assert attachments_fit(DEFAULT_ATTACH_MAX_BYTES, DEFAULT_ATTACH_MAX_BYTES)
+    assert not attachments_fit(DEFAULT_ATTACH_MAX_BYTES + 1, DEFAULT_ATTACH_MAX_BYTES)
+    assert not attachments_fit(0, DEFAULT_ATTACH_MAX_BYTES)  # no files: nothing to attach
+    assert not attachments_fit(1, 0)  # 0: never attach
+    line = too_large_line(12_582_912, DEFAULT_ATTACH_MAX_BYTES)
+    assert line == ("The report's files are not attached: together 12.0 MiB, more than the "
+                    "10.0 MiB a report e-mail may carry (attach_max_bytes). Download them "
+                    "below.")
+    assert "together 2,048 bytes, more than the 1,000 bytes" in too_large_line(2048, 1000)
+    assert "attach_max_bytes is 0" in too_large_line(2048, 0)
+    links = {"pdf": "http://h/v1.pdf"}
+    _, body = version_email("LTSA-ALPHA", "Alpha", period(98.3, 0.0, 96.6), "EUR", 1, [],
+                            links, line)
+    assert f"\n\n{line}\n\nDownload (sign in to the dashboard first):\n  PDF: " \
+           "http://h/v1.pdf\n" in body
+
+
 # -- configuration -----------------------------------------------------------------------------
 
 
@@ -266,6 +287,26 @@ def test_the_reports_file_defaults_and_refusals() -> None:
         parse_reports_config("daily_summary: [svc]\n", "r.yaml")
     with pytest.raises(InvalidInput, match=r"r\.yaml:1: settlement_delay_h"):
         parse_reports_config("settlement_delay_h: -1\n", "r.yaml")
+    assert ReportsConfig().attach_max_bytes == 10 * 1024 * 1024
+    assert parse_reports_config("attach_max_bytes: 0\n", "r.yaml").attach_max_bytes == 0
+    assert parse_reports_config("settlement_delay_h: 6\nattach_max_bytes: 26214400\n",
+                                "r.yaml").attach_max_bytes == 25 * 1024 * 1024
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("-1", "greater than or equal to 0"),
+    ("104857601", "less than or equal to 104857600"),
+    ("10MB", "valid integer"),
+    ("1500.5", "valid integer"),
+    ("'1000'", "valid integer"),
+    ("true", "valid integer"),
+    ("null", "valid integer"),
+])
+def test_a_bad_attachment_cap_is_refused_with_file_key_and_problem(value: str,
+                                                                  problem: str) -> None:
+    with pytest.raises(InvalidInput, match=r"r\.yaml:2: attach_max_bytes") as refused:
+        parse_reports_config(f"settlement_delay_h: 6\nattach_max_bytes: {value}\n", "r.yaml")
+    assert problem in str(refused.value)
 
 
 def test_the_daily_summary_is_due_from_its_local_time() -> None:
