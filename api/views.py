@@ -736,8 +736,8 @@ class UnitHealth(BaseModel):
     commissioned: str  # ISO date
     soh: list[SohPoint]  # oldest first, at most `points`; buckets without data left out
     soh_step_ms: int
-    fit_step_ms: int  # the buckets of the fit and the temperature exposure
-    power_step_ms: int  # the buckets of the cycles and the C-rate exposure
+    fit_step_ms: int  # the buckets of the fit and of the cycles by each of its samples
+    power_step_ms: int  # the power's resolution (cycles, C-rate exposure): a minute
     efc: float  # equivalent full cycles in the window (grid-side throughput / 2 × rated)
     fit: FadeFitOut | None  # null: too little data (no_fit_reason says)
     no_fit_reason: str
@@ -746,7 +746,7 @@ class UnitHealth(BaseModel):
     threshold_pct: float
     threshold_source: Literal["contract", "default"]
     data_to_ms: int | None  # the end of the last SOH bucket with data (null: none)
-    temperature_hours: list[ExposureBand]  # the hottest block's cell temperature, °C
+    temperature_hours: list[ExposureBand]  # the unit's hottest cell (unit, blocks), °C
     c_rate_hours: list[ExposureBand]  # |P| / rated energy, 1/h
 
 

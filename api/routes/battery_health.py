@@ -55,7 +55,7 @@ from api.views import (
     SohPoint,
     UnitHealth,
 )
-from connectors.archive.historian import DAY_MS, MINUTE_MS, Historian, Series
+from connectors.archive.historian import DAY_MS, MINUTE_MS, Historian
 from connectors.history.rows import TelemetryRow
 from contracts.battery_health import (
     C_RATE_EDGES,
@@ -153,11 +153,6 @@ def horizon_of(contract: Contract | None) -> dt.date | None:
     return start.replace(year=start.year + contract.term_years) \
         if not (start.month == 2 and start.day == 29) \
         else dt.date(start.year + contract.term_years, 3, 1)
-
-
-def series_of(unit: Unit) -> list[Series]:
-    blocks = [b.id for inv in unit.inverters for b in inv.blocks]
-    return [(unit.id, SOH), *((b, CELL_TEMP) for b in blocks)]
 
 
 @dataclass(frozen=True)
