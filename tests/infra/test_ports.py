@@ -8,7 +8,13 @@ from pathlib import Path
 
 from connectors.modbus.devices import DeviceConfig, DeviceList, dump_devices
 from contracts.fleet import Fleet
-from infra.ports import free_ports, is_listening
+from infra.ports import (
+    DEFAULT_EPHEMERAL_LOW,
+    EPHEMERAL_RANGE,
+    free_ports,
+    is_listening,
+    pick_range,
+)
 from infra.sim.server import previous_ports
 
 
@@ -26,6 +32,16 @@ def test_ports_asked_for_together_are_distinct_and_bindable() -> None:
     finally:
         for sock in socks:
             sock.close()
+
+
+def test_ports_lie_below_the_ephemeral_range() -> None:
+    """Where no outgoing connection takes its source port from, between the pick and the
+    service's bind."""
+    low, high = pick_range()
+    ephemeral_low = int(EPHEMERAL_RANGE.read_text(encoding="ascii").split()[0]) \
+        if EPHEMERAL_RANGE.exists() else DEFAULT_EPHEMERAL_LOW
+    assert 1024 <= low < high < ephemeral_low
+    assert all(low <= p <= high for p in free_ports(50))
 
 
 def test_a_restarted_simulator_finds_its_earlier_ports(example_fleet: Fleet,
