@@ -24,16 +24,17 @@ from contracts.events import (
     PeriodAvailability,
     UnavailabilityEpisode,
 )
-from flows.outputs import Output
+from flows.outputs import Output, UnitMinute
 from flows.sink_errors import Reporter, SinkGuard, describe_json
 
-HistoryItem = (StatusIntervalRow | AvailabilityRow | TelemetryRow | PeriodAvailability
-               | BreachEvent | Alert | UnavailabilityEpisode | DeviceHealth | DeviceStats)
+HistoryItem = (StatusIntervalRow | AvailabilityRow | TelemetryRow | UnitMinute
+               | PeriodAvailability | BreachEvent | Alert | UnavailabilityEpisode | DeviceHealth
+               | DeviceStats)
 
 
 def history_item(item: Output) -> HistoryItem | None:
     return item if isinstance(item, StatusIntervalRow | AvailabilityRow | TelemetryRow
-                              | PeriodAvailability | BreachEvent | Alert
+                              | UnitMinute | PeriodAvailability | BreachEvent | Alert
                               | UnavailabilityEpisode | DeviceHealth | DeviceStats) else None
 
 
@@ -91,6 +92,8 @@ class _Partition(StatelessSinkPartition[HistoryItem]):
                 availability.append(item)
             elif isinstance(item, PeriodAvailability):
                 availability.extend(period_rows(item))
+            elif isinstance(item, UnitMinute):
+                telemetry.extend(item.rows())
             elif isinstance(item, TelemetryRow):
                 telemetry.append(item)
             elif isinstance(item, BreachEvent):

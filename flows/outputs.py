@@ -37,6 +37,23 @@ class LatestValues:
 
 
 @dataclass(frozen=True, slots=True)
+class UnitMinute:
+    """A unit's closed minute for the history: count, min, max, sum and last of every tag
+    of its assets, by (asset, tag). One item per unit-minute rather than a row per tag: at
+    1-minute polls (replays) every poll closes one, and each item crossing the dataflow
+    costs more than making its rows."""
+
+    site_id: str
+    start_ms: int
+    aggregates: dict[tuple[str, str], list[float]]  # (asset, tag) → [n, min, max, Σ, last]
+
+    def rows(self) -> list[TelemetryRow]:
+        site, start = self.site_id, self.start_ms
+        return [TelemetryRow(asset_id, site, tag, start, int(a[0]), a[1], a[2], a[3] / a[0],
+                             a[4]) for (asset_id, tag), a in self.aggregates.items()]
+
+
+@dataclass(frozen=True, slots=True)
 class SiteTicket:
     """The newest version of a ticket on one of the site's assets, for the hot state."""
 
@@ -61,5 +78,5 @@ class RepairList:
 
 Output = (StatusChange | StatusIntervalRow | SiteAvailability | DeadLetter | LatestValues
           | BreachEvent | Alert | UnavailabilityEpisode | PeriodAvailability | AvailabilityRow
-          | TelemetryRow | SiteTicket | DeadLetterTally | RepairList
+          | TelemetryRow | UnitMinute | SiteTicket | DeadLetterTally | RepairList
           | DeviceHealth | DeviceStats)  # the last two: the device-health input's

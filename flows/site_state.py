@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from connectors.history.rows import AvailabilityRow, StatusIntervalRow, TelemetryRow
+from connectors.history.rows import AvailabilityRow, StatusIntervalRow
 from contracts.alarm_sources import StatusAlarms, alert_alarms
 from contracts.availability import Timeline
 from contracts.contract import Contract
@@ -45,7 +45,7 @@ from contracts.rules import Rollup, Rules
 from contracts.status import COMMS_LOSS, Status, StatusRules, classify
 from flows.breaches import BreachEngine
 from flows.episodes import EpisodeTracker
-from flows.outputs import LatestValues, Output, RepairList, SiteTicket
+from flows.outputs import LatestValues, Output, RepairList, SiteTicket, UnitMinute
 from flows.quality import DeviceLimits, DeviceQuality, DlqRate, Flapping
 from flows.status_timeline import Change, Piece, UnitTimeline
 from flows.telemetry import Poll
@@ -82,7 +82,17 @@ class UnitLive:
     published_values_ms: int | None = None
     minute_ms: int | None = None  # the minute being downsampled
     minute: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # n,min,max,Σ,last
-    closed: list[TelemetryRow] = field(default_factory=list)  # the last minute's, not out yet
+    closed: UnitMinute | None = None  # the last minute, not out yet
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        # A recovery snapshot from before unit-minutes held the closed minute as its rows.
+        closed = state.get("closed")
+        if isinstance(closed, list):
+            state["closed"] = None if not closed else UnitMinute(
+                closed[0].site_id, closed[0].start_ms,
+                {(r.asset_id, r.tag): [float(r.count), r.min, r.max, r.mean * r.count, r.last]
+                 for r in closed})
+        self.__dict__.update(state)
 
 
 @dataclass(frozen=True)
@@ -375,8 +385,9 @@ class SiteState:
         holds up the live feed."""
         minute_ms = poll.ts_ms - poll.ts_ms % 60_000
         if live.minute_ms is not None and minute_ms != live.minute_ms:
-            out.extend(live.closed)
-            live.closed = self._minute_rows(live)
+            if live.closed is not None:
+                out.append(live.closed)
+            live.closed = UnitMinute(self.site.id, live.minute_ms, live.minute)
             live.minute = {}
         live.minute_ms = minute_ms
         minute = live.minute
@@ -393,15 +404,10 @@ class SiteState:
                         agg[2] = value
                     agg[3] += value
                     agg[4] = value
-        if live.closed and poll.ts_ms >= live.closed[0].start_ms + 60_000 + \
+        if live.closed is not None and poll.ts_ms >= live.closed.start_ms + 60_000 + \
                 _spread(poll.unit_id):
-            out.extend(live.closed)
-            live.closed = []
-
-    def _minute_rows(self, live: UnitLive) -> list[TelemetryRow]:
-        assert live.minute_ms is not None
-        return [TelemetryRow(asset_id, self.site.id, tag, live.minute_ms, int(a[0]), a[1], a[2],
-                             a[3] / a[0], a[4]) for (asset_id, tag), a in live.minute.items()]
+            out.append(live.closed)
+            live.closed = None
 
     def _effective(self, unit_id: str, statuses: Mapping[str, Status]) -> Status:
         """The unit's status with its children rolled up (availability rules §3)."""
@@ -450,10 +456,12 @@ class SiteState:
             self.finalize(period.end_us // 1000, out)
             out.extend(self.snapshot())
         for live in self.live.values():  # the newest minutes, the last one as recorded
-            out.extend(live.closed)
-            live.closed = []
+            if live.closed is not None:
+                out.append(live.closed)
+                live.closed = None
             if live.minute:
-                out.extend(self._minute_rows(live))
+                assert live.minute_ms is not None
+                out.append(UnitMinute(self.site.id, live.minute_ms, live.minute))
                 live.minute = {}
         return out
 

@@ -27,14 +27,14 @@ import gc
 import pickle
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Literal, cast
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSource, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.operators import StatefulLogic
-from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
+from bytewax.outputs import DynamicSink, Sink
 from confluent_kafka import TIMESTAMP_CREATE_TIME
 from prometheus_client import Counter
 from pydantic import ValidationError
@@ -293,19 +293,6 @@ def tagged_as(kind: Kind) -> Callable[[RawMessage], tuple[Kind, RawMessage]]:
     return tag
 
 
-class _NullPartition(StatelessSinkPartition[Any]):
-    def write_batch(self, items: list[Any]) -> None:
-        pass
-
-
-class NullSink(DynamicSink[Any]):
-    """Takes everything, keeps nothing: an output a run does without (a replay leaves the
-    hot state in Redis to the live flow)."""
-
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _NullPartition:
-        return _NullPartition()
-
-
 def connector_dead_letter(value: bytes | None) -> DeadLetter | None:
     """A connector's dead letter read back from `bess.dlq` (the flows' own are counted where
     they are made; anything unreadable on the dead-letter topic is left there)."""
@@ -366,6 +353,7 @@ def build_flow(
     site_settings: SiteSettings | None = None,
     finish_at_eof: bool = False,
     snapshots: bool = True,
+    hot: bool = True,
 ) -> Dataflow:
     """Production reads and writes Kafka, Redis and the history store; tests pass
     `TestingSource`/`TestingSink` (no ticket or device-health input unless `ticket_source`
@@ -375,7 +363,8 @@ def build_flow(
     `now_ms` is the receiving clock for the clock-skew check; None in replays (old data is
     expected). `tail=False` stops at the end of the topics; with `finish_at_eof` everything
     up to the end of the last measurement period then becomes final (replays).
-    `snapshots=False` (no recovery configured) skips pickling the state at every epoch."""
+    `snapshots=False` (no recovery configured) skips pickling the state at every epoch;
+    `hot=False` leaves the hot state in Redis alone (replays: it is the live stack's)."""
     topics = Topics.of(settings)
     normalizer = Normalizer(config, fleet)
     site_settings = site_settings or SiteSettings.of(config)
@@ -433,9 +422,10 @@ def build_flow(
     # What a sink cannot write goes to the dead-letter topic; an outage raises an alert.
     reporter = KafkaReporter(settings.kafka_bootstrap_servers, topics.dlq, topics.alerts,
                              settings.redis_url)
-    hot = cast(Stream[HotState], op.filter_map("to_redis", results, hot_state))
-    op.output("redis", hot, hot_sink if hot_sink is not None else RedisSink(
-        settings.require_redis(), reporter))
+    if hot:
+        hot_items = cast(Stream[HotState], op.filter_map("to_redis", results, hot_state))
+        op.output("redis", hot_items, hot_sink if hot_sink is not None else RedisSink(
+            settings.require_redis(), reporter))
     history = cast(Stream[HistoryItem], op.filter_map("to_history", results, history_item))
     op.output("history", history, history_sink if history_sink is not None else
               HistorySink(settings, reporter))

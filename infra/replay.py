@@ -31,12 +31,13 @@ from contracts.events import PeriodAvailability, StatusChange
 from contracts.fleet import Fleet
 from contracts.monitoring import MonitoringConfig
 from contracts.periods import from_us
-from flows.site_state import SiteSettings
-from flows.telemetry_flow import NullSink, build_flow, fewer_collections
+from flows.site_state import HOUR_MS, SiteSettings
+from flows.telemetry_flow import build_flow, fewer_collections
 from infra.services import local_services
 from infra.sim.record import device_of, read_jsonl
 
 log = logging.getLogger(__name__)
+NEVER_MS = 2**62  # a period no event time reaches
 
 
 def produce(settings: Settings, topic: str, recording: Path, speed: float | None,
@@ -93,12 +94,10 @@ def replay(settings: Settings, fleet: Fleet, config: MonitoringConfig,
         say(f"replaying {n:,} samples through {settings.topic_telemetry} …")
         # The hot state is left alone: a backfill of past months must not replace what the
         # live stack shows now (its results go to the history and the replay's topics).
-        # No recovery (a replay interrupted is run again), hence no state snapshots; no repair
-        # list (hot state only).
+        # No recovery (a replay interrupted is run again), hence no state snapshots.
         flow = build_flow(settings, fleet, config, contracts, tail=False, now_ms=None,
-                          site_settings=replace(SiteSettings.of(
-                              config, account_from_contract_year=True), repair_list=False),
-                          finish_at_eof=True, hot_sink=NullSink(), snapshots=False)
+                          site_settings=replay_settings(config), finish_at_eof=True,
+                          hot=False, snapshots=False)
         with fewer_collections():
             run_main(flow)
         say(f"done in {time.monotonic() - started:.1f} s")
@@ -117,6 +116,19 @@ def replay(settings: Settings, fleet: Fleet, config: MonitoringConfig,
             write_status_csv(changes, fleet, status_out, replayed_to)
             say(f"status intervals written to {status_out}")
         return periods
+
+
+def replay_settings(config: MonitoringConfig) -> SiteSettings:
+    """A replay's site settings: contract time booked from the start of the first poll's
+    contract year (the batch numbers), and the live-only work left out or made hourly — the
+    hot state's newest values and repair list (a replay leaves the hot state alone), the
+    site snapshots on the replay's availability topic and the contract KPIs with their
+    LD-risk warnings (each an hour of event time apart instead of seconds: at 1-minute polls
+    they were a third of a replay's time). What becomes final — statuses, days, periods,
+    episodes, breaches, quality alerts, the history — is the live flow's."""
+    return replace(SiteSettings.of(config, account_from_contract_year=True),
+                   publish_every_ms=HOUR_MS, kpi_every_ms=HOUR_MS, values_every_ms=NEVER_MS,
+                   repair_list=False)
 
 
 def write_status_csv(changes: list[StatusChange], fleet: Fleet, path: Path,

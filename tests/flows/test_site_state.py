@@ -5,6 +5,7 @@ evaluation's numbers for the intervals the flow derived."""
 from __future__ import annotations
 
 import datetime as dt
+import pickle
 from typing import Any
 
 import pytest
@@ -16,8 +17,8 @@ from contracts.engine import evaluate
 from contracts.events import DeadLetter, SiteAvailability, StatusChange, TelemetrySample
 from contracts.intervals import StatusInterval
 from contracts.monitoring import load_monitoring
-from flows.outputs import LatestValues, Output
-from flows.site_state import MINUTE_SPREAD_MS, SiteSettings, SiteState
+from flows.outputs import LatestValues, Output, UnitMinute
+from flows.site_state import MINUTE_SPREAD_MS, SiteSettings, SiteState, UnitLive
 from flows.telemetry import Normalizer, RawRecord
 from tests.contracts.builders import contract as base_contract
 from tests.flows.timelines import FLEET, T0, sample
@@ -41,6 +42,11 @@ def feed(state: SiteState, samples: list[TelemetrySample]) -> list[Output]:
 
 def of(out: list[Output], kind: type) -> list[Any]:
     return [o for o in out if isinstance(o, kind)]
+
+
+def rows_of(out: list[Output]) -> list[TelemetryRow]:
+    """The per-minute telemetry rows of the closed unit-minutes among `out`."""
+    return [row for minute in of(out, UnitMinute) for row in minute.rows()]
 
 
 def site_contract(**changes: object) -> Contract:
@@ -190,7 +196,7 @@ def test_every_asset_has_its_own_live_availability_and_tags_are_downsampled_per_
     assert u1[2] == 100.0  # the unit's own status never changed
     # That minute's rows are out at most MINUTE_SPREAD_MS after it ends (T0 + 100 s).
     out += feed(state, [poll(t) for t in range(101, 100 + MINUTE_SPREAD_MS // 1000 + 1)])
-    minutes = [m for m in of(out, TelemetryRow) if m.tag == "soc_pct"]
+    minutes = [m for m in rows_of(out) if m.tag == "soc_pct"]
     # Minutes start at T0 + 40 s and T0 + 100 s: the first full one holds t = 40..99.
     first = next(m for m in minutes if m.start_ms == T0 + 40_000)
     assert (first.count, first.min, first.max, first.last) == (60, 40.0, 69.5, 69.5)
@@ -207,7 +213,7 @@ def test_units_write_their_minutes_at_times_of_their_own_and_the_last_ones_at_th
     for t in range(0, 200):  # minutes start at T0 + 40 s, 100 s, 160 s
         for unit in ("u1", "u2"):
             step = feed(state, [sample(unit, t)])
-            for row in of(step, TelemetryRow):
+            for row in rows_of(step):
                 if row.asset_id == unit and row.tag == "soc_pct":
                     written[(unit, row.start_ms)] = T0 + t * 1000
             out += step
@@ -216,7 +222,7 @@ def test_units_write_their_minutes_at_times_of_their_own_and_the_last_ones_at_th
     assert all(0 <= delay < MINUTE_SPREAD_MS for delay in when.values()), when
     assert when["u1"] != when["u2"]
     out += state.finish()
-    rows = [r for r in of(out, TelemetryRow) if r.tag == "soc_pct"]
+    rows = [r for r in rows_of(out) if r.tag == "soc_pct"]
     for unit in ("u1", "u2"):
         counts = {r.start_ms: r.count for r in rows if r.asset_id == unit}
         assert counts == {T0 - 20_000: 40, first: 60, T0 + 100_000: 60, T0 + 160_000: 40}, unit
@@ -366,3 +372,16 @@ def test_a_site_without_a_contract_ranks_its_outages_without_money() -> None:
     assert (item.asset_id, item.kind, item.marginal_ld_per_hour, item.zero_reason) == (
         "u2", "technical", 0, "technical")
     assert item.lost_mwh > 0
+
+
+def test_a_recovery_snapshot_holding_a_closed_minute_as_rows_resumes_with_the_same_rows() -> None:
+    """Snapshots taken before closed minutes were one item held them as their rows: a unit's
+    live view unpickled from one gives those rows back."""
+    rows = [TelemetryRow("u1", "s1", "soc_pct", T0, 3, 1.0, 2.0, 1.5, 2.0),
+            TelemetryRow("u1-b1", "s1", "cell_temp_max_c", T0, 2, 20.0, 21.0, 20.5, 21.0)]
+    old = UnitLive()
+    old.__dict__["closed"] = rows  # as an older version pickled it
+    resumed = pickle.loads(pickle.dumps(old))
+    assert resumed.closed is not None and resumed.closed.rows() == rows
+    old.__dict__["closed"] = []
+    assert pickle.loads(pickle.dumps(old)).closed is None
