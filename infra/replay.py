@@ -101,18 +101,20 @@ def replay(settings: Settings, fleet: Fleet, config: MonitoringConfig,
         with fewer_collections():
             run_main(flow)
         say(f"done in {time.monotonic() - started:.1f} s")
+        # The flow's sinks flushed every batch to the broker before it returned: each topic is
+        # read to its end as it stands, not until a second of silence.
         periods = [PeriodAvailability.model_validate_json(m.value() or b"")
                    for m in read_topic(settings.require_kafka(), settings.topic_availability,
-                                       idle_s=2, timeout_s=120)
+                                       to_end=True, timeout_s=120)
                    if b'"kind":"period"' in (m.value() or b"")]
-        dead = read_topic(settings.require_kafka(), settings.topic_dlq, idle_s=1, timeout_s=30)
+        dead = read_topic(settings.require_kafka(), settings.topic_dlq, to_end=True, timeout_s=30)
         if dead:
             say(f"{len(dead):,} records refused (see {settings.topic_dlq})")
         if status_out is not None:
             replayed_to = max((p.end_ms for p in periods), default=None)
             changes = [StatusChange.model_validate_json(m.value() or b"")
                        for m in read_topic(settings.require_kafka(), settings.topic_status,
-                                           idle_s=1, timeout_s=120)]
+                                           to_end=True, timeout_s=120)]
             write_status_csv(changes, fleet, status_out, replayed_to)
             say(f"status intervals written to {status_out}")
         return periods
