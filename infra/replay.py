@@ -88,6 +88,9 @@ def replay(settings: Settings, fleet: Fleet, config: MonitoringConfig,
                   settings.topic_availability, settings.topic_dlq, settings.topic_breaches,
                   settings.topic_alerts]
         ensure_topics(settings.require_kafka(), topics, partitions=1)
+        warning = stale_warning(recording, config.quality.stale_after_s)
+        if warning is not None:
+            say(warning)
         started = time.monotonic()
         n = produce(settings, settings.topic_telemetry, recording, None,
                     lambda k: say(f"  sent {k:,} samples"))
@@ -118,6 +121,38 @@ def replay(settings: Settings, fleet: Fleet, config: MonitoringConfig,
             write_status_csv(changes, fleet, status_out, replayed_to)
             say(f"status intervals written to {status_out}")
         return periods
+
+
+def poll_step_ms(recording: Path, lines: int = 2_000) -> int | None:
+    """The usual time between two polls of one device (the median over the recording's first
+    `lines` lines), or None when they hold no two polls of a device."""
+    newest: dict[str, int] = {}
+    gaps: list[int] = []
+    for number, (_, line) in enumerate(read_jsonl(recording)):
+        if number >= lines:
+            break
+        try:
+            record = json.loads(line)
+            device, ts = str(record["device_id"]), int(record["ts_ms"])
+        except (ValueError, KeyError, TypeError):
+            continue  # the flow refuses it with its reason
+        if device in newest and ts > newest[device]:
+            gaps.append(ts - newest[device])
+        newest[device] = ts
+    return sorted(gaps)[len(gaps) // 2] if gaps else None
+
+
+def stale_warning(recording: Path, stale_after_s: float) -> str | None:
+    """What to say when the recording's devices are polled less often than the silence that
+    counts as communication loss (a recording of 1-minute polls replayed with the 10 s of
+    a live config would be comms-lost five sixths of the time)."""
+    step_ms = poll_step_ms(recording)
+    if step_ms is None or step_ms <= stale_after_s * 1000:
+        return None
+    return (f"warning: {recording} polls each device every {step_ms / 1000:g} s but "
+            f"stale_after_s is {stale_after_s:g}: every unit counts as communication lost "
+            "between its polls (give a monitoring file with quality.stale_after_s of at "
+            f"least {step_ms / 1000:g})")
 
 
 def replay_settings(config: MonitoringConfig) -> SiteSettings:
