@@ -5,12 +5,13 @@ sample produced to the periods in hand (what `bessmon replay --speed max` does; 
 recording is not timed).
 
     .venv/bin/python -m bench.replay [--days 30] [--units 6] [--step-s 60] [--faults-per-day 2]
-        [--stale-after-s S]
+        [--stale-after-s S] [--no-telemetry-history]
 
-The monitoring file's 10 s `stale_after_s` is for polls a second apart: at 1-minute polls
-every unit would count as communication lost 50 s of each minute (a status change per asset
-twice a minute). The replay is run with `stale_after_s` of three poll steps unless
-`--stale-after-s` says otherwise, as a recording of 1-minute polls would be.
+The monitoring file's 10 s `stale_after_s` and 1 s poll interval are for polls a second
+apart: at 1-minute polls every unit would count as communication lost 50 s of each minute
+and every poll would be a telemetry gap. The replay is run as a recording of its polls would
+be configured: each device type's `poll_interval_s` is the poll step and `stale_after_s`
+three steps (unless `--stale-after-s` says otherwise).
 
 `replay_30d_s` is the time of 30 days: measured when `--days` is 30, else the measured time
 scaled by 30 / days (said in `scaled_from_days`). Uses KAFKA_BOOTSTRAP_SERVERS and REDIS_URL
@@ -48,6 +49,10 @@ def main() -> None:
     parser.add_argument("--stale-after-s", type=float,
                         help="silence that counts as communication loss (default: the "
                              "monitoring file's, at least 3 poll steps)")
+    parser.add_argument("--no-telemetry-history", dest="telemetry_history",
+                        action="store_false",
+                        help="as `bessmon replay --no-telemetry-history`: no per-minute tag "
+                             "values in the history")
     args = parser.parse_args()
 
     fleet = Fleet.model_validate(generate_fleet(1, units_per_site=args.units))
@@ -71,10 +76,13 @@ def main() -> None:
             "KAFKA_BOOTSTRAP_SERVERS": kafka, "REDIS_URL": redis_url, "run_dir": run / "run"})
         config = load_monitoring(EXAMPLE_MONITORING)
         stale_s = args.stale_after_s or max(config.quality.stale_after_s, 3 * args.step_s)
-        config = config.model_copy(update={"quality": config.quality.model_copy(
-            update={"stale_after_s": stale_s})})
+        config = config.model_copy(update={
+            "quality": config.quality.model_copy(update={"stale_after_s": stale_s}),
+            "device_types": {name: t.model_copy(update={"poll_interval_s": args.step_s})
+                             for name, t in config.device_types.items()}})
         started = time.monotonic()
         periods = replay(settings, fleet, config, {}, recording,
+                         telemetry_history=args.telemetry_history,
                          say=lambda line: print(line, flush=True))
         took = time.monotonic() - started
     asset_samples = samples * assets_per_poll
@@ -84,7 +92,8 @@ def main() -> None:
     # The last line, for scripts: one JSON object.
     print(json.dumps({
         "bench": "replay", "days": args.days, "units": args.units, "step_s": args.step_s,
-        "stale_after_s": stale_s, "polls": samples, "asset_samples": asset_samples,
+        "stale_after_s": stale_s, "telemetry_history": args.telemetry_history,
+        "polls": samples, "asset_samples": asset_samples,
         "replay_s": round(took, 2),
         "polls_per_s": round(samples / took), "asset_samples_per_s": round(asset_samples / took),
         "replay_30d_s": round(took * 30 / args.days, 1),

@@ -68,9 +68,10 @@ def produce(settings: Settings, topic: str, recording: Path, speed: float | None
 
 def replay(settings: Settings, fleet: Fleet, config: MonitoringConfig,
            contracts: dict[str, Contract], recording: Path, *,
-           status_out: Path | None = None, say: Callable[[str], None] = print
-           ) -> list[PeriodAvailability]:
-    """Replay at maximum speed through its own topics; returns the final periods."""
+           status_out: Path | None = None, telemetry_history: bool = True,
+           say: Callable[[str], None] = print) -> list[PeriodAvailability]:
+    """Replay at maximum speed through its own topics; returns the final periods.
+    `telemetry_history=False` leaves the per-minute tag values out of the history."""
     with ExitStack() as stack:
         if not (settings.kafka_bootstrap_servers and settings.redis_url):
             kafka, redis_url = stack.enter_context(local_services(
@@ -88,8 +89,7 @@ def replay(settings: Settings, fleet: Fleet, config: MonitoringConfig,
                   settings.topic_availability, settings.topic_dlq, settings.topic_breaches,
                   settings.topic_alerts]
         ensure_topics(settings.require_kafka(), topics, partitions=1)
-        warning = stale_warning(recording, config.quality.stale_after_s)
-        if warning is not None:
+        for warning in step_warnings(recording, config):
             say(warning)
         started = time.monotonic()
         n = produce(settings, settings.topic_telemetry, recording, None,
@@ -99,7 +99,9 @@ def replay(settings: Settings, fleet: Fleet, config: MonitoringConfig,
         # live stack shows now (its results go to the history and the replay's topics).
         # No recovery (a replay interrupted is run again), hence no state snapshots.
         flow = build_flow(settings, fleet, config, contracts, tail=False, now_ms=None,
-                          site_settings=replay_settings(config), finish_at_eof=True,
+                          site_settings=replace(replay_settings(config),
+                                                telemetry_minutes=telemetry_history),
+                          finish_at_eof=True,
                           hot=False, snapshots=False)
         with fewer_collections():
             run_main(flow)
@@ -142,17 +144,29 @@ def poll_step_ms(recording: Path, lines: int = 2_000) -> int | None:
     return sorted(gaps)[len(gaps) // 2] if gaps else None
 
 
-def stale_warning(recording: Path, stale_after_s: float) -> str | None:
-    """What to say when the recording's devices are polled less often than the silence that
-    counts as communication loss (a recording of 1-minute polls replayed with the 10 s of
-    a live config would be comms-lost five sixths of the time)."""
+def step_warnings(recording: Path, config: MonitoringConfig) -> list[str]:
+    """What to say when the recording's devices are polled less often than the monitoring
+    config expects: silence past `stale_after_s` is communication loss, and past
+    `gap_factor` poll intervals a telemetry gap (a recording of 1-minute polls replayed
+    with a live config's 10 s and 1 s would be comms-lost five sixths of the time, with a
+    gap alert at every poll)."""
     step_ms = poll_step_ms(recording)
-    if step_ms is None or step_ms <= stale_after_s * 1000:
-        return None
-    return (f"warning: {recording} polls each device every {step_ms / 1000:g} s but "
-            f"stale_after_s is {stale_after_s:g}: every unit counts as communication lost "
-            "between its polls (give a monitoring file with quality.stale_after_s of at "
-            f"least {step_ms / 1000:g})")
+    if step_ms is None:
+        return []
+    step_s = step_ms / 1000
+    q = config.quality
+    out = []
+    if step_ms > q.stale_after_s * 1000:
+        out.append(f"warning: {recording} polls each device every {step_s:g} s but "
+                   f"quality.stale_after_s is {q.stale_after_s:g}: every unit counts as "
+                   f"communication lost between its polls (use at least {step_s:g})")
+    for name, device_type in sorted(config.device_types.items()):
+        if step_ms > q.gap_factor * device_type.poll_interval_s * 1000:
+            out.append(f"warning: {recording} polls each device every {step_s:g} s but "
+                       f"device type {name} expects a poll every "
+                       f"{device_type.poll_interval_s:g} s: every poll is a telemetry gap "
+                       f"(set its poll_interval_s to {step_s:g})")
+    return out
 
 
 def replay_settings(config: MonitoringConfig) -> SiteSettings:

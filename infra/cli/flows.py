@@ -117,7 +117,8 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     config = load_monitoring(settings.monitoring_file)
     contracts = load_site_contracts(settings, fleet)
     periods = replay(settings, fleet, config, contracts, args.telemetry,
-                     status_out=args.status_out, say=lambda m: print(m, file=sys.stderr))
+                     status_out=args.status_out, telemetry_history=args.telemetry_history,
+                     say=lambda m: print(m, file=sys.stderr))
     print(json.dumps(periods_json(periods, fleet)))
     return 0
 
@@ -162,4 +163,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                         help="max (own topics, to the end) or N× real time into the stack")
     replay.add_argument("--status-out", type=Path,
                         help="write the derived status intervals here (CSV, availability rules §1)")
+    replay.add_argument("--no-telemetry-history", dest="telemetry_history",
+                        action="store_false",
+                        help="leave the per-minute tag values out of the history (statuses, "
+                             "availability, events and periods are written; at 1-minute polls "
+                             "the minutes are most of a replay's time)")
     replay.set_defaults(run=cmd_replay)

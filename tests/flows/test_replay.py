@@ -20,7 +20,8 @@ from connectors.history.sqlite import SqliteHistoryStore
 from connectors.redis_store import site_key
 from connectors.settings import EXAMPLE_CONTRACTS, EXAMPLE_MONITORING, REPO_ROOT
 from contracts.fleet import Fleet
-from infra.replay import poll_step_ms, stale_warning
+from contracts.monitoring import load_monitoring
+from infra.replay import poll_step_ms, step_warnings
 from infra.sim.fleetgen import fleet_yaml, generate_fleet
 from infra.sim.record import PlannedFault, record, write_jsonl
 
@@ -97,18 +98,26 @@ def test_replay_refuses_a_missing_recording(tmp_path: Path) -> None:
                                      "file or directory"
 
 
-def test_a_recording_polled_less_often_than_stale_after_is_warned_of(tmp_path: Path) -> None:
+def test_a_recording_polled_less_often_than_the_config_expects_is_warned_of(
+        tmp_path: Path) -> None:
     """The usual poll step is each device's median gap; a line that is no sample is passed
-    over (the flow refuses it with its reason)."""
+    over (the flow refuses it with its reason). Warned: a step past stale_after_s, and past
+    gap_factor (5) poll intervals of a device type."""
     recording = tmp_path / "r.jsonl"
     polls = [("u1", 0), ("u2", 0), ("u1", 60_000), ("u2", 60_000), ("u1", 120_000),
              ("u2", 200_000)]
     recording.write_text("\n".join([json.dumps({"device_id": d, "ts_ms": t, "assets": []})
                                     for d, t in polls] + ["not json", ""]))
     assert poll_step_ms(recording) == 60_000
-    assert stale_warning(recording, 60) is None
-    warning = stale_warning(recording, 10)
-    assert warning is not None and "every 60 s but stale_after_s is 10" in warning
+    config = load_monitoring(EXAMPLE_MONITORING)  # 10 s stale, bess-unit-v1 polled each 1 s
+    stale, gap = step_warnings(recording, config)
+    assert "every 60 s but quality.stale_after_s is 10" in stale
+    assert "device type bess-unit-v1 expects a poll every 1 s" in gap
+    slow = config.model_copy(update={
+        "quality": config.quality.model_copy(update={"stale_after_s": 60}),
+        "device_types": {name: t.model_copy(update={"poll_interval_s": 12})
+                         for name, t in config.device_types.items()}})
+    assert step_warnings(recording, slow) == []
     single = tmp_path / "one.jsonl"
     single.write_text(json.dumps({"device_id": "u1", "ts_ms": 0, "assets": []}))
-    assert poll_step_ms(single) is None and stale_warning(single, 10) is None
+    assert poll_step_ms(single) is None and step_warnings(single, config) == []
