@@ -175,11 +175,13 @@ def replay_settings(config: MonitoringConfig) -> SiteSettings:
     hot state's newest values and repair list (a replay leaves the hot state alone), the
     site snapshots on the replay's availability topic and the contract KPIs with their
     LD-risk warnings (each an hour of event time apart instead of seconds: at 1-minute polls
-    they were a third of a replay's time). What becomes final — statuses, days, periods,
-    episodes, breaches, quality alerts, the history — is the live flow's."""
+    they were a third of a replay's time). Time is made final an hour at a time rather than
+    every 5 s (the same intervals, in fewer and larger steps; an open episode's lost hours
+    are told hourly). What becomes final — statuses, days, periods, episodes, breaches,
+    quality alerts, the history — is the live flow's."""
     return replace(SiteSettings.of(config, account_from_contract_year=True),
-                   publish_every_ms=HOUR_MS, kpi_every_ms=HOUR_MS, values_every_ms=NEVER_MS,
-                   repair_list=False)
+                   finalize_every_ms=HOUR_MS, publish_every_ms=HOUR_MS,
+                   kpi_every_ms=HOUR_MS, values_every_ms=NEVER_MS, repair_list=False)
 
 
 def write_status_csv(changes: list[StatusChange], fleet: Fleet, path: Path,

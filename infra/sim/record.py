@@ -4,11 +4,12 @@ benchmarks and demos. Deterministic for a seed."""
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import orjson
 
 from contracts.events import AssetReading, TelemetrySample
 from contracts.fleet import Fleet
@@ -83,5 +84,11 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, str]]:
 
 
 def device_of(line: str) -> str:
-    value = json.loads(line).get("device_id")
+    """The line's device id (its Kafka key), or "" when it names none — a line that is no
+    sample still goes to the flow, which refuses it with its reason."""
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return ""
+    value = record.get("device_id") if isinstance(record, dict) else None
     return value if isinstance(value, str) else ""

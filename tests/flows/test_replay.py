@@ -23,7 +23,7 @@ from contracts.fleet import Fleet
 from contracts.monitoring import load_monitoring
 from infra.replay import poll_step_ms, step_warnings
 from infra.sim.fleetgen import fleet_yaml, generate_fleet
-from infra.sim.record import PlannedFault, record, write_jsonl
+from infra.sim.record import PlannedFault, device_of, record, write_jsonl
 
 TZ = ZoneInfo("Europe/Stockholm")
 
@@ -121,3 +121,11 @@ def test_a_recording_polled_less_often_than_the_config_expects_is_warned_of(
     single = tmp_path / "one.jsonl"
     single.write_text(json.dumps({"device_id": "u1", "ts_ms": 0, "assets": []}))
     assert poll_step_ms(single) is None and step_warnings(single, config) == []
+
+
+@pytest.mark.parametrize(("line", "device"), [
+    ('{"device_id": "nordvik-u01", "ts_ms": 0}', "nordvik-u01"),
+    ("not json", ""), ("[1, 2]", ""), ('{"device_id": 7}', ""), ("{}", "")])
+def test_each_line_is_keyed_by_its_device_or_sent_unkeyed(line: str, device: str) -> None:
+    """A line that is no sample is sent all the same: the flow refuses it with its reason."""
+    assert device_of(line) == device
