@@ -14,8 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 import zlib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from connectors.history.rows import AvailabilityRow, StatusIntervalRow
 from contracts.alarm_sources import StatusAlarms, alert_alarms
@@ -227,8 +227,9 @@ class SiteState:
         out += quality.observe(poll.ts_ms, poll.ts_ms if received_ms is None else received_ms,
                                dict(poll.readings))
         changed = self._live(poll, statuses, out)
-        if self.accumulator is None:
-            self.accumulator = self._new_accumulator(poll.ts_ms)
+        if self.newest_ms is None:  # the first poll
+            if self.accumulator is None:  # (else resumed from the history)
+                self.accumulator = self._new_accumulator(poll.ts_ms)
             # Every unit is expected from the first poll on: one not heard of holds the
             # watermark until it is idle, like one that fell behind.
             self.unit_newest = dict.fromkeys(self.timelines, poll.ts_ms)
@@ -246,6 +247,58 @@ class SiteState:
                     self.finalize(watermark, out)
         if changed or self._due(self.published_ms, self.settings.publish_every_ms):
             out.extend(self.snapshot())
+        return out
+
+    def resume_from(self, first_ms: int) -> tuple[list[str], int, int]:
+        """What `resume` needs of the history, before the first poll at `first_ms`: the
+        site's assets and the time range of their status intervals to read."""
+        cal = ContractAccumulator(self.fleet, self.contract, allowed_lateness_us=0).ctx.calendar
+        year = cal.contract_year(first_ms * 1000)
+        year_start_ms = (cal.year_bounds(year)[0] if year else cal.start_us) // 1000
+        return list(self.assets), year_start_ms, first_ms
+
+    def resume(self, rows: Sequence[StatusIntervalRow], first_ms: int) -> list[Output]:
+        """Start over a history that already holds final statuses of the site — an earlier
+        run's, or a past seeded from the simulator — before the first poll at `first_ms`
+        (`rows`: what `resume_from` asked for). Time before `first_ms` less the allowed
+        lateness is final: the contract is accounted from the site's first status in the
+        contract year, as the API's evaluation of the history does (api/history_evaluation.py),
+        so that the live tiles and the period table agree. The rows still open there — an
+        earlier run's last statuses, which it never closed — are closed there (returned, for
+        the history), so that no asset holds two statuses at once. No rows: nothing to do
+        (the accounting starts with the first poll)."""
+        assert self.newest_ms is None and self.accumulator is None, "resume before any poll"
+        _, year_start_ms, _ = self.resume_from(first_ms)
+        resume_ms = first_ms - self.settings.allowed_lateness_ms
+        rows = sorted((r for r in rows if r.asset_id in self.assets and r.start_ms < resume_ms
+                       and (r.end_ms is None or r.end_ms > year_start_ms)),
+                      key=lambda r: (r.start_ms, r.asset_id))
+        start_ms = max(year_start_ms, rows[0].start_ms) if rows else resume_ms
+        if start_ms >= resume_ms:
+            return []
+        acc = ContractAccumulator(self.fleet, self.contract, allowed_lateness_us=0,
+                                  start_us=start_ms * 1000)
+        self.accumulator = acc
+        out: list[Output] = []
+        for r in rows:
+            end_ms = resume_ms if r.end_ms is None else min(r.end_ms, resume_ms)
+            unit_id = self.assets[r.asset_id].unit_id
+            if unit_id is not None:
+                self._book(unit_id, Piece(r.asset_id, r.start_ms, end_ms,
+                                          Status(r.state, r.derate_fraction, r.cause)))
+            if end_ms != r.end_ms:
+                out.append(replace(r, end_ms=end_ms))
+        acc.advance(resume_ms * 1000)
+        self.final_ms = resume_ms
+        for timeline in self.timelines.values():
+            timeline.final_ms = resume_ms
+        # The days and periods before the one resumed in were final (and written) already.
+        cal = acc.ctx.calendar
+        self.days_done_ms = local_midnight_us(from_us(resume_ms * 1000, self.site.tz).date(),
+                                              self.site.tz) // 1000
+        if cal.contract_year(resume_ms * 1000) is not None:
+            self.periods_done_ms = cal.containing(
+                resume_ms * 1000, self.contract.measurement_period).start_us // 1000
         return out
 
     def watermark(self) -> int:

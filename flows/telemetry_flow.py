@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import gc
+import logging
 import pickle
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ from prometheus_client import Counter
 from pydantic import ValidationError
 
 from connectors import metrics
+from connectors.history import HistoryStoreError, open_history
+from connectors.history.rows import StatusIntervalRow
 from connectors.settings import Settings
 from contracts.contract import Contract
 from contracts.events import (
@@ -65,7 +68,10 @@ from flows.sink_errors import KafkaReporter
 from flows.site_state import SiteSettings, SiteState
 from flows.telemetry import Normalizer, RawRecord, decode_sample
 
+log = logging.getLogger(__name__)
 RawMessage = KafkaSourceMessage[bytes | None, bytes | None]
+# The history's status intervals of some assets over [start_ms, end_ms) (HistoryStore's).
+StatusReader = Callable[[list[str], int, int], list[StatusIntervalRow]]
 Out = KafkaSinkMessage[bytes, bytes]
 Kind = Literal["telemetry", "ticket", "dead_letter"]
 UNROUTED = "?"  # records naming no known asset: decoded only to say why they are refused
@@ -113,10 +119,13 @@ class SiteRuntime:
     silence_checked: bool = True
 
     def __init__(self, site_id: str, normalizer: Normalizer | None,
-                 state: SiteState | None) -> None:
+                 state: SiteState | None, history: StatusReader | None = None) -> None:
         self.site_id = site_id
         self.normalizer = normalizer
         self.state = state
+        # Live runs starting afresh: the history's final statuses of the site, read once
+        # before its first poll (`SiteState.resume`); not pickled (a recovered site has them).
+        self.history = history
         self.dead_letters = DeadLetterCounts(None if site_id == UNROUTED else site_id)
 
     def __getstate__(self) -> dict[str, object]:
@@ -180,7 +189,17 @@ class SiteRuntime:
                                    "fleet", sample.ts_ms)
             return self.state.on_dead(dead) if self.state else [dead]
         received = None if now_ms is None else (now_ms if produced_ms is None else produced_ms)
-        return self.state.on_poll(poll, dead, received)
+        resumed: list[Output] = []
+        if self.history is not None and self.state.newest_ms is None:
+            try:
+                rows = self.history(*self.state.resume_from(poll.ts_ms))
+            except HistoryStoreError as exc:  # unreadable: accounted from this poll on
+                log.warning("site %s starts without the history's statuses: %s",
+                            self.site_id, exc)
+                rows = []
+            resumed = self.state.resume(rows, poll.ts_ms)
+            self.history = None
+        return resumed + self.state.on_poll(poll, dead, received)
 
     def _ticket(self, record: RawRecord, now_ms: int | None) -> list[Output]:
         try:
@@ -354,6 +373,7 @@ def build_flow(
     finish_at_eof: bool = False,
     snapshots: bool = True,
     hot: bool = True,
+    resume: bool = False,
 ) -> Dataflow:
     """Production reads and writes Kafka, Redis and the history store; tests pass
     `TestingSource`/`TestingSink` (no ticket or device-health input unless `ticket_source`
@@ -364,7 +384,9 @@ def build_flow(
     expected). `tail=False` stops at the end of the topics; with `finish_at_eof` everything
     up to the end of the last measurement period then becomes final (replays).
     `snapshots=False` (no recovery configured) skips pickling the state at every epoch;
-    `hot=False` leaves the hot state in Redis alone (replays: it is the live stack's)."""
+    `hot=False` leaves the hot state in Redis alone (replays: it is the live stack's);
+    `resume=True` (live runs) starts each site not recovered from a snapshot over the final
+    statuses the history store holds of it (`SiteState.resume`)."""
     topics = Topics.of(settings)
     normalizer = Normalizer(config, fleet)
     site_settings = site_settings or SiteSettings.of(config)
@@ -392,7 +414,8 @@ def build_flow(
 
     def make(site_id: str) -> SiteRuntime:
         return SiteRuntime(site_id, normalizer, None if site_id == UNROUTED else SiteState(
-            fleet, site_id, config, contracts.get(site_id), site_settings))
+            fleet, site_id, config, contracts.get(site_id), site_settings),
+            history_reader(settings) if resume else None)
 
     def builder(resume: bytes | None) -> SiteLogic:
         runtime: SiteRuntime | None = pickle.loads(resume) if resume else None
@@ -434,6 +457,18 @@ def build_flow(
         kafka_sink = KafkaOutSink(settings.require_kafka(), reporter)
     op.output("kafka", messages, kafka_sink)
     return flow
+
+
+def history_reader(settings: Settings) -> StatusReader:
+    """Reads status intervals from the history store, opened for the one read and closed."""
+    def read(asset_ids: list[str], start_ms: int, end_ms: int) -> list[StatusIntervalRow]:
+        store = open_history(settings)
+        try:
+            return store.status_intervals(asset_ids, start_ms, end_ms)
+        finally:
+            store.close()
+
+    return read
 
 
 @contextlib.contextmanager

@@ -51,7 +51,8 @@ def cmd_flows(args: argparse.Namespace, settings: Settings) -> int:
                       now_ms=None if args.to_end else (lambda: int(time.time() * 1000)),
                       site_settings=SiteSettings.of(config,
                                                     account_from_contract_year=args.to_end),
-                      finish_at_eof=args.to_end, snapshots=recovery is not None)
+                      finish_at_eof=args.to_end, snapshots=recovery is not None,
+                      resume=not args.to_end)
     # SIGTERM keeps its default (exit at once): Kafka keeps the input, and with a recovery
     # directory the flow resumes from its last snapshot. Each worker process its metrics.
     part = "flows" if args.process_id is None else f"flows-{args.process_id}"

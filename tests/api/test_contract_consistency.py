@@ -12,7 +12,9 @@ contract year's LD so far."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,4 +81,72 @@ def test_the_live_tiles_the_period_table_and_the_reports_agree(tmp_path: Path) -
     assert 100 * table["2026-07"].availability == pytest.approx(kpis.actual_pct)
     year_ld = sum(float(p.ld.amount) for p in evaluation.periods)
     assert kpis.ld_year_to_date == pytest.approx(year_ld)
+    history.close()
+
+
+def run(state: SiteState, start: int, end: int, down: tuple[int, int]) -> list[Any]:
+    """Polls every 10 minutes over [start, end) s; u1 tripped over `down`."""
+    out: list[Any] = []
+    for t in range(start, end, 600):
+        for s in (sample("u1", t - T0 / 1000, code=3 if down[0] <= t < down[1] else 0),
+                  sample("u2", t - T0 / 1000)):
+            poll, dead = NORMALIZER.normalize(s, RawRecord(s.device_id.encode(),
+                                                           s.model_dump_json().encode()), None)
+            assert poll is not None and dead is None
+            out += state.on_poll(poll)
+    return out
+
+
+def test_a_flow_started_again_over_the_history_keeps_one_set_of_numbers(
+        tmp_path: Path) -> None:
+    """The stack ran 20–28 June (u1 down two days: June's LD), was stopped, and starts again
+    on 1 July with nothing recovered (`make up`'s broker begins empty). The new run resumes
+    over the history: the contract year's LD so far on the live tiles includes June's, the
+    earlier run's open statuses are closed where the new run takes over (no asset holds two
+    at once in the history), and the API's evaluation of the history gives the tiles'
+    numbers."""
+    c = base_contract(site="s1", start="2026-04-01")
+    hourly = SiteSettings(allowed_lateness_ms=60_000, stale_after_ms=30 * 60_000,
+                          finalize_every_ms=600_000, publish_every_ms=3_600_000,
+                          kpi_every_ms=3_600_000, values_every_ms=86_400_000)
+    tz = dt.timezone(dt.timedelta(hours=2))
+
+    def at(year: int, month: int, day: int, hour: int = 0) -> int:
+        return int(dt.datetime(year, month, day, hour, tzinfo=tz).timestamp())
+
+    history = SqliteHistoryStore(tmp_path / "history.db")
+    first = run(SiteState(FLEET, "s1", CONFIG, c, hourly), at(2026, 6, 20, 9),
+                at(2026, 6, 28, 12), (at(2026, 6, 25), at(2026, 6, 27)))
+    history.write_status([o for o in first if isinstance(o, StatusIntervalRow)])
+    assert any(r.end_ms is None for r in history.status_intervals(
+        list(FLEET.assets), 0, 2**53))  # the first run's last statuses: open
+
+    state = SiteState(FLEET, "s1", CONFIG, c, hourly)
+    first_poll_ms = at(2026, 7, 1, 8) * 1000
+    closing = state.resume(history.status_intervals(*state.resume_from(first_poll_ms)),
+                           first_poll_ms)
+    assert closing and all(isinstance(r, StatusIntervalRow) and r.end_ms ==
+                           first_poll_ms - 60_000 for r in closing)
+    second = closing + run(state, at(2026, 7, 1, 8), at(2026, 7, 9, 12),
+                           (at(2026, 7, 3, 6), at(2026, 7, 3, 18)))
+    history.write_status([o for o in second if isinstance(o, StatusIntervalRow)])
+    rows = history.status_intervals(list(FLEET.assets), 0, 2**53)
+    for asset in {r.asset_id for r in rows}:
+        mine = sorted((r for r in rows if r.asset_id == asset), key=lambda r: r.start_ms)
+        for a, b in itertools.pairwise(mine):
+            assert a.end_ms is not None and a.end_ms <= b.start_ms, (asset, a, b)
+
+    live = [o for o in second if isinstance(o, SiteAvailability)][-1]
+    kpis = live.contract
+    assert kpis is not None and live.final_ms is not None and kpis.period == "2026-07"
+    evaluation = evaluate_history(FLEET, c, history, "2026-04..2026-07", live.final_ms)
+    table = {p.period.label: p for p in evaluation.periods}
+    assert table["2026-05"].availability is None  # before the first run: no data
+    june = float(table["2026-06"].ld.amount)
+    assert june > 0  # the first run's trip is in the year's LD …
+    assert table["2026-07"].availability is not None and kpis.actual_pct is not None
+    assert 100 * table["2026-07"].availability == pytest.approx(kpis.actual_pct)
+    year_ld = sum(float(p.ld.amount) for p in evaluation.periods)
+    assert kpis.ld_year_to_date == pytest.approx(year_ld)  # … on the tiles as in the table
+    assert (kpis.ld_year_to_date or 0) > float(table["2026-07"].ld.amount)
     history.close()

@@ -12,6 +12,8 @@ from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 from confluent_kafka import TIMESTAMP_CREATE_TIME
 
+from connectors.history import open_history
+from connectors.history.rows import StatusIntervalRow
 from connectors.kafka import CheckedProducer, read_topic
 from connectors.live_log import live_channel, log_key, split
 from connectors.redis_store import latest_key, site_key
@@ -231,3 +233,39 @@ def test_a_site_gone_silent_is_a_comms_loss_alarm_from_the_steps_timer() -> None
             and a.kind == "status"] == [("u1", "cleared")]
     # (its data-quality side, a telemetry gap, is an alarm of its own: alert.telemetry_gap)
     assert runtime.silence_due_ms() == last + 7_000 + FAST.stale_after_ms + 1_000
+
+
+@pytest.mark.timeout(120)
+def test_a_live_flow_started_afresh_resumes_over_the_history(settings: Settings) -> None:
+    """The production wiring with `resume` (what `bessmon flows` runs): an earlier run left
+    u1 unavailable since a day before this run's first poll and never closed that status.
+    Each site reads its history once before its first poll: the open row is closed where
+    this run takes over (its first poll less the allowed lateness), so u1 has one status at
+    a time, and the contract is accounted from the earlier run's status on. A site with
+    nothing in the history (s2) starts as without `resume`."""
+    earlier = StatusIntervalRow("u1", "s1", T0 - 86_400_000, None, "unavailable", None, "fault")
+    store = open_history(settings)
+    store.write_status([earlier])
+    store.close()
+    producer = CheckedProducer(settings.require_kafka())
+    for key, value in records():
+        producer.produce(settings.topic_telemetry, key.decode(), value)
+    producer.flush()
+    run_main(build_flow(settings, FLEET, CONFIG, CONTRACTS, tail=False, now_ms=None,
+                        site_settings=FAST, resume=True))
+    store = open_history(settings)
+    u1 = store.status_intervals(["u1"], T0 - 2 * 86_400_000, T0 + 60_000)
+    v1 = store.status_intervals(["v1"], T0 - 2 * 86_400_000, T0 + 60_000)
+    store.close()
+    resumed = T0 - FAST.allowed_lateness_ms
+    assert [(r.start_ms - T0, None if r.end_ms is None else r.end_ms - T0, r.state)
+            for r in u1] == [(-86_400_000, resumed - T0, "unavailable"),
+                             (0, 5_000, "available"), (5_000, 8_000, "unavailable"),
+                             (8_000, None, "available")]
+    assert v1[0].start_ms == T0
+    status = read_topic(settings.require_kafka(), settings.topic_availability, idle_s=2)
+    kpis = [SiteAvailability.model_validate_json(m.value() or b"").contract for m in status
+            if m.key() == b"s1" and b'"kind":"snapshot"' in (m.value() or b"")]
+    # The day u1 was down before this run is in the month so far: well under 100 %.
+    month = [k for k in kpis if k is not None][-1]
+    assert month.actual_pct is not None and month.actual_pct < 60.0
