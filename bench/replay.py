@@ -31,7 +31,7 @@ from pathlib import Path
 from connectors.settings import EXAMPLE_MONITORING, Settings
 from contracts.fleet import Fleet
 from contracts.monitoring import load_monitoring
-from infra.replay import replay
+from infra.replay import for_poll_step, replay
 from infra.services import local_services
 from infra.sim.fleetgen import generate_fleet
 from infra.sim.record import record, write_jsonl
@@ -75,11 +75,11 @@ def main() -> None:
         settings = Settings.model_validate({
             "KAFKA_BOOTSTRAP_SERVERS": kafka, "REDIS_URL": redis_url, "run_dir": run / "run"})
         config = load_monitoring(EXAMPLE_MONITORING)
-        stale_s = args.stale_after_s or max(config.quality.stale_after_s, 3 * args.step_s)
-        config = config.model_copy(update={
-            "quality": config.quality.model_copy(update={"stale_after_s": stale_s}),
-            "device_types": {name: t.model_copy(update={"poll_interval_s": args.step_s})
-                             for name, t in config.device_types.items()}})
+        config = for_poll_step(config, args.step_s)
+        if args.stale_after_s:
+            config = config.model_copy(update={"quality": config.quality.model_copy(
+                update={"stale_after_s": args.stale_after_s})})
+        stale_s = config.quality.stale_after_s
         started = time.monotonic()
         periods = replay(settings, fleet, config, {}, recording,
                          telemetry_history=args.telemetry_history,

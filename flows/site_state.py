@@ -16,6 +16,7 @@ import math
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from connectors.history.rows import AvailabilityRow, StatusIntervalRow
 from contracts.alarm_sources import StatusAlarms, alert_alarms
@@ -113,6 +114,10 @@ class SiteSettings:
     # a replay, which leaves the hot state alone, skips it (a third of its time at 1-minute
     # polls, where every poll is a KPI refresh).
     repair_list: bool = True
+    # Where the input's end (replays) makes time final: the end of the newest sample's
+    # measurement period, or just past the newest sample (a seeded past the live flow
+    # takes over from: its last statuses stay open).
+    finish_at: Literal["period", "input"] = "period"
 
     @classmethod
     def of(cls, config: MonitoringConfig, *, account_from_contract_year: bool = False
@@ -501,12 +506,16 @@ class SiteState:
 
     def finish(self) -> list[Output]:
         """The input has ended (a replay): everything up to the end of the newest sample's
-        measurement period becomes final."""
+        measurement period becomes final (`finish_at` "input": up to just past the newest
+        sample)."""
         out: list[Output] = []
         if self.accumulator is not None and self.newest_ms is not None:
-            period = self.accumulator.ctx.calendar.containing(
-                self.newest_ms * 1000, self.contract.measurement_period)
-            self.finalize(period.end_us // 1000, out)
+            if self.settings.finish_at == "input":
+                self.finalize(self.newest_ms + 1, out)
+            else:
+                period = self.accumulator.ctx.calendar.containing(
+                    self.newest_ms * 1000, self.contract.measurement_period)
+                self.finalize(period.end_us // 1000, out)
             out.extend(self.snapshot())
         for live in self.live.values():  # the newest minutes, the last one as recorded
             if live.closed is not None:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
+from typing import Literal
 
 from bytewax.testing import run_main
 
@@ -31,7 +32,7 @@ from contracts.events import PeriodAvailability, StatusChange
 from contracts.fleet import Fleet
 from contracts.monitoring import MonitoringConfig
 from contracts.periods import from_us
-from flows.site_state import HOUR_MS, SiteSettings
+from flows.site_state import DAY_MS, HOUR_MS, SiteSettings
 from flows.telemetry_flow import build_flow, fewer_collections
 from infra.services import local_services
 from infra.sim.record import device_of, read_jsonl
@@ -69,9 +70,12 @@ def produce(settings: Settings, topic: str, recording: Path, speed: float | None
 def replay(settings: Settings, fleet: Fleet, config: MonitoringConfig,
            contracts: dict[str, Contract], recording: Path, *,
            status_out: Path | None = None, telemetry_history: bool = True,
+           finish_at: Literal["period", "input"] = "period",
            say: Callable[[str], None] = print) -> list[PeriodAvailability]:
     """Replay at maximum speed through its own topics; returns the final periods.
-    `telemetry_history=False` leaves the per-minute tag values out of the history."""
+    `telemetry_history=False` leaves the per-minute tag values out of the history;
+    `finish_at="input"` makes time final only up to the newest sample, not to the end of its
+    measurement period (a past that a live flow takes over from: infra/seed.py)."""
     with ExitStack() as stack:
         if not (settings.kafka_bootstrap_servers and settings.redis_url):
             kafka, redis_url = stack.enter_context(local_services(
@@ -100,7 +104,8 @@ def replay(settings: Settings, fleet: Fleet, config: MonitoringConfig,
         # No recovery (a replay interrupted is run again), hence no state snapshots.
         flow = build_flow(settings, fleet, config, contracts, tail=False, now_ms=None,
                           site_settings=replace(replay_settings(config),
-                                                telemetry_minutes=telemetry_history),
+                                                telemetry_minutes=telemetry_history,
+                                                finish_at=finish_at),
                           finish_at_eof=True,
                           hot=False, snapshots=False)
         with fewer_collections():
@@ -169,19 +174,31 @@ def step_warnings(recording: Path, config: MonitoringConfig) -> list[str]:
     return out
 
 
+def for_poll_step(config: MonitoringConfig, step_s: float) -> MonitoringConfig:
+    """The monitoring config as for devices polled every `step_s`: each device type's poll
+    interval is the step, and silence counts as communication loss after three steps (or
+    the config's own `stale_after_s`, when longer)."""
+    return config.model_copy(update={
+        "quality": config.quality.model_copy(update={
+            "stale_after_s": max(config.quality.stale_after_s, 3 * step_s)}),
+        "device_types": {name: t.model_copy(update={"poll_interval_s": step_s})
+                         for name, t in config.device_types.items()}})
+
+
 def replay_settings(config: MonitoringConfig) -> SiteSettings:
     """A replay's site settings: contract time booked from the start of the first poll's
     contract year (the batch numbers), and the live-only work left out or made hourly — the
     hot state's newest values and repair list (a replay leaves the hot state alone), the
-    site snapshots on the replay's availability topic and the contract KPIs with their
-    LD-risk warnings (each an hour of event time apart instead of seconds: at 1-minute polls
-    they were a third of a replay's time). Time is made final an hour at a time rather than
-    every 5 s (the same intervals, in fewer and larger steps; an open episode's lost hours
-    are told hourly). What becomes final — statuses, days, periods, episodes, breaches,
-    quality alerts, the history — is the live flow's."""
+    site snapshots on the replay's availability topic (an hour of event time apart instead of
+    a second) and the contract KPIs with their LD-risk warnings (a day apart instead of 10 s:
+    each walks the contract year so far; at 1-minute polls they were a third of a replay's
+    time, and hourly still a third of a contract year's). Time is made final an hour at a
+    time rather than every 5 s (the same intervals, in fewer and larger steps; an open
+    episode's lost hours are told hourly). What becomes final — statuses, days, periods,
+    episodes, breaches, quality alerts, the history — is the live flow's."""
     return replace(SiteSettings.of(config, account_from_contract_year=True),
                    finalize_every_ms=HOUR_MS, publish_every_ms=HOUR_MS,
-                   kpi_every_ms=HOUR_MS, values_every_ms=NEVER_MS, repair_list=False)
+                   kpi_every_ms=DAY_MS, values_every_ms=NEVER_MS, repair_list=False)
 
 
 def write_status_csv(changes: list[StatusChange], fleet: Fleet, path: Path,

@@ -33,6 +33,7 @@ import httpx
 from confluent_kafka import KafkaException
 
 from connectors import metrics
+from connectors.history import HistoryStoreError
 from connectors.kafka import ensure_topics
 from connectors.metrics import metrics_token_path, read_targets
 from connectors.notify.outbox import Outbox
@@ -41,9 +42,11 @@ from connectors.ticketing.config import TicketingSettings
 from contracts.contract import fleet_contracts, load_contracts
 from contracts.errors import InvalidInput
 from contracts.fleet import load_fleet
+from contracts.monitoring import load_monitoring
 from contracts.notify import load_notify
 from infra.accounts import admin_token, ensure_users
 from infra.ports import free_port, is_listening
+from infra.seed import seed_history
 from infra.services import Service, ServiceError, spawn, start_broker, start_redis, stop_process
 from infra.sim.portfolio import generate_portfolio, write_portfolio
 from infra.supervise import Backoff, Supervised
@@ -87,6 +90,9 @@ class Stack:
     opcua_site: str | None = None  # None: the last site when there are several; "none": none
     notify_rules: Path | None = None  # the notifier's rules (None: <run dir>/notify-rules.yaml)
     connectors: int | None = None  # Modbus connector processes (None: by the fleet's size)
+    # Seed the current contract year's history from the simulator when the history has none
+    # of it (infra/seed.py), before the flows start.
+    seed_history: bool = True
     say: Callable[[str], None] = print
     backoff: Backoff = field(default_factory=Backoff)  # restarting a part that died
     services: list[Service] = field(default_factory=list)  # the broker and Redis it started
@@ -150,6 +156,15 @@ class Stack:
             poll_tickets = bool(ticketing.config.rest_providers())
         except ValueError as exc:
             raise StackError(f"ticketing configuration: {exc}") from None
+        if self.seed_history:  # before any poll: the live flows take over from it
+            try:
+                seed_history(settings, fleet, load_monitoring(settings.monitoring_file),
+                             contracts, seed=self.seed, now_ms=int(time.time() * 1000),
+                             work_dir=run_dir / "seed", say=self.say)
+            except InvalidInput as exc:
+                raise StackError(f"monitoring: {exc}") from None
+            except (HistoryStoreError, KafkaException) as exc:  # the stack runs without it
+                self.say(f"history not seeded: {exc}")
         self.credentials = ensure_users(settings, fleet)
         token = admin_token(settings)
         sim_token = secrets.token_urlsafe(24)
@@ -440,11 +455,12 @@ def write_private(path: Path, text: str) -> None:
 def run_up(settings: Settings, *, sites: int | None, api_port: int | None, seed: int,
            speed: float, fault_rate: float = 0.0, fault_durations: float = 1.0,
            opcua_site: str | None = None, ticket_delay_s: float = 300.0,
-           notify_rules: Path | None = None, connectors: int | None = None) -> int:
+           notify_rules: Path | None = None, connectors: int | None = None,
+           seed_history: bool = True) -> int:
     stack = Stack(settings, sites=sites, api_port=api_port, seed=seed, speed=speed,
                   fault_rate=fault_rate, fault_durations=fault_durations, opcua_site=opcua_site,
                   ticket_delay_s=ticket_delay_s, notify_rules=notify_rules,
-                  connectors=connectors)
+                  connectors=connectors, seed_history=seed_history)
     stopping = running = restart = False
 
     def request_stop(signum: int, _frame: object) -> None:

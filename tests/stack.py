@@ -47,9 +47,12 @@ class RunningStack:
 
 def start_stack(run_dir: Path, *args: str, timeout_s: float = 120) -> RunningStack:
     """`bessmon up` on fresh local services (no KAFKA_BOOTSTRAP_SERVERS / REDIS_URL), without
-    random faults unless `args` ask for them (tests inject the faults they look for)."""
+    random faults (tests inject the faults they look for) and without a seeded history
+    unless `args` ask for them."""
     if "--fault-rate" not in args:
         args = ("--fault-rate", "0", *args)
+    if "--seed-history" not in args:  # (tests/e2e/test_seeded_history.py seeds)
+        args = ("--seed-history", "none", *args)
     env = {k: v for k, v in os.environ.items()
            if k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")}
     env["BESSMON_RUN_DIR"] = str(run_dir)
