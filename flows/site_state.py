@@ -37,7 +37,7 @@ from contracts.events import (
 )
 from contracts.fleet import Fleet, Site
 from contracts.incremental import ContractAccumulator
-from contracts.intervals import StatusInterval
+from contracts.intervals import ExclusionWindow, StatusInterval
 from contracts.kpis import contract_kpis, ld_warning
 from contracts.monitoring import AlarmsConfig, MonitoringConfig
 from contracts.periods import from_us, local_midnight_us
@@ -130,7 +130,10 @@ class SiteSettings:
 
 class SiteState:
     def __init__(self, fleet: Fleet, site_id: str, config: MonitoringConfig,
-                 contract: Contract | None, settings: SiteSettings) -> None:
+                 contract: Contract | None, settings: SiteSettings,
+                 windows: Sequence[ExclusionWindow] = ()) -> None:
+        """`windows`: the contract's approved exclusion windows (docs/exclusions.md), booked
+        when the accounting starts (the first poll, or `resume`)."""
         # Only this site: the state is pickled for recovery and must stay site-sized.
         fleet = Fleet(sites=(fleet.site(site_id),))
         self.site = fleet.site(site_id)
@@ -142,6 +145,7 @@ class SiteState:
         self.technical = contract is None
         self.contract = contract or technical_contract(self.site)
         self.rules = Rules.of(self.contract)
+        self.windows = tuple(windows) if contract is not None else ()
         self.weights = {u.id: unit_weight(self.contract, u) for u in self.site.units}
         self.rollups = {u.id: Rollup(u.id, fleet.assets) for u in self.site.units}
         self.timelines = {
@@ -281,9 +285,7 @@ class SiteState:
         start_ms = max(year_start_ms, rows[0].start_ms) if rows else resume_ms
         if start_ms >= resume_ms:
             return []
-        acc = ContractAccumulator(self.fleet, self.contract, allowed_lateness_us=0,
-                                  start_us=start_ms * 1000)
-        self.accumulator = acc
+        acc = self.accumulator = self._accumulator(start_ms * 1000)
         out: list[Output] = []
         for r in rows:
             end_ms = resume_ms if r.end_ms is None else min(r.end_ms, resume_ms)
@@ -324,8 +326,16 @@ class SiteState:
                                       allowed_lateness_us=0).ctx.calendar
             year = cal.contract_year(start_us)
             start_us = cal.year_bounds(year)[0] if year else cal.start_us
-        return ContractAccumulator(self.fleet, self.contract, allowed_lateness_us=0,
-                                   start_us=start_us)
+        return self._accumulator(start_us)
+
+    def _accumulator(self, start_us: int) -> ContractAccumulator:
+        """The contract's accounting from `start_us`, with the approved exclusion windows
+        (booked now: later, their time could be final already)."""
+        acc = ContractAccumulator(self.fleet, self.contract, allowed_lateness_us=0,
+                                  start_us=start_us)
+        for window in self.windows:
+            acc.add_window(window)
+        return acc
 
     def _status(self, asset_id: str, tags: Mapping[str, float]) -> Status:
         """The asset's status by the rules — worked out again only when one of the tags the
@@ -360,6 +370,8 @@ class SiteState:
         self.__dict__.update(state)
         if "status_alarms" not in state:
             self.status_alarms = StatusAlarms(AlarmsConfig(), self.assets)
+        if "windows" not in state:  # … or before exclusion windows were booked
+            self.windows = ()
 
     def _step_due(self, last_ms: int | None, now_ms: int, every: int) -> bool:
         """A periodic step (finalizing, the contract windows) is due once per `every` of
@@ -687,8 +699,8 @@ class SiteState:
                    for asset_id, (_, s) in timeline.current.items()}
         pairs = [(e, current[e.asset_id]) for e in opened
                  if e.asset_id in current and current[e.asset_id].state != "available"]
-        # The flows book no exclusion windows (status causes only): none to look for.
-        items = repair_priorities(acc, final_ms * 1000, pairs, current=current, windows=(),
+        items = repair_priorities(acc, final_ms * 1000, pairs, current=current,
+                                  windows=self.windows,
                                   kind="technical" if self.technical else "ltsa")
         return RepairList(self.site.id, final_ms, tuple(items))
 

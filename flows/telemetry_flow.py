@@ -26,7 +26,7 @@ import datetime as dt
 import gc
 import logging
 import pickle
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
 
@@ -56,6 +56,7 @@ from contracts.events import (
     TicketEvent,
 )
 from contracts.fleet import Fleet
+from contracts.intervals import ExclusionWindow
 from contracts.monitoring import MonitoringConfig
 from flows.dead_letters import FLUSH_EVERY_MS, DeadLetterCounts
 from flows.device_health import HealthOut, health_decoder
@@ -374,6 +375,7 @@ def build_flow(
     snapshots: bool = True,
     hot: bool = True,
     resume: bool = False,
+    windows: Mapping[str, Sequence[ExclusionWindow]] | None = None,
 ) -> Dataflow:
     """Production reads and writes Kafka, Redis and the history store; tests pass
     `TestingSource`/`TestingSink` (no ticket or device-health input unless `ticket_source`
@@ -386,7 +388,9 @@ def build_flow(
     `snapshots=False` (no recovery configured) skips pickling the state at every epoch;
     `hot=False` leaves the hot state in Redis alone (replays: it is the live stack's);
     `resume=True` (live runs) starts each site not recovered from a snapshot over the final
-    statuses the history store holds of it (`SiteState.resume`)."""
+    statuses the history store holds of it (`SiteState.resume`). `windows`: each site's
+    approved exclusion windows (by site id), booked when its accounting starts."""
+    windows = windows or {}
     topics = Topics.of(settings)
     normalizer = Normalizer(config, fleet)
     site_settings = site_settings or SiteSettings.of(config)
@@ -414,7 +418,8 @@ def build_flow(
 
     def make(site_id: str) -> SiteRuntime:
         return SiteRuntime(site_id, normalizer, None if site_id == UNROUTED else SiteState(
-            fleet, site_id, config, contracts.get(site_id), site_settings),
+            fleet, site_id, config, contracts.get(site_id), site_settings,
+            windows.get(site_id, ())),
             history_reader(settings) if resume else None)
 
     def builder(resume: bytes | None) -> SiteLogic:

@@ -17,7 +17,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -25,11 +25,13 @@ from typing import Literal
 
 from bytewax.testing import run_main
 
+from connectors.api_store import ApiStore, approved_windows
 from connectors.kafka import CheckedProducer, ensure_topics, read_topic
 from connectors.settings import Settings
 from contracts.contract import Contract, fleet_contracts, load_contracts
 from contracts.events import PeriodAvailability, StatusChange
 from contracts.fleet import Fleet
+from contracts.intervals import ExclusionWindow
 from contracts.monitoring import MonitoringConfig
 from contracts.periods import from_us
 from flows.site_state import DAY_MS, HOUR_MS, SiteSettings
@@ -106,8 +108,8 @@ def replay(settings: Settings, fleet: Fleet, config: MonitoringConfig,
                           site_settings=replace(replay_settings(config),
                                                 telemetry_minutes=telemetry_history,
                                                 finish_at=finish_at),
-                          finish_at_eof=True,
-                          hot=False, snapshots=False)
+                          finish_at_eof=True, hot=False, snapshots=False,
+                          windows=approved_site_windows(settings, contracts))
         with fewer_collections():
             run_main(flow)
         say(f"done in {time.monotonic() - started:.1f} s")
@@ -226,6 +228,20 @@ def write_status_csv(changes: list[StatusChange], fleet: Fleet, path: Path,
                     from_us(end_ms * 1000, tz).isoformat(), c.state,
                     "" if c.derate_fraction is None else repr(c.derate_fraction),
                     c.cause or ""])
+
+
+def approved_site_windows(settings: Settings, contracts: Mapping[str, Contract]
+                          ) -> dict[str, list[ExclusionWindow]]:
+    """Each contract's approved exclusion windows (docs/exclusions.md) by its site id, from
+    the API's store (none when there is no store yet)."""
+    if not settings.api_db_path.exists():
+        return {}
+    store = ApiStore(settings.api_db_path)
+    try:
+        return {site_id: approved_windows(store, contract.id)
+                for site_id, contract in contracts.items()}
+    finally:
+        store.close()
 
 
 def load_site_contracts(settings: Settings, fleet: Fleet) -> dict[str, Contract]:

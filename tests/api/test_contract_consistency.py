@@ -23,6 +23,7 @@ from connectors.history.rows import StatusIntervalRow
 from connectors.history.sqlite import SqliteHistoryStore
 from connectors.settings import EXAMPLE_MONITORING
 from contracts.events import PeriodAvailability, SiteAvailability
+from contracts.intervals import ExclusionWindow
 from contracts.monitoring import load_monitoring
 from flows.site_state import SiteSettings, SiteState
 from flows.telemetry import Normalizer, RawRecord
@@ -149,4 +150,53 @@ def test_a_flow_started_again_over_the_history_keeps_one_set_of_numbers(
     year_ld = sum(float(p.ld.amount) for p in evaluation.periods)
     assert kpis.ld_year_to_date == pytest.approx(year_ld)  # … on the tiles as in the table
     assert (kpis.ld_year_to_date or 0) > float(table["2026-07"].ld.amount)
+    history.close()
+
+
+def test_approved_exclusion_windows_count_on_the_live_tiles_as_in_the_table(
+        tmp_path: Path) -> None:
+    """The same resumed run with two approved windows — one over June's trip, before the
+    run started again, one over July's: the contract year's LD and July so far on the
+    live tiles equal the history's evaluation with those windows, and the windows moved
+    money (June's LD is gone)."""
+    c = base_contract(site="s1", start="2026-04-01")
+    hourly = SiteSettings(allowed_lateness_ms=60_000, stale_after_ms=30 * 60_000,
+                          finalize_every_ms=600_000, publish_every_ms=3_600_000,
+                          kpi_every_ms=3_600_000, values_every_ms=86_400_000)
+    tz = dt.timezone(dt.timedelta(hours=2))
+
+    def at(year: int, month: int, day: int, hour: int = 0) -> int:
+        return int(dt.datetime(year, month, day, hour, tzinfo=tz).timestamp())
+
+    windows = [ExclusionWindow("u1", at(2026, 6, 25) * 1_000_000, at(2026, 6, 27) * 1_000_000,
+                               "grid_outage"),
+               ExclusionWindow("s1", at(2026, 7, 3, 6) * 1_000_000,
+                               at(2026, 7, 3, 18) * 1_000_000, "force_majeure")]
+    history = SqliteHistoryStore(tmp_path / "history.db")
+    first = run(SiteState(FLEET, "s1", CONFIG, c, hourly, windows), at(2026, 6, 20, 9),
+                at(2026, 6, 28, 12), (at(2026, 6, 25), at(2026, 6, 27)))
+    history.write_status([o for o in first if isinstance(o, StatusIntervalRow)])
+    state = SiteState(FLEET, "s1", CONFIG, c, hourly, windows)
+    first_poll_ms = at(2026, 7, 1, 8) * 1000
+    second = state.resume(history.status_intervals(*state.resume_from(first_poll_ms)),
+                          first_poll_ms)
+    second += run(state, at(2026, 7, 1, 8), at(2026, 7, 9, 12),
+                  (at(2026, 7, 3, 6), at(2026, 7, 3, 18)))
+    history.write_status([o for o in second if isinstance(o, StatusIntervalRow)])
+    live = [o for o in second if isinstance(o, SiteAvailability)][-1]
+    kpis = live.contract
+    assert kpis is not None and live.final_ms is not None and kpis.actual_pct is not None
+    evaluation = evaluate_history(FLEET, c, history, "2026-04..2026-07", live.final_ms,
+                                  windows)
+    table = {p.period.label: p for p in evaluation.periods}
+    assert float(table["2026-06"].ld.amount) == 0.0  # the trip was excluded
+    without = evaluate_history(FLEET, c, history, "2026-04..2026-07", live.final_ms)
+    assert float({p.period.label: p for p in without.periods}["2026-06"].ld.amount) > 0
+    july = table["2026-07"]
+    assert july.availability is not None
+    assert 100 * july.availability == pytest.approx(kpis.actual_pct)
+    assert kpis.ld_year_to_date == pytest.approx(
+        sum(float(p.ld.amount) for p in evaluation.periods))
+    excluded = {u.asset_id: u.totals.hours()[1] for u in july.units}
+    assert excluded["u1"] == pytest.approx(12.0) and excluded["u2"] == pytest.approx(12.0)
     history.close()

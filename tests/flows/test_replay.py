@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis
 
+from connectors.api_store import ApiStore, ExclusionStore
 from connectors.history.rows import StatusIntervalRow
 from connectors.history.sqlite import SqliteHistoryStore
 from connectors.redis_store import site_key
@@ -64,6 +65,25 @@ def test_replayed_month_equals_the_batch_evaluation_of_its_intervals(
     live.close()
     client = redis.Redis.from_url(redis_url)
     client.set(site_key("nordvik"), b"live snapshot")
+    # An approved exclusion (four eyes) of u03's first 6 hours of 15 October, and a proposed
+    # one that must not count: the replay books the approved one, as the batch does.
+    exclusions = ExclusionStore(ApiStore(tmp_path / "run" / "api.db"))
+    w_start = int(dt.datetime(2026, 10, 15, tzinfo=TZ).timestamp() * 1_000_000)
+    w_end = w_start + 6 * 3_600_000_000
+    approved = exclusions.propose(contract_id="LTSA-NORDVIK", site_id="nordvik",
+                                  scope_id="nordvik-u03", start_us=w_start, end_us=w_end,
+                                  category="grid_outage", reason="feeder work",
+                                  proposed_by="service", now_ms=start)
+    assert exclusions.decide("LTSA-NORDVIK", approved.exclusion.id, expected="proposed",
+                             new="approved", by="contracts", now_ms=start, comment=None)
+    exclusions.propose(contract_id="LTSA-NORDVIK", site_id="nordvik", scope_id="nordvik",
+                       start_us=w_start, end_us=w_end + 86_400_000_000, category="force_majeure",
+                       reason="storm?", proposed_by="service", now_ms=start)
+    exclusions.store.close()
+    windows = tmp_path / "windows.csv"
+    windows.write_text("scope_id,start,end,reason\nnordvik-u03,"
+                       f"{dt.datetime.fromtimestamp(w_start / 1e6, TZ).isoformat()},"
+                       f"{dt.datetime.fromtimestamp(w_end / 1e6, TZ).isoformat()},grid_outage\n")
     status = tmp_path / "status.csv"
     replayed = bessmon("replay", "--fleet", str(fleet_file), "--telemetry", str(recording),
                        "--monitoring", str(monitoring), "--status-out", str(status),
@@ -76,7 +96,7 @@ def test_replayed_month_equals_the_batch_evaluation_of_its_intervals(
 
     evaluated = bessmon("contracts", "evaluate", "--fleet", str(fleet_file), "--contract",
                         str(EXAMPLE_CONTRACTS / "nordvik.yaml"), "--status", str(status),
-                        "--period", "2026-10", env=env)
+                        "--exclusions", str(windows), "--period", "2026-10", env=env)
     assert evaluated.returncode == 0, evaluated.stderr
     batch = json.loads(evaluated.stdout)["periods"][0]
     assert month == batch
@@ -84,7 +104,9 @@ def test_replayed_month_equals_the_batch_evaluation_of_its_intervals(
     lost = {u["asset_id"]: u["lost_hours"] for u in month["units"]}
     # u03: a day of one of its blocks, less up to a poll at the fault's edges.
     assert lost["nordvik-u02"] >= 2.0 and lost["nordvik-u03"] >= 23 * 0.25 * 0.5
-    assert {u["asset_id"]: u["excluded_hours"] for u in month["units"]}["nordvik-u04"] >= 4.0
+    excluded = {u["asset_id"]: u["excluded_hours"] for u in month["units"]}
+    assert excluded["nordvik-u04"] >= 4.0
+    assert excluded["nordvik-u03"] == pytest.approx(6.0)  # the approved window only
     assert month["availability_pct"] < 100.0
     assert client.get(site_key("nordvik")) == b"live snapshot"
     client.close()
