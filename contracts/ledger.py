@@ -289,11 +289,13 @@ class UnitSweep:
             if own is not None and own_end <= t:  # before the starts at t
                 own = None
                 own_changed = True
-            if next_at <= t:
+            if next_at <= t:  # then events[i] is one at t (next_at is `hi` past the last)
                 children_before: dict[str, float] | None = None
+                next_at = hi
                 while i < n:
                     event = events[i]
                     if event[0] > t:
+                        next_at = event[0]
                         break
                     i += 1
                     code, item = event[1], event[3]
@@ -319,7 +321,6 @@ class UnitSweep:
                         else:
                             maintenance_n += step
                         own_changed = True
-                next_at = events[i][0] if i < n else hi
                 if children_before:
                     changed = False
                     for asset_id, before in children_before.items():
