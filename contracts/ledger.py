@@ -21,7 +21,8 @@ from contracts.periods import US_PER_HOUR
 from contracts.rules import Class, Kind, Rollup, Rules, Why
 
 OVER_ALLOWANCE = "maintenance_over_allowance"
-# Where an instant's time is booked: (bucket key, end of that bucket).
+# Where an instant's time is booked: (bucket key, end of that bucket) — the same for every
+# instant from it to that end (a sweep keeps using a bucket from one run to the next).
 Locate = Callable[[int], tuple[Hashable, int]]
 
 
