@@ -13,11 +13,11 @@ inputs kept for the last days (`KEEP_INPUTS_US`), from that day's start to the w
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from contracts.contract import Contract
 from contracts.engine import (
@@ -32,7 +32,7 @@ from contracts.fleet import Fleet
 from contracts.intervals import ExclusionWindow, StatusInterval
 from contracts.ledger import Totals, UnitSweep
 from contracts.money import YearLedger
-from contracts.periods import US_PER_HOUR, Period, from_us, local_midnight_us
+from contracts.periods import US_PER_HOUR, LocalDays, Period
 
 # A bucket: (measurement period label, start of the site-local day), both inside the period.
 Bucket = tuple[str, int]
@@ -78,10 +78,16 @@ class ContractAccumulator:
             if asset.site_id == self.ctx.site.id and asset.unit_id is not None:
                 unit = self.units[asset.unit_id]
                 self._route[asset.id] = unit.add_own if asset.kind == "unit" else unit.add_child
-        self._tz = self.ctx.site.tz
+        self._days = LocalDays(self.ctx.site.tz)
         # locate's caches: the current period and site-local day
         self._period = Period("", self.ctx.contract.measurement_period, 0, 0)
         self._day = (0, 0)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A recovery snapshot from before the kept site-local days.
+        self.__dict__.update(state)
+        if "_days" not in state:
+            self._days = LocalDays(self.ctx.site.tz)
 
     # -- input -------------------------------------------------------------------------
 
@@ -89,13 +95,16 @@ class ContractAccumulator:
         """Take a status interval of any asset (others' sites are ignored,
         availability rules §2)."""
         route = self._route.get(interval.asset_id)
-        if route is None or interval.end_us <= self.start_us:
+        if route is None:
             return
         start = interval.start_us
-        if start < self.frontier_us:
+        if start < self.frontier_us:  # the frontier is never before the start: the rare case
+            if interval.end_us <= self.start_us:
+                return
             self._check_on_time(start, f"interval of {interval.asset_id}")
         route(interval)
-        if self.newest_start_us is None or start > self.newest_start_us:
+        newest = self.newest_start_us
+        if newest is None or start > newest:
             self.newest_start_us = start
 
     def add_window(self, window: ExclusionWindow) -> None:
@@ -158,9 +167,7 @@ class ContractAccumulator:
 
     def _day_bounds(self, us: int) -> tuple[int, int]:
         """The site-local day containing the instant (23, 24 or 25 hours long)."""
-        today = from_us(us, self._tz).date()
-        return (local_midnight_us(today, self._tz),
-                local_midnight_us(today + dt.timedelta(days=1), self._tz))
+        return self._days.bounds(us)
 
     # -- output ------------------------------------------------------------------------
 

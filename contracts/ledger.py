@@ -18,10 +18,11 @@ from typing import Any
 from contracts.fleet import Asset
 from contracts.intervals import ExclusionWindow, StatusInterval
 from contracts.periods import US_PER_HOUR
-from contracts.rules import Kind, Rollup, Rules, Why
+from contracts.rules import Class, Kind, Rollup, Rules, Why
 
 OVER_ALLOWANCE = "maintenance_over_allowance"
-# Where an instant's time is booked: (bucket key, end of that bucket).
+# Where an instant's time is booked: (bucket key, end of that bucket) — the same for every
+# instant from it to that end (a sweep keeps using a bucket from one run to the next).
 Locate = Callable[[int], tuple[Hashable, int]]
 
 
@@ -84,9 +85,18 @@ class UnitScope:
     allowance_us: int
     contract_year: Callable[[int], tuple[int, int]]  # instant → (year, end of that year)
     rollup: Rollup = field(init=False)
+    # The class of the unit's own status while no window is in force, by (state, cause,
+    # derate fraction): all `Rules.classify_unit` reads of it then. Filled as statuses come.
+    status_classes: dict[tuple[str, str | None, float | None], Class] = field(
+        init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.rollup = Rollup(self.unit_id, self.assets)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A recovery snapshot from before the memo: it fills again.
+        state.setdefault("status_classes", {})
+        self.__dict__.update(state)
 
 
 # Event codes, in the order they apply at one instant: ends before starts. The unit's own
@@ -126,11 +136,26 @@ class UnitSweep:
         # whose interval was replaced in `_child_ends` since is skipped.
         self._held_by_end: list[tuple[int, int, StatusInterval]] = []
         self._child_mean = 0.0
+        # Each child's rolled-up loss, kept for the next roll-up (`Rollup.children_loss`).
+        self._rolled: dict[str, float] = {}
         self._excluding: dict[str, int] = {}  # exclusion windows in force, by reason
         self._excluding_reason: str | None = None  # the one listed first in the contract
         self._maintenance_n = 0
         self.maintenance_used: dict[int, int] = {}  # µs of allowance used per contract year
         self._class = scope.rules.classify_unit(None, None, False)
+        # The bucket and contract year booking reached: (key, end) and (year, end). Booking
+        # only moves forward, so while it is before their ends they hold; an end at
+        # `booked_to` has the first run locate its own.
+        self._bucket: tuple[Hashable, int] = (None, self.booked_to)
+        self._year: tuple[int, int] = (0, self.booked_to)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A recovery snapshot from before the carried bucket and roll-up: the next run
+        # locates its bucket and rolls the children up afresh.
+        self.__dict__.update(state)
+        if "_bucket" not in state:
+            self._bucket, self._year = (None, self.booked_to), (0, self.booked_to)
+            self._rolled = {}
 
     # -- input -------------------------------------------------------------------------
 
@@ -208,6 +233,7 @@ class UnitSweep:
         twin.inputs = None  # a provisional twin adds nothing
         twin._events = list(self._events)
         twin._child_losses = dict(self._child_losses)
+        twin._rolled = dict(self._rolled)
         twin._excluding = dict(self._excluding)
         twin._child_ends = dict(self._child_ends)
         twin._held_by_end = list(self._held_by_end)
@@ -234,7 +260,9 @@ class UnitSweep:
         i, n = 0, len(events)
         scope = self.scope
         rules, rollup = scope.rules, scope.rollup
+        rolled, under = self._rolled, rollup.under
         classify, child_loss = rules.classify_unit, rules.child_loss
+        status_classes = scope.status_classes
         excluded_reasons = rules.excluded_causes
         allowance = scope.allowance_us
         maintenance_used = self.maintenance_used
@@ -246,21 +274,29 @@ class UnitSweep:
         maintenance_n = self._maintenance_n
         label, kind, own_loss, why = self._class
         counted, maintenance = Kind.COUNTED, Kind.MAINTENANCE
-        totals = Totals()
+        key, bucket_end = self._bucket
+        year, year_end = self._year
+        if t < bucket_end:  # still in the last run's bucket
+            found = out.get(key)
+            if found is None:
+                found = out[key] = Totals()
+            totals = found
+        else:
+            totals = Totals()  # never booked to: the first piece locates its bucket
         classes, by_loss = totals.class_us, totals.loss_us
-        bucket_end = year_end = t  # located on the first piece
-        year = 0
         next_at = events[0][0] if n else hi  # time of events[i]
         while True:  # t < hi here: events at `hi` belong to the next run
             own_changed = False
             if own is not None and own_end <= t:  # before the starts at t
                 own = None
                 own_changed = True
-            if next_at <= t:
+            if next_at <= t:  # then events[i] is one at t (next_at is `hi` past the last)
                 children_before: dict[str, float] | None = None
+                next_at = hi
                 while i < n:
                     event = events[i]
                     if event[0] > t:
+                        next_at = event[0]
                         break
                     i += 1
                     code, item = event[1], event[3]
@@ -286,14 +322,25 @@ class UnitSweep:
                         else:
                             maintenance_n += step
                         own_changed = True
-                next_at = events[i][0] if i < n else hi
                 if children_before:
+                    changed = False
                     for asset_id, before in children_before.items():
-                        if losses.get(asset_id, 0.0) != before:
-                            child_mean = rollup.children_loss(losses) if losses else 0.0
-                            break
+                        if losses.get(asset_id, 0.0) != before and asset_id in under:
+                            rolled.pop(under[asset_id], None)
+                            changed = True
+                    if changed:
+                        child_mean = rollup.children_loss(losses, rolled) if losses else 0.0
             if own_changed:
-                label, kind, own_loss, why = classify(own, excluding_reason, maintenance_n > 0)
+                if own is not None and excluding_reason is None and maintenance_n <= 0:
+                    # The usual case: a status alone decides (memoised by its fields).
+                    status = (own.state, own.cause, own.derate_fraction)
+                    memo = status_classes.get(status)
+                    if memo is None:
+                        memo = status_classes[status] = classify(own, None, False)
+                    label, kind, own_loss, why = memo
+                else:
+                    label, kind, own_loss, why = classify(own, excluding_reason,
+                                                          maintenance_n > 0)
             loss = child_mean if child_mean > own_loss and kind is counted else own_loss
             # Book [t, t_next), split at bucket and contract-year ends.
             t_next = next_at if next_at < hi else hi
@@ -353,6 +400,7 @@ class UnitSweep:
         self._own, self._own_end, self._child_mean = own, own_end, child_mean
         self._excluding_reason, self._maintenance_n = excluding_reason, maintenance_n
         self._class = (label, kind, own_loss, why)
+        self._bucket, self._year = (key, bucket_end), (year, year_end)
         self.booked_to = hi
 
 

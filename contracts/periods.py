@@ -41,6 +41,47 @@ def local_midnight_us(day: dt.date, tz: ZoneInfo) -> int:
     return to_us(dt.datetime.combine(day, dt.time(), tzinfo=tz))
 
 
+class LocalDays:
+    """The site-local day containing an instant (23, 24 or 25 hours long), for a sweep that
+    asks again and again about the same few days: the midnights found so far are kept in
+    order, one after the other, and an instant among them is placed by bisection — the
+    calendar is asked only for days not seen yet."""
+
+    # Farther than this from the days kept, a day is looked up alone: the kept days start
+    # again from it rather than fill the gap.
+    _FILL_DAYS = 400
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self._midnights: list[int] = []  # consecutive: each day is [m[i], m[i + 1])
+
+    def bounds(self, us: int) -> tuple[int, int]:
+        """`(start, end)` of the site-local day containing the instant."""
+        midnights = self._midnights
+        if not (midnights and midnights[0] <= us < midnights[-1]):
+            self._extend(us)
+        i = bisect.bisect_right(midnights, us)
+        return midnights[i - 1], midnights[i]
+
+    def _extend(self, us: int) -> None:
+        tz, midnights = self.tz, self._midnights
+        today = from_us(us, tz).date()
+        if midnights:
+            first = from_us(midnights[0], tz).date()
+            last = from_us(midnights[-1], tz).date()
+            if (today - last).days <= self._FILL_DAYS and (first - today).days <= self._FILL_DAYS:
+                # Fill up to the new day, so the kept midnights stay consecutive.
+                days = (today - last).days + 1
+                midnights.extend(local_midnight_us(last + dt.timedelta(days=d), tz)
+                                 for d in range(1, days + 1))
+                days = (first - today).days
+                midnights[:0] = [local_midnight_us(today + dt.timedelta(days=d), tz)
+                                 for d in range(days)]
+                return
+        midnights[:] = [local_midnight_us(today, tz),
+                        local_midnight_us(today + dt.timedelta(days=1), tz)]
+
+
 def anniversary(start: dt.date, years: int) -> dt.date:
     """`start` plus whole years; a 29 February start has its anniversaries on 28 February."""
     if start.month == 2 and start.day == 29 and years:

@@ -32,6 +32,8 @@ CLASSES = ("excluded", "maintenance", "unknown", "unavailable", "derated", "avai
 Through = Literal["window", "status", "data_gap"]
 Why = tuple[Through, str]
 NOT_EXCLUDED: Why = ("status", "")  # the `why` of time that is not excluded (unused)
+# What an instant of a unit counts as: (class, treatment, own loss, why excluded).
+Class = tuple[str, "Kind", float, Why]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +56,7 @@ class Rules:
                    1.0 if policy == "unavailable" else 0.0)
 
     def classify_unit(self, own: StatusInterval | None, excluding: str | None,
-                      maintenance_window: bool) -> tuple[str, Kind, float, Why]:
+                      maintenance_window: bool) -> Class:
         """Rules 1-6, first match wins, for the unit's own status: the class, its treatment,
         for counted time the unit's own loss (before its children are rolled up), and for
         excluded time why. `excluding` is the reason of an exclusion window in force (a
@@ -108,18 +110,32 @@ class Rollup:
              Rollup(child_id, assets) if assets[child_id].children else None)
             for child_id in assets[asset_id].children)
         self.total = sum(w for _, w, _ in self.children)
+        # Each descendant → the child of this asset it lies under (itself, for a child).
+        self.under: dict[str, str] = {}
+        for child_id, _, plan in self.children:
+            self.under[child_id] = child_id
+            if plan is not None:
+                self.under.update(dict.fromkeys(plan.under, child_id))
 
-    def children_loss(self, own: Mapping[str, float]) -> float:
-        """Weighted mean of the children's rolled-up losses."""
+    def children_loss(self, own: Mapping[str, float],
+                      rolled: dict[str, float] | None = None) -> float:
+        """Weighted mean of the children's rolled-up losses. `rolled`, when given, keeps
+        each child's rolled-up loss between calls: a caller that changes the own loss of
+        an asset drops the entry of the child it lies under (`under`), and only that
+        child's subtree is walked again — the same sums, so the same result to the bit."""
         if not self.children or not self.total:
             return 0.0
         weighted = 0.0
         for child_id, weight, plan in self.children:
-            loss = own.get(child_id, 0.0)
-            if plan is not None:  # max(own, its children's), as `loss` does
-                below = plan.children_loss(own)
-                if below > loss:
-                    loss = below
+            loss = rolled.get(child_id) if rolled is not None else None
+            if loss is None:
+                loss = own.get(child_id, 0.0)
+                if plan is not None:  # max(own, its children's), as `loss` does
+                    below = plan.children_loss(own)
+                    if below > loss:
+                        loss = below
+                if rolled is not None:
+                    rolled[child_id] = loss
             weighted += weight * loss
         return weighted / self.total
 
