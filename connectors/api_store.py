@@ -263,11 +263,25 @@ class ExclusionStore:
                                evidence=self.evidence(exclusion.id))
 
 
+SELECT_APPROVED = (
+    "SELECT id, contract_id, scope_id, start_us, end_us, category, reason, state, "
+    "proposed_by FROM exclusions WHERE contract_id = ? AND state = 'approved' AND "
+    "end_us IS NOT NULL")
+
+
 def approved_windows(store: ApiStore, contract_id: str) -> list[ExclusionWindow]:
     """The contract's approved exclusion windows, in time order: what the compliance, the
     reports and the flows evaluate with (availability rules §3)."""
-    rows = store.connect().execute(
-        "SELECT id, contract_id, scope_id, start_us, end_us, category, reason, state, "
-        "proposed_by FROM exclusions WHERE contract_id = ? AND state = 'approved' AND "
-        "end_us IS NOT NULL", (contract_id,)).fetchall()
+    rows = store.connect().execute(SELECT_APPROVED, (contract_id,)).fetchall()
+    return _approved([Exclusion(*r) for r in rows])
+
+
+def read_approved_windows(path: Path, contract_id: str) -> list[ExclusionWindow]:
+    """`approved_windows` from another process (the flows), read-only and never waiting on
+    a writer for long: sqlite3.Error when the file cannot be read now (try again later)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+    try:
+        rows = conn.execute(SELECT_APPROVED, (contract_id,)).fetchall()
+    finally:
+        conn.close()
     return _approved([Exclusion(*r) for r in rows])

@@ -308,6 +308,47 @@ class SiteState:
                 resume_ms * 1000, self.contract.measurement_period).start_us // 1000
         return out
 
+    def rebook_from(self) -> tuple[list[str], int, int] | None:
+        """What `rebook` needs of the history: the site's assets and the final time before
+        the accumulator's kept inputs (days old: written long since); None when the
+        accounting has not started or keeps everything."""
+        acc = self.accumulator
+        if acc is None or acc.kept_from_us <= acc.start_us:
+            return None
+        return list(self.assets), acc.start_us // 1000, acc.kept_from_us // 1000
+
+    def rebook(self, windows: Sequence[ExclusionWindow],
+               rows: Sequence[StatusIntervalRow] = ()) -> None:
+        """The contract's approved exclusion windows changed while the flow runs (one was
+        approved or revoked): the accounting is made again from its start with them, as the
+        history's evaluation makes it — final time before the accumulator's kept inputs from
+        the history's `rows` (what `rebook_from` asked for), the rest from the kept inputs —
+        and the KPIs are refreshed at the next snapshot."""
+        self.windows = tuple(windows) if not self.technical else ()
+        acc = self.accumulator
+        if acc is None:
+            return
+        split_us = acc.kept_from_us
+        new = self.accumulator = self._accumulator(acc.start_us)
+        if split_us > acc.start_us:
+            for r in sorted(rows, key=lambda r: (r.start_ms, r.asset_id)):
+                start_ms = max(r.start_ms, acc.start_us // 1000)
+                end_ms = split_us // 1000 if r.end_ms is None else \
+                    min(r.end_ms, split_us // 1000)
+                unit_id = self.assets[r.asset_id].unit_id if r.asset_id in self.assets \
+                    else None
+                if unit_id is not None and start_ms < end_ms:
+                    self._book(unit_id, Piece(r.asset_id, start_ms, end_ms,
+                                              Status(r.state, r.derate_fraction, r.cause)))
+        kept = sorted((x for items in acc.kept.values() for x in items
+                       if isinstance(x, StatusInterval) and x.end_us > split_us),
+                      key=lambda x: (x.start_us, x.asset_id))
+        for x in kept:
+            new.add(replace(x, start_us=max(x.start_us, split_us)) if x.start_us < split_us
+                    else x)
+        new.advance(acc.frontier_us)
+        self.kpis_ms = None
+
     def watermark(self) -> int:
         """Time before which statuses are final: the slowest reporting unit's newest sample
         minus the allowed lateness — so a unit whose records come in a lagging partition

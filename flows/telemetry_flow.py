@@ -26,6 +26,7 @@ import datetime as dt
 import gc
 import logging
 import pickle
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
@@ -41,6 +42,7 @@ from prometheus_client import Counter
 from pydantic import ValidationError
 
 from connectors import metrics
+from connectors.api_store import read_approved_windows
 from connectors.history import HistoryStoreError, open_history
 from connectors.history.rows import StatusIntervalRow
 from connectors.settings import Settings
@@ -73,6 +75,8 @@ log = logging.getLogger(__name__)
 RawMessage = KafkaSourceMessage[bytes | None, bytes | None]
 # The history's status intervals of some assets over [start_ms, end_ms) (HistoryStore's).
 StatusReader = Callable[[list[str], int, int], list[StatusIntervalRow]]
+WindowReader = Callable[[], list[ExclusionWindow]]  # a contract's approved windows
+WINDOWS_EVERY_MS = 30_000
 Out = KafkaSinkMessage[bytes, bytes]
 Kind = Literal["telemetry", "ticket", "dead_letter"]
 UNROUTED = "?"  # records naming no known asset: decoded only to say why they are refused
@@ -118,15 +122,22 @@ class SiteRuntime:
     # poll left to notice it: the step's timer does, `on_silence`).
     last_wall_ms: int | None = None
     silence_checked: bool = True
+    # Live runs: the history's final statuses of the site, read before its first poll when
+    # it starts afresh (`SiteState.resume`) and when its approved exclusion windows change
+    # (`SiteState.rebook`); the windows, read every `WINDOWS_EVERY_MS` (receiving clock).
+    # Not pickled: the flow binds them again after a recovery.
+    history: StatusReader | None = None
+    windows: WindowReader | None = None
+    windows_read_ms: int | None = None
 
     def __init__(self, site_id: str, normalizer: Normalizer | None,
-                 state: SiteState | None, history: StatusReader | None = None) -> None:
+                 state: SiteState | None, history: StatusReader | None = None,
+                 windows: WindowReader | None = None) -> None:
         self.site_id = site_id
         self.normalizer = normalizer
         self.state = state
-        # Live runs starting afresh: the history's final statuses of the site, read once
-        # before its first poll (`SiteState.resume`); not pickled (a recovered site has them).
         self.history = history
+        self.windows = windows
         self.dead_letters = DeadLetterCounts(None if site_id == UNROUTED else site_id)
 
     def __getstate__(self) -> dict[str, object]:
@@ -199,8 +210,30 @@ class SiteRuntime:
                             self.site_id, exc)
                 rows = []
             resumed = self.state.resume(rows, poll.ts_ms)
-            self.history = None
+        if now_ms is not None:
+            self._windows(now_ms)
         return resumed + self.state.on_poll(poll, dead, received)
+
+    def _windows(self, now_ms: int) -> None:
+        """Live: the contract's approved exclusion windows read again every
+        `WINDOWS_EVERY_MS`; when they changed, the accounting is made again with them."""
+        state, read = self.state, self.windows
+        if state is None or read is None or (self.windows_read_ms is not None and
+                                             now_ms - self.windows_read_ms < WINDOWS_EVERY_MS):
+            return
+        self.windows_read_ms = now_ms
+        try:
+            windows = tuple(read())
+            if windows == state.windows:
+                return
+            ask = state.rebook_from()
+            rows = self.history(*ask) if ask is not None and self.history is not None else []
+        except (HistoryStoreError, sqlite3.Error, OSError) as exc:  # tried again later
+            log.warning("site %s: approved exclusion windows not read: %s", self.site_id, exc)
+            return
+        log.info("site %s: %d approved exclusion windows, accounted again", self.site_id,
+                 len(windows))
+        state.rebook(windows, rows)
 
     def _ticket(self, record: RawRecord, now_ms: int | None) -> list[Output]:
         try:
@@ -420,12 +453,18 @@ def build_flow(
         return SiteRuntime(site_id, normalizer, None if site_id == UNROUTED else SiteState(
             fleet, site_id, config, contracts.get(site_id), site_settings,
             windows.get(site_id, ())),
-            history_reader(settings) if resume else None)
+            *readers(site_id))
+
+    def readers(site_id: str) -> tuple[StatusReader | None, WindowReader | None]:
+        contract = contracts.get(site_id)
+        return (history_reader(settings) if resume else None,
+                window_reader(settings, contract.id) if resume and contract else None)
 
     def builder(resume: bytes | None) -> SiteLogic:
         runtime: SiteRuntime | None = pickle.loads(resume) if resume else None
         if runtime is not None:
             runtime.normalizer = normalizer  # pickled out with the snapshot
+            runtime.history, runtime.windows = readers(runtime.site_id)
         return SiteLogic(runtime, make, now_ms, finish_at_eof, snapshots)
 
     outputs = op.stateful("site", stamped, builder)
@@ -472,6 +511,17 @@ def history_reader(settings: Settings) -> StatusReader:
             return store.status_intervals(asset_ids, start_ms, end_ms)
         finally:
             store.close()
+
+    return read
+
+
+def window_reader(settings: Settings, contract_id: str) -> WindowReader:
+    """Reads a contract's approved exclusion windows from the API's store, read-only (none
+    before the store exists)."""
+    def read() -> list[ExclusionWindow]:
+        if not settings.api_db_path.exists():
+            return []
+        return read_approved_windows(settings.api_db_path, contract_id)
 
     return read
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -25,7 +26,7 @@ from typing import Literal
 
 from bytewax.testing import run_main
 
-from connectors.api_store import ApiStore, approved_windows
+from connectors.api_store import read_approved_windows
 from connectors.kafka import CheckedProducer, ensure_topics, read_topic
 from connectors.settings import Settings
 from contracts.contract import Contract, fleet_contracts, load_contracts
@@ -236,12 +237,13 @@ def approved_site_windows(settings: Settings, contracts: Mapping[str, Contract]
     the API's store (none when there is no store yet)."""
     if not settings.api_db_path.exists():
         return {}
-    store = ApiStore(settings.api_db_path)
     try:
-        return {site_id: approved_windows(store, contract.id)
+        return {site_id: read_approved_windows(settings.api_db_path, contract.id)
                 for site_id, contract in contracts.items()}
-    finally:
-        store.close()
+    except sqlite3.Error as exc:
+        log.warning("approved exclusion windows not read from %s (%s): none counted",
+                    settings.api_db_path, exc)
+        return {}
 
 
 def load_site_contracts(settings: Settings, fleet: Fleet) -> dict[str, Contract]:

@@ -200,3 +200,73 @@ def test_approved_exclusion_windows_count_on_the_live_tiles_as_in_the_table(
     excluded = {u.asset_id: u.totals.hours()[1] for u in july.units}
     assert excluded["u1"] == pytest.approx(12.0) and excluded["u2"] == pytest.approx(12.0)
     history.close()
+
+
+def test_windows_approved_while_the_flow_runs_are_accounted_again(tmp_path: Path) -> None:
+    """Two windows approved while the flow runs, on 9 July: one over June's trip, which
+    begins before the inputs the accumulator keeps (booked again from the history), and one
+    over 12 hours of 3 July (from the kept inputs). The tiles then equal the history's
+    evaluation with the windows, and a flow that had them from the start; revoking them
+    gives the numbers without them back."""
+    c = base_contract(site="s1", start="2026-04-01")
+    hourly = SiteSettings(allowed_lateness_ms=60_000, stale_after_ms=30 * 60_000,
+                          finalize_every_ms=600_000, publish_every_ms=3_600_000,
+                          kpi_every_ms=3_600_000, values_every_ms=86_400_000)
+    tz = dt.timezone(dt.timedelta(hours=2))
+
+    def at(year: int, month: int, day: int, hour: int = 0) -> int:
+        return int(dt.datetime(year, month, day, hour, tzinfo=tz).timestamp())
+
+    windows = [ExclusionWindow("u1", at(2026, 6, 25) * 1_000_000, at(2026, 6, 27) * 1_000_000,
+                               "grid_outage"),
+               ExclusionWindow("s1", at(2026, 7, 3, 6) * 1_000_000,
+                               at(2026, 7, 3, 18) * 1_000_000, "force_majeure")]
+    june = (at(2026, 6, 25), at(2026, 6, 27))
+    end = at(2026, 7, 9, 12)
+
+    def tiles(state: SiteState, t: int) -> SiteAvailability:
+        """The snapshot after one more poll at `t`, its KPIs worked out afresh."""
+        run(state, t, t + 1, june)
+        state.kpis_ms = None
+        live = [o for o in state.snapshot() if isinstance(o, SiteAvailability)][-1]
+        assert live.contract is not None and live.final_ms is not None
+        return live
+
+    history = SqliteHistoryStore(tmp_path / "history.db")
+    state = SiteState(FLEET, "s1", CONFIG, c, hourly)
+    out = run(state, at(2026, 6, 20, 9), end, june)
+    history.write_status([o for o in out if isinstance(o, StatusIntervalRow)])
+    before = tiles(state, end)
+    assert before.contract is not None
+
+    ask = state.rebook_from()
+    # The trip's first hours are older than the accumulator's kept inputs: from the history.
+    assert ask is not None and ask[2] > june[0] * 1000
+    state.rebook(windows, history.status_intervals(*ask))
+    after = tiles(state, end + 600)
+    kpis = after.contract
+    assert kpis is not None and before.contract.ld_year_to_date is not None
+    assert kpis.ld_year_to_date is not None
+    assert kpis.ld_year_to_date < before.contract.ld_year_to_date  # the windows moved money
+    evaluation = evaluate_history(FLEET, c, history, "2026-04..2026-07", after.final_ms,
+                                  windows)
+    table = {p.period.label: p for p in evaluation.periods}
+    assert table["2026-07"].availability is not None and kpis.actual_pct is not None
+    assert 100 * table["2026-07"].availability == pytest.approx(kpis.actual_pct)
+    assert kpis.ld_year_to_date == pytest.approx(
+        sum(float(p.ld.amount) for p in evaluation.periods))
+
+    fresh = SiteState(FLEET, "s1", CONFIG, c, hourly, windows)
+    run(fresh, at(2026, 6, 20, 9), end, june)
+    tiles(fresh, end)
+    from_start = tiles(fresh, end + 600).contract
+    assert from_start is not None and from_start.actual_pct is not None
+    assert from_start.actual_pct == pytest.approx(kpis.actual_pct)
+    assert from_start.ld_year_to_date == pytest.approx(kpis.ld_year_to_date)
+
+    ask = state.rebook_from()  # (None: since the rebooking, it keeps every input)
+    state.rebook([], history.status_intervals(*ask) if ask else [])
+    revoked = tiles(state, end + 1200).contract
+    assert revoked is not None
+    assert revoked.ld_year_to_date == pytest.approx(before.contract.ld_year_to_date)
+    history.close()

@@ -4,6 +4,7 @@ same final outputs), and against the real broker and Redis."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 import pytest
@@ -19,10 +20,12 @@ from connectors.live_log import live_channel, log_key, split
 from connectors.redis_store import latest_key, site_key
 from connectors.settings import EXAMPLE_MONITORING, Settings
 from contracts.events import DeadLetter, SiteAvailability, StatusChange
+from contracts.intervals import ExclusionWindow
 from contracts.monitoring import load_monitoring
 from flows.outputs import LatestValues
-from flows.site_state import SiteSettings
-from flows.telemetry_flow import RawMessage, build_flow
+from flows.site_state import SiteSettings, SiteState
+from flows.telemetry import Normalizer, RawRecord
+from flows.telemetry_flow import RawMessage, SiteRuntime, build_flow
 from infra.ports import free_port
 from tests.contracts.builders import contract
 from tests.flows.timelines import FLEET, T0, sample
@@ -269,3 +272,50 @@ def test_a_live_flow_started_afresh_resumes_over_the_history(settings: Settings)
     # The day u1 was down before this run is in the month so far: well under 100 %.
     month = [k for k in kpis if k is not None][-1]
     assert month.actual_pct is not None and month.actual_pct < 60.0
+
+
+def test_a_live_site_reads_its_approved_windows_again_and_accounts_with_new_ones() -> None:
+    """Live, a site reads its contract's approved windows every WINDOWS_EVERY_MS of the
+    receiving clock (here from a list standing in for the API's store, and a history that
+    holds nothing yet); a new one makes the accounting start again with it, an unchanged
+    set does nothing, and a store that cannot be read is tried again later."""
+    approved: list[ExclusionWindow] = []
+    reads: list[tuple[list[str], int, int]] = []
+    broken = False
+
+    def windows() -> list[ExclusionWindow]:
+        if broken:
+            raise sqlite3.OperationalError("database is locked")
+        return list(approved)
+
+    def history(assets: list[str], start_ms: int, end_ms: int) -> list[StatusIntervalRow]:
+        reads.append((assets, start_ms, end_ms))
+        return []
+
+    state = SiteState(FLEET, "s1", CONFIG, CONTRACTS["s1"], FAST)
+    runtime = SiteRuntime("s1", Normalizer(CONFIG, FLEET), state, history, windows)
+    wall = T0 + 5_000
+
+    def poll(t: int) -> None:
+        s = sample("u1", t)
+        runtime.on_record("telemetry", RawRecord(b"u1", s.model_dump_json().encode()),
+                          wall + t * 1000)
+
+    poll(0)
+    first = state.accumulator
+    assert first is not None and state.windows == () and len(reads) == 1  # resumed: nothing
+    window = ExclusionWindow("s1", T0 + 2_000_000, T0 + 9_000_000, "grid_outage")
+    approved.append(window)
+    poll(10)  # not due yet
+    assert state.windows == () and state.accumulator is first
+    poll(40)
+    assert state.windows == (window,) and state.accumulator is not first
+    again = state.accumulator
+    poll(80)  # read again: unchanged
+    assert state.accumulator is again
+    broken, approved[:] = True, []
+    poll(120)  # unreadable: kept as it is
+    assert state.windows == (window,) and state.accumulator is again
+    broken = False
+    poll(160)
+    assert state.windows == () and state.accumulator is not again
