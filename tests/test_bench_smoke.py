@@ -55,3 +55,7 @@ def test_benchmark_runs(name: str) -> None:
         pytest.fail(f"bench.{name}: the last line is not JSON: {lines[-1]!r}\n{tail}")
     assert isinstance(summary, dict), f"bench.{name}: the last line is not a JSON object"
     assert summary.get("bench") == name
+    # The figures issue 17 names, as written (values not asserted).
+    expected = {"flows": {"flow_1w", "flow_2p", "passthrough_1w", "p50_ms", "p99_ms"},
+                "replay": {"replay_30d_s"}}.get(name, set())
+    assert expected <= set(summary), f"bench.{name}: missing {expected - set(summary)}"
