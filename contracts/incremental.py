@@ -340,12 +340,7 @@ class ContractAccumulator:
         sweep.maintenance_used[year] = view.maintenance_used[uid].get(year, 0) - used_since
         for item in self.kept[uid]:
             if item.end_us > start and item.start_us < hi:
-                if isinstance(item, ExclusionWindow):
-                    sweep.add_window(item)
-                elif item.asset_id == uid:
-                    sweep.add_own(item)
-                else:
-                    sweep.add_child(item)
+                sweep.add(item)
         sweep.run(lo, {})
         out: dict[Hashable, Totals] = {}
         sweep.run(hi, out)

@@ -174,6 +174,15 @@ class UnitSweep:
         events.append((hi, end_code, seq, item))
         self._sorted = False
 
+    def add(self, item: StatusInterval | ExclusionWindow) -> None:
+        """An input of any kind: an exclusion window, the unit's own interval, a child's."""
+        if isinstance(item, ExclusionWindow):
+            self.add_window(item)
+        elif item.asset_id == self.scope.unit_id:
+            self.add_own(item)
+        else:
+            self.add_child(item)
+
     def add_own(self, interval: StatusInterval) -> None:
         # _push written out: this runs for every status interval of a flow.
         if self.inputs is not None:

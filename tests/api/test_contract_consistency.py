@@ -32,23 +32,26 @@ from tests.flows.timelines import FLEET, T0, sample
 
 CONFIG = load_monitoring(EXAMPLE_MONITORING)
 NORMALIZER = Normalizer(CONFIG, FLEET)
+# Polls every 10 minutes: statuses final each 10 minutes, the KPIs each hour.
+HOURLY = SiteSettings(allowed_lateness_ms=60_000, stale_after_ms=30 * 60_000,
+                      finalize_every_ms=600_000, publish_every_ms=3_600_000,
+                      kpi_every_ms=3_600_000, values_every_ms=86_400_000)
+CEST = dt.timezone(dt.timedelta(hours=2))
+
+
+def at(year: int, month: int, day: int, hour: int = 0) -> int:
+    """Seconds since the epoch of a Stockholm summer-time hour."""
+    return int(dt.datetime(year, month, day, hour, tzinfo=CEST).timestamp())
 
 
 def test_the_live_tiles_the_period_table_and_the_reports_agree(tmp_path: Path) -> None:
     # The LTSA began on 1 April; the stack starts on 20 June and runs into July, with one
     # unit down for two days in late June and half a day in July.
     c = base_contract(site="s1", start="2026-04-01")
-    hourly = SiteSettings(allowed_lateness_ms=60_000, stale_after_ms=30 * 60_000,
-                          finalize_every_ms=600_000, publish_every_ms=3_600_000,
-                          kpi_every_ms=3_600_000, values_every_ms=86_400_000)
-    state = SiteState(FLEET, "s1", CONFIG, c, hourly)
-    tz = dt.timezone(dt.timedelta(hours=2))
-    start = int(dt.datetime(2026, 6, 20, 9, tzinfo=tz).timestamp())
-    end = int(dt.datetime(2026, 7, 9, 12, tzinfo=tz).timestamp())
-    june_down = (int(dt.datetime(2026, 6, 25, tzinfo=tz).timestamp()),
-                 int(dt.datetime(2026, 6, 27, tzinfo=tz).timestamp()))
-    july_down = (int(dt.datetime(2026, 7, 3, 6, tzinfo=tz).timestamp()),
-                 int(dt.datetime(2026, 7, 3, 18, tzinfo=tz).timestamp()))
+    state = SiteState(FLEET, "s1", CONFIG, c, HOURLY)
+    start, end = at(2026, 6, 20, 9), at(2026, 7, 9, 12)
+    june_down = (at(2026, 6, 25), at(2026, 6, 27))
+    july_down = (at(2026, 7, 3, 6), at(2026, 7, 3, 18))
     out = []
     for t in range(start, end, 600):
         down = june_down[0] <= t < june_down[1] or july_down[0] <= t < july_down[1]
@@ -107,22 +110,15 @@ def test_a_flow_started_again_over_the_history_keeps_one_set_of_numbers(
     at once in the history), and the API's evaluation of the history gives the tiles'
     numbers."""
     c = base_contract(site="s1", start="2026-04-01")
-    hourly = SiteSettings(allowed_lateness_ms=60_000, stale_after_ms=30 * 60_000,
-                          finalize_every_ms=600_000, publish_every_ms=3_600_000,
-                          kpi_every_ms=3_600_000, values_every_ms=86_400_000)
-    tz = dt.timezone(dt.timedelta(hours=2))
-
-    def at(year: int, month: int, day: int, hour: int = 0) -> int:
-        return int(dt.datetime(year, month, day, hour, tzinfo=tz).timestamp())
 
     history = SqliteHistoryStore(tmp_path / "history.db")
-    first = run(SiteState(FLEET, "s1", CONFIG, c, hourly), at(2026, 6, 20, 9),
+    first = run(SiteState(FLEET, "s1", CONFIG, c, HOURLY), at(2026, 6, 20, 9),
                 at(2026, 6, 28, 12), (at(2026, 6, 25), at(2026, 6, 27)))
     history.write_status([o for o in first if isinstance(o, StatusIntervalRow)])
     assert any(r.end_ms is None for r in history.status_intervals(
         list(FLEET.assets), 0, 2**53))  # the first run's last statuses: open
 
-    state = SiteState(FLEET, "s1", CONFIG, c, hourly)
+    state = SiteState(FLEET, "s1", CONFIG, c, HOURLY)
     first_poll_ms = at(2026, 7, 1, 8) * 1000
     closing = state.resume(history.status_intervals(*state.resume_from(first_poll_ms)),
                            first_poll_ms)
@@ -160,23 +156,16 @@ def test_approved_exclusion_windows_count_on_the_live_tiles_as_in_the_table(
     live tiles equal the history's evaluation with those windows, and the windows moved
     money (June's LD is gone)."""
     c = base_contract(site="s1", start="2026-04-01")
-    hourly = SiteSettings(allowed_lateness_ms=60_000, stale_after_ms=30 * 60_000,
-                          finalize_every_ms=600_000, publish_every_ms=3_600_000,
-                          kpi_every_ms=3_600_000, values_every_ms=86_400_000)
-    tz = dt.timezone(dt.timedelta(hours=2))
-
-    def at(year: int, month: int, day: int, hour: int = 0) -> int:
-        return int(dt.datetime(year, month, day, hour, tzinfo=tz).timestamp())
 
     windows = [ExclusionWindow("u1", at(2026, 6, 25) * 1_000_000, at(2026, 6, 27) * 1_000_000,
                                "grid_outage"),
                ExclusionWindow("s1", at(2026, 7, 3, 6) * 1_000_000,
                                at(2026, 7, 3, 18) * 1_000_000, "force_majeure")]
     history = SqliteHistoryStore(tmp_path / "history.db")
-    first = run(SiteState(FLEET, "s1", CONFIG, c, hourly, windows), at(2026, 6, 20, 9),
+    first = run(SiteState(FLEET, "s1", CONFIG, c, HOURLY, windows), at(2026, 6, 20, 9),
                 at(2026, 6, 28, 12), (at(2026, 6, 25), at(2026, 6, 27)))
     history.write_status([o for o in first if isinstance(o, StatusIntervalRow)])
-    state = SiteState(FLEET, "s1", CONFIG, c, hourly, windows)
+    state = SiteState(FLEET, "s1", CONFIG, c, HOURLY, windows)
     first_poll_ms = at(2026, 7, 1, 8) * 1000
     second = state.resume(history.status_intervals(*state.resume_from(first_poll_ms)),
                           first_poll_ms)
@@ -209,13 +198,6 @@ def test_windows_approved_while_the_flow_runs_are_accounted_again(tmp_path: Path
     evaluation with the windows, and a flow that had them from the start; revoking them
     gives the numbers without them back."""
     c = base_contract(site="s1", start="2026-04-01")
-    hourly = SiteSettings(allowed_lateness_ms=60_000, stale_after_ms=30 * 60_000,
-                          finalize_every_ms=600_000, publish_every_ms=3_600_000,
-                          kpi_every_ms=3_600_000, values_every_ms=86_400_000)
-    tz = dt.timezone(dt.timedelta(hours=2))
-
-    def at(year: int, month: int, day: int, hour: int = 0) -> int:
-        return int(dt.datetime(year, month, day, hour, tzinfo=tz).timestamp())
 
     windows = [ExclusionWindow("u1", at(2026, 6, 25) * 1_000_000, at(2026, 6, 27) * 1_000_000,
                                "grid_outage"),
@@ -233,7 +215,7 @@ def test_windows_approved_while_the_flow_runs_are_accounted_again(tmp_path: Path
         return live
 
     history = SqliteHistoryStore(tmp_path / "history.db")
-    state = SiteState(FLEET, "s1", CONFIG, c, hourly)
+    state = SiteState(FLEET, "s1", CONFIG, c, HOURLY)
     out = run(state, at(2026, 6, 20, 9), end, june)
     history.write_status([o for o in out if isinstance(o, StatusIntervalRow)])
     before = tiles(state, end)
@@ -256,7 +238,7 @@ def test_windows_approved_while_the_flow_runs_are_accounted_again(tmp_path: Path
     assert kpis.ld_year_to_date == pytest.approx(
         sum(float(p.ld.amount) for p in evaluation.periods))
 
-    fresh = SiteState(FLEET, "s1", CONFIG, c, hourly, windows)
+    fresh = SiteState(FLEET, "s1", CONFIG, c, HOURLY, windows)
     run(fresh, at(2026, 6, 20, 9), end, june)
     tiles(fresh, end)
     from_start = tiles(fresh, end + 600).contract

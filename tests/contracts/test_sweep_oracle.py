@@ -131,12 +131,7 @@ def test_the_sweep_in_runs_equals_the_obvious_walk(data: st.DataObject, seed: in
     items: list[StatusInterval | ExclusionWindow] = [*own, *children, *exclusions]
     rng.shuffle(items)
     for item in items:  # all before the first run: nothing is late
-        if isinstance(item, ExclusionWindow):
-            sweep.add_window(item)
-        elif item.asset_id == UNIT:
-            sweep.add_own(item)
-        else:
-            sweep.add_child(item)
+        sweep.add(item)
     # Runs that end anywhere: on a boundary of an input, in between, on a local midnight.
     stops = sorted([*rng.sample(range(LO, HI, 10 * MINUTE), 12), LO + 3 * HOUR])
     for stop in [*stops, HI]:
