@@ -22,7 +22,7 @@ from connectors.history.rows import AvailabilityRow, StatusIntervalRow
 from contracts.alarm_sources import StatusAlarms, alert_alarms
 from contracts.availability import Timeline
 from contracts.contract import Contract
-from contracts.engine import unit_weight
+from contracts.engine import ContractContext, unit_weight
 from contracts.events import (
     Alert,
     ContractKpis,
@@ -261,7 +261,7 @@ class SiteState:
     def resume_from(self, first_ms: int) -> tuple[list[str], int, int]:
         """What `resume` needs of the history, before the first poll at `first_ms`: the
         site's assets and the time range of their status intervals to read."""
-        cal = ContractAccumulator(self.fleet, self.contract, allowed_lateness_us=0).ctx.calendar
+        cal = ContractContext(self.fleet, self.contract).calendar
         year = cal.contract_year(first_ms * 1000)
         year_start_ms = (cal.year_bounds(year)[0] if year else cal.start_us) // 1000
         return list(self.assets), year_start_ms, first_ms
@@ -286,15 +286,7 @@ class SiteState:
         if start_ms >= resume_ms:
             return []
         acc = self.accumulator = self._accumulator(start_ms * 1000)
-        out: list[Output] = []
-        for r in rows:
-            end_ms = resume_ms if r.end_ms is None else min(r.end_ms, resume_ms)
-            unit_id = self.assets[r.asset_id].unit_id
-            if unit_id is not None:
-                self._book(unit_id, Piece(r.asset_id, r.start_ms, end_ms,
-                                          Status(r.state, r.derate_fraction, r.cause)))
-            if end_ms != r.end_ms:
-                out.append(replace(r, end_ms=end_ms))
+        self._book_rows(rows, start_ms, resume_ms)
         acc.advance(resume_ms * 1000)
         self.final_ms = resume_ms
         for timeline in self.timelines.values():
@@ -306,7 +298,19 @@ class SiteState:
         if cal.contract_year(resume_ms * 1000) is not None:
             self.periods_done_ms = cal.containing(
                 resume_ms * 1000, self.contract.measurement_period).start_us // 1000
-        return out
+        return [replace(r, end_ms=resume_ms) for r in rows
+                if r.end_ms is None or r.end_ms > resume_ms]
+
+    def _book_rows(self, rows: Sequence[StatusIntervalRow], lo_ms: int, hi_ms: int) -> None:
+        """The history's status rows booked over `[lo_ms, hi_ms)` (an open one runs to
+        `hi_ms`), in time order, by the same rule as the flow's own pieces."""
+        for r in sorted(rows, key=lambda r: (r.start_ms, r.asset_id)):
+            asset = self.assets.get(r.asset_id)
+            start_ms = max(r.start_ms, lo_ms)
+            end_ms = hi_ms if r.end_ms is None else min(r.end_ms, hi_ms)
+            if asset is not None and asset.unit_id is not None and start_ms < end_ms:
+                self._book(asset.unit_id, Piece(r.asset_id, start_ms, end_ms,
+                                                Status(r.state, r.derate_fraction, r.cause)))
 
     def rebook_from(self) -> tuple[list[str], int, int] | None:
         """What `rebook` needs of the history: the site's assets and the final time before
@@ -330,16 +334,7 @@ class SiteState:
             return
         split_us = acc.kept_from_us
         new = self.accumulator = self._accumulator(acc.start_us)
-        if split_us > acc.start_us:
-            for r in sorted(rows, key=lambda r: (r.start_ms, r.asset_id)):
-                start_ms = max(r.start_ms, acc.start_us // 1000)
-                end_ms = split_us // 1000 if r.end_ms is None else \
-                    min(r.end_ms, split_us // 1000)
-                unit_id = self.assets[r.asset_id].unit_id if r.asset_id in self.assets \
-                    else None
-                if unit_id is not None and start_ms < end_ms:
-                    self._book(unit_id, Piece(r.asset_id, start_ms, end_ms,
-                                              Status(r.state, r.derate_fraction, r.cause)))
+        self._book_rows(rows, acc.start_us // 1000, split_us // 1000)
         kept = sorted((x for items in acc.kept.values() for x in items
                        if isinstance(x, StatusInterval) and x.end_us > split_us),
                       key=lambda x: (x.start_us, x.asset_id))

@@ -460,8 +460,8 @@ def build_flow(
         return (history_reader(settings) if resume else None,
                 window_reader(settings, contract.id) if resume and contract else None)
 
-    def builder(resume: bytes | None) -> SiteLogic:
-        runtime: SiteRuntime | None = pickle.loads(resume) if resume else None
+    def builder(snapshot: bytes | None) -> SiteLogic:
+        runtime: SiteRuntime | None = pickle.loads(snapshot) if snapshot else None
         if runtime is not None:
             runtime.normalizer = normalizer  # pickled out with the snapshot
             runtime.history, runtime.windows = readers(runtime.site_id)
