@@ -327,7 +327,8 @@ class SiteState:
         approved or revoked): the accounting is made again from its start with them, as the
         history's evaluation makes it — final time before the accumulator's kept inputs from
         the history's `rows` (what `rebook_from` asked for), the rest from the kept inputs —
-        and the KPIs are refreshed at the next snapshot."""
+        and the KPIs are refreshed at the next snapshot. Before the accounting starts, the
+        windows are only kept for it."""
         self.windows = tuple(windows) if not self.technical else ()
         acc = self.accumulator
         if acc is None:

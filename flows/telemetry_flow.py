@@ -201,6 +201,8 @@ class SiteRuntime:
                                    "fleet", sample.ts_ms)
             return self.state.on_dead(dead) if self.state else [dead]
         received = None if now_ms is None else (now_ms if produced_ms is None else produced_ms)
+        if now_ms is not None:  # (before resuming: a new site starts with its windows)
+            self._windows(now_ms)
         resumed: list[Output] = []
         if self.history is not None and self.state.newest_ms is None:
             try:
@@ -210,8 +212,6 @@ class SiteRuntime:
                             self.site_id, exc)
                 rows = []
             resumed = self.state.resume(rows, poll.ts_ms)
-        if now_ms is not None:
-            self._windows(now_ms)
         return resumed + self.state.on_poll(poll, dead, received)
 
     def _windows(self, now_ms: int) -> None:
@@ -421,8 +421,10 @@ def build_flow(
     `snapshots=False` (no recovery configured) skips pickling the state at every epoch;
     `hot=False` leaves the hot state in Redis alone (replays: it is the live stack's);
     `resume=True` (live runs) starts each site not recovered from a snapshot over the final
-    statuses the history store holds of it (`SiteState.resume`). `windows`: each site's
-    approved exclusion windows (by site id), booked when its accounting starts."""
+    statuses the history store holds of it (`SiteState.resume`) and reads its contract's
+    approved exclusion windows itself, at its first poll and every `WINDOWS_EVERY_MS`.
+    `windows` (replays): each site's approved exclusion windows by site id, booked when its
+    accounting starts."""
     windows = windows or {}
     topics = Topics.of(settings)
     normalizer = Normalizer(config, fleet)

@@ -26,7 +26,6 @@ from typing import Literal
 
 from bytewax.testing import run_main
 
-from connectors.api_store import read_approved_windows
 from connectors.kafka import CheckedProducer, ensure_topics, read_topic
 from connectors.settings import Settings
 from contracts.contract import Contract, fleet_contracts, load_contracts
@@ -36,7 +35,7 @@ from contracts.intervals import ExclusionWindow
 from contracts.monitoring import MonitoringConfig
 from contracts.periods import from_us
 from flows.site_state import DAY_MS, HOUR_MS, SiteSettings
-from flows.telemetry_flow import build_flow, fewer_collections
+from flows.telemetry_flow import build_flow, fewer_collections, window_reader
 from infra.services import local_services
 from infra.sim.record import device_of, read_jsonl
 
@@ -235,10 +234,8 @@ def approved_site_windows(settings: Settings, contracts: Mapping[str, Contract]
                           ) -> dict[str, list[ExclusionWindow]]:
     """Each contract's approved exclusion windows (docs/exclusions.md) by its site id, from
     the API's store (none when there is no store yet)."""
-    if not settings.api_db_path.exists():
-        return {}
     try:
-        return {site_id: read_approved_windows(settings.api_db_path, contract.id)
+        return {site_id: window_reader(settings, contract.id)()
                 for site_id, contract in contracts.items()}
     except sqlite3.Error as exc:
         log.warning("approved exclusion windows not read from %s (%s): none counted",

@@ -28,7 +28,7 @@ def cmd_flows(args: argparse.Namespace, settings: Settings) -> int:
     from contracts.monitoring import load_monitoring
     from flows.site_state import SiteSettings
     from flows.telemetry_flow import build_flow, fewer_collections
-    from infra.replay import approved_site_windows, load_site_contracts
+    from infra.replay import load_site_contracts
 
     setup_logging()
     fleet = load_fleet(settings.fleet_file)
@@ -52,8 +52,7 @@ def cmd_flows(args: argparse.Namespace, settings: Settings) -> int:
                       site_settings=SiteSettings.of(config,
                                                     account_from_contract_year=args.to_end),
                       finish_at_eof=args.to_end, snapshots=recovery is not None,
-                      resume=not args.to_end,
-                      windows=approved_site_windows(settings, contracts))
+                      resume=not args.to_end)
     # SIGTERM keeps its default (exit at once): Kafka keeps the input, and with a recovery
     # directory the flow resumes from its last snapshot. Each worker process its metrics.
     part = "flows" if args.process_id is None else f"flows-{args.process_id}"
