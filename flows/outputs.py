@@ -36,6 +36,9 @@ class LatestValues:
     assets: tuple[tuple[str, Status, float | None, float | None], ...] = ()
 
 
+Aggregates = dict[tuple[str, str], list[float]]  # (asset, tag) → [n, min, max, Σ, last]
+
+
 @dataclass(frozen=True, slots=True)
 class UnitMinute:
     """A unit's closed minute for the history: count, min, max, sum and last of every tag
@@ -45,7 +48,7 @@ class UnitMinute:
 
     site_id: str
     start_ms: int
-    aggregates: dict[tuple[str, str], list[float]]  # (asset, tag) → [n, min, max, Σ, last]
+    aggregates: Aggregates
 
     def rows(self) -> list[TelemetryRow]:
         site, start = self.site_id, self.start_ms

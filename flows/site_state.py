@@ -46,6 +46,7 @@ from contracts.rules import Rollup, Rules
 from contracts.status import COMMS_LOSS, Status, StatusRules, classify
 from flows.breaches import BreachEngine
 from flows.episodes import EpisodeTracker
+from flows.minutes import MinuteTags
 from flows.outputs import LatestValues, Output, RepairList, SiteTicket, UnitMinute
 from flows.quality import DeviceLimits, DeviceQuality, DlqRate, Flapping
 from flows.status_timeline import Change, Piece, UnitTimeline
@@ -82,7 +83,7 @@ class UnitLive:
     asset_timelines: dict[str, Timeline] = field(default_factory=dict)  # each asset's own
     published_values_ms: int | None = None
     minute_ms: int | None = None  # the minute being downsampled
-    minute: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # n,min,max,Σ,last
+    minute: MinuteTags = field(default_factory=MinuteTags)
     closed: UnitMinute | None = None  # the last minute, not out yet
 
     def __setstate__(self, state: dict[str, object]) -> None:
@@ -93,6 +94,10 @@ class UnitLive:
                 closed[0].site_id, closed[0].start_ms,
                 {(r.asset_id, r.tag): [float(r.count), r.min, r.max, r.mean * r.count, r.last]
                  for r in closed})
+        # … and the minute being downsampled as a dictionary of aggregates.
+        minute = state.get("minute")
+        if isinstance(minute, dict):
+            state["minute"] = MinuteTags(minute)
         self.__dict__.update(state)
 
 
@@ -494,23 +499,10 @@ class SiteState:
         if live.minute_ms is not None and minute_ms != live.minute_ms:
             if live.closed is not None:
                 out.append(live.closed)
-            live.closed = UnitMinute(self.site.id, live.minute_ms, live.minute)
-            live.minute = {}
+            live.closed = UnitMinute(self.site.id, live.minute_ms, live.minute.aggregates())
+            live.minute = MinuteTags()
         live.minute_ms = minute_ms
-        minute = live.minute
-        for asset_id, tags in poll.readings:
-            for tag, value in tags.items():
-                agg = minute.get((asset_id, tag))
-                if agg is None:
-                    minute[(asset_id, tag)] = [1.0, value, value, value, value]
-                else:
-                    agg[0] += 1.0
-                    if value < agg[1]:
-                        agg[1] = value
-                    if value > agg[2]:
-                        agg[2] = value
-                    agg[3] += value
-                    agg[4] = value
+        live.minute.add(poll.readings)
         if live.closed is not None and poll.ts_ms >= live.closed.start_ms + 60_000 + \
                 _spread(poll.unit_id):
             out.append(live.closed)
@@ -572,8 +564,8 @@ class SiteState:
                 live.closed = None
             if live.minute:
                 assert live.minute_ms is not None
-                out.append(UnitMinute(self.site.id, live.minute_ms, live.minute))
-                live.minute = {}
+                out.append(UnitMinute(self.site.id, live.minute_ms, live.minute.aggregates()))
+                live.minute = MinuteTags()
         return out
 
     def _final_days(self, to_ms: int) -> list[Output]:

@@ -1,0 +1,78 @@
+"""A unit's tags downsampled per minute for the history: count, min, max, sum and last of
+every (asset, tag) of its polls within the minute — pure, picklable state of the site step.
+
+Every poll of a unit usually carries the same assets and tags in the same order (its device
+map does not change from one poll to the next), so the minute is kept as arrays in that
+order, one slot per (asset, tag), and a poll updates them with a handful of array operations
+instead of a dictionary look-up and five updates per value. A poll of another shape (a value
+refused, a device map changed) folds what the arrays hold into a dictionary and starts them
+again in the new shape."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from flows.outputs import Aggregates
+
+# A poll's readings: (asset id, canonical tag values) per asset (flows/telemetry.py `Poll`).
+Readings = Sequence[tuple[str, dict[str, float]]]
+Shape = tuple[tuple[str, tuple[str, ...]], ...]  # (asset id, its tags in order) per asset
+
+
+class MinuteTags:
+    """The aggregates of one unit-minute so far (`aggregates()` gives them by (asset, tag),
+    in the order the tags were first seen)."""
+
+    __slots__ = ("_done", "_high", "_last", "_low", "_n", "_shape", "_sum")
+
+    def __init__(self, done: Aggregates | None = None) -> None:
+        """`done`: aggregates already made (a recovery snapshot's, taken before minutes were
+        kept as arrays), to which this minute's polls are added."""
+        self._done: Aggregates = {} if done is None else done
+        self._shape: Shape | None = None
+        self._n = 0
+        self._low = self._high = self._sum = self._last = np.empty(0)
+
+    def __bool__(self) -> bool:
+        return self._n > 0 or bool(self._done)
+
+    def add(self, readings: Readings) -> None:
+        shape = tuple([(asset_id, tuple(tags)) for asset_id, tags in readings])
+        values = np.array([v for _, tags in readings for v in tags.values()], dtype=np.float64)
+        if shape != self._shape:
+            self._fold()
+            self._shape, self._n = shape, 1
+            self._low, self._high, self._sum = values.copy(), values.copy(), values.copy()
+        else:
+            self._n += 1
+            np.minimum(self._low, values, out=self._low)
+            np.maximum(self._high, values, out=self._high)
+            np.add(self._sum, values, out=self._sum)
+        self._last = values
+
+    def aggregates(self) -> Aggregates:
+        """(asset, tag) → [count, min, max, sum, last] of the minute so far."""
+        self._fold()
+        return self._done
+
+    def _fold(self) -> None:
+        """What the arrays hold, added to the dictionary (and the arrays emptied)."""
+        if self._shape is None:
+            return
+        n, done = float(self._n), self._done
+        keys = [(asset_id, tag) for asset_id, tags in self._shape for tag in tags]
+        for key, low, high, total, last in zip(keys, self._low.tolist(), self._high.tolist(),
+                                               self._sum.tolist(), self._last.tolist(),
+                                               strict=True):
+            known = done.get(key)
+            if known is None:
+                done[key] = [n, low, high, total, last]
+            else:
+                known[0] += n
+                known[1] = min(known[1], low)
+                known[2] = max(known[2], high)
+                known[3] += total
+                known[4] = last
+        self._shape, self._n = None, 0
