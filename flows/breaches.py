@@ -30,7 +30,7 @@ same id, its own `ts_ms` and the value (limits) or rate (trends) that cleared it
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -131,38 +131,45 @@ class BreachEngine:
     def observe(self, asset_id: str, ts_ms: int, tags: Mapping[str, TagValue]
                 ) -> list[BreachEvent]:
         """The breaches raised and cleared by one asset's poll at `ts_ms`, in rule order."""
-        track = self._tracks.get(asset_id)
-        if track is None:
-            track = self._track(asset_id, ts_ms)
+        return self.observe_poll(ts_ms, ((asset_id, tags),))
+
+    def observe_poll(self, ts_ms: int, readings: Iterable[tuple[str, Mapping[str, TagValue]]]
+                     ) -> list[BreachEvent]:
+        """`observe` of each asset of a poll in turn (one call per poll: the flows' hot
+        path)."""
+        tracks, isfinite = self._tracks, math.isfinite
+        events: list[BreachEvent] = []
+        for asset_id, tags in readings:
+            track = tracks.get(asset_id)
             if track is None:
-                return []
-        elif ts_ms < track.last_ts_ms:
-            return []
-        track.last_ts_ms = ts_ms
-        out: list[BreachEvent] = []
-        isfinite = math.isfinite
-        for lim, lst in track.limits:
-            value = tags.get(lim.tag)
-            if type(value) is not float:  # the usual case, a finite float, inlined
-                value = finite_number(value)
-                if value is None:
+                track = self._track(asset_id, ts_ms)
+                if track is None:
                     continue
-            elif not isfinite(value):
+            elif ts_ms < track.last_ts_ms:
                 continue
-            # The quiet case, nothing crossed, nothing active: `Limit.is_quiet`, inlined.
-            if lst.level < 0 and lst.since[0] is None and value * lim.sign <= lim.signed[0]:
-                continue
-            self._limit(track, lim, lst, ts_ms, value, out)
-        for trend, tst in track.trends:
-            value = tags.get(trend.tag)
-            if type(value) is not float:
-                value = finite_number(value)
-                if value is None:
+            track.last_ts_ms = ts_ms
+            for lim, lst in track.limits:
+                value = tags.get(lim.tag)
+                if type(value) is not float:  # the usual case, a finite float, inlined
+                    value = finite_number(value)
+                    if value is None:
+                        continue
+                elif not isfinite(value):
                     continue
-            elif not isfinite(value):
-                continue
-            self._trend(track, trend, tst, ts_ms, value, out)
-        return out
+                # The quiet case, nothing crossed, nothing active: `Limit.is_quiet`, inlined.
+                if lst.level < 0 and lst.since[0] is None and value * lim.sign <= lim.signed[0]:
+                    continue
+                self._limit(track, lim, lst, ts_ms, value, events)
+            for trend, tst in track.trends:
+                value = tags.get(trend.tag)
+                if type(value) is not float:
+                    value = finite_number(value)
+                    if value is None:
+                        continue
+                elif not isfinite(value):
+                    continue
+                self._trend(track, trend, tst, ts_ms, value, events)
+        return events
 
     def active(self) -> list[BreachEvent]:
         """The "raised" events of the breaches active now, by asset then rule."""

@@ -50,7 +50,7 @@ from flows.minutes import MinuteTags
 from flows.outputs import LatestValues, Output, RepairList, SiteTicket, UnitMinute
 from flows.quality import DeviceLimits, DeviceQuality, DlqRate, Flapping
 from flows.status_timeline import Change, Piece, UnitTimeline
-from flows.telemetry import Poll
+from flows.telemetry import Poll, Readings
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -81,6 +81,10 @@ class UnitLive:
     ts_ms: int | None = None
     timeline: Timeline = field(default_factory=Timeline)  # the unit, children rolled up
     asset_timelines: dict[str, Timeline] = field(default_factory=dict)  # each asset's own
+    # Each asset's own timeline is extended lazily: from here to the newest poll every asset
+    # held its status in `statuses` and the unit reported without a stale gap (the usual
+    # case, nothing to do per asset), added when that ends or the timelines are read.
+    assets_from_ms: int | None = None
     published_values_ms: int | None = None
     minute_ms: int | None = None  # the minute being downsampled
     minute: MinuteTags = field(default_factory=MinuteTags)
@@ -94,6 +98,8 @@ class UnitLive:
                 closed[0].site_id, closed[0].start_ms,
                 {(r.asset_id, r.tag): [float(r.count), r.min, r.max, r.mean * r.count, r.last]
                  for r in closed})
+        # … and each asset's timeline up to the newest poll.
+        state.setdefault("assets_from_ms", state.get("ts_ms"))
         # … and the minute being downsampled as a dictionary of aggregates.
         minute = state.get("minute")
         if isinstance(minute, dict):
@@ -146,7 +152,8 @@ class SiteState:
         self.fleet = fleet
         self.settings = settings
         self.status_rules = StatusRules.of(config.status)
-        self.status_tags = self.status_rules.tags  # the tags a status is worked out from
+        # The tags a status is worked out from, each once.
+        self.status_tags = tuple(dict.fromkeys(self.status_rules.tags))
         self.technical = contract is None
         self.contract = contract or technical_contract(self.site)
         self.rules = Rules.of(self.contract)
@@ -219,7 +226,7 @@ class SiteState:
             self.counts["refused"] += 1
             self._count(dead)
         out += self.dlq_rate.observe(poll.ts_ms, dead is None, trusted=True)
-        statuses = {asset_id: self._status(asset_id, tags) for asset_id, tags in poll.readings}
+        statuses = self._statuses(poll.readings)
         refused = self.timelines[poll.unit_id].add(poll.ts_ms, statuses)
         if refused is not None:
             self.counts[refused] += 1
@@ -379,18 +386,22 @@ class SiteState:
             acc.add_window(window)
         return acc
 
-    def _status(self, asset_id: str, tags: Mapping[str, float]) -> Status:
-        """The asset's status by the rules — worked out again only when one of the tags the
+    def _statuses(self, readings: Readings) -> dict[str, Status]:
+        """Each asset's status by the rules — worked out again only when one of the tags the
         rules read changed (most polls change none)."""
-        rules = self.status_rules
-        key = tuple(map(tags.get, self.status_tags))
-        known = self.status_cache.get(asset_id)
-        if known is not None and known[0] == key:
-            return known[1]
-        asset = self.assets[asset_id]
-        status = classify(tags, asset.rated_power_kw, asset.rated_energy_kwh, rules)
-        self.status_cache[asset_id] = (key, status)
-        return status
+        cache, keys = self.status_cache, self.status_tags
+        out: dict[str, Status] = {}
+        for asset_id, tags in readings:
+            key = tuple(map(tags.get, keys))
+            known = cache.get(asset_id)
+            if known is not None and known[0] == key:
+                out[asset_id] = known[1]
+                continue
+            asset = self.assets[asset_id]
+            status = out[asset_id] = classify(tags, asset.rated_power_kw,
+                                              asset.rated_energy_kwh, self.status_rules)
+            cache[asset_id] = (key, status)
+        return out
 
     def silent(self, now_ms: int) -> list[Output]:
         """The comms-loss alarms of the units silent at `now_ms` (event time) — for a site
@@ -433,25 +444,26 @@ class SiteState:
         live = self.live[poll.unit_id]
         if live.ts_ms is not None and poll.ts_ms <= live.ts_ms:
             return False  # out of order: the final timeline places it; the live view moved on
+        same = statuses == live.statuses  # the usual case: nothing changed
         if live.ts_ms is not None:
             gap = poll.ts_ms - live.ts_ms
             stale = self.settings.stale_after_ms
             fresh_until = live.ts_ms + min(gap, stale)
             live.timeline.add(live.ts_ms, fresh_until, live.effective.loss)
-            for asset_id, status in live.statuses.items():
-                timeline = live.asset_timelines.get(asset_id)
-                if timeline is None:
-                    timeline = live.asset_timelines[asset_id] = Timeline()
-                timeline.add(live.ts_ms, fresh_until, status.loss)
-                if gap > stale:
-                    timeline.add(fresh_until, poll.ts_ms, COMMS_LOSS.loss)
             if gap > stale:
                 live.timeline.add(fresh_until, poll.ts_ms, COMMS_LOSS.loss)
-        same = statuses == live.statuses  # the usual case: nothing changed
+                _flush_assets(live, fresh_until)
+                for asset_id in live.statuses:
+                    _asset_timeline(live, asset_id).add(fresh_until, poll.ts_ms,
+                                                        COMMS_LOSS.loss)
+                live.assets_from_ms = poll.ts_ms
+            elif not same:
+                _flush_assets(live, poll.ts_ms)
+        else:
+            live.assets_from_ms = poll.ts_ms
         live.statuses = statuses
         live.ts_ms = poll.ts_ms
-        for asset_id, tags in poll.readings:
-            out.extend(self.breaches.observe(asset_id, poll.ts_ms, tags))
+        out.extend(self.breaches.observe_poll(poll.ts_ms, poll.readings))
         alarms = self.status_alarms
         if not same:
             for asset_id, status in statuses.items():
@@ -479,6 +491,7 @@ class SiteState:
         hour_ago = now_ms - HOUR_MS
         midnight = local_midnight_us(from_us(now_ms * 1000, tz).date(), tz) // 1000
         out: list[tuple[str, Status, float | None, float | None]] = []
+        _flush_assets(live, now_ms)
         for asset_id, status in live.statuses.items():
             timeline = live.asset_timelines.get(asset_id)
             if timeline is None:
@@ -740,6 +753,23 @@ def _poll_json(poll: Poll) -> str:
     return json.dumps({"device_id": poll.device_id, "ts_ms": poll.ts_ms,
                        "assets": [{"id": a, "tags": t} for a, t in poll.readings]},
                       default=lambda x: None if isinstance(x, float) and math.isnan(x) else x)
+
+
+def _flush_assets(live: UnitLive, to_ms: int) -> None:
+    """Each asset's status held since `live.assets_from_ms`, added to its own timeline up to
+    `to_ms`; what follows is pending from there (`UnitLive.assets_from_ms`)."""
+    start = live.assets_from_ms
+    if start is not None and to_ms > start:
+        for asset_id, status in live.statuses.items():
+            _asset_timeline(live, asset_id).add(start, to_ms, status.loss)
+    live.assets_from_ms = to_ms
+
+
+def _asset_timeline(live: UnitLive, asset_id: str) -> Timeline:
+    timeline = live.asset_timelines.get(asset_id)
+    if timeline is None:
+        timeline = live.asset_timelines[asset_id] = Timeline()
+    return timeline
 
 
 MINUTE_SPREAD_MS = 50_000
