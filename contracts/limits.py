@@ -169,18 +169,21 @@ class Trend:
         window and return the signed rate per minute over it, or None while the kept samples
         span less than half the window (too short to judge, fewer than two samples too)."""
         samples = state.samples
+        window = self.window_ms
         # Keep at most ~32 samples per window (the rate needs only the oldest in it): small
         # state for recovery snapshots, at a cost of ≤ 1/32 of the window in precision.
-        if not samples or ts_ms - samples[-1][0] >= self.window_ms // 32:
+        if not samples or ts_ms - samples[-1][0] >= window // 32:
             samples.append((ts_ms, value))
-        horizon = ts_ms - self.window_ms
-        while samples and samples[0][0] < horizon:
-            samples.popleft()
-        if not samples:
-            return None
         first_ms, first = samples[0]
+        if first_ms < ts_ms - window:
+            horizon = ts_ms - window
+            while samples and samples[0][0] < horizon:
+                samples.popleft()
+            if not samples:
+                return None
+            first_ms, first = samples[0]
         span = ts_ms - first_ms
-        if 2 * span < self.window_ms:
+        if 2 * span < window:
             return None
         return (value - first) * MS_PER_MIN / span
 

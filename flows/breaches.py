@@ -168,7 +168,11 @@ class BreachEngine:
                         continue
                 elif not isfinite(value):
                     continue
-                self._trend(track, trend, tst, ts_ms, value, events)
+                rate = trend.rate(tst, ts_ms, value)
+                # The usual case, decided here: too short to judge, or no change of state.
+                if rate is not None and trend.breached(rate, tst.event is not None) != \
+                        (tst.event is not None):
+                    self._trend(track, trend, tst, ts_ms, value, rate, events)
         return events
 
     def active(self) -> list[BreachEvent]:
@@ -234,13 +238,8 @@ class BreachEngine:
             out.append(st.event)
 
     def _trend(self, track: _Track, trend: _Trend, st: _TrendState, ts_ms: int, value: float,
-               out: list[BreachEvent]) -> None:
-        rate = trend.rate(st, ts_ms, value)
-        if rate is None:
-            return  # too short to judge (also: fewer than two samples)
-        active = st.event is not None
-        if trend.breached(rate, active) == active:
-            return  # quiet, or still rising (falling) too fast: the breach holds
+               rate: float, out: list[BreachEvent]) -> None:
+        """The trend at `rate` (judged) starts or stops standing."""
         rule, unit = trend.rule, trend.unit
         verb = "rising" if trend.sign > 0 else "falling"
         per_min = f"{_num(abs(rate))} {unit}/min" if unit else f"{_num(abs(rate))}/min"
