@@ -80,13 +80,16 @@ def test_timeline_merges_equal_neighbours_and_totals_exactly() -> None:
 @given(st.lists(st.tuples(st.integers(0, 50), st.integers(1, 50), st.sampled_from(
     [0.0, 0.25, 0.5, 1.0])), max_size=200), st.lists(st.tuples(st.integers(0, 12_000),
                                                           st.integers(0, 12_000)), max_size=20),
-       st.integers(0, 12_000))
+       st.integers(0, 12_000), st.booleans())
 def test_timeline_totals_equal_a_walk_over_its_segments(
-        pieces: list[tuple[int, int, float]], windows: list[tuple[int, int]], cut: int) -> None:
-    """The running totals give what summing the segments' overlaps gives, before and after
-    a trim (which may drop segments for good)."""
+        pieces: list[tuple[int, int, float]], windows: list[tuple[int, int]], cut: int,
+        healthy: bool) -> None:
+    """The running totals (and availability) give what summing the segments' overlaps gives,
+    before and after a trim (which may drop segments for good); `healthy`: nothing lost
+    (availability's shortcut)."""
     t, segments, at = Timeline(), [], 0
     for gap, length, loss in pieces:
+        loss = 0.0 if healthy else loss
         at += gap
         t.add(at, at + length, loss)
         segments.append((at, at + length, loss))
@@ -98,11 +101,16 @@ def test_timeline_totals_equal_a_walk_over_its_segments(
         return (float(sum(d for d, _ in overlaps if d > 0)),
                 sum(d * loss for d, loss in overlaps if d > 0))
 
+    def pct(observed: float, lost: float) -> float | None:
+        return None if observed == 0 else 100.0 * (1.0 - lost / observed)
+
     for start, end in windows:
         assert t.totals(start, end) == pytest.approx(walk(start, end))
+        assert t.availability_pct(start, end) == pytest.approx(pct(*walk(start, end)))
     t.trim(cut)
     for start, end in [*windows, (0, 12_000)]:
         assert t.totals(start, end) == pytest.approx(walk(start, end, cut))
+        assert t.availability_pct(start, end) == pytest.approx(pct(*walk(start, end, cut)))
 
 
 def test_rollup_takes_the_larger_of_own_and_capacity_weighted_children() -> None:
