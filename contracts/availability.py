@@ -74,6 +74,11 @@ class Timeline:
             start_ms = self._floor
         if end_ms <= start_ms:
             return 0.0, 0.0
+        ends = self._ends
+        if ends and self._lost[-1] == 0.0 and self._observed[-1] == ends[-1] - self._starts[0]:
+            # Nothing lost and no gap between the segments (a unit's usual live timeline).
+            observed = min(end_ms, ends[-1]) - max(start_ms, self._starts[0])
+            return (float(observed) if observed > 0 else 0.0), 0.0
         observed_to, lost_to = self._before(end_ms)
         observed_from, lost_from = self._before(start_ms)
         return float(observed_to - observed_from), lost_to - lost_from

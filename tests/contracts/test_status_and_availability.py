@@ -80,17 +80,17 @@ def test_timeline_merges_equal_neighbours_and_totals_exactly() -> None:
 @given(st.lists(st.tuples(st.integers(0, 50), st.integers(1, 50), st.sampled_from(
     [0.0, 0.25, 0.5, 1.0])), max_size=200), st.lists(st.tuples(st.integers(0, 12_000),
                                                           st.integers(0, 12_000)), max_size=20),
-       st.integers(0, 12_000), st.booleans())
+       st.integers(0, 12_000), st.booleans(), st.booleans())
 def test_timeline_totals_equal_a_walk_over_its_segments(
         pieces: list[tuple[int, int, float]], windows: list[tuple[int, int]], cut: int,
-        healthy: bool) -> None:
+        healthy: bool, contiguous: bool) -> None:
     """The running totals (and availability) give what summing the segments' overlaps gives,
-    before and after a trim (which may drop segments for good); `healthy`: nothing lost
-    (availability's shortcut)."""
+    before and after a trim (which may drop segments for good); `healthy`: nothing lost,
+    `contiguous`: no gap between segments (the shortcuts of the usual live timelines)."""
     t, segments, at = Timeline(), [], 0
     for gap, length, loss in pieces:
         loss = 0.0 if healthy else loss
-        at += gap
+        at += 0 if contiguous else gap
         t.add(at, at + length, loss)
         segments.append((at, at + length, loss))
         at += length
