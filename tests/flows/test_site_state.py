@@ -385,3 +385,15 @@ def test_a_recovery_snapshot_holding_a_closed_minute_as_rows_resumes_with_the_sa
     assert resumed.closed is not None and resumed.closed.rows() == rows
     old.__dict__["closed"] = []
     assert pickle.loads(pickle.dumps(old)).closed is None
+
+
+def test_a_recovery_snapshot_from_before_lazy_asset_timelines_resumes_them_at_its_newest_poll(
+) -> None:
+    """Snapshots taken before each asset's live timeline was extended lazily had them up to
+    the unit's newest poll, and its minute as a dictionary: both go on from there."""
+    old = UnitLive()
+    old.__dict__.update(ts_ms=T0 + 1000, minute={("u1", "soc_pct"): [1.0, 5.0, 5.0, 5.0, 5.0]})
+    del old.__dict__["assets_from_ms"]  # as an older version pickled it
+    resumed = pickle.loads(pickle.dumps(old))
+    assert resumed.assets_from_ms == T0 + 1000
+    assert resumed.minute.aggregates() == {("u1", "soc_pct"): [1.0, 5.0, 5.0, 5.0, 5.0]}
