@@ -189,16 +189,14 @@ class SiteRuntime:
         if kind == "ticket":
             return self._ticket(record, now_ms)
         assert self.normalizer is not None, "bind a normalizer after a recovery"
-        sample = decode_sample(record, now_ms or 0)
-        if isinstance(sample, DeadLetter):
-            return self.state.on_dead(sample) if self.state else [sample]
-        poll, dead = self.normalizer.normalize(
-            sample, record, now_ms if produced_ms is None else produced_ms)
+        poll, dead = self.normalizer.read(
+            record, now_ms or 0, now_ms if produced_ms is None else produced_ms)
         if poll is None or self.state is None or poll.site_id != self.site_id:
             if dead is None:  # routed here but names another site's assets
+                assert poll is not None  # (a record refused always says why)
                 dead = record.dead("flows.telemetry", "unknown_asset",
-                                   f"device {sample.device_id!r} is no battery unit of the "
-                                   "fleet", sample.ts_ms)
+                                   f"device {poll.device_id!r} is no battery unit of the "
+                                   "fleet", poll.ts_ms)
             return self.state.on_dead(dead) if self.state else [dead]
         received = None if now_ms is None else (now_ms if produced_ms is None else produced_ms)
         if now_ms is not None:  # (before resuming: a new site starts with its windows)
