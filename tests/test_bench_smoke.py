@@ -2,7 +2,7 @@
 and its last line of output is one JSON object. No figure is asserted — a smoke run on a
 shared machine measures nothing; the README's figures come from full runs.
 
-The eleven together take about three minutes here (most of it starting brokers,
+The thirteen together take about three minutes here (most of it starting brokers,
 simulators, the API and a whole `bessmon up` for the dashboard)."""
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ RUNS: dict[str, list[str]] = {
     "replay": ["--days", "0.02", "--units", "1"],
     "analytics": ["--sites", "1", "--units", "2", "--days", "2"],
     "comms": ["--devices", "2", "--days", "0.1", "--polls", "1000", "--repeat", "1"],
+    "decode": ["--sites", "1", "--units", "2", "--seconds", "2", "--repeat", "1"],
 }
 TIMEOUT_S = 120
 
