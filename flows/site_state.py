@@ -364,8 +364,10 @@ class SiteState:
         silent for `idle_after` no longer holds it back (its silence is communication loss)."""
         assert self.newest_ms is not None
         idle_before = self.newest_ms - self.settings.idle_after_ms
-        slowest = min((t for t in self.unit_newest.values() if t >= idle_before),
-                      default=self.newest_ms)
+        slowest = min(self.unit_newest.values(), default=self.newest_ms)
+        if slowest < idle_before:  # some unit is idle: the slowest of the others
+            slowest = min((t for t in self.unit_newest.values() if t >= idle_before),
+                          default=self.newest_ms)
         return slowest - self.settings.allowed_lateness_ms
 
     def _new_accumulator(self, first_ms: int) -> ContractAccumulator:
