@@ -682,31 +682,37 @@ class SiteState:
         tz = self.site.tz
         hour_ago, midnight = now - HOUR_MS, local_midnight_us(
             from_us(now * 1000, tz).date(), tz) // 1000
-        live_totals = {"last_hour": [0.0, 0.0], "today": [0.0, 0.0]}
+        # Σ weight · observed and Σ weight · lost over the units, last hour and today.
+        hour_observed = hour_lost = today_observed = today_lost = 0.0
         units = []
         counts: dict[State, int] = {"available": 0, "derated": 0, "unavailable": 0, "unknown": 0}
         alarms: list[Output] = []
+        stale, trim_before = self.settings.stale_after_ms, min(hour_ago, midnight)
         for unit in self.site.units:
             live = self.live[unit.id]
             status = live.effective if live.ts_ms is not None and \
-                now - live.ts_ms <= self.settings.stale_after_ms else COMMS_LOSS
+                now - live.ts_ms <= stale else COMMS_LOSS
             if status is COMMS_LOSS and live.ts_ms is not None:
                 alarms += self.status_alarms.observe(unit.id, now, COMMS_LOSS)
-            pct = {}
-            for name, start in (("last_hour", hour_ago), ("today", midnight)):
-                observed, lost = live.timeline.totals(start, now)
-                pct[name] = None if observed == 0 else 100.0 * (1.0 - lost / observed)
-                live_totals[name][0] += self.weights[unit.id] * observed
-                live_totals[name][1] += self.weights[unit.id] * lost
-            live.timeline.trim(min(hour_ago, midnight))
+            weight, timeline = self.weights[unit.id], live.timeline
+            observed, lost = timeline.totals(hour_ago, now)
+            hour_pct = None if observed == 0 else 100.0 * (1.0 - lost / observed)
+            hour_observed += weight * observed
+            hour_lost += weight * lost
+            observed, lost = timeline.totals(midnight, now)
+            today_pct = None if observed == 0 else 100.0 * (1.0 - lost / observed)
+            today_observed += weight * observed
+            today_lost += weight * lost
+            timeline.trim(trim_before)
             counts[status.state] += 1
             units.append(UnitAvailability(
                 id=unit.id, state=status.state, cause=status.cause,
-                derate_fraction=status.derate_fraction, last_hour_pct=pct["last_hour"],
-                today_pct=pct["today"]))
+                derate_fraction=status.derate_fraction, last_hour_pct=hour_pct,
+                today_pct=today_pct))
         windows: dict[str, float | None] = {
             name: None if observed == 0 else 100.0 * (1.0 - lost / observed)
-            for name, (observed, lost) in live_totals.items()}
+            for name, observed, lost in (("last_hour", hour_observed, hour_lost),
+                                         ("today", today_observed, today_lost))}
         alerts: list[Output] = alarms
         repair: list[Output] = []
         if self._step_due(self.kpis_ms, now, self.settings.kpi_every_ms):
