@@ -1,24 +1,18 @@
 """A unit's tags downsampled per minute for the history: count, min, max, sum and last of
 every (asset, tag) of its polls within the minute — pure, picklable state of the site step.
 
-Every poll of a unit usually carries the same assets and tags in the same order (its device
-map does not change from one poll to the next), so the minute is kept as arrays in that
-order, one slot per (asset, tag), and a poll updates them with a handful of array operations
-instead of a dictionary look-up and five updates per value. A poll of another shape (a value
-refused, a device map changed) folds what the arrays hold into a dictionary and starts them
-again in the new shape."""
+A unit's polls usually come in one shape (flows/frame.py), so the minute is kept as arrays
+in that shape's order, one slot per (asset, tag), and a poll updates them with a handful of
+array operations instead of a dictionary look-up and five updates per value. A poll of
+another shape (a value refused, a device map changed) folds what the arrays hold into a
+dictionary and starts them again in the new shape."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
+from flows.frame import Frame, Readings, Shape
 from flows.outputs import Aggregates
-
-# A poll's readings: (asset id, canonical tag values) per asset (flows/telemetry.py `Poll`).
-Readings = Sequence[tuple[str, dict[str, float]]]
-Shape = tuple[tuple[str, tuple[str, ...]], ...]  # (asset id, its tags in order) per asset
 
 
 class MinuteTags:
@@ -39,8 +33,11 @@ class MinuteTags:
         return self._n > 0 or bool(self._done)
 
     def add(self, readings: Readings) -> None:
-        shape = tuple([(asset_id, tuple(tags)) for asset_id, tags in readings])
-        values = np.array([v for _, tags in readings for v in tags.values()], dtype=np.float64)
+        self.add_frame(Frame.of(readings))
+
+    def add_frame(self, frame: Frame) -> None:
+        shape = frame.shape
+        values = np.array(frame.values, dtype=np.float64)
         if shape != self._shape:
             self._fold()
             self._shape, self._n = shape, 1

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -46,6 +46,7 @@ from contracts.rules import Rollup, Rules
 from contracts.status import COMMS_LOSS, Status, StatusRules, classify
 from flows.breaches import BreachEngine
 from flows.episodes import EpisodeTracker
+from flows.frame import Frame, Shape, picker
 from flows.minutes import MinuteTags
 from flows.outputs import LatestValues, Output, RepairList, SiteTicket, UnitMinute
 from flows.quality import DeviceLimits, DeviceQuality, DlqRate, Flapping
@@ -186,6 +187,10 @@ class SiteState:
         self.kpis: tuple[dict[str, float | None], ContractKpis | None] = ({}, None)
         self.counts = {"polls": 0, "late": 0, "duplicate": 0, "refused": 0}
         self.status_cache: dict[str, tuple[tuple[float | None, ...], Status]] = {}
+        # By unit: its last poll's shape, what picks the rules' tags out of its frame, their
+        # values and the statuses they gave.
+        self.unit_statuses: dict[str, tuple[Shape, Callable[[list[float]], object] | None,
+                                            object, dict[str, Status]]] = {}
 
     def _descendants(self, asset_id: str) -> list[str]:
         out: list[str] = []
@@ -226,7 +231,8 @@ class SiteState:
             self.counts["refused"] += 1
             self._count(dead)
         out += self.dlq_rate.observe(poll.ts_ms, dead is None, trusted=True)
-        statuses = self._statuses(poll.readings)
+        frame = Frame.of(poll.readings)
+        statuses = self._statuses(poll.unit_id, poll.readings, frame)
         refused = self.timelines[poll.unit_id].add(poll.ts_ms, statuses)
         if refused is not None:
             self.counts[refused] += 1
@@ -247,7 +253,7 @@ class SiteState:
                 site_id=self.site.id)
         out += quality.observe(poll.ts_ms, poll.ts_ms if received_ms is None else received_ms,
                                dict(poll.readings))
-        changed = self._live(poll, statuses, out)
+        changed = self._live(poll, frame, statuses, out)
         if self.newest_ms is None:  # the first poll
             if self.accumulator is None:  # (else resumed from the history)
                 self.accumulator = self._new_accumulator(poll.ts_ms)
@@ -388,9 +394,25 @@ class SiteState:
             acc.add_window(window)
         return acc
 
-    def _statuses(self, readings: Readings) -> dict[str, Status]:
+    def _statuses(self, unit_id: str, readings: Readings, frame: Frame) -> dict[str, Status]:
         """Each asset's status by the rules — worked out again only when one of the tags the
-        rules read changed (most polls change none)."""
+        rules read changed (most polls change none): when none of the unit's did and its
+        poll has the shape of the one before, that poll's statuses (the dictionary is shared:
+        it is never changed); otherwise asset by asset."""
+        known = self.unit_statuses.get(unit_id)
+        if known is not None and known[0] == frame.shape:
+            shape, pick, picked, statuses = known
+            now = None if pick is None else pick(frame.values)
+            if now == picked:
+                return statuses
+        else:
+            shape, pick = frame.shape, picker(frame.shape, self.status_tags)
+            now = None if pick is None else pick(frame.values)
+        statuses = self._asset_statuses(readings)
+        self.unit_statuses[unit_id] = (shape, pick, now, statuses)
+        return statuses
+
+    def _asset_statuses(self, readings: Readings) -> dict[str, Status]:
         cache, keys = self.status_cache, self.status_tags
         out: dict[str, Status] = {}
         for asset_id, tags in readings:
@@ -427,6 +449,8 @@ class SiteState:
             self.status_alarms = StatusAlarms(AlarmsConfig(), self.assets)
         if "windows" not in state:  # … or before exclusion windows were booked
             self.windows = ()
+        if "unit_statuses" not in state:  # … or before statuses were kept per unit
+            self.unit_statuses = {}
 
     def _step_due(self, last_ms: int | None, now_ms: int, every: int) -> bool:
         """A periodic step (finalizing, the contract windows) is due once per `every` of
@@ -441,7 +465,8 @@ class SiteState:
         assert self.newest_ms is not None
         return last is None or self.newest_ms - last >= every
 
-    def _live(self, poll: Poll, statuses: dict[str, Status], out: list[Output]) -> bool:
+    def _live(self, poll: Poll, frame: Frame, statuses: dict[str, Status],
+              out: list[Output]) -> bool:
         """Update the live view with an in-order poll; True when a unit's status changed."""
         live = self.live[poll.unit_id]
         if live.ts_ms is not None and poll.ts_ms <= live.ts_ms:
@@ -477,7 +502,7 @@ class SiteState:
         changed = effective != live.effective
         live.effective = effective
         if self.settings.telemetry_minutes:
-            self._downsample(live, poll, out)
+            self._downsample(live, poll, frame, out)
         if live.published_values_ms is None or \
                 poll.ts_ms - live.published_values_ms >= self.settings.values_every_ms:
             live.published_values_ms = poll.ts_ms
@@ -504,7 +529,7 @@ class SiteState:
                         timeline.availability_pct(midnight, now_ms)))
         return tuple(out)
 
-    def _downsample(self, live: UnitLive, poll: Poll, out: list[Output]) -> None:
+    def _downsample(self, live: UnitLive, poll: Poll, frame: Frame, out: list[Output]) -> None:
         """Per-minute count, min, max, mean and last of every tag (in-order polls; a minute
         is closed by the first poll of a later one). Every unit of a fleet closes its minute
         in the same second, so each one's rows wait a delay of its own (under
@@ -517,7 +542,7 @@ class SiteState:
             live.closed = UnitMinute(self.site.id, live.minute_ms, live.minute.aggregates())
             live.minute = MinuteTags()
         live.minute_ms = minute_ms
-        live.minute.add(poll.readings)
+        live.minute.add_frame(frame)
         if live.closed is not None and poll.ts_ms >= live.closed.start_ms + 60_000 + \
                 _spread(poll.unit_id):
             out.append(live.closed)
