@@ -174,6 +174,8 @@ class SiteRuntime:
         out = self._record(kind, record, now_ms, produced_ms)
         if kind == "telemetry" and now_ms is not None:
             self.last_wall_ms, self.silence_checked = now_ms, False
+        if not out:  # most records: no alert to raise alarms of, no dead letter to tally
+            return out if kind == "dead_letter" else list(self.dead_letters.flush(now_ms))
         if self.state is not None:
             out += self.state.alarms_of_alerts(out)  # alerts that are alarms too
         if kind == "dead_letter":
