@@ -9,6 +9,8 @@ import pickle
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from connectors.history.rows import StatusIntervalRow, TelemetryRow
 from connectors.settings import EXAMPLE_MONITORING
@@ -17,6 +19,7 @@ from contracts.engine import evaluate
 from contracts.events import DeadLetter, SiteAvailability, StatusChange, TelemetrySample
 from contracts.intervals import StatusInterval
 from contracts.monitoring import load_monitoring
+from flows.frame import Frame
 from flows.outputs import LatestValues, Output, UnitMinute
 from flows.site_state import MINUTE_SPREAD_MS, SiteSettings, SiteState, UnitLive
 from flows.telemetry import Normalizer, RawRecord
@@ -397,3 +400,26 @@ def test_a_recovery_snapshot_from_before_lazy_asset_timelines_resumes_them_at_it
     resumed = pickle.loads(pickle.dumps(old))
     assert resumed.assets_from_ms == T0 + 1000
     assert resumed.minute.aggregates() == {("u1", "soc_pct"): [1.0, 5.0, 5.0, 5.0, 5.0]}
+
+
+@given(st.lists(st.tuples(st.sampled_from([0, 3, 5]), st.sampled_from([None, 0.0, 1.0, 4.0]),
+                          st.sampled_from([0, 3]), st.booleans()), min_size=1, max_size=20))
+def test_a_units_statuses_kept_from_its_poll_before_are_those_of_its_assets_tags(
+        steps: list[tuple[int, float | None, int, bool]]) -> None:
+    """A unit's statuses are kept from its poll before when the poll has the same shape and
+    the same values of the tags the rules read; whatever changes poll to poll (a code, an
+    alarm word there or not, a child's code, a tag the rules do not read there or not), they
+    are what working out each asset's status afresh gives."""
+    state = SiteState(FLEET, "s1", CONFIG, None, FAST)
+    children = [a.id for a in FLEET.assets.values() if a.unit_id == "u1" and a.id != "u1"]
+    for code, alarm, child, extra in steps:
+        unit: dict[str, float] = {"status_code": float(code)}
+        if alarm is not None:
+            unit["alarm_word"] = alarm
+        if extra:
+            unit["soc_pct"] = 50.0
+        readings = (("u1", unit), (children[0], {"status_code": float(child)}),
+                    *((c, {"status_code": 0.0}) for c in children[1:]))
+        fresh = SiteState(FLEET, "s1", CONFIG, None, FAST)
+        assert state._statuses("u1", readings, Frame.of(readings)) == \
+            fresh._asset_statuses(readings)
