@@ -12,8 +12,6 @@ import operator
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
-# A poll's readings: (asset id, canonical tag values) per asset (flows/telemetry.py `Poll`).
-Readings = Sequence[tuple[str, dict[str, float]]]
 Shape = tuple[tuple[str, tuple[str, ...]], ...]  # (asset id, its tags in order) per asset
 
 
@@ -23,7 +21,9 @@ class Frame:
     values: list[float]  # every asset's tag values in the shape's order
 
     @classmethod
-    def of(cls, readings: Readings) -> Frame:
+    def of(cls, readings: Sequence[tuple[str, dict[str, float]]]) -> Frame:
+        """A poll's readings (flows/telemetry.py `Poll.readings`: each asset's id and
+        canonical tag values) as a frame."""
         return cls(tuple([(asset_id, tuple(tags)) for asset_id, tags in readings]),
                    [v for _, tags in readings for v in tags.values()])
 

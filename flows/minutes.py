@@ -9,9 +9,11 @@ dictionary and starts them again in the new shape."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from flows.frame import Frame, Readings, Shape
+from flows.frame import Frame, Shape
 from flows.outputs import Aggregates
 
 
@@ -32,7 +34,7 @@ class MinuteTags:
     def __bool__(self) -> bool:
         return self._n > 0 or bool(self._done)
 
-    def add(self, readings: Readings) -> None:
+    def add(self, readings: Sequence[tuple[str, dict[str, float]]]) -> None:
         self.add_frame(Frame.of(readings))
 
     def add_frame(self, frame: Frame) -> None:
