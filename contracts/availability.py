@@ -86,8 +86,10 @@ class Timeline:
     def availability_pct(self, start_ms: int, end_ms: int) -> float | None:
         """100·(1 − lost/observed) over the observed part of the window; None if nothing seen."""
         ends = self._ends
-        if ends and self._lost[-1] == 0.0 and self._starts[-1] < end_ms and \
-                ends[-1] > (start_ms if self._floor is None else max(start_ms, self._floor)):
+        if self._floor is not None and start_ms < self._floor:
+            start_ms = self._floor
+        if ends and self._lost[-1] == 0.0 and start_ms < end_ms and \
+                self._starts[-1] < end_ms and ends[-1] > start_ms:
             return 100.0  # nothing ever lost and the newest segment is in the window (usual)
         observed, lost = self.totals(start_ms, end_ms)
         return None if observed == 0 else 100.0 * (1.0 - lost / observed)

@@ -6,7 +6,7 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from connectors.settings import EXAMPLE_MONITORING
@@ -81,6 +81,8 @@ def test_timeline_merges_equal_neighbours_and_totals_exactly() -> None:
     [0.0, 0.25, 0.5, 1.0])), max_size=200), st.lists(st.tuples(st.integers(0, 12_000),
                                                           st.integers(0, 12_000)), max_size=20),
        st.integers(0, 12_000), st.booleans(), st.booleans())
+@example(pieces=[(0, 20, 0.0)], windows=[(10, 5)], cut=0, healthy=True, contiguous=True)
+@example(pieces=[(0, 20, 0.0)], windows=[(0, 5)], cut=8, healthy=True, contiguous=True)
 def test_timeline_totals_equal_a_walk_over_its_segments(
         pieces: list[tuple[int, int, float]], windows: list[tuple[int, int]], cut: int,
         healthy: bool, contiguous: bool) -> None:
