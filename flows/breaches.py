@@ -37,6 +37,7 @@ from typing import Literal
 from contracts.events import BreachEvent, Severity, TagValue
 from contracts.fleet import Asset
 from contracts.limits import (
+    MS_PER_MIN,
     Limit,
     LimitState,
     Trend,
@@ -168,10 +169,25 @@ class BreachEngine:
                         continue
                 elif not isfinite(value):
                     continue
-                rate = trend.rate(tst, ts_ms, value)
-                # The usual case, decided here: too short to judge, or no change of state.
-                if rate is not None and trend.breached(rate, tst.event is not None) != \
-                        (tst.event is not None):
+                # `Trend.rate` and `Trend.breached` inlined for the usual case: the sample
+                # is neither kept (too close to the newest kept) nor ages one out.
+                samples, window = tst.samples, trend.window_ms
+                if samples and ts_ms - samples[-1][0] < window // 32 and \
+                        samples[0][0] >= ts_ms - window:
+                    first_ms, first = samples[0]
+                    span = ts_ms - first_ms
+                    if 2 * span < window:
+                        continue  # too short to judge
+                    rate = (value - first) * MS_PER_MIN / span
+                else:
+                    judged = trend.rate(tst, ts_ms, value)
+                    if judged is None:
+                        continue
+                    rate = judged
+                active = tst.event is not None
+                directed = rate * trend.sign
+                if (directed >= trend.clear_rate if active else directed > trend.raise_rate) \
+                        != active:  # the trend starts or stops standing
                     self._trend(track, trend, tst, ts_ms, value, rate, events)
         return events
 
