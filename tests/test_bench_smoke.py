@@ -23,7 +23,7 @@ RUNS: dict[str, list[str]] = {
     "contracts": ["--units", "2", "--intervals", "500", "--repeat", "1"],
     "connectors": ["--sites", "1", "--units", "2", "--seconds", "1", "--changes", "1",
                    "--sim-processes", "1", "--warmup", "2"],
-    "flows": ["--sites", "1", "--units", "2", "--seconds", "5", "--live", "0"],
+    "flows": ["--sites", "1", "--units", "2", "--seconds", "5", "--live", "0", "--scale-live", "0"],
     "ws_fanout": ["--clients", "4", "--seconds", "3", "--sites", "1", "--units", "2"],
     "dashboard": ["--loads", "1"],  # needs web/dist (make web) and /usr/bin/chromium
     "wall": ["--minutes", "0.1", "--every", "3", "--sites", "4"],  # the same
