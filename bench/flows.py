@@ -156,7 +156,7 @@ class Live:
     latencies: list[float]
     produced: int  # polls produced before the closing second
     taken: int  # of those, polls the sites' last snapshots count
-    caught_up_s: float | None  # last produce → every site's snapshot of the closing second
+    caught_up_s: float | None  # last produce → the flow idle (None: not within the wait)
 
     def summary(self) -> dict[str, object]:
         q = statistics.quantiles(self.latencies, n=100) if len(self.latencies) > 1 else None
