@@ -85,10 +85,11 @@ def main() -> None:
                          telemetry_history=args.telemetry_history,
                          say=lambda line: print(line, flush=True))
         took = time.monotonic() - started
+        history_mb = sum(f.stat().st_size for f in (run / "run").glob("history.db*")) / 1e6
     asset_samples = samples * assets_per_poll
     print(f"replay: {took:.1f} s for {samples:,} polls ({asset_samples:,} asset-samples): "
           f"{samples / took:,.0f} polls/s, {asset_samples / took:,.0f} asset-samples/s; "
-          f"{len(periods)} final periods", flush=True)
+          f"{len(periods)} final periods; the history file {history_mb:,.0f} MB", flush=True)
     # The last line, for scripts: one JSON object.
     print(json.dumps({
         "bench": "replay", "days": args.days, "units": args.units, "step_s": args.step_s,
@@ -98,7 +99,7 @@ def main() -> None:
         "polls_per_s": round(samples / took), "asset_samples_per_s": round(asset_samples / took),
         "replay_30d_s": round(took * 30 / args.days, 1),
         "scaled_from_days": None if args.days == 30 else args.days,
-        "final_periods": len(periods)}), flush=True)
+        "final_periods": len(periods), "history_mb": round(history_mb, 1)}), flush=True)
 
 
 if __name__ == "__main__":

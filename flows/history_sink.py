@@ -81,6 +81,7 @@ class _Partition(StatelessSinkPartition[HistoryItem]):
         status: list[StatusIntervalRow] = []
         availability: list[AvailabilityRow] = []
         telemetry: list[TelemetryRow] = []
+        minutes: list[UnitMinute] = []
         breaches: list[BreachEvent] = []
         alerts: list[Alert] = []
         episodes: list[UnavailabilityEpisode] = []
@@ -93,7 +94,7 @@ class _Partition(StatelessSinkPartition[HistoryItem]):
             elif isinstance(item, PeriodAvailability):
                 availability.extend(period_rows(item))
             elif isinstance(item, UnitMinute):
-                telemetry.extend(item.rows())
+                minutes.append(item)
             elif isinstance(item, TelemetryRow):
                 telemetry.append(item)
             elif isinstance(item, BreachEvent):
@@ -111,6 +112,7 @@ class _Partition(StatelessSinkPartition[HistoryItem]):
             ("status", status, lambda rows: self._store.write_status(rows)),
             ("availability", availability, lambda rows: self._store.write_availability(rows)),
             ("telemetry", telemetry, lambda rows: self._store.write_telemetry(rows)),
+            ("telemetry", minutes, lambda rows: self._store.write_telemetry_minutes(rows)),
             ("breaches", breaches, lambda rows: self._store.write_breaches(rows)),
             ("alerts", alerts, lambda rows: self._store.write_alerts(rows)),
             ("episodes", episodes, lambda rows: self._store.write_episodes(rows)),

@@ -10,16 +10,26 @@ dictionary and starts them again in the new shape."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
 from flows.frame import Frame, Shape
 from flows.outputs import Aggregates
 
+Series = tuple[tuple[str, str], ...]  # (asset, tag) of each value, in order
+
+
+@lru_cache(maxsize=4096)
+def series_of(shape: Shape) -> Series:
+    """The (asset, tag) of each of a shape's values — one tuple per shape, so that a unit's
+    minutes in one shape share it (the history groups them by it)."""
+    return tuple((asset_id, tag) for asset_id, tags in shape for tag in tags)
+
 
 class MinuteTags:
     """The aggregates of one unit-minute so far (`aggregates()` gives them by (asset, tag),
-    in the order the tags were first seen)."""
+    in the order the tags were first seen; `block()` as arrays, for the history)."""
 
     __slots__ = ("_done", "_high", "_last", "_low", "_n", "_shape", "_sum")
 
@@ -50,6 +60,23 @@ class MinuteTags:
             np.maximum(self._high, values, out=self._high)
             np.add(self._sum, values, out=self._sum)
         self._last = values
+
+    def block(self) -> tuple[Series, np.ndarray]:
+        """The minute so far as its series and their count, min, max, mean and last
+        (`(len(series), 5)`, float64; mean = Σ / count, as `aggregates()` would give)."""
+        if self._shape is not None and not self._done:
+            series = series_of(self._shape)
+            values = np.empty((len(series), 5))
+            values[:, 0] = self._n
+            values[:, 1] = self._low
+            values[:, 2] = self._high
+            np.divide(self._sum, float(self._n), out=values[:, 3])
+            values[:, 4] = self._last
+            return series, values
+        done = self.aggregates()
+        values = np.array(list(done.values()), dtype=np.float64).reshape(len(done), 5)
+        values[:, 3] /= values[:, 0]
+        return tuple(done), values
 
     def aggregates(self) -> Aggregates:
         """(asset, tag) → [count, min, max, sum, last] of the minute so far."""

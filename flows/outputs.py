@@ -6,7 +6,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from connectors.history.rows import AvailabilityRow, StatusIntervalRow, TelemetryRow
+import numpy as np
+
+from connectors.history.rows import (
+    AvailabilityRow,
+    StatusIntervalRow,
+    TelemetryMinute,
+    TelemetryRow,
+)
 from contracts.events import (
     Alert,
     BreachEvent,
@@ -39,21 +46,23 @@ class LatestValues:
 Aggregates = dict[tuple[str, str], list[float]]  # (asset, tag) → [n, min, max, Σ, last]
 
 
-@dataclass(frozen=True, slots=True)
-class UnitMinute:
-    """A unit's closed minute for the history: count, min, max, sum and last of every tag
-    of its assets, by (asset, tag). One item per unit-minute rather than a row per tag: at
-    1-minute polls (replays) every poll closes one, and each item crossing the dataflow
-    costs more than making its rows."""
+@dataclass(frozen=True, slots=True, eq=False)
+class UnitMinute(TelemetryMinute):
+    """A unit's closed minute for the history: count, min, max, mean and last of every tag
+    of its assets, as arrays. One item per unit-minute rather than a row per tag: at
+    1-minute polls (replays) every poll closes one, and the history packs a unit's minutes
+    an hour per tag (connectors/history/minute_blobs.py)."""
 
-    site_id: str
-    start_ms: int
-    aggregates: Aggregates
-
-    def rows(self) -> list[TelemetryRow]:
-        site, start = self.site_id, self.start_ms
-        return [TelemetryRow(asset_id, site, tag, start, int(a[0]), a[1], a[2], a[3] / a[0],
-                             a[4]) for (asset_id, tag), a in self.aggregates.items()]
+    def __setstate__(self, state: list[object]) -> None:
+        # A recovery snapshot from before unit-minutes were arrays: site, start and
+        # (asset, tag) → [n, min, max, Σ, last].
+        if len(state) == 3 and isinstance(state[2], dict):
+            site_id, start_ms, aggregates = state[0], state[1], state[2]
+            values = np.array(list(aggregates.values()), dtype=np.float64).reshape(-1, 5)
+            values[:, 3] /= values[:, 0]
+            state = [site_id, start_ms, tuple(aggregates), values]
+        for name, value in zip(("site_id", "start_ms", "series", "values"), state, strict=True):
+            object.__setattr__(self, name, value)
 
 
 @dataclass(frozen=True, slots=True)

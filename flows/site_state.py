@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+import numpy as np
+
 from connectors.history.rows import AvailabilityRow, StatusIntervalRow
 from contracts.alarm_sources import StatusAlarms, alert_alarms
 from contracts.availability import Timeline
@@ -97,8 +99,9 @@ class UnitLive:
         if isinstance(closed, list):
             state["closed"] = None if not closed else UnitMinute(
                 closed[0].site_id, closed[0].start_ms,
-                {(r.asset_id, r.tag): [float(r.count), r.min, r.max, r.mean * r.count, r.last]
-                 for r in closed})
+                tuple((r.asset_id, r.tag) for r in closed),
+                np.array([[r.count, r.min, r.max, r.mean, r.last] for r in closed],
+                         dtype=np.float64))
         # … and each asset's timeline up to the newest poll.
         state.setdefault("assets_from_ms", state.get("ts_ms"))
         # … and the minute being downsampled as a dictionary of aggregates.
@@ -539,7 +542,7 @@ class SiteState:
         if live.minute_ms is not None and minute_ms != live.minute_ms:
             if live.closed is not None:
                 out.append(live.closed)
-            live.closed = UnitMinute(self.site.id, live.minute_ms, live.minute.aggregates())
+            live.closed = UnitMinute(self.site.id, live.minute_ms, *live.minute.block())
             live.minute = MinuteTags()
         live.minute_ms = minute_ms
         live.minute.add_frame(frame)
@@ -604,7 +607,7 @@ class SiteState:
                 live.closed = None
             if live.minute:
                 assert live.minute_ms is not None
-                out.append(UnitMinute(self.site.id, live.minute_ms, live.minute.aggregates()))
+                out.append(UnitMinute(self.site.id, live.minute_ms, *live.minute.block()))
                 live.minute = MinuteTags()
         return out
 

@@ -450,6 +450,7 @@ def build_flow(
     hot: bool = True,
     resume: bool = False,
     windows: Mapping[str, Sequence[ExclusionWindow]] | None = None,
+    batch_size: int = 1000,
 ) -> Dataflow:
     """Production reads and writes Kafka, Redis and the history store; tests pass
     `TestingSource`/`TestingSink` (no ticket or device-health input unless `ticket_source`
@@ -465,7 +466,8 @@ def build_flow(
     statuses the history store holds of it (`SiteState.resume`) and reads its contract's
     approved exclusion windows itself, at its first poll and every `WINDOWS_EVERY_MS`.
     `windows` (replays): each site's approved exclusion windows by site id, booked when its
-    accounting starts."""
+    accounting starts. `batch_size`: the most records the telemetry topic's source hands on
+    at once (replays take more: fewer, larger writes to the history)."""
     windows = windows or {}
     topics = Topics.of(settings)
     normalizer = Normalizer(config, fleet)
@@ -473,7 +475,7 @@ def build_flow(
     flow = Dataflow("telemetry")
     production = source is None
     if source is None:
-        source = _kafka(settings, settings.topic_telemetry, tail)
+        source = _kafka(settings, settings.topic_telemetry, tail, batch_size)
     if ticket_source is None and production:
         ticket_source = _kafka(settings, settings.topic_tickets, tail)
     route = routing(fleet)
@@ -588,11 +590,13 @@ def fewer_collections() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _kafka(settings: Settings, topic: str, tail: bool) -> Source[RawMessage]:
+def _kafka(settings: Settings, topic: str, tail: bool,
+           batch_size: int = 1000) -> Source[RawMessage]:
     """The topic's every partition from its beginning, or from the offsets of the recovery
     snapshot. An offset the broker no longer has (a broker that restarted empty, or records
     deleted by retention) starts the partition again from what it has, never from its end:
     records written meanwhile are read, not skipped."""
     return cast(Source[RawMessage], KafkaSource([settings.require_kafka()], [topic],
-                                                tail=tail, add_config={
+                                                tail=tail, batch_size=batch_size,
+                                                add_config={
                                                     "auto.offset.reset": "earliest"}))

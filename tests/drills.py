@@ -24,6 +24,7 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from connectors.history.minute_blobs import minute_rows
 from connectors.settings import Settings
 from contracts.events import DeadLetter, TelemetrySample
 
@@ -114,9 +115,12 @@ def count_topics(bootstrap: str, settings: Settings, stop_ms: int) -> TopicCount
 def history_counts(history_db: Path) -> dict[tuple[str, int], int]:
     """(asset, minute) → samples the history's minute summary counted (its fullest tag)."""
     with sqlite3.connect(f"file:{history_db}?mode=ro", uri=True, timeout=30) as db:
-        rows = db.execute("SELECT asset_id, start_ms, MAX(n) FROM telemetry "
-                          "GROUP BY asset_id, start_ms").fetchall()
-    return {(asset, int(start)): int(n) for asset, start, n in rows}
+        hours = db.execute("SELECT * FROM telemetry_hours").fetchall()
+    counts: dict[tuple[str, int], int] = {}
+    for hour in hours:
+        for asset, _, start, _, n, *_ in minute_rows(*hour):
+            counts[(asset, start)] = max(counts.get((asset, start), 0), n)
+    return counts
 
 
 @dataclass(frozen=True)

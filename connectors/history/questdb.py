@@ -52,6 +52,7 @@ from connectors.history.rows import (
     Bucket,
     DeviceStatsTotal,
     StatusIntervalRow,
+    TelemetryMinute,
     TelemetryRow,
 )
 from connectors.history.store import (
@@ -752,6 +753,9 @@ class QuestDBHistoryStore:
 
     def write_telemetry(self, rows: Sequence[TelemetryRow]) -> None:
         self._ilp.send(telemetry_ilp(r, self.tables) for r in rows)
+
+    def write_telemetry_minutes(self, minutes: Sequence[TelemetryMinute]) -> None:
+        self.write_telemetry([r for m in minutes for r in m.rows()])
 
     def write_breaches(self, events: Sequence[BreachEvent]) -> None:
         self._ilp.send(breach_ilp(e, self.tables) for e in events)

@@ -10,8 +10,10 @@ never corrupt the file; Kafka is the log of record and a replay rewrites them (u
 The file must sit on a local disk: WAL needs shared memory between the processes.
 
 Breaches, alerts and episodes keep their event JSON whole beside the columns they are queried
-by; the other tables are plain columns. The schema's version is `PRAGMA user_version`; opening
-a file applies the migrations it lacks."""
+by; per-minute telemetry is packed an hour per (asset, tag) in `telemetry_hours`
+(connectors/history/minute_blobs.py: 60 times fewer rows than a row per minute, which
+was four fifths of a month's replay); the other tables are plain columns. The schema's
+version is `PRAGMA user_version`; opening a file applies the migrations it lacks."""
 
 from __future__ import annotations
 
@@ -19,17 +21,20 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from connectors.history import minute_blobs
+from connectors.history.minute_blobs import HOUR_MS, MINUTE_MS
 from connectors.history.rows import (
     AvailabilityRow,
     Bucket,
     DeviceStatsTotal,
     StatusIntervalRow,
+    TelemetryMinute,
     TelemetryRow,
 )
 from connectors.history.store import (
@@ -51,8 +56,10 @@ from contracts.events import (
 
 BUSY_TIMEOUT_MS = 30_000
 
-# MIGRATIONS[i] takes a file from user_version i to i + 1.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
+# MIGRATIONS[i] takes a file from user_version i to i + 1: SQL statements, or functions of
+# the connection for what SQL cannot do.
+Migration = str | Callable[[sqlite3.Connection], None]
+MIGRATIONS: tuple[tuple[Migration, ...], ...] = (
     (
         """CREATE TABLE status_intervals (
             asset_id TEXT NOT NULL,
@@ -143,6 +150,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (site_id, device_id, start_ms)
         ) WITHOUT ROWID""",
     ),
+    (  # 3: per-minute telemetry an hour per (asset, tag) — see `pack_telemetry`
+        """CREATE TABLE telemetry_hours (
+            asset_id TEXT NOT NULL,
+            tag TEXT NOT NULL,
+            hour_ms INTEGER NOT NULL,
+            site_id TEXT NOT NULL,
+            minutes BLOB NOT NULL,
+            PRIMARY KEY (asset_id, tag, hour_ms)
+        ) WITHOUT ROWID""",
+        lambda db: pack_telemetry(db),
+        "DROP TABLE telemetry",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -154,6 +173,18 @@ def upsert_sql(table: str, columns: Sequence[str], key: Sequence[str]) -> str:
         f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
         f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
     )
+
+
+def pack_telemetry(db: sqlite3.Connection) -> None:
+    """Migration 3: the rows of `telemetry` (one per asset, tag and minute) into
+    `telemetry_hours`, in key order and chunks (an hour cut by a chunk is merged). A row
+    that did not start on a minute fills the minute it started in."""
+    rows = db.execute("SELECT asset_id, tag, start_ms, site_id, n, vmin, vmax, vmean, vlast "
+                      "FROM telemetry ORDER BY asset_id, tag, start_ms")
+    while chunk := rows.fetchmany(100_000):
+        db.executemany(UPSERT_TELEMETRY_HOUR, minute_blobs.blobs_of_rows(
+            (asset_id, tag, start_ms - start_ms % MINUTE_MS, site_id, figures)
+            for asset_id, tag, start_ms, site_id, *figures in chunk))
 
 
 UPSERT_STATUS = upsert_sql(
@@ -169,11 +200,11 @@ UPSERT_AVAILABILITY = upsert_sql(
 )
 CACHE_KIB = 64 * 1024  # each connection's page cache
 
-UPSERT_TELEMETRY = upsert_sql(
-    "telemetry",
-    ("asset_id", "tag", "start_ms", "site_id", "n", "vmin", "vmax", "vmean", "vlast"),
-    ("asset_id", "tag", "start_ms"),
-)
+# An hour written again keeps the minutes the new write lacks (last write wins per minute).
+UPSERT_TELEMETRY_HOUR = """
+    INSERT INTO telemetry_hours (asset_id, tag, hour_ms, site_id, minutes) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (asset_id, tag, hour_ms) DO UPDATE
+    SET site_id = excluded.site_id, minutes = merge_minutes(minutes, excluded.minutes)"""
 UPSERT_BREACH = upsert_sql(
     "breaches",
     ("breach_id", "state", "ts_ms", "site_id", "asset_id", "event"),
@@ -213,23 +244,10 @@ SELECT_AVAILABILITY = """
     WHERE asset_id IN (SELECT value FROM json_each(?))
       AND bucket = ? AND start_ms < ? AND end_ms > ?
     ORDER BY start_ms, asset_id"""
-# Within each step, the latest stored bucket gives `last` (rn = 1).
-SELECT_TELEMETRY = """
-    WITH picked AS (
-        SELECT (start_ms / :step) * :step AS bucket_ms, start_ms, site_id, n, vmin, vmax,
-               vmean, vlast,
-               row_number() OVER (PARTITION BY start_ms / :step ORDER BY start_ms DESC) AS rn
-        FROM telemetry
-        WHERE asset_id = :asset_id AND tag = :tag AND start_ms >= :start AND start_ms < :end
-    )
-    SELECT bucket_ms,
-           max(CASE WHEN rn = 1 THEN site_id END),
-           sum(n), min(vmin), max(vmax),
-           CASE WHEN sum(n) > 0 THEN sum(vmean * n) / sum(n) ELSE avg(vmean) END,
-           max(CASE WHEN rn = 1 THEN vlast END)
-    FROM picked
-    GROUP BY bucket_ms
-    ORDER BY bucket_ms"""
+SELECT_TELEMETRY_HOURS = """
+    SELECT hour_ms, site_id, minutes FROM telemetry_hours
+    WHERE asset_id = ? AND tag = ? AND hour_ms > ? AND hour_ms < ?
+    ORDER BY hour_ms"""
 SELECT_BREACHES = """
     SELECT event FROM breaches
     WHERE site_id IN (SELECT value FROM json_each(?)) AND ts_ms >= ? AND ts_ms < ?
@@ -313,6 +331,7 @@ class SqliteHistoryStore:
             # once: a writer whose page cache holds them all writes 2-3× faster than with
             # SQLite's default 2 MiB (memory is taken as pages are used, not up front).
             self._db.execute(f"PRAGMA cache_size = {-CACHE_KIB}")
+            self._db.create_function("merge_minutes", 2, minute_blobs.merge, deterministic=True)
             self._migrate()
         except BaseException as e:
             self._db.close()
@@ -334,7 +353,10 @@ class SqliteHistoryStore:
                 )
             for statements in MIGRATIONS[version:]:
                 for statement in statements:
-                    self._db.execute(statement)
+                    if isinstance(statement, str):
+                        self._db.execute(statement)
+                    else:
+                        statement(self._db)
             if version < SCHEMA_VERSION:
                 self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -393,10 +415,13 @@ class SqliteHistoryStore:
         ))
 
     def write_telemetry(self, rows: Sequence[TelemetryRow]) -> None:
-        self._write(UPSERT_TELEMETRY, (
-            (r.asset_id, r.tag, r.start_ms, r.site_id, r.count, r.min, r.max, r.mean, r.last)
-            for r in rows
-        ))
+        self._write(UPSERT_TELEMETRY_HOUR, minute_blobs.blobs_of_rows(
+            (r.asset_id, r.tag, r.start_ms, r.site_id, (r.count, r.min, r.max, r.mean, r.last))
+            for r in rows))
+
+    def write_telemetry_minutes(self, minutes: Sequence[TelemetryMinute]) -> None:
+        self._write(UPSERT_TELEMETRY_HOUR, minute_blobs.blobs_of_blocks(
+            (m.site_id, m.start_ms, m.series, m.values) for m in minutes))
 
     def write_breaches(self, events: Sequence[BreachEvent]) -> None:
         self._write(UPSERT_BREACH, (
@@ -455,13 +480,14 @@ class SqliteHistoryStore:
         self, asset_id: str, tag: str, start_ms: int, end_ms: int, step_ms: int
     ) -> list[TelemetryRow]:
         check_range(start_ms, end_ms)
-        params = {"step": check_step(step_ms), "asset_id": asset_id, "tag": tag,
-                  "start": start_ms, "end": end_ms}
-        return [
-            TelemetryRow(asset_id, site_id, tag, bucket_ms, n, vmin, vmax, vmean, vlast)
-            for bucket_ms, site_id, n, vmin, vmax, vmean, vlast
-            in self._query(SELECT_TELEMETRY, params)
-        ]
+        check_step(step_ms)
+        hours = self._query(SELECT_TELEMETRY_HOURS, (asset_id, tag, start_ms - HOUR_MS, end_ms))
+        try:
+            buckets = minute_blobs.rebucket(hours, start_ms, end_ms, step_ms)
+        except ValueError as e:
+            raise HistoryStoreError(f"{self.path}: telemetry of {asset_id} {tag}: {e}") from e
+        return [TelemetryRow(asset_id, site_id, tag, bucket_ms, n, vmin, vmax, vmean, vlast)
+                for bucket_ms, site_id, n, vmin, vmax, vmean, vlast in buckets]
 
     def breaches(self, site_ids: Iterable[str], start_ms: int, end_ms: int) -> list[BreachEvent]:
         ids = id_list(site_ids, "site_ids")

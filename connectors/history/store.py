@@ -18,6 +18,7 @@ from connectors.history.rows import (
     Bucket,
     DeviceStatsTotal,
     StatusIntervalRow,
+    TelemetryMinute,
     TelemetryRow,
 )
 from contracts.events import Alert, BreachEvent, DeviceHealth, DeviceStats, UnavailabilityEpisode
@@ -37,6 +38,9 @@ class HistoryStore(Protocol):
 
     def write_telemetry(self, rows: Sequence[TelemetryRow]) -> None:
         """[asset_id, tag, start_ms]"""
+
+    def write_telemetry_minutes(self, minutes: Sequence[TelemetryMinute]) -> None:
+        """Each minute's rows, as `write_telemetry` would ([asset_id, tag, start_ms])."""
 
     def write_breaches(self, events: Sequence[BreachEvent]) -> None:
         """[breach_id, state]"""

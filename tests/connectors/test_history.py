@@ -223,7 +223,8 @@ def test_writing_the_same_batches_again_leaves_no_duplicates(store: SqliteHistor
     write_everything(store)  # a flow replaying an epoch after crash recovery
     assert table_counts(store.path) == once == {
         "alerts": 2, "availability": 4, "breaches": 2, "device_states": 3, "device_stats": 5,
-        "episodes": 2, "status_intervals": 4, "telemetry": 3}
+        "episodes": 2, "status_intervals": 4,
+        "telemetry_hours": 2}  # soc's two minutes and power_kw's one: an hour each
     assert read_everything(store) == EXPECTED
 
 
@@ -434,7 +435,8 @@ def test_several_processes_write_one_file_at_once(tmp_path: Path) -> None:
         p.join(timeout=120)
     assert [p.exitcode for p in workers] == [0] * WRITERS  # a "database is locked" → 1
     counts = table_counts(path)
-    assert counts["telemetry"] == WRITERS * BATCHES * ROWS_PER_BATCH
+    hours = -(-BATCHES * ROWS_PER_BATCH // 60)  # each writer's minutes, an hour per row
+    assert counts["telemetry_hours"] == WRITERS * hours
     assert counts["status_intervals"] == SHARED
     with SqliteHistoryStore(path) as store:
         for w in range(WRITERS):

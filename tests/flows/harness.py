@@ -35,6 +35,7 @@ import redis
 from bytewax.testing import run_main
 from confluent_kafka import Producer
 
+from connectors.history.minute_blobs import minute_rows
 from connectors.history.sqlite import SqliteHistoryStore
 from connectors.kafka import ensure_topics, read_topic
 from connectors.settings import REPO_ROOT, Settings
@@ -45,8 +46,7 @@ from flows.site_state import SiteSettings
 from flows.telemetry_flow import build_flow
 
 OUTPUTS = ("status", "availability", "dlq", "breaches", "alerts")  # every field of Topics
-HISTORY_TABLES = ("status_intervals", "availability", "breaches", "alerts", "episodes",
-                  "telemetry")
+HISTORY_TABLES = ("status_intervals", "availability", "breaches", "alerts", "episodes")
 Record = tuple[bytes | None, bytes]  # a Kafka record's key and value
 
 
@@ -114,6 +114,14 @@ def prepare(kafka: str, redis_url: str, db: int, prefix: str, records: Sequence[
     return topics
 
 
+def telemetry_rows(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    """The history's per-minute telemetry, a row per (asset, tag, minute) in key order —
+    (asset_id, tag, start_ms, site_id, n, min, max, mean, last), whatever the file's layout
+    (connectors/history/minute_blobs.py)."""
+    return sorted(row for hour in conn.execute("SELECT * FROM telemetry_hours")
+                  for row in minute_rows(*hour))
+
+
 def collect(kafka: str, redis_url: str, db: int, history_db: Path, topics: Topics,
             n_records: int) -> Run:
     """What a run wrote: its output topics, its Redis database and its history store."""
@@ -132,6 +140,7 @@ def collect(kafka: str, redis_url: str, db: int, history_db: Path, topics: Topic
     SqliteHistoryStore(history_db).close()  # the schema exists even if nothing was written
     with sqlite3.connect(history_db) as conn:
         history = {t: sorted(conn.execute(f"SELECT * FROM {t}")) for t in HISTORY_TABLES}
+        history["telemetry"] = telemetry_rows(conn)
     return Run(out, state, history, list(range(n_records)),
                (topics.telemetry, topics.tickets))
 

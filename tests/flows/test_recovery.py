@@ -28,6 +28,7 @@ from connectors.settings import REPO_ROOT
 from contracts.fleet import Fleet
 from infra.sim.fleetgen import fleet_yaml, generate_fleet
 from infra.sim.record import PlannedFault, record
+from tests.flows.harness import telemetry_rows
 
 TZ = ZoneInfo("Europe/Stockholm")
 # Records that stopped the whole stack before they were refused at the boundary: an integer
@@ -78,9 +79,11 @@ def history(path: Path) -> dict[str, list[str]]:
     """Every row of every table (the store's primary keys already refuse duplicates)."""
     SqliteHistoryStore(path).close()  # the schema exists even if nothing was written
     with sqlite3.connect(path) as conn:
-        return {table: sorted(map(repr, conn.execute(f"SELECT * FROM {table}")))
-                for table in ("status_intervals", "availability", "breaches", "alerts",
-                              "episodes", "telemetry")}
+        tables = {table: sorted(map(repr, conn.execute(f"SELECT * FROM {table}")))
+                  for table in ("status_intervals", "availability", "breaches", "alerts",
+                                "episodes")}
+        tables["telemetry"] = sorted(map(repr, telemetry_rows(conn)))
+        return tables
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import pytest
 import redis
 from bytewax.connectors.kafka import KafkaSinkMessage
 
+from connectors.history.minute_blobs import minute_rows
 from connectors.history.rows import TelemetryRow
 from connectors.history.sqlite import SqliteHistoryStore
 from connectors.kafka import ensure_topics, read_topic
@@ -48,21 +49,26 @@ def restarted(service: Service, log_dir: Path) -> Service:
     return start_redis(log_dir, port=port)
 
 
-def row(asset: str, minute: int, last: float | int) -> TelemetryRow:
-    return TelemetryRow(asset, "s1", "soc_pct", T0 + minute * 60_000, 1, 1.0, 2.0, 1.5, last)
+def row(asset: str, minute: int, last: float, count: int = 1) -> TelemetryRow:
+    start = T0 - T0 % 60_000 + minute * 60_000  # per-minute telemetry starts on a minute
+    return TelemetryRow(asset, "s1", "soc_pct", start, count, 1.0, 2.0, 1.5,
+                        last)
 
 
 def written(path: Path) -> list[str]:
+    """The asset of each minute of telemetry in the history, sorted."""
     with sqlite3.connect(path) as conn:
-        return [a for (a,) in conn.execute("SELECT asset_id FROM telemetry ORDER BY asset_id")]
+        return sorted(r[0] for hour in conn.execute("SELECT * FROM telemetry_hours")
+                      for r in minute_rows(*hour))
 
 
 def test_an_unwritable_row_is_dead_lettered_and_the_rest_written(tmp_path: Path) -> None:
     reporter = ListReporter()
     settings = Settings(run_dir=tmp_path)
     sink = HistorySink(settings, reporter).build("history", 0, 1)
-    # 10**30 overflows SQLite's 64-bit integers: the crash of the poison-record report.
-    sink.write_batch([row("a", 0, 1.0), row("b", 0, 10**30), row("c", 0, 3.0)])
+    # 10**30 samples in a minute overflow the store's counts (the crash of the
+    # poison-record report was such a number overflowing SQLite's 64-bit integers).
+    sink.write_batch([row("a", 0, 1.0), row("b", 0, 2.0, count=10**30), row("c", 0, 3.0)])
     sink.close()
     assert written(tmp_path / "history.db") == ["a", "c"]
     [letter] = reporter.letters

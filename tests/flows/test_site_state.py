@@ -318,7 +318,7 @@ def test_the_site_warning_level_is_an_alarm_as_well_as_an_alert() -> None:
     """Alerts of the site (here the warning level from the telemetry flow's step, through
     SiteRuntime) become alarms under ids of their own, raised and cleared with them."""
     from contracts.alarm_sources import alert_alarms
-    from contracts.events import Alert
+    from contracts.events import Alert, BreachEvent
 
     state = SiteState(FLEET, "s1", CONFIG, site_contract(), FAST)
     alert = Alert(alert_id="ld_risk:s1:1", kind="ld_risk", scope_id="s1", site_id="s1",
@@ -326,6 +326,7 @@ def test_the_site_warning_level_is_an_alarm_as_well_as_an_alert() -> None:
                   message="LD risk")
     [alarm] = state.alarms_of_alerts([alert, *feed(state, [sample("u1", 0)])])
     assert alarm == alert_alarms(CONFIG.alarms, [alert])[0]
+    assert isinstance(alarm, BreachEvent)
     assert (alarm.kind, alarm.asset_id, alarm.site_id) == ("alert", "s1", "s1")
 
 
@@ -388,6 +389,23 @@ def test_a_recovery_snapshot_holding_a_closed_minute_as_rows_resumes_with_the_sa
     assert resumed.closed is not None and resumed.closed.rows() == rows
     old.__dict__["closed"] = []
     assert pickle.loads(pickle.dumps(old)).closed is None
+
+
+def test_a_closed_minute_pickled_as_its_aggregates_resumes_as_arrays() -> None:
+    """Unit-minutes held (asset, tag) → [n, min, max, Σ, last] before they were arrays: one
+    unpickled from a snapshot of then gives the same rows; one of now round-trips."""
+    class Old:
+        def __reduce__(self) -> tuple[object, ...]:  # what pickle recorded of one
+            return (object.__new__, (UnitMinute,), [
+                "s1", T0, {("u1", "soc_pct"): [3.0, 1.0, 2.0, 4.5, 2.0],
+                           ("u1-b1", "cell_temp_max_c"): [2.0, 20.0, 21.0, 41.0, 21.0]}])
+
+    resumed = pickle.loads(pickle.dumps(Old()))
+    assert isinstance(resumed, UnitMinute)
+    assert resumed.rows() == [
+        TelemetryRow("u1", "s1", "soc_pct", T0, 3, 1.0, 2.0, 1.5, 2.0),
+        TelemetryRow("u1-b1", "s1", "cell_temp_max_c", T0, 2, 20.0, 21.0, 20.5, 21.0)]
+    assert pickle.loads(pickle.dumps(resumed)) == resumed
 
 
 def test_a_recovery_snapshot_from_before_lazy_asset_timelines_resumes_them_at_its_newest_poll(
