@@ -191,9 +191,11 @@ def test_minutes_of_the_flow_are_stored_as_their_rows(tmp_path: Path) -> None:
             assert len(got) == 75
 
 
-def test_a_file_of_schema_2_keeps_its_telemetry(tmp_path: Path) -> None:
-    """Opening a file of the row-per-minute schema packs its rows into hours and drops the
-    old table; a row that did not start on a minute fills the minute it started in."""
+def test_a_file_of_schema_2_keeps_its_telemetry(tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """Opening a file of the row-per-minute schema packs its rows into hours, saying so, and
+    drops the old table; a row that did not start on a minute fills the minute it started
+    in."""
     path = tmp_path / "old.db"
     rows = [TelemetryRow("u1", "s1", "soc", T0 + m * MINUTE_MS, 1, m, m, m, m)
             for m in range(0, 200, 3)]
@@ -207,6 +209,8 @@ def test_a_file_of_schema_2_keeps_its_telemetry(tmp_path: Path) -> None:
                                      r.max, r.mean, r.last) for r in rows])
         db.execute(OLD_UPSERT, ("u1", "power_kw", T0 + 90_500, "s1", 4, 1.0, 2.0, 1.5, 2.0))
     with SqliteHistoryStore(path) as store:
+        assert "packing 68 per-minute telemetry rows" in caplog.text
+        assert "68 of 68 telemetry rows packed" in caplog.text
         assert store.schema_version == len(MIGRATIONS)
         assert store.telemetry("u1", "soc", T0, T0 + 4 * HOUR_MS, MINUTE_MS) == rows
         assert store.telemetry("u1", "power_kw", T0, T0 + HOUR_MS, MINUTE_MS) == [
