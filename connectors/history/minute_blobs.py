@@ -15,7 +15,7 @@ bit for bit what the flow computed (float64). One hour's blob:
 
 all little-endian, minutes in ascending order. At one poll a minute (replays of 1-minute
 recordings) a minute's min, max, mean and last are one value, so an hour takes 729 bytes
-instead of 2,400; at 1 s polls the hour is whole (2,649 bytes).
+instead of 2,400; at 1 s polls the hour is whole (2,169 bytes).
 
 `values` arrays are float64 `(m, 5)`: count, min, max, mean, last per minute."""
 
