@@ -65,9 +65,11 @@ def encode_many(slots: np.ndarray, values: np.ndarray) -> list[bytes]:
     count_bytes = counts.astype("<u4")
     columns = np.ascontiguousarray(values.transpose(2, 0, 1))  # (5, series, m)
     last = columns[4]
+    # Equal bit for bit, not as numbers: -0.0 is not 0.0 here (nor is one NaN another).
+    bits = columns.view(np.uint64)
     same = np.zeros(len(values), dtype=np.int64)
     for column, bit in _SAME:
-        same |= np.where((columns[column] == last).all(axis=1), bit, 0)
+        same |= np.where((bits[column] == bits[4]).all(axis=1), bit, 0)
     mask = int(_BITS[slots].sum())
     out = []
     for j, flags in enumerate(same.tolist()):
