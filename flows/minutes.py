@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 from flows.frame import Frame, Shape
-from flows.outputs import Aggregates
+from flows.outputs import Aggregates, block_of
 
 Series = tuple[tuple[str, str], ...]  # (asset, tag) of each value, in order
 
@@ -73,10 +73,7 @@ class MinuteTags:
             np.divide(self._sum, float(self._n), out=values[:, 3])
             values[:, 4] = self._last
             return series, values
-        done = self.aggregates()
-        values = np.array(list(done.values()), dtype=np.float64).reshape(len(done), 5)
-        values[:, 3] /= values[:, 0]
-        return tuple(done), values
+        return block_of(self.aggregates())
 
     def aggregates(self) -> Aggregates:
         """(asset, tag) → [count, min, max, sum, last] of the minute so far."""

@@ -46,6 +46,13 @@ class LatestValues:
 Aggregates = dict[tuple[str, str], list[float]]  # (asset, tag) → [n, min, max, Σ, last]
 
 
+def block_of(aggregates: Aggregates) -> tuple[tuple[tuple[str, str], ...], np.ndarray]:
+    """Aggregates as a `TelemetryMinute`'s series and values (the mean Σ / n)."""
+    values = np.array(list(aggregates.values()), dtype=np.float64).reshape(-1, 5)
+    values[:, 3] /= values[:, 0]
+    return tuple(aggregates), values
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class UnitMinute(TelemetryMinute):
     """A unit's closed minute for the history: count, min, max, mean and last of every tag
@@ -57,10 +64,7 @@ class UnitMinute(TelemetryMinute):
         # A recovery snapshot from before unit-minutes were arrays: site, start and
         # (asset, tag) → [n, min, max, Σ, last].
         if len(state) == 3 and isinstance(state[2], dict):
-            site_id, start_ms, aggregates = state[0], state[1], state[2]
-            values = np.array(list(aggregates.values()), dtype=np.float64).reshape(-1, 5)
-            values[:, 3] /= values[:, 0]
-            state = [site_id, start_ms, tuple(aggregates), values]
+            state = [state[0], state[1], *block_of(state[2])]
         for name, value in zip(("site_id", "start_ms", "series", "values"), state, strict=True):
             object.__setattr__(self, name, value)
 

@@ -24,9 +24,9 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from connectors.history.minute_blobs import minute_rows
 from connectors.settings import Settings
 from contracts.events import DeadLetter, TelemetrySample
+from tests.flows.harness import telemetry_rows
 
 MINUTE_MS = 60_000
 SETTLED_MS = 112_000  # a minute is written 60 s + up to 50 s after it starts (site_state)
@@ -115,11 +115,10 @@ def count_topics(bootstrap: str, settings: Settings, stop_ms: int) -> TopicCount
 def history_counts(history_db: Path) -> dict[tuple[str, int], int]:
     """(asset, minute) → samples the history's minute summary counted (its fullest tag)."""
     with sqlite3.connect(f"file:{history_db}?mode=ro", uri=True, timeout=30) as db:
-        hours = db.execute("SELECT * FROM telemetry_hours").fetchall()
+        rows = telemetry_rows(db)
     counts: dict[tuple[str, int], int] = {}
-    for hour in hours:
-        for asset, _, start, _, n, *_ in minute_rows(*hour):
-            counts[(asset, start)] = max(counts.get((asset, start), 0), n)
+    for asset, _, start, _, n, *_ in rows:
+        counts[(asset, start)] = max(counts.get((asset, start), 0), n)
     return counts
 
 

@@ -95,8 +95,8 @@ class TelemetryMinute:
         """Its rows as JSON (a dead letter's text, when the store refuses it)."""
         return orjson.dumps({"site_id": self.site_id, "start_ms": self.start_ms,
                              "rows": [[a, t, *v] for (a, t), v
-                                      in zip(self.series, self.values.tolist(), strict=True)]},
-                            option=orjson.OPT_SERIALIZE_NUMPY).decode()
+                                      in zip(self.series, self.values.tolist(), strict=True)]}
+                            ).decode()
 
     def __eq__(self, other: Any) -> bool:
         return (isinstance(other, TelemetryMinute) and self.site_id == other.site_id

@@ -20,7 +20,6 @@ import pytest
 import redis
 from bytewax.connectors.kafka import KafkaSinkMessage
 
-from connectors.history.minute_blobs import minute_rows
 from connectors.history.rows import TelemetryRow
 from connectors.history.sqlite import SqliteHistoryStore
 from connectors.kafka import ensure_topics, read_topic
@@ -33,6 +32,7 @@ from flows.kafka_sink import KafkaOutSink
 from flows.redis_sink import RedisSink
 from flows.sink_errors import KafkaReporter, ListReporter, SinkGuard, describe_json
 from infra.services import Service, start_redis
+from tests.flows.harness import telemetry_rows
 from tests.flows.timelines import T0
 
 
@@ -58,8 +58,7 @@ def row(asset: str, minute: int, last: float, count: int = 1) -> TelemetryRow:
 def written(path: Path) -> list[str]:
     """The asset of each minute of telemetry in the history, sorted."""
     with sqlite3.connect(path) as conn:
-        return sorted(r[0] for hour in conn.execute("SELECT * FROM telemetry_hours")
-                      for r in minute_rows(*hour))
+        return sorted(row[0] for row in telemetry_rows(conn))
 
 
 def test_an_unwritable_row_is_dead_lettered_and_the_rest_written(tmp_path: Path) -> None:
