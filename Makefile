@@ -20,9 +20,9 @@ WEB_BUILT := web/dist/.built
 WEB_TYPES := web/src/generated/api.ts
 WEB_TYPE_SOURCES := infra/gen_types.py $(wildcard contracts/*.py) $(shell find api -name '*.py' 2>/dev/null)
 
-.PHONY: up test lint install system-deps test-deps web web-test node clean
+.PHONY: up test lint install native system-deps test-deps web web-test node clean
 
-up: install system-deps web
+up: install native system-deps web
 	@$(PY) -m infra.cli up $(ARGS)
 
 # The files with `solo` tests: the second pass collects only them (collecting all of tests/
@@ -30,7 +30,7 @@ up: install system-deps web
 SOLO_FILES = $(shell grep -rl --include='test_*.py' 'mark.solo' tests)
 # Two workers (tests/conftest.py says which tests share one), then the `solo` tests alone;
 # `make test PYTEST_ARGS=tests/api` runs a part (exit 5 = nothing of it is `solo`).
-test: install system-deps test-deps lint web web-test
+test: install native system-deps test-deps lint web web-test
 	$(PY) -m pytest -n 2 -m "not solo" $(PYTEST_ARGS)
 	$(PY) -m pytest -m solo $(or $(PYTEST_ARGS),$(SOLO_FILES)) || [ $$? -eq 5 ]
 
@@ -56,6 +56,11 @@ $(WEB_BUILT): $(WEB_INSTALLED) $(WEB_TYPES) $(WEB_SOURCES)
 	cd web && npm run build --silent
 	@touch $@
 
+# The contract engine's hot modules compiled with mypyc (contracts/native.py): built again
+# only when they no longer match their sources; without a C compiler they run as Python.
+native: install
+	@$(PY) -m infra.native || echo "(the contract engine runs as Python: the same results, slower)"
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
@@ -76,4 +81,4 @@ test-deps:
 	@infra/install-system-deps.sh chromium:chromium
 
 clean:
-	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache web/node_modules web/dist
+	rm -rf $(VENV) .build .run .pytest_cache .mypy_cache .ruff_cache web/node_modules web/dist

@@ -4,6 +4,9 @@ intervals, evaluated in batch (target < 1 s) and fed to the incremental accumula
 receives them from several partitions.
 
     .venv/bin/python -m bench.contracts [--units 40] [--intervals 100000] [--repeat 5]
+
+It runs the engine as `contracts` loads it: compiled (`make native`) or, with
+BESSMON_NATIVE=0 or no build, as Python; the last line says which (`compiled`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from contracts.engine import evaluate
 from contracts.fleet import Fleet
 from contracts.incremental import ContractAccumulator
 from contracts.intervals import ExclusionWindow, StatusInterval
+from contracts.native import why_not_compiled
 from contracts.periods import ContractCalendar
 from infra.sim.fleetgen import generate_fleet
 
@@ -136,12 +140,14 @@ def main() -> None:
     print(f"{'what':<44}{'seconds':>10}{'intervals/s':>14}{'target':>18}")
     for what, seconds, target in rows:
         print(f"{what:<44}{seconds:>10.3f}{n / seconds:>14,.0f}{target:>18}")
+    why = why_not_compiled()
     print(f"{n:,} intervals, {len(windows)} exclusion windows, advance every 1,000, lateness "
-          f"{lateness // 1_000_000} s; incremental == batch: {all(same)}")
+          f"{lateness // 1_000_000} s; incremental == batch: {all(same)}; engine: "
+          + ("compiled" if why is None else f"Python ({why})"))
     # The last line, for scripts: one JSON object.
     print(json.dumps({"bench": "contracts", "intervals": n,
                       "seconds": {what: seconds for what, seconds, _ in rows},
-                      "incremental_equals_batch": all(same)}))
+                      "incremental_equals_batch": all(same), "compiled": why is None}))
 
 
 def arrival_order(intervals: list[StatusInterval], lateness_us: int, seed: int

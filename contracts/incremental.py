@@ -14,10 +14,12 @@ inputs kept for the last days (`KEEP_INPUTS_US`), from that day's start to the w
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+
+from mypy_extensions import mypyc_attr
 
 from contracts.contract import Contract
 from contracts.engine import (
@@ -32,6 +34,7 @@ from contracts.fleet import Fleet
 from contracts.intervals import ExclusionWindow, StatusInterval
 from contracts.ledger import Totals, UnitSweep
 from contracts.money import YearLedger
+from contracts.native import restore, state_of
 from contracts.periods import US_PER_HOUR, LocalDays, Period
 
 # A bucket: (measurement period label, start of the site-local day), both inside the period.
@@ -48,6 +51,7 @@ class LateInput(ValueError):
     """An interval or window that starts in time already booked as final."""
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
 class ContractAccumulator:
     """All units of one contract's site. Feed `add` / `add_window`; read `evaluate` for
     finalized periods and `totals` / `project` for open ones."""
@@ -72,22 +76,25 @@ class ContractAccumulator:
         self._prune_at = 4096
         # Days before this were summed into one bucket per period (`forget_before`).
         self.forgotten_before_us: int | None = None
-        # Where each asset's intervals go: to its unit as its own, or as a child's.
-        self._route: dict[str, Callable[[StatusInterval], None]] = {}
-        for asset in self.ctx.fleet.assets.values():
-            if asset.site_id == self.ctx.site.id and asset.unit_id is not None:
-                unit = self.units[asset.unit_id]
-                self._route[asset.id] = unit.add_own if asset.kind == "unit" else unit.add_child
+        self._route = self._routes()
         self._days = LocalDays(self.ctx.site.tz)
         # locate's caches: the current period and site-local day
         self._period = Period("", self.ctx.contract.measurement_period, 0, 0)
         self._day = (0, 0)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        # A recovery snapshot from before the kept site-local days.
-        self.__dict__.update(state)
-        if "_days" not in state:
+    def __getstate__(self) -> dict[str, Any]:
+        return state_of(self)
+
+    def __setstate__(self, state: Any) -> None:
+        if "_days" not in restore(self, state):  # a recovery snapshot from before them
             self._days = LocalDays(self.ctx.site.tz)
+        self._route = self._routes()  # (older snapshots held bound methods)
+
+    def _routes(self) -> dict[str, tuple[UnitSweep, bool]]:
+        """Where each asset's intervals go: its unit, and whether as the unit's own."""
+        return {asset.id: (self.units[asset.unit_id], asset.kind == "unit")
+                for asset in self.ctx.fleet.assets.values()
+                if asset.site_id == self.ctx.site.id and asset.unit_id is not None}
 
     # -- input -------------------------------------------------------------------------
 
@@ -102,7 +109,11 @@ class ContractAccumulator:
             if interval.end_us <= self.start_us:
                 return
             self._check_on_time(start, f"interval of {interval.asset_id}")
-        route(interval)
+        unit, own = route
+        if own:
+            unit.add_own(interval)
+        else:
+            unit.add_child(interval)
         newest = self.newest_start_us
         if newest is None or start > newest:
             self.newest_start_us = start
@@ -352,6 +363,7 @@ def _one_bucket(_: int) -> tuple[Hashable, int]:
     return None, 1 << 62
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
 @dataclass(frozen=True)
 class View:
     """Booked days of every unit at one moment, to sum any window of whole days from:
@@ -364,6 +376,12 @@ class View:
     booked_to: int
     maintenance_used: dict[str, dict[int, int]]
     forgotten_before_us: int | None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return state_of(self)
+
+    def __setstate__(self, state: Any) -> None:
+        restore(self, state)
 
     def _check(self, since_us: int | None) -> None:
         """Days before `forget_before`'s horizon are summed per period: no window of days
@@ -414,6 +432,7 @@ def warning_level(projected: float | None, guaranteed_pct: float, margin_pct: fl
     return "watch" if pct >= guaranteed_pct else "ld_risk"
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
 @dataclass(frozen=True)
 class Projection:
     period: str
@@ -424,3 +443,9 @@ class Projection:
     guaranteed_pct: float
     level: str  # ok | watch | ld_risk
     projected_ld: Decimal
+
+    def __getstate__(self) -> dict[str, Any]:
+        return state_of(self)
+
+    def __setstate__(self, state: Any) -> None:
+        restore(self, state)

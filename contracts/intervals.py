@@ -11,11 +11,14 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
+
+from mypy_extensions import mypyc_attr
 
 from contracts.errors import InvalidInput
 from contracts.events import Cause, State
 from contracts.fleet import Fleet
+from contracts.native import restore, state_of
 from contracts.periods import to_us
 from contracts.textfiles import read_text
 
@@ -26,6 +29,7 @@ STATUS_COLUMNS = ("asset_id", "start", "end", "state", "derate_fraction", "cause
 EXCLUSION_COLUMNS = ("scope_id", "start", "end", "reason")
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
 @dataclass(frozen=True, slots=True)
 class StatusInterval:
     """An asset's status over `[start_us, end_us)`."""
@@ -37,7 +41,14 @@ class StatusInterval:
     derate_fraction: float | None = None
     cause: Cause | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        return state_of(self)
 
+    def __setstate__(self, state: Any) -> None:
+        restore(self, state)
+
+
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
 @dataclass(frozen=True, slots=True)
 class ExclusionWindow:
     """A site (all its units) or a unit excluded for `reason` over `[start_us, end_us)`."""
@@ -46,6 +57,12 @@ class ExclusionWindow:
     start_us: int
     end_us: int
     reason: Cause
+
+    def __getstate__(self) -> dict[str, Any]:
+        return state_of(self)
+
+    def __setstate__(self, state: Any) -> None:
+        restore(self, state)
 
 
 class _Rows:

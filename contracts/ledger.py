@@ -15,8 +15,11 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 from contracts.fleet import Asset
 from contracts.intervals import ExclusionWindow, StatusInterval
+from contracts.native import restore, state_of
 from contracts.periods import US_PER_HOUR
 from contracts.rules import Class, Kind, Rollup, Rules, Why
 
@@ -26,6 +29,7 @@ OVER_ALLOWANCE = "maintenance_over_allowance"
 Locate = Callable[[int], tuple[Hashable, int]]
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
 @dataclass(slots=True)
 class Totals:
     """Time of one unit in one bucket. `loss_us` holds counted (not excluded) time by loss."""
@@ -40,6 +44,12 @@ class Totals:
     excluded_by: dict[Why, int] = field(default_factory=dict)
     # The maintenance allowance used, by contract year (a period may span two).
     allowance_used_us: dict[int, int] = field(default_factory=dict)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return state_of(self)
+
+    def __setstate__(self, state: Any) -> None:
+        restore(self, state)
 
     def add(self, other: Totals) -> None:
         self.window_us += other.window_us
@@ -74,6 +84,7 @@ class Totals:
                 self.lost_us / US_PER_HOUR)
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
 @dataclass
 class UnitScope:
     """What the sweep needs to know about one unit of a contract."""
@@ -93,19 +104,23 @@ class UnitScope:
     def __post_init__(self) -> None:
         self.rollup = Rollup(self.unit_id, self.assets)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        # A recovery snapshot from before the memo: it fills again.
-        state.setdefault("status_classes", {})
-        self.__dict__.update(state)
+    def __getstate__(self) -> dict[str, Any]:
+        return state_of(self)
+
+    def __setstate__(self, state: Any) -> None:
+        if "status_classes" not in restore(self, state):
+            # A recovery snapshot from before the memo: it fills again.
+            self.status_classes = {}
 
 
 # Event codes, in the order they apply at one instant: ends before starts. The unit's own
 # intervals have no end event: they come one after another, so nearly every end is the next
 # start, and the sweep ends the current one itself (`own_end`) — half the events of a flow.
 _CHILD_END, _WINDOW_END, _OWN_START, _CHILD_START, _WINDOW_START = range(5)
-Event = tuple[int, int, int, Any]  # (time, code, tie-breaker, interval or window)
+Event = tuple[int, int, int, "StatusInterval | ExclusionWindow"]  # (time, code, tie-breaker, item)
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
 class UnitSweep:
     """A resumable sweep of one unit's time: inputs are added as boundary events, and
     `run(to)` books `[booked_to, to)` into buckets, carrying every piece of state (the active
@@ -149,18 +164,20 @@ class UnitSweep:
         self._bucket: tuple[Hashable, int] = (None, self.booked_to)
         self._year: tuple[int, int] = (0, self.booked_to)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        # A recovery snapshot from before the carried bucket and roll-up: the next run
-        # locates its bucket and rolls the children up afresh.
-        self.__dict__.update(state)
-        if "_bucket" not in state:
+    def __getstate__(self) -> dict[str, Any]:
+        return state_of(self)
+
+    def __setstate__(self, state: Any) -> None:
+        if "_bucket" not in restore(self, state):
+            # A recovery snapshot from before the carried bucket and roll-up: the next run
+            # locates its bucket and rolls the children up afresh.
             self._bucket, self._year = (None, self.booked_to), (0, self.booked_to)
             self._rolled = {}
 
     # -- input -------------------------------------------------------------------------
 
     def _push(self, start_us: int, end_us: int, start_code: int, end_code: int,
-              item: object) -> None:
+              item: ExclusionWindow) -> None:
         """A start and an end event for the part of `item` not booked yet."""
         booked_to = self.booked_to
         lo = start_us if start_us > booked_to else booked_to
@@ -308,11 +325,15 @@ class UnitSweep:
                         next_at = event[0]
                         break
                     i += 1
-                    code, item = event[1], event[3]
+                    code = event[1]
+                    # The item's type is told by its code. (Annotated, not cast: compiled,
+                    # the annotation checks the type once and reads fields natively.)
                     if code == _OWN_START:
-                        own, own_end = item, item.end_us
+                        started: StatusInterval = event[3]  # type: ignore[assignment]
+                        own, own_end = started, started.end_us
                         own_changed = True
                     elif code in (_CHILD_START, _CHILD_END):
+                        item: StatusInterval = event[3]  # type: ignore[assignment]
                         asset_id = item.asset_id
                         if children_before is None:
                             children_before = {}
@@ -324,7 +345,8 @@ class UnitSweep:
                             losses.pop(asset_id, None)
                     else:
                         step = 1 if code == _WINDOW_START else -1
-                        reason = item.reason
+                        window: ExclusionWindow = event[3]  # type: ignore[assignment]
+                        reason = window.reason
                         if reason in excluded_reasons:
                             excluding[reason] = excluding.get(reason, 0) + step
                             excluding_reason = rules.first_excluding(excluding)

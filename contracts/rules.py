@@ -7,11 +7,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Literal
+from typing import Any, Literal
+
+from mypy_extensions import mypyc_attr
 
 from contracts.contract import Contract
 from contracts.fleet import Asset
 from contracts.intervals import StatusInterval
+from contracts.native import restore, state_of
 
 
 class Kind(Enum):
@@ -36,6 +39,7 @@ NOT_EXCLUDED: Why = ("status", "")  # the `why` of time that is not excluded (un
 Class = tuple[str, "Kind", float, Why]
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
 @dataclass(frozen=True, slots=True)
 class Rules:
     excluded_causes: frozenset[str]
@@ -45,6 +49,12 @@ class Rules:
     derate_pro_rata: bool
     gap: Kind  # what `unknown` and gaps become
     gap_loss: float
+
+    def __getstate__(self) -> dict[str, Any]:
+        return state_of(self)
+
+    def __setstate__(self, state: Any) -> None:
+        restore(self, state)
 
     @classmethod
     def of(cls, contract: Contract) -> Rules:
@@ -95,6 +105,7 @@ class Rules:
         return self.state_loss(interval)
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
 class Rollup:
     """The capacity-weighted roll-up of one unit's children (availability rules §3), planned once
     per unit: inverters weigh by rated power, blocks by rated energy, recursively; an asset with no
@@ -116,6 +127,12 @@ class Rollup:
             self.under[child_id] = child_id
             if plan is not None:
                 self.under.update(dict.fromkeys(plan.under, child_id))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return state_of(self)
+
+    def __setstate__(self, state: Any) -> None:
+        restore(self, state)
 
     def children_loss(self, own: Mapping[str, float],
                       rolled: dict[str, float] | None = None) -> float:

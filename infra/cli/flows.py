@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import signal
 import sys
 import time
@@ -26,11 +27,15 @@ def cmd_flows(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.kafka import ensure_topics
     from contracts.fleet import load_fleet
     from contracts.monitoring import load_monitoring
+    from contracts.native import why_not_compiled
     from flows.site_state import SiteSettings
     from flows.telemetry_flow import build_flow, fewer_collections
     from infra.replay import load_site_contracts
 
     setup_logging()
+    why = why_not_compiled()
+    logging.getLogger("bessmon.flows").info(
+        "contract engine: %s", "compiled" if why is None else f"Python ({why})")
     fleet = load_fleet(settings.fleet_file)
     config = load_monitoring(settings.monitoring_file)
     contracts = load_site_contracts(settings, fleet)
