@@ -65,20 +65,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     why = native.why_not_compiled()
     if not args.check and (args.force or why is not None) and why != "BESSMON_NATIVE=0":
-        if shutil.which(os.environ.get("CC", "cc")) is None:
-            print("infra.native: no C compiler (cc): the contract engine runs as Python",
-                  file=sys.stderr)
+        compiler = os.environ.get("CC", "cc")
+        if shutil.which(compiler) is None:
+            print(f"infra.native: no C compiler ({compiler}): the contract engine runs as "
+                  "Python", file=sys.stderr)
             return 1
         print(f"compiling contracts/{{{','.join(native.MODULES)}}}.py with mypyc …", flush=True)
         t = time.perf_counter()
         try:
             build()
         except (Exception, SystemExit) as exc:  # setuptools exits on a compiler error
-            print(f"infra.native: the build failed ({exc}): the contract engine runs as "
-                  "Python", file=sys.stderr)
-            return 1
-        print(f"built {native.BUILD} in {time.perf_counter() - t:.0f} s")
-        why = native.why_not_compiled()
+            print(f"infra.native: the build failed: {exc}", file=sys.stderr)
+        else:
+            print(f"built {native.BUILD} in {time.perf_counter() - t:.0f} s")
+        why = native.why_not_compiled()  # (a build that ran meanwhile may have made it)
     print("contract engine: " + ("compiled modules" if why is None else f"Python ({why})"))
     return 0 if why is None else 1
 

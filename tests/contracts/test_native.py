@@ -101,3 +101,26 @@ def test_both_forms_give_the_same_numbers_and_resume_from_each_others_snapshots(
     for resumed in (from_compiled, from_python):
         assert resumed["periods"] == python["periods"]
         assert resumed["totals"] == python["totals"]
+
+
+def test_the_build_command_says_which_form_runs_and_builds_only_when_needed(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from infra import native as build
+
+    monkeypatch.delenv("BESSMON_NATIVE", raising=False)
+    built = []
+    monkeypatch.setattr(build, "build", lambda: built.append(1))
+    compiled = native.why_not_compiled() is None
+    assert build.main([]) == (0 if compiled else 1)
+    assert built == ([] if compiled else [1])  # current: nothing to build
+    monkeypatch.setenv("BESSMON_NATIVE", "0")
+    assert build.main([]) == 1  # asked for Python: nothing built either
+    assert built == ([] if compiled else [1])
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "contract engine: Python (BESSMON_NATIVE=0)")
+
+    monkeypatch.delenv("BESSMON_NATIVE")
+    monkeypatch.setattr(native, "why_not_compiled", lambda: "not built (make native)")
+    monkeypatch.setenv("CC", "no-such-compiler")
+    assert build.main([]) == 1
+    assert "no C compiler (no-such-compiler)" in capsys.readouterr().err
