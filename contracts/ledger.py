@@ -310,6 +310,10 @@ class UnitSweep:
         else:
             totals = Totals()  # never booked to: the first piece locates its bucket
         classes, by_loss = totals.class_us, totals.loss_us
+        # Counted time of one class and loss, not yet added to `classes` and `by_loss`:
+        # consecutive pieces (split by children's changes, or statuses of one class) add up
+        # here first — two dict updates a piece were a sixth of the accumulator's time.
+        run_label, run_loss, run_us = label, 0.0, 0
         next_at = events[0][0] if n else hi  # time of events[i]
         while True:  # t < hi here: events at `hi` belong to the next run
             own_changed = False
@@ -381,12 +385,16 @@ class UnitSweep:
                 # One piece of counted time inside the bucket and year (the usual case).
                 us = t_next - t
                 totals.window_us += us
-                classes[label] = classes.get(label, 0) + us
-                by_loss[loss] = by_loss.get(loss, 0) + us
+                if label != run_label or loss != run_loss:
+                    _book_counted(classes, by_loss, run_label, run_loss, run_us)
+                    run_label, run_loss, run_us = label, loss, 0
+                run_us += us
                 t = t_next
                 if t >= hi:
                     break
                 continue
+            _book_counted(classes, by_loss, run_label, run_loss, run_us)  # before any switch
+            run_us = 0
             a = t
             while a < t_next:
                 if a >= bucket_end:
@@ -427,12 +435,20 @@ class UnitSweep:
             t = t_next
             if t >= hi:
                 break
+        _book_counted(classes, by_loss, run_label, run_loss, run_us)
         del events[:i]  # what is left stays sorted
         self._own, self._own_end, self._child_mean = own, own_end, child_mean
         self._excluding_reason, self._maintenance_n = excluding_reason, maintenance_n
         self._class = (label, kind, own_loss, why)
         self._bucket, self._year = (key, bucket_end), (year, year_end)
         self.booked_to = hi
+
+
+def _book_counted(classes: dict[str, int], by_loss: dict[float, int], label: str,
+                  loss: float, us: int) -> None:
+    if us:
+        classes[label] = classes.get(label, 0) + us
+        by_loss[loss] = by_loss.get(loss, 0) + us
 
 
 def sweep(
