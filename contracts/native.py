@@ -91,5 +91,10 @@ def restore(obj: object, state: object) -> dict[str, Any]:
         names = [f.name for f in dataclasses.fields(obj)]  # type: ignore[arg-type]
         state = dict(zip(names, state, strict=True))  # type: ignore[call-overload]
     for name, value in state.items():
-        object.__setattr__(obj, name, value)
+        try:
+            object.__setattr__(obj, name, value)
+        except AttributeError:
+            # One an older version had and this one dropped, which a compiled or slotted
+            # class cannot hold: left out (in a class with a __dict__ it sits unused).
+            continue
     return state

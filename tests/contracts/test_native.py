@@ -124,3 +124,14 @@ def test_the_build_command_says_which_form_runs_and_builds_only_when_needed(
     monkeypatch.setenv("CC", "no-such-compiler")
     assert build.main([]) == 1
     assert "no C compiler (no-such-compiler)" in capsys.readouterr().err
+
+
+def test_an_attribute_an_older_version_had_is_left_out_when_restored() -> None:
+    """What `restore` does with a snapshot's attribute the class no longer has: compiled
+    classes cannot hold it, so it is dropped; the rest is restored."""
+    from contracts.ledger import Totals
+
+    old = Totals(window_us=5, excluded_us=1).__getstate__()
+    restored = Totals.__new__(Totals)
+    restored.__setstate__({**old, "dropped_since": 1})
+    assert restored == Totals(window_us=5, excluded_us=1)
