@@ -117,7 +117,7 @@ class UnitScope:
 # intervals have no end event: they come one after another, so nearly every end is the next
 # start, and the sweep ends the current one itself (`own_end`) — half the events of a flow.
 _CHILD_END, _WINDOW_END, _OWN_START, _CHILD_START, _WINDOW_START = range(5)
-Event = tuple[int, int, int, "StatusInterval | ExclusionWindow"]  # (time, code, tie-breaker, item)
+Event = tuple[int, int, int, Any]  # (time, code, tie-breaker, interval or window)
 
 
 @mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
@@ -329,15 +329,11 @@ class UnitSweep:
                         next_at = event[0]
                         break
                     i += 1
-                    code = event[1]
-                    # The item's type is told by its code. (Annotated, not cast: compiled,
-                    # the annotation checks the type once and reads fields natively.)
+                    code, item = event[1], event[3]
                     if code == _OWN_START:
-                        started: StatusInterval = event[3]  # type: ignore[assignment]
-                        own, own_end = started, started.end_us
+                        own, own_end = item, item.end_us
                         own_changed = True
                     elif code in (_CHILD_START, _CHILD_END):
-                        item: StatusInterval = event[3]  # type: ignore[assignment]
                         asset_id = item.asset_id
                         if children_before is None:
                             children_before = {}
@@ -349,8 +345,7 @@ class UnitSweep:
                             losses.pop(asset_id, None)
                     else:
                         step = 1 if code == _WINDOW_START else -1
-                        window: ExclusionWindow = event[3]  # type: ignore[assignment]
-                        reason = window.reason
+                        reason = item.reason
                         if reason in excluded_reasons:
                             excluding[reason] = excluding.get(reason, 0) + step
                             excluding_reason = rules.first_excluding(excluding)
